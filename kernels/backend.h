@@ -1,0 +1,67 @@
+/* backend.h -- the compute backends behind one small function table.
+ *
+ * Every op takes and returns host memory in f32, row-major; a backend moves
+ * data to its device as it needs. The CPU backend is always built; the CUDA
+ * backend when nvcc was found at build time, used when a device is usable. */
+#ifndef GPUQ_BACKEND_H
+#define GPUQ_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* c[i] = alpha * op(a[i]) @ op(b[i]) for i < count. op(a) is m x k: a is stored
+ * [m, k], or [k, m] when trans_a. Strides are in elements; 0 repeats one matrix. */
+struct gpuq_matmul {
+    int trans_a, trans_b;
+    int m, n, k;
+    int count;
+    float alpha;
+    const float *a;
+    int64_t stride_a;
+    const float *b;
+    int64_t stride_b;
+    float *c;           /* [count, m, n] */
+};
+
+struct gpuq_backend;
+
+struct gpuq_backend_i {
+    const char *name;
+    void (*destroy)(struct gpuq_backend *be);
+    /* Prepares a loaded model (uploads weights). 0, or -1 with be->errstr. */
+    int (*model_load)(struct gpuq_backend *be, struct gpuq_model *m);
+    void (*model_free)(struct gpuq_backend *be, struct gpuq_model *m);
+    int (*matmul)(struct gpuq_backend *be, const struct gpuq_matmul *mm);
+    /* y [rows, d_out] = mlp(x [rows, d_in]). */
+    int (*mlp)(struct gpuq_backend *be, const struct gpuq_model *m, const float *x, int rows,
+               float *y);
+};
+
+struct gpuq_backend {
+    const struct gpuq_backend_i *iface;
+    void *ctx;
+    char desc[128];     /* "cpu (OpenBLAS, 2 threads)", "cuda device 0: NVIDIA H200" */
+    char errstr[128];   /* why the last call failed */
+};
+
+/* kind is "auto", "cpu" or "cuda". auto picks CUDA when a device is usable.
+ * Returns 0, or -1 with err (e.g. cuda asked for and unavailable). */
+int gpuq_backend_create(struct gpuq_backend *be, const char *kind, int device, char *err,
+                        size_t errlen);
+void gpuq_backend_destroy(struct gpuq_backend *be);
+
+int gpuq_backend_cpu_init(struct gpuq_backend *be);
+
+/* Scalar activation, the reference both backends follow. */
+float gpuq_act_apply(enum gpuq_act act, float x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,146 @@
+/* model.c -- mlp and index models from safetensors files. */
+#include "kernels/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/safetensors.h"
+
+static const char *act_names[] = {"none", "relu", "gelu", "silu", "tanh"};
+
+const char *gpuq_act_name(enum gpuq_act act) { return act_names[act]; }
+
+/* Copies a float tensor of the wanted shape out as f32; NULL with err set otherwise. */
+static float *take_f32(const struct gpuq_safetensors *st, const char *name, int ndim,
+                       const int64_t *shape, char *err, size_t errlen) {
+    const struct gpuq_tensor *t = gpuq_safetensors_get(st, name);
+    if (!t) {
+        snprintf(err, errlen, "missing tensor %s", name);
+        return NULL;
+    }
+    if (!gpuq_dtype_is_float(t->dtype) || t->ndim != ndim) {
+        snprintf(err, errlen, "tensor %s: want a %d-d float tensor", name, ndim);
+        return NULL;
+    }
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] >= 0 && t->shape[i] != shape[i]) {
+            snprintf(err, errlen, "tensor %s: dim %d is %lld, want %lld", name, i,
+                     (long long)t->shape[i], (long long)shape[i]);
+            return NULL;
+        }
+        if (t->shape[i] < 1 || t->shape[i] > INT32_MAX) {
+            snprintf(err, errlen, "tensor %s: dim %d out of range", name, i);
+            return NULL;
+        }
+    }
+    float *out = malloc((size_t)gpuq_tensor_numel(t) * sizeof(float));
+    if (!out) {
+        snprintf(err, errlen, "tensor %s: out of memory", name);
+        return NULL;
+    }
+    gpuq_tensor_to_f32(t, out);
+    return out;
+}
+
+static int load_mlp(struct gpuq_model *m, const struct gpuq_safetensors *st, char *err,
+                    size_t errlen) {
+    char name[64];
+    int n = 0;
+    for (;; n++) {
+        snprintf(name, sizeof(name), "layers.%d.weight", n);
+        if (!gpuq_safetensors_get(st, name)) break;
+    }
+    /* every tensor must be a layer we know: catches misnamed files */
+    if (st->n_entries != 2 * n) {
+        snprintf(err, errlen, "an mlp holds layers.<i>.weight and layers.<i>.bias for i = 0..%d "
+                 "and nothing else (found %d tensors)", n - 1, st->n_entries);
+        return -1;
+    }
+    m->kind = GPUQ_MODEL_MLP;
+    m->layers = calloc((size_t)n, sizeof(*m->layers));
+    if (!m->layers) return -1;
+    m->n_layers = n;
+    for (int i = 0; i < n; i++) {
+        struct gpuq_mlp_layer *l = &m->layers[i];
+        int64_t wshape[2] = {-1, i ? m->layers[i - 1].d_out : -1};
+        snprintf(name, sizeof(name), "layers.%d.weight", i);
+        if (!(l->w = take_f32(st, name, 2, wshape, err, errlen))) return -1;
+        const struct gpuq_tensor *t = gpuq_safetensors_get(st, name);
+        l->d_out = (int)t->shape[0];
+        l->d_in = (int)t->shape[1];
+        if (l->d_out > m->max_width) m->max_width = l->d_out;
+        int64_t bshape[1] = {l->d_out};
+        snprintf(name, sizeof(name), "layers.%d.bias", i);
+        if (!(l->b = take_f32(st, name, 1, bshape, err, errlen))) return -1;
+    }
+    m->act = GPUQ_ACT_RELU;
+    const char *act = gpuq_safetensors_meta(st, "activation");
+    if (act) {
+        int found = 0;
+        for (int a = GPUQ_ACT_RELU; a <= GPUQ_ACT_TANH; a++)
+            if (strcmp(act, act_names[a]) == 0) {
+                m->act = (enum gpuq_act)a;
+                found = 1;
+            }
+        if (!found) {
+            snprintf(err, errlen, "unknown activation '%s' (relu, gelu, silu, tanh)", act);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int gpuq_model_load(struct gpuq_model *m, const char *name, const char *path, char *err,
+                    size_t errlen) {
+    struct gpuq_safetensors st;
+    char why[256] = "out of memory";
+    int result = -1;
+    memset(m, 0, sizeof(*m));
+    if (gpuq_safetensors_load(&st, path, err, errlen) != 0) return -1;
+    if (!(m->name = strdup(name))) goto out;
+    if (gpuq_safetensors_get(&st, "embeddings")) {
+        int64_t shape[2] = {-1, -1};
+        m->kind = GPUQ_MODEL_INDEX;
+        if (st.n_entries != 1) {
+            snprintf(why, sizeof(why), "an index holds only the tensor embeddings");
+            goto fail;
+        }
+        if (!(m->embeddings = take_f32(&st, "embeddings", 2, shape, why, sizeof(why)))) goto fail;
+        m->n_rows = gpuq_safetensors_get(&st, "embeddings")->shape[0];
+        m->dim = (int)gpuq_safetensors_get(&st, "embeddings")->shape[1];
+    } else if (gpuq_safetensors_get(&st, "layers.0.weight")) {
+        if (load_mlp(m, &st, why, sizeof(why)) != 0) goto fail;
+    } else {
+        snprintf(why, sizeof(why), "neither an mlp (layers.0.weight) nor an index (embeddings)");
+        goto fail;
+    }
+    result = 0;
+    goto out;
+fail:
+    snprintf(err, errlen, "%s: %s", path, why);
+out:
+    gpuq_safetensors_free(&st);
+    if (result != 0) gpuq_model_free(m);
+    return result;
+}
+
+void gpuq_model_free(struct gpuq_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_layers; i++) {
+        free(m->layers[i].w);
+        free(m->layers[i].b);
+    }
+    free(m->layers);
+    free(m->embeddings);
+    free(m->name);
+    memset(m, 0, sizeof(*m));
+}
+
+int gpuq_model_in_dim(const struct gpuq_model *m) {
+    return m->kind == GPUQ_MODEL_MLP ? m->layers[0].d_in : m->dim;
+}
+
+int gpuq_model_out_dim(const struct gpuq_model *m) {
+    return m->kind == GPUQ_MODEL_MLP ? m->layers[m->n_layers - 1].d_out : (int)m->n_rows;
+}

@@ -1,0 +1,42 @@
+/* safetensors.h -- reader for the safetensors format (8-byte little-endian
+ * header length, JSON header, raw little-endian data).
+ *
+ * gpuq_safetensors_parse does no I/O: it validates a byte image and returns
+ * views into it, so it is tested and fuzzed on buffers. */
+#ifndef GPUQ_SAFETENSORS_H
+#define GPUQ_SAFETENSORS_H
+
+#include "kernels/tensor.h"
+
+struct gpuq_st_entry {
+    char *name;
+    struct gpuq_tensor t;   /* data points into the image */
+};
+
+struct gpuq_safetensors {
+    unsigned char *image;   /* owned only when loaded from a file */
+    size_t image_len;
+    struct gpuq_st_entry *entries;
+    int n_entries;
+    char **meta;            /* __metadata__ as key, value, key, value ... */
+    int n_meta;
+};
+
+/* Parses buf (borrowed: it must outlive st). Returns 0, or -1 with a reason
+ * in err; on failure st holds nothing and needs no free. */
+int gpuq_safetensors_parse(struct gpuq_safetensors *st, const unsigned char *buf,
+                           size_t len, char *err, size_t errlen);
+
+/* Reads path into memory and parses it; st then owns the image. */
+int gpuq_safetensors_load(struct gpuq_safetensors *st, const char *path, char *err,
+                          size_t errlen);
+
+/* NULL when absent. */
+const struct gpuq_tensor *gpuq_safetensors_get(const struct gpuq_safetensors *st,
+                                               const char *name);
+const char *gpuq_safetensors_meta(const struct gpuq_safetensors *st, const char *key);
+
+/* Frees what st holds; accepts a zeroed struct. */
+void gpuq_safetensors_free(struct gpuq_safetensors *st);
+
+#endif

@@ -1,0 +1,85 @@
+/* tensor.c -- dtype table and conversions to f32. */
+#include "kernels/tensor.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name;
+    size_t size;
+    int is_float;
+} dtypes[GPUQ_DTYPE_COUNT] = {
+    [GPUQ_DTYPE_F32] = {"f32", 4, 1},  [GPUQ_DTYPE_F16] = {"f16", 2, 1},
+    [GPUQ_DTYPE_BF16] = {"bf16", 2, 1}, [GPUQ_DTYPE_F64] = {"f64", 8, 1},
+    [GPUQ_DTYPE_I8] = {"i8", 1, 0},    [GPUQ_DTYPE_U8] = {"u8", 1, 0},
+    [GPUQ_DTYPE_I32] = {"i32", 4, 0},  [GPUQ_DTYPE_I64] = {"i64", 8, 0},
+};
+
+const char *gpuq_dtype_name(enum gpuq_dtype dt) { return dtypes[dt].name; }
+size_t gpuq_dtype_size(enum gpuq_dtype dt) { return dtypes[dt].size; }
+int gpuq_dtype_is_float(enum gpuq_dtype dt) { return dtypes[dt].is_float; }
+
+int gpuq_dtype_from_name(const char *s, size_t len) {
+    for (int i = 0; i < GPUQ_DTYPE_COUNT; i++)
+        if (strlen(dtypes[i].name) == len && memcmp(dtypes[i].name, s, len) == 0) return i;
+    return -1;
+}
+
+int64_t gpuq_tensor_numel(const struct gpuq_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->shape[i] < 0) return -1;
+        if (t->shape[i] != 0 && n > INT64_MAX / t->shape[i]) return -1;
+        n *= t->shape[i];
+    }
+    return n;
+}
+
+float gpuq_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalize */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) { man <<= 1; exp--; }
+            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+float gpuq_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+#define CONVERT(T, EXPR)                                     \
+    for (int64_t i = 0; i < n; i++) {                        \
+        T v;                                                 \
+        memcpy(&v, src + i * sizeof(T), sizeof(T));          \
+        dst[i] = (EXPR);                                     \
+    }
+
+void gpuq_tensor_to_f32(const struct gpuq_tensor *t, float *dst) {
+    const unsigned char *src = t->data;
+    int64_t n = gpuq_tensor_numel(t);
+    switch (t->dtype) {
+    case GPUQ_DTYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case GPUQ_DTYPE_F16: CONVERT(uint16_t, gpuq_f16_to_f32(v)); break;
+    case GPUQ_DTYPE_BF16: CONVERT(uint16_t, gpuq_bf16_to_f32(v)); break;
+    case GPUQ_DTYPE_F64: CONVERT(double, (float)v); break;
+    case GPUQ_DTYPE_I8: CONVERT(int8_t, (float)v); break;
+    case GPUQ_DTYPE_U8: CONVERT(uint8_t, (float)v); break;
+    case GPUQ_DTYPE_I32: CONVERT(int32_t, (float)v); break;
+    case GPUQ_DTYPE_I64: CONVERT(int64_t, (float)v); break;
+    default: break;
+    }
+}

@@ -1,0 +1,28 @@
+/* client.h -- the producer's side of the protocol: connect, enqueue jobs,
+ * wait for results. Used by `gpuq enqueue`; a client in any other language
+ * does the same with its own Redis library. */
+#ifndef GPUQ_CLIENT_H
+#define GPUQ_CLIENT_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+
+#include "queue/url.h"
+
+/* Connects, authenticates and selects the db. Returns the context, or NULL
+ * with a reason in err. The caller frees it with redisFree. */
+redisContext *gpuq_redis_connect(const struct gpuq_redis_url *u, int timeout_ms, char *err,
+                                 size_t errlen);
+
+/* XADDs n jobs (field `job`) to stream_key in one pipeline. Returns 0, or -1
+ * with err; ids receives the first entry id when not NULL. */
+int gpuq_client_enqueue(redisContext *c, const char *stream_key, char *const *jobs,
+                        const size_t *lens, int n, char *first_id, size_t id_cap, char *err,
+                        size_t errlen);
+
+/* BLPOPs one result from list, waiting up to timeout_s. Returns 1 with a
+ * malloc'd copy in *bytes (caller frees), 0 on timeout, -1 with err. */
+int gpuq_client_wait(redisContext *c, const char *list, double timeout_s, char **bytes,
+                     size_t *len, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,106 @@
+/* job.h -- the job codec: msgpack bytes <-> structs, strict, no I/O.
+ *
+ * A decoded job borrows from the bytes it was decoded from (strings and
+ * tensor data point into them), so the caller keeps those bytes alive until
+ * the job is freed. */
+#ifndef GPUQ_JOB_H
+#define GPUQ_JOB_H
+
+#include <msgpack.h>
+#include <stdint.h>
+
+#include "kernels/tensor.h"
+
+enum gpuq_op {
+    GPUQ_OP_MATMUL, GPUQ_OP_MLP, GPUQ_OP_KNN, GPUQ_OP_SOFTMAX, GPUQ_OP_LAYERNORM,
+    GPUQ_OP_IMAGE_PREPROCESS, GPUQ_OP_COUNT
+};
+
+enum gpuq_err {
+    GPUQ_ERR_NONE, GPUQ_ERR_BAD_REQUEST, GPUQ_ERR_UNKNOWN_OP, GPUQ_ERR_UNKNOWN_MODEL,
+    GPUQ_ERR_SHAPE_MISMATCH, GPUQ_ERR_DEADLINE_EXCEEDED, GPUQ_ERR_TOO_LARGE, GPUQ_ERR_INTERNAL,
+    GPUQ_ERR_WEBHOOK_FAILED
+};
+
+enum gpuq_decode {
+    GPUQ_DECODE_OK,         /* a valid job */
+    GPUQ_DECODE_INVALID,    /* a map, but invalid: job->err says why; answer with an error result */
+    GPUQ_DECODE_UNDECODABLE /* not msgpack, or not a map: nothing to answer, dead-letter it */
+};
+
+struct gpuq_str {
+    const char *ptr;        /* not NUL-terminated */
+    size_t len;
+};
+
+#define GPUQ_MAX_INPUTS 8
+#define GPUQ_MAX_ID_LEN 512
+
+struct gpuq_input {
+    struct gpuq_str name;
+    struct gpuq_tensor t;
+};
+
+struct gpuq_job {
+    msgpack_unpacked msg;   /* owns the decoded object tree */
+    int op;                 /* enum gpuq_op; -1 when unknown */
+    struct gpuq_str op_name, id, reply_to, callback, model;
+    struct gpuq_input inputs[GPUQ_MAX_INPUTS];
+    int n_inputs;
+    const msgpack_object *params;   /* a map, or NULL */
+    const msgpack_object *meta;     /* anything, or NULL */
+    int64_t deadline_ms;    /* 0: none */
+    int64_t timeout_ms;     /* 0: none */
+    int64_t priority;
+    int64_t result_ttl;     /* -1: the worker's default */
+    enum gpuq_err err;      /* set with GPUQ_DECODE_INVALID */
+    char errmsg[160];
+};
+
+/* Decodes len bytes at buf into job. Even an INVALID job has id, reply_to,
+ * callback and meta filled in where they were usable, so it can be answered.
+ * gpuq_job_free must be called whatever the outcome. */
+enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t len);
+void gpuq_job_free(struct gpuq_job *job);
+
+/* Marks the job failed with code and a printf-style message; returns -1. */
+int gpuq_job_fail(struct gpuq_job *job, enum gpuq_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The input called name, or NULL. */
+const struct gpuq_tensor *gpuq_job_input(const struct gpuq_job *job, const char *name);
+
+/* Typed params: 0 when absent (out untouched), 1 when read, -1 (and the job
+ * failed with bad_request) when present with the wrong type. */
+int gpuq_job_param_f64(struct gpuq_job *job, const char *key, double *out);
+int gpuq_job_param_i64(struct gpuq_job *job, const char *key, int64_t *out);
+int gpuq_job_param_bool(struct gpuq_job *job, const char *key, int *out);
+
+const char *gpuq_op_name(enum gpuq_op op);
+const char *gpuq_err_code(enum gpuq_err err);
+
+/* ---- results ---- */
+
+struct gpuq_output {
+    const char *name;
+    struct gpuq_tensor t;
+};
+
+struct gpuq_result {
+    struct gpuq_str id;
+    enum gpuq_err err;          /* NONE: status ok */
+    const char *errmsg;
+    const struct gpuq_output *outputs;
+    int n_outputs;
+    const msgpack_object *meta;
+    int64_t queue_us, compute_us, total_us, batch_size;
+    const char *worker;
+};
+
+/* Appends the msgpack result map to sb. Returns 0, -1 when out of memory. */
+int gpuq_result_encode(msgpack_sbuffer *sb, const struct gpuq_result *r);
+
+/* Appends the error map {"code", "message"} to sb. */
+int gpuq_error_encode(msgpack_sbuffer *sb, enum gpuq_err err, const char *msg);
+
+#endif

@@ -1,0 +1,280 @@
+/* stream.c -- Redis Streams consumer on hiredis. */
+#include "queue/stream.h"
+
+#include "queue/client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_error(struct gpuq_stream *s, int type, const char *str) {
+    s->err = type;
+    snprintf(s->errstr, sizeof(s->errstr), "%s", str ? str : "unknown error");
+}
+
+/* After an I/O error the context is useless: drop it so callers reconnect. */
+static void drop_connection(struct gpuq_stream *s) {
+    if (!s->rc) return;
+    set_error(s, s->rc->err ? s->rc->err : REDIS_ERR_IO, s->rc->err ? s->rc->errstr : "I/O error");
+    redisFree(s->rc);
+    s->rc = NULL;
+}
+
+char *gpuq_stream_key(char *buf, size_t cap, const char *prefix, const char *queue,
+                      const char *suffix) {
+    snprintf(buf, cap, "%s:{%s}:%s", prefix, queue, suffix);
+    return buf;
+}
+
+int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, const char *prefix,
+                     char *const *queues, int n_queues, const char *consumer) {
+    char key[512];
+    memset(s, 0, sizeof(*s));
+    s->url = *url;
+    snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
+    snprintf(s->consumer, sizeof(s->consumer), "%s", consumer);
+    s->queues = calloc((size_t)n_queues, sizeof(char *));
+    s->jobs_keys = calloc((size_t)n_queues, sizeof(char *));
+    s->dead_keys = calloc((size_t)n_queues, sizeof(char *));
+    if (!s->queues || !s->jobs_keys || !s->dead_keys) goto oom;
+    s->n_queues = n_queues;
+    for (int i = 0; i < n_queues; i++) {
+        s->queues[i] = strdup(queues[i]);
+        s->jobs_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "jobs"));
+        s->dead_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "dead"));
+        if (!s->queues[i] || !s->jobs_keys[i] || !s->dead_keys[i]) goto oom;
+    }
+    return 0;
+oom:
+    gpuq_stream_free(s);
+    return -1;
+}
+
+void gpuq_stream_free(struct gpuq_stream *s) {
+    if (!s) return;
+    if (s->rc) redisFree(s->rc);
+    for (int i = 0; i < s->n_queues; i++) {
+        free(s->queues[i]);
+        free(s->jobs_keys[i]);
+        free(s->dead_keys[i]);
+    }
+    free(s->queues);
+    free(s->jobs_keys);
+    free(s->dead_keys);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Runs one command; returns the reply, or NULL with errstr (connection dropped
+ * on I/O errors). An error reply is returned as it is. */
+static redisReply *command(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
+    redisReply *r = redisCommandArgv(s->rc, argc, argv, lens);
+    if (!r) drop_connection(s);
+    return r;
+}
+
+static int simple(struct gpuq_stream *s, int argc, const char **argv, const char *ok_error) {
+    redisReply *r = command(s, argc, argv, NULL);
+    if (!r) return -1;
+    int result = 0;
+    if (r->type == REDIS_REPLY_ERROR && !(ok_error && strncmp(r->str, ok_error, strlen(ok_error)) == 0)) {
+        set_error(s, REDIS_ERR_OTHER, r->str);
+        result = -1;
+    }
+    freeReplyObject(r);
+    return result;
+}
+
+int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
+    char err[128];
+    if (s->rc) redisFree(s->rc);
+    s->err = 0;
+    if (!(s->rc = gpuq_redis_connect(&s->url, timeout_ms, err, sizeof(err)))) {
+        set_error(s, REDIS_ERR_IO, err);
+        return -1;
+    }
+    /* replies to a BLOCK read come within a second; 30 s means Redis is gone */
+    struct timeval rtv = {30, 0};
+    redisSetTimeout(s->rc, rtv);
+    redisEnableKeepAlive(s->rc);
+    for (int i = 0; i < s->n_queues; i++) {
+        const char *argv[] = {"XGROUP", "CREATE", s->jobs_keys[i], GPUQ_GROUP, "0", "MKSTREAM"};
+        if (simple(s, 6, argv, "BUSYGROUP") != 0) return -1;
+    }
+    return 0;
+}
+
+static int64_t id_ms(const char *id) {
+    return strtoll(id, NULL, 10);
+}
+
+static int queue_of(const struct gpuq_stream *s, const redisReply *key) {
+    for (int i = 0; i < s->n_queues; i++)
+        if (strlen(s->jobs_keys[i]) == key->len && memcmp(s->jobs_keys[i], key->str, key->len) == 0)
+            return i;
+    return -1;
+}
+
+static void take_fields(struct gpuq_entry *e, const redisReply *fields) {
+    if (!fields || fields->type != REDIS_REPLY_ARRAY) {
+        e->deleted = 1;
+        return;
+    }
+    for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+        const redisReply *k = fields->element[f], *v = fields->element[f + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        int is_job = k->len == 3 && memcmp(k->str, "job", 3) == 0;
+        int is_json = k->len == 4 && memcmp(k->str, "json", 4) == 0;
+        if (is_job || (is_json && !e->payload.ptr)) {
+            e->payload.ptr = v->str;
+            e->payload.len = v->len;
+            e->is_json = is_json;
+        }
+    }
+}
+
+int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
+                     int pending, struct gpuq_entry *out, int cap, redisReply **reply) {
+    const char *argv[8 + 2 * 16];
+    char count_s[24], block_s[24];
+    int argc = 0;
+    *reply = NULL;
+    if (!s->rc && gpuq_stream_connect(s, 2000) != 0) return -1;
+    if (n > 16) n = 16;
+    snprintf(count_s, sizeof(count_s), "%d", count);
+    snprintf(block_s, sizeof(block_s), "%d", block_ms);
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = GPUQ_GROUP;
+    argv[argc++] = s->consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = count_s;
+    if (block_ms >= 0) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block_s;
+    }
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < n; i++) argv[argc++] = s->jobs_keys[first + i];
+    for (int i = 0; i < n; i++) argv[argc++] = pending ? "0" : ">";
+    redisReply *r = command(s, argc, argv, NULL);
+    if (!r) return -1;
+    if (r->type == REDIS_REPLY_ERROR) {
+        set_error(s, REDIS_ERR_OTHER, r->str);
+        int nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
+        freeReplyObject(r);
+        /* Redis lost its data (restart without persistence, FLUSHALL): recreate */
+        if (nogroup && gpuq_stream_connect(s, 2000) == 0) return 0;
+        return -1;
+    }
+    int got = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *st = r->element[i];
+        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2) continue;
+        int q = queue_of(s, st->element[0]);
+        const redisReply *entries = st->element[1];
+        for (size_t j = 0; q >= 0 && entries->type == REDIS_REPLY_ARRAY && j < entries->elements; j++) {
+            const redisReply *e = entries->element[j];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || got == cap) continue;
+            struct gpuq_entry *en = &out[got++];
+            memset(en, 0, sizeof(*en));
+            en->queue = q;
+            en->id.ptr = e->element[0]->str;
+            en->id.len = e->element[0]->len;
+            en->enqueued_ms = id_ms(e->element[0]->str);
+            take_fields(en, e->elements > 1 ? e->element[1] : NULL);
+        }
+    }
+    *reply = r;
+    return got;
+}
+
+/* ---- writing ---- */
+
+static void append(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
+    if (!s->rc || redisAppendCommandArgv(s->rc, argc, argv, lens) != REDIS_OK) s->failed = 1;
+    else s->queued++;
+}
+
+void gpuq_stream_begin(struct gpuq_stream *s) {
+    const char *argv[] = {"MULTI"};
+    s->queued = 0;
+    s->failed = 0;
+    append(s, 1, argv, NULL);
+}
+
+void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id,
+                            const char *bytes, size_t len, int64_t ttl_s,
+                            struct gpuq_str reply_to) {
+    char key[1024], ttl[24];
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)(ttl_s > 0 ? ttl_s : 0));
+    if (ttl_s > 0) {
+        int n = snprintf(key, sizeof(key), "%s:{%s}:result:%.*s", s->prefix, s->queues[queue],
+                         (int)id.len, id.ptr);
+        if (n >= (int)sizeof(key)) s->failed = 1;   /* the codec bounds id lengths */
+        const char *argv[] = {"SET", key, bytes, "EX", ttl};
+        size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+        append(s, 5, argv, lens);
+    }
+    if (reply_to.ptr) {
+        const char *push[] = {"RPUSH", reply_to.ptr, bytes};
+        size_t push_lens[] = {5, reply_to.len, len};
+        append(s, 3, push, push_lens);
+        /* a reply list with no result TTL still expires, after a day */
+        const char *exp[] = {"EXPIRE", reply_to.ptr, ttl_s > 0 ? ttl : "86400"};
+        size_t exp_lens[] = {6, reply_to.len, strlen(exp[2])};
+        append(s, 3, exp, exp_lens);
+    }
+}
+
+void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
+                          const char *error, size_t error_len, int64_t attempts) {
+    char att[24];
+    snprintf(att, sizeof(att), "%lld", (long long)attempts);
+    const char *argv[] = {"XADD", s->dead_keys[queue], "*", "job", job.ptr ? job.ptr : "",
+                          "error", error, "attempts", att};
+    size_t lens[] = {4, strlen(s->dead_keys[queue]), 1, 3, job.ptr ? job.len : 0, 5, error_len, 8,
+                     strlen(att)};
+    append(s, 9, argv, lens);
+}
+
+void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id) {
+    const char *argv[] = {"XACK", s->jobs_keys[queue], GPUQ_GROUP, entry_id.ptr};
+    size_t lens[] = {4, strlen(s->jobs_keys[queue]), strlen(GPUQ_GROUP), entry_id.len};
+    append(s, 4, argv, lens);
+}
+
+int gpuq_stream_commit(struct gpuq_stream *s) {
+    const char *argv[] = {s->failed ? "DISCARD" : "EXEC"};
+    int result = 0, expect = s->queued + 1;
+    append(s, 1, argv, NULL);
+    if (!s->rc) return -1;
+    for (int i = 0; i < expect; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(s->rc, (void **)&r) != REDIS_OK || !r) {
+            drop_connection(s);
+            return -1;
+        }
+        if (i == expect - 1) {
+            if (r->type != REDIS_REPLY_ARRAY) {
+                set_error(s, REDIS_ERR_OTHER, r->type == REDIS_REPLY_ERROR ? r->str
+                          : "transaction not applied");
+                result = -1;
+            }
+            /* a command that failed inside an applied transaction (say RPUSH
+             * onto a key of another type) is reported, the rest stands */
+            for (size_t j = 0; result == 0 && j < r->elements; j++)
+                if (r->element[j]->type == REDIS_REPLY_ERROR && result == 0) {
+                    set_error(s, REDIS_ERR_OTHER, r->element[j]->str);
+                    result = 1;
+                }
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            set_error(s, REDIS_ERR_OTHER, r->str);
+            result = -1;
+        }
+        freeReplyObject(r);
+    }
+    if (s->failed && result == 0) {
+        set_error(s, REDIS_ERR_OOM, "could not queue the transaction");
+        result = -1;
+    }
+    return result;
+}

@@ -1,0 +1,75 @@
+/* stream.h -- one worker's connection to Redis: reads jobs from the queues'
+ * streams through the consumer group, writes results, dead letters and acks
+ * in one MULTI/EXEC.
+ *
+ * Keys, for prefix P and queue Q: P:{Q}:jobs (stream), P:{Q}:result:<id>,
+ * P:{Q}:dead (stream). Errors set err and errstr (hiredis style); a lost
+ * connection leaves rc NULL until gpuq_stream_connect succeeds again. */
+#ifndef GPUQ_STREAM_H
+#define GPUQ_STREAM_H
+
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+
+#include "queue/job.h"
+#include "queue/url.h"
+
+#define GPUQ_GROUP "workers"
+
+struct gpuq_stream {
+    redisContext *rc;
+    struct gpuq_redis_url url;
+    char prefix[64];
+    int n_queues;
+    char **queues;          /* names, served in this order */
+    char **jobs_keys;       /* P:{Q}:jobs */
+    char **dead_keys;       /* P:{Q}:dead */
+    char consumer[128];
+    int err;                /* 0, or a REDIS_ERR_* code */
+    char errstr[128];
+    int queued;             /* commands in the open MULTI */
+    int failed;             /* an append failed: the MULTI must not be committed */
+};
+
+/* One stream entry, borrowed from the reply it came in. */
+struct gpuq_entry {
+    int queue;
+    struct gpuq_str id;
+    struct gpuq_str payload;    /* the job bytes; ptr NULL when the entry had none */
+    int is_json;                /* payload came from field json, not job */
+    int deleted;                /* a pending entry whose fields were deleted */
+    int64_t enqueued_ms;        /* from the entry id */
+};
+
+/* Copies names and builds the keys; no I/O. Returns 0, -1 when out of memory. */
+int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, const char *prefix,
+                     char *const *queues, int n_queues, const char *consumer);
+void gpuq_stream_free(struct gpuq_stream *s);
+
+/* (Re)connects, authenticates, selects the db, creates missing consumer
+ * groups (at id 0, MKSTREAM). Returns 0 or -1 with errstr. */
+int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms);
+
+/* XREADGROUP from queues [first, first+n): new entries (pending = 0) or this
+ * consumer's own pending ones (pending = 1); block_ms < 0 does not block.
+ * Fills up to cap entries, borrowed from *reply, which the caller frees with
+ * freeReplyObject once done with them. Returns the count, or -1 with errstr. */
+int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
+                     int pending, struct gpuq_entry *out, int cap, redisReply **reply);
+
+/* Writing: begin, any number of puts and acks, commit. Nothing is applied
+ * unless commit returns 0; then all of it is. */
+void gpuq_stream_begin(struct gpuq_stream *s);
+void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id,
+                            const char *bytes, size_t len, int64_t ttl_s,
+                            struct gpuq_str reply_to);
+void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
+                          const char *error, size_t error_len, int64_t attempts);
+void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id);
+int gpuq_stream_commit(struct gpuq_stream *s);
+
+/* Builds P:{Q}:jobs style keys into buf; returns buf. */
+char *gpuq_stream_key(char *buf, size_t cap, const char *prefix, const char *queue,
+                      const char *suffix);
+
+#endif

@@ -1,0 +1,20 @@
+/* url.h -- parser for redis://[[user]:password@]host[:port][/db] and
+ * unix:///path[?db=N]. No I/O. */
+#ifndef GPUQ_URL_H
+#define GPUQ_URL_H
+
+#include <stddef.h>
+
+struct gpuq_redis_url {
+    char host[256];         /* empty for a unix socket */
+    int port;
+    char path[256];         /* unix socket path */
+    char user[128];
+    char password[256];     /* empty: no AUTH */
+    int db;
+};
+
+/* Returns 0, or -1 with a reason in err. */
+int gpuq_redis_url_parse(struct gpuq_redis_url *u, const char *s, char *err, size_t errlen);
+
+#endif

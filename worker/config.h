@@ -1,0 +1,36 @@
+/* config.h -- `gpuq worker` flags, each also read from GPUQ_<FLAG>; a flag
+ * wins over its variable. */
+#ifndef GPUQ_CONFIG_H
+#define GPUQ_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct gpuq_config {
+    char *redis;
+    char **queues;
+    int n_queues;
+    char *prefix;
+    char **models;          /* NAME=PATH */
+    int n_models;
+    char *backend;
+    int64_t device;
+    int64_t max_batch;
+    int64_t max_delay_us;
+    int64_t max_attempts;
+    int64_t claim_idle_ms;
+    int64_t result_ttl;
+    char *webhook_secret;
+    char *metrics_addr;
+    char *consumer;
+    char *log_level;
+    int help;
+};
+
+/* Fills c from defaults, then the environment, then argv (after the
+ * subcommand). Returns 0, or -1 with a one-line reason in err. */
+int gpuq_config_parse(struct gpuq_config *c, int argc, char **argv, char *err, size_t errlen);
+void gpuq_config_free(struct gpuq_config *c);
+void gpuq_config_usage(FILE *f);
+
+#endif

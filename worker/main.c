@@ -1,0 +1,38 @@
+/* main.c -- `gpuq`: one program, subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "worker/enqueue.h"
+#include "worker/worker.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: gpuq <command> [flags]\n\n"
+               "gpuq batches small compute jobs from Redis queues into large GEMMs and kernels.\n\n"
+               "commands:\n"
+               "  worker     serve queues: fetch, batch, compute, write results\n"
+               "  enqueue    put jobs on a queue from the shell, optionally wait for results\n"
+               "  version    print the version\n"
+               "  help       this text\n\n"
+               "`gpuq <command> --help` describes each command's flags.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "worker") == 0) return gpuq_worker_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "enqueue") == 0) return gpuq_enqueue_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("gpuq %s\n", GPUQ_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "gpuq: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}
