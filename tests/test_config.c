@@ -1,0 +1,67 @@
+/* test_config.c -- worker flags, environment variables and their precedence. */
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "worker/config.h"
+
+static int parse(struct gpuq_config *c, char *err, int argc, ...) {
+    char *argv[16];
+    va_list ap;
+    va_start(ap, argc);
+    for (int i = 0; i < argc; i++) argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    return gpuq_config_parse(c, argc, argv, err, 256);
+}
+
+int main(void) {
+    struct gpuq_config c;
+    char err[256];
+    CHECK(parse(&c, err, 0) == 0);
+    CHECK_STR(c.redis, "redis://127.0.0.1:6379");
+    CHECK(c.n_queues == 1 && strcmp(c.queues[0], "default") == 0);
+    CHECK(c.max_batch == 256 && c.max_delay_us == 2000 && c.max_attempts == 5);
+    CHECK(c.claim_idle_ms == 30000 && c.result_ttl == 3600 && c.device == 0);
+    CHECK_STR(c.backend, "auto");
+    CHECK_STR(c.prefix, "gpuq");
+    CHECK(c.consumer && strchr(c.consumer, ':'));
+    gpuq_config_free(&c);
+
+    CHECK(parse(&c, err, 7, "--queue", "hi", "--queue=default", "--max-batch", "7",
+                "--model", "m=/x.safetensors") == 0);
+    CHECK(c.n_queues == 2 && strcmp(c.queues[0], "hi") == 0 && strcmp(c.queues[1], "default") == 0);
+    CHECK(c.max_batch == 7 && c.n_models == 1);
+    gpuq_config_free(&c);
+
+    /* the environment, and a flag winning over it */
+    setenv("GPUQ_QUEUE", "a,b,c", 1);
+    setenv("GPUQ_MAX_BATCH", "64", 1);
+    setenv("GPUQ_RESULT_TTL", "0", 1);
+    CHECK(parse(&c, err, 0) == 0);
+    CHECK(c.n_queues == 3 && strcmp(c.queues[2], "c") == 0);
+    CHECK(c.max_batch == 64 && c.result_ttl == 0);
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 4, "--queue", "z", "--max-batch", "9") == 0);
+    CHECK(c.n_queues == 1 && strcmp(c.queues[0], "z") == 0 && c.max_batch == 9);
+    gpuq_config_free(&c);
+    setenv("GPUQ_MAX_BATCH", "lots", 1);
+    CHECK(parse(&c, err, 0) == -1 && strstr(err, "GPUQ_MAX_BATCH") != NULL);
+    gpuq_config_free(&c);
+    unsetenv("GPUQ_QUEUE");
+    unsetenv("GPUQ_MAX_BATCH");
+    unsetenv("GPUQ_RESULT_TTL");
+
+    CHECK(parse(&c, err, 1, "--max-bach") == -1 && strstr(err, "unknown flag '--max-bach'"));
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 2, "--max-batch", "0") == -1 && strstr(err, "--max-batch"));
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 1, "--redis") == -1 && strstr(err, "needs a value"));
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 1, "stray") == -1 && strstr(err, "unexpected argument"));
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 2, "--webhook-secret", "nope") == -1 && strstr(err, "whsec_"));
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 1, "--help") == 0 && c.help == 1);
+    gpuq_config_free(&c);
+    return check_done("test_config");
+}
