@@ -87,11 +87,6 @@ static int load_models(struct worker *w, char *err, size_t errlen) {
             snprintf(err, errlen, "--model %s: %s backend: %s", name, w->be.iface->name, w->be.errstr);
             return -1;
         }
-        if (m->kind == GPUQ_MODEL_MLP)
-            log_info("model %s: mlp %d layers, %d -> %d, %s, from %s", name, m->n_layers,
-                     gpuq_model_in_dim(m), gpuq_model_out_dim(m), gpuq_act_name(m->act), eq + 1);
-        else
-            log_info("model %s: index %lld x %d, from %s", name, (long long)m->n_rows, m->dim, eq + 1);
     }
     return 0;
 }
@@ -111,7 +106,6 @@ static int start(struct worker *w, int argc, char **argv, char *err, size_t errl
     gpuq_log_set_level((enum gpuq_log_level)level);
     if (gpuq_redis_url_parse(&url, w->cfg.redis, err, errlen) != 0) return -1;
     if (gpuq_backend_create(&w->be, w->cfg.backend, (int)w->cfg.device, err, errlen) != 0) return -1;
-    log_info("gpuq %s worker %s: backend %s", GPUQ_VERSION, w->cfg.consumer, w->be.desc);
     if (load_models(w, err, errlen) != 0) return -1;
     w->ops.be = &w->be;
     w->ops.models = w->models;
@@ -132,6 +126,16 @@ static int start(struct worker *w, int argc, char **argv, char *err, size_t errl
     if (!w->tasks || !w->order || !w->entries || !w->replies) return -1;
     msgpack_sbuffer_init(&w->sb);
     w->need_pending = 1;    /* a restarted worker with a fixed --consumer finishes its own */
+    /* the summary comes once everything is up: a failed start says one line */
+    log_info("gpuq %s worker %s: backend %s", GPUQ_VERSION, w->cfg.consumer, w->be.desc);
+    for (int i = 0; i < w->n_models; i++) {
+        const struct gpuq_model *m = &w->models[i];
+        if (m->kind == GPUQ_MODEL_MLP)
+            log_info("model %s: mlp %d layers, %d -> %d, %s", m->name, m->n_layers,
+                     gpuq_model_in_dim(m), gpuq_model_out_dim(m), gpuq_act_name(m->act));
+        else
+            log_info("model %s: index %lld x %d", m->name, (long long)m->n_rows, m->dim);
+    }
     char queues[256] = "";
     for (int i = 0; i < w->cfg.n_queues; i++)
         snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",

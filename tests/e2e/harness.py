@@ -1,0 +1,186 @@
+"""Test harness: a throwaway redis-server, real gpuq workers, and a client
+written from docs/protocol.md alone (redis-py, msgpack, numpy)."""
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+try:
+    import msgpack
+    import numpy as np
+    import redis
+except ImportError as e:  # scripts/setup installs them; say so rather than fail obscurely
+    print(f"SKIPPED: missing Python module: {e}")
+    sys.exit(77)
+
+GPUQ = os.environ.get("GPUQ_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "gpuq")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    """redis-server on a free port in a temp dir, no persistence."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="gpuq-test-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.client = redis.Redis(port=self.port)
+        for _ in range(200):
+            try:
+                self.client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def save_safetensors(path, tensors, metadata=None):
+    header, blobs, off = {}, [], 0
+    for name, a in tensors.items():
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        b = a.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    if metadata:
+        header["__metadata__"] = metadata
+    h = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def make_mlp(path, widths, seed=0, activation=None):
+    """Random mlp; returns its layers as [(w, b), ...]."""
+    rng = np.random.default_rng(seed)
+    tensors, layers = {}, []
+    for i in range(len(widths) - 1):
+        w = (rng.standard_normal((widths[i + 1], widths[i])) / np.sqrt(widths[i])).astype(np.float32)
+        b = rng.standard_normal(widths[i + 1]).astype(np.float32)
+        tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"] = w, b
+        layers.append((w, b))
+    save_safetensors(path, tensors, {"activation": activation} if activation else None)
+    return layers
+
+
+def mlp_ref(layers, x):
+    y = x.astype(np.float64)
+    for i, (w, b) in enumerate(layers):
+        y = y @ w.T.astype(np.float64) + b
+        if i < len(layers) - 1:
+            y = np.maximum(y, 0)
+    return y
+
+
+def tensor(a, dtype=None):
+    a = np.ascontiguousarray(a)
+    if dtype == "bf16":
+        bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+        return {"dtype": "bf16", "shape": list(a.shape), "data": (bits >> 16).astype("<u2").tobytes()}
+    names = {np.float32: "f32", np.float16: "f16", np.float64: "f64", np.int8: "i8",
+             np.uint8: "u8", np.int32: "i32", np.int64: "i64"}
+    return {"dtype": names[a.dtype.type], "shape": list(a.shape), "data": a.astype(a.dtype.newbyteorder("<")).tobytes()}
+
+
+def from_tensor(t):
+    dt = {"f32": "<f4", "i64": "<i8", "f16": "<f2", "f64": "<f8"}[t["dtype"]]
+    return np.frombuffer(t["data"], dtype=dt).reshape(t["shape"])
+
+
+class Worker:
+    def __init__(self, redis_url, *args, env=None):
+        self.log = tempfile.NamedTemporaryFile(prefix="gpuq-worker-", suffix=".log", delete=False)
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen([GPUQ, "worker", "--redis", redis_url, "--backend", "cpu", *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if "ready" in self.output() or self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        if "ready" not in self.output():
+            raise RuntimeError("worker did not start:\n" + self.output())
+
+    def output(self):
+        with open(self.log.name) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=timeout)
+        os.unlink(self.log.name)
+        return rc
+
+
+class Client:
+    """Enqueue and wait, as a user's backend would."""
+
+    def __init__(self, r, prefix="gpuq", queue="default"):
+        self.r, self.prefix, self.queue = r, prefix, queue
+
+    def key(self, suffix, queue=None):
+        return f"{self.prefix}:{{{queue or self.queue}}}:{suffix}"
+
+    def enqueue(self, job, queue=None, raw=None):
+        fields = {"job": raw if raw is not None else msgpack.packb(job, use_bin_type=True)}
+        return self.r.xadd(self.key("jobs", queue), fields).decode()
+
+    def wait(self, reply_to, timeout=20):
+        item = self.r.blpop([reply_to], timeout=timeout)
+        if item is None:
+            raise AssertionError(f"no result on {reply_to} within {timeout} s")
+        return msgpack.unpackb(item[1], raw=False)
+
+    def result(self, job_id, queue=None):
+        b = self.r.get(self.key(f"result:{job_id}", queue))
+        return None if b is None else msgpack.unpackb(b, raw=False)
+
+
+class WorkerTest(unittest.TestCase):
+    """Each test gets a fresh Redis; start workers with self.worker(...)."""
+
+    def setUp(self):
+        self.redis = Redis()
+        self.r = self.redis.client
+        self.client = Client(self.r)
+        self.tmp = tempfile.mkdtemp(prefix="gpuq-e2e-")
+        self.workers = []
+
+    def tearDown(self):
+        for w in self.workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+        self.redis.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def worker(self, *args, env=None):
+        w = Worker(self.redis.url, *args, env=env)
+        self.workers.append(w)
+        return w
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)

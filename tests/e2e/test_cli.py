@@ -1,0 +1,108 @@
+"""The command line as operators and scripts use it: start-up errors exit 2
+with one line, flags and GPUQ_* variables, SIGTERM, queue order, `gpuq enqueue`."""
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+import numpy as np
+
+from harness import GPUQ, Client, WorkerTest, free_port, from_tensor, make_mlp, mlp_ref, tensor
+
+
+def run(*args, env=None, timeout=30):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([GPUQ, *args], capture_output=True, text=True, env=e, timeout=timeout)
+
+
+class StartupErrors(WorkerTest):
+    def assert_exit2(self, args, env=None, mention=""):
+        p = run("worker", "--redis", self.redis.url, *args, env=env)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        lines = p.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertIn(mention, lines[0])
+        # nothing was taken from the queue
+        self.assertEqual(self.r.xlen("gpuq:{default}:jobs"), 0)
+
+    def test_exit_2(self):
+        self.assert_exit2(["--max-batch", "zero"], mention="--max-batch")
+        self.assert_exit2(["--no-such-flag"], mention="--no-such-flag")
+        self.assert_exit2(["--backend", "tpu"], mention="tpu")
+        self.assert_exit2(["--model", "m=/nonexistent.safetensors"], mention="/nonexistent.safetensors")
+        with open(self.path("bad.safetensors"), "wb") as f:
+            f.write(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
+        self.assert_exit2(["--model", f"m={self.path('bad.safetensors')}"], mention="bad.safetensors")
+        self.assert_exit2(["--model", "justaname"], mention="NAME=PATH")
+        self.assert_exit2([], env={"GPUQ_MAX_DELAY_US": "-5"}, mention="GPUQ_MAX_DELAY_US")
+        p = run("worker", "--redis", f"redis://127.0.0.1:{free_port()}", "--backend", "cpu")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("cannot use Redis", p.stderr)
+        p = run("worker", "--redis", "http://x")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("bad Redis URL", p.stderr)
+
+    def test_help_and_version(self):
+        p = run("worker", "--help")
+        self.assertEqual(p.returncode, 0)
+        for flag in ("--redis", "--queue", "--max-batch", "--max-delay-us", "--result-ttl", "--consumer"):
+            self.assertIn(flag, p.stdout)
+        self.assertEqual(run("version").returncode, 0)
+        self.assertIn("worker", run("--help").stdout)
+        self.assertEqual(run("frobnicate").returncode, 2)
+
+
+class Serving(WorkerTest):
+    def test_sigterm_stops_cleanly(self):
+        w = self.worker()
+        t = time.time()
+        self.assertEqual(w.stop(signal.SIGTERM), 0)
+        self.assertLess(time.time() - t, 5)
+
+    def test_env_queues_prefix_and_order(self):
+        make_mlp(self.path("m.safetensors"), [4, 2])
+        hi, lo = Client(self.r, "app", "hi"), Client(self.r, "app", "lo")
+        reply = "app:{hi}:reply:order"
+        x = tensor(np.ones((1, 4), np.float32))
+        # 40 low-priority-queue jobs first, then 40 on the high queue
+        for i in range(40):
+            lo.enqueue({"op": "mlp", "model": "m", "inputs": {"x": x}, "id": f"lo{i}", "reply_to": reply})
+        for i in range(40):
+            hi.enqueue({"op": "mlp", "model": "m", "inputs": {"x": x}, "id": f"hi{i}", "reply_to": reply})
+        self.worker("--max-batch", "8", env={"GPUQ_QUEUE": "hi,lo", "GPUQ_PREFIX": "app",
+                                             "GPUQ_MODEL": f"m={self.path('m.safetensors')}"})
+        order = [Client(self.r).wait(reply)["id"] for _ in range(80)]
+        self.assertEqual(sorted(order[:40]), sorted(f"hi{i}" for i in range(40)), order)
+        self.assertIsNotNone(hi.result("hi0"))
+        self.assertIsNotNone(lo.result("lo0"))
+
+    def test_enqueue_cli(self):
+        layers = make_mlp(self.path("m.safetensors"), [6, 3])
+        self.worker("--model", f"m={self.path('m.safetensors')}")
+        x = np.random.default_rng(1).standard_normal((2, 6)).astype(np.float32)
+        np.save(self.path("x.npy"), x)
+        out = self.path("out")
+        p = run("enqueue", "--redis", self.redis.url, "--op", "mlp", "--model", "m",
+                "--input", f"x={self.path('x.npy')}", "--id", "cli1", "--meta", "hi",
+                "--wait", "10", "--out", out)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("status: ok", p.stdout)
+        self.assertIn("output y: f32 [2, 3]", p.stdout)
+        np.testing.assert_allclose(np.load(os.path.join(out, "y.npy")), mlp_ref(layers, x), rtol=1e-4, atol=1e-5)
+        p = run("enqueue", "--redis", self.redis.url, "--op", "matmul", "--input", "a=rand:2x3",
+                "--input", "b=rand:4x5", "--wait", "10")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("shape_mismatch", p.stdout)
+        p = run("enqueue", "--redis", self.redis.url, "--op", "mlp", "--model", "m",
+                "--input", "x=rand:1x6:f16", "--count", "300", "--wait", "20", "--quiet")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("300 results (300 ok, 0 errors)", p.stdout)
+        p = run("enqueue", "--redis", self.redis.url, "--op", "mlp", "--input", "x=rand:1x6")
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("enqueued 1 job", p.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
