@@ -7,7 +7,7 @@
 #include "kernels/backend.h"
 
 /* c = alpha * op(a) op(b), one matrix, in double */
-static void ref_matmul(const struct gpuq_matmul *mm, const float *a, const float *b, float *c) {
+static inline void ref_matmul(const struct gpuq_matmul *mm, const float *a, const float *b, float *c) {
     for (int i = 0; i < mm->m; i++)
         for (int j = 0; j < mm->n; j++) {
             double s = 0;
@@ -20,7 +20,7 @@ static void ref_matmul(const struct gpuq_matmul *mm, const float *a, const float
         }
 }
 
-static void ref_mlp(const struct gpuq_model *m, const float *x, int rows, float *y) {
+static inline void ref_mlp(const struct gpuq_model *m, const float *x, int rows, float *y) {
     float *in = malloc((size_t)rows * 4096 * sizeof(float)), *out = malloc((size_t)rows * 4096 * sizeof(float));
     memcpy(in, x, (size_t)rows * m->layers[0].d_in * sizeof(float));
     for (int l = 0; l < m->n_layers; l++) {
@@ -40,14 +40,14 @@ static void ref_mlp(const struct gpuq_model *m, const float *x, int rows, float 
     free(out);
 }
 
-static float *rand_floats(size_t n, unsigned *seed) {
+static inline float *rand_floats(size_t n, unsigned *seed) {
     float *p = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) p[i] = check_rand(seed);
     return p;
 }
 
 /* A random mlp with the given widths (widths[0] = d_in). */
-static void rand_mlp(struct gpuq_model *m, const int *widths, int n_layers, enum gpuq_act act,
+static inline void rand_mlp(struct gpuq_model *m, const int *widths, int n_layers, enum gpuq_act act,
                      unsigned *seed) {
     memset(m, 0, sizeof(*m));
     m->n_layers = n_layers;
@@ -65,7 +65,7 @@ static void rand_mlp(struct gpuq_model *m, const int *widths, int n_layers, enum
 /* Checks be's matmul against ref_matmul for every transpose, a batch with
  * broadcast b, and awkward sizes; and its mlp for every activation.
  * tol is relative (f32 sums of different order differ). */
-static void check_backend(struct gpuq_backend *be, double tol) {
+static inline void check_backend(struct gpuq_backend *be, double tol) {
     unsigned seed = 42;
     static const int sizes[][4] = {{1, 1, 1, 1}, {3, 5, 7, 2}, {17, 1, 33, 4}, {64, 48, 96, 3},
                                    {1, 300, 2, 1}, {129, 65, 31, 5}};
