@@ -140,6 +140,8 @@ static int start(struct worker *w, int argc, char **argv, char *err, size_t errl
     for (int i = 0; i < w->cfg.n_queues; i++)
         snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
                  w->cfg.queues[i]);
+    if (w->cfg.metrics_addr) log_warn("--metrics-addr: metrics are not served by this version");
+    if (w->cfg.webhook_secret) log_warn("--webhook-secret: webhooks are not sent by this version");
     log_info("serving %s on %s prefix %s: max-batch %lld rows, max-delay %lld us, result-ttl %lld s",
              queues, url.path[0] ? url.path : url.host, w->cfg.prefix, (long long)w->cfg.max_batch,
              (long long)w->cfg.max_delay_us, (long long)w->cfg.result_ttl);
