@@ -29,18 +29,59 @@ struct gpuq_matmul {
     float *c;           /* [count, m, n] */
 };
 
+enum gpuq_metric { GPUQ_METRIC_COSINE, GPUQ_METRIC_DOT, GPUQ_METRIC_L2 };
+
+/* knn of rows queries [rows, dim] against an index: the k best per row,
+ * highest score first for cosine and dot, lowest squared distance first for
+ * l2; ties go to the lower index. */
+struct gpuq_knn {
+    const struct gpuq_model *index;
+    enum gpuq_metric metric;
+    int k;
+    const float *q;
+    int rows;
+    int64_t *indices;   /* [rows, k] */
+    float *scores;      /* [rows, k] */
+};
+
+/* layernorm over the last axis; row r uses parameter set row_set[r]: gamma
+ * and beta rows [n_sets, cols] and eps[n_sets]. */
+struct gpuq_layernorm {
+    const float *x;
+    int rows, cols;
+    const int *row_set;
+    const float *gamma, *beta, *eps;
+    float *y;
+};
+
+/* One image of a batch: u8 [h, w, c] in, f32 [c, out_h, out_w] out,
+ * (bilinear(x)/255 - mean[ch]) / std[ch]. */
+struct gpuq_image {
+    const unsigned char *src;
+    int h, w, c;
+    int out_h, out_w;
+    const float *mean, *std;    /* [c] */
+    float *dst;
+};
+
 struct gpuq_backend;
 
+/* A backend may leave an op NULL: the worker then runs it on the CPU. */
 struct gpuq_backend_i {
     const char *name;
     void (*destroy)(struct gpuq_backend *be);
     /* Prepares a loaded model (uploads weights). 0, or -1 with be->errstr. */
     int (*model_load)(struct gpuq_backend *be, struct gpuq_model *m);
     void (*model_free)(struct gpuq_backend *be, struct gpuq_model *m);
-    int (*matmul)(struct gpuq_backend *be, const struct gpuq_matmul *mm);
+    /* n groups, each a strided batch of one shape (a grouped GEMM). */
+    int (*matmul)(struct gpuq_backend *be, const struct gpuq_matmul *mm, int n);
     /* y [rows, d_out] = mlp(x [rows, d_in]). */
     int (*mlp)(struct gpuq_backend *be, const struct gpuq_model *m, const float *x, int rows,
                float *y);
+    int (*knn)(struct gpuq_backend *be, const struct gpuq_knn *q);
+    int (*softmax)(struct gpuq_backend *be, const float *x, int rows, int cols, float *y);
+    int (*layernorm)(struct gpuq_backend *be, const struct gpuq_layernorm *ln);
+    int (*image)(struct gpuq_backend *be, const struct gpuq_image *im, int n);
 };
 
 struct gpuq_backend {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu_ops.h"
 
 struct cpu_ctx {
     float *scratch[2];      /* mlp activations, grown to the largest batch seen */
@@ -27,20 +28,23 @@ static int cpu_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
 
 static void cpu_model_free(struct gpuq_backend *be, struct gpuq_model *m) { (void)be, (void)m; }
 
-static int cpu_matmul(struct gpuq_backend *be, const struct gpuq_matmul *mm) {
+static int cpu_matmul(struct gpuq_backend *be, const struct gpuq_matmul *groups, int n) {
     (void)be;
-    int lda = mm->trans_a ? mm->m : mm->k, ldb = mm->trans_b ? mm->k : mm->n;
-    for (int i = 0; i < mm->count; i++)
-        cblas_sgemm(CblasRowMajor, mm->trans_a ? CblasTrans : CblasNoTrans,
-                    mm->trans_b ? CblasTrans : CblasNoTrans, mm->m, mm->n, mm->k, mm->alpha,
-                    mm->a + i * mm->stride_a, lda, mm->b + i * mm->stride_b, ldb, 0.0f,
-                    mm->c + (int64_t)i * mm->m * mm->n, mm->n);
+    for (const struct gpuq_matmul *mm = groups; mm < groups + n; mm++) {
+        int lda = mm->trans_a ? mm->m : mm->k, ldb = mm->trans_b ? mm->k : mm->n;
+        for (int i = 0; i < mm->count; i++)
+            cblas_sgemm(CblasRowMajor, mm->trans_a ? CblasTrans : CblasNoTrans,
+                        mm->trans_b ? CblasTrans : CblasNoTrans, mm->m, mm->n, mm->k, mm->alpha,
+                        mm->a + i * mm->stride_a, lda, mm->b + i * mm->stride_b, ldb, 0.0f,
+                        mm->c + (int64_t)i * mm->m * mm->n, mm->n);
+    }
     return 0;
 }
 
 /* Grows the scratch buffers; the steady state allocates nothing. */
 static int ensure_scratch(struct gpuq_backend *be, struct cpu_ctx *c, size_t floats) {
     if (floats <= c->scratch_cap) return 0;
+    if (floats < 2 * c->scratch_cap) floats = 2 * c->scratch_cap;
     for (int i = 0; i < 2; i++) {
         float *p = realloc(c->scratch[i], floats * sizeof(float));
         if (!p) {
@@ -51,6 +55,11 @@ static int ensure_scratch(struct gpuq_backend *be, struct cpu_ctx *c, size_t flo
     }
     c->scratch_cap = floats;
     return 0;
+}
+
+float *gpuq_cpu_scratch(struct gpuq_backend *be, int i, size_t floats) {
+    struct cpu_ctx *c = be->ctx;
+    return ensure_scratch(be, c, floats) == 0 ? c->scratch[i] : NULL;
 }
 
 static int cpu_mlp(struct gpuq_backend *be, const struct gpuq_model *m, const float *x,
@@ -81,6 +90,10 @@ static const struct gpuq_backend_i cpu_iface = {
     .model_free = cpu_model_free,
     .matmul = cpu_matmul,
     .mlp = cpu_mlp,
+    .knn = gpuq_cpu_knn,
+    .softmax = gpuq_cpu_softmax,
+    .layernorm = gpuq_cpu_layernorm,
+    .image = gpuq_cpu_image,
 };
 
 int gpuq_backend_cpu_init(struct gpuq_backend *be) {

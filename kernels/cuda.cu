@@ -138,7 +138,7 @@ fail:
     return -1;
 }
 
-static int cuda_matmul(struct gpuq_backend *be, const struct gpuq_matmul *mm) {
+static int cuda_matmul_one(struct gpuq_backend *be, const struct gpuq_matmul *mm) {
     struct cuda_ctx *c = (struct cuda_ctx *)be->ctx;
     size_t na = (size_t)mm->m * mm->k, nb = (size_t)mm->k * mm->n, nc = (size_t)mm->m * mm->n;
     size_t ta = mm->stride_a ? na * mm->count : na, tb = mm->stride_b ? nb * mm->count : nb;
@@ -155,6 +155,14 @@ static int cuda_matmul(struct gpuq_backend *be, const struct gpuq_matmul *mm) {
     CUDA_CHECK(be, cudaMemcpyAsync(mm->c, c->buf[2], nc * mm->count * 4, cudaMemcpyDeviceToHost,
                                    c->stream));
     CUDA_CHECK(be, cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+/* Groups run one after another; a single grouped GEMM comes with cuBLAS 12.5's
+ * cublasGemmGroupedBatchedEx. */
+static int cuda_matmul(struct gpuq_backend *be, const struct gpuq_matmul *mm, int n) {
+    for (int i = 0; i < n; i++)
+        if (cuda_matmul_one(be, &mm[i]) != 0) return -1;
     return 0;
 }
 
@@ -188,6 +196,7 @@ static int cuda_mlp(struct gpuq_backend *be, const struct gpuq_model *m, const f
 
 static const struct gpuq_backend_i cuda_iface = {
     "cuda", cuda_destroy, cuda_model_load, cuda_model_free, cuda_matmul, cuda_mlp,
+    NULL, NULL, NULL, NULL,     /* knn, softmax, layernorm, image: on the CPU for now */
 };
 
 extern "C" int gpuq_cuda_device_count(void) {

@@ -1,6 +1,7 @@
 /* model.c -- mlp and index models from safetensors files. */
 #include "kernels/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,12 @@ int gpuq_model_load(struct gpuq_model *m, const char *name, const char *path, ch
         if (!(m->embeddings = take_f32(&st, "embeddings", 2, shape, why, sizeof(why)))) goto fail;
         m->n_rows = gpuq_safetensors_get(&st, "embeddings")->shape[0];
         m->dim = (int)gpuq_safetensors_get(&st, "embeddings")->shape[1];
+        if (!(m->norms = malloc((size_t)m->n_rows * sizeof(float)))) goto out;
+        for (int64_t r = 0; r < m->n_rows; r++) {
+            double s = 0;
+            for (int j = 0; j < m->dim; j++) s += (double)m->embeddings[r * m->dim + j] * m->embeddings[r * m->dim + j];
+            m->norms[r] = (float)sqrt(s);
+        }
     } else if (gpuq_safetensors_get(&st, "layers.0.weight")) {
         if (load_mlp(m, &st, why, sizeof(why)) != 0) goto fail;
     } else {
@@ -133,6 +140,7 @@ void gpuq_model_free(struct gpuq_model *m) {
     }
     free(m->layers);
     free(m->embeddings);
+    free(m->norms);
     free(m->name);
     memset(m, 0, sizeof(*m));
 }

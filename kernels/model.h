@@ -35,6 +35,7 @@ struct gpuq_model {
     int64_t n_rows;
     int dim;
     float *embeddings;          /* [n_rows, dim] */
+    float *norms;               /* [n_rows]: L2 norm of each embedding */
     void *backend_data;         /* owned by the backend that set it */
 };
 

@@ -305,18 +305,24 @@ static const msgpack_object *param(struct gpuq_job *job, const char *key) {
     return map_get(job->params, key);
 }
 
-int gpuq_job_param_f64(struct gpuq_job *job, const char *key, double *out) {
-    const msgpack_object *v = param(job, key);
+
+static int number(const msgpack_object *v, double *out) {
     int64_t i;
-    if (!v) return 0;
     if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64) {
         *out = v->via.f64;
-        return 1;
+        return 0;
     }
     if (get_int(v, &i) == 0) {
         *out = (double)i;
-        return 1;
+        return 0;
     }
+    return -1;
+}
+
+int gpuq_job_param_f64(struct gpuq_job *job, const char *key, double *out) {
+    const msgpack_object *v = param(job, key);
+    if (!v) return 0;
+    if (number(v, out) == 0) return 1;
     return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "param %s must be a number", key);
 }
 
@@ -335,6 +341,36 @@ int gpuq_job_param_bool(struct gpuq_job *job, const char *key, int *out) {
         return 1;
     }
     return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "param %s must be a boolean", key);
+}
+
+int gpuq_job_param_str(struct gpuq_job *job, const char *key, struct gpuq_str *out) {
+    const msgpack_object *v = param(job, key);
+    if (!v) return 0;
+    if (v->type == MSGPACK_OBJECT_STR) {
+        out->ptr = v->via.str.ptr;
+        out->len = v->via.str.size;
+        return 1;
+    }
+    return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "param %s must be a string", key);
+}
+
+int gpuq_job_param_f64s(struct gpuq_job *job, const char *key, double *out, int max, int *n) {
+    const msgpack_object *v = param(job, key);
+    *n = 0;
+    if (!v) return 0;
+    if (number(v, out) == 0) {
+        *n = 1;
+        return 1;
+    }
+    if (v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size <= (uint32_t)max) {
+        for (uint32_t i = 0; i < v->via.array.size; i++)
+            if (number(&v->via.array.ptr[i], &out[i]) != 0) goto bad;
+        *n = (int)v->via.array.size;
+        return 1;
+    }
+bad:
+    return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "param %s must be a number or an array of at "
+                         "most %d numbers", key, max);
 }
 
 /* ---- results ---- */

@@ -75,6 +75,9 @@ const struct gpuq_tensor *gpuq_job_input(const struct gpuq_job *job, const char 
 int gpuq_job_param_f64(struct gpuq_job *job, const char *key, double *out);
 int gpuq_job_param_i64(struct gpuq_job *job, const char *key, int64_t *out);
 int gpuq_job_param_bool(struct gpuq_job *job, const char *key, int *out);
+int gpuq_job_param_str(struct gpuq_job *job, const char *key, struct gpuq_str *out);
+/* A number or an array of at most max numbers; *n says how many were read. */
+int gpuq_job_param_f64s(struct gpuq_job *job, const char *key, double *out, int max, int *n);
 
 const char *gpuq_op_name(enum gpuq_op op);
 const char *gpuq_err_code(enum gpuq_err err);

@@ -133,7 +133,7 @@ static void take_fields(struct gpuq_entry *e, const redisReply *fields) {
 }
 
 int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
-                     int pending, struct gpuq_entry *out, int cap, redisReply **reply) {
+                     const char *from, struct gpuq_entry *out, int cap, redisReply **reply) {
     const char *argv[8 + 2 * 16];
     char count_s[24], block_s[24];
     int argc = 0;
@@ -154,7 +154,7 @@ int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int blo
     }
     argv[argc++] = "STREAMS";
     for (int i = 0; i < n; i++) argv[argc++] = s->jobs_keys[first + i];
-    for (int i = 0; i < n; i++) argv[argc++] = pending ? "0" : ">";
+    for (int i = 0; i < n; i++) argv[argc++] = from;
     redisReply *r = command(s, argc, argv, NULL);
     if (!r) return -1;
     if (r->type == REDIS_REPLY_ERROR) {
@@ -183,7 +183,8 @@ int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int blo
             take_fields(en, e->elements > 1 ? e->element[1] : NULL);
         }
     }
-    *reply = r;
+    if (got > 0) *reply = r;
+    else freeReplyObject(r);
     return got;
 }
 

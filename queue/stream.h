@@ -50,12 +50,13 @@ void gpuq_stream_free(struct gpuq_stream *s);
  * groups (at id 0, MKSTREAM). Returns 0 or -1 with errstr. */
 int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms);
 
-/* XREADGROUP from queues [first, first+n): new entries (pending = 0) or this
- * consumer's own pending ones (pending = 1); block_ms < 0 does not block.
- * Fills up to cap entries, borrowed from *reply, which the caller frees with
- * freeReplyObject once done with them. Returns the count, or -1 with errstr. */
+/* XREADGROUP from queues [first, first+n): from ">" reads new entries; from
+ * an id reads this consumer's own pending entries after that id ("0": all).
+ * block_ms < 0 does not block. Fills up to cap entries, borrowed from
+ * *reply, which the caller frees with freeReplyObject once done with them
+ * (NULL when none were read). Returns the count, or -1 with errstr. */
 int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
-                     int pending, struct gpuq_entry *out, int cap, redisReply **reply);
+                     const char *from, struct gpuq_entry *out, int cap, redisReply **reply);
 
 /* Writing: begin, any number of puts and acks, commit. Nothing is applied
  * unless commit returns 0; then all of it is. */

@@ -81,7 +81,7 @@ static inline void check_backend(struct gpuq_backend *be, double tol) {
             mm.a = a, mm.b = b, mm.c = c;
             mm.stride_a = (int64_t)na;
             mm.stride_b = broadcast_b ? 0 : (int64_t)nb;
-            CHECK(be->iface->matmul(be, &mm) == 0);
+            CHECK(be->iface->matmul(be, &mm, 1) == 0);
             double worst = 0;
             for (int i = 0; i < mm.count; i++) {
                 ref_matmul(&mm, a + i * na, b + (broadcast_b ? 0 : i * nb), want);

@@ -33,6 +33,8 @@ static const struct opt {
      "most rows in one batch"},
     {"max-delay-us", "GPUQ_MAX_DELAY_US", "N", INT, O(max_delay_us), 0, "2000", 0, 60000000,
      "longest a job waits for its batch to fill"},
+    {"max-inflight", "GPUQ_MAX_INFLIGHT", "N", INT, O(max_inflight), 0, "0", 0, 1 << 24,
+     "most rows held in the worker; beyond it the backlog waits in Redis (0: 4 x max-batch)"},
     {"max-attempts", "GPUQ_MAX_ATTEMPTS", "N", INT, O(max_attempts), 0, "5", 1, 1000,
      "deliveries of a job (and webhook tries) before it is dead-lettered"},
     {"claim-idle-ms", "GPUQ_CLAIM_IDLE_MS", "N", INT, O(claim_idle_ms), 0, "30000", 1, INT32_MAX,
@@ -156,6 +158,12 @@ int gpuq_config_parse(struct gpuq_config *c, int argc, char **argv, char *err, s
         host[sizeof(host) - 1] = '\0';
         snprintf(name, sizeof(name), "%s:%d", host, (int)getpid());
         if (!(c->consumer = strdup(name))) return -1;
+    }
+    if (c->max_inflight == 0) c->max_inflight = 4 * c->max_batch;
+    if (c->max_inflight < c->max_batch) {
+        snprintf(err, errlen, "--max-inflight (%lld) must be at least --max-batch (%lld)",
+                 (long long)c->max_inflight, (long long)c->max_batch);
+        return -1;
     }
     if (c->webhook_secret && strncmp(c->webhook_secret, "whsec_", 6) != 0) {
         snprintf(err, errlen, "--webhook-secret must start with whsec_");

@@ -1,10 +1,11 @@
 /* ops.h -- what each op asks of a job, which jobs may share a batch, and
- * running one batch on a backend.
+ * running one batch of pieces on a backend.
  *
- * Flow: gpuq_ops_prepare on every decoded job (validates, counts rows and
- * output size), sort by gpuq_ops_compare, then gpuq_ops_run on each run of
- * jobs that compare equal. A job that fails prepare gets its error result and
- * never reaches a backend. */
+ * A task is a job the worker holds. gpuq_ops_prepare validates it and says
+ * how many rows it brings and in what units it may be split. The scheduler
+ * cuts tasks into pieces (row ranges) and hands gpuq_ops_run a batch of
+ * pieces that share a batch key; when a task's last piece has run, its
+ * outputs are set. A job that fails prepare never reaches a backend. */
 #ifndef GPUQ_OPS_H
 #define GPUQ_OPS_H
 
@@ -12,41 +13,72 @@
 #include "queue/job.h"
 #include "queue/stream.h"
 
+#define GPUQ_MAX_CHANNELS 16
+#define GPUQ_OPS_BUFS 6
+
 struct gpuq_task {
     struct gpuq_entry entry;
     struct gpuq_job job;
     enum gpuq_decode decoded;
+    void *held;                 /* the reply entry and job borrow from */
     /* from gpuq_ops_prepare */
-    int rows;                   /* rows the job adds to a batch */
-    size_t out_floats;
+    int64_t rows;               /* rows the job brings */
+    int64_t unit;               /* it is split only at multiples of this */
+    size_t out_words;           /* output buffer, in 4-byte words */
+    enum gpuq_dtype dtype;      /* of its first input: part of the batch key */
     const struct gpuq_model *model;
+    int cols;                   /* softmax, layernorm: row length; knn: dim; image: channels */
+    int k;                      /* knn */
+    enum gpuq_metric metric;    /* knn */
+    float eps;                  /* layernorm */
     struct gpuq_matmul mm;      /* matmul shape; count = this job's matrices */
     int batched;                /* matmul: output is [count, m, n] */
     int a_count, b_count;       /* matmul: matrices in a and b (1 broadcasts) */
-    /* from gpuq_ops_run */
+    float mean[GPUQ_MAX_CHANNELS], std[GPUQ_MAX_CHANNELS];  /* image */
+    int out_h, out_w;           /* image */
+    /* scheduling */
+    int admitted;               /* in the scheduler: its rows count as in flight */
+    int64_t deadline_ms;        /* 0: none */
+    int64_t arrival_us;
+    uint64_t seq;
+    int64_t rows_queued;        /* rows handed out as pieces */
+    int64_t rows_done;
+    float *out;                 /* from the worker's output pool */
+    /* results */
     int64_t queue_us, compute_us, batch_rows;
     struct gpuq_output outputs[2];
     int n_outputs;
 };
 
-struct gpuq_ops {
-    struct gpuq_backend *be;
-    struct gpuq_model *models;
-    int n_models;
-    float *pack[2];             /* packed inputs, grown to the largest batch */
-    size_t pack_cap[2];
+/* Rows [row0, row0 + rows) of a task. */
+struct gpuq_piece {
+    struct gpuq_task *t;
+    int64_t row0, rows;
 };
 
-/* Validates t->job for its op. Returns 0, or -1 with the job failed. */
+struct gpuq_ops {
+    struct gpuq_backend *be;    /* the chosen backend */
+    struct gpuq_backend *cpu;   /* runs what be leaves NULL */
+    struct gpuq_model *models;
+    int n_models;
+    float *buf[GPUQ_OPS_BUFS];  /* packing space, grown to the largest batch */
+    size_t cap[GPUQ_OPS_BUFS];  /* floats */
+};
+
+/* Validates t->job for its op and fills the prepare fields. Returns 0, or
+ * -1 with the job failed. */
 int gpuq_ops_prepare(struct gpuq_ops *o, struct gpuq_task *t);
 
 /* Orders prepared tasks by batch key; 0 means they may share a batch. */
 int gpuq_ops_compare(const struct gpuq_task *a, const struct gpuq_task *b);
 
-/* Runs tasks[0..n) (one batch key) as one batch, writing outputs at out
- * (room for the sum of their out_floats). On a backend failure every task
- * fails with internal and -1 is returned. */
-int gpuq_ops_run(struct gpuq_ops *o, struct gpuq_task **tasks, int n, float *out);
+/* Runs one batch of pieces (one batch key). Tasks whose last piece ran get
+ * their outputs. On a backend failure every piece's task fails with
+ * internal and -1 is returned (the worker keeps serving). */
+int gpuq_ops_run(struct gpuq_ops *o, const struct gpuq_piece *p, int n);
+
+/* Whether the backend runs op itself (else the CPU backend does). */
+int gpuq_ops_on_backend(const struct gpuq_ops *o, enum gpuq_op op);
 
 void gpuq_ops_free(struct gpuq_ops *o);
 

@@ -1,11 +1,12 @@
 /* worker.c -- the serving loop.
  *
- * One cycle: fetch up to --max-batch entries (waiting at most --max-delay-us
- * after the first for more), decode them, check deadlines and shapes, sort the
- * valid jobs by batch key, run each batch on the backend, then write every
- * result, dead letter and ack in one MULTI/EXEC. Nothing is acked before its
- * result is written; if the write fails, the entries stay pending for this
- * consumer and are read again (id 0) once Redis is back. */
+ * One thread turns the wheel: fetch while there is room (the backlog beyond
+ * --max-inflight rows stays in Redis), hand each job to the scheduler (or
+ * answer it at once if it is invalid), run the next ready batch, and write
+ * every finished job's result, dead letter and ack in one MULTI/EXEC.
+ * Nothing is acked before its result is written. If Redis is lost, the
+ * worker forgets all it holds, reconnects, and reads its own pending entries
+ * again: Redis, not the worker, is the record of what is owed. */
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -19,25 +20,36 @@
 #include "queue/stream.h"
 #include "worker/log.h"
 #include "worker/ops.h"
+#include "worker/sched.h"
+
+/* A reply from Redis, kept until every entry borrowed from it is answered. */
+struct held {
+    redisReply *reply;
+    int refs;
+};
+
+#define POOL_CLASSES 40
 
 struct worker {
     struct gpuq_config cfg;
     struct gpuq_stream st;
-    struct gpuq_backend be;
+    struct gpuq_backend be, cpu;
     struct gpuq_ops ops;
+    struct gpuq_sched sched;
     struct gpuq_model *models;
     int n_models;
-    int cap;                    /* entries in one cycle */
-    int n;
-    struct gpuq_task *tasks;
-    struct gpuq_task **order;
-    struct gpuq_entry *entries;
-    redisReply **replies;       /* what the entries borrow from */
-    int n_replies;
-    float *out;                 /* outputs of one cycle */
-    size_t out_cap;
+    int n_slots;
+    struct gpuq_task *slots;
+    struct gpuq_task **free_slots;
+    int n_free;
+    struct gpuq_task **done;    /* answered, to be published */
+    int n_done;
+    struct gpuq_entry *entries; /* one read's worth */
+    struct gpuq_piece *pieces;
+    void *pool[POOL_CLASSES];   /* free output buffers by size class */
     msgpack_sbuffer sb;
-    int need_pending;           /* re-read our own pending entries first */
+    int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
+    char pending_from[64];
     uint64_t n_ok, n_failed, n_dead, n_batches;
 };
 
@@ -54,9 +66,45 @@ static int64_t now_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+static void sleep_us(int64_t us) {
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested) {}
+}
+
+/* ---- output buffers: power-of-two classes, reused, so a steady stream of
+ * jobs allocates nothing ---- */
+
+static int size_class(size_t words) {
+    int c = 6;
+    while (((size_t)1 << c) < words) c++;
+    return c;
+}
+
+static float *pool_get(struct worker *w, size_t words) {
+    int c = size_class(words);
+    if (c >= POOL_CLASSES) return NULL;
+    void *p = w->pool[c];
+    if (p) {
+        w->pool[c] = *(void **)p;
+        return p;
+    }
+    return malloc(((size_t)1 << c) * sizeof(float));
+}
+
+static void pool_put(struct worker *w, float *p, size_t words) {
+    if (!p) return;
+    int c = size_class(words);
+    *(void **)p = w->pool[c];
+    w->pool[c] = p;
+}
+
+static void pool_free(struct worker *w) {
+    for (int c = 0; c < POOL_CLASSES; c++)
+        while (w->pool[c]) {
+            void *p = w->pool[c];
+            w->pool[c] = *(void **)p;
+            free(p);
+        }
 }
 
 /* ---- start-up ---- */
@@ -91,6 +139,34 @@ static int load_models(struct worker *w, char *err, size_t errlen) {
     return 0;
 }
 
+static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
+    log_info("gpuq %s worker %s: backend %s", GPUQ_VERSION, w->cfg.consumer, w->be.desc);
+    char cpu_ops[128] = "";
+    for (int op = 0; op < GPUQ_OP_COUNT; op++)
+        if (!gpuq_ops_on_backend(&w->ops, (enum gpuq_op)op))
+            snprintf(cpu_ops + strlen(cpu_ops), sizeof(cpu_ops) - strlen(cpu_ops), " %s",
+                     gpuq_op_name((enum gpuq_op)op));
+    if (cpu_ops[0]) log_info("ops on the CPU backend:%s", cpu_ops);
+    for (int i = 0; i < w->n_models; i++) {
+        const struct gpuq_model *m = &w->models[i];
+        if (m->kind == GPUQ_MODEL_MLP)
+            log_info("model %s: mlp %d layers, %d -> %d, %s", m->name, m->n_layers,
+                     gpuq_model_in_dim(m), gpuq_model_out_dim(m), gpuq_act_name(m->act));
+        else
+            log_info("model %s: index %lld x %d", m->name, (long long)m->n_rows, m->dim);
+    }
+    if (w->cfg.metrics_addr) log_warn("--metrics-addr: metrics are not served by this version");
+    if (w->cfg.webhook_secret) log_warn("--webhook-secret: webhooks are not sent by this version");
+    char queues[256] = "";
+    for (int i = 0; i < w->cfg.n_queues; i++)
+        snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
+                 w->cfg.queues[i]);
+    log_info("serving %s on %s prefix %s: max-batch %lld rows, max-delay %lld us, max-inflight "
+             "%lld rows, result-ttl %lld s", queues, url->path[0] ? url->path : url->host,
+             w->cfg.prefix, (long long)w->cfg.max_batch, (long long)w->cfg.max_delay_us,
+             (long long)w->cfg.max_inflight, (long long)w->cfg.result_ttl);
+}
+
 static int start(struct worker *w, int argc, char **argv, char *err, size_t errlen) {
     struct gpuq_redis_url url;
     if (gpuq_config_parse(&w->cfg, argc, argv, err, errlen) != 0) return -1;
@@ -106,45 +182,34 @@ static int start(struct worker *w, int argc, char **argv, char *err, size_t errl
     gpuq_log_set_level((enum gpuq_log_level)level);
     if (gpuq_redis_url_parse(&url, w->cfg.redis, err, errlen) != 0) return -1;
     if (gpuq_backend_create(&w->be, w->cfg.backend, (int)w->cfg.device, err, errlen) != 0) return -1;
+    if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
     if (load_models(w, err, errlen) != 0) return -1;
-    w->ops.be = &w->be;
-    w->ops.models = w->models;
-    w->ops.n_models = w->n_models;
+    w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
+                               .n_models = w->n_models};
+    /* every job brings at least one row, so rows bound the jobs held */
+    w->n_slots = (int)(w->cfg.max_inflight + w->cfg.max_batch);
+    w->slots = calloc((size_t)w->n_slots, sizeof(*w->slots));
+    w->free_slots = calloc((size_t)w->n_slots, sizeof(*w->free_slots));
+    w->done = calloc((size_t)w->n_slots, sizeof(*w->done));
+    w->entries = calloc((size_t)w->cfg.max_batch, sizeof(*w->entries));
+    w->pieces = calloc((size_t)w->cfg.max_batch, sizeof(*w->pieces));
+    if (!w->slots || !w->free_slots || !w->done || !w->entries || !w->pieces ||
+        gpuq_sched_init(&w->sched, w->cfg.max_batch, w->cfg.max_delay_us, w->cfg.max_inflight,
+                        w->n_slots) != 0)
+        return -1;
+    for (int i = 0; i < w->n_slots; i++) w->free_slots[w->n_free++] = &w->slots[w->n_slots - 1 - i];
     if (gpuq_stream_init(&w->st, &url, w->cfg.prefix, w->cfg.queues, w->cfg.n_queues,
                          w->cfg.consumer) != 0)
         return -1;
     if (gpuq_stream_connect(&w->st, 2000) != 0) {
-        snprintf(err, errlen, "cannot use Redis at %s: %s",
-                 url.path[0] ? url.path : url.host, w->st.errstr);
+        snprintf(err, errlen, "cannot use Redis at %s: %s", url.path[0] ? url.path : url.host,
+                 w->st.errstr);
         return -1;
     }
-    w->cap = (int)w->cfg.max_batch;
-    w->tasks = calloc((size_t)w->cap, sizeof(*w->tasks));
-    w->order = calloc((size_t)w->cap, sizeof(*w->order));
-    w->entries = calloc((size_t)w->cap, sizeof(*w->entries));
-    w->replies = calloc((size_t)w->cap + 1, sizeof(*w->replies));
-    if (!w->tasks || !w->order || !w->entries || !w->replies) return -1;
     msgpack_sbuffer_init(&w->sb);
-    w->need_pending = 1;    /* a restarted worker with a fixed --consumer finishes its own */
-    /* the summary comes once everything is up: a failed start says one line */
-    log_info("gpuq %s worker %s: backend %s", GPUQ_VERSION, w->cfg.consumer, w->be.desc);
-    for (int i = 0; i < w->n_models; i++) {
-        const struct gpuq_model *m = &w->models[i];
-        if (m->kind == GPUQ_MODEL_MLP)
-            log_info("model %s: mlp %d layers, %d -> %d, %s", m->name, m->n_layers,
-                     gpuq_model_in_dim(m), gpuq_model_out_dim(m), gpuq_act_name(m->act));
-        else
-            log_info("model %s: index %lld x %d", m->name, (long long)m->n_rows, m->dim);
-    }
-    char queues[256] = "";
-    for (int i = 0; i < w->cfg.n_queues; i++)
-        snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
-                 w->cfg.queues[i]);
-    if (w->cfg.metrics_addr) log_warn("--metrics-addr: metrics are not served by this version");
-    if (w->cfg.webhook_secret) log_warn("--webhook-secret: webhooks are not sent by this version");
-    log_info("serving %s on %s prefix %s: max-batch %lld rows, max-delay %lld us, result-ttl %lld s",
-             queues, url.path[0] ? url.path : url.host, w->cfg.prefix, (long long)w->cfg.max_batch,
-             (long long)w->cfg.max_delay_us, (long long)w->cfg.result_ttl);
+    w->pending_queue = 0;   /* a restarted worker with a fixed --consumer finishes its own */
+    snprintf(w->pending_from, sizeof(w->pending_from), "0");
+    log_summary(w, &url);
     return 0;
 }
 
@@ -156,127 +221,117 @@ static void finish(struct worker *w) {
     free(w->models);
     gpuq_ops_free(&w->ops);
     gpuq_backend_destroy(&w->be);
+    gpuq_backend_destroy(&w->cpu);
     gpuq_stream_free(&w->st);
+    gpuq_sched_free(&w->sched);
     msgpack_sbuffer_destroy(&w->sb);
-    free(w->tasks);
-    free(w->order);
+    pool_free(w);
+    free(w->slots);
+    free(w->free_slots);
+    free(w->done);
     free(w->entries);
-    free(w->replies);
-    free(w->out);
+    free(w->pieces);
     gpuq_config_free(&w->cfg);
 }
 
-/* ---- fetch ---- */
+/* ---- admitting jobs ---- */
 
-/* One XREADGROUP into the cycle's entries; -1 when Redis failed. */
-static int read_into(struct worker *w, int first, int n, int block_ms, int pending) {
-    redisReply *reply;
-    int got = gpuq_stream_read(&w->st, first, n, w->cap - w->n, block_ms, pending,
-                               w->entries + w->n, w->cap - w->n, &reply);
-    if (got < 0) return -1;
-    if (got > 0) w->replies[w->n_replies++] = reply;   /* entries borrow from it */
-    else freeReplyObject(reply);
-    w->n += got;
-    return got;
-}
-
-/* Gathers up to cap entries: queues strictly in order, then waits up to
- * max-delay for the batch to fill. The wait polls rather than using BLOCK:
- * Redis times out blocked readers on its cron tick (100 ms at hz 10), far
- * coarser than a delay of a few milliseconds. Returns -1 when Redis failed. */
-static int fetch(struct worker *w) {
-    int nq = w->st.n_queues;
-    int64_t first_us = 0, poll_us = w->cfg.max_delay_us / 8;
-    if (poll_us < 100) poll_us = 100;
-    if (w->need_pending) {
-        if (read_into(w, 0, nq, -1, 1) < 0) return -1;
-        w->need_pending = 0;
-        if (w->n) return 0;
+static void unhold(struct held *h) {
+    if (h && --h->refs == 0) {
+        freeReplyObject(h->reply);
+        free(h);
     }
-    while (!stop_requested && w->n < w->cap) {
-        int before = w->n;
-        for (int q = 0; q < nq && w->n < w->cap; q++)
-            if (read_into(w, q, 1, -1, 0) < 0) return -1;
-        if (w->n == w->cap) break;
-        if (w->n == 0) {    /* idle: an XADD wakes a blocked reader at once */
-            if (read_into(w, 0, nq, 100, 0) < 0) return -1;
-            continue;
-        }
-        if (!first_us) first_us = now_us();
-        int64_t left = w->cfg.max_delay_us - (now_us() - first_us);
-        if (left <= 0) break;
-        if (w->n == before) {   /* nothing new: sleep a slice of the delay */
-            struct timespec ts = {0, (long)((left < poll_us ? left : poll_us) * 1000)};
-            nanosleep(&ts, NULL);
-        }
-    }
-    return 0;
 }
 
-/* ---- decode, batch, run ---- */
-
-static int cmp_tasks(const void *x, const void *y) {
-    const struct gpuq_task *a = *(struct gpuq_task *const *)x, *b = *(struct gpuq_task *const *)y;
-    int c = gpuq_ops_compare(a, b);
-    return c ? c : (a < b ? -1 : a > b);    /* stable: arrival order within a batch */
+/* Gives a task back: its job, output and reply reference. */
+static void drop_task(struct worker *w, struct gpuq_task *t) {
+    if (t->out) pool_put(w, t->out, t->out_words);
+    gpuq_job_free(&t->job);
+    unhold(t->held);
+    memset(t, 0, sizeof(*t));
+    w->free_slots[w->n_free++] = t;
 }
 
-static void prepare(struct worker *w, struct gpuq_task *t, const struct gpuq_entry *e) {
-    t->entry = *e;
-    if (!e->payload.ptr || e->deleted || e->is_json) {
+static void admit(struct worker *w, struct gpuq_task *t) {
+    const struct gpuq_entry *e = &t->entry;
+    if (!e->payload.ptr || e->is_json || e->deleted) {
         memset(&t->job, 0, sizeof(t->job));
         msgpack_unpacked_init(&t->job.msg);
         t->decoded = GPUQ_DECODE_UNDECODABLE;
         gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, e->is_json
                       ? "JSON jobs (field json) are not served by this worker version"
                       : "entry has no job field");
+        w->done[w->n_done++] = t;
         return;
     }
     t->decoded = gpuq_job_decode(&t->job, e->payload.ptr, e->payload.len);
-    if (t->decoded != GPUQ_DECODE_OK) return;
-    int64_t now_ms = now_us() / 1000, deadline = t->job.deadline_ms;
-    if (t->job.timeout_ms && (!deadline || e->enqueued_ms + t->job.timeout_ms < deadline))
-        deadline = e->enqueued_ms + t->job.timeout_ms;
-    if (deadline && now_ms > deadline) {
-        gpuq_job_fail(&t->job, GPUQ_ERR_DEADLINE_EXCEEDED, "deadline passed %lld ms before the "
-                      "job could start", (long long)(now_ms - deadline));
-        return;
+    if (t->decoded == GPUQ_DECODE_OK) {
+        int64_t deadline = t->job.deadline_ms;
+        if (t->job.timeout_ms && (!deadline || e->enqueued_ms + t->job.timeout_ms < deadline))
+            deadline = e->enqueued_ms + t->job.timeout_ms;
+        t->deadline_ms = deadline;
+        if (gpuq_ops_prepare(&w->ops, t) == 0 && !(t->out = pool_get(w, t->out_words)))
+            gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
     }
-    gpuq_ops_prepare(&w->ops, t);
-}
-
-/* Runs every valid task, batch by batch. Returns -1 only when out of memory. */
-static int execute(struct worker *w) {
-    int n = 0;
-    size_t floats = 0;
-    for (int i = 0; i < w->n; i++)
-        if (w->tasks[i].decoded == GPUQ_DECODE_OK && w->tasks[i].job.err == GPUQ_ERR_NONE) {
-            w->order[n++] = &w->tasks[i];
-            floats += w->tasks[i].out_floats;
+    if (t->decoded == GPUQ_DECODE_OK && !t->job.err) {
+        if (gpuq_sched_add(&w->sched, t, now_us()) == 0) {
+            t->admitted = 1;
+            return;
         }
-    if (floats > w->out_cap) {
-        float *p = realloc(w->out, floats * sizeof(float));
-        if (!p) return -1;
-        w->out = p;
-        w->out_cap = floats;
+        gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "worker full");   /* slots bound it: a bug */
     }
-    qsort(w->order, (size_t)n, sizeof(*w->order), cmp_tasks);
-    float *out = w->out;
-    for (int i = 0; i < n;) {
-        int j = i + 1, rows = w->order[i]->rows;
-        while (j < n && gpuq_ops_compare(w->order[i], w->order[j]) == 0 &&
-               rows + w->order[j]->rows <= w->cfg.max_batch)
-            rows += w->order[j++]->rows;
-        if (gpuq_ops_run(&w->ops, w->order + i, j - i, out) != 0)
-            log_error("batch of %d jobs (%d rows) failed: %s", j - i, rows, w->be.errstr);
-        w->n_batches++;
-        for (int k = i; k < j; k++) out += w->order[k]->out_floats;
-        i = j;
-    }
-    return 0;
+    w->done[w->n_done++] = t;
 }
 
-/* ---- publish ---- */
+/* One XREADGROUP; each entry becomes a task. Returns the count, -1 when Redis failed. */
+static int read_into(struct worker *w, int first, int n, int count, int block_ms, const char *from) {
+    redisReply *reply = NULL;
+    if (count > w->n_free) count = w->n_free;
+    if (count > w->cfg.max_batch) count = (int)w->cfg.max_batch;
+    if (count <= 0) return 0;
+    int got = gpuq_stream_read(&w->st, first, n, count, block_ms, from, w->entries, count, &reply);
+    if (got <= 0) return got;
+    struct held *h = malloc(sizeof(*h));
+    if (!h) {
+        freeReplyObject(reply);
+        return 0;   /* they stay pending for us; read again after a reconnect */
+    }
+    *h = (struct held){reply, got};
+    for (int i = 0; i < got; i++) {
+        struct gpuq_task *t = w->free_slots[--w->n_free];
+        t->entry = w->entries[i];
+        t->held = h;
+        admit(w, t);
+    }
+    if (from[0] != '>')
+        snprintf(w->pending_from, sizeof(w->pending_from), "%.*s", (int)w->entries[got - 1].id.len,
+                 w->entries[got - 1].id.ptr);
+    return got;
+}
+
+/* Fetches what there is room for: our own pending entries first (after a
+ * start or a reconnect), then the queues strictly in order. Blocks briefly
+ * only when the worker holds nothing at all. Returns entries read, or -1. */
+static int fetch(struct worker *w) {
+    int64_t room = gpuq_sched_room(&w->sched);
+    if (stop_requested || room <= 0) return 0;
+    int count = room < w->cfg.max_batch ? (int)room : (int)w->cfg.max_batch, total = 0, got;
+    while (w->pending_queue >= 0) {
+        if ((got = read_into(w, w->pending_queue, 1, count, -1, w->pending_from)) < 0) return -1;
+        if (got > 0) return got;
+        if (++w->pending_queue == w->st.n_queues) w->pending_queue = -1;
+        snprintf(w->pending_from, sizeof(w->pending_from), "0");
+    }
+    for (int q = 0; q < w->st.n_queues && total < count; q++) {
+        if ((got = read_into(w, q, 1, count - total, -1, ">")) < 0) return -1;
+        total += got;
+    }
+    if (total == 0 && w->sched.n == 0 && w->n_done == 0 && w->sched.rows_held == 0)
+        return read_into(w, 0, w->st.n_queues, count, 100, ">");
+    return total;
+}
+
+/* ---- publishing ---- */
 
 static void publish_one(struct worker *w, struct gpuq_task *t) {
     const struct gpuq_entry *e = &t->entry;
@@ -310,7 +365,7 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     };
     if (job->err) {
         log_debug("job %.*s: %s: %s", (int)r.id.len, r.id.ptr, gpuq_err_code(job->err), job->errmsg);
-        r.queue_us = r.total_us;
+        if (!r.queue_us) r.queue_us = r.total_us;
         w->n_failed++;
     } else {
         w->n_ok++;
@@ -325,32 +380,71 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     gpuq_stream_ack(&w->st, e->queue, e->id);
 }
 
+/* Writes all answered tasks in one transaction, then lets them go. */
 static int publish(struct worker *w) {
+    if (w->n_done == 0) return 0;
     gpuq_stream_begin(&w->st);
-    for (int i = 0; i < w->n; i++) publish_one(w, &w->tasks[i]);
+    for (int i = 0; i < w->n_done; i++) publish_one(w, w->done[i]);
     int rc = gpuq_stream_commit(&w->st);
+    if (rc < 0) {
+        log_error("could not write %d results (%s); they stay pending", w->n_done, w->st.errstr);
+        return -1;
+    }
     if (rc > 0) log_warn("results written, but a command failed: %s", w->st.errstr);
-    return rc < 0 ? -1 : 0;
+    for (int i = 0; i < w->n_done; i++) {
+        if (w->done[i]->admitted) gpuq_sched_release(&w->sched, w->done[i]);
+        drop_task(w, w->done[i]);
+    }
+    w->n_done = 0;
+    return 0;
 }
 
-static void release(struct worker *w) {
-    for (int i = 0; i < w->n; i++) gpuq_job_free(&w->tasks[i].job);
-    for (int i = 0; i < w->n_replies; i++) freeReplyObject(w->replies[i]);
-    memset(w->tasks, 0, (size_t)w->n * sizeof(*w->tasks));
-    w->n = 0;
-    w->n_replies = 0;
+/* ---- running ---- */
+
+/* Runs the next ready batch, if any. Returns 1 when one ran. */
+static int run_batch(struct worker *w, int force, int64_t *wait_us) {
+    struct gpuq_task *expired[64];
+    int64_t now = now_us();
+    int n = gpuq_sched_expire(&w->sched, now / 1000, expired, 64);
+    for (int i = 0; i < n; i++) {
+        gpuq_job_fail(&expired[i]->job, GPUQ_ERR_DEADLINE_EXCEEDED, "deadline passed %lld ms "
+                      "before the job could start", (long long)(now / 1000 - expired[i]->deadline_ms));
+        w->done[w->n_done++] = expired[i];
+    }
+    n = gpuq_sched_next(&w->sched, now, force, w->pieces, (int)w->cfg.max_batch, wait_us);
+    if (n == 0) return 0;
+    if (gpuq_ops_run(&w->ops, w->pieces, n) != 0)
+        log_error("batch of %d pieces failed: %s", n, w->be.errstr);
+    w->n_batches++;
+    for (int i = 0; i < n; i++) {
+        struct gpuq_task *t = w->pieces[i].t;
+        if (t->rows_done == t->rows) w->done[w->n_done++] = t;
+    }
+    return 1;
+}
+
+/* Forgets everything held: nothing of it was acked, so Redis keeps it
+ * pending for this consumer, to be read again from id 0. */
+static void forget_all(struct worker *w) {
+    for (int i = 0; i < w->n_slots; i++)
+        if (w->slots[i].held) drop_task(w, &w->slots[i]);
+    w->sched.n = 0;
+    w->sched.rows_held = 0;
+    w->n_done = 0;
+    w->pending_queue = 0;
+    snprintf(w->pending_from, sizeof(w->pending_from), "0");
 }
 
 /* Waits for Redis with backoff and jitter. Returns -1 if asked to stop first. */
 static int reconnect(struct worker *w) {
     int delay = 100;
+    forget_all(w);
     while (!stop_requested) {
         log_warn("redis: %s; reconnecting in %d ms", w->st.errstr, delay);
-        sleep_ms(delay + rand() % (delay / 4 + 1));
+        sleep_us((delay + rand() % (delay / 4 + 1)) * 1000LL);
         if (stop_requested) break;
         if (gpuq_stream_connect(&w->st, 2000) == 0) {
             log_info("redis: reconnected");
-            w->need_pending = 1;
             return 0;
         }
         delay = delay * 2 > 5000 ? 5000 : delay * 2;
@@ -359,28 +453,27 @@ static int reconnect(struct worker *w) {
 }
 
 static void serve(struct worker *w) {
-    while (!stop_requested) {
-        if (fetch(w) != 0) {
-            release(w);     /* nothing was acked: those entries stay pending */
-            if (reconnect(w) != 0) break;
-            continue;
+    while (!stop_requested || w->sched.rows_held > 0) {
+        int64_t wait_us = -1;
+        int fetched = fetch(w);
+        if (fetched >= 0) {
+            /* nothing more can join a batch when the worker may not fetch */
+            int force = stop_requested || gpuq_sched_room(&w->sched) <= 0;
+            int ran = run_batch(w, force, &wait_us);
+            if (publish(w) == 0) {
+                if (!fetched && !ran && wait_us > 0) {
+                    int64_t poll = w->cfg.max_delay_us / 8 > 100 ? w->cfg.max_delay_us / 8 : 100;
+                    sleep_us(wait_us < poll ? wait_us : poll);
+                }
+                continue;
+            }
         }
-        if (w->n == 0) continue;
-        for (int i = 0; i < w->n; i++) prepare(w, &w->tasks[i], &w->entries[i]);
-        if (execute(w) != 0) {
-            log_error("out of memory for a cycle's outputs; its jobs stay pending");
-            release(w);
-            sleep_ms(1000);
-            continue;
+        if (stop_requested) {
+            log_warn("stopping with Redis unreachable: %lld rows stay pending for other workers",
+                     (long long)w->sched.rows_held);
+            break;
         }
-        if (publish(w) != 0) {
-            log_error("could not write results of %d jobs (%s); they stay pending", w->n,
-                      w->st.errstr);
-            release(w);
-            if (!w->st.rc && reconnect(w) != 0) break;
-            continue;
-        }
-        release(w);
+        if (reconnect(w) != 0) break;
     }
 }
 

@@ -1,0 +1,121 @@
+/* sched.c -- pending set kept sorted by (batch key, order). */
+#include "worker/sched.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Which of two tasks of one key runs first. */
+static int order(const struct gpuq_task *a, const struct gpuq_task *b) {
+    int64_t da = a->deadline_ms ? a->deadline_ms : INT64_MAX;
+    int64_t db = b->deadline_ms ? b->deadline_ms : INT64_MAX;
+    if (a->entry.queue != b->entry.queue) return a->entry.queue < b->entry.queue ? -1 : 1;
+    if (a->job.priority != b->job.priority) return a->job.priority > b->job.priority ? -1 : 1;
+    if (da != db) return da < db ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static int cmp(const struct gpuq_task *a, const struct gpuq_task *b) {
+    int c = gpuq_ops_compare(a, b);
+    return c ? c : order(a, b);
+}
+
+int gpuq_sched_init(struct gpuq_sched *s, int64_t max_batch, int64_t max_delay_us,
+                    int64_t max_inflight, int cap) {
+    memset(s, 0, sizeof(*s));
+    s->max_batch = max_batch;
+    s->max_delay_us = max_delay_us;
+    s->max_inflight = max_inflight;
+    s->cap = cap;
+    s->q = calloc((size_t)cap, sizeof(*s->q));
+    return s->q ? 0 : -1;
+}
+
+void gpuq_sched_free(struct gpuq_sched *s) {
+    if (!s) return;
+    free(s->q);
+    memset(s, 0, sizeof(*s));
+}
+
+int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us) {
+    if (s->n == s->cap) return -1;
+    t->arrival_us = now_us;
+    t->seq = s->seq++;
+    int lo = 0, hi = s->n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (cmp(s->q[mid], t) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    memmove(s->q + lo + 1, s->q + lo, (size_t)(s->n - lo) * sizeof(*s->q));
+    s->q[lo] = t;
+    s->n++;
+    s->rows_held += t->rows;
+    return 0;
+}
+
+int64_t gpuq_sched_room(const struct gpuq_sched *s) {
+    return s->max_inflight - s->rows_held;
+}
+
+void gpuq_sched_release(struct gpuq_sched *s, const struct gpuq_task *t) {
+    s->rows_held -= t->rows;
+}
+
+/* Drops tasks with nothing left to hand out, keeping the order. */
+static void compact(struct gpuq_sched *s) {
+    int w = 0;
+    for (int r = 0; r < s->n; r++)
+        if (s->q[r]->rows_queued < s->q[r]->rows) s->q[w++] = s->q[r];
+    s->n = w;
+}
+
+int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct gpuq_task **out, int max) {
+    int got = 0;
+    for (int i = 0; i < s->n && got < max; i++) {
+        struct gpuq_task *t = s->q[i];
+        if (t->deadline_ms && now_ms > t->deadline_ms && t->rows_queued == 0) {
+            out[got++] = t;
+            t->rows_queued = t->rows;   /* nothing of it will run */
+        }
+    }
+    if (got) compact(s);
+    return got;
+}
+
+int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq_piece *out,
+                    int max, int64_t *wait_us) {
+    int best = -1, best_end = 0;
+    *wait_us = -1;
+    /* each run of one key is a candidate batch; its first task is its best */
+    for (int i = 0, end; i < s->n; i = end) {
+        int64_t rows = 0, oldest = INT64_MAX;
+        for (end = i; end < s->n && gpuq_ops_compare(s->q[i], s->q[end]) == 0; end++) {
+            rows += s->q[end]->rows - s->q[end]->rows_queued;
+            if (s->q[end]->arrival_us < oldest) oldest = s->q[end]->arrival_us;
+        }
+        int64_t due = oldest + s->max_delay_us - now_us;
+        if (force || rows >= s->max_batch || due <= 0) {
+            if (best < 0 || order(s->q[i], s->q[best]) < 0) best = i, best_end = end;
+        } else if (*wait_us < 0 || due < *wait_us) {
+            *wait_us = due;
+        }
+    }
+    if (best < 0) return 0;
+    int n = 0;
+    int64_t rows = 0;
+    for (int i = best; i < best_end && n < max && rows < s->max_batch; i++) {
+        struct gpuq_task *t = s->q[i];
+        int64_t left = t->rows - t->rows_queued, take = s->max_batch - rows;
+        if (take > left) take = left;
+        take -= take % t->unit;
+        if (take == 0) {
+            if (rows > 0) break;    /* the next unit does not fit: it leads the next batch */
+            take = left < t->unit ? left : t->unit;     /* one unit larger than a batch */
+        }
+        out[n++] = (struct gpuq_piece){t, t->rows_queued, take};
+        t->rows_queued += take;
+        rows += take;
+    }
+    compact(s);
+    return n;
+}

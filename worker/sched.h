@@ -1,0 +1,47 @@
+/* sched.h -- the pending set and the batching policy. No I/O, no clock of
+ * its own: the worker passes the time in, so tests can drive it.
+ *
+ * Tasks wait per batch key. A batch is ready when its key holds max_batch
+ * rows, when its oldest task has waited max_delay_us, or at once when
+ * forced (the worker can fetch nothing more: at the in-flight bound, or
+ * stopping). Ready batches go best first: earlier --queue, then higher
+ * priority, then nearer deadline, then arrival. A task of more rows than
+ * max_batch is cut into pieces at multiples of its unit. */
+#ifndef GPUQ_SCHED_H
+#define GPUQ_SCHED_H
+
+#include "worker/ops.h"
+
+struct gpuq_sched {
+    int64_t max_batch, max_delay_us, max_inflight;
+    struct gpuq_task **q;   /* tasks with rows still to hand out, by key then order */
+    int n, cap;
+    int64_t rows_held;      /* rows admitted and not yet released */
+    uint64_t seq;
+};
+
+/* cap: most tasks held at once. Returns 0, -1 when out of memory. */
+int gpuq_sched_init(struct gpuq_sched *s, int64_t max_batch, int64_t max_delay_us,
+                    int64_t max_inflight, int cap);
+void gpuq_sched_free(struct gpuq_sched *s);
+
+/* Admits a prepared task (t->rows > 0). Returns 0, or -1 when cap is reached. */
+int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us);
+
+/* Rows that may still be admitted before the in-flight bound. */
+int64_t gpuq_sched_room(const struct gpuq_sched *s);
+
+/* Takes out tasks whose deadline passed before any of their rows ran
+ * (at most max); returns how many. */
+int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct gpuq_task **out, int max);
+
+/* Fills out with the pieces of the next ready batch (at most max) and
+ * returns their count. With none ready, returns 0 and sets *wait_us to the
+ * time until one will be, or -1 when nothing is pending. */
+int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq_piece *out,
+                    int max, int64_t *wait_us);
+
+/* An answered task's rows leave the in-flight count. */
+void gpuq_sched_release(struct gpuq_sched *s, const struct gpuq_task *t);
+
+#endif
