@@ -120,4 +120,156 @@ static inline void check_backend(struct gpuq_backend *be, double tol) {
         }
 }
 
+
+/* ---- knn, softmax, layernorm, image ---- */
+
+struct ref_hit {
+    double s;
+    int64_t i;
+};
+
+static int ref_lowest;
+static int cmp_hit(const void *x, const void *y) {
+    const struct ref_hit *a = x, *b = y;
+    if (a->s != b->s) return (ref_lowest ? a->s < b->s : a->s > b->s) ? -1 : 1;
+    return a->i < b->i ? -1 : 1;
+}
+
+static inline void check_knn(struct gpuq_backend *be, double tol, unsigned *seed) {
+    struct gpuq_model ix = {.kind = GPUQ_MODEL_INDEX, .n_rows = 300, .dim = 16};
+    ix.embeddings = rand_floats(300 * 16, seed);
+    memcpy(ix.embeddings + 16 * 7, ix.embeddings + 16 * 3, 16 * sizeof(float));   /* a tie */
+    ix.norms = malloc(300 * sizeof(float));
+    for (int r = 0; r < 300; r++) {
+        double n2 = 0;
+        for (int j = 0; j < 16; j++) n2 += (double)ix.embeddings[r * 16 + j] * ix.embeddings[r * 16 + j];
+        ix.norms[r] = (float)sqrt(n2);
+    }
+    CHECK(be->iface->model_load(be, &ix) == 0);
+    int rows = 9, k = 7;
+    float *q = rand_floats((size_t)rows * 16, seed), *scores = malloc((size_t)rows * k * sizeof(float));
+    memcpy(q, ix.embeddings + 16 * 3, 16 * sizeof(float));    /* row 0 finds rows 3 and 7 */
+    int64_t *idx = malloc((size_t)rows * k * sizeof(int64_t));
+    struct ref_hit hits[300];
+    for (int metric = GPUQ_METRIC_COSINE; metric <= GPUQ_METRIC_L2; metric++) {
+        struct gpuq_knn args = {&ix, (enum gpuq_metric)metric, k, q, rows, idx, scores};
+        CHECK(be->iface->knn(be, &args) == 0);
+        ref_lowest = metric == GPUQ_METRIC_L2;
+        int bad = 0;
+        for (int r = 0; r < rows; r++) {
+            double qn = 0;
+            for (int j = 0; j < 16; j++) qn += (double)q[r * 16 + j] * q[r * 16 + j];
+            for (int e = 0; e < 300; e++) {
+                double dot = 0, d2 = 0;
+                for (int j = 0; j < 16; j++) {
+                    double a = q[r * 16 + j], b = ix.embeddings[e * 16 + j];
+                    dot += a * b;
+                    d2 += (a - b) * (a - b);
+                }
+                hits[e].i = e;
+                hits[e].s = metric == GPUQ_METRIC_DOT ? dot
+                          : metric == GPUQ_METRIC_L2 ? d2 : dot / (sqrt(qn) * ix.norms[e]);
+            }
+            qsort(hits, 300, sizeof(hits[0]), cmp_hit);
+            for (int j = 0; j < k; j++) {
+                /* near-equal scores may swap; the score at each rank must match */
+                if (fabs(scores[r * k + j] - hits[j].s) > tol * (1 + fabs(hits[j].s))) bad++;
+                if (idx[r * k + j] != hits[j].i && fabs(hits[j].s - scores[r * k + j]) > 1e-4) bad++;
+            }
+        }
+        if (bad) fprintf(stderr, "  knn metric %d: %d mismatches\n", metric, bad);
+        CHECK(bad == 0);
+        if (metric != GPUQ_METRIC_DOT) CHECK(idx[0] == 3 && idx[1] == 7);   /* tie to the lower index */
+    }
+    be->iface->model_free(be, &ix);
+    free(ix.embeddings), free(ix.norms), free(q), free(scores), free(idx);
+}
+
+static inline void check_rows(struct gpuq_backend *be, double tol, unsigned *seed) {
+    int rows = 5, cols = 33;
+    float *x = rand_floats((size_t)rows * cols, seed), *y = malloc((size_t)rows * cols * sizeof(float));
+    for (int j = 0; j < cols; j++) x[j] *= 80.0f;   /* large logits: must not overflow */
+    CHECK(be->iface->softmax(be, x, rows, cols, y) == 0);
+    for (int r = 0; r < rows; r++) {
+        double mx = -1e30, sum = 0, err = 0;
+        for (int j = 0; j < cols; j++) mx = fmax(mx, x[r * cols + j]);
+        for (int j = 0; j < cols; j++) sum += exp(x[r * cols + j] - mx);
+        for (int j = 0; j < cols; j++) err = fmax(err, fabs(y[r * cols + j] - exp(x[r * cols + j] - mx) / sum));
+        CHECK(err <= tol);
+    }
+    /* layernorm: row 0..2 use set 0 (identity affine), rows 3..4 set 1 */
+    int sets[5] = {0, 0, 0, 1, 1};
+    float *g = rand_floats(2 * (size_t)cols, seed), *b = rand_floats(2 * (size_t)cols, seed);
+    float eps[2] = {1e-5f, 0.5f};
+    for (int j = 0; j < cols; j++) g[j] = 1.0f, b[j] = 0.0f;
+    struct gpuq_layernorm ln = {x, rows, cols, sets, g, b, eps, y};
+    CHECK(be->iface->layernorm(be, &ln) == 0);
+    for (int r = 0; r < rows; r++) {
+        double mean = 0, var = 0, err = 0;
+        for (int j = 0; j < cols; j++) mean += x[r * cols + j];
+        mean /= cols;
+        for (int j = 0; j < cols; j++) var += (x[r * cols + j] - mean) * (x[r * cols + j] - mean);
+        var /= cols;
+        for (int j = 0; j < cols; j++) {
+            int s = sets[r];
+            double want = (x[r * cols + j] - mean) / sqrt(var + eps[s]) * g[s * cols + j] + b[s * cols + j];
+            err = fmax(err, fabs(y[r * cols + j] - want) / (1 + fabs(want)));
+        }
+        CHECK(err <= tol);
+    }
+    free(x), free(y), free(g), free(b);
+}
+
+/* Reference bilinear resize: OpenCV INTER_LINEAR's float formula. */
+static inline double ref_pixel(const unsigned char *src, int h, int w, int c, int H, int W, int ch,
+                               int oy, int ox) {
+    double sy = (oy + 0.5) * h / H - 0.5, sx = (ox + 0.5) * w / W - 0.5;
+    if (sy < 0) sy = 0;
+    if (sx < 0) sx = 0;
+    int y0 = (int)floor(sy), x0 = (int)floor(sx);
+    if (y0 > h - 1) y0 = h - 1;
+    if (x0 > w - 1) x0 = w - 1;
+    int y1 = y0 + 1 < h ? y0 + 1 : h - 1, x1 = x0 + 1 < w ? x0 + 1 : w - 1;
+    double fy = sy - y0, fx = sx - x0;
+    double v00 = src[(y0 * w + x0) * c + ch], v01 = src[(y0 * w + x1) * c + ch];
+    double v10 = src[(y1 * w + x0) * c + ch], v11 = src[(y1 * w + x1) * c + ch];
+    return (v00 * (1 - fx) + v01 * fx) * (1 - fy) + (v10 * (1 - fx) + v11 * fx) * fy;
+}
+
+static inline void check_image(struct gpuq_backend *be, double tol, unsigned *seed) {
+    static const int dims[][5] = {{7, 5, 3, 14, 10}, {20, 30, 1, 5, 7}, {4, 4, 3, 4, 4}, {1, 1, 2, 3, 2}};
+    struct gpuq_image ims[4];
+    float mean[3] = {0.5f, 0.25f, 0.0f}, std[3] = {0.5f, 2.0f, 1.0f};
+    unsigned char *src[4];
+    for (int i = 0; i < 4; i++) {
+        const int *d = dims[i];
+        src[i] = malloc((size_t)d[0] * d[1] * d[2]);
+        for (int j = 0; j < d[0] * d[1] * d[2]; j++) src[i][j] = (unsigned char)((check_rand(seed) + 1) * 127.9f);
+        ims[i] = (struct gpuq_image){src[i], d[0], d[1], d[2], d[3], d[4], mean, std,
+                                     malloc((size_t)d[2] * d[3] * d[4] * sizeof(float))};
+    }
+    CHECK(be->iface->image(be, ims, 4) == 0);
+    for (int i = 0; i < 4; i++) {
+        const int *d = dims[i];
+        double err = 0;
+        for (int ch = 0; ch < d[2]; ch++)
+            for (int y = 0; y < d[3]; y++)
+                for (int x = 0; x < d[4]; x++) {
+                    double want = (ref_pixel(src[i], d[0], d[1], d[2], d[3], d[4], ch, y, x) / 255.0 - mean[ch]) / std[ch];
+                    err = fmax(err, fabs(ims[i].dst[(ch * d[3] + y) * d[4] + x] - want));
+                }
+        if (err > tol) fprintf(stderr, "  image %d: error %g\n", i, err);
+        CHECK(err <= tol);
+        free(src[i]), free(ims[i].dst);
+    }
+}
+
+/* The row ops a backend implements, against references. */
+static inline void check_backend_rows(struct gpuq_backend *be, double tol) {
+    unsigned seed = 7;
+    if (be->iface->knn) check_knn(be, tol, &seed);
+    if (be->iface->softmax && be->iface->layernorm) check_rows(be, tol, &seed);
+    if (be->iface->image) check_image(be, tol, &seed);
+}
+
 #endif

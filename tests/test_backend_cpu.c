@@ -7,6 +7,7 @@ int main(void) {
     CHECK(gpuq_backend_create(&be, "cpu", 0, err, sizeof(err)) == 0);
     CHECK(strcmp(be.iface->name, "cpu") == 0);
     check_backend(&be, 5e-5);   /* f32 sums against a double reference */
+    check_backend_rows(&be, 5e-5);
     gpuq_backend_destroy(&be);
     CHECK(gpuq_backend_create(&be, "tpu", 0, err, sizeof(err)) == -1);
     CHECK(strstr(err, "unknown backend") != NULL);

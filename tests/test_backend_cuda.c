@@ -20,6 +20,7 @@ int main(void) {
     CHECK(gpuq_backend_create(&be, "cuda", 0, err, sizeof(err)) == 0);
     printf("%s\n", be.desc);
     check_backend(&be, 1e-4);
+    check_backend_rows(&be, 1e-4);
     gpuq_backend_destroy(&be);
     return check_done("test_backend_cuda");
 #endif

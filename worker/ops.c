@@ -131,9 +131,8 @@ int gpuq_ops_compare(const struct gpuq_task *a, const struct gpuq_task *b) {
         CMP(a->metric, b->metric);
         break;
     case GPUQ_OP_SOFTMAX:
-    case GPUQ_OP_LAYERNORM:
-    case GPUQ_OP_IMAGE_PREPROCESS: CMP(a->cols, b->cols); break;
-    default: break;     /* matmul: mixed shapes run as one grouped GEMM */
+    case GPUQ_OP_LAYERNORM: CMP(a->cols, b->cols); break;
+    default: break;     /* matmul: mixed shapes, one grouped GEMM; images: any size, one launch */
     }
     return 0;
 }

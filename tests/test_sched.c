@@ -1,0 +1,143 @@
+/* test_sched.c -- the batching policy with a hand-driven clock: readiness
+ * by size, age and force; order by queue, priority, deadline; chunking;
+ * keys never mixed; the in-flight bound. */
+#include "check.h"
+#include "worker/sched.h"
+
+static struct gpuq_task tasks[64];
+static struct gpuq_model model_a, model_b;
+
+/* an mlp task of `rows` rows on model m */
+static struct gpuq_task *task(int i, int rows, const struct gpuq_model *m, int queue, int prio,
+                              int64_t deadline_ms) {
+    struct gpuq_task *t = &tasks[i];
+    memset(t, 0, sizeof(*t));
+    t->job.op = GPUQ_OP_MLP;
+    t->model = m;
+    t->rows = rows;
+    t->unit = 1;
+    t->entry.queue = queue;
+    t->job.priority = prio;
+    t->deadline_ms = deadline_ms;
+    return t;
+}
+
+static void test_ready_by_size_age_force(void) {
+    struct gpuq_sched s;
+    struct gpuq_piece p[16];
+    int64_t wait;
+    gpuq_sched_init(&s, 4, 1000, 100, 64);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 0 && wait == -1);
+    gpuq_sched_add(&s, task(0, 1, &model_a, 0, 0, 0), 0);
+    gpuq_sched_add(&s, task(1, 1, &model_a, 0, 0, 0), 100);
+    CHECK(gpuq_sched_next(&s, 200, 0, p, 16, &wait) == 0);
+    CHECK(wait == 800);                         /* the oldest is due at 1000 */
+    CHECK(gpuq_sched_next(&s, 1000, 0, p, 16, &wait) == 2);   /* aged */
+    CHECK(p[0].t == &tasks[0] && p[1].t == &tasks[1]);
+    CHECK(s.n == 0);
+    for (int i = 0; i < 5; i++) gpuq_sched_add(&s, task(2 + i, 1, &model_a, 0, 0, 0), 2000);
+    CHECK(gpuq_sched_next(&s, 2001, 0, p, 16, &wait) == 4);   /* full */
+    CHECK(gpuq_sched_next(&s, 2001, 0, p, 16, &wait) == 0);   /* the fifth waits */
+    CHECK(gpuq_sched_next(&s, 2001, 1, p, 16, &wait) == 1);   /* unless forced */
+    CHECK(p[0].t == &tasks[6]);
+    gpuq_sched_free(&s);
+}
+
+static void test_order(void) {
+    struct gpuq_sched s;
+    struct gpuq_piece p[16];
+    int64_t wait;
+    gpuq_sched_init(&s, 3, 0, 100, 64);
+    gpuq_sched_add(&s, task(0, 1, &model_a, 1, 9, 0), 0);     /* second queue, high priority */
+    gpuq_sched_add(&s, task(1, 1, &model_a, 0, 0, 0), 0);
+    gpuq_sched_add(&s, task(2, 1, &model_a, 0, 5, 0), 0);
+    gpuq_sched_add(&s, task(3, 1, &model_a, 0, 0, 500), 0);   /* nearer deadline */
+    gpuq_sched_add(&s, task(4, 1, &model_a, 0, 0, 900), 0);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 3);
+    CHECK(p[0].t == &tasks[2] && p[1].t == &tasks[3] && p[2].t == &tasks[4]);
+    CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 2);
+    CHECK(p[0].t == &tasks[1] && p[1].t == &tasks[0]);      /* first queue before the second */
+    gpuq_sched_free(&s);
+}
+
+static void test_keys_never_mix(void) {
+    struct gpuq_sched s;
+    struct gpuq_piece p[16];
+    int64_t wait;
+    gpuq_sched_init(&s, 8, 0, 100, 64);
+    for (int i = 0; i < 6; i++) gpuq_sched_add(&s, task(i, 1, i % 2 ? &model_b : &model_a, 0, 0, 0), i);
+    struct gpuq_task *m = task(6, 1, &model_a, 0, 0, 0);
+    m->dtype = GPUQ_DTYPE_F16;                  /* same model, other dtype */
+    gpuq_sched_add(&s, m, 6);
+    int batches = 0, n;
+    while ((n = gpuq_sched_next(&s, 10, 1, p, 16, &wait)) > 0) {
+        batches++;
+        for (int i = 1; i < n; i++) CHECK(gpuq_ops_compare(p[0].t, p[i].t) == 0);
+        CHECK(n == (p[0].t->dtype == GPUQ_DTYPE_F16 ? 1 : 3));
+    }
+    CHECK(batches == 3);
+    gpuq_sched_free(&s);
+}
+
+static void test_chunking(void) {
+    struct gpuq_sched s;
+    struct gpuq_piece p[16];
+    int64_t wait;
+    gpuq_sched_init(&s, 4, 0, 100, 64);
+    gpuq_sched_add(&s, task(0, 10, &model_a, 0, 0, 0), 0);
+    int64_t covered = 0;
+    for (int b = 0; b < 3; b++) {
+        CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 1);
+        CHECK(p[0].row0 == covered && p[0].rows == (b < 2 ? 4 : 2));
+        covered += p[0].rows;
+    }
+    CHECK(covered == 10 && s.n == 0);
+    /* matmul-like units: 3 matrices of 3 rows never split inside a matrix */
+    struct gpuq_task *t = task(1, 9, &model_a, 0, 0, 0);
+    t->unit = 3;
+    gpuq_sched_add(&s, t, 0);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 1 && p[0].rows == 3);
+    /* a unit larger than a batch goes alone, whole */
+    t = task(2, 6, &model_b, 0, 0, 0);
+    t->unit = 6;
+    gpuq_sched_add(&s, t, 0);
+    int seen6 = 0, n;
+    while ((n = gpuq_sched_next(&s, 0, 1, p, 16, &wait)) > 0)
+        for (int i = 0; i < n; i++) {
+            CHECK(p[i].rows % p[i].t->unit == 0);
+            seen6 |= p[i].rows == 6;
+        }
+    CHECK(seen6);
+    gpuq_sched_free(&s);
+}
+
+static void test_room_and_expiry(void) {
+    struct gpuq_sched s;
+    struct gpuq_task *out[8];
+    gpuq_sched_init(&s, 4, 0, 10, 64);
+    CHECK(gpuq_sched_room(&s) == 10);
+    gpuq_sched_add(&s, task(0, 6, &model_a, 0, 0, 1000), 0);
+    gpuq_sched_add(&s, task(1, 3, &model_a, 0, 0, 0), 0);
+    CHECK(gpuq_sched_room(&s) == 1);
+    CHECK(gpuq_sched_expire(&s, 1000, out, 8) == 0);    /* not yet past */
+    CHECK(gpuq_sched_expire(&s, 1001, out, 8) == 1 && out[0] == &tasks[0]);
+    CHECK(s.n == 1);
+    gpuq_sched_release(&s, out[0]);
+    CHECK(gpuq_sched_room(&s) == 7);
+    /* a task that has started is not expired */
+    struct gpuq_piece p[4];
+    int64_t wait;
+    gpuq_sched_add(&s, task(2, 8, &model_b, 0, 0, 50), 0);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 4, &wait) == 1);
+    CHECK(gpuq_sched_expire(&s, 100, out, 8) == 0);
+    gpuq_sched_free(&s);
+}
+
+int main(void) {
+    test_ready_by_size_age_force();
+    test_order();
+    test_keys_never_mix();
+    test_chunking();
+    test_room_and_expiry();
+    return check_done("test_sched");
+}
