@@ -309,25 +309,39 @@ static int read_into(struct worker *w, int first, int n, int count, int block_ms
     return got;
 }
 
-/* Fetches what there is room for: our own pending entries first (after a
- * start or a reconnect), then the queues strictly in order. Blocks briefly
- * only when the worker holds nothing at all. Returns entries read, or -1. */
+/* Fetches what there is room for, so that priorities and deadlines order
+ * everything the worker may hold: our own pending entries first (after a
+ * start or a reconnect), then the queues strictly in order, each until it is
+ * drained or the room is used. Blocks briefly only when the worker holds
+ * nothing at all. Returns entries read, or -1 when Redis failed. */
 static int fetch(struct worker *w) {
-    int64_t room = gpuq_sched_room(&w->sched);
-    if (stop_requested || room <= 0) return 0;
-    int count = room < w->cfg.max_batch ? (int)room : (int)w->cfg.max_batch, total = 0, got;
+    int total = 0, got;
+    if (stop_requested) return 0;
     while (w->pending_queue >= 0) {
-        if ((got = read_into(w, w->pending_queue, 1, count, -1, w->pending_from)) < 0) return -1;
-        if (got > 0) return got;
+        int64_t room = gpuq_sched_room(&w->sched);
+        if (room <= 0) return total;
+        if ((got = read_into(w, w->pending_queue, 1, (int)room, -1, w->pending_from)) < 0) return -1;
+        total += got;
+        if (got > 0) continue;
         if (++w->pending_queue == w->st.n_queues) w->pending_queue = -1;
         snprintf(w->pending_from, sizeof(w->pending_from), "0");
     }
-    for (int q = 0; q < w->st.n_queues && total < count; q++) {
-        if ((got = read_into(w, q, 1, count - total, -1, ">")) < 0) return -1;
-        total += got;
+    for (int q = 0; q < w->st.n_queues; q++) {
+        for (;;) {
+            int64_t room = gpuq_sched_room(&w->sched);
+            int want = room < w->cfg.max_batch ? (int)room : (int)w->cfg.max_batch;
+            if (want > w->n_free) want = w->n_free;
+            if (want <= 0) return total;
+            if ((got = read_into(w, q, 1, want, -1, ">")) < 0) return -1;
+            total += got;
+            if (got < want) break;  /* this queue is drained */
+        }
     }
-    if (total == 0 && w->sched.n == 0 && w->n_done == 0 && w->sched.rows_held == 0)
-        return read_into(w, 0, w->st.n_queues, count, 100, ">");
+    if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0) {
+        int64_t room = gpuq_sched_room(&w->sched);
+        return read_into(w, 0, w->st.n_queues, room < w->cfg.max_batch ? (int)room
+                         : (int)w->cfg.max_batch, 100, ">");
+    }
     return total;
 }
 
