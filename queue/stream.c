@@ -180,11 +180,86 @@ int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int blo
             en->id.ptr = e->element[0]->str;
             en->id.len = e->element[0]->len;
             en->enqueued_ms = id_ms(e->element[0]->str);
+            en->deliveries = 1;
             take_fields(en, e->elements > 1 ? e->element[1] : NULL);
         }
     }
     if (got > 0) *reply = r;
     else freeReplyObject(r);
+    return got;
+}
+
+/* Fills entries from an array of [id, fields] (an XCLAIM reply). */
+static int take_entries(struct gpuq_stream *s, int q, const redisReply *arr, struct gpuq_entry *out,
+                        int cap) {
+    int got = 0;
+    (void)s;
+    for (size_t j = 0; arr->type == REDIS_REPLY_ARRAY && j < arr->elements && got < cap; j++) {
+        const redisReply *e = arr->element[j];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        struct gpuq_entry *en = &out[got++];
+        memset(en, 0, sizeof(*en));
+        en->queue = q;
+        en->id.ptr = e->element[0]->str;
+        en->id.len = e->element[0]->len;
+        en->enqueued_ms = id_ms(e->element[0]->str);
+        take_fields(en, e->elements > 1 ? e->element[1] : NULL);
+    }
+    return got;
+}
+
+int gpuq_stream_claim(struct gpuq_stream *s, int q, int64_t min_idle_ms, int count,
+                      struct gpuq_entry *out, int cap, redisReply **reply) {
+    char idle[24], cnt[24];
+    *reply = NULL;
+    if (!s->rc && gpuq_stream_connect(s, 2000) != 0) return -1;
+    snprintf(idle, sizeof(idle), "%lld", (long long)min_idle_ms);
+    snprintf(cnt, sizeof(cnt), "%d", count);
+    const char *xp[] = {"XPENDING", s->jobs_keys[q], GPUQ_GROUP, "IDLE", idle, "-", "+", cnt};
+    redisReply *pend = command(s, 8, xp, NULL);
+    if (!pend) return -1;
+    if (pend->type != REDIS_REPLY_ARRAY) {
+        set_error(s, REDIS_ERR_OTHER, pend->type == REDIS_REPLY_ERROR ? pend->str : "XPENDING");
+        freeReplyObject(pend);
+        return -1;
+    }
+    /* others' entries only: ours are already held by this worker */
+    const char **argv = malloc((pend->elements + 5) * sizeof(char *));
+    int64_t *deliveries = malloc((pend->elements + 1) * sizeof(int64_t));
+    int argc = 0, got = 0;
+    if (!argv || !deliveries) goto out;
+    argv[argc++] = "XCLAIM";
+    argv[argc++] = s->jobs_keys[q];
+    argv[argc++] = GPUQ_GROUP;
+    argv[argc++] = s->consumer;
+    argv[argc++] = idle;
+    for (size_t i = 0; i < pend->elements; i++) {
+        const redisReply *p = pend->element[i];
+        if (p->type != REDIS_REPLY_ARRAY || p->elements < 4 || p->element[1]->type != REDIS_REPLY_STRING ||
+            strcmp(p->element[1]->str, s->consumer) == 0)
+            continue;
+        deliveries[argc - 5] = p->element[3]->type == REDIS_REPLY_INTEGER ? p->element[3]->integer : 1;
+        argv[argc++] = p->element[0]->str;
+    }
+    if (argc == 5) goto out;
+    redisReply *r = command(s, argc, argv, NULL);
+    if (!r) {
+        got = -1;
+        goto out;
+    }
+    got = take_entries(s, q, r, out, cap);
+    /* XCLAIM returns claimed entries in the order asked for: match the counts */
+    for (int i = 0, a = 5; i < got; i++) {
+        while (a < argc && strcmp(argv[a], out[i].id.ptr) != 0) a++;
+        out[i].deliveries = a < argc ? deliveries[a - 5] + 1 : 1;
+    }
+    if (got > 0) *reply = r;
+    else freeReplyObject(r);
+out:
+    free(argv);
+    free(deliveries);
+    freeReplyObject(pend);
     return got;
 }
 

@@ -38,6 +38,7 @@ struct gpuq_entry {
     struct gpuq_str payload;    /* the job bytes; ptr NULL when the entry had none */
     int is_json;                /* payload came from field json, not job */
     int deleted;                /* a pending entry whose fields were deleted */
+    int64_t deliveries;         /* times delivered, this one included */
     int64_t enqueued_ms;        /* from the entry id */
 };
 
@@ -57,6 +58,13 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms);
  * (NULL when none were read). Returns the count, or -1 with errstr. */
 int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
                      const char *from, struct gpuq_entry *out, int cap, redisReply **reply);
+
+/* Takes over up to count entries of queue q that other consumers left
+ * pending for at least min_idle_ms (XPENDING IDLE, then XCLAIM). Each entry's
+ * deliveries counts this one. Entries deleted from the stream while pending
+ * come back with deleted set. Same ownership as gpuq_stream_read. */
+int gpuq_stream_claim(struct gpuq_stream *s, int q, int64_t min_idle_ms, int count,
+                      struct gpuq_entry *out, int cap, redisReply **reply);
 
 /* Writing: begin, any number of puts and acks, commit. Nothing is applied
  * unless commit returns 0; then all of it is. */

@@ -50,6 +50,7 @@ struct worker {
     msgpack_sbuffer sb;
     int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
     char pending_from[64];
+    int64_t last_claim_us;
     uint64_t n_ok, n_failed, n_dead, n_batches;
 };
 
@@ -254,6 +255,16 @@ static void drop_task(struct worker *w, struct gpuq_task *t) {
 
 static void admit(struct worker *w, struct gpuq_task *t) {
     const struct gpuq_entry *e = &t->entry;
+    if (e->deliveries > w->cfg.max_attempts && !e->deleted) {
+        memset(&t->job, 0, sizeof(t->job));
+        msgpack_unpacked_init(&t->job.msg);
+        t->decoded = GPUQ_DECODE_UNDECODABLE;   /* not to be run again: a dead letter */
+        gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "delivered %lld times, more than --max-attempts "
+                      "%lld: its worker died each time", (long long)e->deliveries,
+                      (long long)w->cfg.max_attempts);
+        w->done[w->n_done++] = t;
+        return;
+    }
     if (!e->payload.ptr || e->is_json || e->deleted) {
         memset(&t->job, 0, sizeof(t->job));
         msgpack_unpacked_init(&t->job.msg);
@@ -283,18 +294,12 @@ static void admit(struct worker *w, struct gpuq_task *t) {
     w->done[w->n_done++] = t;
 }
 
-/* One XREADGROUP; each entry becomes a task. Returns the count, -1 when Redis failed. */
-static int read_into(struct worker *w, int first, int n, int count, int block_ms, const char *from) {
-    redisReply *reply = NULL;
-    if (count > w->n_free) count = w->n_free;
-    if (count > w->cfg.max_batch) count = (int)w->cfg.max_batch;
-    if (count <= 0) return 0;
-    int got = gpuq_stream_read(&w->st, first, n, count, block_ms, from, w->entries, count, &reply);
-    if (got <= 0) return got;
+/* Turns got entries (borrowed from reply) into tasks. */
+static void take(struct worker *w, int got, redisReply *reply) {
     struct held *h = malloc(sizeof(*h));
     if (!h) {
         freeReplyObject(reply);
-        return 0;   /* they stay pending for us; read again after a reconnect */
+        return;     /* they stay pending for us; read again after a reconnect */
     }
     *h = (struct held){reply, got};
     for (int i = 0; i < got; i++) {
@@ -303,10 +308,46 @@ static int read_into(struct worker *w, int first, int n, int count, int block_ms
         t->held = h;
         admit(w, t);
     }
+}
+
+static int fetch_count(struct worker *w, int count) {
+    if (count > w->n_free) count = w->n_free;
+    return count > w->cfg.max_batch ? (int)w->cfg.max_batch : count;
+}
+
+/* One XREADGROUP; each entry becomes a task. Returns the count, -1 when Redis failed. */
+static int read_into(struct worker *w, int first, int n, int count, int block_ms, const char *from) {
+    redisReply *reply = NULL;
+    if ((count = fetch_count(w, count)) <= 0) return 0;
+    int got = gpuq_stream_read(&w->st, first, n, count, block_ms, from, w->entries, count, &reply);
+    if (got <= 0) return got;
     if (from[0] != '>')
         snprintf(w->pending_from, sizeof(w->pending_from), "%.*s", (int)w->entries[got - 1].id.len,
                  w->entries[got - 1].id.ptr);
+    take(w, got, reply);
     return got;
+}
+
+/* Every so often, takes over what dead workers left pending. */
+static int claim(struct worker *w) {
+    int64_t now = now_us(), every = w->cfg.claim_idle_ms * 250;    /* a quarter of the idle time */
+    if (every < 50000) every = 50000;
+    if (every > 5000000) every = 5000000;
+    if (now - w->last_claim_us < every) return 0;
+    w->last_claim_us = now;
+    int total = 0;
+    for (int q = 0; q < w->st.n_queues; q++) {
+        redisReply *reply = NULL;
+        int count = fetch_count(w, (int)gpuq_sched_room(&w->sched));
+        if (count <= 0) break;
+        int got = gpuq_stream_claim(&w->st, q, w->cfg.claim_idle_ms, count, w->entries, count, &reply);
+        if (got < 0) return -1;
+        if (got == 0) continue;
+        log_info("claimed %d entries on %s left pending by other consumers", got, w->st.queues[q]);
+        take(w, got, reply);
+        total += got;
+    }
+    return total;
 }
 
 /* Fetches what there is room for, so that priorities and deadlines order
@@ -317,6 +358,7 @@ static int read_into(struct worker *w, int first, int n, int count, int block_ms
 static int fetch(struct worker *w) {
     int total = 0, got;
     if (stop_requested) return 0;
+    if ((total = claim(w)) < 0) return -1;
     while (w->pending_queue >= 0) {
         int64_t room = gpuq_sched_room(&w->sched);
         if (room <= 0) return total;
@@ -357,7 +399,8 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     }
     if (t->decoded == GPUQ_DECODE_UNDECODABLE) {
         gpuq_error_encode(&w->sb, t->job.err, t->job.errmsg);
-        gpuq_stream_put_dead(&w->st, e->queue, e->payload, w->sb.data, w->sb.size, 1);
+        gpuq_stream_put_dead(&w->st, e->queue, e->payload, w->sb.data, w->sb.size,
+                             e->deliveries ? e->deliveries : 1);
         gpuq_stream_ack(&w->st, e->queue, e->id);
         log_warn("dead letter %s on %s: %s", e->id.ptr, w->st.queues[e->queue], t->job.errmsg);
         w->n_dead++;

@@ -36,6 +36,9 @@ class Redis:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="gpuq-test-")
         self.port = free_port()
+        self.start()
+
+    def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir],
@@ -50,9 +53,12 @@ class Redis:
                 time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
 
-    def stop(self):
+    def kill(self):
         self.proc.kill()
         self.proc.wait()
+
+    def stop(self):
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -115,6 +121,7 @@ class Worker:
         e.update(env or {})
         self.proc = subprocess.Popen([GPUQ, "worker", "--redis", redis_url, "--backend", "cpu", *args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        self.log.close()    # the child has its own descriptor; output() reads by name
         deadline = time.time() + 20
         while time.time() < deadline:
             if "ready" in self.output() or self.proc.poll() is not None:
