@@ -2,6 +2,7 @@
 real worker, against numpy written from the protocol's definitions."""
 import unittest
 
+import msgpack
 import numpy as np
 
 from harness import WorkerTest, from_tensor, save_safetensors, tensor
@@ -33,11 +34,14 @@ class Ops(WorkerTest):
         self.reply = self.client.key("reply:ops")
 
     def run_jobs(self, jobs):
-        """Enqueues all, then collects results by id (so they can share batches)."""
+        """Enqueues all in one transaction, so the worker sees them together
+        and they can share batches; collects results by id."""
+        pipe = self.r.pipeline(transaction=True)
         for i, j in enumerate(jobs):
             j.setdefault("id", f"j{i}")
             j["reply_to"] = self.reply
-            self.client.enqueue(j)
+            pipe.xadd(self.client.key("jobs"), {"job": msgpack.packb(j)})
+        pipe.execute()
         out = {}
         for _ in jobs:
             r = self.client.wait(self.reply)
