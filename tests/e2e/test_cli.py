@@ -103,6 +103,46 @@ class Serving(WorkerTest):
         self.assertEqual(p.returncode, 0)
         self.assertIn("enqueued 1 job", p.stdout)
 
+    def test_dead_list_retry_purge(self):
+        make_mlp(self.path("m.safetensors"), [4, 2])
+        reply = "gpuq:{default}:reply:dead"
+        x = tensor(np.ones((1, 4), np.float32))
+        good = self.client.enqueue({"op": "mlp", "model": "m", "inputs": {"x": x}, "id": "revived",
+                                    "reply_to": reply})
+        # its worker "died" on every delivery: poison
+        self.r.xgroup_create("gpuq:{default}:jobs", "workers", id="0")
+        self.r.xreadgroup("workers", "ghost", {"gpuq:{default}:jobs": ">"})
+        self.client.enqueue(None, raw=b"garbage")
+        w = self.worker("--model", f"m={self.path('m.safetensors')}", "--claim-idle-ms", "50",
+                        "--max-attempts", "1")
+        for _ in range(200):
+            if self.r.xlen("gpuq:{default}:dead") == 2:
+                break
+            time.sleep(0.02)
+        p = run("dead", "list", "--redis", self.redis.url)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.strip().splitlines()
+        self.assertEqual(len(lines), 2, p.stdout)
+        self.assertIn("internal", lines[0])
+        self.assertIn("id revived", lines[0])
+        self.assertIn("bad_request", lines[1])
+        self.assertIn("undecodable", lines[1])
+        w.stop()
+        # put the poison job back, and serve it with a worker that allows it
+        dead_id = self.r.xrange("gpuq:{default}:dead")[0][0].decode()
+        p = run("dead", "retry", dead_id, "--redis", self.redis.url)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("retried 1", p.stdout)
+        self.worker("--model", f"m={self.path('m.safetensors')}")
+        self.assertEqual(Client(self.r).wait(reply)["id"], "revived")
+        self.assertNotEqual(good, dead_id)
+        p = run("dead", "purge", "--all", "--redis", self.redis.url)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("purged 1", p.stdout)
+        self.assertEqual(self.r.xlen("gpuq:{default}:dead"), 0)
+        self.assertEqual(run("dead", "retry", "--redis", self.redis.url).returncode, 2)
+        self.assertIn("no dead letters", run("dead", "list", "--redis", self.redis.url).stdout)
+
 
 if __name__ == "__main__":
     unittest.main()

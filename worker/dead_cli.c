@@ -1,0 +1,153 @@
+/* dead_cli.c -- inspect dead letters and put them back on their queue. */
+#include "worker/dead_cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue/client.h"
+#include "queue/dead.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: gpuq dead list  [--count N] [flags]\n"
+        "       gpuq dead retry (ID... | --all) [flags]\n"
+        "       gpuq dead purge (ID... | --all) [flags]\n\n"
+        "Dead letters are jobs that could not be decoded, poison jobs whose worker died on every\n"
+        "delivery, and webhooks that failed every attempt. retry puts a dead letter's job back on\n"
+        "its queue (and deletes the letter); purge deletes letters.\n\n"
+        "  --redis URL, --queue Q, --prefix P   as for gpuq worker (also GPUQ_REDIS, ...)\n"
+        "  --count N                            letters to list [100]\n");
+}
+
+struct ids {
+    char **v;
+    int n;
+};
+
+/* Prints one letter: its id, attempts, error, and what the job was. */
+static void print_dead(void *ud, const struct gpuq_dead *d) {
+    (void)ud;
+    char code[64] = "?", msg[200] = "";
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    if (d->error.len && msgpack_unpack_next(&u, d->error.ptr, d->error.len, &off) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_MAP)
+        for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+            const msgpack_object *k = &u.data.via.map.ptr[i].key, *v = &u.data.via.map.ptr[i].val;
+            if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_STR) continue;
+            if (k->via.str.size == 4 && !memcmp(k->via.str.ptr, "code", 4))
+                snprintf(code, sizeof(code), "%.*s", (int)v->via.str.size, v->via.str.ptr);
+            else
+                snprintf(msg, sizeof(msg), "%.*s", (int)v->via.str.size, v->via.str.ptr);
+        }
+    msgpack_unpacked_destroy(&u);
+    struct gpuq_job job;
+    char what[200] = "no job bytes";
+    if (d->job.len) {
+        if (gpuq_job_decode(&job, d->job.ptr, d->job.len) == GPUQ_DECODE_UNDECODABLE)
+            snprintf(what, sizeof(what), "undecodable, %zu bytes", d->job.len);
+        else
+            snprintf(what, sizeof(what), "op %.*s id %.*s, %zu bytes", (int)job.op_name.len,
+                     job.op_name.ptr ? job.op_name.ptr : "", (int)job.id.len,
+                     job.id.ptr ? job.id.ptr : "-", d->job.len);
+        gpuq_job_free(&job);
+    }
+    printf("%.*s  attempts %lld  %s: %s  (%s)%s%.*s\n", (int)d->id.len, d->id.ptr,
+           (long long)d->attempts, code, msg, what, d->callback.len ? "  callback " : "",
+           (int)d->callback.len, d->callback.ptr ? d->callback.ptr : "");
+}
+
+static void collect(void *ud, const struct gpuq_dead *d) {
+    struct ids *ids = ud;
+    char **v = realloc(ids->v, (size_t)(ids->n + 1) * sizeof(char *));
+    if (!v) return;
+    ids->v = v;
+    ids->v[ids->n++] = strndup(d->id.ptr, d->id.len);
+}
+
+int gpuq_dead_main(int argc, char **argv) {
+    const char *redis = getenv("GPUQ_REDIS") ? getenv("GPUQ_REDIS") : "redis://127.0.0.1:6379";
+    const char *queue = getenv("GPUQ_QUEUE") ? getenv("GPUQ_QUEUE") : "default";
+    const char *prefix = getenv("GPUQ_PREFIX") ? getenv("GPUQ_PREFIX") : "gpuq";
+    struct ids ids = {0};
+    int all = 0, count = 100, result = 2;
+    char err[256] = "";
+    redisContext *c = NULL;
+    if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+        usage(argc < 1 ? stderr : stdout);
+        return argc < 1 ? 2 : 0;
+    }
+    const char *cmd = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--all")) all = 1;
+        else if (!strcmp(argv[i], "--redis") && v) redis = argv[++i];
+        else if (!strcmp(argv[i], "--queue") && v) queue = argv[++i];
+        else if (!strcmp(argv[i], "--prefix") && v) prefix = argv[++i];
+        else if (!strcmp(argv[i], "--count") && v && atoi(v) > 0) count = atoi(argv[++i]);
+        else if (argv[i][0] != '-') collect(&ids, &(struct gpuq_dead){.id = {argv[i], strlen(argv[i])}});
+        else {
+            fprintf(stderr, "gpuq dead: bad flag %s (see gpuq dead --help)\n", argv[i]);
+            goto out;
+        }
+    }
+    int is_list = !strcmp(cmd, "list"), is_retry = !strcmp(cmd, "retry"), is_purge = !strcmp(cmd, "purge");
+    if (!is_list && !is_retry && !is_purge) {
+        fprintf(stderr, "gpuq dead: unknown command '%s' (list, retry, purge)\n", cmd);
+        goto out;
+    }
+    if (!is_list && !all && ids.n == 0) {
+        fprintf(stderr, "gpuq dead %s: name dead letter ids, or --all\n", cmd);
+        goto out;
+    }
+    struct gpuq_redis_url url;
+    if (gpuq_redis_url_parse(&url, redis, err, sizeof(err)) != 0 ||
+        !(c = gpuq_redis_connect(&url, 2000, err, sizeof(err)))) {
+        fprintf(stderr, "gpuq dead: %s\n", err);
+        goto out;
+    }
+    result = 1;
+    if (is_list) {
+        int n = gpuq_dead_list(c, prefix, queue, "-", count, print_dead, NULL, err, sizeof(err));
+        if (n < 0) goto fail;
+        if (n == 0) printf("no dead letters on %s\n", queue);
+        result = 0;
+        goto out;
+    }
+    if (is_purge && all) {
+        long long n = gpuq_dead_purge(c, prefix, queue, NULL, err, sizeof(err));
+        if (n < 0) goto fail;
+        printf("purged %lld dead letters from %s\n", n, queue);
+        result = 0;
+        goto out;
+    }
+    if (all) {  /* page through every letter first: retrying deletes as it goes */
+        char from[80] = "-";
+        for (;;) {
+            int before = ids.n;
+            if (gpuq_dead_list(c, prefix, queue, from, 500, collect, &ids, err, sizeof(err)) < 0) goto fail;
+            if (ids.n == before) break;
+            snprintf(from, sizeof(from), "(%s", ids.v[ids.n - 1]);
+        }
+    }
+    long long done = 0;
+    for (int i = 0; i < ids.n; i++) {
+        long long rc = is_retry ? gpuq_dead_retry(c, prefix, queue, ids.v[i], err, sizeof(err))
+                                : gpuq_dead_purge(c, prefix, queue, ids.v[i], err, sizeof(err));
+        if (rc < 0) goto fail;
+        if (rc == 0 && is_retry) printf("%s: not retried (no such letter, or no job bytes)\n", ids.v[i]);
+        done += rc;
+    }
+    printf("%s %lld dead letters on %s\n", is_retry ? "retried" : "purged", done, queue);
+    result = 0;
+    goto out;
+fail:
+    fprintf(stderr, "gpuq dead: %s\n", err);
+out:
+    for (int i = 0; i < ids.n; i++) free(ids.v[i]);
+    free(ids.v);
+    if (c) redisFree(c);
+    return result;
+}
