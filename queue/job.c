@@ -228,6 +228,11 @@ enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t l
         job->id.len = 0;
         gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "id longer than %d bytes", GPUQ_MAX_ID_LEN);
     }
+    if (job->callback.len > 2048) {
+        job->callback.ptr = NULL;
+        job->callback.len = 0;
+        gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "callback longer than 2048 bytes");
+    }
     if (job->reply_to.len > GPUQ_MAX_ID_LEN) {
         job->reply_to.ptr = NULL;
         job->reply_to.len = 0;
@@ -255,6 +260,12 @@ enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t l
         } else if (key_is(k, "model")) {
             if (nonempty_str(v, &job->model) != 0)
                 gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "model must be a string");
+        } else if (key_is(k, "callback") && v->type == MSGPACK_OBJECT_STR &&
+                   !(v->via.str.size > 7 && !memcmp(v->via.str.ptr, "http://", 7)) &&
+                   !(v->via.str.size > 8 && !memcmp(v->via.str.ptr, "https://", 8))) {
+            gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "callback must be an http:// or https:// URL");
+            job->callback.ptr = NULL;   /* never POST to it */
+            job->callback.len = 0;
         } else if (key_is(k, "id") || key_is(k, "reply_to") || key_is(k, "callback")) {
             if (v->type != MSGPACK_OBJECT_STR || v->via.str.size == 0)
                 gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%.*s must be a non-empty string",

@@ -36,13 +36,15 @@ int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, co
     s->queues = calloc((size_t)n_queues, sizeof(char *));
     s->jobs_keys = calloc((size_t)n_queues, sizeof(char *));
     s->dead_keys = calloc((size_t)n_queues, sizeof(char *));
-    if (!s->queues || !s->jobs_keys || !s->dead_keys) goto oom;
+    s->hook_keys = calloc((size_t)n_queues, sizeof(char *));
+    if (!s->queues || !s->jobs_keys || !s->dead_keys || !s->hook_keys) goto oom;
     s->n_queues = n_queues;
     for (int i = 0; i < n_queues; i++) {
         s->queues[i] = strdup(queues[i]);
         s->jobs_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "jobs"));
         s->dead_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "dead"));
-        if (!s->queues[i] || !s->jobs_keys[i] || !s->dead_keys[i]) goto oom;
+        s->hook_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "webhooks"));
+        if (!s->queues[i] || !s->jobs_keys[i] || !s->dead_keys[i] || !s->hook_keys[i]) goto oom;
     }
     return 0;
 oom:
@@ -57,7 +59,9 @@ void gpuq_stream_free(struct gpuq_stream *s) {
         free(s->queues[i]);
         free(s->jobs_keys[i]);
         free(s->dead_keys[i]);
+        if (s->hook_keys) free(s->hook_keys[i]);
     }
+    free(s->hook_keys);
     free(s->queues);
     free(s->jobs_keys);
     free(s->dead_keys);
@@ -98,20 +102,14 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
     redisEnableKeepAlive(s->rc);
     for (int i = 0; i < s->n_queues; i++) {
         const char *argv[] = {"XGROUP", "CREATE", s->jobs_keys[i], GPUQ_GROUP, "0", "MKSTREAM"};
-        if (simple(s, 6, argv, "BUSYGROUP") != 0) return -1;
+        const char *hooks[] = {"XGROUP", "CREATE", s->hook_keys[i], GPUQ_HOOK_GROUP, "0", "MKSTREAM"};
+        if (simple(s, 6, argv, "BUSYGROUP") != 0 || simple(s, 6, hooks, "BUSYGROUP") != 0) return -1;
     }
     return 0;
 }
 
 static int64_t id_ms(const char *id) {
     return strtoll(id, NULL, 10);
-}
-
-static int queue_of(const struct gpuq_stream *s, const redisReply *key) {
-    for (int i = 0; i < s->n_queues; i++)
-        if (strlen(s->jobs_keys[i]) == key->len && memcmp(s->jobs_keys[i], key->str, key->len) == 0)
-            return i;
-    return -1;
 }
 
 static void take_fields(struct gpuq_entry *e, const redisReply *fields) {
@@ -132,63 +130,6 @@ static void take_fields(struct gpuq_entry *e, const redisReply *fields) {
     }
 }
 
-int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
-                     const char *from, struct gpuq_entry *out, int cap, redisReply **reply) {
-    const char *argv[8 + 2 * 16];
-    char count_s[24], block_s[24];
-    int argc = 0;
-    *reply = NULL;
-    if (!s->rc && gpuq_stream_connect(s, 2000) != 0) return -1;
-    if (n > 16) n = 16;
-    snprintf(count_s, sizeof(count_s), "%d", count);
-    snprintf(block_s, sizeof(block_s), "%d", block_ms);
-    argv[argc++] = "XREADGROUP";
-    argv[argc++] = "GROUP";
-    argv[argc++] = GPUQ_GROUP;
-    argv[argc++] = s->consumer;
-    argv[argc++] = "COUNT";
-    argv[argc++] = count_s;
-    if (block_ms >= 0) {
-        argv[argc++] = "BLOCK";
-        argv[argc++] = block_s;
-    }
-    argv[argc++] = "STREAMS";
-    for (int i = 0; i < n; i++) argv[argc++] = s->jobs_keys[first + i];
-    for (int i = 0; i < n; i++) argv[argc++] = from;
-    redisReply *r = command(s, argc, argv, NULL);
-    if (!r) return -1;
-    if (r->type == REDIS_REPLY_ERROR) {
-        set_error(s, REDIS_ERR_OTHER, r->str);
-        int nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
-        freeReplyObject(r);
-        /* Redis lost its data (restart without persistence, FLUSHALL): recreate */
-        if (nogroup && gpuq_stream_connect(s, 2000) == 0) return 0;
-        return -1;
-    }
-    int got = 0;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *st = r->element[i];
-        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2) continue;
-        int q = queue_of(s, st->element[0]);
-        const redisReply *entries = st->element[1];
-        for (size_t j = 0; q >= 0 && entries->type == REDIS_REPLY_ARRAY && j < entries->elements; j++) {
-            const redisReply *e = entries->element[j];
-            if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || got == cap) continue;
-            struct gpuq_entry *en = &out[got++];
-            memset(en, 0, sizeof(*en));
-            en->queue = q;
-            en->id.ptr = e->element[0]->str;
-            en->id.len = e->element[0]->len;
-            en->enqueued_ms = id_ms(e->element[0]->str);
-            en->deliveries = 1;
-            take_fields(en, e->elements > 1 ? e->element[1] : NULL);
-        }
-    }
-    if (got > 0) *reply = r;
-    else freeReplyObject(r);
-    return got;
-}
-
 /* Fills entries from an array of [id, fields] (an XCLAIM reply). */
 static int take_entries(struct gpuq_stream *s, int q, const redisReply *arr, struct gpuq_entry *out,
                         int cap) {
@@ -204,19 +145,101 @@ static int take_entries(struct gpuq_stream *s, int q, const redisReply *arr, str
         en->id.ptr = e->element[0]->str;
         en->id.len = e->element[0]->len;
         en->enqueued_ms = id_ms(e->element[0]->str);
-        take_fields(en, e->elements > 1 ? e->element[1] : NULL);
+        en->deliveries = 1;
+        en->fields = e->elements > 1 ? e->element[1] : NULL;
+        take_fields(en, en->fields);
     }
     return got;
 }
 
-int gpuq_stream_claim(struct gpuq_stream *s, int q, int64_t min_idle_ms, int count,
-                      struct gpuq_entry *out, int cap, redisReply **reply) {
+static int queue_of(const struct gpuq_stream *s, char **keys, const redisReply *key) {
+    for (int i = 0; i < s->n_queues; i++)
+        if (strlen(keys[i]) == key->len && memcmp(keys[i], key->str, key->len) == 0) return i;
+    return -1;
+}
+
+/* XREADGROUP on keys[first, first+n) of one kind. */
+static int read_group(struct gpuq_stream *s, char **keys, const char *group, int first, int n,
+                      int count, int block_ms, const char *from, struct gpuq_entry *out, int cap,
+                      redisReply **reply) {
+    const char *argv[8 + 2 * 16];
+    char count_s[24], block_s[24];
+    int argc = 0;
+    *reply = NULL;
+    if (!s->rc && gpuq_stream_connect(s, 2000) != 0) return -1;
+    if (n > 16) n = 16;
+    snprintf(count_s, sizeof(count_s), "%d", count);
+    snprintf(block_s, sizeof(block_s), "%d", block_ms);
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = group;
+    argv[argc++] = s->consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = count_s;
+    if (block_ms >= 0) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block_s;
+    }
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < n; i++) argv[argc++] = keys[first + i];
+    for (int i = 0; i < n; i++) argv[argc++] = from;
+    redisReply *r = command(s, argc, argv, NULL);
+    if (!r) return -1;
+    if (r->type == REDIS_REPLY_ERROR) {
+        set_error(s, REDIS_ERR_OTHER, r->str);
+        int nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
+        freeReplyObject(r);
+        /* Redis lost its data (restart without persistence, FLUSHALL): recreate */
+        if (nogroup && gpuq_stream_connect(s, 2000) == 0) return 0;
+        return -1;
+    }
+    int got = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *st = r->element[i];
+        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2) continue;
+        int q = queue_of(s, keys, st->element[0]);
+        if (q >= 0) got += take_entries(s, q, st->element[1], out + got, cap - got);
+    }
+    if (got > 0) *reply = r;
+    else freeReplyObject(r);
+    return got;
+}
+
+int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
+                     const char *from, struct gpuq_entry *out, int cap, redisReply **reply) {
+    return read_group(s, s->jobs_keys, GPUQ_GROUP, first, n, count, block_ms, from, out, cap, reply);
+}
+
+int gpuq_stream_read_hooks(struct gpuq_stream *s, int count, struct gpuq_entry *out, int cap,
+                           redisReply **reply) {
+    return read_group(s, s->hook_keys, GPUQ_HOOK_GROUP, 0, s->n_queues, count, -1, ">", out, cap,
+                      reply);
+}
+
+struct gpuq_str gpuq_entry_field(const struct gpuq_entry *e, const char *name) {
+    struct gpuq_str v = {NULL, 0};
+    const redisReply *f = e->fields;
+    size_t n = strlen(name);
+    for (size_t i = 0; f && f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
+        if (f->element[i]->type == REDIS_REPLY_STRING && f->element[i]->len == n &&
+            memcmp(f->element[i]->str, name, n) == 0 && f->element[i + 1]->type == REDIS_REPLY_STRING) {
+            v.ptr = f->element[i + 1]->str;
+            v.len = f->element[i + 1]->len;
+        }
+    return v;
+}
+
+int gpuq_stream_claim(struct gpuq_stream *s, enum gpuq_stream_kind kind, int q,
+                      int64_t min_idle_ms, int count, struct gpuq_entry *out, int cap,
+                      redisReply **reply) {
+    const char *key = kind == GPUQ_STREAM_JOBS ? s->jobs_keys[q] : s->hook_keys[q];
+    const char *group = kind == GPUQ_STREAM_JOBS ? GPUQ_GROUP : GPUQ_HOOK_GROUP;
     char idle[24], cnt[24];
     *reply = NULL;
     if (!s->rc && gpuq_stream_connect(s, 2000) != 0) return -1;
     snprintf(idle, sizeof(idle), "%lld", (long long)min_idle_ms);
     snprintf(cnt, sizeof(cnt), "%d", count);
-    const char *xp[] = {"XPENDING", s->jobs_keys[q], GPUQ_GROUP, "IDLE", idle, "-", "+", cnt};
+    const char *xp[] = {"XPENDING", key, group, "IDLE", idle, "-", "+", cnt};
     redisReply *pend = command(s, 8, xp, NULL);
     if (!pend) return -1;
     if (pend->type != REDIS_REPLY_ARRAY) {
@@ -230,14 +253,14 @@ int gpuq_stream_claim(struct gpuq_stream *s, int q, int64_t min_idle_ms, int cou
     int argc = 0, got = 0;
     if (!argv || !deliveries) goto out;
     argv[argc++] = "XCLAIM";
-    argv[argc++] = s->jobs_keys[q];
-    argv[argc++] = GPUQ_GROUP;
+    argv[argc++] = key;
+    argv[argc++] = group;
     argv[argc++] = s->consumer;
     argv[argc++] = idle;
     for (size_t i = 0; i < pend->elements; i++) {
         const redisReply *p = pend->element[i];
         if (p->type != REDIS_REPLY_ARRAY || p->elements < 4 || p->element[1]->type != REDIS_REPLY_STRING ||
-            strcmp(p->element[1]->str, s->consumer) == 0)
+            (kind == GPUQ_STREAM_JOBS && strcmp(p->element[1]->str, s->consumer) == 0))
             continue;
         deliveries[argc - 5] = p->element[3]->type == REDIS_REPLY_INTEGER ? p->element[3]->integer : 1;
         argv[argc++] = p->element[0]->str;
@@ -261,6 +284,23 @@ out:
     free(deliveries);
     freeReplyObject(pend);
     return got;
+}
+
+int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n) {
+    const char *argv[6 + 64];
+    int argc = 0;
+    if (n > 64) n = 64;
+    argv[argc++] = "XCLAIM";
+    argv[argc++] = s->hook_keys[q];
+    argv[argc++] = GPUQ_HOOK_GROUP;
+    argv[argc++] = s->consumer;
+    argv[argc++] = "0";
+    for (int i = 0; i < n; i++) argv[argc++] = ids[i];
+    argv[argc++] = "JUSTID";
+    redisReply *r = command(s, argc, argv, NULL);
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
 }
 
 /* ---- writing ---- */
@@ -302,14 +342,35 @@ void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id
 }
 
 void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
-                          const char *error, size_t error_len, int64_t attempts) {
+                          const char *error, size_t error_len, int64_t attempts,
+                          struct gpuq_str callback) {
     char att[24];
     snprintf(att, sizeof(att), "%lld", (long long)attempts);
     const char *argv[] = {"XADD", s->dead_keys[queue], "*", "job", job.ptr ? job.ptr : "",
-                          "error", error, "attempts", att};
+                          "error", error, "attempts", att, "callback", callback.ptr};
     size_t lens[] = {4, strlen(s->dead_keys[queue]), 1, 3, job.ptr ? job.len : 0, 5, error_len, 8,
-                     strlen(att)};
-    append(s, 9, argv, lens);
+                     strlen(att), 8, callback.len};
+    append(s, callback.ptr ? 11 : 9, argv, lens);
+}
+
+void gpuq_stream_put_hook(struct gpuq_stream *s, int queue, struct gpuq_str id,
+                          struct gpuq_str url, int msgpack_body, const char *result, size_t len,
+                          struct gpuq_str job) {
+    const char *argv[] = {"XADD", s->hook_keys[queue], "*", "id", id.ptr, "url", url.ptr,
+                          "format", msgpack_body ? "msgpack" : "json", "result", result,
+                          "job", job.ptr ? job.ptr : ""};
+    size_t lens[] = {4, strlen(s->hook_keys[queue]), 1, 2, id.len, 3, url.len, 6,
+                     msgpack_body ? 7 : 4, 6, len, 3, job.ptr ? job.len : 0};
+    append(s, 13, argv, lens);
+}
+
+void gpuq_stream_hook_done(struct gpuq_stream *s, int queue, struct gpuq_str entry_id) {
+    const char *ack[] = {"XACK", s->hook_keys[queue], GPUQ_HOOK_GROUP, entry_id.ptr};
+    size_t ack_lens[] = {4, strlen(s->hook_keys[queue]), strlen(GPUQ_HOOK_GROUP), entry_id.len};
+    const char *del[] = {"XDEL", s->hook_keys[queue], entry_id.ptr};
+    size_t del_lens[] = {4, strlen(s->hook_keys[queue]), entry_id.len};
+    append(s, 4, ack, ack_lens);
+    append(s, 3, del, del_lens);
 }
 
 void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id) {

@@ -15,6 +15,10 @@
 #include "queue/url.h"
 
 #define GPUQ_GROUP "workers"
+#define GPUQ_HOOK_GROUP "senders"
+
+/* The streams a worker consumes: jobs, and webhook deliveries. */
+enum gpuq_stream_kind { GPUQ_STREAM_JOBS, GPUQ_STREAM_HOOKS };
 
 struct gpuq_stream {
     redisContext *rc;
@@ -24,6 +28,7 @@ struct gpuq_stream {
     char **queues;          /* names, served in this order */
     char **jobs_keys;       /* P:{Q}:jobs */
     char **dead_keys;       /* P:{Q}:dead */
+    char **hook_keys;       /* P:{Q}:webhooks: deliveries owed, group senders */
     char consumer[128];
     int err;                /* 0, or a REDIS_ERR_* code */
     char errstr[128];
@@ -39,6 +44,7 @@ struct gpuq_entry {
     int is_json;                /* payload came from field json, not job */
     int deleted;                /* a pending entry whose fields were deleted */
     int64_t deliveries;         /* times delivered, this one included */
+    const redisReply *fields;   /* all the entry's fields, name then value */
     int64_t enqueued_ms;        /* from the entry id */
 };
 
@@ -59,12 +65,26 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms);
 int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
                      const char *from, struct gpuq_entry *out, int cap, redisReply **reply);
 
+/* The same from the webhook delivery streams (group senders). */
+int gpuq_stream_read_hooks(struct gpuq_stream *s, int count, struct gpuq_entry *out, int cap,
+                           redisReply **reply);
+
 /* Takes over up to count entries of queue q that other consumers left
- * pending for at least min_idle_ms (XPENDING IDLE, then XCLAIM). Each entry's
+ * pending for at least min_idle_ms (XPENDING IDLE, then XCLAIM); for webhook
+ * deliveries, this consumer's own too (it keeps those it holds fresh with
+ * gpuq_stream_touch_hooks, so a stale one of its own was lost). Each entry's
  * deliveries counts this one. Entries deleted from the stream while pending
  * come back with deleted set. Same ownership as gpuq_stream_read. */
-int gpuq_stream_claim(struct gpuq_stream *s, int q, int64_t min_idle_ms, int count,
-                      struct gpuq_entry *out, int cap, redisReply **reply);
+int gpuq_stream_claim(struct gpuq_stream *s, enum gpuq_stream_kind kind, int q,
+                      int64_t min_idle_ms, int count, struct gpuq_entry *out, int cap,
+                      redisReply **reply);
+
+/* Resets the idle time of webhook entries this worker still holds (XCLAIM
+ * JUSTID), so other workers do not take over a delivery waiting to retry. */
+int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n);
+
+/* The value of field name in an entry, or {NULL, 0}. */
+struct gpuq_str gpuq_entry_field(const struct gpuq_entry *e, const char *name);
 
 /* Writing: begin, any number of puts and acks, commit. Nothing is applied
  * unless commit returns 0; then all of it is. */
@@ -72,8 +92,16 @@ void gpuq_stream_begin(struct gpuq_stream *s);
 void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id,
                             const char *bytes, size_t len, int64_t ttl_s,
                             struct gpuq_str reply_to);
+/* Records a webhook owed for job id: its result, to be POSTed to url. */
+void gpuq_stream_put_hook(struct gpuq_stream *s, int queue, struct gpuq_str id,
+                          struct gpuq_str url, int msgpack_body, const char *result, size_t len,
+                          struct gpuq_str job);
+/* callback: the URL of a failed webhook, or {NULL, 0}. */
 void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
-                          const char *error, size_t error_len, int64_t attempts);
+                          const char *error, size_t error_len, int64_t attempts,
+                          struct gpuq_str callback);
+/* Acks and deletes a webhook delivery entry. */
+void gpuq_stream_hook_done(struct gpuq_stream *s, int queue, struct gpuq_str entry_id);
 void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id);
 int gpuq_stream_commit(struct gpuq_stream *s);
 

@@ -22,6 +22,8 @@ struct gpuq_config {
     int64_t claim_idle_ms;
     int64_t result_ttl;
     char *webhook_secret;
+    int64_t webhook_timeout_ms;
+    int64_t webhook_backoff_ms;
     char *metrics_addr;
     char *consumer;
     char *log_level;

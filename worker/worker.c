@@ -21,6 +21,7 @@
 #include "worker/log.h"
 #include "worker/ops.h"
 #include "worker/sched.h"
+#include "worker/webhook.h"
 
 /* A reply from Redis, kept until every entry borrowed from it is answered. */
 struct held {
@@ -36,6 +37,7 @@ struct worker {
     struct gpuq_backend be, cpu;
     struct gpuq_ops ops;
     struct gpuq_sched sched;
+    struct gpuq_webhooks *hooks;
     struct gpuq_model *models;
     int n_models;
     int n_slots;
@@ -51,7 +53,8 @@ struct worker {
     int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
     char pending_from[64];
     int64_t last_claim_us;
-    uint64_t n_ok, n_failed, n_dead, n_batches;
+    int hooks_written;          /* this worker recorded deliveries: read them */
+    uint64_t n_ok, n_failed, n_dead, n_batches, n_delivered, n_hooks_failed;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -157,7 +160,7 @@ static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
             log_info("model %s: index %lld x %d", m->name, (long long)m->n_rows, m->dim);
     }
     if (w->cfg.metrics_addr) log_warn("--metrics-addr: metrics are not served by this version");
-    if (w->cfg.webhook_secret) log_warn("--webhook-secret: webhooks are not sent by this version");
+    if (!w->cfg.webhook_secret) log_info("no --webhook-secret: webhooks are sent unsigned");
     char queues[256] = "";
     for (int i = 0; i < w->cfg.n_queues; i++)
         snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
@@ -182,6 +185,10 @@ static int start(struct worker *w, int argc, char **argv, char *err, size_t errl
     }
     gpuq_log_set_level((enum gpuq_log_level)level);
     if (gpuq_redis_url_parse(&url, w->cfg.redis, err, errlen) != 0) return -1;
+    if (!(w->hooks = gpuq_webhooks_create(w->cfg.webhook_secret, (int)w->cfg.max_attempts,
+                                          w->cfg.webhook_backoff_ms, w->cfg.webhook_timeout_ms, err,
+                                          errlen)))
+        return -1;
     if (gpuq_backend_create(&w->be, w->cfg.backend, (int)w->cfg.device, err, errlen) != 0) return -1;
     if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
     if (load_models(w, err, errlen) != 0) return -1;
@@ -225,6 +232,7 @@ static void finish(struct worker *w) {
     gpuq_backend_destroy(&w->cpu);
     gpuq_stream_free(&w->st);
     gpuq_sched_free(&w->sched);
+    gpuq_webhooks_destroy(w->hooks);
     msgpack_sbuffer_destroy(&w->sb);
     pool_free(w);
     free(w->slots);
@@ -281,7 +289,11 @@ static void admit(struct worker *w, struct gpuq_task *t) {
         if (t->job.timeout_ms && (!deadline || e->enqueued_ms + t->job.timeout_ms < deadline))
             deadline = e->enqueued_ms + t->job.timeout_ms;
         t->deadline_ms = deadline;
-        if (gpuq_ops_prepare(&w->ops, t) == 0 && !(t->out = pool_get(w, t->out_words)))
+        struct gpuq_str fmt = {NULL, 0};
+        if (gpuq_job_param_str(&t->job, "callback_format", &fmt) > 0 &&
+            !(fmt.len == 4 && !memcmp(fmt.ptr, "json", 4)) && !(fmt.len == 7 && !memcmp(fmt.ptr, "msgpack", 7)))
+            gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "callback_format must be json or msgpack");
+        else if (gpuq_ops_prepare(&w->ops, t) == 0 && !(t->out = pool_get(w, t->out_words)))
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
     }
     if (t->decoded == GPUQ_DECODE_OK && !t->job.err) {
@@ -328,19 +340,26 @@ static int read_into(struct worker *w, int first, int n, int count, int block_ms
     return got;
 }
 
-/* Every so often, takes over what dead workers left pending. */
-static int claim(struct worker *w) {
-    int64_t now = now_us(), every = w->cfg.claim_idle_ms * 250;    /* a quarter of the idle time */
+/* Whether it is time to look for what dead workers left pending: every
+ * quarter of the idle time, between 50 ms and 5 s. */
+static int claim_due(struct worker *w) {
+    int64_t now = now_us(), every = w->cfg.claim_idle_ms * 250;
     if (every < 50000) every = 50000;
     if (every > 5000000) every = 5000000;
     if (now - w->last_claim_us < every) return 0;
     w->last_claim_us = now;
+    return 1;
+}
+
+/* Takes over jobs dead workers left pending. */
+static int claim(struct worker *w) {
     int total = 0;
     for (int q = 0; q < w->st.n_queues; q++) {
         redisReply *reply = NULL;
         int count = fetch_count(w, (int)gpuq_sched_room(&w->sched));
         if (count <= 0) break;
-        int got = gpuq_stream_claim(&w->st, q, w->cfg.claim_idle_ms, count, w->entries, count, &reply);
+        int got = gpuq_stream_claim(&w->st, GPUQ_STREAM_JOBS, q, w->cfg.claim_idle_ms, count,
+                                    w->entries, count, &reply);
         if (got < 0) return -1;
         if (got == 0) continue;
         log_info("claimed %d entries on %s left pending by other consumers", got, w->st.queues[q]);
@@ -355,10 +374,12 @@ static int claim(struct worker *w) {
  * start or a reconnect), then the queues strictly in order, each until it is
  * drained or the room is used. Blocks briefly only when the worker holds
  * nothing at all. Returns entries read, or -1 when Redis failed. */
-static int fetch(struct worker *w) {
+static int fetch(struct worker *w, int claim_now) {
     int total = 0, got;
     if (stop_requested) return 0;
-    if ((total = claim(w)) < 0) return -1;
+    /* our own pending entries first; claiming before that would read what
+     * it just claimed a second time (it is pending for us then, too) */
+    if (claim_now && w->pending_queue < 0 && (total = claim(w)) < 0) return -1;
     while (w->pending_queue >= 0) {
         int64_t room = gpuq_sched_room(&w->sched);
         if (room <= 0) return total;
@@ -379,12 +400,78 @@ static int fetch(struct worker *w) {
             if (got < want) break;  /* this queue is drained */
         }
     }
-    if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0) {
+    if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0 && !gpuq_webhooks_held(w->hooks)) {
         int64_t room = gpuq_sched_room(&w->sched);
         return read_into(w, 0, w->st.n_queues, room < w->cfg.max_batch ? (int)room
                          : (int)w->cfg.max_batch, 100, ">");
     }
     return total;
+}
+
+/* ---- webhooks ---- */
+
+/* Takes new and stale deliveries, keeps held ones fresh, moves transfers
+ * along, and records finished deliveries (delivered: acked and deleted;
+ * given up: a dead letter too). Returns -1 when Redis failed. */
+static int hooks_step(struct worker *w, int claim_now) {
+    struct gpuq_entry *e = w->entries;
+    int cap = (int)w->cfg.max_batch, room = gpuq_webhooks_room(w->hooks), got;
+    redisReply *reply = NULL;
+    if (claim_now) {
+        for (int q = 0; q < w->st.n_queues; q++) {
+            const char *ids[64];
+            int n = gpuq_webhooks_ids(w->hooks, q, ids, 64);
+            if (n > 0 && gpuq_stream_touch_hooks(&w->st, q, ids, n) != 0) return -1;
+            if (room <= 0) continue;
+            got = gpuq_stream_claim(&w->st, GPUQ_STREAM_HOOKS, q, w->cfg.claim_idle_ms,
+                                    room < cap ? room : cap, e, cap, &reply);
+            if (got < 0) return -1;
+            for (int i = 0; i < got; i++)
+                if (!gpuq_webhooks_holds(w->hooks, q, e[i].id) && gpuq_webhooks_add(w->hooks, &e[i]) == 0)
+                    room--;
+            freeReplyObject(reply);
+            reply = NULL;
+        }
+    }
+    /* new deliveries are read when this worker wrote some, else on the tick:
+     * no extra round trip per batch for queues without webhooks */
+    if (room > 0 && (w->hooks_written || claim_now)) {
+        w->hooks_written = 0;
+        if ((got = gpuq_stream_read_hooks(&w->st, room < cap ? room : cap, e, cap, &reply)) < 0) return -1;
+        for (int i = 0; i < got; i++)
+            if (gpuq_webhooks_add(w->hooks, &e[i]) != 0) {
+                /* malformed: nothing to deliver; do not keep it pending forever */
+                log_error("webhook entry %s is malformed; dropped", e[i].id.ptr);
+                gpuq_stream_begin(&w->st);
+                gpuq_stream_hook_done(&w->st, e[i].queue, e[i].id);
+                if (gpuq_stream_commit(&w->st) < 0) return -1;
+            }
+        freeReplyObject(reply);
+    }
+    struct gpuq_delivery *done[64];
+    int n = gpuq_webhooks_pump(w->hooks, now_us(), done, 64);
+    if (n == 0) return 0;
+    gpuq_stream_begin(&w->st);
+    for (int i = 0; i < n; i++) {
+        struct gpuq_delivery *d = done[i];
+        struct gpuq_str id = {d->entry_id, strlen(d->entry_id)};
+        if (!d->delivered) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "%d attempts to %.*s failed; the last: %s", d->attempts,
+                     (int)(d->url.len > 120 ? 120 : d->url.len), d->url.ptr, d->error);
+            msgpack_sbuffer_clear(&w->sb);
+            gpuq_error_encode(&w->sb, GPUQ_ERR_WEBHOOK_FAILED, msg);
+            gpuq_stream_put_dead(&w->st, d->queue, d->job, w->sb.data, w->sb.size, d->attempts, d->url);
+            log_warn("webhook dead letter: %s", msg);
+        }
+        gpuq_stream_hook_done(&w->st, d->queue, id);
+    }
+    if (gpuq_stream_commit(&w->st) < 0) return -1;
+    for (int i = 0; i < n; i++) {
+        done[i]->delivered ? w->n_delivered++ : w->n_hooks_failed++;
+        gpuq_webhooks_forget(w->hooks, done[i]);
+    }
+    return 0;
 }
 
 /* ---- publishing ---- */
@@ -400,7 +487,7 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     if (t->decoded == GPUQ_DECODE_UNDECODABLE) {
         gpuq_error_encode(&w->sb, t->job.err, t->job.errmsg);
         gpuq_stream_put_dead(&w->st, e->queue, e->payload, w->sb.data, w->sb.size,
-                             e->deliveries ? e->deliveries : 1);
+                             e->deliveries ? e->deliveries : 1, (struct gpuq_str){NULL, 0});
         gpuq_stream_ack(&w->st, e->queue, e->id);
         log_warn("dead letter %s on %s: %s", e->id.ptr, w->st.queues[e->queue], t->job.errmsg);
         w->n_dead++;
@@ -434,6 +521,13 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     }
     int64_t ttl = job->result_ttl >= 0 ? job->result_ttl : w->cfg.result_ttl;
     gpuq_stream_put_result(&w->st, e->queue, r.id, w->sb.data, w->sb.size, ttl, job->reply_to);
+    if (job->callback.ptr) {
+        struct gpuq_str fmt = {NULL, 0};
+        gpuq_job_param_str(job, "callback_format", &fmt);
+        gpuq_stream_put_hook(&w->st, e->queue, r.id, job->callback, fmt.len == 7, w->sb.data,
+                             w->sb.size, e->payload);
+        w->hooks_written = 1;
+    }
     gpuq_stream_ack(&w->st, e->queue, e->id);
 }
 
@@ -487,6 +581,7 @@ static void forget_all(struct worker *w) {
         if (w->slots[i].held) drop_task(w, &w->slots[i]);
     w->sched.n = 0;
     w->sched.rows_held = 0;
+    gpuq_webhooks_forget_all(w->hooks);     /* pending in Redis: claimed again when stale */
     w->n_done = 0;
     w->pending_queue = 0;
     snprintf(w->pending_from, sizeof(w->pending_from), "0");
@@ -512,15 +607,20 @@ static int reconnect(struct worker *w) {
 static void serve(struct worker *w) {
     while (!stop_requested || w->sched.rows_held > 0) {
         int64_t wait_us = -1;
-        int fetched = fetch(w);
+        int claim_now = claim_due(w);
+        int fetched = fetch(w, claim_now);
         if (fetched >= 0) {
             /* nothing more can join a batch when the worker may not fetch */
             int force = stop_requested || gpuq_sched_room(&w->sched) <= 0;
             int ran = run_batch(w, force, &wait_us);
-            if (publish(w) == 0) {
-                if (!fetched && !ran && wait_us > 0) {
+            if (publish(w) == 0 && hooks_step(w, claim_now) == 0) {
+                if (!fetched && !ran) {
                     int64_t poll = w->cfg.max_delay_us / 8 > 100 ? w->cfg.max_delay_us / 8 : 100;
-                    sleep_us(wait_us < poll ? wait_us : poll);
+                    if (wait_us > 0 && wait_us < poll) poll = wait_us;
+                    if (wait_us < 0 && gpuq_webhooks_held(w->hooks)) poll = 10000;
+                    if (!gpuq_webhooks_wait(w->hooks, (int)((poll + 999) / 1000)) && (wait_us > 0 ||
+                        gpuq_webhooks_held(w->hooks)))
+                        sleep_us(poll);
                 }
                 continue;
             }
@@ -532,6 +632,9 @@ static void serve(struct worker *w) {
         }
         if (reconnect(w) != 0) break;
     }
+    if (gpuq_webhooks_held(w->hooks))
+        log_info("%d webhook deliveries left recorded in Redis for any worker to finish",
+                 gpuq_webhooks_held(w->hooks));
 }
 
 int gpuq_worker_main(int argc, char **argv) {
@@ -557,9 +660,10 @@ int gpuq_worker_main(int argc, char **argv) {
     srand((unsigned)now_us());
     log_info("ready");
     serve(&w);
-    log_info("stopped: %llu ok, %llu errors, %llu dead letters, %llu batches",
-             (unsigned long long)w.n_ok, (unsigned long long)w.n_failed,
-             (unsigned long long)w.n_dead, (unsigned long long)w.n_batches);
+    log_info("stopped: %llu ok, %llu errors, %llu dead letters, %llu batches, %llu webhooks "
+             "delivered, %llu failed", (unsigned long long)w.n_ok, (unsigned long long)w.n_failed,
+             (unsigned long long)w.n_dead, (unsigned long long)w.n_batches,
+             (unsigned long long)w.n_delivered, (unsigned long long)w.n_hooks_failed);
     finish(&w);
     return 0;
 }

@@ -76,6 +76,7 @@ class Recovery(WorkerTest):
         self.r.xreadgroup("workers", "ghost-1", {self.jobs_key: ">"})     # delivery 1
         for i in range(2):                                                  # deliveries 2, 3
             self.r.xclaim(self.jobs_key, "workers", f"ghost-{i + 2}", 0, [entry])
+        time.sleep(0.3)     # already stale when the worker starts: claimed on its first fetch
         self.worker(*self.model(), "--claim-idle-ms", "100", "--max-attempts", "3")
         deadline = time.time() + 10
         while self.r.xlen(self.client.key("dead")) == 0 and time.time() < deadline:

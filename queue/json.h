@@ -1,0 +1,16 @@
+/* json.h -- msgpack values as JSON text, for webhook bodies: maps with
+ * string keys become objects, bin becomes a base64 string. No I/O. */
+#ifndef GPUQ_JSON_H
+#define GPUQ_JSON_H
+
+#include <stddef.h>
+
+/* Converts the msgpack value in buf. Returns malloc'd JSON text (the caller
+ * frees it) and its length, or NULL when buf is not one msgpack value, holds
+ * a map key that is not a string, or memory ran out. */
+char *gpuq_json_from_msgpack(const char *buf, size_t len, size_t *out_len);
+
+/* Standard base64 of n bytes into a malloc'd NUL-terminated string. */
+char *gpuq_base64(const void *data, size_t n);
+
+#endif
