@@ -73,8 +73,9 @@ int gpuq_dead_retry(redisContext *c, const char *prefix, const char *queue, cons
     if (r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY) {
         parse(r->element[0], &d);
         if (d.job.len > 0) {
-            const char *argv[] = {"XADD", jobs, "*", "job", d.job.ptr};
-            size_t lens[] = {4, strlen(jobs), 1, 3, d.job.len};
+            /* a JSON job goes back as one: no msgpack job starts with '{' */
+            const char *argv[] = {"XADD", jobs, "*", d.job.ptr[0] == '{' ? "json" : "job", d.job.ptr};
+            size_t lens[] = {4, strlen(jobs), 1, strlen(argv[3]), d.job.len};
             const char *del[] = {"XDEL", dead, id};
             redisAppendCommand(c, "MULTI");
             redisAppendCommandArgv(c, 5, argv, lens);

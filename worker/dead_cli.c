@@ -45,7 +45,9 @@ static void print_dead(void *ud, const struct gpuq_dead *d) {
     msgpack_unpacked_destroy(&u);
     struct gpuq_job job;
     char what[200] = "no job bytes";
-    if (d->job.len) {
+    if (d->job.len && d->job.ptr[0] == '{') {
+        snprintf(what, sizeof(what), "JSON job, %zu bytes", d->job.len);
+    } else if (d->job.len) {
         if (gpuq_job_decode(&job, d->job.ptr, d->job.len) == GPUQ_DECODE_UNDECODABLE)
             snprintf(what, sizeof(what), "undecodable, %zu bytes", d->job.len);
         else

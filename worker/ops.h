@@ -21,6 +21,7 @@ struct gpuq_task {
     struct gpuq_job job;
     enum gpuq_decode decoded;
     void *held;                 /* the reply entry and job borrow from */
+    char *json_job;             /* a JSON job's msgpack twin, which job borrows from */
     /* from gpuq_ops_prepare */
     int64_t rows;               /* rows the job brings */
     int64_t unit;               /* it is split only at multiples of this */

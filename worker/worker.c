@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "kernels/backend.h"
+#include "queue/json.h"
 #include "queue/stream.h"
 #include "worker/log.h"
 #include "worker/ops.h"
@@ -256,6 +257,7 @@ static void unhold(struct held *h) {
 static void drop_task(struct worker *w, struct gpuq_task *t) {
     if (t->out) pool_put(w, t->out, t->out_words);
     gpuq_job_free(&t->job);
+    free(t->json_job);
     unhold(t->held);
     memset(t, 0, sizeof(*t));
     w->free_slots[w->n_free++] = t;
@@ -273,17 +275,28 @@ static void admit(struct worker *w, struct gpuq_task *t) {
         w->done[w->n_done++] = t;
         return;
     }
-    if (!e->payload.ptr || e->is_json || e->deleted) {
+    struct gpuq_str bytes = e->payload;
+    msgpack_sbuffer twin = {0, NULL, 0};
+    if (e->is_json && e->payload.ptr && !e->deleted) {
+        /* the slow path for clients without msgpack: one conversion, then as any job */
+        if (gpuq_json_job_to_msgpack(e->payload.ptr, e->payload.len, &twin) == 0) {
+            t->json_job = twin.data;
+            bytes = (struct gpuq_str){twin.data, twin.size};
+        } else {
+            msgpack_sbuffer_destroy(&twin);
+            bytes.ptr = NULL;
+        }
+    }
+    if (!bytes.ptr || e->deleted) {
         memset(&t->job, 0, sizeof(t->job));
         msgpack_unpacked_init(&t->job.msg);
         t->decoded = GPUQ_DECODE_UNDECODABLE;
-        gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, e->is_json
-                      ? "JSON jobs (field json) are not served by this worker version"
+        gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, e->is_json ? "json is not a JSON object"
                       : "entry has no job field");
         w->done[w->n_done++] = t;
         return;
     }
-    t->decoded = gpuq_job_decode(&t->job, e->payload.ptr, e->payload.len);
+    t->decoded = gpuq_job_decode(&t->job, bytes.ptr, bytes.len);
     if (t->decoded == GPUQ_DECODE_OK) {
         int64_t deadline = t->job.deadline_ms;
         if (t->job.timeout_ms && (!deadline || e->enqueued_ms + t->job.timeout_ms < deadline))
@@ -520,7 +533,19 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
         return;
     }
     int64_t ttl = job->result_ttl >= 0 ? job->result_ttl : w->cfg.result_ttl;
-    gpuq_stream_put_result(&w->st, e->queue, r.id, w->sb.data, w->sb.size, ttl, job->reply_to);
+    if (e->is_json) {   /* answered in the language it was asked in */
+        size_t n;
+        char *text = gpuq_json_from_msgpack(w->sb.data, w->sb.size, &n);
+        if (!text) {
+            log_error("job %.*s: out of memory writing its JSON result", (int)r.id.len, r.id.ptr);
+            w->st.failed = 1;
+            return;
+        }
+        gpuq_stream_put_result(&w->st, e->queue, r.id, text, n, ttl, job->reply_to);
+        free(text);
+    } else {
+        gpuq_stream_put_result(&w->st, e->queue, r.id, w->sb.data, w->sb.size, ttl, job->reply_to);
+    }
     if (job->callback.ptr) {
         struct gpuq_str fmt = {NULL, 0};
         gpuq_job_param_str(job, "callback_format", &fmt);
