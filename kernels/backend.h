@@ -99,6 +99,9 @@ void gpuq_backend_destroy(struct gpuq_backend *be);
 
 int gpuq_backend_cpu_init(struct gpuq_backend *be);
 
+/* Threads the CPU backend's BLAS uses (n > 0), for every CPU backend. */
+void gpuq_backend_cpu_threads(int n);
+
 /* Scalar activation, the reference both backends follow. */
 float gpuq_act_apply(enum gpuq_act act, float x);
 

@@ -96,6 +96,10 @@ static const struct gpuq_backend_i cpu_iface = {
     .image = gpuq_cpu_image,
 };
 
+void gpuq_backend_cpu_threads(int n) {
+    if (n > 0) openblas_set_num_threads(n);
+}
+
 int gpuq_backend_cpu_init(struct gpuq_backend *be) {
     be->ctx = calloc(1, sizeof(struct cpu_ctx));
     if (!be->ctx) return -1;

@@ -92,6 +92,7 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
     char err[128];
     if (s->rc) redisFree(s->rc);
     s->err = 0;
+    s->sent = 0;    /* a new connection owes no replies */
     if (!(s->rc = gpuq_redis_connect(&s->url, timeout_ms, err, sizeof(err)))) {
         set_error(s, REDIS_ERR_IO, err);
         return -1;
@@ -314,6 +315,7 @@ void gpuq_stream_begin(struct gpuq_stream *s) {
     const char *argv[] = {"MULTI"};
     s->queued = 0;
     s->failed = 0;
+    s->n_expiring = 0;
     append(s, 1, argv, NULL);
 }
 
@@ -334,10 +336,22 @@ void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id
         const char *push[] = {"RPUSH", reply_to.ptr, bytes};
         size_t push_lens[] = {5, reply_to.len, len};
         append(s, 3, push, push_lens);
-        /* a reply list with no result TTL still expires, after a day */
-        const char *exp[] = {"EXPIRE", reply_to.ptr, ttl_s > 0 ? ttl : "86400"};
-        size_t exp_lens[] = {6, reply_to.len, strlen(exp[2])};
-        append(s, 3, exp, exp_lens);
+        /* a reply list with no result TTL still expires, after a day; one
+         * EXPIRE per list and TTL in a transaction is enough */
+        int seen = 0;
+        for (int i = 0; i < s->n_expiring && !seen; i++)
+            seen = s->expiring[i].len == reply_to.len && s->expiring[i].ttl == ttl_s &&
+                   memcmp(s->expiring[i].key, reply_to.ptr, reply_to.len) == 0;
+        if (!seen) {
+            const char *exp[] = {"EXPIRE", reply_to.ptr, ttl_s > 0 ? ttl : "86400"};
+            size_t exp_lens[] = {6, reply_to.len, strlen(exp[2])};
+            append(s, 3, exp, exp_lens);
+            if (s->n_expiring < 8) {
+                s->expiring[s->n_expiring].key = reply_to.ptr;
+                s->expiring[s->n_expiring].len = reply_to.len;
+                s->expiring[s->n_expiring++].ttl = ttl_s;
+            }
+        }
     }
 }
 
@@ -379,10 +393,23 @@ void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id)
     append(s, 4, argv, lens);
 }
 
-int gpuq_stream_commit(struct gpuq_stream *s) {
+int gpuq_stream_send(struct gpuq_stream *s) {
     const char *argv[] = {s->failed ? "DISCARD" : "EXEC"};
-    int result = 0, expect = s->queued + 1;
     append(s, 1, argv, NULL);
+    s->sent = s->queued;    /* MULTI, the commands and EXEC: queued counts all */
+    if (!s->rc) return -1;
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(s->rc, &done) != REDIS_OK) {
+            drop_connection(s);
+            return -1;
+        }
+    return 0;
+}
+
+int gpuq_stream_wait(struct gpuq_stream *s) {
+    int result = 0, expect = s->sent;
+    s->sent = 0;
     if (!s->rc) return -1;
     for (int i = 0; i < expect; i++) {
         redisReply *r = NULL;
@@ -414,4 +441,9 @@ int gpuq_stream_commit(struct gpuq_stream *s) {
         result = -1;
     }
     return result;
+}
+
+int gpuq_stream_commit(struct gpuq_stream *s) {
+    if (gpuq_stream_send(s) != 0) return -1;
+    return gpuq_stream_wait(s);
 }

@@ -34,6 +34,9 @@ struct gpuq_stream {
     char errstr[128];
     int queued;             /* commands in the open MULTI */
     int failed;             /* an append failed: the MULTI must not be committed */
+    int sent;               /* replies owed by a sent transaction */
+    struct { const char *key; size_t len; int64_t ttl; } expiring[8];  /* EXPIREs in this MULTI */
+    int n_expiring;
 };
 
 /* One stream entry, borrowed from the reply it came in. */
@@ -104,6 +107,12 @@ void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
 void gpuq_stream_hook_done(struct gpuq_stream *s, int queue, struct gpuq_str entry_id);
 void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id);
 int gpuq_stream_commit(struct gpuq_stream *s);
+
+/* commit in two halves, so the caller can compute while Redis applies the
+ * transaction: send writes it out; wait reads its replies (0, 1 or -1 as
+ * commit). No other command may be issued between the two. */
+int gpuq_stream_send(struct gpuq_stream *s);
+int gpuq_stream_wait(struct gpuq_stream *s);
 
 /* Builds P:{Q}:jobs style keys into buf; returns buf. */
 char *gpuq_stream_key(char *buf, size_t cap, const char *prefix, const char *queue,

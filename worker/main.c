@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "worker/bench_cli.h"
 #include "worker/dead_cli.h"
 #include "worker/enqueue.h"
 #include "worker/worker.h"
@@ -13,6 +14,7 @@ static void usage(FILE *f) {
                "  worker     serve queues: fetch, batch, compute, write results\n"
                "  enqueue    put jobs on a queue from the shell, optionally wait for results\n"
                "  dead       list, retry or purge dead letters\n"
+               "  bench-compute  the batched GEMMs of an mlp with no queue: the ceiling\n"
                "  version    print the version\n"
                "  help       this text\n\n"
                "`gpuq <command> --help` describes each command's flags.\n");
@@ -26,6 +28,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "worker") == 0) return gpuq_worker_main(argc - 2, argv + 2);
     if (strcmp(cmd, "enqueue") == 0) return gpuq_enqueue_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench-compute") == 0) return gpuq_bench_main(argc - 2, argv + 2);
     if (strcmp(cmd, "dead") == 0) return gpuq_dead_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("gpuq %s\n", GPUQ_VERSION);

@@ -47,6 +47,8 @@ struct worker {
     int n_free;
     struct gpuq_task **done;    /* answered, to be published */
     int n_done;
+    struct gpuq_task **sending; /* published, replies not yet read */
+    int n_sending;
     struct gpuq_entry *entries; /* one read's worth */
     struct gpuq_piece *pieces;
     void *pool[POOL_CLASSES];   /* free output buffers by size class */
@@ -186,6 +188,7 @@ static int start(struct worker *w, int argc, char **argv, char *err, size_t errl
     }
     gpuq_log_set_level((enum gpuq_log_level)level);
     if (gpuq_redis_url_parse(&url, w->cfg.redis, err, errlen) != 0) return -1;
+    gpuq_backend_cpu_threads((int)w->cfg.cpu_threads);
     if (!(w->hooks = gpuq_webhooks_create(w->cfg.webhook_secret, (int)w->cfg.max_attempts,
                                           w->cfg.webhook_backoff_ms, w->cfg.webhook_timeout_ms, err,
                                           errlen)))
@@ -200,9 +203,10 @@ static int start(struct worker *w, int argc, char **argv, char *err, size_t errl
     w->slots = calloc((size_t)w->n_slots, sizeof(*w->slots));
     w->free_slots = calloc((size_t)w->n_slots, sizeof(*w->free_slots));
     w->done = calloc((size_t)w->n_slots, sizeof(*w->done));
+    w->sending = calloc((size_t)w->n_slots, sizeof(*w->sending));
     w->entries = calloc((size_t)w->cfg.max_batch, sizeof(*w->entries));
     w->pieces = calloc((size_t)w->cfg.max_batch, sizeof(*w->pieces));
-    if (!w->slots || !w->free_slots || !w->done || !w->entries || !w->pieces ||
+    if (!w->slots || !w->free_slots || !w->done || !w->sending || !w->entries || !w->pieces ||
         gpuq_sched_init(&w->sched, w->cfg.max_batch, w->cfg.max_delay_us, w->cfg.max_inflight,
                         w->n_slots) != 0)
         return -1;
@@ -239,6 +243,7 @@ static void finish(struct worker *w) {
     free(w->slots);
     free(w->free_slots);
     free(w->done);
+    free(w->sending);
     free(w->entries);
     free(w->pieces);
     gpuq_config_free(&w->cfg);
@@ -556,22 +561,34 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     gpuq_stream_ack(&w->st, e->queue, e->id);
 }
 
-/* Writes all answered tasks in one transaction, then lets them go. */
-static int publish(struct worker *w) {
+/* Sends all answered tasks' writes as one transaction, without waiting:
+ * the next batch computes while Redis applies it. */
+static int publish_send(struct worker *w) {
     if (w->n_done == 0) return 0;
     gpuq_stream_begin(&w->st);
     for (int i = 0; i < w->n_done; i++) publish_one(w, w->done[i]);
-    int rc = gpuq_stream_commit(&w->st);
+    struct gpuq_task **t = w->sending;
+    w->sending = w->done;
+    w->n_sending = w->n_done;
+    w->done = t;
+    w->n_done = 0;
+    return gpuq_stream_send(&w->st);
+}
+
+/* Reads the sent transaction's replies, then lets its tasks go. */
+static int publish_wait(struct worker *w) {
+    if (w->n_sending == 0) return 0;
+    int rc = gpuq_stream_wait(&w->st);
     if (rc < 0) {
-        log_error("could not write %d results (%s); they stay pending", w->n_done, w->st.errstr);
+        log_error("could not write %d results (%s); they stay pending", w->n_sending, w->st.errstr);
         return -1;
     }
     if (rc > 0) log_warn("results written, but a command failed: %s", w->st.errstr);
-    for (int i = 0; i < w->n_done; i++) {
-        if (w->done[i]->admitted) gpuq_sched_release(&w->sched, w->done[i]);
-        drop_task(w, w->done[i]);
+    for (int i = 0; i < w->n_sending; i++) {
+        if (w->sending[i]->admitted) gpuq_sched_release(&w->sched, w->sending[i]);
+        drop_task(w, w->sending[i]);
     }
-    w->n_done = 0;
+    w->n_sending = 0;
     return 0;
 }
 
@@ -608,6 +625,7 @@ static void forget_all(struct worker *w) {
     w->sched.rows_held = 0;
     gpuq_webhooks_forget_all(w->hooks);     /* pending in Redis: claimed again when stale */
     w->n_done = 0;
+    w->n_sending = 0;
     w->pending_queue = 0;
     snprintf(w->pending_from, sizeof(w->pending_from), "0");
 }
@@ -630,16 +648,16 @@ static int reconnect(struct worker *w) {
 }
 
 static void serve(struct worker *w) {
-    while (!stop_requested || w->sched.rows_held > 0) {
+    while (!stop_requested || w->sched.rows_held > 0 || w->n_done > 0) {
         int64_t wait_us = -1;
         int claim_now = claim_due(w);
         int fetched = fetch(w, claim_now);
-        if (fetched >= 0) {
+        if (fetched >= 0 && publish_send(w) == 0) {
             /* nothing more can join a batch when the worker may not fetch */
             int force = stop_requested || gpuq_sched_room(&w->sched) <= 0;
-            int ran = run_batch(w, force, &wait_us);
-            if (publish(w) == 0 && hooks_step(w, claim_now) == 0) {
-                if (!fetched && !ran) {
+            int ran = run_batch(w, force, &wait_us);    /* while Redis applies the last */
+            if (publish_wait(w) == 0 && hooks_step(w, claim_now) == 0) {
+                if (!fetched && !ran && w->n_done == 0) {
                     int64_t poll = w->cfg.max_delay_us / 8 > 100 ? w->cfg.max_delay_us / 8 : 100;
                     if (wait_us > 0 && wait_us < poll) poll = wait_us;
                     if (wait_us < 0 && gpuq_webhooks_held(w->hooks)) poll = 10000;

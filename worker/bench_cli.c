@@ -1,0 +1,70 @@
+/* bench_cli.c -- `gpuq bench-compute`: the same batched mlp GEMMs a worker
+ * runs, with no queue around them: the ceiling a worker is measured against. */
+#include "worker/bench_cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/backend.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int gpuq_bench_main(int argc, char **argv) {
+    const char *model_path = NULL, *backend = "cpu";
+    long jobs = 20000, batch = 256;
+    for (int i = 0; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--model")) model_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
+        else if (!strcmp(argv[i], "--jobs")) jobs = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch")) batch = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--cpu-threads")) gpuq_backend_cpu_threads(atoi(argv[i + 1]));
+        else break;
+    }
+    if (!model_path || jobs < 1 || batch < 1 || argc % 2) {
+        fprintf(stderr, "usage: gpuq bench-compute --model PATH [--jobs N] [--batch ROWS] "
+                        "[--backend cpu|cuda] [--cpu-threads N]\n"
+                        "Runs N one-row mlp jobs as batches of ROWS rows on the backend, with no "
+                        "queue, and prints jobs/s.\n");
+        return 2;
+    }
+    struct gpuq_backend be;
+    struct gpuq_model m;
+    char err[512];
+    if (gpuq_backend_create(&be, backend, 0, err, sizeof(err)) != 0 ||
+        gpuq_model_load(&m, "bench", model_path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gpuq bench-compute: %s\n", err);
+        return 2;
+    }
+    if (m.kind != GPUQ_MODEL_MLP || be.iface->model_load(&be, &m) != 0) {
+        fprintf(stderr, "gpuq bench-compute: %s\n", m.kind != GPUQ_MODEL_MLP ? "not an mlp" : be.errstr);
+        return 2;
+    }
+    int d_in = gpuq_model_in_dim(&m), d_out = gpuq_model_out_dim(&m);
+    float *x = malloc((size_t)batch * d_in * sizeof(float)), *y = malloc((size_t)batch * d_out * sizeof(float));
+    for (long i = 0; i < batch * d_in; i++) x[i] = (float)(i % 17) / 17.0f - 0.5f;
+    be.iface->mlp(&be, &m, x, (int)batch, y);   /* warm up */
+    double t0 = now_s();
+    for (long done = 0; done < jobs; done += batch) {
+        long rows = jobs - done < batch ? jobs - done : batch;
+        if (be.iface->mlp(&be, &m, x, (int)rows, y) != 0) {
+            fprintf(stderr, "gpuq bench-compute: %s\n", be.errstr);
+            return 1;
+        }
+    }
+    double dt = now_s() - t0, flops = 0;
+    for (int l = 0; l < m.n_layers; l++) flops += 2.0 * m.layers[l].d_in * m.layers[l].d_out;
+    printf("backend=%s jobs=%ld batch=%ld seconds=%.4f jobs_per_s=%.0f gflops=%.2f\n", be.iface->name,
+           jobs, batch, dt, jobs / dt, flops * jobs / dt / 1e9);
+    free(x);
+    free(y);
+    be.iface->model_free(&be, &m);
+    gpuq_model_free(&m);
+    gpuq_backend_destroy(&be);
+    return 0;
+}
