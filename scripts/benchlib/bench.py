@@ -53,8 +53,10 @@ class Bench:
         subprocess.check_call([os.path.join(ROOT, "scripts", "make-model"), self.model, "256", "1024", "256"])
         self.x = np.random.default_rng(0).standard_normal((args.jobs, 256)).astype(np.float32)
         np.save(os.path.join(self.tmp, "x.npy"), self.x[:1000])
+        # Redis shares this host: gpuq and the Python worker both leave it a core
+        self.threads = max(1, (os.cpu_count() or 2) - 1)
         self.env = dict(os.environ, BENCH_MODEL=self.model, BENCH_REDIS=f"redis://127.0.0.1:{self.port}/0",
-                        PYTHONPATH=LIB)
+                        PYTHONPATH=LIB, OPENBLAS_NUM_THREADS=str(self.threads))
         self.out = {}
 
     def close(self):
@@ -79,7 +81,8 @@ class Bench:
     def worker(self, *extra):
         logf = open(os.path.join(self.tmp, "worker.log"), "w")
         p = subprocess.Popen([GPUQ, "worker", "--redis", f"redis://127.0.0.1:{self.port}", "--backend",
-                              self.a.backend, "--model", f"m={self.model}", *extra], stderr=logf)
+                              self.a.backend, "--model", f"m={self.model}", "--cpu-threads",
+                              str(self.threads), *extra], stderr=logf)
         for _ in range(400):
             if "ready" in open(logf.name).read():
                 break
@@ -244,7 +247,7 @@ class Bench:
         cpu = re.search(r"model name\s*:\s*(.*)", open("/proc/cpuinfo").read())
         mem = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1)) // 1024 // 1024
         return {"cpu": cpu.group(1) if cpu else platform.processor(), "cores": os.cpu_count(), "mem_gib": mem,
-                "kernel": platform.release(), "backend": self.a.backend,
+                "kernel": platform.release(), "backend": self.a.backend, "blas_threads": self.threads,
                 "redis": self.r.info("server")["redis_version"],
                 "gpuq": subprocess.check_output([GPUQ, "version"], text=True).strip(),
                 "numpy": np.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -261,6 +264,8 @@ def report(out, d):
     lines = [f"# gpuq benchmarks", "",
              f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB; "
              f"Redis {m['redis']}, {m['gpuq']}, backend {m['backend']}, numpy {m['numpy']}. "
+             f"Redis shares the host, so gpuq and the Python worker compute on {m['blas_threads']} BLAS "
+             "thread(s) and leave Redis a core; the compute-only ceiling uses every core. "
              "Every system ran on the same Redis and the same jobs (one-row mlp 256 → 1024 → 256, f32) "
              "in one run; ratios are what to read, absolute numbers vary by machine.", "",
              "## Drain throughput", "", "| system | jobs | jobs/s | gpuq is |", "| --- | --- | --- | --- |"]
@@ -299,7 +304,11 @@ def report(out, d):
     if "memory" in out:
         lines += ["![memory](memory.png)", ""]
     open(os.path.join(d, "results.md"), "w").write("\n".join(lines))
-    json.dump(out, open(os.path.join(d, "results.json"), "w"), default=str)
+    slim = dict(out)
+    if "latency" in out:    # raw batch sizes: plotted, stored as a histogram
+        slim["latency"] = [dict(r, batch_sizes=dict(zip(*[v.tolist() for v in np.unique(r["batch_sizes"],
+                           return_counts=True)]))) for r in out["latency"]]
+    json.dump(slim, open(os.path.join(d, "results.json"), "w"), default=str, indent=1)
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = list(dr)
@@ -343,6 +352,15 @@ def report(out, d):
         ax.set_title("Worker memory while draining a backlog")
         fig.tight_layout()
         fig.savefig(os.path.join(d, "memory.png"), dpi=110)
+
+
+def rereport(path):
+    """Writes the report again from a results.json (used after changing the report)."""
+    out = json.load(open(path))
+    for r in out.get("latency", []):
+        if isinstance(r["batch_sizes"], dict):
+            r["batch_sizes"] = [int(k) for k, c in r["batch_sizes"].items() for _ in range(c)]
+    report(out, os.path.dirname(path))
 
 
 def main():
