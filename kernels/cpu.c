@@ -1,5 +1,6 @@
 /* cpu.c -- the CPU backend: OpenBLAS GEMMs and plain C loops. */
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,25 @@ float *gpuq_cpu_scratch(struct gpuq_backend *be, int i, size_t floats) {
     return ensure_scratch(be, c, floats) == 0 ? c->scratch[i] : NULL;
 }
 
+/* y = act(y + bias), row by row; the activation is chosen once, outside the
+ * loop, so the common ones vectorize. */
+static void bias_act(float *y, const float *bias, int rows, int cols, enum gpuq_act act) {
+    for (int r = 0; r < rows; r++) {
+        float *row = y + (size_t)r * cols;
+        switch (act) {
+        case GPUQ_ACT_NONE:
+            for (int j = 0; j < cols; j++) row[j] += bias[j];
+            break;
+        case GPUQ_ACT_RELU:
+            for (int j = 0; j < cols; j++) row[j] = fmaxf(row[j] + bias[j], 0.0f);
+            break;
+        default:
+            for (int j = 0; j < cols; j++) row[j] = gpuq_act_apply(act, row[j] + bias[j]);
+            break;
+        }
+    }
+}
+
 static int cpu_mlp(struct gpuq_backend *be, const struct gpuq_model *m, const float *x,
                    int rows, float *y) {
     struct cpu_ctx *c = be->ctx;
@@ -73,11 +93,7 @@ static int cpu_mlp(struct gpuq_backend *be, const struct gpuq_model *m, const fl
         float *out = last ? y : c->scratch[l & 1];
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L->d_out, L->d_in, 1.0f, in,
                     L->d_in, L->w, L->d_in, 0.0f, out, L->d_out);
-        enum gpuq_act act = last ? GPUQ_ACT_NONE : m->act;
-        for (int r = 0; r < rows; r++) {
-            float *row = out + (size_t)r * L->d_out;
-            for (int j = 0; j < L->d_out; j++) row[j] = gpuq_act_apply(act, row[j] + L->b[j]);
-        }
+        bias_act(out, L->b, rows, L->d_out, last ? GPUQ_ACT_NONE : m->act);
         in = out;
     }
     return 0;
