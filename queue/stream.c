@@ -304,6 +304,31 @@ int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids
     return 0;
 }
 
+int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int64_t *pending) {
+    const char *argv[] = {"XINFO", "GROUPS", s->jobs_keys[q]};
+    if (!s->rc) return -1;
+    redisReply *r = command(s, 3, argv, NULL);
+    if (!r) return -1;
+    *backlog = *pending = -1;
+    for (size_t g = 0; r->type == REDIS_REPLY_ARRAY && g < r->elements; g++) {
+        const redisReply *f = r->element[g];
+        int ours = 0;
+        int64_t lag = -1, pend = -1;
+        for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+            const redisReply *k = f->element[i], *v = f->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING) continue;
+            if (!strcmp(k->str, "name")) ours = v->type == REDIS_REPLY_STRING && !strcmp(v->str, GPUQ_GROUP);
+            else if (!strcmp(k->str, "lag") && v->type == REDIS_REPLY_INTEGER) lag = v->integer;
+            else if (!strcmp(k->str, "pending") && v->type == REDIS_REPLY_INTEGER) pend = v->integer;
+        }
+        if (ours) *backlog = lag, *pending = pend;
+    }
+    int rc = r->type == REDIS_REPLY_ARRAY ? 0 : -1;
+    if (rc) set_error(s, REDIS_ERR_OTHER, r->type == REDIS_REPLY_ERROR ? r->str : "XINFO GROUPS");
+    freeReplyObject(r);
+    return rc;
+}
+
 /* ---- writing ---- */
 
 static void append(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {

@@ -86,6 +86,10 @@ int gpuq_stream_claim(struct gpuq_stream *s, enum gpuq_stream_kind kind, int q,
  * JUSTID), so other workers do not take over a delivery waiting to retry. */
 int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n);
 
+/* Queue q's backlog (entries not yet delivered to the group: its lag) and
+ * pending entries (delivered, not acked). Returns 0, or -1 with errstr. */
+int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int64_t *pending);
+
 /* The value of field name in an entry, or {NULL, 0}. */
 struct gpuq_str gpuq_entry_field(const struct gpuq_entry *e, const char *name);
 

@@ -20,6 +20,7 @@
 #include "queue/json.h"
 #include "queue/stream.h"
 #include "worker/log.h"
+#include "worker/metrics.h"
 #include "worker/ops.h"
 #include "worker/sched.h"
 #include "worker/webhook.h"
@@ -39,6 +40,8 @@ struct worker {
     struct gpuq_ops ops;
     struct gpuq_sched sched;
     struct gpuq_webhooks *hooks;
+    struct gpuq_metrics *metrics;   /* NULL without --metrics-addr */
+    int64_t last_sample_us;
     struct gpuq_model *models;
     int n_models;
     int n_slots;
@@ -162,7 +165,7 @@ static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
         else
             log_info("model %s: index %lld x %d", m->name, (long long)m->n_rows, m->dim);
     }
-    if (w->cfg.metrics_addr) log_warn("--metrics-addr: metrics are not served by this version");
+    if (w->cfg.metrics_addr) log_info("metrics on http://%s/metrics, /healthz, /readyz", w->cfg.metrics_addr);
     if (!w->cfg.webhook_secret) log_info("no --webhook-secret: webhooks are sent unsigned");
     char queues[256] = "";
     for (int i = 0; i < w->cfg.n_queues; i++)
@@ -219,6 +222,12 @@ static int start(struct worker *w, int argc, char **argv, char *err, size_t errl
                  w->st.errstr);
         return -1;
     }
+    if (w->cfg.metrics_addr) {
+        if (!(w->metrics = gpuq_metrics_create(w->cfg.queues, w->cfg.n_queues, w->be.iface->name, w->be.desc)))
+            return -1;
+        if (gpuq_metrics_serve(w->metrics, w->cfg.metrics_addr, err, errlen) != 0) return -1;
+        gpuq_metrics_ready(w->metrics, 1);
+    }
     msgpack_sbuffer_init(&w->sb);
     w->pending_queue = 0;   /* a restarted worker with a fixed --consumer finishes its own */
     snprintf(w->pending_from, sizeof(w->pending_from), "0");
@@ -238,6 +247,7 @@ static void finish(struct worker *w) {
     gpuq_stream_free(&w->st);
     gpuq_sched_free(&w->sched);
     gpuq_webhooks_destroy(w->hooks);
+    gpuq_metrics_destroy(w->metrics);
     msgpack_sbuffer_destroy(&w->sb);
     pool_free(w);
     free(w->slots);
@@ -481,12 +491,14 @@ static int hooks_step(struct worker *w, int claim_now) {
             gpuq_error_encode(&w->sb, GPUQ_ERR_WEBHOOK_FAILED, msg);
             gpuq_stream_put_dead(&w->st, d->queue, d->job, w->sb.data, w->sb.size, d->attempts, d->url);
             log_warn("webhook dead letter: %s", msg);
+            gpuq_metrics_dead(w->metrics, d->queue, GPUQ_ERR_WEBHOOK_FAILED);
         }
         gpuq_stream_hook_done(&w->st, d->queue, id);
     }
     if (gpuq_stream_commit(&w->st) < 0) return -1;
     for (int i = 0; i < n; i++) {
         done[i]->delivered ? w->n_delivered++ : w->n_hooks_failed++;
+        gpuq_metrics_webhook(w->metrics, done[i]->delivered);
         gpuq_webhooks_forget(w->hooks, done[i]);
     }
     return 0;
@@ -508,6 +520,7 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
                              e->deliveries ? e->deliveries : 1, (struct gpuq_str){NULL, 0});
         gpuq_stream_ack(&w->st, e->queue, e->id);
         log_warn("dead letter %s on %s: %s", e->id.ptr, w->st.queues[e->queue], t->job.errmsg);
+        gpuq_metrics_dead(w->metrics, e->queue, t->job.err);
         w->n_dead++;
         return;
     }
@@ -537,6 +550,8 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
         w->st.failed = 1;   /* leave it pending rather than ack it unanswered */
         return;
     }
+    gpuq_metrics_job(w->metrics, e->queue, job->op, job->err, r.queue_us / 1e6,
+                     r.compute_us ? r.compute_us / 1e6 : -1, r.total_us / 1e6);
     int64_t ttl = job->result_ttl >= 0 ? job->result_ttl : w->cfg.result_ttl;
     if (e->is_json) {   /* answered in the language it was asked in */
         size_t n;
@@ -609,6 +624,11 @@ static int run_batch(struct worker *w, int force, int64_t *wait_us) {
     if (gpuq_ops_run(&w->ops, w->pieces, n) != 0)
         log_error("batch of %d pieces failed: %s", n, w->be.errstr);
     w->n_batches++;
+    if (w->metrics) {
+        int64_t rows = 0;
+        for (int i = 0; i < n; i++) rows += w->pieces[i].rows;
+        gpuq_metrics_batch(w->metrics, rows);
+    }
     for (int i = 0; i < n; i++) {
         struct gpuq_task *t = w->pieces[i].t;
         if (t->rows_done == t->rows) w->done[w->n_done++] = t;
@@ -634,17 +654,33 @@ static void forget_all(struct worker *w) {
 static int reconnect(struct worker *w) {
     int delay = 100;
     forget_all(w);
+    gpuq_metrics_ready(w->metrics, 0);
     while (!stop_requested) {
         log_warn("redis: %s; reconnecting in %d ms", w->st.errstr, delay);
         sleep_us((delay + rand() % (delay / 4 + 1)) * 1000LL);
         if (stop_requested) break;
         if (gpuq_stream_connect(&w->st, 2000) == 0) {
             log_info("redis: reconnected");
+            gpuq_metrics_ready(w->metrics, 1);
             return 0;
         }
         delay = delay * 2 > 5000 ? 5000 : delay * 2;
     }
     return -1;
+}
+
+/* Once a second, the gauges that are read rather than counted. */
+static int sample(struct worker *w) {
+    int64_t now = now_us();
+    if (!w->metrics || now - w->last_sample_us < 1000000) return 0;
+    w->last_sample_us = now;
+    gpuq_metrics_inflight(w->metrics, w->n_slots - w->n_free, w->sched.rows_held);
+    for (int q = 0; q < w->st.n_queues; q++) {
+        int64_t backlog, pending;
+        if (gpuq_stream_queue_stats(&w->st, q, &backlog, &pending) != 0) return -1;
+        gpuq_metrics_queue(w->metrics, q, backlog, pending);
+    }
+    return 0;
 }
 
 static void serve(struct worker *w) {
@@ -656,7 +692,7 @@ static void serve(struct worker *w) {
             /* nothing more can join a batch when the worker may not fetch */
             int force = stop_requested || gpuq_sched_room(&w->sched) <= 0;
             int ran = run_batch(w, force, &wait_us);    /* while Redis applies the last */
-            if (publish_wait(w) == 0 && hooks_step(w, claim_now) == 0) {
+            if (publish_wait(w) == 0 && hooks_step(w, claim_now) == 0 && sample(w) == 0) {
                 if (!fetched && !ran && w->n_done == 0) {
                     int64_t poll = w->cfg.max_delay_us / 8 > 100 ? w->cfg.max_delay_us / 8 : 100;
                     if (wait_us > 0 && wait_us < poll) poll = wait_us;

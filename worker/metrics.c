@@ -1,0 +1,276 @@
+/* metrics.c -- a small fixed registry and its Prometheus text rendering. */
+#include "worker/metrics.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_ERR (GPUQ_ERR_WEBHOOK_FAILED + 1)
+#define N_SECONDS 14
+#define N_ROWS 12
+
+static const double seconds_le[N_SECONDS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+                                             0.1, 0.2, 0.5, 1, 2, 5, 10};
+static const double rows_le[N_ROWS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
+
+struct hist {
+    uint64_t buckets[N_SECONDS];    /* per bucket, made cumulative when rendered */
+    double sum;
+    uint64_t count;
+};
+
+struct gpuq_metrics {
+    pthread_mutex_t lock;
+    struct MHD_Daemon *http;
+    char **queues;
+    int n_queues;
+    char backend[16], device[160];
+    uint64_t *jobs;                 /* [queue][op][status] */
+    uint64_t *dead;                 /* [queue][reason] */
+    int64_t *backlog, *pending;     /* [queue], -1 until sampled */
+    struct hist queue_s, compute_s, total_s, rows;
+    uint64_t webhooks[2];           /* failed, delivered */
+    int64_t inflight_jobs, inflight_rows, device_bytes;
+    int ready;
+};
+
+struct gpuq_metrics *gpuq_metrics_create(char *const *queues, int n_queues, const char *backend,
+                                         const char *device) {
+    struct gpuq_metrics *m = calloc(1, sizeof(*m));
+    if (!m) return NULL;
+    pthread_mutex_init(&m->lock, NULL);
+    m->n_queues = n_queues;
+    m->queues = calloc((size_t)n_queues, sizeof(char *));
+    m->jobs = calloc((size_t)n_queues * GPUQ_OP_COUNT * N_ERR, sizeof(uint64_t));
+    m->dead = calloc((size_t)n_queues * N_ERR, sizeof(uint64_t));
+    m->backlog = malloc((size_t)n_queues * sizeof(int64_t));
+    m->pending = malloc((size_t)n_queues * sizeof(int64_t));
+    if (!m->queues || !m->jobs || !m->dead || !m->backlog || !m->pending) {
+        gpuq_metrics_destroy(m);
+        return NULL;
+    }
+    for (int i = 0; i < n_queues; i++) {
+        m->queues[i] = strdup(queues[i]);
+        m->backlog[i] = m->pending[i] = -1;
+    }
+    snprintf(m->backend, sizeof(m->backend), "%s", backend);
+    snprintf(m->device, sizeof(m->device), "%s", device);
+    m->device_bytes = -1;
+    return m;
+}
+
+void gpuq_metrics_destroy(struct gpuq_metrics *m) {
+    if (!m) return;
+    if (m->http) MHD_stop_daemon(m->http);
+    for (int i = 0; m->queues && i < m->n_queues; i++) free(m->queues[i]);
+    free(m->queues), free(m->jobs), free(m->dead), free(m->backlog), free(m->pending);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static void observe(struct hist *h, const double *le, int n, double v) {
+    if (v < 0) return;
+    for (int i = 0; i < n; i++)
+        if (v <= le[i]) {
+            h->buckets[i]++;
+            break;
+        }
+    h->sum += v;
+    h->count++;
+}
+
+void gpuq_metrics_job(struct gpuq_metrics *m, int queue, int op, enum gpuq_err err, double queue_s,
+                      double compute_s, double total_s) {
+    if (!m) return;
+    pthread_mutex_lock(&m->lock);
+    if (op < 0) op = 0;     /* undecodable op: counted under the first, status says why */
+    m->jobs[((size_t)queue * GPUQ_OP_COUNT + op) * N_ERR + err]++;
+    observe(&m->queue_s, seconds_le, N_SECONDS, queue_s);
+    if (err == GPUQ_ERR_NONE) observe(&m->compute_s, seconds_le, N_SECONDS, compute_s);
+    observe(&m->total_s, seconds_le, N_SECONDS, total_s);
+    pthread_mutex_unlock(&m->lock);
+}
+
+#define SET(field, value)                   \
+    do {                                    \
+        if (!m) return;                     \
+        pthread_mutex_lock(&m->lock);       \
+        field = value;                      \
+        pthread_mutex_unlock(&m->lock);     \
+    } while (0)
+
+void gpuq_metrics_batch(struct gpuq_metrics *m, int64_t rows) {
+    if (!m) return;
+    pthread_mutex_lock(&m->lock);
+    observe(&m->rows, rows_le, N_ROWS, (double)rows);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void gpuq_metrics_dead(struct gpuq_metrics *m, int queue, enum gpuq_err reason) {
+    SET(m->dead[(size_t)queue * N_ERR + reason], m->dead[(size_t)queue * N_ERR + reason] + 1);
+}
+void gpuq_metrics_webhook(struct gpuq_metrics *m, int delivered) {
+    SET(m->webhooks[!!delivered], m->webhooks[!!delivered] + 1);
+}
+void gpuq_metrics_inflight(struct gpuq_metrics *m, int64_t jobs, int64_t rows) {
+    if (!m) return;
+    pthread_mutex_lock(&m->lock);
+    m->inflight_jobs = jobs;
+    m->inflight_rows = rows;
+    pthread_mutex_unlock(&m->lock);
+}
+void gpuq_metrics_queue(struct gpuq_metrics *m, int queue, int64_t backlog, int64_t pending) {
+    if (!m) return;
+    pthread_mutex_lock(&m->lock);
+    m->backlog[queue] = backlog;
+    m->pending[queue] = pending;
+    pthread_mutex_unlock(&m->lock);
+}
+void gpuq_metrics_device_memory(struct gpuq_metrics *m, int64_t bytes) { SET(m->device_bytes, bytes); }
+void gpuq_metrics_ready(struct gpuq_metrics *m, int ready) { SET(m->ready, ready); }
+
+/* ---- rendering ---- */
+
+static void head(FILE *f, const char *name, const char *type, const char *help) {
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void hist(FILE *f, const char *name, const char *help, const struct hist *h, const double *le,
+                 int n) {
+    uint64_t cum = 0;
+    head(f, name, "histogram", help);
+    for (int i = 0; i < n; i++) {
+        cum += h->buckets[i];
+        fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum);
+    }
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
+            (unsigned long long)h->count, name, h->sum, name, (unsigned long long)h->count);
+}
+
+char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    if (!f) return NULL;
+    pthread_mutex_lock(&m->lock);
+    head(f, "gpuq_jobs_total", "counter", "Jobs answered, by queue, op and status (ok or error code).");
+    for (int q = 0; q < m->n_queues; q++)
+        for (int op = 0; op < GPUQ_OP_COUNT; op++)
+            for (int e = 0; e < N_ERR; e++) {
+                uint64_t v = m->jobs[((size_t)q * GPUQ_OP_COUNT + op) * N_ERR + e];
+                if (v || e == GPUQ_ERR_NONE)
+                    fprintf(f, "gpuq_jobs_total{queue=\"%s\",op=\"%s\",status=\"%s\"} %llu\n", m->queues[q],
+                            gpuq_op_name((enum gpuq_op)op), e ? gpuq_err_code((enum gpuq_err)e) : "ok",
+                            (unsigned long long)v);
+            }
+    head(f, "gpuq_dead_letters_total", "counter", "Entries dead-lettered, by queue and reason.");
+    for (int q = 0; q < m->n_queues; q++)
+        for (int e = 1; e < N_ERR; e++)
+            if (m->dead[(size_t)q * N_ERR + e] || e == GPUQ_ERR_BAD_REQUEST)
+                fprintf(f, "gpuq_dead_letters_total{queue=\"%s\",reason=\"%s\"} %llu\n", m->queues[q],
+                        gpuq_err_code((enum gpuq_err)e), (unsigned long long)m->dead[(size_t)q * N_ERR + e]);
+    hist(f, "gpuq_batch_rows", "Rows in each batch run.", &m->rows, rows_le, N_ROWS);
+    hist(f, "gpuq_queue_seconds", "From enqueue to the start of a job's compute.", &m->queue_s,
+         seconds_le, N_SECONDS);
+    hist(f, "gpuq_compute_seconds", "Compute time of the batches a job ran in.", &m->compute_s,
+         seconds_le, N_SECONDS);
+    hist(f, "gpuq_total_seconds", "From enqueue to the result written.", &m->total_s, seconds_le,
+         N_SECONDS);
+    head(f, "gpuq_inflight_jobs", "gauge", "Jobs held by the worker.");
+    fprintf(f, "gpuq_inflight_jobs %lld\n", (long long)m->inflight_jobs);
+    head(f, "gpuq_inflight_rows", "gauge", "Rows held by the worker (bounded by --max-inflight).");
+    fprintf(f, "gpuq_inflight_rows %lld\n", (long long)m->inflight_rows);
+    head(f, "gpuq_backlog_jobs", "gauge", "Entries not yet delivered to any worker (stream lag).");
+    for (int q = 0; q < m->n_queues; q++)
+        if (m->backlog[q] >= 0)
+            fprintf(f, "gpuq_backlog_jobs{queue=\"%s\"} %lld\n", m->queues[q], (long long)m->backlog[q]);
+    head(f, "gpuq_pending_jobs", "gauge", "Entries delivered to workers and not yet acknowledged.");
+    for (int q = 0; q < m->n_queues; q++)
+        if (m->pending[q] >= 0)
+            fprintf(f, "gpuq_pending_jobs{queue=\"%s\"} %lld\n", m->queues[q], (long long)m->pending[q]);
+    head(f, "gpuq_webhook_deliveries_total", "counter", "Webhook deliveries finished, by outcome.");
+    fprintf(f, "gpuq_webhook_deliveries_total{outcome=\"delivered\"} %llu\n"
+               "gpuq_webhook_deliveries_total{outcome=\"failed\"} %llu\n",
+            (unsigned long long)m->webhooks[1], (unsigned long long)m->webhooks[0]);
+    head(f, "gpuq_backend_info", "gauge", "The compute backend and device.");
+    fprintf(f, "gpuq_backend_info{backend=\"%s\",device=\"", m->backend);
+    for (const char *p = m->device; *p; p++)    /* label values escape \\ and " */
+        fprintf(f, "%s%c", (*p == '"' || *p == '\\') ? "\\" : "", *p);
+    fprintf(f, "\"} 1\n");
+    if (m->device_bytes >= 0) {
+        head(f, "gpuq_device_memory_used_bytes", "gauge", "Device memory in use.");
+        fprintf(f, "gpuq_device_memory_used_bytes %lld\n", (long long)m->device_bytes);
+    }
+    head(f, "gpuq_ready", "gauge", "1 when Redis is reachable and models are loaded.");
+    fprintf(f, "gpuq_ready %d\n", m->ready);
+    pthread_mutex_unlock(&m->lock);
+    fclose(f);
+    return buf;
+}
+
+/* ---- HTTP ---- */
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             const char *body, size_t len) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *data, size_t *data_size, void **state) {
+    struct gpuq_metrics *m = cls;
+    (void)version, (void)data, (void)data_size, (void)state;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return reply(c, 405, "text/plain", "GET only\n", 9);
+    if (strcmp(url, "/metrics") == 0) {
+        size_t len = 0;
+        char *text = gpuq_metrics_render(m, &len);
+        if (!text) return reply(c, 500, "text/plain", "out of memory\n", 14);
+        enum MHD_Result rc = reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+        free(text);
+        return rc;
+    }
+    if (strcmp(url, "/healthz") == 0) return reply(c, 200, "text/plain", "ok\n", 3);
+    if (strcmp(url, "/readyz") == 0) {
+        pthread_mutex_lock(&m->lock);
+        int ready = m->ready;
+        pthread_mutex_unlock(&m->lock);
+        return ready ? reply(c, 200, "text/plain", "ready\n", 6)
+                     : reply(c, 503, "text/plain", "not ready: Redis unreachable\n", 29);
+    }
+    return reply(c, 404, "text/plain", "not found: try /metrics, /healthz, /readyz\n", 44);
+}
+
+int gpuq_metrics_serve(struct gpuq_metrics *m, const char *addr, char *err, size_t errlen) {
+    const char *colon = strrchr(addr, ':');
+    char host[256];
+    if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof(host) || !colon[1]) {
+        snprintf(err, errlen, "--metrics-addr '%s': want HOST:PORT", addr);
+        return -1;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {     /* [::1]:9100 */
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0) {
+        snprintf(err, errlen, "--metrics-addr '%s': cannot resolve", addr);
+        return -1;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    m->http = MHD_start_daemon(flags, 0, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                               MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!m->http) {
+        snprintf(err, errlen, "--metrics-addr '%s': cannot listen (in use?)", addr);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,38 @@
+/* metrics.h -- Prometheus metrics, /healthz and /readyz over libmicrohttpd.
+ *
+ * The worker thread records; libmicrohttpd's own thread renders. A mutex
+ * keeps them apart: a record is a few additions, never a wait on I/O. All
+ * functions accept a NULL registry (metrics off) and do nothing. */
+#ifndef GPUQ_METRICS_H
+#define GPUQ_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue/job.h"
+
+struct gpuq_metrics;
+
+/* queues are copied. backend: "cpu" or "cuda"; device: its description. */
+struct gpuq_metrics *gpuq_metrics_create(char *const *queues, int n_queues, const char *backend,
+                                         const char *device);
+/* Serves on "HOST:PORT". Returns 0, or -1 with err (bad address, port taken). */
+int gpuq_metrics_serve(struct gpuq_metrics *m, const char *addr, char *err, size_t errlen);
+void gpuq_metrics_destroy(struct gpuq_metrics *m);
+
+/* One answered job; seconds < 0 when not measured. */
+void gpuq_metrics_job(struct gpuq_metrics *m, int queue, int op, enum gpuq_err err, double queue_s,
+                      double compute_s, double total_s);
+void gpuq_metrics_batch(struct gpuq_metrics *m, int64_t rows);
+void gpuq_metrics_dead(struct gpuq_metrics *m, int queue, enum gpuq_err reason);
+void gpuq_metrics_webhook(struct gpuq_metrics *m, int delivered);
+void gpuq_metrics_inflight(struct gpuq_metrics *m, int64_t jobs, int64_t rows);
+void gpuq_metrics_queue(struct gpuq_metrics *m, int queue, int64_t backlog, int64_t pending);
+void gpuq_metrics_device_memory(struct gpuq_metrics *m, int64_t bytes);
+/* Ready: Redis reachable and models loaded. */
+void gpuq_metrics_ready(struct gpuq_metrics *m, int ready);
+
+/* The exposition text (malloc'd, the caller frees); exposed for tests. */
+char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len);
+
+#endif
