@@ -100,3 +100,88 @@ int gpuq_client_wait(redisContext *c, const char *list, double timeout_s, char *
     freeReplyObject(r);
     return result;
 }
+
+static int64_t xlen(redisContext *c, const char *key) {
+    redisReply *r = redisCommand(c, "XLEN %s", key);
+    int64_t n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+/* The integer field name of a flat [name, value, ...] reply, or -1. */
+static int64_t field_int(const redisReply *f, const char *name) {
+    for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
+        if (f->element[i]->type == REDIS_REPLY_STRING && !strcmp(f->element[i]->str, name))
+            return f->element[i + 1]->type == REDIS_REPLY_INTEGER ? f->element[i + 1]->integer : -1;
+    return -1;
+}
+
+static const char *field_str(const redisReply *f, const char *name) {
+    for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
+        if (f->element[i]->type == REDIS_REPLY_STRING && !strcmp(f->element[i]->str, name))
+            return f->element[i + 1]->type == REDIS_REPLY_STRING ? f->element[i + 1]->str : NULL;
+    return NULL;
+}
+
+int gpuq_client_stats(redisContext *c, const char *prefix, const char *queue,
+                      struct gpuq_queue_stats *st, char *err, size_t errlen) {
+    char jobs[512], dead[512], hooks[512];
+    snprintf(jobs, sizeof(jobs), "%s:{%s}:jobs", prefix, queue);
+    snprintf(dead, sizeof(dead), "%s:{%s}:dead", prefix, queue);
+    snprintf(hooks, sizeof(hooks), "%s:{%s}:webhooks", prefix, queue);
+    memset(st, 0, sizeof(*st));
+    st->backlog = st->pending = st->read = -1;
+    if ((st->length = xlen(c, jobs)) < 0 && c->err) {
+        snprintf(err, errlen, "%s", c->errstr);
+        return -1;
+    }
+    st->dead = xlen(c, dead);
+    st->hooks = xlen(c, hooks);
+    redisReply *r = redisCommand(c, "XINFO GROUPS %s", jobs);
+    for (size_t g = 0; r && r->type == REDIS_REPLY_ARRAY && g < r->elements; g++) {
+        const char *name = field_str(r->element[g], "name");
+        if (!name || strcmp(name, "workers") != 0) continue;
+        st->backlog = field_int(r->element[g], "lag");
+        st->pending = field_int(r->element[g], "pending");
+        st->read = field_int(r->element[g], "entries-read");
+    }
+    freeReplyObject(r);
+    r = redisCommand(c, "XINFO CONSUMERS %s workers", jobs);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && st->n_consumers < 32; i++) {
+        const char *name = field_str(r->element[i], "name");
+        snprintf(st->consumers[st->n_consumers].name, sizeof(st->consumers[0].name), "%s", name ? name : "?");
+        st->consumers[st->n_consumers].pending = field_int(r->element[i], "pending");
+        st->consumers[st->n_consumers].idle_ms = field_int(r->element[i], "idle");
+        st->n_consumers++;
+    }
+    freeReplyObject(r);
+    if (c->err) {
+        snprintf(err, errlen, "%s", c->errstr);
+        return -1;
+    }
+    return 0;
+}
+
+int gpuq_client_result(redisContext *c, const char *prefix, const char *queue, const char *id,
+                       char **bytes, size_t *len, char *err, size_t errlen) {
+    char key[1024];
+    snprintf(key, sizeof(key), "%s:{%s}:result:%s", prefix, queue, id);
+    const char *argv[] = {"GET", key};
+    redisReply *r = redisCommandArgv(c, 2, argv, NULL);
+    int result = -1;
+    if (!r) {
+        snprintf(err, errlen, "GET: %s", c->errstr);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_NIL) {
+        result = 0;
+    } else if (r->type == REDIS_REPLY_STRING && (*bytes = malloc(r->len + 1))) {
+        memcpy(*bytes, r->str, r->len);
+        *len = r->len;
+        result = 1;
+    } else {
+        snprintf(err, errlen, "GET: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+    freeReplyObject(r);
+    return result;
+}

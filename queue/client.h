@@ -25,4 +25,26 @@ int gpuq_client_enqueue(redisContext *c, const char *stream_key, char *const *jo
 int gpuq_client_wait(redisContext *c, const char *list, double timeout_s, char **bytes,
                      size_t *len, char *err, size_t errlen);
 
+/* A queue at a glance. Counts are -1 where the key does not exist yet. */
+struct gpuq_queue_stats {
+    int64_t length;         /* entries in the stream */
+    int64_t backlog;        /* not yet delivered to the group (lag) */
+    int64_t pending;        /* delivered, not acked */
+    int64_t read;           /* delivered ever (entries-read) */
+    int64_t dead, hooks;    /* dead letters; webhook deliveries owed */
+    int n_consumers;
+    struct {
+        char name[128];
+        int64_t pending, idle_ms;
+    } consumers[32];
+};
+
+/* Reads st for prefix/queue without creating anything. 0, or -1 with err. */
+int gpuq_client_stats(redisContext *c, const char *prefix, const char *queue,
+                      struct gpuq_queue_stats *st, char *err, size_t errlen);
+
+/* GETs the result of job id; 1 with a malloc'd copy, 0 when absent, -1. */
+int gpuq_client_result(redisContext *c, const char *prefix, const char *queue, const char *id,
+                       char **bytes, size_t *len, char *err, size_t errlen);
+
 #endif

@@ -55,6 +55,8 @@ static const struct opt {
      "consumer name in the group (default host:pid)"},
     {"log-level", "GPUQ_LOG_LEVEL", "LEVEL", STR, O(log_level), 0, "info", 0, 0,
      "debug, info, warn or error"},
+    {"log-format", "GPUQ_LOG_FORMAT", "text|json", STR, O(log_format), 0, "text", 0, 0,
+     "log lines as text, or as one JSON object each"},
 #undef O
 };
 #define N_OPTS (int)(sizeof(opts) / sizeof(opts[0]))

@@ -28,6 +28,7 @@ struct gpuq_config {
     char *metrics_addr;
     char *consumer;
     char *log_level;
+    char *log_format;
     int help;
 };
 

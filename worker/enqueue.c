@@ -2,6 +2,7 @@
  * for their results and print them. */
 #include "worker/enqueue.h"
 
+#include <jansson.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,6 +316,30 @@ static void print_result(const msgpack_object *r, const char *out_dir) {
                (long long)get_i64(tm, "queue_us"), (long long)get_i64(tm, "compute_us"),
                (long long)get_i64(tm, "total_us"), (long long)get_i64(tm, "batch_size"));
     print_str("worker: ", get(r, "worker"));
+}
+
+int gpuq_print_result(const char *bytes, size_t len, const char *out_dir) {
+    int ok = 0;
+    if (len && bytes[0] == '{') {   /* a JSON job's result is JSON text */
+        json_t *j = json_loadb(bytes, len, 0, NULL);
+        const char *status = json_string_value(json_object_get(j, "status"));
+        ok = status && !strcmp(status, "ok");
+        json_decref(j);
+        printf("%.*s\n", (int)len, bytes);
+        return ok;
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    if (msgpack_unpack_next(&u, bytes, len, &off) == MSGPACK_UNPACK_SUCCESS) {
+        const msgpack_object *st = get(&u.data, "status");
+        ok = st && st->type == MSGPACK_OBJECT_STR && st->via.str.size == 2 && !memcmp(st->via.str.ptr, "ok", 2);
+        print_result(&u.data, out_dir);
+    } else {
+        printf("(%zu bytes that are not a msgpack result)\n", len);
+    }
+    msgpack_unpacked_destroy(&u);
+    return ok;
 }
 
 static int cmp_ll(const void *a, const void *b) {

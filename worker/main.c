@@ -5,6 +5,7 @@
 #include "worker/bench_cli.h"
 #include "worker/dead_cli.h"
 #include "worker/enqueue.h"
+#include "worker/stats_cli.h"
 #include "worker/worker.h"
 
 static void usage(FILE *f) {
@@ -13,6 +14,8 @@ static void usage(FILE *f) {
                "commands:\n"
                "  worker     serve queues: fetch, batch, compute, write results\n"
                "  enqueue    put jobs on a queue from the shell, optionally wait for results\n"
+               "  stats      a queue at a glance: backlog, pending, consumers, results/s\n"
+               "  wait       wait for a job's result by id and print it\n"
                "  dead       list, retry or purge dead letters\n"
                "  bench-compute  the batched GEMMs of an mlp with no queue: the ceiling\n"
                "  version    print the version\n"
@@ -28,6 +31,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "worker") == 0) return gpuq_worker_main(argc - 2, argv + 2);
     if (strcmp(cmd, "enqueue") == 0) return gpuq_enqueue_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "stats") == 0) return gpuq_stats_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "wait") == 0) return gpuq_wait_main(argc - 2, argv + 2);
     if (strcmp(cmd, "bench-compute") == 0) return gpuq_bench_main(argc - 2, argv + 2);
     if (strcmp(cmd, "dead") == 0) return gpuq_dead_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

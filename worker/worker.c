@@ -190,6 +190,11 @@ static int start(struct worker *w, int argc, char **argv, char *err, size_t errl
         return -1;
     }
     gpuq_log_set_level((enum gpuq_log_level)level);
+    if (strcmp(w->cfg.log_format, "text") != 0 && strcmp(w->cfg.log_format, "json") != 0) {
+        snprintf(err, errlen, "--log-format '%s': want text or json", w->cfg.log_format);
+        return -1;
+    }
+    gpuq_log_set_json(strcmp(w->cfg.log_format, "json") == 0);
     if (gpuq_redis_url_parse(&url, w->cfg.redis, err, errlen) != 0) return -1;
     gpuq_backend_cpu_threads((int)w->cfg.cpu_threads);
     if (!(w->hooks = gpuq_webhooks_create(w->cfg.webhook_secret, (int)w->cfg.max_attempts,

@@ -1,5 +1,6 @@
 """The command line as operators and scripts use it: start-up errors exit 2
 with one line, flags and GPUQ_* variables, SIGTERM, queue order, `gpuq enqueue`."""
+import json
 import os
 import signal
 import subprocess
@@ -144,6 +145,36 @@ class Serving(WorkerTest):
         self.assertEqual(self.r.xlen("gpuq:{default}:dead"), 0)
         self.assertEqual(run("dead", "retry", "--redis", self.redis.url).returncode, 2)
         self.assertIn("no dead letters", run("dead", "list", "--redis", self.redis.url).stdout)
+
+    def test_stats_wait_and_json_logs(self):
+        make_mlp(self.path("m.safetensors"), [4, 2])
+        x = tensor(np.ones((1, 4), np.float32))
+        for i in range(5):
+            self.client.enqueue({"op": "mlp", "model": "m", "inputs": {"x": x}, "id": f"s{i}"})
+        self.client.enqueue({"op": "mlp", "model": "zzz", "inputs": {"x": x}, "id": "sbad"})
+        p = run("stats", "--redis", self.redis.url, "--window", "0.2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r"stream length\s+6")
+        self.assertIn("consumers       0", p.stdout)
+        w = self.worker("--model", f"m={self.path('m.safetensors')}", "--log-format", "json",
+                        "--consumer", "stats-w")
+        p = run("wait", "s4", "--redis", self.redis.url, "--timeout", "10")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("id: s4", p.stdout)
+        self.assertEqual(run("wait", "sbad", "--redis", self.redis.url, "--timeout", "10").returncode, 1)
+        self.assertEqual(run("wait", "never", "--redis", self.redis.url, "--timeout", "0.3").returncode, 3)
+        p = run("stats", "--redis", self.redis.url, "--window", "0.2")
+        self.assertRegex(p.stdout, r"backlog\s+0")
+        self.assertRegex(p.stdout, r"stats-w\s+pending 0")
+        self.assertEqual(w.stop(), 0)
+
+    def test_json_log_lines(self):
+        w = self.worker("--log-format", "json")
+        out = w.output()
+        w.stop()
+        records = [json.loads(l) for l in out.splitlines() if l.strip()]
+        self.assertTrue(any(r["msg"] == "ready" and r["level"] == "info" for r in records), out)
+        self.assertTrue(all(set(r) == {"ts", "level", "msg"} for r in records))
 
 
 if __name__ == "__main__":
