@@ -82,6 +82,8 @@ struct gpuq_backend_i {
     int (*softmax)(struct gpuq_backend *be, const float *x, int rows, int cols, float *y);
     int (*layernorm)(struct gpuq_backend *be, const struct gpuq_layernorm *ln);
     int (*image)(struct gpuq_backend *be, const struct gpuq_image *im, int n);
+    /* Device memory in use, in bytes; NULL where there is no device. */
+    int (*memory_used)(struct gpuq_backend *be, int64_t *bytes);
 };
 
 struct gpuq_backend {

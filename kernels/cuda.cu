@@ -194,9 +194,17 @@ static int cuda_mlp(struct gpuq_backend *be, const struct gpuq_model *m, const f
     return 0;
 }
 
+static int cuda_memory_used(struct gpuq_backend *be, int64_t *bytes) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(be, cudaMemGetInfo(&free_b, &total_b));
+    *bytes = (int64_t)(total_b - free_b);
+    return 0;
+}
+
 static const struct gpuq_backend_i cuda_iface = {
     "cuda", cuda_destroy, cuda_model_load, cuda_model_free, cuda_matmul, cuda_mlp,
     NULL, NULL, NULL, NULL,     /* knn, softmax, layernorm, image: on the CPU for now */
+    cuda_memory_used,
 };
 
 extern "C" int gpuq_cuda_device_count(void) {

@@ -18,7 +18,8 @@ static double now_s(void) {
 int gpuq_bench_main(int argc, char **argv) {
     const char *model_path = NULL, *backend = "cpu";
     long jobs = 20000, batch = 256;
-    for (int i = 0; i + 1 < argc; i += 2) {
+    int help = argc > 0 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"));
+    for (int i = 0; !help && i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model_path = argv[i + 1];
         else if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
         else if (!strcmp(argv[i], "--jobs")) jobs = atol(argv[i + 1]);
@@ -26,12 +27,12 @@ int gpuq_bench_main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--cpu-threads")) gpuq_backend_cpu_threads(atoi(argv[i + 1]));
         else break;
     }
-    if (!model_path || jobs < 1 || batch < 1 || argc % 2) {
-        fprintf(stderr, "usage: gpuq bench-compute --model PATH [--jobs N] [--batch ROWS] "
+    if (help || !model_path || jobs < 1 || batch < 1 || argc % 2) {
+        fprintf(help ? stdout : stderr, "usage: gpuq bench-compute --model PATH [--jobs N] [--batch ROWS] "
                         "[--backend cpu|cuda] [--cpu-threads N]\n"
                         "Runs N one-row mlp jobs as batches of ROWS rows on the backend, with no "
                         "queue, and prints jobs/s.\n");
-        return 2;
+        return help ? 0 : 2;
     }
     struct gpuq_backend be;
     struct gpuq_model m;

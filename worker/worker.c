@@ -680,6 +680,9 @@ static int sample(struct worker *w) {
     if (!w->metrics || now - w->last_sample_us < 1000000) return 0;
     w->last_sample_us = now;
     gpuq_metrics_inflight(w->metrics, w->n_slots - w->n_free, w->sched.rows_held);
+    int64_t used;
+    if (w->be.iface->memory_used && w->be.iface->memory_used(&w->be, &used) == 0)
+        gpuq_metrics_device_memory(w->metrics, used);
     for (int q = 0; q < w->st.n_queues; q++) {
         int64_t backlog, pending;
         if (gpuq_stream_queue_stats(&w->st, q, &backlog, &pending) != 0) return -1;

@@ -50,6 +50,10 @@ class StartupErrors(WorkerTest):
         self.assertEqual(p.returncode, 0)
         for flag in ("--redis", "--queue", "--max-batch", "--max-delay-us", "--result-ttl", "--consumer"):
             self.assertIn(flag, p.stdout)
+        for cmd in ("enqueue", "dead", "stats", "wait", "bench-compute"):
+            p = run(cmd, "--help")
+            self.assertEqual(p.returncode, 0, cmd)
+            self.assertIn("usage: gpuq " + cmd, p.stdout)
         self.assertEqual(run("version").returncode, 0)
         self.assertIn("worker", run("--help").stdout)
         self.assertEqual(run("frobnicate").returncode, 2)
