@@ -7,6 +7,7 @@
 
 #include "queue/client.h"
 #include "queue/dead.h"
+#include "worker/cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -70,9 +71,8 @@ static void collect(void *ud, const struct gpuq_dead *d) {
 }
 
 int gpuq_dead_main(int argc, char **argv) {
-    const char *redis = getenv("GPUQ_REDIS") ? getenv("GPUQ_REDIS") : "redis://127.0.0.1:6379";
-    const char *queue = getenv("GPUQ_QUEUE") ? getenv("GPUQ_QUEUE") : "default";
-    const char *prefix = getenv("GPUQ_PREFIX") ? getenv("GPUQ_PREFIX") : "gpuq";
+    struct gpuq_cli_target t;
+    gpuq_cli_target_init(&t);
     struct ids ids = {0};
     int all = 0, count = 100, result = 2;
     char err[256] = "";
@@ -85,9 +85,7 @@ int gpuq_dead_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--all")) all = 1;
-        else if (!strcmp(argv[i], "--redis") && v) redis = argv[++i];
-        else if (!strcmp(argv[i], "--queue") && v) queue = argv[++i];
-        else if (!strcmp(argv[i], "--prefix") && v) prefix = argv[++i];
+        else if (v && gpuq_cli_target_flag(&t, argv[i], v)) i++;
         else if (!strcmp(argv[i], "--count") && v && atoi(v) > 0) count = atoi(argv[++i]);
         else if (argv[i][0] != '-') collect(&ids, &(struct gpuq_dead){.id = {argv[i], strlen(argv[i])}});
         else {
@@ -104,24 +102,19 @@ int gpuq_dead_main(int argc, char **argv) {
         fprintf(stderr, "gpuq dead %s: name dead letter ids, or --all\n", cmd);
         goto out;
     }
-    struct gpuq_redis_url url;
-    if (gpuq_redis_url_parse(&url, redis, err, sizeof(err)) != 0 ||
-        !(c = gpuq_redis_connect(&url, 2000, err, sizeof(err)))) {
-        fprintf(stderr, "gpuq dead: %s\n", err);
-        goto out;
-    }
+    if (!(c = gpuq_cli_connect(&t, "dead"))) goto out;
     result = 1;
     if (is_list) {
-        int n = gpuq_dead_list(c, prefix, queue, "-", count, print_dead, NULL, err, sizeof(err));
+        int n = gpuq_dead_list(c, t.prefix, t.queue, "-", count, print_dead, NULL, err, sizeof(err));
         if (n < 0) goto fail;
-        if (n == 0) printf("no dead letters on %s\n", queue);
+        if (n == 0) printf("no dead letters on %s\n", t.queue);
         result = 0;
         goto out;
     }
     if (is_purge && all) {
-        long long n = gpuq_dead_purge(c, prefix, queue, NULL, err, sizeof(err));
+        long long n = gpuq_dead_purge(c, t.prefix, t.queue, NULL, err, sizeof(err));
         if (n < 0) goto fail;
-        printf("purged %lld dead letters from %s\n", n, queue);
+        printf("purged %lld dead letters from %s\n", n, t.queue);
         result = 0;
         goto out;
     }
@@ -129,20 +122,20 @@ int gpuq_dead_main(int argc, char **argv) {
         char from[80] = "-";
         for (;;) {
             int before = ids.n;
-            if (gpuq_dead_list(c, prefix, queue, from, 500, collect, &ids, err, sizeof(err)) < 0) goto fail;
+            if (gpuq_dead_list(c, t.prefix, t.queue, from, 500, collect, &ids, err, sizeof(err)) < 0) goto fail;
             if (ids.n == before) break;
             snprintf(from, sizeof(from), "(%s", ids.v[ids.n - 1]);
         }
     }
     long long done = 0;
     for (int i = 0; i < ids.n; i++) {
-        long long rc = is_retry ? gpuq_dead_retry(c, prefix, queue, ids.v[i], err, sizeof(err))
-                                : gpuq_dead_purge(c, prefix, queue, ids.v[i], err, sizeof(err));
+        long long rc = is_retry ? gpuq_dead_retry(c, t.prefix, t.queue, ids.v[i], err, sizeof(err))
+                                : gpuq_dead_purge(c, t.prefix, t.queue, ids.v[i], err, sizeof(err));
         if (rc < 0) goto fail;
         if (rc == 0 && is_retry) printf("%s: not retried (no such letter, or no job bytes)\n", ids.v[i]);
         done += rc;
     }
-    printf("%s %lld dead letters on %s\n", is_retry ? "retried" : "purged", done, queue);
+    printf("%s %lld dead letters on %s\n", is_retry ? "retried" : "purged", done, t.queue);
     result = 0;
     goto out;
 fail:

@@ -13,6 +13,7 @@
 
 #include "queue/client.h"
 #include "queue/stream.h"
+#include "worker/cli.h"
 #include "worker/npy.h"
 
 #define MAX_ARGS 16
@@ -24,7 +25,8 @@ struct input {
 };
 
 struct args {
-    const char *redis, *queue, *prefix, *op, *model, *id, *meta, *out;
+    struct gpuq_cli_target t;
+    const char *op, *model, *id, *meta, *out;
     const char *params[MAX_ARGS];
     int n_params;
     struct input inputs[MAX_ARGS];
@@ -406,9 +408,7 @@ static int wait_results(redisContext *c, const struct args *a, const char *reply
 }
 
 static int parse_args(struct args *a, int argc, char **argv, char *err, size_t errlen) {
-    a->redis = getenv("GPUQ_REDIS") ? getenv("GPUQ_REDIS") : "redis://127.0.0.1:6379";
-    a->queue = getenv("GPUQ_QUEUE") ? getenv("GPUQ_QUEUE") : "default";
-    a->prefix = getenv("GPUQ_PREFIX") ? getenv("GPUQ_PREFIX") : "gpuq";
+    gpuq_cli_target_init(&a->t);
     a->count = 1;
     a->result_ttl = -1;
     for (int i = 0; i < argc; i++) {
@@ -423,10 +423,8 @@ static int parse_args(struct args *a, int argc, char **argv, char *err, size_t e
         char *end = NULL;
         long long n = strtoll(v, &end, 10);
         int is_int = *v && !*end;
-        if (!strcmp(f, "--redis")) a->redis = v;
-        else if (!strcmp(f, "--queue")) a->queue = v;
-        else if (!strcmp(f, "--prefix")) a->prefix = v;
-        else if (!strcmp(f, "--op")) a->op = v;
+        if (gpuq_cli_target_flag(&a->t, f, v)) continue;
+        if (!strcmp(f, "--op")) a->op = v;
         else if (!strcmp(f, "--model")) a->model = v;
         else if (!strcmp(f, "--id")) a->id = v;
         else if (!strcmp(f, "--meta")) a->meta = v;
@@ -454,7 +452,6 @@ static int parse_args(struct args *a, int argc, char **argv, char *err, size_t e
 int gpuq_enqueue_main(int argc, char **argv) {
     struct args a;
     char err[512], key[512], reply_to[512], first_id[64] = "";
-    struct gpuq_redis_url url;
     redisContext *c = NULL;
     int result = 2;
     memset(&a, 0, sizeof(a));
@@ -465,16 +462,16 @@ int gpuq_enqueue_main(int argc, char **argv) {
         result = 0;
         goto out;
     }
-    if (p != 0 || gpuq_redis_url_parse(&url, a.redis, err, sizeof(err)) != 0) goto fail;
+    if (p != 0) goto fail;
     if (a.out && mkdir(a.out, 0777) != 0 && access(a.out, W_OK) != 0) {
         snprintf(err, sizeof(err), "--out %s: cannot create the folder", a.out);
         goto fail;
     }
-    if (!(c = gpuq_redis_connect(&url, 2000, err, sizeof(err)))) goto fail;
-    gpuq_stream_key(key, sizeof(key), a.prefix, a.queue, "jobs");
+    if (!(c = gpuq_cli_connect(&a.t, "enqueue"))) goto out;
+    gpuq_stream_key(key, sizeof(key), a.t.prefix, a.t.queue, "jobs");
     char suffix[128];
     snprintf(suffix, sizeof(suffix), "reply:%ld:%d", (long)time(NULL), (int)getpid());
-    gpuq_stream_key(reply_to, sizeof(reply_to), a.prefix, a.queue, suffix);
+    gpuq_stream_key(reply_to, sizeof(reply_to), a.t.prefix, a.t.queue, suffix);
     double t0 = now_s();
     enum { CHUNK = 1000 };
     msgpack_sbuffer sbs[CHUNK];

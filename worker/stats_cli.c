@@ -7,19 +7,14 @@
 #include <time.h>
 
 #include "queue/client.h"
+#include "worker/cli.h"
 #include "worker/enqueue.h"
 
-struct common {
-    const char *redis, *prefix, *queue;
-};
-
-/* Parses --redis, --prefix, --queue (and their GPUQ_* variables); other
- * flags go to fn. Returns the index of the first positional or -1. */
-static int parse_common(struct common *c, int argc, char **argv,
-                        int (*fn)(void *ud, const char *flag, const char *value), void *ud) {
-    c->redis = getenv("GPUQ_REDIS") ? getenv("GPUQ_REDIS") : "redis://127.0.0.1:6379";
-    c->prefix = getenv("GPUQ_PREFIX") ? getenv("GPUQ_PREFIX") : "gpuq";
-    c->queue = getenv("GPUQ_QUEUE") ? getenv("GPUQ_QUEUE") : "default";
+/* Parses the target flags; other flags go to fn. Returns the index of the
+ * first positional argument, -1 when there is none, -2 on a bad flag. */
+static int parse(struct gpuq_cli_target *t, int argc, char **argv,
+                 int (*fn)(void *ud, const char *flag, const char *value), void *ud) {
+    gpuq_cli_target_init(t);
     int positional = -1;
     for (int i = 0; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -27,24 +22,10 @@ static int parse_common(struct common *c, int argc, char **argv,
             if (positional < 0) positional = i;
             continue;
         }
-        if (!v) return -2;
-        if (!strcmp(argv[i], "--redis")) c->redis = v;
-        else if (!strcmp(argv[i], "--prefix")) c->prefix = v;
-        else if (!strcmp(argv[i], "--queue")) c->queue = v;
-        else if (!fn || fn(ud, argv[i], v) != 0) return -2;
+        if (!v || (!gpuq_cli_target_flag(t, argv[i], v) && (!fn || fn(ud, argv[i], v) != 0))) return -2;
         i++;
     }
     return positional;
-}
-
-static redisContext *connect_or_say(const struct common *c) {
-    struct gpuq_redis_url url;
-    char err[256];
-    redisContext *rc = NULL;
-    if (gpuq_redis_url_parse(&url, c->redis, err, sizeof(err)) != 0 ||
-        !(rc = gpuq_redis_connect(&url, 2000, err, sizeof(err))))
-        fprintf(stderr, "gpuq: %s\n", err);
-    return rc;
 }
 
 static double now_s(void) {
@@ -60,7 +41,7 @@ static int stats_flag(void *ud, const char *flag, const char *value) {
 }
 
 int gpuq_stats_main(int argc, char **argv) {
-    struct common c;
+    struct gpuq_cli_target c;
     double window = 1.0;
     if (argc > 0 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
         printf("usage: gpuq stats [--queue Q] [--window SECONDS] [--redis URL] [--prefix P]\n\n"
@@ -69,11 +50,11 @@ int gpuq_stats_main(int argc, char **argv) {
                "results per second over the window [1 s].\n");
         return 0;
     }
-    if (parse_common(&c, argc, argv, stats_flag, &window) != -1) {
+    if (parse(&c, argc, argv, stats_flag, &window) != -1) {
         fprintf(stderr, "gpuq stats: bad arguments (see gpuq stats --help)\n");
         return 2;
     }
-    redisContext *rc = connect_or_say(&c);
+    redisContext *rc = gpuq_cli_connect(&c, "stats");
     if (!rc) return 2;
     struct gpuq_queue_stats a, b;
     char err[256];
@@ -117,7 +98,7 @@ static int wait_flag(void *ud, const char *flag, const char *value) {
 }
 
 int gpuq_wait_main(int argc, char **argv) {
-    struct common c;
+    struct gpuq_cli_target c;
     double timeout = 30;
     if (argc > 0 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
         printf("usage: gpuq wait ID [--timeout SECONDS] [--queue Q] [--redis URL] [--prefix P]\n\n"
@@ -125,12 +106,12 @@ int gpuq_wait_main(int argc, char **argv) {
                "0 ok, 1 an error result, 3 no result within the timeout [30 s].\n");
         return 0;
     }
-    int id = parse_common(&c, argc, argv, wait_flag, &timeout);
+    int id = parse(&c, argc, argv, wait_flag, &timeout);
     if (id < 0) {
         fprintf(stderr, "gpuq wait: name a job id (see gpuq wait --help)\n");
         return 2;
     }
-    redisContext *rc = connect_or_say(&c);
+    redisContext *rc = gpuq_cli_connect(&c, "wait");
     if (!rc) return 2;
     char err[256], *bytes = NULL;
     size_t len = 0;

@@ -1,22 +1,20 @@
 """The strongest Python peer: a Redis Streams worker that speaks gpuq's
 protocol and batches with numpy, as a careful team would write it in Python.
    pyworker.py REDIS_PORT MODEL.safetensors [MAX_BATCH]"""
-import json
-import struct
+import os
 import sys
 
 import msgpack
 import numpy as np
 import redis
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peer_tasks  # noqa: E402
+
 port, path = int(sys.argv[1]), sys.argv[2]
 max_batch = int(sys.argv[3]) if len(sys.argv) > 3 else 256
-raw = open(path, "rb").read()
-n = struct.unpack("<Q", raw[:8])[0]
-hdr = json.loads(raw[8:8 + n])
-t = {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], "<f4").reshape(v["shape"])
-     for k, v in hdr.items() if k != "__metadata__"}
-layers = [(t[f"layers.{i}.weight"].T.copy(), t[f"layers.{i}.bias"]) for i in range(len(t) // 2)]
+os.environ["BENCH_MODEL"] = path
+layers = peer_tasks._load()     # the same loader RQ's and Celery's task use
 
 r = redis.Redis(port=port)
 key = "gpuq:{default}:jobs"

@@ -1,0 +1,37 @@
+/* cli.c -- the Redis target of the client commands. */
+#include "worker/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue/client.h"
+
+static const char *env_or(const char *name, const char *fallback) {
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+void gpuq_cli_target_init(struct gpuq_cli_target *t) {
+    t->redis = env_or("GPUQ_REDIS", "redis://127.0.0.1:6379");
+    t->prefix = env_or("GPUQ_PREFIX", "gpuq");
+    t->queue = env_or("GPUQ_QUEUE", "default");
+}
+
+int gpuq_cli_target_flag(struct gpuq_cli_target *t, const char *flag, const char *value) {
+    if (!strcmp(flag, "--redis")) t->redis = value;
+    else if (!strcmp(flag, "--prefix")) t->prefix = value;
+    else if (!strcmp(flag, "--queue")) t->queue = value;
+    else return 0;
+    return 1;
+}
+
+redisContext *gpuq_cli_connect(const struct gpuq_cli_target *t, const char *who) {
+    struct gpuq_redis_url url;
+    char err[256];
+    redisContext *c = NULL;
+    if (gpuq_redis_url_parse(&url, t->redis, err, sizeof(err)) != 0 ||
+        !(c = gpuq_redis_connect(&url, 2000, err, sizeof(err))))
+        fprintf(stderr, "gpuq %s: %s\n", who, err);
+    return c;
+}
