@@ -159,33 +159,32 @@ static int queue_of(const struct gpuq_stream *s, char **keys, const redisReply *
     return -1;
 }
 
-/* XREADGROUP on keys[first, first+n) of one kind. */
-static int read_group(struct gpuq_stream *s, char **keys, const char *group, int first, int n,
-                      int count, int block_ms, const char *from, struct gpuq_entry *out, int cap,
-                      redisReply **reply) {
-    const char *argv[8 + 2 * 16];
-    char count_s[24], block_s[24];
+/* Builds XREADGROUP on keys[first, first+n) of one kind into argv (room for
+ * 8 + 2 * 16); returns argc. */
+static int read_args(struct gpuq_stream *s, char **keys, const char *group, int first, int n,
+                     const char *count_s, const char *block_s, const char *from, const char **argv) {
     int argc = 0;
-    *reply = NULL;
-    if (!s->rc && gpuq_stream_connect(s, 2000) != 0) return -1;
     if (n > 16) n = 16;
-    snprintf(count_s, sizeof(count_s), "%d", count);
-    snprintf(block_s, sizeof(block_s), "%d", block_ms);
     argv[argc++] = "XREADGROUP";
     argv[argc++] = "GROUP";
     argv[argc++] = group;
     argv[argc++] = s->consumer;
     argv[argc++] = "COUNT";
     argv[argc++] = count_s;
-    if (block_ms >= 0) {
+    if (block_s) {
         argv[argc++] = "BLOCK";
         argv[argc++] = block_s;
     }
     argv[argc++] = "STREAMS";
     for (int i = 0; i < n; i++) argv[argc++] = keys[first + i];
     for (int i = 0; i < n; i++) argv[argc++] = from;
-    redisReply *r = command(s, argc, argv, NULL);
-    if (!r) return -1;
+    return argc;
+}
+
+/* Turns an XREADGROUP reply into entries; takes r (kept in *reply when it
+ * holds entries, freed otherwise). */
+static int read_reply(struct gpuq_stream *s, char **keys, redisReply *r, struct gpuq_entry *out,
+                      int cap, redisReply **reply) {
     if (r->type == REDIS_REPLY_ERROR) {
         set_error(s, REDIS_ERR_OTHER, r->str);
         int nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
@@ -204,6 +203,51 @@ static int read_group(struct gpuq_stream *s, char **keys, const char *group, int
     if (got > 0) *reply = r;
     else freeReplyObject(r);
     return got;
+}
+
+static int read_group(struct gpuq_stream *s, char **keys, const char *group, int first, int n,
+                      int count, int block_ms, const char *from, struct gpuq_entry *out, int cap,
+                      redisReply **reply) {
+    const char *argv[8 + 2 * 16];
+    char count_s[24], block_s[24];
+    *reply = NULL;
+    if (!s->rc && gpuq_stream_connect(s, 2000) != 0) return -1;
+    snprintf(count_s, sizeof(count_s), "%d", count);
+    snprintf(block_s, sizeof(block_s), "%d", block_ms);
+    int argc = read_args(s, keys, group, first, n, count_s, block_ms >= 0 ? block_s : NULL, from, argv);
+    redisReply *r = command(s, argc, argv, NULL);
+    if (!r) return -1;
+    return read_reply(s, keys, r, out, cap, reply);
+}
+
+int gpuq_stream_prefetch(struct gpuq_stream *s, int q, int count) {
+    const char *argv[8 + 2 * 16];
+    char count_s[24];
+    if (!s->rc) return -1;
+    snprintf(count_s, sizeof(count_s), "%d", count);
+    int argc = read_args(s, s->jobs_keys, GPUQ_GROUP, q, 1, count_s, NULL, ">", argv);
+    int done = 0;
+    if (redisAppendCommandArgv(s->rc, argc, argv, NULL) != REDIS_OK) {
+        drop_connection(s);
+        return -1;
+    }
+    while (!done)
+        if (redisBufferWrite(s->rc, &done) != REDIS_OK) {
+            drop_connection(s);
+            return -1;
+        }
+    return 0;
+}
+
+int gpuq_stream_prefetched(struct gpuq_stream *s, struct gpuq_entry *out, int cap,
+                           redisReply **reply) {
+    redisReply *r = NULL;
+    *reply = NULL;
+    if (!s->rc || redisGetReply(s->rc, (void **)&r) != REDIS_OK || !r) {
+        drop_connection(s);
+        return -1;
+    }
+    return read_reply(s, s->jobs_keys, r, out, cap, reply);
 }
 
 int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,

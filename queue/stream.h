@@ -68,6 +68,13 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms);
 int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
                      const char *from, struct gpuq_entry *out, int cap, redisReply **reply);
 
+/* A read of new entries from queue q sent behind a sent transaction, so
+ * Redis answers it while the caller computes; gpuq_stream_prefetched takes
+ * its reply, right after gpuq_stream_wait and before any other command. */
+int gpuq_stream_prefetch(struct gpuq_stream *s, int q, int count);
+int gpuq_stream_prefetched(struct gpuq_stream *s, struct gpuq_entry *out, int cap,
+                           redisReply **reply);
+
 /* The same from the webhook delivery streams (group senders). */
 int gpuq_stream_read_hooks(struct gpuq_stream *s, int count, struct gpuq_entry *out, int cap,
                            redisReply **reply);

@@ -509,6 +509,32 @@ static int hooks_step(struct worker *w, int claim_now) {
     return 0;
 }
 
+/* ---- prefetching ---- */
+
+/* Behind a sent transaction, asks for the new entries of the first queue
+ * there will be room for once it is applied: Redis answers both while the
+ * next batch computes. Returns the count asked for (0: none), or -1. */
+static int prefetch_send(struct worker *w) {
+    if (w->n_sending == 0 || w->pending_queue >= 0 || stop_requested) return 0;
+    int64_t room = gpuq_sched_room(&w->sched);
+    for (int i = 0; i < w->n_sending; i++)
+        if (w->sending[i]->admitted) room += w->sending[i]->rows;
+    int64_t count = w->n_free + w->n_sending;
+    if (count > room) count = room;
+    if (count > w->cfg.max_batch) count = w->cfg.max_batch;
+    if (count <= 0) return 0;
+    return gpuq_stream_prefetch(&w->st, 0, (int)count) == 0 ? (int)count : -1;
+}
+
+/* Takes the prefetched entries (right after publish_wait). */
+static int prefetch_take(struct worker *w, int count) {
+    redisReply *reply = NULL;
+    if (count <= 0) return 0;
+    int got = gpuq_stream_prefetched(&w->st, w->entries, count, &reply);
+    if (got > 0) take(w, got, reply);
+    return got;
+}
+
 /* ---- publishing ---- */
 
 static void publish_one(struct worker *w, struct gpuq_task *t) {
@@ -696,12 +722,14 @@ static void serve(struct worker *w) {
         int64_t wait_us = -1;
         int claim_now = claim_due(w);
         int fetched = fetch(w, claim_now);
-        if (fetched >= 0 && publish_send(w) == 0) {
+        int prefetch;
+        if (fetched >= 0 && publish_send(w) == 0 && (prefetch = prefetch_send(w)) >= 0) {
             /* nothing more can join a batch when the worker may not fetch */
             int force = stop_requested || gpuq_sched_room(&w->sched) <= 0;
             int ran = run_batch(w, force, &wait_us);    /* while Redis applies the last */
-            if (publish_wait(w) == 0 && hooks_step(w, claim_now) == 0 && sample(w) == 0) {
-                if (!fetched && !ran && w->n_done == 0) {
+            int got = publish_wait(w) == 0 ? prefetch_take(w, prefetch) : -1;
+            if (got >= 0 && hooks_step(w, claim_now) == 0 && sample(w) == 0) {
+                if (!fetched && !got && !ran && w->n_done == 0) {
                     int64_t poll = w->cfg.max_delay_us / 8 > 100 ? w->cfg.max_delay_us / 8 : 100;
                     if (wait_us > 0 && wait_us < poll) poll = wait_us;
                     if (wait_us < 0 && gpuq_webhooks_held(w->hooks)) poll = 10000;
