@@ -1,4 +1,4 @@
-/* worker.c -- the serving loop.
+/* worker.c -- the serving loop (start-up is in start.c).
  *
  * One thread turns the wheel: fetch while there is room (the backlog beyond
  * --max-inflight rows stays in Redis), hand each job to the scheduler (or
@@ -16,52 +16,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels/backend.h"
 #include "queue/json.h"
-#include "queue/stream.h"
 #include "worker/log.h"
-#include "worker/metrics.h"
-#include "worker/ops.h"
-#include "worker/sched.h"
-#include "worker/webhook.h"
-
-/* A reply from Redis, kept until every entry borrowed from it is answered. */
-struct held {
-    redisReply *reply;
-    int refs;
-};
-
-#define POOL_CLASSES 40
-
-struct worker {
-    struct gpuq_config cfg;
-    struct gpuq_stream st;
-    struct gpuq_backend be, cpu;
-    struct gpuq_ops ops;
-    struct gpuq_sched sched;
-    struct gpuq_webhooks *hooks;
-    struct gpuq_metrics *metrics;   /* NULL without --metrics-addr */
-    int64_t last_sample_us;
-    struct gpuq_model *models;
-    int n_models;
-    int n_slots;
-    struct gpuq_task *slots;
-    struct gpuq_task **free_slots;
-    int n_free;
-    struct gpuq_task **done;    /* answered, to be published */
-    int n_done;
-    struct gpuq_task **sending; /* published, replies not yet read */
-    int n_sending;
-    struct gpuq_entry *entries; /* one read's worth */
-    struct gpuq_piece *pieces;
-    void *pool[POOL_CLASSES];   /* free output buffers by size class */
-    msgpack_sbuffer sb;
-    int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
-    char pending_from[64];
-    int64_t last_claim_us;
-    int hooks_written;          /* this worker recorded deliveries: read them */
-    uint64_t n_ok, n_failed, n_dead, n_batches, n_delivered, n_hooks_failed;
-};
+#include "worker/worker_int.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -81,189 +38,6 @@ static void sleep_us(int64_t us) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested) {}
 }
 
-/* ---- output buffers: power-of-two classes, reused, so a steady stream of
- * jobs allocates nothing ---- */
-
-static int size_class(size_t words) {
-    int c = 6;
-    while (((size_t)1 << c) < words) c++;
-    return c;
-}
-
-static float *pool_get(struct worker *w, size_t words) {
-    int c = size_class(words);
-    if (c >= POOL_CLASSES) return NULL;
-    void *p = w->pool[c];
-    if (p) {
-        w->pool[c] = *(void **)p;
-        return p;
-    }
-    return malloc(((size_t)1 << c) * sizeof(float));
-}
-
-static void pool_put(struct worker *w, float *p, size_t words) {
-    if (!p) return;
-    int c = size_class(words);
-    *(void **)p = w->pool[c];
-    w->pool[c] = p;
-}
-
-static void pool_free(struct worker *w) {
-    for (int c = 0; c < POOL_CLASSES; c++)
-        while (w->pool[c]) {
-            void *p = w->pool[c];
-            w->pool[c] = *(void **)p;
-            free(p);
-        }
-}
-
-/* ---- start-up ---- */
-
-static int load_models(struct worker *w, char *err, size_t errlen) {
-    w->models = calloc((size_t)w->cfg.n_models + 1, sizeof(*w->models));
-    if (!w->models) return -1;
-    for (int i = 0; i < w->cfg.n_models; i++) {
-        const char *spec = w->cfg.models[i], *eq = strchr(spec, '=');
-        char name[128], why[384];
-        if (!eq || eq == spec || !eq[1] || (size_t)(eq - spec) >= sizeof(name)) {
-            snprintf(err, errlen, "--model '%s': want NAME=PATH", spec);
-            return -1;
-        }
-        snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
-        for (int j = 0; j < w->n_models; j++)
-            if (strcmp(w->models[j].name, name) == 0) {
-                snprintf(err, errlen, "--model: '%s' given twice", name);
-                return -1;
-            }
-        struct gpuq_model *m = &w->models[w->n_models];
-        if (gpuq_model_load(m, name, eq + 1, why, sizeof(why)) != 0) {
-            snprintf(err, errlen, "--model %s: %s", name, why);
-            return -1;
-        }
-        w->n_models++;
-        if (w->be.iface->model_load(&w->be, m) != 0) {
-            snprintf(err, errlen, "--model %s: %s backend: %s", name, w->be.iface->name, w->be.errstr);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
-    log_info("gpuq %s worker %s: backend %s", GPUQ_VERSION, w->cfg.consumer, w->be.desc);
-    char cpu_ops[128] = "";
-    for (int op = 0; op < GPUQ_OP_COUNT; op++)
-        if (!gpuq_ops_on_backend(&w->ops, (enum gpuq_op)op))
-            snprintf(cpu_ops + strlen(cpu_ops), sizeof(cpu_ops) - strlen(cpu_ops), " %s",
-                     gpuq_op_name((enum gpuq_op)op));
-    if (cpu_ops[0]) log_info("ops on the CPU backend:%s", cpu_ops);
-    for (int i = 0; i < w->n_models; i++) {
-        const struct gpuq_model *m = &w->models[i];
-        if (m->kind == GPUQ_MODEL_MLP)
-            log_info("model %s: mlp %d layers, %d -> %d, %s", m->name, m->n_layers,
-                     gpuq_model_in_dim(m), gpuq_model_out_dim(m), gpuq_act_name(m->act));
-        else
-            log_info("model %s: index %lld x %d", m->name, (long long)m->n_rows, m->dim);
-    }
-    if (w->cfg.metrics_addr) log_info("metrics on http://%s/metrics, /healthz, /readyz", w->cfg.metrics_addr);
-    if (!w->cfg.webhook_secret) log_info("no --webhook-secret: webhooks are sent unsigned");
-    char queues[256] = "";
-    for (int i = 0; i < w->cfg.n_queues; i++)
-        snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
-                 w->cfg.queues[i]);
-    log_info("serving %s on %s prefix %s: max-batch %lld rows, max-delay %lld us, max-inflight "
-             "%lld rows, result-ttl %lld s", queues, url->path[0] ? url->path : url->host,
-             w->cfg.prefix, (long long)w->cfg.max_batch, (long long)w->cfg.max_delay_us,
-             (long long)w->cfg.max_inflight, (long long)w->cfg.result_ttl);
-}
-
-static int start(struct worker *w, int argc, char **argv, char *err, size_t errlen) {
-    struct gpuq_redis_url url;
-    if (gpuq_config_parse(&w->cfg, argc, argv, err, errlen) != 0) return -1;
-    if (w->cfg.help) return 0;
-    static const char *levels[] = {"debug", "info", "warn", "error"};
-    int level = -1;
-    for (int i = 0; i < 4; i++)
-        if (strcmp(w->cfg.log_level, levels[i]) == 0) level = i;
-    if (level < 0) {
-        snprintf(err, errlen, "--log-level '%s': want debug, info, warn or error", w->cfg.log_level);
-        return -1;
-    }
-    gpuq_log_set_level((enum gpuq_log_level)level);
-    if (strcmp(w->cfg.log_format, "text") != 0 && strcmp(w->cfg.log_format, "json") != 0) {
-        snprintf(err, errlen, "--log-format '%s': want text or json", w->cfg.log_format);
-        return -1;
-    }
-    gpuq_log_set_json(strcmp(w->cfg.log_format, "json") == 0);
-    if (gpuq_redis_url_parse(&url, w->cfg.redis, err, errlen) != 0) return -1;
-    gpuq_backend_cpu_threads((int)w->cfg.cpu_threads);
-    if (!(w->hooks = gpuq_webhooks_create(w->cfg.webhook_secret, (int)w->cfg.max_attempts,
-                                          w->cfg.webhook_backoff_ms, w->cfg.webhook_timeout_ms, err,
-                                          errlen)))
-        return -1;
-    if (gpuq_backend_create(&w->be, w->cfg.backend, (int)w->cfg.device, err, errlen) != 0) return -1;
-    if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
-    if (load_models(w, err, errlen) != 0) return -1;
-    w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
-                               .n_models = w->n_models};
-    /* every job brings at least one row, so rows bound the jobs held */
-    w->n_slots = (int)(w->cfg.max_inflight + w->cfg.max_batch);
-    w->slots = calloc((size_t)w->n_slots, sizeof(*w->slots));
-    w->free_slots = calloc((size_t)w->n_slots, sizeof(*w->free_slots));
-    w->done = calloc((size_t)w->n_slots, sizeof(*w->done));
-    w->sending = calloc((size_t)w->n_slots, sizeof(*w->sending));
-    w->entries = calloc((size_t)w->cfg.max_batch, sizeof(*w->entries));
-    w->pieces = calloc((size_t)w->cfg.max_batch, sizeof(*w->pieces));
-    if (!w->slots || !w->free_slots || !w->done || !w->sending || !w->entries || !w->pieces ||
-        gpuq_sched_init(&w->sched, w->cfg.max_batch, w->cfg.max_delay_us, w->cfg.max_inflight,
-                        w->n_slots) != 0)
-        return -1;
-    for (int i = 0; i < w->n_slots; i++) w->free_slots[w->n_free++] = &w->slots[w->n_slots - 1 - i];
-    if (gpuq_stream_init(&w->st, &url, w->cfg.prefix, w->cfg.queues, w->cfg.n_queues,
-                         w->cfg.consumer) != 0)
-        return -1;
-    if (gpuq_stream_connect(&w->st, 2000) != 0) {
-        snprintf(err, errlen, "cannot use Redis at %s: %s", url.path[0] ? url.path : url.host,
-                 w->st.errstr);
-        return -1;
-    }
-    if (w->cfg.metrics_addr) {
-        if (!(w->metrics = gpuq_metrics_create(w->cfg.queues, w->cfg.n_queues, w->be.iface->name, w->be.desc)))
-            return -1;
-        if (gpuq_metrics_serve(w->metrics, w->cfg.metrics_addr, err, errlen) != 0) return -1;
-        gpuq_metrics_ready(w->metrics, 1);
-    }
-    msgpack_sbuffer_init(&w->sb);
-    w->pending_queue = 0;   /* a restarted worker with a fixed --consumer finishes its own */
-    snprintf(w->pending_from, sizeof(w->pending_from), "0");
-    log_summary(w, &url);
-    return 0;
-}
-
-static void finish(struct worker *w) {
-    for (int i = 0; i < w->n_models; i++) {
-        if (w->be.iface) w->be.iface->model_free(&w->be, &w->models[i]);
-        gpuq_model_free(&w->models[i]);
-    }
-    free(w->models);
-    gpuq_ops_free(&w->ops);
-    gpuq_backend_destroy(&w->be);
-    gpuq_backend_destroy(&w->cpu);
-    gpuq_stream_free(&w->st);
-    gpuq_sched_free(&w->sched);
-    gpuq_webhooks_destroy(w->hooks);
-    gpuq_metrics_destroy(w->metrics);
-    msgpack_sbuffer_destroy(&w->sb);
-    pool_free(w);
-    free(w->slots);
-    free(w->free_slots);
-    free(w->done);
-    free(w->sending);
-    free(w->entries);
-    free(w->pieces);
-    gpuq_config_free(&w->cfg);
-}
-
 /* ---- admitting jobs ---- */
 
 static void unhold(struct held *h) {
@@ -275,7 +49,7 @@ static void unhold(struct held *h) {
 
 /* Gives a task back: its job, output and reply reference. */
 static void drop_task(struct worker *w, struct gpuq_task *t) {
-    if (t->out) pool_put(w, t->out, t->out_words);
+    if (t->out) gpuq_pool_put(&w->pool, t->out, t->out_words);
     gpuq_job_free(&t->job);
     free(t->json_job);
     unhold(t->held);
@@ -326,7 +100,7 @@ static void admit(struct worker *w, struct gpuq_task *t) {
         if (gpuq_job_param_str(&t->job, "callback_format", &fmt) > 0 &&
             !(fmt.len == 4 && !memcmp(fmt.ptr, "json", 4)) && !(fmt.len == 7 && !memcmp(fmt.ptr, "msgpack", 7)))
             gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "callback_format must be json or msgpack");
-        else if (gpuq_ops_prepare(&w->ops, t) == 0 && !(t->out = pool_get(w, t->out_words)))
+        else if (gpuq_ops_prepare(&w->ops, t) == 0 && !(t->out = gpuq_pool_get(&w->pool, t->out_words)))
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
     }
     if (t->decoded == GPUQ_DECODE_OK && !t->job.err) {
@@ -756,14 +530,14 @@ int gpuq_worker_main(int argc, char **argv) {
     struct worker w;
     char err[512];
     memset(&w, 0, sizeof(w));
-    if (start(&w, argc, argv, err, sizeof(err)) != 0) {
+    if (gpuq_worker_start(&w, argc, argv, err, sizeof(err)) != 0) {
         fprintf(stderr, "gpuq worker: %s\n", err);
-        finish(&w);
+        gpuq_worker_finish(&w);
         return 2;
     }
     if (w.cfg.help) {
         gpuq_config_usage(stdout);
-        finish(&w);
+        gpuq_worker_finish(&w);
         return 0;
     }
     struct sigaction sa;
@@ -779,6 +553,6 @@ int gpuq_worker_main(int argc, char **argv) {
              "delivered, %llu failed", (unsigned long long)w.n_ok, (unsigned long long)w.n_failed,
              (unsigned long long)w.n_dead, (unsigned long long)w.n_batches,
              (unsigned long long)w.n_delivered, (unsigned long long)w.n_hooks_failed);
-    finish(&w);
+    gpuq_worker_finish(&w);
     return 0;
 }

@@ -1,0 +1,37 @@
+/* pool.c -- size-class free lists of output buffers. */
+#include "worker/pool.h"
+
+#include <stdlib.h>
+
+static int size_class(size_t words) {
+    int c = 6;
+    while (c < GPUQ_POOL_CLASSES && ((size_t)1 << c) < words) c++;
+    return c;
+}
+
+float *gpuq_pool_get(struct gpuq_pool *p, size_t words) {
+    int c = size_class(words);
+    if (c >= GPUQ_POOL_CLASSES) return NULL;
+    void *b = p->free[c];
+    if (b) {
+        p->free[c] = *(void **)b;
+        return b;
+    }
+    return malloc(((size_t)1 << c) * sizeof(float));
+}
+
+void gpuq_pool_put(struct gpuq_pool *p, float *buf, size_t words) {
+    if (!buf) return;
+    int c = size_class(words);
+    *(void **)buf = p->free[c];
+    p->free[c] = buf;
+}
+
+void gpuq_pool_free(struct gpuq_pool *p) {
+    for (int c = 0; c < GPUQ_POOL_CLASSES; c++)
+        while (p->free[c]) {
+            void *b = p->free[c];
+            p->free[c] = *(void **)b;
+            free(b);
+        }
+}

@@ -1,0 +1,154 @@
+/* start.c -- bringing a worker up (flags, backend, models, Redis, metrics)
+ * and taking it down. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/log.h"
+#include "worker/worker_int.h"
+
+static int load_models(struct worker *w, char *err, size_t errlen) {
+    w->models = calloc((size_t)w->cfg.n_models + 1, sizeof(*w->models));
+    if (!w->models) return -1;
+    for (int i = 0; i < w->cfg.n_models; i++) {
+        const char *spec = w->cfg.models[i], *eq = strchr(spec, '=');
+        char name[128], why[384];
+        if (!eq || eq == spec || !eq[1] || (size_t)(eq - spec) >= sizeof(name)) {
+            snprintf(err, errlen, "--model '%s': want NAME=PATH", spec);
+            return -1;
+        }
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
+        for (int j = 0; j < w->n_models; j++)
+            if (strcmp(w->models[j].name, name) == 0) {
+                snprintf(err, errlen, "--model: '%s' given twice", name);
+                return -1;
+            }
+        struct gpuq_model *m = &w->models[w->n_models];
+        if (gpuq_model_load(m, name, eq + 1, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "--model %s: %s", name, why);
+            return -1;
+        }
+        w->n_models++;
+        if (w->be.iface->model_load(&w->be, m) != 0) {
+            snprintf(err, errlen, "--model %s: %s backend: %s", name, w->be.iface->name, w->be.errstr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
+    log_info("gpuq %s worker %s: backend %s", GPUQ_VERSION, w->cfg.consumer, w->be.desc);
+    char cpu_ops[128] = "";
+    for (int op = 0; op < GPUQ_OP_COUNT; op++)
+        if (!gpuq_ops_on_backend(&w->ops, (enum gpuq_op)op))
+            snprintf(cpu_ops + strlen(cpu_ops), sizeof(cpu_ops) - strlen(cpu_ops), " %s",
+                     gpuq_op_name((enum gpuq_op)op));
+    if (cpu_ops[0]) log_info("ops on the CPU backend:%s", cpu_ops);
+    for (int i = 0; i < w->n_models; i++) {
+        const struct gpuq_model *m = &w->models[i];
+        if (m->kind == GPUQ_MODEL_MLP)
+            log_info("model %s: mlp %d layers, %d -> %d, %s", m->name, m->n_layers,
+                     gpuq_model_in_dim(m), gpuq_model_out_dim(m), gpuq_act_name(m->act));
+        else
+            log_info("model %s: index %lld x %d", m->name, (long long)m->n_rows, m->dim);
+    }
+    if (w->cfg.metrics_addr) log_info("metrics on http://%s/metrics, /healthz, /readyz", w->cfg.metrics_addr);
+    if (!w->cfg.webhook_secret) log_info("no --webhook-secret: webhooks are sent unsigned");
+    char queues[256] = "";
+    for (int i = 0; i < w->cfg.n_queues; i++)
+        snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
+                 w->cfg.queues[i]);
+    log_info("serving %s on %s prefix %s: max-batch %lld rows, max-delay %lld us, max-inflight "
+             "%lld rows, result-ttl %lld s", queues, url->path[0] ? url->path : url->host,
+             w->cfg.prefix, (long long)w->cfg.max_batch, (long long)w->cfg.max_delay_us,
+             (long long)w->cfg.max_inflight, (long long)w->cfg.result_ttl);
+}
+
+int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t errlen) {
+    struct gpuq_redis_url url;
+    if (gpuq_config_parse(&w->cfg, argc, argv, err, errlen) != 0) return -1;
+    if (w->cfg.help) return 0;
+    static const char *levels[] = {"debug", "info", "warn", "error"};
+    int level = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(w->cfg.log_level, levels[i]) == 0) level = i;
+    if (level < 0) {
+        snprintf(err, errlen, "--log-level '%s': want debug, info, warn or error", w->cfg.log_level);
+        return -1;
+    }
+    gpuq_log_set_level((enum gpuq_log_level)level);
+    if (strcmp(w->cfg.log_format, "text") != 0 && strcmp(w->cfg.log_format, "json") != 0) {
+        snprintf(err, errlen, "--log-format '%s': want text or json", w->cfg.log_format);
+        return -1;
+    }
+    gpuq_log_set_json(strcmp(w->cfg.log_format, "json") == 0);
+    if (gpuq_redis_url_parse(&url, w->cfg.redis, err, errlen) != 0) return -1;
+    gpuq_backend_cpu_threads((int)w->cfg.cpu_threads);
+    if (!(w->hooks = gpuq_webhooks_create(w->cfg.webhook_secret, (int)w->cfg.max_attempts,
+                                          w->cfg.webhook_backoff_ms, w->cfg.webhook_timeout_ms, err,
+                                          errlen)))
+        return -1;
+    if (gpuq_backend_create(&w->be, w->cfg.backend, (int)w->cfg.device, err, errlen) != 0) return -1;
+    if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
+    if (load_models(w, err, errlen) != 0) return -1;
+    w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
+                               .n_models = w->n_models};
+    /* every job brings at least one row, so rows bound the jobs held */
+    w->n_slots = (int)(w->cfg.max_inflight + w->cfg.max_batch);
+    w->slots = calloc((size_t)w->n_slots, sizeof(*w->slots));
+    w->free_slots = calloc((size_t)w->n_slots, sizeof(*w->free_slots));
+    w->done = calloc((size_t)w->n_slots, sizeof(*w->done));
+    w->sending = calloc((size_t)w->n_slots, sizeof(*w->sending));
+    w->entries = calloc((size_t)w->cfg.max_batch, sizeof(*w->entries));
+    w->pieces = calloc((size_t)w->cfg.max_batch, sizeof(*w->pieces));
+    if (!w->slots || !w->free_slots || !w->done || !w->sending || !w->entries || !w->pieces ||
+        gpuq_sched_init(&w->sched, w->cfg.max_batch, w->cfg.max_delay_us, w->cfg.max_inflight,
+                        w->n_slots) != 0)
+        return -1;
+    for (int i = 0; i < w->n_slots; i++) w->free_slots[w->n_free++] = &w->slots[w->n_slots - 1 - i];
+    if (gpuq_stream_init(&w->st, &url, w->cfg.prefix, w->cfg.queues, w->cfg.n_queues,
+                         w->cfg.consumer) != 0)
+        return -1;
+    if (gpuq_stream_connect(&w->st, 2000) != 0) {
+        snprintf(err, errlen, "cannot use Redis at %s: %s", url.path[0] ? url.path : url.host,
+                 w->st.errstr);
+        return -1;
+    }
+    if (w->cfg.metrics_addr) {
+        if (!(w->metrics = gpuq_metrics_create(w->cfg.queues, w->cfg.n_queues, w->be.iface->name, w->be.desc)))
+            return -1;
+        if (gpuq_metrics_serve(w->metrics, w->cfg.metrics_addr, err, errlen) != 0) return -1;
+        gpuq_metrics_ready(w->metrics, 1);
+    }
+    msgpack_sbuffer_init(&w->sb);
+    w->pending_queue = 0;   /* a restarted worker with a fixed --consumer finishes its own */
+    snprintf(w->pending_from, sizeof(w->pending_from), "0");
+    log_summary(w, &url);
+    return 0;
+}
+
+void gpuq_worker_finish(struct worker *w) {
+    for (int i = 0; i < w->n_models; i++) {
+        if (w->be.iface) w->be.iface->model_free(&w->be, &w->models[i]);
+        gpuq_model_free(&w->models[i]);
+    }
+    free(w->models);
+    gpuq_ops_free(&w->ops);
+    gpuq_backend_destroy(&w->be);
+    gpuq_backend_destroy(&w->cpu);
+    gpuq_stream_free(&w->st);
+    gpuq_sched_free(&w->sched);
+    gpuq_webhooks_destroy(w->hooks);
+    gpuq_metrics_destroy(w->metrics);
+    msgpack_sbuffer_destroy(&w->sb);
+    gpuq_pool_free(&w->pool);
+    free(w->slots);
+    free(w->free_slots);
+    free(w->done);
+    free(w->sending);
+    free(w->entries);
+    free(w->pieces);
+    gpuq_config_free(&w->cfg);
+}
+

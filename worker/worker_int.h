@@ -1,0 +1,60 @@
+/* worker_int.h -- the worker's state, shared by its start-up (start.c) and
+ * its loop (worker.c). Private to worker/. */
+#ifndef GPUQ_WORKER_INT_H
+#define GPUQ_WORKER_INT_H
+
+#include <msgpack.h>
+#include <stdint.h>
+
+#include "kernels/backend.h"
+#include "queue/stream.h"
+#include "worker/config.h"
+#include "worker/metrics.h"
+#include "worker/ops.h"
+#include "worker/pool.h"
+#include "worker/sched.h"
+#include "worker/webhook.h"
+
+/* A reply from Redis, kept until every entry borrowed from it is answered. */
+struct held {
+    redisReply *reply;
+    int refs;
+};
+
+struct worker {
+    struct gpuq_config cfg;
+    struct gpuq_stream st;
+    struct gpuq_backend be, cpu;
+    struct gpuq_ops ops;
+    struct gpuq_sched sched;
+    struct gpuq_webhooks *hooks;
+    struct gpuq_metrics *metrics;   /* NULL without --metrics-addr */
+    int64_t last_sample_us;
+    struct gpuq_model *models;
+    int n_models;
+    int n_slots;
+    struct gpuq_task *slots;
+    struct gpuq_task **free_slots;
+    int n_free;
+    struct gpuq_task **done;    /* answered, to be published */
+    int n_done;
+    struct gpuq_task **sending; /* published, replies not yet read */
+    int n_sending;
+    struct gpuq_entry *entries; /* one read's worth */
+    struct gpuq_piece *pieces;
+    struct gpuq_pool pool;      /* output buffers */
+    msgpack_sbuffer sb;
+    int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
+    char pending_from[64];
+    int64_t last_claim_us;
+    int hooks_written;          /* this worker recorded deliveries: read them */
+    uint64_t n_ok, n_failed, n_dead, n_batches, n_delivered, n_hooks_failed;
+};
+
+/* Parses flags, loads models, connects; logs the summary once all is up.
+ * Returns 0, or -1 with a one-line reason in err. finish accepts any state
+ * start left. */
+int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t errlen);
+void gpuq_worker_finish(struct worker *w);
+
+#endif
