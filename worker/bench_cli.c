@@ -1,5 +1,6 @@
 /* bench_cli.c -- `gpuq bench-compute`: the same batched mlp GEMMs a worker
  * runs, with no queue around them: the ceiling a worker is measured against. */
+#include "worker/clock.h"
 #include "worker/bench_cli.h"
 
 #include <stdio.h>
@@ -8,12 +9,6 @@
 #include <time.h>
 
 #include "kernels/backend.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int gpuq_bench_main(int argc, char **argv) {
     const char *model_path = NULL, *backend = "cpu";
@@ -50,7 +45,7 @@ int gpuq_bench_main(int argc, char **argv) {
     float *x = malloc((size_t)batch * d_in * sizeof(float)), *y = malloc((size_t)batch * d_out * sizeof(float));
     for (long i = 0; i < batch * d_in; i++) x[i] = (float)(i % 17) / 17.0f - 0.5f;
     be.iface->mlp(&be, &m, x, (int)batch, y);   /* warm up */
-    double t0 = now_s();
+    double t0 = gpuq_mono_s();
     for (long done = 0; done < jobs; done += batch) {
         long rows = jobs - done < batch ? jobs - done : batch;
         if (be.iface->mlp(&be, &m, x, (int)rows, y) != 0) {
@@ -58,7 +53,7 @@ int gpuq_bench_main(int argc, char **argv) {
             return 1;
         }
     }
-    double dt = now_s() - t0, flops = 0;
+    double dt = gpuq_mono_s() - t0, flops = 0;
     for (int l = 0; l < m.n_layers; l++) flops += 2.0 * m.layers[l].d_in * m.layers[l].d_out;
     printf("backend=%s jobs=%ld batch=%ld seconds=%.4f jobs_per_s=%.0f gflops=%.2f\n", be.iface->name,
            jobs, batch, dt, jobs / dt, flops * jobs / dt / 1e9);

@@ -1,5 +1,6 @@
 /* enqueue.c -- `gpuq enqueue`: submit jobs from the shell, optionally wait
  * for their results and print them. */
+#include "worker/clock.h"
 #include "worker/enqueue.h"
 
 #include <jansson.h>
@@ -349,21 +350,15 @@ static int cmp_ll(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Waits for count results on reply_to; prints the first and a summary. */
 static int wait_results(redisContext *c, const struct args *a, const char *reply_to, double t0) {
     long long ok = 0, failed = 0, got = 0;
     long long *total = calloc((size_t)a->count, sizeof(long long));
-    double deadline = now_s() + a->wait_s;
+    double deadline = gpuq_mono_s() + a->wait_s;
     int rc = 0;
     char err[256];
     while (got < a->count && total) {
-        double left = deadline - now_s();
+        double left = deadline - gpuq_mono_s();
         char *bytes = NULL;
         size_t len = 0;
         int w = left > 0 ? gpuq_client_wait(c, reply_to, left < 0.01 ? 0.01 : left, &bytes, &len,
@@ -395,7 +390,7 @@ static int wait_results(redisContext *c, const struct args *a, const char *reply
         msgpack_unpacked_destroy(&u);
         free(bytes);
     }
-    double elapsed = now_s() - t0;
+    double elapsed = gpuq_mono_s() - t0;
     if (a->count > 1 && got > 0) {
         qsort(total, (size_t)got, sizeof(long long), cmp_ll);
         printf("%lld results (%lld ok, %lld errors) in %.3f s: %.0f jobs/s; latency p50 %.2f ms, "
@@ -472,7 +467,7 @@ int gpuq_enqueue_main(int argc, char **argv) {
     char suffix[128];
     snprintf(suffix, sizeof(suffix), "reply:%ld:%d", (long)time(NULL), (int)getpid());
     gpuq_stream_key(reply_to, sizeof(reply_to), a.t.prefix, a.t.queue, suffix);
-    double t0 = now_s();
+    double t0 = gpuq_mono_s();
     enum { CHUNK = 1000 };
     msgpack_sbuffer sbs[CHUNK];
     char *jobs[CHUNK];

@@ -1,4 +1,5 @@
 /* ops.c -- dispatch to the per-op table, batch keys, shared helpers. */
+#include "worker/clock.h"
 #include "worker/ops.h"
 
 #include <stdio.h>
@@ -13,12 +14,6 @@ static const struct gpuq_op_impl *impls[GPUQ_OP_COUNT] = {
     [GPUQ_OP_KNN] = &gpuq_op_knn,           [GPUQ_OP_SOFTMAX] = &gpuq_op_softmax,
     [GPUQ_OP_LAYERNORM] = &gpuq_op_layernorm, [GPUQ_OP_IMAGE_PREPROCESS] = &gpuq_op_image,
 };
-
-static int64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- helpers for the ops ---- */
 
@@ -149,9 +144,9 @@ int gpuq_ops_run(struct gpuq_ops *o, const struct gpuq_piece *p, int n) {
     struct gpuq_backend *be = gpuq_ops_on_backend(o, op) ? o->be : o->cpu;
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += p[i].rows;
-    int64_t start = now_us();
+    int64_t start = gpuq_now_us();
     int rc = impls[op]->run(o, be, p, n, rows);
-    int64_t compute = now_us() - start;
+    int64_t compute = gpuq_now_us() - start;
     for (int i = 0; i < n; i++) {
         struct gpuq_task *t = p[i].t;
         if (!t->queue_us) t->queue_us = start - t->entry.enqueued_ms * 1000;  /* its first piece */

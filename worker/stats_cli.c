@@ -1,4 +1,5 @@
 /* stats_cli.c -- a queue at a glance, and waiting for one job's result. */
+#include "worker/clock.h"
 #include "worker/stats_cli.h"
 
 #include <stdio.h>
@@ -28,12 +29,6 @@ static int parse(struct gpuq_cli_target *t, int argc, char **argv,
     return positional;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int stats_flag(void *ud, const char *flag, const char *value) {
     if (strcmp(flag, "--window") != 0 || atof(value) <= 0) return -1;
     *(double *)ud = atof(value);
@@ -59,12 +54,12 @@ int gpuq_stats_main(int argc, char **argv) {
     struct gpuq_queue_stats a, b;
     char err[256];
     int result = 1;
-    double t0 = now_s();
+    double t0 = gpuq_mono_s();
     if (gpuq_client_stats(rc, c.prefix, c.queue, &a, err, sizeof(err)) != 0) goto fail;
     struct timespec ts = {(time_t)window, (long)((window - (time_t)window) * 1e9)};
     nanosleep(&ts, NULL);
     if (gpuq_client_stats(rc, c.prefix, c.queue, &b, err, sizeof(err)) != 0) goto fail;
-    double dt = now_s() - t0;
+    double dt = gpuq_mono_s() - t0;
     printf("queue %s (prefix %s)\n", c.queue, c.prefix);
     if (b.length < 0) {
         printf("  no stream yet: nothing has been enqueued and no worker has served it\n");
@@ -115,10 +110,10 @@ int gpuq_wait_main(int argc, char **argv) {
     if (!rc) return 2;
     char err[256], *bytes = NULL;
     size_t len = 0;
-    double deadline = now_s() + timeout;
+    double deadline = gpuq_mono_s() + timeout;
     int got;
     while ((got = gpuq_client_result(rc, c.prefix, c.queue, argv[id], &bytes, &len, err, sizeof(err))) == 0 &&
-           now_s() < deadline) {
+           gpuq_mono_s() < deadline) {
         struct timespec ts = {0, 20 * 1000000};
         nanosleep(&ts, NULL);
     }

@@ -7,6 +7,7 @@
  * Nothing is acked before its result is written. If Redis is lost, the
  * worker forgets all it holds, reconnects, and reads its own pending entries
  * again: Redis, not the worker, is the record of what is owed. */
+#include "worker/clock.h"
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -25,12 +26,6 @@ static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
     (void)sig;
     stop_requested = 1;
-}
-
-static int64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void sleep_us(int64_t us) {
@@ -57,16 +52,22 @@ static void drop_task(struct worker *w, struct gpuq_task *t) {
     w->free_slots[w->n_free++] = t;
 }
 
+/* An entry that will not run: answered with a dead letter, never an error result. */
+static void dead_letter(struct worker *w, struct gpuq_task *t, enum gpuq_err code, const char *why) {
+    memset(&t->job, 0, sizeof(t->job));
+    msgpack_unpacked_init(&t->job.msg);
+    t->decoded = GPUQ_DECODE_UNDECODABLE;
+    gpuq_job_fail(&t->job, code, "%s", why);
+    w->done[w->n_done++] = t;
+}
+
 static void admit(struct worker *w, struct gpuq_task *t) {
     const struct gpuq_entry *e = &t->entry;
     if (e->deliveries > w->cfg.max_attempts && !e->deleted) {
-        memset(&t->job, 0, sizeof(t->job));
-        msgpack_unpacked_init(&t->job.msg);
-        t->decoded = GPUQ_DECODE_UNDECODABLE;   /* not to be run again: a dead letter */
-        gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "delivered %lld times, more than --max-attempts "
-                      "%lld: its worker died each time", (long long)e->deliveries,
-                      (long long)w->cfg.max_attempts);
-        w->done[w->n_done++] = t;
+        char why[160];
+        snprintf(why, sizeof(why), "delivered %lld times, more than --max-attempts %lld: its worker "
+                 "died each time", (long long)e->deliveries, (long long)w->cfg.max_attempts);
+        dead_letter(w, t, GPUQ_ERR_INTERNAL, why);
         return;
     }
     struct gpuq_str bytes = e->payload;
@@ -82,12 +83,8 @@ static void admit(struct worker *w, struct gpuq_task *t) {
         }
     }
     if (!bytes.ptr || e->deleted) {
-        memset(&t->job, 0, sizeof(t->job));
-        msgpack_unpacked_init(&t->job.msg);
-        t->decoded = GPUQ_DECODE_UNDECODABLE;
-        gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, e->is_json ? "json is not a JSON object"
-                      : "entry has no job field");
-        w->done[w->n_done++] = t;
+        dead_letter(w, t, GPUQ_ERR_BAD_REQUEST, e->is_json ? "json is not a JSON object"
+                    : "entry has no job field");
         return;
     }
     t->decoded = gpuq_job_decode(&t->job, bytes.ptr, bytes.len);
@@ -104,7 +101,7 @@ static void admit(struct worker *w, struct gpuq_task *t) {
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
     }
     if (t->decoded == GPUQ_DECODE_OK && !t->job.err) {
-        if (gpuq_sched_add(&w->sched, t, now_us()) == 0) {
+        if (gpuq_sched_add(&w->sched, t, gpuq_now_us()) == 0) {
             t->admitted = 1;
             return;
         }
@@ -150,7 +147,7 @@ static int read_into(struct worker *w, int first, int n, int count, int block_ms
 /* Whether it is time to look for what dead workers left pending: every
  * quarter of the idle time, between 50 ms and 5 s. */
 static int claim_due(struct worker *w) {
-    int64_t now = now_us(), every = w->cfg.claim_idle_ms * 250;
+    int64_t now = gpuq_now_us(), every = w->cfg.claim_idle_ms * 250;
     if (every < 50000) every = 50000;
     if (every > 5000000) every = 5000000;
     if (now - w->last_claim_us < every) return 0;
@@ -256,7 +253,7 @@ static int hooks_step(struct worker *w, int claim_now) {
         freeReplyObject(reply);
     }
     struct gpuq_delivery *done[64];
-    int n = gpuq_webhooks_pump(w->hooks, now_us(), done, 64);
+    int n = gpuq_webhooks_pump(w->hooks, gpuq_now_us(), done, 64);
     if (n == 0) return 0;
     gpuq_stream_begin(&w->st);
     for (int i = 0; i < n; i++) {
@@ -339,7 +336,7 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
         .meta = job->meta,
         .queue_us = t->queue_us,
         .compute_us = t->compute_us,
-        .total_us = now_us() - e->enqueued_ms * 1000,
+        .total_us = gpuq_now_us() - e->enqueued_ms * 1000,
         .batch_size = t->batch_rows,
         .worker = w->cfg.consumer,
     };
@@ -417,7 +414,7 @@ static int publish_wait(struct worker *w) {
 /* Runs the next ready batch, if any. Returns 1 when one ran. */
 static int run_batch(struct worker *w, int force, int64_t *wait_us) {
     struct gpuq_task *expired[64];
-    int64_t now = now_us();
+    int64_t now = gpuq_now_us();
     int n = gpuq_sched_expire(&w->sched, now / 1000, expired, 64);
     for (int i = 0; i < n; i++) {
         gpuq_job_fail(&expired[i]->job, GPUQ_ERR_DEADLINE_EXCEEDED, "deadline passed %lld ms "
@@ -476,7 +473,7 @@ static int reconnect(struct worker *w) {
 
 /* Once a second, the gauges that are read rather than counted. */
 static int sample(struct worker *w) {
-    int64_t now = now_us();
+    int64_t now = gpuq_now_us();
     if (!w->metrics || now - w->last_sample_us < 1000000) return 0;
     w->last_sample_us = now;
     gpuq_metrics_inflight(w->metrics, w->n_slots - w->n_free, w->sched.rows_held);
@@ -546,7 +543,7 @@ int gpuq_worker_main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    srand((unsigned)now_us());
+    srand((unsigned)gpuq_now_us());
     log_info("ready");
     serve(&w);
     log_info("stopped: %llu ok, %llu errors, %llu dead letters, %llu batches, %llu webhooks "
