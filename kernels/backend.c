@@ -19,6 +19,16 @@ float gpuq_act_apply(enum gpuq_act act, float x) {
     }
 }
 
+static const char *precisions[] = {"f32", "bf16", "f16"};
+
+const char *gpuq_precision_name(enum gpuq_precision p) { return precisions[p]; }
+
+int gpuq_precision_from_name(const char *s) {
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, precisions[i]) == 0) return i;
+    return -1;
+}
+
 int gpuq_backend_create(struct gpuq_backend *be, const char *kind, int device, char *err,
                         size_t errlen) {
     memset(be, 0, sizeof(*be));

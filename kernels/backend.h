@@ -2,7 +2,13 @@
  *
  * Every op takes and returns host memory in f32, row-major; a backend moves
  * data to its device as it needs. The CPU backend is always built; the CUDA
- * backend when nvcc was found at build time, used when a device is usable. */
+ * backend when nvcc was found at build time, used when a device is usable.
+ *
+ * A backend with streams (begin and sync not NULL) may return from an op
+ * before its outputs are written: they are there once sync(slot) returns.
+ * Inputs and outputs then live in that slot's staging buffers, which stay
+ * untouched until sync. Two slots let one batch pack and upload while the
+ * other computes. */
 #ifndef GPUQ_BACKEND_H
 #define GPUQ_BACKEND_H
 
@@ -28,6 +34,17 @@ struct gpuq_matmul {
     int64_t stride_b;
     float *c;           /* [count, m, n] */
 };
+
+/* What an op returns besides 0; be->errstr says more. */
+enum gpuq_status {
+    GPUQ_BE_FAILED = -1,    /* this call failed; the backend serves on */
+    GPUQ_BE_NOMEM = -2,     /* out of (device) memory: a smaller batch may fit */
+    GPUQ_BE_LOST = -3,      /* the device is unusable (a sticky error): restart */
+};
+
+/* How mlp weights and activations enter the GEMMs: f32, or rounded to bf16
+ * or f16 (tensor cores on CUDA); sums are f32 either way. */
+enum gpuq_precision { GPUQ_PREC_F32, GPUQ_PREC_BF16, GPUQ_PREC_F16 };
 
 enum gpuq_metric { GPUQ_METRIC_COSINE, GPUQ_METRIC_DOT, GPUQ_METRIC_L2 };
 
@@ -84,13 +101,25 @@ struct gpuq_backend_i {
     int (*image)(struct gpuq_backend *be, const struct gpuq_image *im, int n);
     /* Device memory in use, in bytes; NULL where there is no device. */
     int (*memory_used)(struct gpuq_backend *be, int64_t *bytes);
+    /* Sizes device buffers once for batches of up to rows rows of the
+     * loaded models; NULL where there is nothing to size. */
+    int (*reserve)(struct gpuq_backend *be, int rows);
+    /* Streams (NULL for a synchronous backend): ops after begin(slot) go
+     * on that slot; sync(slot) waits for them. staging(slot, i, bytes) is
+     * host buffer i (< GPUQ_STAGING) of the slot, pinned, grown, kept. */
+    int (*begin)(struct gpuq_backend *be, int slot);
+    int (*sync)(struct gpuq_backend *be, int slot);
+    void *(*staging)(struct gpuq_backend *be, int slot, int i, size_t bytes);
 };
+
+#define GPUQ_STAGING 6
 
 struct gpuq_backend {
     const struct gpuq_backend_i *iface;
     void *ctx;
     char desc[128];     /* "cpu (OpenBLAS, 2 threads)", "cuda device 0: NVIDIA H200" */
     char errstr[128];   /* why the last call failed */
+    enum gpuq_precision precision;  /* for mlp; set before models load */
 };
 
 /* kind is "auto", "cpu" or "cuda". auto picks CUDA when a device is usable.
@@ -103,6 +132,15 @@ int gpuq_backend_cpu_init(struct gpuq_backend *be);
 
 /* Threads the CPU backend's BLAS uses (n > 0), for every CPU backend. */
 void gpuq_backend_cpu_threads(int n);
+
+/* Wraps be so that its ops fail as a failing device would, for tests:
+ * spec "nomem-above=ROWS" (ops on more rows: out of memory) or
+ * "lost-after=N" (the device is lost after N op calls). 0, or -1 with err. */
+int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, size_t errlen);
+
+/* "f32", "bf16", "f16" and back; -1 when unknown. */
+const char *gpuq_precision_name(enum gpuq_precision p);
+int gpuq_precision_from_name(const char *s);
 
 /* Scalar activation, the reference both backends follow. */
 float gpuq_act_apply(enum gpuq_act act, float x);

@@ -7,23 +7,38 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu_ops.h"
+#include "kernels/tensor.h"
 
 struct cpu_ctx {
-    float *scratch[2];      /* mlp activations, grown to the largest batch seen */
+    float *scratch[3];      /* mlp activations, grown to the largest batch seen */
     size_t scratch_cap;     /* floats in each */
 };
 
 static void cpu_destroy(struct gpuq_backend *be) {
     struct cpu_ctx *c = be->ctx;
     if (!c) return;
-    free(c->scratch[0]);
-    free(c->scratch[1]);
+    for (int i = 0; i < 3; i++) free(c->scratch[i]);
     free(c);
     be->ctx = NULL;
 }
 
+static float round_to(enum gpuq_precision p, float x) {
+    return p == GPUQ_PREC_BF16 ? gpuq_round_bf16(x) : p == GPUQ_PREC_F16 ? gpuq_round_f16(x) : x;
+}
+
+/* Host weights are used in place; with reduced precision they are first
+ * rounded to what the GEMMs will see, as the CUDA backend's copies are. */
 static int cpu_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
-    (void)be, (void)m;   /* host weights are used as they are */
+    if (m->kind != GPUQ_MODEL_MLP || be->precision == GPUQ_PREC_F32) return 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const struct gpuq_mlp_layer *L = &m->layers[l];
+        for (size_t i = 0; i < (size_t)L->d_in * L->d_out; i++)
+            if (!isfinite(L->w[i] = round_to(be->precision, L->w[i]))) {
+                snprintf(be->errstr, sizeof(be->errstr), "layer %d has a weight beyond %s's range",
+                         l, gpuq_precision_name(be->precision));
+                return -1;
+            }
+    }
     return 0;
 }
 
@@ -46,7 +61,7 @@ static int cpu_matmul(struct gpuq_backend *be, const struct gpuq_matmul *groups,
 static int ensure_scratch(struct gpuq_backend *be, struct cpu_ctx *c, size_t floats) {
     if (floats <= c->scratch_cap) return 0;
     if (floats < 2 * c->scratch_cap) floats = 2 * c->scratch_cap;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         float *p = realloc(c->scratch[i], floats * sizeof(float));
         if (!p) {
             snprintf(be->errstr, sizeof(be->errstr), "out of host memory for %zu floats", floats);
@@ -82,15 +97,27 @@ static void bias_act(float *y, const float *bias, int rows, int cols, enum gpuq_
     }
 }
 
+/* With reduced precision, each layer's input is rounded as the CUDA
+ * backend's conversion kernel does; the sums stay f32. */
+static const float *round_rows(struct cpu_ctx *c, enum gpuq_precision p, const float *in,
+                               size_t n) {
+    if (p == GPUQ_PREC_F32) return in;
+    float *dst = in == c->scratch[0] || in == c->scratch[1] ? (float *)in : c->scratch[2];
+    for (size_t i = 0; i < n; i++) dst[i] = round_to(p, in[i]);
+    return dst;
+}
+
 static int cpu_mlp(struct gpuq_backend *be, const struct gpuq_model *m, const float *x,
                    int rows, float *y) {
     struct cpu_ctx *c = be->ctx;
-    if (ensure_scratch(be, c, (size_t)rows * (size_t)m->max_width) != 0) return -1;
+    size_t width = (size_t)(m->max_width > m->layers[0].d_in ? m->max_width : m->layers[0].d_in);
+    if (ensure_scratch(be, c, (size_t)rows * width) != 0) return -1;
     const float *in = x;
     for (int l = 0; l < m->n_layers; l++) {
         const struct gpuq_mlp_layer *L = &m->layers[l];
         int last = l == m->n_layers - 1;
         float *out = last ? y : c->scratch[l & 1];
+        in = round_rows(c, be->precision, in, (size_t)rows * L->d_in);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, L->d_out, L->d_in, 1.0f, in,
                     L->d_in, L->w, L->d_in, 0.0f, out, L->d_out);
         bias_act(out, L->b, rows, L->d_out, last ? GPUQ_ACT_NONE : m->act);

@@ -1,6 +1,7 @@
 /* tensor.c -- dtype table and conversions to f32. */
 #include "kernels/tensor.h"
 
+#include <math.h>
 #include <string.h>
 
 static const struct {
@@ -59,6 +60,27 @@ float gpuq_bf16_to_f32(uint16_t h) {
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+float gpuq_round_bf16(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, 4);
+    if ((bits & 0x7f800000u) != 0x7f800000u) {     /* not inf or nan */
+        bits += 0x7fffu + ((bits >> 16) & 1);
+        bits &= 0xffff0000u;
+    }
+    memcpy(&x, &bits, 4);
+    return x;
+}
+
+float gpuq_round_f16(float x) {
+    if (!isfinite(x) || x == 0.0f) return x;
+    int e;
+    frexpf(x, &e);                  /* |x| in [2^(e-1), 2^e) */
+    if (e < -13) e = -13;           /* subnormals: a fixed quantum of 2^-24 */
+    float q = ldexpf(1.0f, e - 11); /* 11 significant bits */
+    float r = nearbyintf(x / q) * q;
+    return fabsf(r) > 65504.0f ? copysignf(INFINITY, x) : r;
 }
 
 #define CONVERT(T, EXPR)                                     \

@@ -44,6 +44,11 @@ void gpuq_tensor_to_f32(const struct gpuq_tensor *t, float *dst);
 float gpuq_f16_to_f32(uint16_t h);
 float gpuq_bf16_to_f32(uint16_t h);
 
+/* x rounded to the nearest bf16 or f16 value (ties to even), as an f32;
+ * beyond f16's range it becomes infinite, as a conversion would. */
+float gpuq_round_bf16(float x);
+float gpuq_round_f16(float x);
+
 #ifdef __cplusplus
 }
 #endif

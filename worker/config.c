@@ -28,6 +28,8 @@ static const struct opt {
      "load a safetensors mlp or knn index; repeatable"},
     {"backend", "GPUQ_BACKEND", "auto|cpu|cuda", STR, O(backend), 0, "auto", 0, 0,
      "auto: CUDA when a device is usable, else CPU"},
+    {"mlp-precision", "GPUQ_MLP_PRECISION", "f32|bf16|f16", STR, O(mlp_precision), 0, "f32", 0, 0,
+     "mlp weights and activations as the GEMMs see them; sums stay f32 (bf16/f16: tensor cores)"},
     {"cpu-threads", "GPUQ_CPU_THREADS", "N", INT, O(cpu_threads), 0, "0", 0, 1024,
      "threads for CPU compute (0: all cores); leave Redis a core when it shares the host"},
     {"device", "GPUQ_DEVICE", "N", INT, O(device), 0, "0", 0, 1024, "CUDA device"},

@@ -73,23 +73,20 @@ static int cmp_shape(const void *x, const void *y) {
 
 /* Pieces of the same shape become one strided batch; the shapes together
  * one grouped call. */
-static int matmul_run(struct gpuq_ops *o, struct gpuq_backend *be, const struct gpuq_piece *pieces,
-                      int n, int64_t rows) {
+static int matmul_run(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
     (void)rows;
     size_t fa = 0, fb = 0, fc = 0;
     for (int i = 0; i < n; i++) {
-        const struct gpuq_matmul *mm = &pieces[i].t->mm;
-        int64_t cnt = pieces[i].rows / mm->m;
+        const struct gpuq_matmul *mm = &p[i].t->mm;
+        int64_t cnt = p[i].rows / mm->m;
         fa += (size_t)cnt * mm->m * mm->k;
         fb += (size_t)cnt * mm->k * mm->n;
         fc += (size_t)cnt * mm->m * mm->n;
     }
-    struct gpuq_piece *p = (struct gpuq_piece *)gpuq_ops_buf(o, 3, (size_t)n * sizeof(*p) / 4 + 1);
-    float *a = gpuq_ops_buf(o, 0, fa), *b = gpuq_ops_buf(o, 1, fb), *c = gpuq_ops_buf(o, 2, fc);
+    float *a = gpuq_ops_buf(s, 0, fa), *b = gpuq_ops_buf(s, 1, fb), *c = gpuq_ops_buf(s, 2, fc);
     struct gpuq_matmul *groups =
-        (struct gpuq_matmul *)gpuq_ops_buf(o, 4, (size_t)n * sizeof(*groups) / 4 + 1);
-    if (!p || !a || !b || !c || !groups) return -1;
-    memcpy(p, pieces, (size_t)n * sizeof(*p));
+        (struct gpuq_matmul *)gpuq_ops_buf(s, 3, (size_t)n * sizeof(*groups) / 4 + 1);
+    if (!a || !b || !c || !groups) return GPUQ_BE_NOMEM;
     qsort(p, (size_t)n, sizeof(*p), cmp_shape);
     int ng = 0;
     float *pa = a, *pb = b, *pc = c;
@@ -113,15 +110,18 @@ static int matmul_run(struct gpuq_ops *o, struct gpuq_backend *be, const struct 
         groups[ng - 1].count += (int)cnt;
         pc += (size_t)cnt * nc;
     }
-    if (be->iface->matmul(be, groups, ng) != 0) return -1;
-    pc = c;
+    s->out[0] = c;
+    return s->be->iface->matmul(s->be, groups, ng);
+}
+
+static void matmul_scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
+    const float *pc = s->out[0];
     for (int i = 0; i < n; i++) {
         const struct gpuq_matmul *mm = &p[i].t->mm;
         size_t nc = (size_t)mm->m * mm->n, words = (size_t)(p[i].rows / mm->m) * nc;
         memcpy(p[i].t->out + (size_t)(p[i].row0 / mm->m) * nc, pc, words * sizeof(float));
         pc += words;
     }
-    return 0;
 }
 
 static void matmul_finish(struct gpuq_task *t) {
@@ -130,7 +130,8 @@ static void matmul_finish(struct gpuq_task *t) {
                         t->batched ? shape : shape + 1);
 }
 
-const struct gpuq_op_impl gpuq_op_matmul = {matmul_prepare, matmul_run, matmul_finish};
+const struct gpuq_op_impl gpuq_op_matmul = {matmul_prepare, matmul_run, matmul_scatter,
+                                            matmul_finish};
 
 /* ---- mlp: x [rows, d_in] through a loaded model ---- */
 
@@ -152,21 +153,18 @@ static int mlp_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
     return 0;
 }
 
-static int mlp_run(struct gpuq_ops *o, struct gpuq_backend *be, const struct gpuq_piece *p, int n,
-                   int64_t rows) {
+static int mlp_run(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
     const struct gpuq_model *m = p[0].t->model;
-    int d_out = gpuq_model_out_dim(m);
-    float *x = gpuq_ops_buf(o, 0, (size_t)rows * gpuq_model_in_dim(m));
-    float *y = gpuq_ops_buf(o, 1, (size_t)rows * d_out);
-    if (!x || !y) return -1;
+    float *x = gpuq_ops_buf(s, 0, (size_t)rows * gpuq_model_in_dim(m));
+    float *y = gpuq_ops_buf(s, 1, (size_t)rows * gpuq_model_out_dim(m));
+    if (!x || !y) return GPUQ_BE_NOMEM;
     gpuq_ops_pack_rows(p, n, "x", gpuq_model_in_dim(m), x);
-    if (be->iface->mlp(be, m, x, (int)rows, y) != 0) return -1;
-    for (int i = 0; i < n; i++) {
-        size_t words = (size_t)p[i].rows * d_out;
-        memcpy(p[i].t->out + (size_t)p[i].row0 * d_out, y, words * sizeof(float));
-        y += words;
-    }
-    return 0;
+    s->out[0] = y;
+    return s->be->iface->mlp(s->be, m, x, (int)rows, y);
+}
+
+static void mlp_scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
+    gpuq_ops_scatter_rows(p, n, s->out[0], gpuq_model_out_dim(p[0].t->model));
 }
 
 static void mlp_finish(struct gpuq_task *t) {
@@ -174,7 +172,7 @@ static void mlp_finish(struct gpuq_task *t) {
     gpuq_ops_set_output(t, 0, "y", GPUQ_DTYPE_F32, t->out, 2, shape);
 }
 
-const struct gpuq_op_impl gpuq_op_mlp = {mlp_prepare, mlp_run, mlp_finish};
+const struct gpuq_op_impl gpuq_op_mlp = {mlp_prepare, mlp_run, mlp_scatter, mlp_finish};
 
 /* ---- knn: q [rows, d] against an index; out holds indices then scores ---- */
 
@@ -214,20 +212,27 @@ static int knn_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
     return 0;
 }
 
-static int knn_run(struct gpuq_ops *o, struct gpuq_backend *be, const struct gpuq_piece *p, int n,
-                   int64_t rows) {
+static int knn_run(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
     int kmax = 0, d = p[0].t->cols;
     for (int i = 0; i < n; i++)
         if (p[i].t->k > kmax) kmax = p[i].t->k;
-    float *q = gpuq_ops_buf(o, 0, (size_t)rows * d);
-    float *scores = gpuq_ops_buf(o, 1, (size_t)rows * kmax);
-    int64_t *idx = (int64_t *)gpuq_ops_buf(o, 2, (size_t)rows * kmax * 2);
-    if (!q || !scores || !idx) return -1;
+    float *q = gpuq_ops_buf(s, 0, (size_t)rows * d);
+    float *scores = gpuq_ops_buf(s, 1, (size_t)rows * kmax);
+    int64_t *idx = (int64_t *)gpuq_ops_buf(s, 2, (size_t)rows * kmax * 2);
+    if (!q || !scores || !idx) return GPUQ_BE_NOMEM;
     gpuq_ops_pack_rows(p, n, "q", d, q);
+    s->out[0] = idx;
+    s->out[1] = scores;
+    s->out_cols = kmax;
     struct gpuq_knn args = {p[0].t->model, p[0].t->metric, kmax, q, (int)rows, idx, scores};
-    if (be->iface->knn(be, &args) != 0) return -1;
-    /* each job keeps the first k of the kmax found for its rows */
-    int64_t r = 0;
+    return s->be->iface->knn(s->be, &args);
+}
+
+/* Each job keeps the first k of the kmax found for its rows. */
+static void knn_scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
+    const int64_t *idx = s->out[0];
+    const float *scores = s->out[1];
+    int64_t r = 0, kmax = s->out_cols;
     for (int i = 0; i < n; i++) {
         struct gpuq_task *t = p[i].t;
         int64_t *ti = (int64_t *)t->out;
@@ -237,7 +242,6 @@ static int knn_run(struct gpuq_ops *o, struct gpuq_backend *be, const struct gpu
             memcpy(ts + (p[i].row0 + j) * t->k, scores + r * kmax, (size_t)t->k * sizeof(float));
         }
     }
-    return 0;
 }
 
 static void knn_finish(struct gpuq_task *t) {
@@ -246,4 +250,4 @@ static void knn_finish(struct gpuq_task *t) {
     gpuq_ops_set_output(t, 1, "scores", GPUQ_DTYPE_F32, t->out + (size_t)t->rows * t->k * 2, 2, shape);
 }
 
-const struct gpuq_op_impl gpuq_op_knn = {knn_prepare, knn_run, knn_finish};
+const struct gpuq_op_impl gpuq_op_knn = {knn_prepare, knn_run, knn_scatter, knn_finish};

@@ -9,9 +9,11 @@
 
 struct gpuq_op_impl {
     int (*prepare)(struct gpuq_ops *o, struct gpuq_task *t);
-    /* runs pieces on be; rows is their sum */
-    int (*run)(struct gpuq_ops *o, struct gpuq_backend *be, const struct gpuq_piece *p, int n,
-               int64_t rows);
+    /* packs pieces (rows is their sum) and starts them on s->be, leaving
+     * s->out saying where the outputs will be; may reorder p */
+    int (*run)(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows);
+    /* once s->be synced: copies the outputs to the pieces' tasks */
+    void (*scatter)(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n);
     /* sets t->outputs once all its rows are done */
     void (*finish)(struct gpuq_task *t);
 };
@@ -25,8 +27,9 @@ extern const struct gpuq_op_impl gpuq_op_matmul, gpuq_op_mlp, gpuq_op_knn, gpuq_
 int gpuq_ops_want_inputs(struct gpuq_job *job, const char *const *names, int required,
                          int want_u8);
 
-/* Packing buffer i with room for floats; NULL with be->errstr set. */
-float *gpuq_ops_buf(struct gpuq_ops *o, int i, size_t floats);
+/* Packing buffer i of the slot with room for floats: the backend's pinned
+ * staging when it has some. NULL with s->be->errstr set. */
+float *gpuq_ops_buf(struct gpuq_ops_slot *s, int i, size_t floats);
 
 /* The model named in the job, of the kind wanted; -1 with the job failed. */
 int gpuq_ops_find_model(struct gpuq_ops *o, struct gpuq_task *t, enum gpuq_model_kind kind);
@@ -39,5 +42,8 @@ void gpuq_ops_set_output(struct gpuq_task *t, int i, const char *name, enum gpuq
  * dst, back to back. Returns dst advanced past them. */
 float *gpuq_ops_pack_rows(const struct gpuq_piece *p, int n, const char *name, int cols,
                           float *dst);
+
+/* Copies a batch's output rows y, cols each, back to each piece's task. */
+void gpuq_ops_scatter_rows(const struct gpuq_piece *p, int n, const float *y, int cols);
 
 #endif

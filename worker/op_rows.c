@@ -19,13 +19,8 @@ static int rows_prepare(struct gpuq_task *t, const char *const *names, int requi
     return 0;
 }
 
-/* Copies the batch's output rows y back to each piece's task. */
-static void scatter_rows(const struct gpuq_piece *p, int n, const float *y, int cols) {
-    for (int i = 0; i < n; i++) {
-        size_t words = (size_t)p[i].rows * cols;
-        memcpy(p[i].t->out + (size_t)p[i].row0 * cols, y, words * sizeof(float));
-        y += words;
-    }
+static void rows_scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
+    gpuq_ops_scatter_rows(p, n, s->out[0], p[0].t->cols);
 }
 
 static void rows_finish(struct gpuq_task *t) {
@@ -41,18 +36,17 @@ static int softmax_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
     return rows_prepare(t, names, 1);
 }
 
-static int softmax_run(struct gpuq_ops *o, struct gpuq_backend *be, const struct gpuq_piece *p,
-                       int n, int64_t rows) {
+static int softmax_run(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
     int cols = p[0].t->cols;
-    float *x = gpuq_ops_buf(o, 0, (size_t)rows * cols), *y = gpuq_ops_buf(o, 1, (size_t)rows * cols);
-    if (!x || !y) return -1;
+    float *x = gpuq_ops_buf(s, 0, (size_t)rows * cols), *y = gpuq_ops_buf(s, 1, (size_t)rows * cols);
+    if (!x || !y) return GPUQ_BE_NOMEM;
     gpuq_ops_pack_rows(p, n, "x", cols, x);
-    if (be->iface->softmax(be, x, (int)rows, cols, y) != 0) return -1;
-    scatter_rows(p, n, y, cols);
-    return 0;
+    s->out[0] = y;
+    return s->be->iface->softmax(s->be, x, (int)rows, cols, y);
 }
 
-const struct gpuq_op_impl gpuq_op_softmax = {softmax_prepare, softmax_run, rows_finish};
+const struct gpuq_op_impl gpuq_op_softmax = {softmax_prepare, softmax_run, rows_scatter,
+                                             rows_finish};
 
 /* ---- layernorm: optional gamma, beta [cols]; eps ---- */
 
@@ -77,13 +71,12 @@ static int layernorm_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
 }
 
 /* Each piece is one parameter set: its job's gamma, beta and eps. */
-static int layernorm_run(struct gpuq_ops *o, struct gpuq_backend *be, const struct gpuq_piece *p,
-                         int n, int64_t rows) {
+static int layernorm_run(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
     int cols = p[0].t->cols;
-    float *x = gpuq_ops_buf(o, 0, (size_t)rows * cols), *y = gpuq_ops_buf(o, 1, (size_t)rows * cols);
-    float *gb = gpuq_ops_buf(o, 2, (size_t)n * (2 * cols + 1));
-    int *row_set = (int *)gpuq_ops_buf(o, 3, (size_t)rows);
-    if (!x || !y || !gb || !row_set) return -1;
+    float *x = gpuq_ops_buf(s, 0, (size_t)rows * cols), *y = gpuq_ops_buf(s, 1, (size_t)rows * cols);
+    float *gb = gpuq_ops_buf(s, 2, (size_t)n * (2 * cols + 1));
+    int *row_set = (int *)gpuq_ops_buf(s, 3, (size_t)rows);
+    if (!x || !y || !gb || !row_set) return GPUQ_BE_NOMEM;
     float *gamma = gb, *beta = gb + (size_t)n * cols, *eps = beta + (size_t)n * cols;
     gpuq_ops_pack_rows(p, n, "x", cols, x);
     int64_t r = 0;
@@ -99,12 +92,12 @@ static int layernorm_run(struct gpuq_ops *o, struct gpuq_backend *be, const stru
         for (int64_t j = 0; j < p[i].rows; j++) row_set[r++] = i;
     }
     struct gpuq_layernorm ln = {x, (int)rows, cols, row_set, gamma, beta, eps, y};
-    if (be->iface->layernorm(be, &ln) != 0) return -1;
-    scatter_rows(p, n, y, cols);
-    return 0;
+    s->out[0] = y;
+    return s->be->iface->layernorm(s->be, &ln);
 }
 
-const struct gpuq_op_impl gpuq_op_layernorm = {layernorm_prepare, layernorm_run, rows_finish};
+const struct gpuq_op_impl gpuq_op_layernorm = {layernorm_prepare, layernorm_run, rows_scatter,
+                                               rows_finish};
 
 /* ---- image_preprocess: image u8 [h, w, c] -> f32 [c, height, width] ---- */
 
@@ -149,19 +142,37 @@ static int image_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
     return 0;
 }
 
-/* No packing: every image is read in place and written to its own output. */
-static int image_run(struct gpuq_ops *o, struct gpuq_backend *be, const struct gpuq_piece *p, int n,
-                     int64_t rows) {
+/* The images are packed back to back, as are their outputs. */
+static int image_run(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
     (void)rows;
-    struct gpuq_image *ims = (struct gpuq_image *)gpuq_ops_buf(o, 0, (size_t)n * sizeof(*ims) / 4 + 1);
-    if (!ims) return -1;
+    size_t src_bytes = 0, out_words = 0;
+    for (int i = 0; i < n; i++) {
+        src_bytes += gpuq_job_input(&p[i].t->job, "image")->nbytes;
+        out_words += p[i].t->out_words;
+    }
+    struct gpuq_image *ims = (struct gpuq_image *)gpuq_ops_buf(s, 0, (size_t)n * sizeof(*ims) / 4 + 1);
+    unsigned char *src = (unsigned char *)gpuq_ops_buf(s, 1, src_bytes / 4 + 1);
+    float *dst = gpuq_ops_buf(s, 2, out_words);
+    if (!ims || !src || !dst) return GPUQ_BE_NOMEM;
+    s->out[0] = dst;
     for (int i = 0; i < n; i++) {
         const struct gpuq_task *t = p[i].t;
         const struct gpuq_tensor *im = gpuq_job_input(&t->job, "image");
-        ims[i] = (struct gpuq_image){im->data, (int)im->shape[0], (int)im->shape[1], t->cols,
-                                     t->out_h, t->out_w, t->mean, t->std, t->out};
+        memcpy(src, im->data, im->nbytes);
+        ims[i] = (struct gpuq_image){src, (int)im->shape[0], (int)im->shape[1], t->cols,
+                                     t->out_h, t->out_w, t->mean, t->std, dst};
+        src += im->nbytes;
+        dst += t->out_words;
     }
-    return be->iface->image(be, ims, n);
+    return s->be->iface->image(s->be, ims, n);
+}
+
+static void image_scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
+    const float *y = s->out[0];
+    for (int i = 0; i < n; i++) {
+        memcpy(p[i].t->out, y, p[i].t->out_words * sizeof(float));
+        y += p[i].t->out_words;
+    }
 }
 
 static void image_finish(struct gpuq_task *t) {
@@ -169,4 +180,4 @@ static void image_finish(struct gpuq_task *t) {
     gpuq_ops_set_output(t, 0, "y", GPUQ_DTYPE_F32, t->out, 3, shape);
 }
 
-const struct gpuq_op_impl gpuq_op_image = {image_prepare, image_run, image_finish};
+const struct gpuq_op_impl gpuq_op_image = {image_prepare, image_run, image_scatter, image_finish};

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "worker/log.h"
 #include "worker/op_impl.h"
 
 static const struct gpuq_op_impl *impls[GPUQ_OP_COUNT] = {
@@ -50,18 +51,23 @@ int gpuq_ops_want_inputs(struct gpuq_job *job, const char *const *names, int req
     return 0;
 }
 
-float *gpuq_ops_buf(struct gpuq_ops *o, int i, size_t floats) {
-    if (floats > o->cap[i]) {
-        if (floats < 2 * o->cap[i]) floats = 2 * o->cap[i];
-        float *p = realloc(o->buf[i], floats * sizeof(float));
+float *gpuq_ops_buf(struct gpuq_ops_slot *s, int i, size_t floats) {
+    if (s->be->iface->staging) {
+        float *p = s->be->iface->staging(s->be, s->index, i, floats * sizeof(float));
+        if (!p) snprintf(s->be->errstr, sizeof(s->be->errstr), "out of pinned host memory");
+        return p;
+    }
+    if (floats > s->cap[i]) {
+        if (floats < 2 * s->cap[i]) floats = 2 * s->cap[i];
+        float *p = realloc(s->buf[i], floats * sizeof(float));
         if (!p) {
-            snprintf(o->be->errstr, sizeof(o->be->errstr), "out of host memory packing a batch");
+            snprintf(s->be->errstr, sizeof(s->be->errstr), "out of host memory packing a batch");
             return NULL;
         }
-        o->buf[i] = p;
-        o->cap[i] = floats;
+        s->buf[i] = p;
+        s->cap[i] = floats;
     }
-    return o->buf[i];
+    return s->buf[i];
 }
 
 int gpuq_ops_find_model(struct gpuq_ops *o, struct gpuq_task *t, enum gpuq_model_kind kind) {
@@ -103,6 +109,14 @@ float *gpuq_ops_pack_rows(const struct gpuq_piece *p, int n, const char *name, i
     return dst;
 }
 
+void gpuq_ops_scatter_rows(const struct gpuq_piece *p, int n, const float *y, int cols) {
+    for (int i = 0; i < n; i++) {
+        size_t words = (size_t)p[i].rows * cols;
+        memcpy(p[i].t->out + (size_t)p[i].row0 * cols, y, words * sizeof(float));
+        y += words;
+    }
+}
+
 /* ---- the public face ---- */
 
 int gpuq_ops_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
@@ -139,33 +153,110 @@ int gpuq_ops_on_backend(const struct gpuq_ops *o, enum gpuq_op op) {
     return fn[op] != NULL;
 }
 
-int gpuq_ops_run(struct gpuq_ops *o, const struct gpuq_piece *p, int n) {
-    enum gpuq_op op = (enum gpuq_op)p[0].t->job.op;
-    struct gpuq_backend *be = gpuq_ops_on_backend(o, op) ? o->be : o->cpu;
+int gpuq_ops_init(struct gpuq_ops *o, int max_pieces) {
+    for (int i = 0; i < 2; i++) {
+        o->slot[i].index = i;
+        if (!(o->slot[i].p = calloc((size_t)max_pieces, sizeof(struct gpuq_piece)))) return -1;
+    }
+    return 0;
+}
+
+static int64_t sum_rows(const struct gpuq_piece *p, int n) {
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += p[i].rows;
-    int64_t start = gpuq_now_us();
-    int rc = impls[op]->run(o, be, p, n, rows);
-    int64_t compute = gpuq_now_us() - start;
-    for (int i = 0; i < n; i++) {
-        struct gpuq_task *t = p[i].t;
-        if (!t->queue_us) t->queue_us = start - t->entry.enqueued_ms * 1000;  /* its first piece */
+    return rows;
+}
+
+static int split(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n);
+
+/* Runs pieces to the end: started, synced, scattered; halved again when
+ * they still do not fit. */
+static int run_now(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n) {
+    const struct gpuq_op_impl *im = impls[p[0].t->job.op];
+    int rc = im->run(s, p, n, sum_rows(p, n));
+    if (rc == 0 && s->be->iface->sync) rc = s->be->iface->sync(s->be, s->index);
+    if (rc == 0) im->scatter(s, p, n);
+    return rc == GPUQ_BE_NOMEM ? split(s, p, n) : rc;
+}
+
+/* Two halves of a batch, one after the other; a lone piece is cut at a
+ * multiple of its unit. */
+static int split(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n) {
+    struct gpuq_piece two[2];
+    if (n == 1) {
+        int64_t unit = p->t->unit, units = p->rows / unit;
+        if (units < 2) return GPUQ_BE_NOMEM;
+        two[0] = two[1] = *p;
+        two[0].rows = units / 2 * unit;
+        two[1].row0 += two[0].rows;
+        two[1].rows -= two[0].rows;
+        p = two;
+        n = 2;
+    }
+    int rc = run_now(s, p, n / 2);
+    return rc ? rc : run_now(s, p + n / 2, n - n / 2);
+}
+
+void gpuq_ops_start(struct gpuq_ops *o, const struct gpuq_piece *p, int n) {
+    struct gpuq_ops_slot *s = &o->slot[o->next];
+    enum gpuq_op op = (enum gpuq_op)p[0].t->job.op;
+    o->next ^= 1;
+    o->n_pending++;
+    s->be = gpuq_ops_on_backend(o, op) ? o->be : o->cpu;
+    memcpy(s->p, p, (size_t)n * sizeof(*p));
+    s->n = n;
+    s->rows = sum_rows(p, n);
+    s->start_us = gpuq_now_us();
+    s->done = 0;
+    s->rc = s->be->iface->begin ? s->be->iface->begin(s->be, s->index) : 0;
+    if (s->rc == 0) s->rc = impls[op]->run(s, s->p, n, s->rows);
+    if (s->rc == GPUQ_BE_NOMEM) {
+        log_warn("a batch of %lld rows does not fit: %s; running it in parts", (long long)s->rows,
+                 s->be->errstr);
+        s->rc = split(s, s->p, n);
+        s->done = 1;
+    }
+}
+
+int gpuq_ops_async(const struct gpuq_ops *o) {
+    return o->n_pending > 0 && o->slot[o->next ^ 1].be->iface->sync != NULL;
+}
+
+void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b) {
+    struct gpuq_ops_slot *s = &o->slot[o->n_pending == 2 ? o->next : o->next ^ 1];
+    enum gpuq_op op = (enum gpuq_op)s->p[0].t->job.op;
+    o->n_pending--;
+    int rc = s->rc;
+    if (rc == 0 && !s->done) {
+        if (s->be->iface->sync) rc = s->be->iface->sync(s->be, s->index);
+        if (rc == 0) impls[op]->scatter(s, s->p, s->n);
+    }
+    int64_t compute = gpuq_now_us() - s->start_us;
+    for (int i = 0; i < s->n; i++) {
+        struct gpuq_task *t = s->p[i].t;
+        if (!t->queue_us) t->queue_us = s->start_us - t->entry.enqueued_ms * 1000;  /* first piece */
         t->compute_us += compute;
-        if (rows > t->batch_rows) t->batch_rows = rows;
-        t->rows_done += p[i].rows;
+        if (s->rows > t->batch_rows) t->batch_rows = s->rows;
+        t->rows_done += s->p[i].rows;
         if (rc != 0)
-            gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "%s backend: %s", be->iface->name, be->errstr);
+            gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "%s backend: %s", s->be->iface->name,
+                          s->be->errstr);
         else if (t->rows_done == t->rows && t->job.err == GPUQ_ERR_NONE)
             impls[op]->finish(t);
     }
-    return rc;
+    *b = (struct gpuq_batch){s->p, s->n, s->rows, rc, s->be->errstr};
 }
 
 void gpuq_ops_free(struct gpuq_ops *o) {
     if (!o) return;
-    for (int i = 0; i < GPUQ_OPS_BUFS; i++) {
-        free(o->buf[i]);
-        o->buf[i] = NULL;
-        o->cap[i] = 0;
+    for (int k = 0; k < 2; k++) {
+        struct gpuq_ops_slot *s = &o->slot[k];
+        for (int i = 0; i < GPUQ_OPS_BUFS; i++) {
+            free(s->buf[i]);
+            s->buf[i] = NULL;
+            s->cap[i] = 0;
+        }
+        free(s->p);
+        s->p = NULL;
     }
 }

@@ -1,5 +1,5 @@
 /* ops.h -- what each op asks of a job, which jobs may share a batch, and
- * running one batch of pieces on a backend.
+ * running batches of pieces on a backend.
  *
  * A task is a job the worker holds. gpuq_ops_prepare validates it and says
  * how many rows it brings and in what units it may be split. The scheduler
@@ -57,14 +57,43 @@ struct gpuq_piece {
     int64_t row0, rows;
 };
 
+/* One of the two batches that may be under way at once: while one
+ * computes on the device, the next one packs and uploads. */
+struct gpuq_ops_slot {
+    int index;
+    struct gpuq_backend *be;    /* runs this batch */
+    struct gpuq_piece *p;       /* the batch, in the order its op left it */
+    int n;
+    int64_t rows, start_us;
+    int rc;                     /* from starting it */
+    int done;                   /* its outputs are already with the tasks */
+    float *buf[GPUQ_OPS_BUFS];  /* packing space where be has no staging */
+    size_t cap[GPUQ_OPS_BUFS];  /* floats */
+    void *out[2];               /* where the backend leaves the outputs */
+    int out_cols;               /* knn: results per row in out */
+};
+
 struct gpuq_ops {
     struct gpuq_backend *be;    /* the chosen backend */
     struct gpuq_backend *cpu;   /* runs what be leaves NULL */
     struct gpuq_model *models;
     int n_models;
-    float *buf[GPUQ_OPS_BUFS];  /* packing space, grown to the largest batch */
-    size_t cap[GPUQ_OPS_BUFS];  /* floats */
+    struct gpuq_ops_slot slot[2];
+    int next;                   /* the slot the next batch takes */
+    int n_pending;              /* batches started and not finished */
 };
+
+/* A finished batch, as gpuq_ops_finish reports it. */
+struct gpuq_batch {
+    const struct gpuq_piece *p;
+    int n;
+    int64_t rows;
+    int rc;                     /* 0, or an enum gpuq_status */
+    const char *why;            /* the backend's reason when rc != 0 */
+};
+
+/* Room for batches of up to max_pieces pieces. 0, or -1 out of memory. */
+int gpuq_ops_init(struct gpuq_ops *o, int max_pieces);
 
 /* Validates t->job for its op and fills the prepare fields. Returns 0, or
  * -1 with the job failed. */
@@ -73,10 +102,22 @@ int gpuq_ops_prepare(struct gpuq_ops *o, struct gpuq_task *t);
 /* Orders prepared tasks by batch key; 0 means they may share a batch. */
 int gpuq_ops_compare(const struct gpuq_task *a, const struct gpuq_task *b);
 
-/* Runs one batch of pieces (one batch key). Tasks whose last piece ran get
- * their outputs. On a backend failure every piece's task fails with
- * internal and -1 is returned (the worker keeps serving). */
-int gpuq_ops_run(struct gpuq_ops *o, const struct gpuq_piece *p, int n);
+/* Starts one batch of pieces (one batch key); at most two are under way.
+ * A batch that does not fit in device memory runs at once in halves. */
+void gpuq_ops_start(struct gpuq_ops *o, const struct gpuq_piece *p, int n);
+
+/* Waits for the oldest batch started. Its pieces' rows count as done;
+ * tasks whose last piece ran get their outputs; on a failure every
+ * piece's task fails with internal (the worker keeps serving, unless rc
+ * is GPUQ_BE_LOST). */
+void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b);
+
+/* Batches started and not finished. */
+static inline int gpuq_ops_pending(const struct gpuq_ops *o) { return o->n_pending; }
+
+/* Whether the last batch started runs on streams, so that the next one
+ * may be packed before it is finished. */
+int gpuq_ops_async(const struct gpuq_ops *o);
 
 /* Whether the backend runs op itself (else the CPU backend does). */
 int gpuq_ops_on_backend(const struct gpuq_ops *o, enum gpuq_op op);

@@ -39,6 +39,9 @@ static int load_models(struct worker *w, char *err, size_t errlen) {
 
 static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
     log_info("gpuq %s worker %s: backend %s", GPUQ_VERSION, w->cfg.consumer, w->be.desc);
+    if (w->be.precision != GPUQ_PREC_F32)
+        log_info("mlp precision %s: weights and activations rounded to it, sums in f32",
+                 gpuq_precision_name(w->be.precision));
     char cpu_ops[128] = "";
     for (int op = 0; op < GPUQ_OP_COUNT; op++)
         if (!gpuq_ops_on_backend(&w->ops, (enum gpuq_op)op))
@@ -89,11 +92,25 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
                                           w->cfg.webhook_backoff_ms, w->cfg.webhook_timeout_ms, err,
                                           errlen)))
         return -1;
+    int precision = gpuq_precision_from_name(w->cfg.mlp_precision);
+    if (precision < 0) {
+        snprintf(err, errlen, "--mlp-precision '%s': want f32, bf16 or f16", w->cfg.mlp_precision);
+        return -1;
+    }
     if (gpuq_backend_create(&w->be, w->cfg.backend, (int)w->cfg.device, err, errlen) != 0) return -1;
+    const char *fault = getenv("GPUQ_FAULT");    /* tests: a device that fails */
+    if (fault && *fault && gpuq_backend_fault(&w->be, fault, err, errlen) != 0) return -1;
+    w->be.precision = (enum gpuq_precision)precision;
     if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
     if (load_models(w, err, errlen) != 0) return -1;
+    if (w->be.iface->reserve && w->be.iface->reserve(&w->be, (int)w->cfg.max_batch) != 0) {
+        snprintf(err, errlen, "%s backend: cannot size buffers for --max-batch %lld: %s",
+                 w->be.iface->name, (long long)w->cfg.max_batch, w->be.errstr);
+        return -1;
+    }
     w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
                                .n_models = w->n_models};
+    if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) return -1;
     /* every job brings at least one row, so rows bound the jobs held */
     w->n_slots = (int)(w->cfg.max_inflight + w->cfg.max_batch);
     w->slots = calloc((size_t)w->n_slots, sizeof(*w->slots));

@@ -28,6 +28,9 @@ static void on_signal(int sig) {
     stop_requested = 1;
 }
 
+/* No new work: asked to stop, or the device is lost. */
+static int stopping(const struct worker *w) { return stop_requested || w->device_lost; }
+
 static void sleep_us(int64_t us) {
     struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested) {}
@@ -180,7 +183,7 @@ static int claim(struct worker *w) {
  * nothing at all. Returns entries read, or -1 when Redis failed. */
 static int fetch(struct worker *w, int claim_now) {
     int total = 0, got;
-    if (stop_requested) return 0;
+    if (stopping(w)) return 0;
     /* our own pending entries first; claiming before that would read what
      * it just claimed a second time (it is pending for us then, too) */
     if (claim_now && w->pending_queue < 0 && (total = claim(w)) < 0) return -1;
@@ -286,7 +289,7 @@ static int hooks_step(struct worker *w, int claim_now) {
  * there will be room for once it is applied: Redis answers both while the
  * next batch computes. Returns the count asked for (0: none), or -1. */
 static int prefetch_send(struct worker *w) {
-    if (w->n_sending == 0 || w->pending_queue >= 0 || stop_requested) return 0;
+    if (w->n_sending == 0 || w->pending_queue >= 0 || stopping(w)) return 0;
     int64_t room = gpuq_sched_room(&w->sched);
     for (int i = 0; i < w->n_sending; i++)
         if (w->sending[i]->admitted) room += w->sending[i]->rows;
@@ -411,7 +414,27 @@ static int publish_wait(struct worker *w) {
 
 /* ---- running ---- */
 
-/* Runs the next ready batch, if any. Returns 1 when one ran. */
+/* Waits for the oldest batch under way; its finished tasks are answered. */
+static void finish_batch(struct worker *w) {
+    struct gpuq_batch b;
+    gpuq_ops_finish(&w->ops, &b);
+    if (b.rc != 0) log_error("batch of %d jobs (%lld rows) failed: %s", b.n, (long long)b.rows, b.why);
+    if (b.rc == GPUQ_BE_LOST && !w->device_lost) {
+        w->device_lost = 1;
+        log_error("the device is lost: no more batches; exiting once results are written");
+    }
+    w->n_batches++;
+    if (w->metrics) gpuq_metrics_batch(w->metrics, b.rows);
+    for (int i = 0; i < b.n; i++) {
+        struct gpuq_task *t = b.p[i].t;
+        if (t->rows_done == t->rows) w->done[w->n_done++] = t;
+    }
+}
+
+/* Starts the next ready batch, if any, and finishes the one before it: on
+ * a backend with streams the new batch packs and uploads while the older
+ * one computes. A batch with nothing behind it is finished at once.
+ * Returns 1 when a batch started. */
 static int run_batch(struct worker *w, int force, int64_t *wait_us) {
     struct gpuq_task *expired[64];
     int64_t now = gpuq_now_us();
@@ -421,26 +444,18 @@ static int run_batch(struct worker *w, int force, int64_t *wait_us) {
                       "before the job could start", (long long)(now / 1000 - expired[i]->deadline_ms));
         w->done[w->n_done++] = expired[i];
     }
-    n = gpuq_sched_next(&w->sched, now, force, w->pieces, (int)w->cfg.max_batch, wait_us);
-    if (n == 0) return 0;
-    if (gpuq_ops_run(&w->ops, w->pieces, n) != 0)
-        log_error("batch of %d pieces failed: %s", n, w->be.errstr);
-    w->n_batches++;
-    if (w->metrics) {
-        int64_t rows = 0;
-        for (int i = 0; i < n; i++) rows += w->pieces[i].rows;
-        gpuq_metrics_batch(w->metrics, rows);
-    }
-    for (int i = 0; i < n; i++) {
-        struct gpuq_task *t = w->pieces[i].t;
-        if (t->rows_done == t->rows) w->done[w->n_done++] = t;
-    }
-    return 1;
+    n = w->device_lost ? 0 : gpuq_sched_next(&w->sched, now, force, w->pieces, (int)w->cfg.max_batch,
+                                              wait_us);
+    if (n > 0) gpuq_ops_start(&w->ops, w->pieces, n);
+    int keep = n > 0 && gpuq_ops_async(&w->ops);
+    while (gpuq_ops_pending(&w->ops) > keep) finish_batch(w);
+    return n > 0;
 }
 
 /* Forgets everything held: nothing of it was acked, so Redis keeps it
  * pending for this consumer, to be read again from id 0. */
 static void forget_all(struct worker *w) {
+    while (gpuq_ops_pending(&w->ops) > 0) finish_batch(w);
     for (int i = 0; i < w->n_slots; i++)
         if (w->slots[i].held) drop_task(w, &w->slots[i]);
     w->sched.n = 0;
@@ -488,15 +503,22 @@ static int sample(struct worker *w) {
     return 0;
 }
 
+/* Whether the loop goes on: until stopped and all held is answered; with
+ * the device lost, until what is answered is written. */
+static int serving(const struct worker *w) {
+    if (w->device_lost) return w->n_done > 0 || gpuq_ops_pending(&w->ops) > 0;
+    return !stop_requested || w->sched.rows_held > 0 || w->n_done > 0;
+}
+
 static void serve(struct worker *w) {
-    while (!stop_requested || w->sched.rows_held > 0 || w->n_done > 0) {
+    while (serving(w)) {
         int64_t wait_us = -1;
         int claim_now = claim_due(w);
         int fetched = fetch(w, claim_now);
         int prefetch;
         if (fetched >= 0 && publish_send(w) == 0 && (prefetch = prefetch_send(w)) >= 0) {
             /* nothing more can join a batch when the worker may not fetch */
-            int force = stop_requested || gpuq_sched_room(&w->sched) <= 0;
+            int force = stopping(w) || gpuq_sched_room(&w->sched) <= 0;
             int ran = run_batch(w, force, &wait_us);    /* while Redis applies the last */
             int got = publish_wait(w) == 0 ? prefetch_take(w, prefetch) : -1;
             if (got >= 0 && hooks_step(w, claim_now) == 0 && sample(w) == 0) {
@@ -511,7 +533,7 @@ static void serve(struct worker *w) {
                 continue;
             }
         }
-        if (stop_requested) {
+        if (stopping(w)) {
             log_warn("stopping with Redis unreachable: %lld rows stay pending for other workers",
                      (long long)w->sched.rows_held);
             break;
@@ -550,6 +572,10 @@ int gpuq_worker_main(int argc, char **argv) {
              "delivered, %llu failed", (unsigned long long)w.n_ok, (unsigned long long)w.n_failed,
              (unsigned long long)w.n_dead, (unsigned long long)w.n_batches,
              (unsigned long long)w.n_delivered, (unsigned long long)w.n_hooks_failed);
+    int lost = w.device_lost;
+    if (lost)
+        log_error("exiting with status 1 after losing the device: %lld rows held stay pending, to "
+                  "be claimed by other workers after --claim-idle-ms", (long long)w.sched.rows_held);
     gpuq_worker_finish(&w);
-    return 0;
+    return lost ? 1 : 0;
 }

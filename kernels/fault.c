@@ -1,0 +1,156 @@
+/* fault.c -- a backend that fails as a failing device would, for tests of
+ * what the worker does then: out-of-memory above a batch size, or a device
+ * lost for good after some calls. It wraps a real backend and passes
+ * everything else through. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+
+struct fault_ctx {
+    struct gpuq_backend inner;
+    struct gpuq_backend_i iface;
+    long long nomem_above;      /* -1: off */
+    long long lost_after;       /* -1: off */
+    long long calls;
+};
+
+#define INNER(be) (&((struct fault_ctx *)(be)->ctx)->inner)
+
+/* Whether an op on rows rows fails, and how. */
+static int inject(struct gpuq_backend *be, long long rows) {
+    struct fault_ctx *f = be->ctx;
+    if (f->lost_after >= 0 && f->calls++ >= f->lost_after) {
+        snprintf(be->errstr, sizeof(be->errstr), "device lost (injected fault after %lld calls)",
+                 f->lost_after);
+        return GPUQ_BE_LOST;
+    }
+    if (f->nomem_above >= 0 && rows > f->nomem_above) {
+        snprintf(be->errstr, sizeof(be->errstr), "out of memory for %lld rows (injected fault "
+                 "above %lld)", rows, f->nomem_above);
+        return GPUQ_BE_NOMEM;
+    }
+    return 0;
+}
+
+/* The inner backend's errstr becomes ours when it fails. */
+static int pass(struct gpuq_backend *be, int rc) {
+    if (rc != 0) snprintf(be->errstr, sizeof(be->errstr), "%s", INNER(be)->errstr);
+    return rc;
+}
+
+static void fault_destroy(struct gpuq_backend *be) {
+    struct fault_ctx *f = be->ctx;
+    gpuq_backend_destroy(&f->inner);
+    free(f);
+    be->ctx = NULL;
+}
+
+static int fault_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
+    INNER(be)->precision = be->precision;
+    return pass(be, INNER(be)->iface->model_load(INNER(be), m));
+}
+
+static void fault_model_free(struct gpuq_backend *be, struct gpuq_model *m) {
+    INNER(be)->iface->model_free(INNER(be), m);
+}
+
+static int fault_matmul(struct gpuq_backend *be, const struct gpuq_matmul *mm, int n) {
+    long long rows = 0;
+    for (int i = 0; i < n; i++) rows += (long long)mm[i].count * mm[i].m;
+    int rc = inject(be, rows);
+    return rc ? rc : pass(be, INNER(be)->iface->matmul(INNER(be), mm, n));
+}
+
+static int fault_mlp(struct gpuq_backend *be, const struct gpuq_model *m, const float *x, int rows,
+                     float *y) {
+    int rc = inject(be, rows);
+    return rc ? rc : pass(be, INNER(be)->iface->mlp(INNER(be), m, x, rows, y));
+}
+
+static int fault_knn(struct gpuq_backend *be, const struct gpuq_knn *q) {
+    int rc = inject(be, q->rows);
+    return rc ? rc : pass(be, INNER(be)->iface->knn(INNER(be), q));
+}
+
+static int fault_softmax(struct gpuq_backend *be, const float *x, int rows, int cols, float *y) {
+    int rc = inject(be, rows);
+    return rc ? rc : pass(be, INNER(be)->iface->softmax(INNER(be), x, rows, cols, y));
+}
+
+static int fault_layernorm(struct gpuq_backend *be, const struct gpuq_layernorm *ln) {
+    int rc = inject(be, ln->rows);
+    return rc ? rc : pass(be, INNER(be)->iface->layernorm(INNER(be), ln));
+}
+
+static int fault_image(struct gpuq_backend *be, const struct gpuq_image *im, int n) {
+    int rc = inject(be, n);
+    return rc ? rc : pass(be, INNER(be)->iface->image(INNER(be), im, n));
+}
+
+static int fault_memory_used(struct gpuq_backend *be, int64_t *bytes) {
+    return pass(be, INNER(be)->iface->memory_used(INNER(be), bytes));
+}
+
+static int fault_reserve(struct gpuq_backend *be, int rows) {
+    return pass(be, INNER(be)->iface->reserve(INNER(be), rows));
+}
+
+static int fault_begin(struct gpuq_backend *be, int slot) {
+    return pass(be, INNER(be)->iface->begin(INNER(be), slot));
+}
+
+static int fault_sync(struct gpuq_backend *be, int slot) {
+    return pass(be, INNER(be)->iface->sync(INNER(be), slot));
+}
+
+static void *fault_staging(struct gpuq_backend *be, int slot, int i, size_t bytes) {
+    void *p = INNER(be)->iface->staging(INNER(be), slot, i, bytes);
+    if (!p) pass(be, -1);
+    return p;
+}
+
+static int parse(struct fault_ctx *f, const char *spec) {
+    const char *eq = strchr(spec, '=');
+    if (!eq) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(eq + 1, &end, 10);
+    if (errno || end == eq + 1 || *end || v < 0) return -1;
+    if ((size_t)(eq - spec) == strlen("nomem-above") && !strncmp(spec, "nomem-above", 11))
+        f->nomem_above = v;
+    else if ((size_t)(eq - spec) == strlen("lost-after") && !strncmp(spec, "lost-after", 10))
+        f->lost_after = v;
+    else
+        return -1;
+    return 0;
+}
+
+int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, size_t errlen) {
+    struct fault_ctx *f = calloc(1, sizeof(*f));
+    if (!f) return -1;
+    f->nomem_above = f->lost_after = -1;
+    if (parse(f, spec) != 0) {
+        snprintf(err, errlen, "fault spec '%s': want nomem-above=ROWS or lost-after=N", spec);
+        free(f);
+        return -1;
+    }
+    f->inner = *be;
+    const struct gpuq_backend_i *in = be->iface;
+    f->iface = (struct gpuq_backend_i){
+        .name = in->name, .destroy = fault_destroy, .model_load = fault_model_load,
+        .model_free = fault_model_free,
+        .matmul = in->matmul ? fault_matmul : NULL, .mlp = in->mlp ? fault_mlp : NULL,
+        .knn = in->knn ? fault_knn : NULL, .softmax = in->softmax ? fault_softmax : NULL,
+        .layernorm = in->layernorm ? fault_layernorm : NULL, .image = in->image ? fault_image : NULL,
+        .memory_used = in->memory_used ? fault_memory_used : NULL,
+        .reserve = in->reserve ? fault_reserve : NULL, .begin = in->begin ? fault_begin : NULL,
+        .sync = in->sync ? fault_sync : NULL, .staging = in->staging ? fault_staging : NULL,
+    };
+    be->iface = &f->iface;
+    be->ctx = f;
+    snprintf(be->desc, sizeof(be->desc), "%s (fault injection: %s)", f->inner.desc, spec);
+    return 0;
+}
