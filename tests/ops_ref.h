@@ -40,6 +40,11 @@ static inline void ref_mlp(const struct gpuq_model *m, const float *x, int rows,
     free(out);
 }
 
+/* A backend with streams has its outputs once the slot is synced. */
+static inline int be_sync(struct gpuq_backend *be) {
+    return be->iface->sync ? be->iface->sync(be, 0) : 0;
+}
+
 static inline float *rand_floats(size_t n, unsigned *seed) {
     float *p = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) p[i] = check_rand(seed);
@@ -81,7 +86,7 @@ static inline void check_backend(struct gpuq_backend *be, double tol) {
             mm.a = a, mm.b = b, mm.c = c;
             mm.stride_a = (int64_t)na;
             mm.stride_b = broadcast_b ? 0 : (int64_t)nb;
-            CHECK(be->iface->matmul(be, &mm, 1) == 0);
+            CHECK(be->iface->matmul(be, &mm, 1) == 0 && be_sync(be) == 0);
             double worst = 0;
             for (int i = 0; i < mm.count; i++) {
                 ref_matmul(&mm, a + i * na, b + (broadcast_b ? 0 : i * nb), want);
@@ -105,7 +110,7 @@ static inline void check_backend(struct gpuq_backend *be, double tol) {
             float *x = rand_floats((size_t)rows * widths[w][0], &seed);
             float *y = calloc((size_t)rows * widths[w][2], sizeof(float));
             float *want = calloc((size_t)rows * widths[w][2], sizeof(float));
-            CHECK(be->iface->mlp(be, &m, x, rows, y) == 0);
+            CHECK(be->iface->mlp(be, &m, x, rows, y) == 0 && be_sync(be) == 0);
             ref_mlp(&m, x, rows, want);
             double worst = 0;
             for (int j = 0; j < rows * widths[w][2]; j++) {
@@ -153,7 +158,7 @@ static inline void check_knn(struct gpuq_backend *be, double tol, unsigned *seed
     struct ref_hit hits[300];
     for (int metric = GPUQ_METRIC_COSINE; metric <= GPUQ_METRIC_L2; metric++) {
         struct gpuq_knn args = {&ix, (enum gpuq_metric)metric, k, q, rows, idx, scores};
-        CHECK(be->iface->knn(be, &args) == 0);
+        CHECK(be->iface->knn(be, &args) == 0 && be_sync(be) == 0);
         ref_lowest = metric == GPUQ_METRIC_L2;
         int bad = 0;
         for (int r = 0; r < rows; r++) {
@@ -189,7 +194,7 @@ static inline void check_rows(struct gpuq_backend *be, double tol, unsigned *see
     int rows = 5, cols = 33;
     float *x = rand_floats((size_t)rows * cols, seed), *y = malloc((size_t)rows * cols * sizeof(float));
     for (int j = 0; j < cols; j++) x[j] *= 80.0f;   /* large logits: must not overflow */
-    CHECK(be->iface->softmax(be, x, rows, cols, y) == 0);
+    CHECK(be->iface->softmax(be, x, rows, cols, y) == 0 && be_sync(be) == 0);
     for (int r = 0; r < rows; r++) {
         double mx = -1e30, sum = 0, err = 0;
         for (int j = 0; j < cols; j++) mx = fmax(mx, x[r * cols + j]);
@@ -203,7 +208,7 @@ static inline void check_rows(struct gpuq_backend *be, double tol, unsigned *see
     float eps[2] = {1e-5f, 0.5f};
     for (int j = 0; j < cols; j++) g[j] = 1.0f, b[j] = 0.0f;
     struct gpuq_layernorm ln = {x, rows, cols, sets, g, b, eps, y};
-    CHECK(be->iface->layernorm(be, &ln) == 0);
+    CHECK(be->iface->layernorm(be, &ln) == 0 && be_sync(be) == 0);
     for (int r = 0; r < rows; r++) {
         double mean = 0, var = 0, err = 0;
         for (int j = 0; j < cols; j++) mean += x[r * cols + j];
@@ -248,7 +253,7 @@ static inline void check_image(struct gpuq_backend *be, double tol, unsigned *se
         ims[i] = (struct gpuq_image){src[i], d[0], d[1], d[2], d[3], d[4], mean, std,
                                      malloc((size_t)d[2] * d[3] * d[4] * sizeof(float))};
     }
-    CHECK(be->iface->image(be, ims, 4) == 0);
+    CHECK(be->iface->image(be, ims, 4) == 0 && be_sync(be) == 0);
     for (int i = 0; i < 4; i++) {
         const int *d = dims[i];
         double err = 0;

@@ -1,13 +1,81 @@
-/* test_backend_cpu.c -- the CPU backend against plain C references. */
-#include "ops_ref.h"
+/* test_backend_cpu.c -- the CPU backend against plain C references, its
+ * reduced-precision mlp, and the twin harness the CUDA test uses. */
+#include "twin.h"
+
+/* bf16 and f16 rounding: nearest, ties to even, overflow to infinity. */
+static void check_rounding(void) {
+    CHECK(gpuq_round_bf16(1.0f + 1.0f / 256) == 1.0f);              /* a tie: to even */
+    CHECK(gpuq_round_bf16(1.0f + 3.0f / 256) == 1.0f + 4.0f / 256);  /* a tie: to even */
+    CHECK(gpuq_round_bf16(1.0f + 1.0f / 128 + 1.0f / 1024) == 1.0f + 1.0f / 128);
+    CHECK(gpuq_round_bf16(-3.0f) == -3.0f);
+    CHECK(isinf(gpuq_round_bf16(INFINITY)) && isnan(gpuq_round_bf16(NAN)));
+    CHECK(gpuq_round_f16(1.0f + 1.0f / 2048) == 1.0f);
+    CHECK(gpuq_round_f16(1.0f + 3.0f / 2048) == 1.0f + 4.0f / 2048);
+    CHECK(gpuq_round_f16(65519.0f) == 65504.0f);
+    CHECK(isinf(gpuq_round_f16(65520.0f)) && gpuq_round_f16(-65520.0f) < 0);
+    CHECK(gpuq_round_f16(5.9604645e-8f) == 5.9604645e-8f);   /* the smallest subnormal */
+    CHECK(gpuq_round_f16(2.9e-8f) == 0.0f);
+    CHECK(gpuq_round_f16(0.1f) == gpuq_f16_to_f32(0x2e66));
+}
+
+/* One layer, so the reference is exact: y = round(x) . round(W)^T + b in
+ * double. Then two layers against f32: reduced precision must move the
+ * result, but only within the bound docs/protocol.md states. */
+static void check_precision(struct gpuq_backend *be, enum gpuq_precision p, double bound) {
+    unsigned seed = 11;
+    float (*round)(float) = p == GPUQ_PREC_BF16 ? gpuq_round_bf16 : gpuq_round_f16;
+    static const int one[] = {64, 48}, two[] = {256, 1024, 256};
+    struct gpuq_model m;
+    int rows = 9;
+    rand_mlp(&m, one, 1, GPUQ_ACT_NONE, &seed);
+    float *x = rand_floats((size_t)rows * 256, &seed), *y = calloc((size_t)rows * 256, sizeof(float));
+    float *want = calloc((size_t)rows * 256, sizeof(float));
+    float *w0 = malloc(64 * 48 * sizeof(float));
+    memcpy(w0, m.layers[0].w, 64 * 48 * sizeof(float));
+    be->precision = p;
+    CHECK(be->iface->model_load(be, &m) == 0);
+    CHECK(be->iface->mlp(be, &m, x, rows, y) == 0);
+    double err = 0;
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < 48; o++) {
+            double s = m.layers[0].b[o];
+            for (int i = 0; i < 64; i++) s += (double)round(x[r * 64 + i]) * round(w0[o * 64 + i]);
+            err = fmax(err, fabs(y[r * 48 + o] - s) / (1 + fabs(s)));
+        }
+    printf("  one layer, %s: error %.3g against the exact rounded product\n", gpuq_precision_name(p), err);
+    CHECK(err <= 1e-5);
+    gpuq_model_free(&m);
+    /* two layers: against f32 */
+    rand_mlp(&m, two, 2, GPUQ_ACT_RELU, &seed);
+    be->precision = GPUQ_PREC_F32;
+    CHECK(be->iface->mlp(be, &m, x, rows, want) == 0);
+    be->precision = p;
+    CHECK(be->iface->model_load(be, &m) == 0);
+    CHECK(be->iface->mlp(be, &m, x, rows, y) == 0);
+    err = twin_scaled_err(y, want, (size_t)rows * 256);
+    printf("  256-1024-256 relu, %s: error %.3g of the largest output against f32 (bound %.3g)\n",
+           gpuq_precision_name(p), err, bound);
+    CHECK(err > 0 && err <= bound);
+    be->precision = GPUQ_PREC_F32;
+    gpuq_model_free(&m);
+    free(x), free(y), free(want), free(w0);
+}
 
 int main(void) {
-    struct gpuq_backend be;
+    struct gpuq_backend be, twin;
     char err[128];
     CHECK(gpuq_backend_create(&be, "cpu", 0, err, sizeof(err)) == 0);
     CHECK(strcmp(be.iface->name, "cpu") == 0);
     check_backend(&be, 5e-5);   /* f32 sums against a double reference */
     check_backend_rows(&be, 5e-5);
+    check_rounding();
+    check_precision(&be, GPUQ_PREC_BF16, 1e-2);
+    check_precision(&be, GPUQ_PREC_F16, 2e-3);
+    /* the harness the CUDA test runs, CPU against CPU: it must run clean
+     * (under the sanitizers too) before a GPU ever sees it */
+    CHECK(gpuq_backend_create(&twin, "cpu", 0, err, sizeof(err)) == 0);
+    twin_all(&be, &twin);
+    gpuq_backend_destroy(&twin);
     gpuq_backend_destroy(&be);
     CHECK(gpuq_backend_create(&be, "tpu", 0, err, sizeof(err)) == -1);
     CHECK(strstr(err, "unknown backend") != NULL);

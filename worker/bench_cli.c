@@ -11,20 +11,21 @@
 #include "kernels/backend.h"
 
 int gpuq_bench_main(int argc, char **argv) {
-    const char *model_path = NULL, *backend = "cpu";
+    const char *model_path = NULL, *backend = "cpu", *precision = "f32";
     long jobs = 20000, batch = 256;
     int help = argc > 0 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"));
     for (int i = 0; !help && i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model_path = argv[i + 1];
         else if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
+        else if (!strcmp(argv[i], "--mlp-precision")) precision = argv[i + 1];
         else if (!strcmp(argv[i], "--jobs")) jobs = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) batch = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--cpu-threads")) gpuq_backend_cpu_threads(atoi(argv[i + 1]));
         else break;
     }
-    if (help || !model_path || jobs < 1 || batch < 1 || argc % 2) {
+    if (help || !model_path || jobs < 1 || batch < 1 || argc % 2 || gpuq_precision_from_name(precision) < 0) {
         fprintf(help ? stdout : stderr, "usage: gpuq bench-compute --model PATH [--jobs N] [--batch ROWS] "
-                        "[--backend cpu|cuda] [--cpu-threads N]\n"
+                        "[--backend cpu|cuda] [--mlp-precision f32|bf16|f16] [--cpu-threads N]\n"
                         "Runs N one-row mlp jobs as batches of ROWS rows on the backend, with no "
                         "queue, and prints jobs/s.\n");
         return help ? 0 : 2;
@@ -37,6 +38,7 @@ int gpuq_bench_main(int argc, char **argv) {
         fprintf(stderr, "gpuq bench-compute: %s\n", err);
         return 2;
     }
+    be.precision = (enum gpuq_precision)gpuq_precision_from_name(precision);
     if (m.kind != GPUQ_MODEL_MLP || be.iface->model_load(&be, &m) != 0) {
         fprintf(stderr, "gpuq bench-compute: %s\n", m.kind != GPUQ_MODEL_MLP ? "not an mlp" : be.errstr);
         return 2;
@@ -44,19 +46,22 @@ int gpuq_bench_main(int argc, char **argv) {
     int d_in = gpuq_model_in_dim(&m), d_out = gpuq_model_out_dim(&m);
     float *x = malloc((size_t)batch * d_in * sizeof(float)), *y = malloc((size_t)batch * d_out * sizeof(float));
     for (long i = 0; i < batch * d_in; i++) x[i] = (float)(i % 17) / 17.0f - 0.5f;
+    int (*sync)(struct gpuq_backend *, int) = be.iface->sync;
     be.iface->mlp(&be, &m, x, (int)batch, y);   /* warm up */
+    if (sync) sync(&be, 0);
     double t0 = gpuq_mono_s();
     for (long done = 0; done < jobs; done += batch) {
         long rows = jobs - done < batch ? jobs - done : batch;
-        if (be.iface->mlp(&be, &m, x, (int)rows, y) != 0) {
+        /* each batch's outputs are back before the next starts, as in a worker */
+        if (be.iface->mlp(&be, &m, x, (int)rows, y) != 0 || (sync && sync(&be, 0) != 0)) {
             fprintf(stderr, "gpuq bench-compute: %s\n", be.errstr);
             return 1;
         }
     }
     double dt = gpuq_mono_s() - t0, flops = 0;
     for (int l = 0; l < m.n_layers; l++) flops += 2.0 * m.layers[l].d_in * m.layers[l].d_out;
-    printf("backend=%s jobs=%ld batch=%ld seconds=%.4f jobs_per_s=%.0f gflops=%.2f\n", be.iface->name,
-           jobs, batch, dt, jobs / dt, flops * jobs / dt / 1e9);
+    printf("backend=%s precision=%s jobs=%ld batch=%ld seconds=%.4f jobs_per_s=%.0f gflops=%.2f\n", be.iface->name,
+           precision, jobs, batch, dt, jobs / dt, flops * jobs / dt / 1e9);
     free(x);
     free(y);
     be.iface->model_free(&be, &m);

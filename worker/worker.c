@@ -543,6 +543,10 @@ static void serve(struct worker *w) {
     if (gpuq_webhooks_held(w->hooks))
         log_info("%d webhook deliveries left recorded in Redis for any worker to finish",
                  gpuq_webhooks_held(w->hooks));
+    if (w->device_lost)
+        log_error("exiting with status 1 after losing the device: %lld rows held stay pending, to "
+                  "be claimed by other workers after --claim-idle-ms", (long long)w->sched.rows_held);
+    forget_all(w);      /* what is still held stays pending in Redis */
 }
 
 int gpuq_worker_main(int argc, char **argv) {
@@ -573,9 +577,6 @@ int gpuq_worker_main(int argc, char **argv) {
              (unsigned long long)w.n_dead, (unsigned long long)w.n_batches,
              (unsigned long long)w.n_delivered, (unsigned long long)w.n_hooks_failed);
     int lost = w.device_lost;
-    if (lost)
-        log_error("exiting with status 1 after losing the device: %lld rows held stay pending, to "
-                  "be claimed by other workers after --claim-idle-ms", (long long)w.sched.rows_held);
     gpuq_worker_finish(&w);
     return lost ? 1 : 0;
 }

@@ -24,6 +24,10 @@ GPUQ = os.environ.get("GPUQ_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "gpuq")
 
 
+# scripts/gpu-check runs the suites again with GPUQ_TEST_BACKEND=cuda
+BACKEND = os.environ.get("GPUQ_TEST_BACKEND", "cpu")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,7 +123,7 @@ class Worker:
         self.log = tempfile.NamedTemporaryFile(prefix="gpuq-worker-", suffix=".log", delete=False)
         e = dict(os.environ)
         e.update(env or {})
-        self.proc = subprocess.Popen([GPUQ, "worker", "--redis", redis_url, "--backend", "cpu", *args],
+        self.proc = subprocess.Popen([GPUQ, "worker", "--redis", redis_url, "--backend", BACKEND, *args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=e)
         self.log.close()    # the child has its own descriptor; output() reads by name
         deadline = time.time() + 20
