@@ -138,6 +138,26 @@ void gpuq_backend_cpu_threads(int n);
  * "lost-after=N" (the device is lost after N op calls). 0, or -1 with err. */
 int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, size_t errlen);
 
+/* The ops of the table, in its order (the same as the protocol's ops). */
+enum gpuq_kernel {
+    GPUQ_K_MATMUL, GPUQ_K_MLP, GPUQ_K_KNN, GPUQ_K_SOFTMAX, GPUQ_K_LAYERNORM, GPUQ_K_IMAGE,
+    GPUQ_K_COUNT
+};
+
+/* be against the CPU backend cpu, op by op, on the same fresh random
+ * inputs (twin.c): small ones in milliseconds, or large ones (knn over
+ * several index blocks up to k = 4096, long rows, mixed matmul shapes in
+ * one grouped call, mlp in be's precision). */
+struct gpuq_twin {
+    double err[GPUQ_K_COUNT];   /* largest error seen */
+    double tol[GPUQ_K_COUNT];
+    unsigned failed;            /* bit k: op k disagrees, or failed to run */
+    char why[160];              /* the first failure to run */
+};
+void gpuq_twin_check(struct gpuq_backend *be, struct gpuq_backend *cpu, int large,
+                     struct gpuq_twin *out);
+const char *gpuq_kernel_name(enum gpuq_kernel k);
+
 /* "f32", "bf16", "f16" and back; -1 when unknown. */
 const char *gpuq_precision_name(enum gpuq_precision p);
 int gpuq_precision_from_name(const char *s);

@@ -310,18 +310,26 @@ static int cuda_matmul(struct gpuq_backend *be, const struct gpuq_matmul *g, int
         return rc;
     float *da = (float *)a, *db = (float *)b, *dc = (float *)c;
     float beta = 0.0f;
-    if (ng == 1) {
-        const struct gpuq_matmul *mm = g;
-        CU(cudaMemcpyAsync(da, mm->a, fa * 4, cudaMemcpyHostToDevice, s->stream));
-        CU(cudaMemcpyAsync(db, mm->b, fb * 4, cudaMemcpyHostToDevice, s->stream));
-        BLAS(cublasSgemmStridedBatched(
-            s->blas, mm->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, mm->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-            mm->n, mm->m, mm->k, &mm->alpha, db, mm->trans_b ? mm->k : mm->n, mm->stride_b, da,
-            mm->trans_a ? mm->m : mm->k, mm->stride_a, &beta, dc, mm->n, (long long)mm->m * mm->n,
-            mm->count));
-        CU(cudaMemcpyAsync(mm->c, dc, fc * 4, cudaMemcpyDeviceToHost, s->stream));
+    if (ng == 1 || CUBLAS_VERSION < 120500) {  /* grouped GEMMs came with cuBLAS 12.5 */
+        size_t oa = 0, ob = 0, oc = 0;
+        for (int i = 0; i < ng; i++) {
+            const struct gpuq_matmul *mm = &g[i];
+            size_t na = group_floats(mm, mm->stride_a, (size_t)mm->m * mm->k);
+            size_t nb = group_floats(mm, mm->stride_b, (size_t)mm->k * mm->n);
+            size_t nc = (size_t)mm->count * mm->m * mm->n;
+            CU(cudaMemcpyAsync(da + oa, mm->a, na * 4, cudaMemcpyHostToDevice, s->stream));
+            CU(cudaMemcpyAsync(db + ob, mm->b, nb * 4, cudaMemcpyHostToDevice, s->stream));
+            BLAS(cublasSgemmStridedBatched(
+                s->blas, mm->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, mm->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                mm->n, mm->m, mm->k, &mm->alpha, db + ob, mm->trans_b ? mm->k : mm->n, mm->stride_b,
+                da + oa, mm->trans_a ? mm->m : mm->k, mm->stride_a, &beta, dc + oc, mm->n,
+                (long long)mm->m * mm->n, mm->count));
+            CU(cudaMemcpyAsync(mm->c, dc + oc, nc * 4, cudaMemcpyDeviceToHost, s->stream));
+            oa += na, ob += nb, oc += nc;
+        }
         return 0;
     }
+#if CUBLAS_VERSION >= 120500
     /* grouped: per-group arrays on the host, pointer arrays on the device */
     void *ptrs_dev;
     size_t meta = (size_t)ng * (2 * sizeof(cublasOperation_t) + 7 * sizeof(int) + 2 * sizeof(float));
@@ -367,6 +375,7 @@ static int cuda_matmul(struct gpuq_backend *be, const struct gpuq_matmul *g, int
         CU(cudaMemcpyAsync(g[i].c, dc + oc, nc * 4, cudaMemcpyDeviceToHost, s->stream));
         oc += nc;
     }
+#endif
     return 0;
 }
 

@@ -269,6 +269,15 @@ static inline void check_image(struct gpuq_backend *be, double tol, unsigned *se
     }
 }
 
+/* Prints a twin check op by op; every op must agree. */
+static inline void check_twin(const struct gpuq_twin *t) {
+    for (int k = 0; k < GPUQ_K_COUNT; k++)
+        printf("  %-18s max error %-10.3g tolerance %.3g%s\n", gpuq_kernel_name((enum gpuq_kernel)k),
+               t->err[k], t->tol[k], t->failed & (1u << k) ? "  FAILED" : "");
+    if (t->why[0]) printf("  %s\n", t->why);
+    CHECK(t->failed == 0);
+}
+
 /* The row ops a backend implements, against references. */
 static inline void check_backend_rows(struct gpuq_backend *be, double tol) {
     unsigned seed = 7;

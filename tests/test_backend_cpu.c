@@ -1,6 +1,9 @@
 /* test_backend_cpu.c -- the CPU backend against plain C references, its
- * reduced-precision mlp, and the twin harness the CUDA test uses. */
-#include "twin.h"
+ * reduced-precision mlp, and the twin check the CUDA test and the worker's
+ * start-up use. */
+#include "ops_ref.h"
+#include "kernels/cpu_ops.h"
+#include "kernels/tensor.h"
 
 /* bf16 and f16 rounding: nearest, ties to even, overflow to infinity. */
 static void check_rounding(void) {
@@ -16,6 +19,56 @@ static void check_rounding(void) {
     CHECK(gpuq_round_f16(5.9604645e-8f) == 5.9604645e-8f);   /* the smallest subnormal */
     CHECK(gpuq_round_f16(2.9e-8f) == 0.0f);
     CHECK(gpuq_round_f16(0.1f) == gpuq_f16_to_f32(0x2e66));
+}
+
+/* Largest |x - want| over the largest |want|. */
+static double scaled_err(const float *x, const float *want, size_t n) {
+    double worst = 0, top = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)x[i] - want[i]));
+        top = fmax(top, fabs(want[i]));
+    }
+    return worst / top;
+}
+
+/* A softmax one element of which is off by 10^-4: what the twin check
+ * must catch. */
+static int off_softmax(struct gpuq_backend *be, const float *x, int rows, int cols, float *y) {
+    int rc = gpuq_cpu_softmax(be, x, rows, cols, y);
+    y[rows * cols / 2] += 1e-4f;
+    return rc;
+}
+
+static int lost_image(struct gpuq_backend *be, const struct gpuq_image *im, int n) {
+    (void)im, (void)n;
+    snprintf(be->errstr, sizeof(be->errstr), "no device");
+    return GPUQ_BE_LOST;
+}
+
+/* The twin check, CPU against CPU: it runs clean (under the sanitizers
+ * too) before a GPU sees it; and it catches an op that is slightly off,
+ * or that fails, and only that op. */
+static void check_twin_check(void) {
+    struct gpuq_backend a, b;
+    char err[128];
+    CHECK(gpuq_backend_create(&a, "cpu", 0, err, sizeof(err)) == 0);
+    CHECK(gpuq_backend_create(&b, "cpu", 0, err, sizeof(err)) == 0);
+    struct gpuq_twin t;
+    for (int large = 0; large < 2; large++) {
+        gpuq_twin_check(&a, &b, large, &t);
+        check_twin(&t);
+    }
+    struct gpuq_backend_i broken = *a.iface;
+    broken.softmax = off_softmax;
+    broken.image = lost_image;
+    const struct gpuq_backend_i *good = a.iface;
+    a.iface = &broken;
+    gpuq_twin_check(&a, &b, 0, &t);
+    CHECK(t.failed == (1u << GPUQ_K_SOFTMAX | 1u << GPUQ_K_IMAGE));
+    CHECK(t.err[GPUQ_K_SOFTMAX] > 5e-5 && t.err[GPUQ_K_SOFTMAX] < 2e-4 && strstr(t.why, "image_preprocess: no device"));
+    a.iface = good;
+    gpuq_backend_destroy(&a);
+    gpuq_backend_destroy(&b);
 }
 
 /* One layer, so the reference is exact: y = round(x) . round(W)^T + b in
@@ -52,7 +105,7 @@ static void check_precision(struct gpuq_backend *be, enum gpuq_precision p, doub
     be->precision = p;
     CHECK(be->iface->model_load(be, &m) == 0);
     CHECK(be->iface->mlp(be, &m, x, rows, y) == 0);
-    err = twin_scaled_err(y, want, (size_t)rows * 256);
+    err = scaled_err(y, want, (size_t)rows * 256);
     printf("  256-1024-256 relu, %s: error %.3g of the largest output against f32 (bound %.3g)\n",
            gpuq_precision_name(p), err, bound);
     CHECK(err > 0 && err <= bound);
@@ -62,7 +115,7 @@ static void check_precision(struct gpuq_backend *be, enum gpuq_precision p, doub
 }
 
 int main(void) {
-    struct gpuq_backend be, twin;
+    struct gpuq_backend be;
     char err[128];
     CHECK(gpuq_backend_create(&be, "cpu", 0, err, sizeof(err)) == 0);
     CHECK(strcmp(be.iface->name, "cpu") == 0);
@@ -71,11 +124,7 @@ int main(void) {
     check_rounding();
     check_precision(&be, GPUQ_PREC_BF16, 1e-2);
     check_precision(&be, GPUQ_PREC_F16, 2e-3);
-    /* the harness the CUDA test runs, CPU against CPU: it must run clean
-     * (under the sanitizers too) before a GPU ever sees it */
-    CHECK(gpuq_backend_create(&twin, "cpu", 0, err, sizeof(err)) == 0);
-    twin_all(&be, &twin);
-    gpuq_backend_destroy(&twin);
+    check_twin_check();
     gpuq_backend_destroy(&be);
     CHECK(gpuq_backend_create(&be, "tpu", 0, err, sizeof(err)) == -1);
     CHECK(strstr(err, "unknown backend") != NULL);

@@ -1,7 +1,8 @@
 /* test_backend_cuda.c -- the CUDA backend against the same references as the
  * CPU backend, then against the CPU backend itself on larger random inputs
- * (twin.h). Exits 77 (skipped) without a device. */
-#include "twin.h"
+ * (kernels/twin.c), in every mlp precision. Exits 77 (skipped) without a
+ * device. */
+#include "ops_ref.h"
 
 #ifdef GPUQ_HAVE_CUDA
 #include "kernels/cuda.h"
@@ -25,8 +26,13 @@ int main(void) {
     CHECK(be.iface->knn && be.iface->softmax && be.iface->layernorm && be.iface->image);
     check_backend(&be, 1e-4);
     check_backend_rows(&be, 1e-4);
-    printf("CUDA against the CPU backend:\n");
-    twin_all(&be, &cpu);
+    for (int p = GPUQ_PREC_F32; p <= GPUQ_PREC_F16; p++) {
+        struct gpuq_twin t;
+        be.precision = (enum gpuq_precision)p;
+        printf("CUDA against the CPU backend, mlp in %s:\n", gpuq_precision_name(be.precision));
+        gpuq_twin_check(&be, &cpu, 1, &t);
+        check_twin(&t);
+    }
     gpuq_backend_destroy(&be);
     gpuq_backend_destroy(&cpu);
     return check_done("test_backend_cuda");

@@ -150,7 +150,7 @@ int gpuq_ops_on_backend(const struct gpuq_ops *o, enum gpuq_op op) {
     const struct gpuq_backend_i *i = o->be->iface;
     void *fn[GPUQ_OP_COUNT] = {(void *)i->matmul, (void *)i->mlp, (void *)i->knn,
                                (void *)i->softmax, (void *)i->layernorm, (void *)i->image};
-    return fn[op] != NULL;
+    return fn[op] != NULL && !(o->on_cpu & (1u << op));
 }
 
 int gpuq_ops_init(struct gpuq_ops *o, int max_pieces) {

@@ -75,7 +75,8 @@ struct gpuq_ops_slot {
 
 struct gpuq_ops {
     struct gpuq_backend *be;    /* the chosen backend */
-    struct gpuq_backend *cpu;   /* runs what be leaves NULL */
+    struct gpuq_backend *cpu;   /* runs what be leaves NULL, and on_cpu */
+    unsigned on_cpu;            /* bit per op: served by cpu (be disagreed with it) */
     struct gpuq_model *models;
     int n_models;
     struct gpuq_ops_slot slot[2];

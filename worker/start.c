@@ -37,6 +37,26 @@ static int load_models(struct worker *w, char *err, size_t errlen) {
     return 0;
 }
 
+/* A device backend's ops against the CPU on small random inputs: an op
+ * that disagrees, or fails, is served by the CPU instead. */
+static void check_twin(struct worker *w) {
+    if (strcmp(w->be.iface->name, "cpu") == 0) return;
+    struct gpuq_twin t;
+    gpuq_twin_check(&w->be, &w->cpu, 0, &t);
+    double worst = 0;
+    for (int k = 0; k < GPUQ_K_COUNT; k++) {
+        if (t.failed & (1u << k))
+            log_error("%s on %s disagrees with the CPU backend (error %.3g, tolerance %.3g%s%s): "
+                      "served by the CPU backend", gpuq_kernel_name((enum gpuq_kernel)k),
+                      w->be.iface->name, t.err[k], t.tol[k], t.why[0] ? "; " : "", t.why);
+        else if (t.err[k] > worst)
+            worst = t.err[k];
+    }
+    w->ops.on_cpu = t.failed;
+    log_info("start-up check: %s ops agree with the CPU backend (largest error %.3g)",
+             t.failed ? "the other" : "all", worst);
+}
+
 static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
     log_info("gpuq %s worker %s: backend %s", GPUQ_VERSION, w->cfg.consumer, w->be.desc);
     if (w->be.precision != GPUQ_PREC_F32)
@@ -142,6 +162,7 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     w->pending_queue = 0;   /* a restarted worker with a fixed --consumer finishes its own */
     snprintf(w->pending_from, sizeof(w->pending_from), "0");
     log_summary(w, &url);
+    check_twin(w);
     return 0;
 }
 
