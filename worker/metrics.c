@@ -33,6 +33,7 @@ struct gpuq_metrics {
     int64_t *backlog, *pending;     /* [queue], -1 until sampled */
     struct hist queue_s, compute_s, total_s, rows;
     uint64_t webhooks[2];           /* failed, delivered */
+    uint64_t batch_trouble[2];      /* split (out of memory), failed */
     int64_t inflight_jobs, inflight_rows, device_bytes;
     int ready;
 };
@@ -107,6 +108,10 @@ void gpuq_metrics_batch(struct gpuq_metrics *m, int64_t rows) {
     pthread_mutex_lock(&m->lock);
     observe(&m->rows, rows_le, N_ROWS, (double)rows);
     pthread_mutex_unlock(&m->lock);
+}
+
+void gpuq_metrics_batch_trouble(struct gpuq_metrics *m, int failed) {
+    SET(m->batch_trouble[!!failed], m->batch_trouble[!!failed] + 1);
 }
 
 void gpuq_metrics_dead(struct gpuq_metrics *m, int queue, enum gpuq_err reason) {
@@ -190,6 +195,11 @@ char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
     for (int q = 0; q < m->n_queues; q++)
         if (m->pending[q] >= 0)
             fprintf(f, "gpuq_pending_jobs{queue=\"%s\"} %lld\n", m->queues[q], (long long)m->pending[q]);
+    head(f, "gpuq_batch_trouble_total", "counter", "Batches split for want of device memory, and "
+         "batches that failed (their jobs got internal).");
+    fprintf(f, "gpuq_batch_trouble_total{kind=\"split\"} %llu\n"
+               "gpuq_batch_trouble_total{kind=\"failed\"} %llu\n",
+            (unsigned long long)m->batch_trouble[0], (unsigned long long)m->batch_trouble[1]);
     head(f, "gpuq_webhook_deliveries_total", "counter", "Webhook deliveries finished, by outcome.");
     fprintf(f, "gpuq_webhook_deliveries_total{outcome=\"delivered\"} %llu\n"
                "gpuq_webhook_deliveries_total{outcome=\"failed\"} %llu\n",

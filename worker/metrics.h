@@ -24,6 +24,8 @@ void gpuq_metrics_destroy(struct gpuq_metrics *m);
 void gpuq_metrics_job(struct gpuq_metrics *m, int queue, int op, enum gpuq_err err, double queue_s,
                       double compute_s, double total_s);
 void gpuq_metrics_batch(struct gpuq_metrics *m, int64_t rows);
+/* A batch split for want of device memory (failed 0), or one that failed. */
+void gpuq_metrics_batch_trouble(struct gpuq_metrics *m, int failed);
 void gpuq_metrics_dead(struct gpuq_metrics *m, int queue, enum gpuq_err reason);
 void gpuq_metrics_webhook(struct gpuq_metrics *m, int delivered);
 void gpuq_metrics_inflight(struct gpuq_metrics *m, int64_t jobs, int64_t rows);

@@ -207,14 +207,14 @@ void gpuq_ops_start(struct gpuq_ops *o, const struct gpuq_piece *p, int n) {
     s->n = n;
     s->rows = sum_rows(p, n);
     s->start_us = gpuq_now_us();
-    s->done = 0;
+    s->split = 0;
     s->rc = s->be->iface->begin ? s->be->iface->begin(s->be, s->index) : 0;
     if (s->rc == 0) s->rc = impls[op]->run(s, s->p, n, s->rows);
     if (s->rc == GPUQ_BE_NOMEM) {
         log_warn("a batch of %lld rows does not fit: %s; running it in parts", (long long)s->rows,
                  s->be->errstr);
         s->rc = split(s, s->p, n);
-        s->done = 1;
+        s->split = 1;
     }
 }
 
@@ -227,7 +227,7 @@ void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b) {
     enum gpuq_op op = (enum gpuq_op)s->p[0].t->job.op;
     o->n_pending--;
     int rc = s->rc;
-    if (rc == 0 && !s->done) {
+    if (rc == 0 && !s->split) {
         if (s->be->iface->sync) rc = s->be->iface->sync(s->be, s->index);
         if (rc == 0) impls[op]->scatter(s, s->p, s->n);
     }
@@ -244,7 +244,7 @@ void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b) {
         else if (t->rows_done == t->rows && t->job.err == GPUQ_ERR_NONE)
             impls[op]->finish(t);
     }
-    *b = (struct gpuq_batch){s->p, s->n, s->rows, rc, s->be->errstr};
+    *b = (struct gpuq_batch){s->p, s->n, s->rows, rc, s->be->errstr, s->split};
 }
 
 void gpuq_ops_free(struct gpuq_ops *o) {

@@ -66,7 +66,7 @@ struct gpuq_ops_slot {
     int n;
     int64_t rows, start_us;
     int rc;                     /* from starting it */
-    int done;                   /* its outputs are already with the tasks */
+    int split;                  /* ran in parts at once: its outputs are with the tasks */
     float *buf[GPUQ_OPS_BUFS];  /* packing space where be has no staging */
     size_t cap[GPUQ_OPS_BUFS];  /* floats */
     void *out[2];               /* where the backend leaves the outputs */
@@ -91,6 +91,7 @@ struct gpuq_batch {
     int64_t rows;
     int rc;                     /* 0, or an enum gpuq_status */
     const char *why;            /* the backend's reason when rc != 0 */
+    int split;                  /* it ran in parts, for want of device memory */
 };
 
 /* Room for batches of up to max_pieces pieces. 0, or -1 out of memory. */

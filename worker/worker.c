@@ -424,7 +424,9 @@ static void finish_batch(struct worker *w) {
         log_error("the device is lost: no more batches; exiting once results are written");
     }
     w->n_batches++;
-    if (w->metrics) gpuq_metrics_batch(w->metrics, b.rows);
+    gpuq_metrics_batch(w->metrics, b.rows);
+    if (b.split) gpuq_metrics_batch_trouble(w->metrics, 0);
+    if (b.rc != 0) gpuq_metrics_batch_trouble(w->metrics, 1);
     for (int i = 0; i < b.n; i++) {
         struct gpuq_task *t = b.p[i].t;
         if (t->rows_done == t->rows) w->done[w->n_done++] = t;

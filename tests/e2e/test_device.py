@@ -8,7 +8,8 @@ import unittest
 import msgpack
 import numpy as np
 
-from harness import WorkerTest, from_tensor, make_mlp, tensor
+from harness import WorkerTest, free_port, from_tensor, make_mlp, tensor
+from test_metrics import get, metric, parse
 
 
 def softmax(x):
@@ -43,9 +44,15 @@ class DeviceFaults(WorkerTest):
             out[res["id"]] = res
         return out
 
+    def trouble(self, port):
+        ms = parse(get(f"http://127.0.0.1:{port}/metrics")[1])
+        return (metric(ms, "gpuq_batch_trouble_total", kind="split"),
+                metric(ms, "gpuq_batch_trouble_total", kind="failed"))
+
     def test_out_of_memory_runs_in_parts(self):
-        w = self.worker("--max-batch", "64", "--max-delay-us", "200000",
-                        env={"GPUQ_FAULT": "nomem-above=4"})
+        port = free_port()
+        w = self.worker("--max-batch", "64", "--max-delay-us", "200000", "--metrics-addr",
+                        f"127.0.0.1:{port}", env={"GPUQ_FAULT": "nomem-above=4"})
         xs = [self.rng.standard_normal((1 if i < 30 else 10, 7)).astype(np.float32) for i in range(31)]
         a = self.rng.standard_normal((6, 2, 3)).astype(np.float32)
         b = self.rng.standard_normal((3, 5)).astype(np.float32)
@@ -61,9 +68,13 @@ class DeviceFaults(WorkerTest):
         np.testing.assert_allclose(from_tensor(got["mm"]["outputs"]["c"]), a @ b, rtol=1e-5, atol=1e-5)
         self.assertIn("does not fit", w.output())
         self.assertIn("running it in parts", w.output())
+        split, failed = self.trouble(port)
+        self.assertGreaterEqual(split, 1)
+        self.assertEqual(failed, 0)
 
     def test_out_of_memory_for_one_row_fails_that_job_only(self):
-        w = self.worker(env={"GPUQ_FAULT": "nomem-above=0"})
+        port = free_port()
+        w = self.worker("--metrics-addr", f"127.0.0.1:{port}", env={"GPUQ_FAULT": "nomem-above=0"})
         x = self.rng.standard_normal((1, 4)).astype(np.float32)
         for i in range(2):      # the worker keeps serving after the first
             self.enqueue_all([{"op": "softmax", "id": f"j{i}", "inputs": {"x": tensor(x)}}])
@@ -72,6 +83,7 @@ class DeviceFaults(WorkerTest):
             self.assertEqual(res["error"]["code"], "internal")
             self.assertIn("out of memory", res["error"]["message"])
         self.assertIsNone(w.proc.poll())
+        self.assertEqual(self.trouble(port)[1], 2)
         # acked: nothing waits for a retry
         self.assertEqual(self.r.xpending(self.client.key("jobs"), "workers")["pending"], 0)
 

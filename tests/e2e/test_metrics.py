@@ -83,6 +83,8 @@ class Metrics(WorkerTest):
         self.assertEqual(metric(ms, "gpuq_pending_jobs", queue="default"), 0)
         self.assertEqual(metric(ms, "gpuq_inflight_rows"), 0)
         self.assertEqual(metric(ms, "gpuq_ready"), 1)
+        self.assertEqual(metric(ms, "gpuq_batch_trouble_total", kind="split"), 0)
+        self.assertEqual(metric(ms, "gpuq_batch_trouble_total", kind="failed"), 0)
         self.assertEqual(metric(ms, "gpuq_backend_info", backend="cpu", device=[d for (n, l), v in ms.items()
                          if n == "gpuq_backend_info" for k, d in l if k == "device"][0]), 1)
 

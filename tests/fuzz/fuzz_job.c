@@ -23,6 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             const struct gpuq_tensor *t = &job.inputs[k].t;
             volatile uint8_t sum = 0;
             for (size_t j = 0; j < t->nbytes; j++) sum += ((const uint8_t *)t->data)[j];
+            (void)sum;
         }
     }
     gpuq_job_free(&job);
