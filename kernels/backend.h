@@ -158,6 +158,11 @@ void gpuq_twin_check(struct gpuq_backend *be, struct gpuq_backend *cpu, int larg
                      struct gpuq_twin *out);
 const char *gpuq_kernel_name(enum gpuq_kernel k);
 
+/* The twin check's measure: largest |x - want| / (1 + |want|); or, scaled,
+ * largest |x - want| over the largest |want| (for results whose small
+ * elements come from cancellation). NaN counts as worst. */
+double gpuq_twin_err(const float *x, const float *want, size_t n, int scaled);
+
 /* "f32", "bf16", "f16" and back; -1 when unknown. */
 const char *gpuq_precision_name(enum gpuq_precision p);
 int gpuq_precision_from_name(const char *s);

@@ -10,8 +10,8 @@
 #include "kernels/tensor.h"
 
 struct cpu_ctx {
-    float *scratch[3];      /* mlp activations, grown to the largest batch seen */
-    size_t scratch_cap;     /* floats in each */
+    float *scratch[3];      /* mlp activations (the third: a rounded input), grown */
+    size_t scratch_cap[3];  /* floats in each */
 };
 
 static void cpu_destroy(struct gpuq_backend *be) {
@@ -57,25 +57,23 @@ static int cpu_matmul(struct gpuq_backend *be, const struct gpuq_matmul *groups,
     return 0;
 }
 
-/* Grows the scratch buffers; the steady state allocates nothing. */
-static int ensure_scratch(struct gpuq_backend *be, struct cpu_ctx *c, size_t floats) {
-    if (floats <= c->scratch_cap) return 0;
-    if (floats < 2 * c->scratch_cap) floats = 2 * c->scratch_cap;
-    for (int i = 0; i < 3; i++) {
-        float *p = realloc(c->scratch[i], floats * sizeof(float));
-        if (!p) {
-            snprintf(be->errstr, sizeof(be->errstr), "out of host memory for %zu floats", floats);
-            return -1;
-        }
-        c->scratch[i] = p;
+/* Grows scratch buffer i; the steady state allocates nothing. */
+static int ensure_scratch(struct gpuq_backend *be, struct cpu_ctx *c, int i, size_t floats) {
+    if (floats <= c->scratch_cap[i]) return 0;
+    if (floats < 2 * c->scratch_cap[i]) floats = 2 * c->scratch_cap[i];
+    float *p = realloc(c->scratch[i], floats * sizeof(float));
+    if (!p) {
+        snprintf(be->errstr, sizeof(be->errstr), "out of host memory for %zu floats", floats);
+        return -1;
     }
-    c->scratch_cap = floats;
+    c->scratch[i] = p;
+    c->scratch_cap[i] = floats;
     return 0;
 }
 
 float *gpuq_cpu_scratch(struct gpuq_backend *be, int i, size_t floats) {
     struct cpu_ctx *c = be->ctx;
-    return ensure_scratch(be, c, floats) == 0 ? c->scratch[i] : NULL;
+    return ensure_scratch(be, c, i, floats) == 0 ? c->scratch[i] : NULL;
 }
 
 /* y = act(y + bias), row by row; the activation is chosen once, outside the
@@ -111,7 +109,8 @@ static int cpu_mlp(struct gpuq_backend *be, const struct gpuq_model *m, const fl
                    int rows, float *y) {
     struct cpu_ctx *c = be->ctx;
     size_t width = (size_t)(m->max_width > m->layers[0].d_in ? m->max_width : m->layers[0].d_in);
-    if (ensure_scratch(be, c, (size_t)rows * width) != 0) return -1;
+    for (int i = 0; i < (be->precision == GPUQ_PREC_F32 ? 2 : 3); i++)
+        if (ensure_scratch(be, c, i, (size_t)rows * width) != 0) return -1;
     const float *in = x;
     for (int l = 0; l < m->n_layers; l++) {
         const struct gpuq_mlp_layer *L = &m->layers[l];

@@ -10,7 +10,7 @@ int gpuq_cpu_softmax(struct gpuq_backend *be, const float *x, int rows, int cols
 int gpuq_cpu_layernorm(struct gpuq_backend *be, const struct gpuq_layernorm *ln);
 int gpuq_cpu_image(struct gpuq_backend *be, const struct gpuq_image *im, int n);
 
-/* Scratch buffer i (0 or 1) of the CPU backend with room for floats;
+/* Scratch buffer i (0 to 2) of the CPU backend with room for floats;
  * grown, never shrunk. NULL with be->errstr when out of memory. */
 float *gpuq_cpu_scratch(struct gpuq_backend *be, int i, size_t floats);
 

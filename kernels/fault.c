@@ -119,9 +119,10 @@ static int parse(struct fault_ctx *f, const char *spec) {
     errno = 0;
     long long v = strtoll(eq + 1, &end, 10);
     if (errno || end == eq + 1 || *end || v < 0) return -1;
-    if ((size_t)(eq - spec) == strlen("nomem-above") && !strncmp(spec, "nomem-above", 11))
+    size_t len = (size_t)(eq - spec);
+    if (len == strlen("nomem-above") && !strncmp(spec, "nomem-above", len))
         f->nomem_above = v;
-    else if ((size_t)(eq - spec) == strlen("lost-after") && !strncmp(spec, "lost-after", 10))
+    else if (len == strlen("lost-after") && !strncmp(spec, "lost-after", len))
         f->lost_after = v;
     else
         return -1;

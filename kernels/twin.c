@@ -26,9 +26,7 @@ static float *rnd_floats(size_t n, unsigned *s) {
     return p;
 }
 
-/* Largest |x - want| / (1 + |want|); or, scaled, over the largest |want|
- * (for results whose small elements come from cancellation). NaN is worst. */
-static double max_err(const float *x, const float *want, size_t n, int scaled) {
+double gpuq_twin_err(const float *x, const float *want, size_t n, int scaled) {
     double worst = 0, top = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)x[i] - want[i]) / (scaled ? 1.0 : 1.0 + fabs(want[i]));
@@ -86,7 +84,7 @@ static void twin_matmul(struct run *r) {
         }
         rc = pass ? r->cpu->iface->matmul(r->cpu, g, ng) : ran(r, GPUQ_K_MATMUL, r->be->iface->matmul(r->be, g, ng));
     }
-    if (rc == 0) note(r, GPUQ_K_MATMUL, max_err(c, want, fc, 0));
+    if (rc == 0) note(r, GPUQ_K_MATMUL, gpuq_twin_err(c, want, fc, 0));
     free(a), free(b), free(c), free(want);
 }
 
@@ -110,7 +108,7 @@ static void twin_mlp(struct run *r) {
         r->cpu->iface->model_load(r->cpu, &m) == 0 && ran(r, GPUQ_K_MLP, r->be->iface->model_load(r->be, &m)) == 0) {
         if (ran(r, GPUQ_K_MLP, r->be->iface->mlp(r->be, &m, x, rows, y)) == 0 &&
             r->cpu->iface->mlp(r->cpu, &m, x, rows, want) == 0)
-            note(r, GPUQ_K_MLP, max_err(y, want, (size_t)rows * widths[2], r->be->precision != GPUQ_PREC_F32));
+            note(r, GPUQ_K_MLP, gpuq_twin_err(y, want, (size_t)rows * widths[2], r->be->precision != GPUQ_PREC_F32));
         r->be->iface->model_free(r->be, &m);
     }
     r->cpu->precision = saved;
@@ -145,7 +143,7 @@ static void twin_knn(struct run *r) {
             /* near-equal scores may swap places; each rank's score must match */
             for (size_t j = 0; j < (size_t)rows * k; j++)
                 if (i1[j] < 0 || i1[j] >= n) note(r, GPUQ_K_KNN, INFINITY);
-            note(r, GPUQ_K_KNN, max_err(s1, s2, (size_t)rows * k, 0));
+            note(r, GPUQ_K_KNN, gpuq_twin_err(s1, s2, (size_t)rows * k, 0));
         }
     r->be->iface->model_free(r->be, &ix);
 out:
@@ -161,13 +159,13 @@ static void twin_rows(struct run *r) {
         for (int j = 0; j < cols; j++) x[j] *= 50.0f;      /* large logits */
         if (ran(r, GPUQ_K_SOFTMAX, r->be->iface->softmax(r->be, x, rows, cols, y)) == 0 &&
             r->cpu->iface->softmax(r->cpu, x, rows, cols, want) == 0)
-            note(r, GPUQ_K_SOFTMAX, max_err(y, want, (size_t)rows * cols, 0));
+            note(r, GPUQ_K_SOFTMAX, gpuq_twin_err(y, want, (size_t)rows * cols, 0));
         for (int i = 0; i < rows; i++) sets[i] = i % 3;
         struct gpuq_layernorm ln = {x, rows, cols, sets, g, b, eps, y}, lw = ln;
         lw.y = want;
         if (ran(r, GPUQ_K_LAYERNORM, r->be->iface->layernorm(r->be, &ln)) == 0 &&
             r->cpu->iface->layernorm(r->cpu, &lw) == 0)
-            note(r, GPUQ_K_LAYERNORM, max_err(y, want, (size_t)rows * cols, 0));
+            note(r, GPUQ_K_LAYERNORM, gpuq_twin_err(y, want, (size_t)rows * cols, 0));
     }
     free(x), free(g), free(b), free(y), free(want);
 }
@@ -199,7 +197,7 @@ static void twin_image(struct run *r) {
         }
         if (ran(r, GPUQ_K_IMAGE, r->be->iface->image(r->be, a, n)) == 0 &&
             r->cpu->iface->image(r->cpu, b, n) == 0)
-            note(r, GPUQ_K_IMAGE, max_err(y, want, dst, 0));
+            note(r, GPUQ_K_IMAGE, gpuq_twin_err(y, want, dst, 0));
     }
     free(pix), free(y), free(want);
 }

@@ -21,16 +21,6 @@ static void check_rounding(void) {
     CHECK(gpuq_round_f16(0.1f) == gpuq_f16_to_f32(0x2e66));
 }
 
-/* Largest |x - want| over the largest |want|. */
-static double scaled_err(const float *x, const float *want, size_t n) {
-    double worst = 0, top = 0;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)x[i] - want[i]));
-        top = fmax(top, fabs(want[i]));
-    }
-    return worst / top;
-}
-
 /* A softmax one element of which is off by 10^-4: what the twin check
  * must catch. */
 static int off_softmax(struct gpuq_backend *be, const float *x, int rows, int cols, float *y) {
@@ -105,7 +95,7 @@ static void check_precision(struct gpuq_backend *be, enum gpuq_precision p, doub
     be->precision = p;
     CHECK(be->iface->model_load(be, &m) == 0);
     CHECK(be->iface->mlp(be, &m, x, rows, y) == 0);
-    err = scaled_err(y, want, (size_t)rows * 256);
+    err = gpuq_twin_err(y, want, (size_t)rows * 256, 1);
     printf("  256-1024-256 relu, %s: error %.3g of the largest output against f32 (bound %.3g)\n",
            gpuq_precision_name(p), err, bound);
     CHECK(err > 0 && err <= bound);
