@@ -1,8 +1,10 @@
 /* job.c -- strict job decoder and result encoder on msgpack-c. */
 #include "queue/job.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *op_names[GPUQ_OP_COUNT] = {
@@ -100,6 +102,50 @@ static const msgpack_object *map_get(const msgpack_object *map, const char *key)
     return NULL;
 }
 
+static int str_cmp(const msgpack_object *a, const msgpack_object *b) {
+    if (a->via.str.size != b->via.str.size) return a->via.str.size < b->via.str.size ? -1 : 1;
+    return memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size);
+}
+
+static int key_cmp(const void *a, const void *b) {
+    return str_cmp(*(const msgpack_object *const *)a, *(const msgpack_object *const *)b);
+}
+
+/* A string key that map holds twice, or NULL. Small maps are compared pair
+ * by pair; a large one is sorted, so a hostile map of 100k keys costs
+ * n log n, not n^2. Non-string keys are the caller's to refuse. */
+static const msgpack_object *repeated_key(const msgpack_object *map) {
+    uint32_t n = map->via.map.size;
+    const msgpack_object *found = NULL;
+    if (n <= 16) {
+        for (uint32_t i = 0; i < n && !found; i++)
+            for (uint32_t j = i + 1; j < n && !found; j++) {
+                const msgpack_object *a = &map->via.map.ptr[i].key, *b = &map->via.map.ptr[j].key;
+                if (a->type == MSGPACK_OBJECT_STR && b->type == MSGPACK_OBJECT_STR && !str_cmp(a, b))
+                    found = a;
+            }
+        return found;
+    }
+    const msgpack_object **keys = malloc(n * sizeof(*keys));
+    uint32_t m = 0;
+    if (!keys) return &map->via.map.ptr[0].key;     /* refuse what we cannot check */
+    for (uint32_t i = 0; i < n; i++)
+        if (map->via.map.ptr[i].key.type == MSGPACK_OBJECT_STR) keys[m++] = &map->via.map.ptr[i].key;
+    qsort(keys, m, sizeof(*keys), key_cmp);
+    for (uint32_t i = 1; i < m && !found; i++)
+        if (!str_cmp(keys[i - 1], keys[i])) found = keys[i];
+    free(keys);
+    return found;
+}
+
+/* Fails the job when map repeats a key; what names the map in the message. */
+static int unique_keys(struct gpuq_job *job, const msgpack_object *map, const char *what) {
+    const msgpack_object *k = repeated_key(map);
+    if (!k) return 0;
+    return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "key '%.*s' repeated in %s",
+                         (int)(k->via.str.size > 32 ? 32 : k->via.str.size), k->via.str.ptr, what);
+}
+
 static int get_int(const msgpack_object *o, int64_t *out) {
     if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         if (o->via.u64 > INT64_MAX) return -1;
@@ -120,12 +166,35 @@ static int nonempty_str(const msgpack_object *o, struct gpuq_str *out) {
     return 0;
 }
 
+/* ids, reply lists and URLs become parts of Redis keys and HTTP headers:
+ * take one only when it is 1 to max bytes with no control character (below
+ * 0x20, or 0x7f). Otherwise out stays empty, so nothing is built from it,
+ * and the job fails. An absent field, or one of another type (refused in the
+ * strict pass), leaves out empty. */
+static void take_name(struct gpuq_job *job, const msgpack_object *o, const char *key, size_t max,
+                      struct gpuq_str *out) {
+    struct gpuq_str v;
+    if (nonempty_str(o, &v) != 0) return;
+    if (v.len > max) {
+        gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s longer than %zu bytes", key, max);
+        return;
+    }
+    for (size_t i = 0; i < v.len; i++)
+        if ((unsigned char)v.ptr[i] < 0x20 || v.ptr[i] == 0x7f) {
+            gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s holds a control character (byte %zu)",
+                          key, i);
+            return;
+        }
+    *out = v;
+}
+
 static int decode_tensor(struct gpuq_job *job, struct gpuq_input *in, const msgpack_object *o) {
     int name_len = (int)(in->name.len > 40 ? 40 : in->name.len);
     const char *name = in->name.ptr;
     if (o->type != MSGPACK_OBJECT_MAP)
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': not a tensor map",
                              name_len, name);
+    if (unique_keys(job, o, "a tensor") != 0) return -1;
     const msgpack_object *dtype = NULL, *shape = NULL, *data = NULL;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
@@ -181,6 +250,8 @@ static int decode_inputs(struct gpuq_job *job, const msgpack_object *o) {
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "inputs must be a map of tensors");
     if (o->via.map.size > GPUQ_MAX_INPUTS)
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "more than %d inputs", GPUQ_MAX_INPUTS);
+    assert(job->n_inputs == 0);     /* a repeated "inputs" key was refused before */
+    if (unique_keys(job, o, "inputs") != 0) return -1;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         struct gpuq_input *in = &job->inputs[job->n_inputs];
         if (nonempty_str(&o->via.map.ptr[i].key, &in->name) != 0)
@@ -218,26 +289,11 @@ enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t l
         return GPUQ_DECODE_UNDECODABLE;
     }
     /* First what an error result needs, leniently, so even a bad job is answered. */
-    nonempty_str(map_get(root, "id"), &job->id);
-    nonempty_str(map_get(root, "reply_to"), &job->reply_to);
-    nonempty_str(map_get(root, "callback"), &job->callback);
+    take_name(job, map_get(root, "id"), "id", GPUQ_MAX_ID_LEN, &job->id);
+    take_name(job, map_get(root, "reply_to"), "reply_to", GPUQ_MAX_ID_LEN, &job->reply_to);
+    take_name(job, map_get(root, "callback"), "callback", 2048, &job->callback);
     job->meta = map_get(root, "meta");
-    /* ids and reply lists become parts of Redis keys: keep them bounded */
-    if (job->id.len > GPUQ_MAX_ID_LEN) {
-        job->id.ptr = NULL;
-        job->id.len = 0;
-        gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "id longer than %d bytes", GPUQ_MAX_ID_LEN);
-    }
-    if (job->callback.len > 2048) {
-        job->callback.ptr = NULL;
-        job->callback.len = 0;
-        gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "callback longer than 2048 bytes");
-    }
-    if (job->reply_to.len > GPUQ_MAX_ID_LEN) {
-        job->reply_to.ptr = NULL;
-        job->reply_to.len = 0;
-        gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "reply_to longer than %d bytes", GPUQ_MAX_ID_LEN);
-    }
+    unique_keys(job, root, "the job");
 
     /* Then everything, strictly. */
     for (uint32_t i = 0; i < root->via.map.size && job->err == GPUQ_ERR_NONE; i++) {
@@ -254,8 +310,14 @@ enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t l
         } else if (key_is(k, "inputs")) {
             decode_inputs(job, v);
         } else if (key_is(k, "params")) {
-            if (v->type != MSGPACK_OBJECT_MAP)
+            if (v->type != MSGPACK_OBJECT_MAP) {
                 gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "params must be a map");
+                break;
+            }
+            for (uint32_t p = 0; p < v->via.map.size; p++)
+                if (v->via.map.ptr[p].key.type != MSGPACK_OBJECT_STR)
+                    gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "params keys must be strings");
+            unique_keys(job, v, "params");
             job->params = v;
         } else if (key_is(k, "model")) {
             if (nonempty_str(v, &job->model) != 0)

@@ -1,5 +1,8 @@
-/* stream.c -- Redis Streams consumer on hiredis. */
+/* stream.c -- Redis Streams consumer on hiredis: connecting and reading
+ * (the writing half is publish.c). */
 #include "queue/stream.h"
+
+#include "queue/stream_int.h"
 
 #include "queue/client.h"
 
@@ -7,15 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void set_error(struct gpuq_stream *s, int type, const char *str) {
+void gpuq_stream_set_error(struct gpuq_stream *s, int type, const char *str) {
     s->err = type;
     snprintf(s->errstr, sizeof(s->errstr), "%s", str ? str : "unknown error");
 }
 
-/* After an I/O error the context is useless: drop it so callers reconnect. */
-static void drop_connection(struct gpuq_stream *s) {
+void gpuq_stream_drop(struct gpuq_stream *s) {
     if (!s->rc) return;
-    set_error(s, s->rc->err ? s->rc->err : REDIS_ERR_IO, s->rc->err ? s->rc->errstr : "I/O error");
+    gpuq_stream_set_error(s, s->rc->err ? s->rc->err : REDIS_ERR_IO, s->rc->err ? s->rc->errstr : "I/O error");
     redisFree(s->rc);
     s->rc = NULL;
 }
@@ -37,14 +39,20 @@ int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, co
     s->jobs_keys = calloc((size_t)n_queues, sizeof(char *));
     s->dead_keys = calloc((size_t)n_queues, sizeof(char *));
     s->hook_keys = calloc((size_t)n_queues, sizeof(char *));
-    if (!s->queues || !s->jobs_keys || !s->dead_keys || !s->hook_keys) goto oom;
+    s->result_prefixes = calloc((size_t)n_queues, sizeof(char *));
+    if (!s->queues || !s->jobs_keys || !s->dead_keys || !s->hook_keys || !s->result_prefixes)
+        goto oom;
     s->n_queues = n_queues;
+    s->max_value = 512 << 20;   /* Redis's default, until connect reads the real one */
     for (int i = 0; i < n_queues; i++) {
         s->queues[i] = strdup(queues[i]);
         s->jobs_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "jobs"));
         s->dead_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "dead"));
         s->hook_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "webhooks"));
-        if (!s->queues[i] || !s->jobs_keys[i] || !s->dead_keys[i] || !s->hook_keys[i]) goto oom;
+        s->result_prefixes[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "result:"));
+        if (!s->queues[i] || !s->jobs_keys[i] || !s->dead_keys[i] || !s->hook_keys[i] ||
+            !s->result_prefixes[i])
+            goto oom;
     }
     return 0;
 oom:
@@ -60,8 +68,11 @@ void gpuq_stream_free(struct gpuq_stream *s) {
         free(s->jobs_keys[i]);
         free(s->dead_keys[i]);
         if (s->hook_keys) free(s->hook_keys[i]);
+        if (s->result_prefixes) free(s->result_prefixes[i]);
     }
+    gpuq_stream_free_writes(s);
     free(s->hook_keys);
+    free(s->result_prefixes);
     free(s->queues);
     free(s->jobs_keys);
     free(s->dead_keys);
@@ -72,7 +83,7 @@ void gpuq_stream_free(struct gpuq_stream *s) {
  * on I/O errors). An error reply is returned as it is. */
 static redisReply *command(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
     redisReply *r = redisCommandArgv(s->rc, argc, argv, lens);
-    if (!r) drop_connection(s);
+    if (!r) gpuq_stream_drop(s);
     return r;
 }
 
@@ -81,7 +92,7 @@ static int simple(struct gpuq_stream *s, int argc, const char **argv, const char
     if (!r) return -1;
     int result = 0;
     if (r->type == REDIS_REPLY_ERROR && !(ok_error && strncmp(r->str, ok_error, strlen(ok_error)) == 0)) {
-        set_error(s, REDIS_ERR_OTHER, r->str);
+        gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->str);
         result = -1;
     }
     freeReplyObject(r);
@@ -94,7 +105,7 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
     s->err = 0;
     s->sent = 0;    /* a new connection owes no replies */
     if (!(s->rc = gpuq_redis_connect(&s->url, timeout_ms, err, sizeof(err)))) {
-        set_error(s, REDIS_ERR_IO, err);
+        gpuq_stream_set_error(s, REDIS_ERR_IO, err);
         return -1;
     }
     /* replies to a BLOCK read come within a second; 30 s means Redis is gone */
@@ -106,11 +117,75 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
         const char *hooks[] = {"XGROUP", "CREATE", s->hook_keys[i], GPUQ_HOOK_GROUP, "0", "MKSTREAM"};
         if (simple(s, 6, argv, "BUSYGROUP") != 0 || simple(s, 6, hooks, "BUSYGROUP") != 0) return -1;
     }
+    /* a value larger than this makes Redis drop the connection, not answer
+     * an error: results are held to it (CONFIG may be denied: keep the default) */
+    const char *cfg[] = {"CONFIG", "GET", "proto-max-bulk-len"};
+    redisReply *r = command(s, 3, cfg, NULL);
+    if (!r) return -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING)
+        s->max_value = strtoll(r->element[1]->str, NULL, 10);
+    freeReplyObject(r);
     return 0;
 }
 
+int gpuq_stream_owns_key(const struct gpuq_stream *s, struct gpuq_str key) {
+    for (int i = 0; i < s->n_queues; i++) {
+        const char *exact[] = {s->jobs_keys[i], s->dead_keys[i], s->hook_keys[i]};
+        for (int k = 0; k < 3; k++)
+            if (strlen(exact[k]) == key.len && !memcmp(exact[k], key.ptr, key.len)) return 1;
+        size_t n = strlen(s->result_prefixes[i]);
+        if (key.len >= n && !memcmp(s->result_prefixes[i], key.ptr, n)) return 1;
+    }
+    return 0;
+}
+
+/* Looks for "name:<integer>" in an INFO reply; -1 when absent. */
+static long long info_field(const char *info, const char *name) {
+    const char *p = strstr(info, name);
+    return p && p[strlen(name)] == ':' ? strtoll(p + strlen(name) + 1, NULL, 10) : -1;
+}
+
+int gpuq_stream_writable(struct gpuq_stream *s) {
+    const char *mem[] = {"INFO", "memory"}, *repl[] = {"INFO", "replication"};
+    if (!s->rc) return -1;
+    redisReply *m = command(s, 2, mem, NULL);
+    if (!m) return -1;
+    redisReply *r = command(s, 2, repl, NULL);
+    int ok = -1;
+    if (r && m->type == REDIS_REPLY_STRING && r->type == REDIS_REPLY_STRING) {
+        long long used = info_field(m->str, "used_memory"), max = info_field(m->str, "maxmemory");
+        ok = strstr(r->str, "role:master") && (max <= 0 || (used >= 0 && used < max));
+    }
+    freeReplyObject(m);
+    if (r) freeReplyObject(r);
+    return ok;
+}
+
+int gpuq_stream_leave(struct gpuq_stream *s) {
+    int left = 0;
+    if (!s->rc) return -1;
+    for (int i = 0; i < s->n_queues; i++)
+        for (int hooks = 0; hooks < 2; hooks++) {
+            const char *key = hooks ? s->hook_keys[i] : s->jobs_keys[i];
+            const char *group = hooks ? GPUQ_HOOK_GROUP : GPUQ_GROUP;
+            const char *xp[] = {"XPENDING", key, group, "-", "+", "1", s->consumer};
+            redisReply *r = command(s, 7, xp, NULL);
+            if (!r) return -1;
+            int idle = r->type == REDIS_REPLY_ARRAY && r->elements == 0;
+            freeReplyObject(r);
+            if (!idle) continue;
+            const char *del[] = {"XGROUP", "DELCONSUMER", key, group, s->consumer};
+            if (simple(s, 5, del, NULL) != 0) return -1;
+            left++;
+        }
+    return left;
+}
+
+/* The enqueue time an entry id carries. A client may choose its own ids:
+ * clamped so that microseconds from it never overflow. */
 static int64_t id_ms(const char *id) {
-    return strtoll(id, NULL, 10);
+    long long ms = strtoll(id, NULL, 10);
+    return ms < 0 ? 0 : ms > INT64_MAX / 1000 ? INT64_MAX / 1000 : ms;
 }
 
 static void take_fields(struct gpuq_entry *e, const redisReply *fields) {
@@ -186,7 +261,7 @@ static int read_args(struct gpuq_stream *s, char **keys, const char *group, int 
 static int read_reply(struct gpuq_stream *s, char **keys, redisReply *r, struct gpuq_entry *out,
                       int cap, redisReply **reply) {
     if (r->type == REDIS_REPLY_ERROR) {
-        set_error(s, REDIS_ERR_OTHER, r->str);
+        gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->str);
         int nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
         freeReplyObject(r);
         /* Redis lost its data (restart without persistence, FLUSHALL): recreate */
@@ -205,6 +280,32 @@ static int read_reply(struct gpuq_stream *s, char **keys, redisReply *r, struct 
     return got;
 }
 
+/* Entries read again from this consumer's own pending list are deliveries
+ * like any other (Redis counts them): a worker restarted under the same
+ * name after dying on a job must see the count grow, or the job is never
+ * dead-lettered. Takes the counts from XPENDING, one call per queue. */
+static int own_deliveries(struct gpuq_stream *s, char **keys, const char *group,
+                          struct gpuq_entry *e, int n) {
+    for (int i = 0, j; i < n; i = j) {
+        char cnt[24];
+        for (j = i; j < n && e[j].queue == e[i].queue; j++) {}
+        snprintf(cnt, sizeof(cnt), "%d", j - i);
+        const char *argv[] = {"XPENDING", keys[e[i].queue], group, e[i].id.ptr, e[j - 1].id.ptr,
+                              cnt, s->consumer};
+        redisReply *r = command(s, 7, argv, NULL);
+        if (!r) return -1;
+        for (size_t k = 0, m = (size_t)i; r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
+            const redisReply *p = r->element[k];
+            if (p->type != REDIS_REPLY_ARRAY || p->elements < 4 || p->element[3]->type != REDIS_REPLY_INTEGER)
+                continue;
+            while ((int)m < j && strcmp(e[m].id.ptr, p->element[0]->str) != 0) m++;
+            if ((int)m < j) e[m].deliveries = p->element[3]->integer;
+        }
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
 static int read_group(struct gpuq_stream *s, char **keys, const char *group, int first, int n,
                       int count, int block_ms, const char *from, struct gpuq_entry *out, int cap,
                       redisReply **reply) {
@@ -217,7 +318,13 @@ static int read_group(struct gpuq_stream *s, char **keys, const char *group, int
     int argc = read_args(s, keys, group, first, n, count_s, block_ms >= 0 ? block_s : NULL, from, argv);
     redisReply *r = command(s, argc, argv, NULL);
     if (!r) return -1;
-    return read_reply(s, keys, r, out, cap, reply);
+    int got = read_reply(s, keys, r, out, cap, reply);
+    if (got > 0 && from[0] != '>' && own_deliveries(s, keys, group, out, got) != 0) {
+        freeReplyObject(*reply);
+        *reply = NULL;
+        return -1;
+    }
+    return got;
 }
 
 int gpuq_stream_prefetch(struct gpuq_stream *s, int q, int count) {
@@ -228,12 +335,12 @@ int gpuq_stream_prefetch(struct gpuq_stream *s, int q, int count) {
     int argc = read_args(s, s->jobs_keys, GPUQ_GROUP, q, 1, count_s, NULL, ">", argv);
     int done = 0;
     if (redisAppendCommandArgv(s->rc, argc, argv, NULL) != REDIS_OK) {
-        drop_connection(s);
+        gpuq_stream_drop(s);
         return -1;
     }
     while (!done)
         if (redisBufferWrite(s->rc, &done) != REDIS_OK) {
-            drop_connection(s);
+            gpuq_stream_drop(s);
             return -1;
         }
     return 0;
@@ -244,7 +351,7 @@ int gpuq_stream_prefetched(struct gpuq_stream *s, struct gpuq_entry *out, int ca
     redisReply *r = NULL;
     *reply = NULL;
     if (!s->rc || redisGetReply(s->rc, (void **)&r) != REDIS_OK || !r) {
-        drop_connection(s);
+        gpuq_stream_drop(s);
         return -1;
     }
     return read_reply(s, s->jobs_keys, r, out, cap, reply);
@@ -288,7 +395,7 @@ int gpuq_stream_claim(struct gpuq_stream *s, enum gpuq_stream_kind kind, int q,
     redisReply *pend = command(s, 8, xp, NULL);
     if (!pend) return -1;
     if (pend->type != REDIS_REPLY_ARRAY) {
-        set_error(s, REDIS_ERR_OTHER, pend->type == REDIS_REPLY_ERROR ? pend->str : "XPENDING");
+        gpuq_stream_set_error(s, REDIS_ERR_OTHER, pend->type == REDIS_REPLY_ERROR ? pend->str : "XPENDING");
         freeReplyObject(pend);
         return -1;
     }
@@ -368,151 +475,8 @@ int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int6
         if (ours) *backlog = lag, *pending = pend;
     }
     int rc = r->type == REDIS_REPLY_ARRAY ? 0 : -1;
-    if (rc) set_error(s, REDIS_ERR_OTHER, r->type == REDIS_REPLY_ERROR ? r->str : "XINFO GROUPS");
+    if (rc) gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->type == REDIS_REPLY_ERROR ? r->str : "XINFO GROUPS");
     freeReplyObject(r);
     return rc;
 }
 
-/* ---- writing ---- */
-
-static void append(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
-    if (!s->rc || redisAppendCommandArgv(s->rc, argc, argv, lens) != REDIS_OK) s->failed = 1;
-    else s->queued++;
-}
-
-void gpuq_stream_begin(struct gpuq_stream *s) {
-    const char *argv[] = {"MULTI"};
-    s->queued = 0;
-    s->failed = 0;
-    s->n_expiring = 0;
-    append(s, 1, argv, NULL);
-}
-
-void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id,
-                            const char *bytes, size_t len, int64_t ttl_s,
-                            struct gpuq_str reply_to) {
-    char key[1024], ttl[24];
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)(ttl_s > 0 ? ttl_s : 0));
-    if (ttl_s > 0) {
-        int n = snprintf(key, sizeof(key), "%s:{%s}:result:%.*s", s->prefix, s->queues[queue],
-                         (int)id.len, id.ptr);
-        if (n >= (int)sizeof(key)) s->failed = 1;   /* the codec bounds id lengths */
-        const char *argv[] = {"SET", key, bytes, "EX", ttl};
-        size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
-        append(s, 5, argv, lens);
-    }
-    if (reply_to.ptr) {
-        const char *push[] = {"RPUSH", reply_to.ptr, bytes};
-        size_t push_lens[] = {5, reply_to.len, len};
-        append(s, 3, push, push_lens);
-        /* a reply list with no result TTL still expires, after a day; one
-         * EXPIRE per list and TTL in a transaction is enough */
-        int seen = 0;
-        for (int i = 0; i < s->n_expiring && !seen; i++)
-            seen = s->expiring[i].len == reply_to.len && s->expiring[i].ttl == ttl_s &&
-                   memcmp(s->expiring[i].key, reply_to.ptr, reply_to.len) == 0;
-        if (!seen) {
-            const char *exp[] = {"EXPIRE", reply_to.ptr, ttl_s > 0 ? ttl : "86400"};
-            size_t exp_lens[] = {6, reply_to.len, strlen(exp[2])};
-            append(s, 3, exp, exp_lens);
-            if (s->n_expiring < 8) {
-                s->expiring[s->n_expiring].key = reply_to.ptr;
-                s->expiring[s->n_expiring].len = reply_to.len;
-                s->expiring[s->n_expiring++].ttl = ttl_s;
-            }
-        }
-    }
-}
-
-void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
-                          const char *error, size_t error_len, int64_t attempts,
-                          struct gpuq_str callback) {
-    char att[24];
-    snprintf(att, sizeof(att), "%lld", (long long)attempts);
-    const char *argv[] = {"XADD", s->dead_keys[queue], "*", "job", job.ptr ? job.ptr : "",
-                          "error", error, "attempts", att, "callback", callback.ptr};
-    size_t lens[] = {4, strlen(s->dead_keys[queue]), 1, 3, job.ptr ? job.len : 0, 5, error_len, 8,
-                     strlen(att), 8, callback.len};
-    append(s, callback.ptr ? 11 : 9, argv, lens);
-}
-
-void gpuq_stream_put_hook(struct gpuq_stream *s, int queue, struct gpuq_str id,
-                          struct gpuq_str url, int msgpack_body, const char *result, size_t len,
-                          struct gpuq_str job) {
-    const char *argv[] = {"XADD", s->hook_keys[queue], "*", "id", id.ptr, "url", url.ptr,
-                          "format", msgpack_body ? "msgpack" : "json", "result", result,
-                          "job", job.ptr ? job.ptr : ""};
-    size_t lens[] = {4, strlen(s->hook_keys[queue]), 1, 2, id.len, 3, url.len, 6,
-                     msgpack_body ? 7 : 4, 6, len, 3, job.ptr ? job.len : 0};
-    append(s, 13, argv, lens);
-}
-
-void gpuq_stream_hook_done(struct gpuq_stream *s, int queue, struct gpuq_str entry_id) {
-    const char *ack[] = {"XACK", s->hook_keys[queue], GPUQ_HOOK_GROUP, entry_id.ptr};
-    size_t ack_lens[] = {4, strlen(s->hook_keys[queue]), strlen(GPUQ_HOOK_GROUP), entry_id.len};
-    const char *del[] = {"XDEL", s->hook_keys[queue], entry_id.ptr};
-    size_t del_lens[] = {4, strlen(s->hook_keys[queue]), entry_id.len};
-    append(s, 4, ack, ack_lens);
-    append(s, 3, del, del_lens);
-}
-
-void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id) {
-    const char *argv[] = {"XACK", s->jobs_keys[queue], GPUQ_GROUP, entry_id.ptr};
-    size_t lens[] = {4, strlen(s->jobs_keys[queue]), strlen(GPUQ_GROUP), entry_id.len};
-    append(s, 4, argv, lens);
-}
-
-int gpuq_stream_send(struct gpuq_stream *s) {
-    const char *argv[] = {s->failed ? "DISCARD" : "EXEC"};
-    append(s, 1, argv, NULL);
-    s->sent = s->queued;    /* MULTI, the commands and EXEC: queued counts all */
-    if (!s->rc) return -1;
-    int done = 0;
-    while (!done)
-        if (redisBufferWrite(s->rc, &done) != REDIS_OK) {
-            drop_connection(s);
-            return -1;
-        }
-    return 0;
-}
-
-int gpuq_stream_wait(struct gpuq_stream *s) {
-    int result = 0, expect = s->sent;
-    s->sent = 0;
-    if (!s->rc) return -1;
-    for (int i = 0; i < expect; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(s->rc, (void **)&r) != REDIS_OK || !r) {
-            drop_connection(s);
-            return -1;
-        }
-        if (i == expect - 1) {
-            if (r->type != REDIS_REPLY_ARRAY) {
-                set_error(s, REDIS_ERR_OTHER, r->type == REDIS_REPLY_ERROR ? r->str
-                          : "transaction not applied");
-                result = -1;
-            }
-            /* a command that failed inside an applied transaction (say RPUSH
-             * onto a key of another type) is reported, the rest stands */
-            for (size_t j = 0; result == 0 && j < r->elements; j++)
-                if (r->element[j]->type == REDIS_REPLY_ERROR && result == 0) {
-                    set_error(s, REDIS_ERR_OTHER, r->element[j]->str);
-                    result = 1;
-                }
-        } else if (r->type == REDIS_REPLY_ERROR) {
-            set_error(s, REDIS_ERR_OTHER, r->str);
-            result = -1;
-        }
-        freeReplyObject(r);
-    }
-    if (s->failed && result == 0) {
-        set_error(s, REDIS_ERR_OOM, "could not queue the transaction");
-        result = -1;
-    }
-    return result;
-}
-
-int gpuq_stream_commit(struct gpuq_stream *s) {
-    if (gpuq_stream_send(s) != 0) return -1;
-    return gpuq_stream_wait(s);
-}

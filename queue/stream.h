@@ -20,6 +20,25 @@
 /* The streams a worker consumes: jobs, and webhook deliveries. */
 enum gpuq_stream_kind { GPUQ_STREAM_JOBS, GPUQ_STREAM_HOOKS };
 
+/* What the writes of one transaction owe Redis besides results: acks (XACK
+ * and XDEL) of job and webhook entries, and reply-list pushes, each grouped
+ * per key when the transaction is sent. Private to publish.c. */
+struct gpuq_ack;
+struct gpuq_push;
+struct gpuq_pushed;
+
+/* A reply list Redis would not take a push for (wrong type, no permission,
+ * another slot): jobs says how many results lost their push to it. */
+struct gpuq_refused {
+    char *key;
+    size_t len;
+    char err[96];
+    int jobs;
+    int queued;             /* refused when queued, so the transaction was retried without it */
+};
+
+#define GPUQ_MAX_REFUSED 16
+
 struct gpuq_stream {
     redisContext *rc;
     struct gpuq_redis_url url;
@@ -29,14 +48,28 @@ struct gpuq_stream {
     char **jobs_keys;       /* P:{Q}:jobs */
     char **dead_keys;       /* P:{Q}:dead */
     char **hook_keys;       /* P:{Q}:webhooks: deliveries owed, group senders */
+    char **result_prefixes; /* P:{Q}:result: */
     char consumer[128];
     int err;                /* 0, or a REDIS_ERR_* code */
     char errstr[128];
-    int queued;             /* commands in the open MULTI */
+    int64_t max_value;      /* the largest value Redis takes (proto-max-bulk-len) */
+    /* the open transaction */
+    int queued;             /* commands in it, MULTI included */
     int failed;             /* an append failed: the MULTI must not be committed */
     int sent;               /* replies owed by a sent transaction */
-    struct { const char *key; size_t len; int64_t ttl; } expiring[8];  /* EXPIREs in this MULTI */
-    int n_expiring;
+    size_t tx_bytes;        /* bytes of values put into it */
+    int *tags;              /* per queued command: the push it carries, or -1 */
+    int cap_tags;
+    struct gpuq_ack *acks;
+    int n_acks, cap_acks;
+    struct gpuq_push *pushes;
+    int n_pushes, cap_pushes;
+    struct gpuq_pushed *vals;
+    int n_vals, cap_vals;
+    char *arena;            /* the pushed values' bytes */
+    size_t arena_len, arena_cap;
+    struct gpuq_refused refused[GPUQ_MAX_REFUSED];
+    int n_refused;
 };
 
 /* One stream entry, borrowed from the reply it came in. */
@@ -100,9 +133,30 @@ int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int6
 /* The value of field name in an entry, or {NULL, 0}. */
 struct gpuq_str gpuq_entry_field(const struct gpuq_entry *e, const char *name);
 
-/* Writing: begin, any number of puts and acks, commit. Nothing is applied
- * unless commit returns 0; then all of it is. */
+/* ---- writing (publish.c) ----
+ *
+ * begin, any number of puts and acks, then send and wait (or commit, both
+ * at once). All of a transaction is applied or none of it. The acks of a
+ * transaction go out as one XACK and one XDEL per stream, so an answered
+ * entry leaves the stream with its answer. A reply push is an EVAL that
+ * pushes and, only when the push succeeded, sets the list's TTL: the worker
+ * never touches a key it could not push to. */
+
+enum gpuq_commit {
+    GPUQ_COMMIT_OK = 0,
+    GPUQ_COMMIT_PARTIAL = 1,    /* applied, but a command other than a push failed: errstr */
+    GPUQ_COMMIT_LOST = -1,      /* the connection is gone (or never was): reconnect */
+    GPUQ_COMMIT_REFUSED = -2,   /* Redis refused the writes (out of memory, read-only, no
+                                 * permission): nothing applied; errstr; send it again later */
+    GPUQ_COMMIT_RETRY = -3      /* nothing applied, because Redis refused some reply lists when
+                                 * queued: those are now in refused[]; build it again at once */
+};
+
+/* Opens a transaction. refused[] is kept: a transaction built again after
+ * GPUQ_COMMIT_RETRY skips the pushes to those lists. */
 void gpuq_stream_begin(struct gpuq_stream *s);
+/* SET P:{Q}:result:<id> EX ttl_s (none when ttl_s is 0), and a push of the
+ * same bytes to reply_to (when set, and not refused). */
 void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id,
                             const char *bytes, size_t len, int64_t ttl_s,
                             struct gpuq_str reply_to);
@@ -114,16 +168,35 @@ void gpuq_stream_put_hook(struct gpuq_stream *s, int queue, struct gpuq_str id,
 void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
                           const char *error, size_t error_len, int64_t attempts,
                           struct gpuq_str callback);
-/* Acks and deletes a webhook delivery entry. */
+/* Acks and deletes a webhook delivery entry, or a job entry. The id is
+ * borrowed until the transaction is sent. */
 void gpuq_stream_hook_done(struct gpuq_stream *s, int queue, struct gpuq_str entry_id);
 void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id);
+/* send and wait; returns an enum gpuq_commit. */
 int gpuq_stream_commit(struct gpuq_stream *s);
 
 /* commit in two halves, so the caller can compute while Redis applies the
- * transaction: send writes it out; wait reads its replies (0, 1 or -1 as
- * commit). No other command may be issued between the two. */
+ * transaction: send writes it out (0, or -1 when the connection is gone);
+ * wait reads its replies and returns an enum gpuq_commit. No other command
+ * may be issued between the two, but for one gpuq_stream_prefetch. */
 int gpuq_stream_send(struct gpuq_stream *s);
 int gpuq_stream_wait(struct gpuq_stream *s);
+
+/* Forgets refused[], once the caller has reported it. */
+void gpuq_stream_refused_clear(struct gpuq_stream *s);
+
+/* Whether Redis looks able to take writes again (INFO: used memory below
+ * maxmemory, and a master): 1 yes, 0 no, -1 cannot tell. */
+int gpuq_stream_writable(struct gpuq_stream *s);
+
+/* Whether key is one of the served queues' own keys (jobs, dead and webhook
+ * streams, result keys), which a job may not name as its reply_to. */
+int gpuq_stream_owns_key(const struct gpuq_stream *s, struct gpuq_str key);
+
+/* A clean goodbye: removes this consumer from the groups of every queue
+ * where it holds nothing pending, so the group lists live workers only.
+ * Returns how many it removed, or -1 with errstr. */
+int gpuq_stream_leave(struct gpuq_stream *s);
 
 /* Builds P:{Q}:jobs style keys into buf; returns buf. */
 char *gpuq_stream_key(char *buf, size_t cap, const char *prefix, const char *queue,

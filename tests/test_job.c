@@ -306,12 +306,106 @@ static void test_dtypes(void) {
     CHECK(out[0] == 1.0f && out[1] == -2.0f);
 }
 
+/* {op: softmax, inputs: {x0..x7}} with "inputs" twice: 16 tensors for 8 slots */
+static void twice_inputs_job(void) {
+    int64_t shape[1] = {1};
+    char name[4];
+    reset();
+    msgpack_pack_map(&pk, 3);
+    str("op"), str("softmax");
+    for (int twice = 0; twice < 2; twice++) {
+        str("inputs"), msgpack_pack_map(&pk, GPUQ_MAX_INPUTS);
+        for (int i = 0; i < GPUQ_MAX_INPUTS; i++) {
+            snprintf(name, sizeof(name), "x%d", i);
+            str(name), tensor("f32", 1, shape, 4);
+        }
+    }
+}
+
+static void test_repeated_keys(void) {
+    int64_t shape[1] = {1};
+    twice_inputs_job();
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "key 'inputs' repeated in the job");
+
+    reset();
+    msgpack_pack_map(&pk, 3);
+    str("op"), str("softmax");
+    str("op"), str("softmax");
+    str("inputs"), msgpack_pack_map(&pk, 0);
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "key 'op' repeated in the job");
+
+    reset();
+    msgpack_pack_map(&pk, 2);
+    str("op"), str("softmax");
+    str("inputs"), msgpack_pack_map(&pk, 2);
+    str("x"), tensor("f32", 1, shape, 4);
+    str("x"), tensor("f32", 1, shape, 4);
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "key 'x' repeated in inputs");
+
+    reset();
+    msgpack_pack_map(&pk, 2);
+    str("op"), str("softmax");
+    str("inputs"), msgpack_pack_map(&pk, 1);
+    str("x"), msgpack_pack_map(&pk, 4);
+    str("dtype"), str("f32");
+    str("shape"), msgpack_pack_array(&pk, 1), msgpack_pack_int(&pk, 1);
+    str("data"), msgpack_pack_bin_with_body(&pk, "abcd", 4);
+    str("dtype"), str("i8");
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "key 'dtype' repeated in a tensor");
+
+    /* a large params map goes the sorted way; its repeat is the 30th key */
+    char key[16];
+    reset();
+    msgpack_pack_map(&pk, 3);
+    str("op"), str("softmax");
+    str("inputs"), msgpack_pack_map(&pk, 0);
+    str("params"), msgpack_pack_map(&pk, 40);
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "p%d", i == 30 ? 3 : i);
+        str(key), msgpack_pack_int(&pk, i);
+    }
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "key 'p3' repeated in params");
+
+    reset();
+    msgpack_pack_map(&pk, 3);
+    str("op"), str("softmax");
+    str("inputs"), msgpack_pack_map(&pk, 0);
+    str("params"), msgpack_pack_map(&pk, 1);
+    msgpack_pack_int(&pk, 1), msgpack_pack_int(&pk, 2);
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "params keys must be strings");
+}
+
+/* ids and reply lists name Redis keys: no NUL, CR, LF or other control byte */
+static void test_control_characters(void) {
+    static const char *bad[] = {"a\0x", "a\r\nX-Injected: 1", "tab\there", "del\x7f"};
+    static const size_t len[] = {3, 16, 8, 4};
+    const char *fields[] = {"id", "reply_to", "callback"};
+    for (int f = 0; f < 3; f++)
+        for (int i = 0; i < 4; i++) {
+            struct gpuq_job job;
+            char url[64];
+            int n = snprintf(url, sizeof(url), "%s", f == 2 ? "http://h/" : "");
+            memcpy(url + n, bad[i], len[i]);
+            reset();
+            msgpack_pack_map(&pk, 3);
+            str("op"), str("softmax");
+            str("inputs"), msgpack_pack_map(&pk, 0);
+            str(fields[f]), msgpack_pack_str_with_body(&pk, url, (size_t)n + len[i]);
+            CHECK(decode(&job) == GPUQ_DECODE_INVALID);
+            CHECK(job.err == GPUQ_ERR_BAD_REQUEST && strstr(job.errmsg, "control character"));
+            CHECK(!job.id.ptr && !job.reply_to.ptr && !job.callback.ptr);   /* nothing built from it */
+            gpuq_job_free(&job);
+        }
+}
+
 int main(void) {
     msgpack_sbuffer_init(&sb);
     test_valid();
     test_invalid_tensors();
     test_invalid_fields();
     test_undecodable();
+    test_repeated_keys();
+    test_control_characters();
     test_result();
     test_dtypes();
     msgpack_sbuffer_destroy(&sb);

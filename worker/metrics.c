@@ -33,6 +33,7 @@ struct gpuq_metrics {
     int64_t *backlog, *pending;     /* [queue], -1 until sampled */
     struct hist queue_s, compute_s, total_s, rows;
     uint64_t webhooks[2];           /* failed, delivered */
+    uint64_t push_failed;           /* reply pushes Redis refused */
     uint64_t batch_trouble[2];      /* split (out of memory), failed */
     int64_t inflight_jobs, inflight_rows, device_bytes;
     int ready;
@@ -116,6 +117,9 @@ void gpuq_metrics_batch_trouble(struct gpuq_metrics *m, int failed) {
 
 void gpuq_metrics_dead(struct gpuq_metrics *m, int queue, enum gpuq_err reason) {
     SET(m->dead[(size_t)queue * N_ERR + reason], m->dead[(size_t)queue * N_ERR + reason] + 1);
+}
+void gpuq_metrics_push_failed(struct gpuq_metrics *m, int jobs) {
+    SET(m->push_failed, m->push_failed + (uint64_t)jobs);
 }
 void gpuq_metrics_webhook(struct gpuq_metrics *m, int delivered) {
     SET(m->webhooks[!!delivered], m->webhooks[!!delivered] + 1);
@@ -204,6 +208,9 @@ char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
     fprintf(f, "gpuq_webhook_deliveries_total{outcome=\"delivered\"} %llu\n"
                "gpuq_webhook_deliveries_total{outcome=\"failed\"} %llu\n",
             (unsigned long long)m->webhooks[1], (unsigned long long)m->webhooks[0]);
+    head(f, "gpuq_reply_push_failed_total", "counter", "Results whose reply_to push Redis refused "
+         "(wrong type, no permission, another slot); their result keys were written.");
+    fprintf(f, "gpuq_reply_push_failed_total %llu\n", (unsigned long long)m->push_failed);
     head(f, "gpuq_backend_info", "gauge", "The compute backend and device.");
     fprintf(f, "gpuq_backend_info{backend=\"%s\",device=\"", m->backend);
     for (const char *p = m->device; *p; p++)    /* label values escape \\ and " */

@@ -47,6 +47,7 @@ struct gpuq_task {
     float *out;                 /* from the worker's output pool */
     /* results */
     int64_t queue_us, compute_us, batch_rows;
+    int64_t total_us;           /* enqueue to publishing, set when first published */
     struct gpuq_output outputs[2];
     int n_outputs;
 };

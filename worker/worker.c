@@ -92,12 +92,18 @@ static void admit(struct worker *w, struct gpuq_task *t) {
     }
     t->decoded = gpuq_job_decode(&t->job, bytes.ptr, bytes.len);
     if (t->decoded == GPUQ_DECODE_OK) {
-        int64_t deadline = t->job.deadline_ms;
-        if (t->job.timeout_ms && (!deadline || e->enqueued_ms + t->job.timeout_ms < deadline))
-            deadline = e->enqueued_ms + t->job.timeout_ms;
+        int64_t deadline = t->job.deadline_ms, timeout = t->job.timeout_ms;
+        if (timeout) {  /* saturates: a timeout of 2^63-1 ms is "never", not the past */
+            timeout = timeout > INT64_MAX - e->enqueued_ms ? INT64_MAX : e->enqueued_ms + timeout;
+            if (!deadline || timeout < deadline) deadline = timeout;
+        }
         t->deadline_ms = deadline;
         struct gpuq_str fmt = {NULL, 0};
-        if (gpuq_job_param_str(&t->job, "callback_format", &fmt) > 0 &&
+        if (t->job.reply_to.ptr && gpuq_stream_owns_key(&w->st, t->job.reply_to)) {
+            gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "reply_to names one of the queue's own "
+                          "keys");
+            t->job.reply_to = (struct gpuq_str){NULL, 0};   /* never push to it */
+        } else if (gpuq_job_param_str(&t->job, "callback_format", &fmt) > 0 &&
             !(fmt.len == 4 && !memcmp(fmt.ptr, "json", 4)) && !(fmt.len == 7 && !memcmp(fmt.ptr, "msgpack", 7)))
             gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "callback_format must be json or msgpack");
         else if (gpuq_ops_prepare(&w->ops, t) == 0 && !(t->out = gpuq_pool_get(&w->pool, t->out_words)))
@@ -215,6 +221,8 @@ static int fetch(struct worker *w, int claim_now) {
     return total;
 }
 
+static void back_off(struct worker *w, const char *what);
+
 /* ---- webhooks ---- */
 
 /* Takes new and stale deliveries, keeps held ones fresh, moves transfers
@@ -251,7 +259,7 @@ static int hooks_step(struct worker *w, int claim_now) {
                 log_error("webhook entry %s is malformed; dropped", e[i].id.ptr);
                 gpuq_stream_begin(&w->st);
                 gpuq_stream_hook_done(&w->st, e[i].queue, e[i].id);
-                if (gpuq_stream_commit(&w->st) < 0) return -1;
+                if (gpuq_stream_commit(&w->st) == GPUQ_COMMIT_LOST) return -1;
             }
         freeReplyObject(reply);
     }
@@ -274,7 +282,13 @@ static int hooks_step(struct worker *w, int claim_now) {
         }
         gpuq_stream_hook_done(&w->st, d->queue, id);
     }
-    if (gpuq_stream_commit(&w->st) < 0) return -1;
+    int rc = gpuq_stream_commit(&w->st);
+    if (rc == GPUQ_COMMIT_LOST) return -1;
+    if (rc < 0) {   /* refused: the deliveries stay pending in Redis, claimed again when stale */
+        back_off(w, "webhook outcomes");
+        gpuq_webhooks_forget_all(w->hooks);
+        return 0;
+    }
     for (int i = 0; i < n; i++) {
         done[i]->delivered ? w->n_delivered++ : w->n_hooks_failed++;
         gpuq_metrics_webhook(w->metrics, done[i]->delivered);
@@ -311,25 +325,42 @@ static int prefetch_take(struct worker *w, int count) {
 
 /* ---- publishing ---- */
 
+/* Encodes t's result into w->sb: as it is, or, when it is larger than
+ * Redis takes (a value over proto-max-bulk-len makes Redis drop the
+ * connection rather than answer), as a too_large error in its place. */
+static int encode_result(struct worker *w, struct gpuq_task *t, struct gpuq_result *r) {
+    msgpack_sbuffer_clear(&w->sb);
+    if (gpuq_result_encode(&w->sb, r) != 0) return -1;
+    /* JSON text takes a third more for base64 */
+    int64_t size = (int64_t)w->sb.size * (t->entry.is_json ? 4 : 3) / 3;
+    if (size <= w->st.max_value - 4096) return 0;
+    gpuq_job_fail(&t->job, GPUQ_ERR_TOO_LARGE, "result of %lld bytes is larger than Redis takes "
+                  "(proto-max-bulk-len %lld)", (long long)size, (long long)w->st.max_value);
+    r->err = t->job.err;
+    r->errmsg = t->job.errmsg;
+    msgpack_sbuffer_clear(&w->sb);
+    return gpuq_result_encode(&w->sb, r);
+}
+
+/* Adds t's writes to the open transaction: result, reply push, webhook
+ * record or dead letter, and its ack. Nothing is counted here: a
+ * transaction Redis refuses is built again from the same tasks. */
 static void publish_one(struct worker *w, struct gpuq_task *t) {
     const struct gpuq_entry *e = &t->entry;
-    msgpack_sbuffer_clear(&w->sb);
     if (e->deleted) {   /* deleted while pending: nothing to run or answer */
         gpuq_stream_ack(&w->st, e->queue, e->id);
-        log_info("entry %s on %s was deleted while pending; acked", e->id.ptr, w->st.queues[e->queue]);
         return;
     }
     if (t->decoded == GPUQ_DECODE_UNDECODABLE) {
+        msgpack_sbuffer_clear(&w->sb);
         gpuq_error_encode(&w->sb, t->job.err, t->job.errmsg);
         gpuq_stream_put_dead(&w->st, e->queue, e->payload, w->sb.data, w->sb.size,
                              e->deliveries ? e->deliveries : 1, (struct gpuq_str){NULL, 0});
         gpuq_stream_ack(&w->st, e->queue, e->id);
-        log_warn("dead letter %s on %s: %s", e->id.ptr, w->st.queues[e->queue], t->job.errmsg);
-        gpuq_metrics_dead(w->metrics, e->queue, t->job.err);
-        w->n_dead++;
         return;
     }
     struct gpuq_job *job = &t->job;
+    if (!t->total_us) t->total_us = gpuq_now_us() - e->enqueued_ms * 1000;
     struct gpuq_result r = {
         .id = job->id.ptr ? job->id : e->id,
         .err = job->err,
@@ -337,26 +368,17 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
         .outputs = t->outputs,
         .n_outputs = t->n_outputs,
         .meta = job->meta,
-        .queue_us = t->queue_us,
+        .queue_us = t->queue_us ? t->queue_us : job->err ? t->total_us : 0,
         .compute_us = t->compute_us,
-        .total_us = gpuq_now_us() - e->enqueued_ms * 1000,
+        .total_us = t->total_us,
         .batch_size = t->batch_rows,
         .worker = w->cfg.consumer,
     };
-    if (job->err) {
-        log_debug("job %.*s: %s: %s", (int)r.id.len, r.id.ptr, gpuq_err_code(job->err), job->errmsg);
-        if (!r.queue_us) r.queue_us = r.total_us;
-        w->n_failed++;
-    } else {
-        w->n_ok++;
-    }
-    if (gpuq_result_encode(&w->sb, &r) != 0) {
+    if (encode_result(w, t, &r) != 0) {
         log_error("job %.*s: out of memory encoding its result", (int)r.id.len, r.id.ptr);
         w->st.failed = 1;   /* leave it pending rather than ack it unanswered */
         return;
     }
-    gpuq_metrics_job(w->metrics, e->queue, job->op, job->err, r.queue_us / 1e6,
-                     r.compute_us ? r.compute_us / 1e6 : -1, r.total_us / 1e6);
     int64_t ttl = job->result_ttl >= 0 ? job->result_ttl : w->cfg.result_ttl;
     if (e->is_json) {   /* answered in the language it was asked in */
         size_t n;
@@ -381,35 +403,117 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     gpuq_stream_ack(&w->st, e->queue, e->id);
 }
 
-/* Sends all answered tasks' writes as one transaction, without waiting:
- * the next batch computes while Redis applies it. */
+/* Once t's writes are applied: logs and counts what happened to it. */
+static void account(struct worker *w, const struct gpuq_task *t) {
+    const struct gpuq_entry *e = &t->entry;
+    const struct gpuq_job *job = &t->job;
+    if (e->deleted) {
+        log_info("entry %s on %s was deleted while pending; acked", e->id.ptr, w->st.queues[e->queue]);
+    } else if (t->decoded == GPUQ_DECODE_UNDECODABLE) {
+        log_warn("dead letter %s on %s: %s", e->id.ptr, w->st.queues[e->queue], job->errmsg);
+        gpuq_metrics_dead(w->metrics, e->queue, job->err);
+        w->n_dead++;
+    } else {
+        if (job->err) {
+            struct gpuq_str id = job->id.ptr ? job->id : e->id;
+            log_debug("job %.*s: %s: %s", (int)id.len, id.ptr, gpuq_err_code(job->err), job->errmsg);
+            w->n_failed++;
+        } else {
+            w->n_ok++;
+        }
+        int64_t queue_us = t->queue_us ? t->queue_us : job->err ? t->total_us : 0;
+        gpuq_metrics_job(w->metrics, e->queue, job->op, job->err, queue_us / 1e6,
+                         t->compute_us ? t->compute_us / 1e6 : -1, t->total_us / 1e6);
+    }
+}
+
+/* Reply lists Redis refused in the last transaction: their jobs' results
+ * were written and acked, only the pushes were lost. */
+static void report_refused(struct worker *w) {
+    for (int i = 0; i < w->st.n_refused; i++) {
+        const struct gpuq_refused *f = &w->st.refused[i];
+        log_warn("reply_to '%.*s': push refused for %d job%s, whose results are stored and acked: %s",
+                 (int)(f->len > 80 ? 80 : f->len), f->key, f->jobs, f->jobs == 1 ? "" : "s", f->err);
+        gpuq_metrics_push_failed(w->metrics, f->jobs);
+        w->n_push_failed += (uint64_t)f->jobs;
+    }
+    gpuq_stream_refused_clear(&w->st);
+}
+
+/* A transaction bigger than this is cut: Redis buffers all of it before
+ * applying any (client-query-buffer-limit), and so does the worker. */
+#define PUBLISH_BYTES (64 << 20)
+
+/* Sends answered tasks' writes as one transaction, without waiting: the
+ * next batch computes while Redis applies it. At least one task goes; more
+ * while the transaction stays under PUBLISH_BYTES. */
 static int publish_send(struct worker *w) {
-    if (w->n_done == 0) return 0;
+    if (w->n_done == 0 || gpuq_now_us() < w->refused_until_us) return 0;
+    int n = 0;
     gpuq_stream_begin(&w->st);
-    for (int i = 0; i < w->n_done; i++) publish_one(w, w->done[i]);
-    struct gpuq_task **t = w->sending;
-    w->sending = w->done;
-    w->n_sending = w->n_done;
-    w->done = t;
-    w->n_done = 0;
+    while (n < w->n_done && (n == 0 || w->st.tx_bytes < PUBLISH_BYTES)) publish_one(w, w->done[n++]);
+    memcpy(w->sending, w->done, (size_t)n * sizeof(*w->done));
+    memmove(w->done, w->done + n, (size_t)(w->n_done - n) * sizeof(*w->done));
+    w->n_sending = n;
+    w->n_done -= n;
     return gpuq_stream_send(&w->st);
 }
 
-/* Reads the sent transaction's replies, then lets its tasks go. */
+/* The sent tasks go back to be published again, ahead of the others. */
+static void unsend(struct worker *w) {
+    memmove(w->done + w->n_sending, w->done, (size_t)w->n_done * sizeof(*w->done));
+    memcpy(w->done, w->sending, (size_t)w->n_sending * sizeof(*w->done));
+    w->n_done += w->n_sending;
+    w->n_sending = 0;
+}
+
+/* Redis refused a transaction's writes: wait 100 ms, doubling to 5 s. */
+static void back_off(struct worker *w, const char *what) {
+    w->refused_ms = w->refused_ms ? (w->refused_ms * 2 > 5000 ? 5000 : w->refused_ms * 2) : 100;
+    w->refused_until_us = gpuq_now_us() + w->refused_ms * 1000;
+    log_warn("redis refused %s (%s); nothing acked, trying again in %lld ms", what, w->st.errstr,
+             (long long)w->refused_ms);
+}
+
+/* Reads the sent transaction's replies, then lets its tasks go. When Redis
+ * refused it (out of memory, read-only), the tasks are kept and published
+ * again after a backoff of 100 ms doubling to 5 s; when it refused some
+ * reply lists, at once without those pushes. Returns -1 only when the
+ * connection is lost. */
 static int publish_wait(struct worker *w) {
     if (w->n_sending == 0) return 0;
     int rc = gpuq_stream_wait(&w->st);
-    if (rc < 0) {
+    if (rc == GPUQ_COMMIT_LOST) {
         log_error("could not write %d results (%s); they stay pending", w->n_sending, w->st.errstr);
         return -1;
     }
-    if (rc > 0) log_warn("results written, but a command failed: %s", w->st.errstr);
+    if (rc == GPUQ_COMMIT_RETRY || rc == GPUQ_COMMIT_REFUSED) {
+        unsend(w);
+        if (rc == GPUQ_COMMIT_REFUSED) back_off(w, "the results");
+        return 0;
+    }
+    if (w->refused_ms) log_info("redis takes writes again");
+    w->refused_ms = w->refused_until_us = 0;
+    if (rc == GPUQ_COMMIT_PARTIAL) log_warn("results written, but a command failed: %s", w->st.errstr);
+    report_refused(w);
     for (int i = 0; i < w->n_sending; i++) {
+        account(w, w->sending[i]);
         if (w->sending[i]->admitted) gpuq_sched_release(&w->sched, w->sending[i]);
         drop_task(w, w->sending[i]);
     }
     w->n_sending = 0;
     return 0;
+}
+
+/* While Redis refuses writes: waits out the backoff, but looks every
+ * 250 ms whether Redis has room again, so the worker resumes within a
+ * second of memory being freed. */
+static void refused_wait(struct worker *w) {
+    while (!stop_requested && gpuq_now_us() < w->refused_until_us) {
+        int64_t left = w->refused_until_us - gpuq_now_us();
+        sleep_us(left < 250000 ? left : 250000);
+        if (gpuq_stream_writable(&w->st) == 1) w->refused_until_us = 0;
+    }
 }
 
 /* ---- running ---- */
@@ -465,6 +569,8 @@ static void forget_all(struct worker *w) {
     gpuq_webhooks_forget_all(w->hooks);     /* pending in Redis: claimed again when stale */
     w->n_done = 0;
     w->n_sending = 0;
+    gpuq_stream_refused_clear(&w->st);
+    w->refused_ms = w->refused_until_us = 0;
     w->pending_queue = 0;
     snprintf(w->pending_from, sizeof(w->pending_from), "0");
 }
@@ -514,6 +620,12 @@ static int serving(const struct worker *w) {
 
 static void serve(struct worker *w) {
     while (serving(w)) {
+        if (w->refused_ms && stop_requested) {
+            log_warn("stopping while Redis refuses writes: %d results stay pending for other workers",
+                     w->n_done);
+            break;
+        }
+        refused_wait(w);
         int64_t wait_us = -1;
         int claim_now = claim_due(w);
         int fetched = fetch(w, claim_now);
@@ -549,6 +661,10 @@ static void serve(struct worker *w) {
         log_error("exiting with status 1 after losing the device: %lld rows held stay pending, to "
                   "be claimed by other workers after --claim-idle-ms", (long long)w->sched.rows_held);
     forget_all(w);      /* what is still held stays pending in Redis */
+    if (!w->device_lost && w->st.rc) {
+        int left = gpuq_stream_leave(&w->st);
+        if (left > 0) log_info("left the consumer groups: nothing pending under %s", w->cfg.consumer);
+    }
 }
 
 int gpuq_worker_main(int argc, char **argv) {

@@ -49,7 +49,9 @@ struct worker {
     int64_t last_claim_us;
     int hooks_written;          /* this worker recorded deliveries: read them */
     int device_lost;            /* a sticky device error: finish writing, exit 1 */
-    uint64_t n_ok, n_failed, n_dead, n_batches, n_delivered, n_hooks_failed;
+    int64_t refused_ms;         /* Redis refuses writes: the backoff, 0 when it takes them */
+    int64_t refused_until_us;   /* no publishing before this */
+    uint64_t n_ok, n_failed, n_dead, n_batches, n_delivered, n_hooks_failed, n_push_failed;
 };
 
 /* Parses flags, loads models, connects; logs the summary once all is up.
