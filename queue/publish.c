@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "queue/slot.h"
 #include "queue/stream_int.h"
 
 /* An entry to XACK and XDEL when the transaction is sent. */
@@ -19,6 +20,7 @@ struct gpuq_ack {
 
 /* Values pushed to one reply list, linked through gpuq_pushed.next. */
 struct gpuq_push {
+    int queue;
     struct gpuq_str key;    /* borrowed from the job until the transaction is sent */
     int64_t ttl;            /* the longest any of its results asks for */
     int head, tail, n;
@@ -30,8 +32,10 @@ struct gpuq_pushed {
 };
 
 /* Pushes, then sets the TTL only if the push succeeded: a key of another
- * type, or one the user may not write, is never given a TTL. */
+ * type, or one the user may not write, is never given a TTL. (The #!lua
+ * line needs Redis 7.) */
 static const char push_script[] =
+    "#!lua\n"   /* a flagged script: refused when queued if Redis is out of memory */
     "local n = redis.pcall('RPUSH', KEYS[1], unpack(ARGV, 2))\n"
     "if type(n) == 'table' and n.err then return n end\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
@@ -59,14 +63,40 @@ void gpuq_stream_free_writes(struct gpuq_stream *s) {
     free(s->pushes);
     free(s->vals);
     free(s->arena);
+    free(s->txbuf);
     gpuq_stream_refused_clear(s);
     s->tags = NULL, s->acks = NULL, s->pushes = NULL, s->vals = NULL, s->arena = NULL;
+    s->txbuf = NULL;
     s->cap_tags = s->cap_acks = s->cap_pushes = s->cap_vals = 0;
-    s->arena_cap = 0;
+    s->arena_cap = s->txbuf_cap = 0;
 }
 
-/* Appends one command, tagged with the push it carries (-1: none). */
-static void append(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens, int tag) {
+/* Formats one command into the transaction's buffer: it goes to Redis, in
+ * its place, when the transaction is sent. */
+static void append(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0 || s->txbuf_len + (size_t)len > s->txbuf_cap) {
+        size_t cap = s->txbuf_cap ? s->txbuf_cap : 65536;
+        while (len >= 0 && cap < s->txbuf_len + (size_t)len) cap *= 2;
+        char *b = len < 0 ? NULL : realloc(s->txbuf, cap);
+        if (!b) {
+            redisFreeCommand(cmd);
+            s->failed = 1;
+            return;
+        }
+        s->txbuf = b;
+        s->txbuf_cap = cap;
+    }
+    memcpy(s->txbuf + s->txbuf_len, cmd, (size_t)len);
+    s->txbuf_len += (size_t)len;
+    s->n_cmds++;
+    redisFreeCommand(cmd);
+}
+
+/* Sends one command now, into hiredis's buffer, tagged with the push it
+ * carries (-1: none), so its reply can be told apart. */
+static void send_now(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens, int tag) {
     if (!s->rc || grow((void **)&s->tags, &s->cap_tags, s->queued + 1, sizeof(int)) != 0 ||
         redisAppendCommandArgv(s->rc, argc, argv, lens) != REDIS_OK) {
         s->failed = 1;
@@ -76,13 +106,14 @@ static void append(struct gpuq_stream *s, int argc, const char **argv, const siz
 }
 
 void gpuq_stream_begin(struct gpuq_stream *s) {
-    const char *argv[] = {"MULTI"};
+    for (int i = 0; i < s->n_refused; i++)
+        if (s->refused[i].queued) s->refused[i].jobs = 0;  /* counted again as they are put */
     s->queued = 0;
+    s->n_cmds = 0;
     s->failed = 0;
     s->tx_bytes = 0;
     s->n_acks = s->n_pushes = s->n_vals = 0;
-    s->arena_len = 0;
-    append(s, 1, argv, NULL, -1);
+    s->arena_len = s->txbuf_len = 0;
 }
 
 static struct gpuq_refused *refused(struct gpuq_stream *s, struct gpuq_str key) {
@@ -90,6 +121,16 @@ static struct gpuq_refused *refused(struct gpuq_stream *s, struct gpuq_str key) 
         if (s->refused[i].len == key.len && !memcmp(s->refused[i].key, key.ptr, key.len))
             return &s->refused[i];
     return NULL;
+}
+
+/* Whether Redis refused a command for its key (no permission, another
+ * slot, a key of another type), not for its own state (out of memory,
+ * read-only, loading), which refuses everything alike. */
+static int about_the_key(const char *err) {
+    static const char *const codes[] = {"NOPERM", "CROSSSLOT", "WRONGTYPE", "MOVED", "ASK"};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (!strncmp(err, codes[i], strlen(codes[i])) && err[strlen(codes[i])] == ' ') return 1;
+    return 0;
 }
 
 /* Records that Redis refused a push to key; NULL when too many were. */
@@ -118,11 +159,12 @@ void gpuq_stream_refused_clear(struct gpuq_stream *s) {
 /* Files a value under its reply list, copying the bytes, which the caller
  * reuses. Recent lists are looked up, so the jobs of one client, which
  * share a list, share one EVAL; a list seen again later gets another. */
-static void push(struct gpuq_stream *s, struct gpuq_str key, const char *bytes, size_t len,
-                 int64_t ttl) {
+static void push(struct gpuq_stream *s, int queue, struct gpuq_str key, const char *bytes,
+                 size_t len, int64_t ttl) {
     struct gpuq_push *p = NULL;
     for (int i = s->n_pushes - 1; i >= 0 && i >= s->n_pushes - 8 && !p; i--)
-        if (s->pushes[i].key.len == key.len && !memcmp(s->pushes[i].key.ptr, key.ptr, key.len))
+        if (s->pushes[i].queue == queue && s->pushes[i].key.len == key.len &&
+            !memcmp(s->pushes[i].key.ptr, key.ptr, key.len))
             p = &s->pushes[i];
     if (s->arena_len + len > s->arena_cap) {
         size_t cap = s->arena_cap ? s->arena_cap : 65536;
@@ -137,7 +179,7 @@ static void push(struct gpuq_stream *s, struct gpuq_str key, const char *bytes, 
         if (grow((void **)&s->pushes, &s->cap_pushes, s->n_pushes + 1, sizeof(*s->pushes)) != 0)
             goto oom;
         p = &s->pushes[s->n_pushes++];
-        *p = (struct gpuq_push){key, ttl, -1, -1, 0};
+        *p = (struct gpuq_push){queue, key, ttl, -1, -1, 0};
     }
     memcpy(s->arena + s->arena_len, bytes, len);
     s->vals[s->n_vals] = (struct gpuq_pushed){s->arena_len, len, -1};
@@ -163,7 +205,7 @@ void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id
         snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
         const char *argv[] = {"SET", key, bytes, "EX", ttl};
         size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
-        append(s, 5, argv, lens, -1);
+        append(s, 5, argv, lens);
     }
     if (!reply_to.ptr) return;
     struct gpuq_refused *r = refused(s, reply_to);
@@ -172,7 +214,7 @@ void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id
         return;
     }
     /* a reply list with no result TTL still expires, after a day */
-    push(s, reply_to, bytes, len, ttl_s > 0 ? ttl_s : 86400);
+    push(s, queue, reply_to, bytes, len, ttl_s > 0 ? ttl_s : 86400);
     s->tx_bytes += len;
 }
 
@@ -186,7 +228,7 @@ void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
     size_t lens[] = {4, strlen(s->dead_keys[queue]), 1, 3, job.ptr ? job.len : 0, 5, error_len, 8,
                      strlen(att), 8, callback.len};
     s->tx_bytes += lens[4];
-    append(s, callback.ptr ? 11 : 9, argv, lens, -1);
+    append(s, callback.ptr ? 11 : 9, argv, lens);
 }
 
 void gpuq_stream_put_hook(struct gpuq_stream *s, int queue, struct gpuq_str id,
@@ -198,7 +240,7 @@ void gpuq_stream_put_hook(struct gpuq_stream *s, int queue, struct gpuq_str id,
     size_t lens[] = {4, strlen(s->hook_keys[queue]), 1, 2, id.len, 3, url.len, 6,
                      msgpack_body ? 7 : 4, 6, len, 3, job.ptr ? job.len : 0};
     s->tx_bytes += len + lens[12];
-    append(s, 13, argv, lens, -1);
+    append(s, 13, argv, lens);
 }
 
 static void ack(struct gpuq_stream *s, int queue, int hook, struct gpuq_str id) {
@@ -219,11 +261,19 @@ void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id)
 
 /* ---- sending ---- */
 
-/* The grouped pushes: EVAL script 1 list ttl value... */
-static void append_pushes(struct gpuq_stream *s, const char **argv, size_t *lens) {
+/* Whether push p goes before the transaction: on a cluster, a list in
+ * another slot than its queue cannot be in the same MULTI. */
+static int pushed_first(const struct gpuq_stream *s, int p) {
+    const struct gpuq_push *g = &s->pushes[p];
+    return s->cluster && gpuq_key_slot(g->key.ptr, g->key.len) != s->slots[g->queue];
+}
+
+/* The grouped pushes of one kind: EVAL script 1 list ttl value... */
+static void send_pushes(struct gpuq_stream *s, int first, const char **argv, size_t *lens) {
     for (int p = 0; p < s->n_pushes; p++) {
         const struct gpuq_push *g = &s->pushes[p];
         char ttl[24];
+        if (pushed_first(s, p) != first) continue;
         snprintf(ttl, sizeof(ttl), "%lld", (long long)g->ttl);
         for (int v = g->head; v >= 0;) {
             int argc = 0;
@@ -236,13 +286,13 @@ static void append_pushes(struct gpuq_stream *s, const char **argv, size_t *lens
                 argv[argc] = s->arena + s->vals[v].off;
                 lens[argc++] = s->vals[v].len;
             }
-            append(s, argc, argv, lens, p);
+            send_now(s, argc, argv, lens, p);
         }
     }
 }
 
 /* One XACK and one XDEL per stream, each with all of its ids. */
-static void append_acks(struct gpuq_stream *s, const char **argv, size_t *lens) {
+static void send_acks(struct gpuq_stream *s, const char **argv, size_t *lens) {
     for (int q = 0; q < s->n_queues; q++)
         for (int hook = 0; hook < 2; hook++) {
             const char *key = hook ? s->hook_keys[q] : s->jobs_keys[q];
@@ -257,29 +307,48 @@ static void append_acks(struct gpuq_stream *s, const char **argv, size_t *lens) 
             argv[0] = "XACK", lens[0] = 4;
             argv[1] = key, lens[1] = strlen(key);
             argv[2] = group, lens[2] = strlen(group);
-            append(s, n, argv, lens, -1);
+            send_now(s, n, argv, lens, -1);
             argv[1] = "XDEL", lens[1] = 4;
             argv[2] = key, lens[2] = strlen(key);
-            append(s, n - 1, argv + 1, lens + 1, -1);
+            send_now(s, n - 1, argv + 1, lens + 1, -1);
         }
 }
 
+/* In this order: pushes to lists in other slots (on a cluster), then MULTI,
+ * the buffered commands, the pushes in the queue's slot, the acks, EXEC.
+ * So a reply is pushed before its job is acked, never after. */
 int gpuq_stream_send(struct gpuq_stream *s) {
     int most = s->n_acks > VALUES_PER_EVAL ? s->n_acks : VALUES_PER_EVAL;
     const char **argv = malloc((size_t)(most + 8) * sizeof(*argv));
     size_t *lens = malloc((size_t)(most + 8) * sizeof(*lens));
-    if (argv && lens) {
-        append_pushes(s, argv, lens);
-        append_acks(s, argv, lens);
+    const char *multi[] = {"MULTI"};
+    s->first = 0;
+    if (argv && lens && s->rc) {
+        send_pushes(s, 1, argv, lens);
+        s->first = s->queued;
+        send_now(s, 1, multi, NULL, -1);
+        if (grow((void **)&s->tags, &s->cap_tags, s->queued + s->n_cmds, sizeof(int)) != 0 ||
+            (s->txbuf_len && redisAppendFormattedCommand(s->rc, s->txbuf, s->txbuf_len) != REDIS_OK))
+            s->failed = 1;
+        for (int i = 0; i < s->n_cmds && !s->failed; i++) s->tags[s->queued++] = -1;
+        send_pushes(s, 0, argv, lens);
+        send_acks(s, argv, lens);
     } else {
         s->failed = 1;
     }
     free(argv);
     free(lens);
-    const char *end[] = {s->failed ? "DISCARD" : "EXEC"};
-    append(s, 1, end, NULL, -1);
-    s->sent = s->queued;    /* MULTI, the commands and EXEC: queued counts all */
+    if (s->txbuf_cap > GPUQ_STREAM_KEEP_BYTES) {    /* an outsized batch's */
+        free(s->txbuf);
+        s->txbuf = NULL;
+        s->txbuf_cap = 0;
+    }
     if (!s->rc) return -1;
+    if (s->queued > s->first) {
+        const char *end[] = {s->failed ? "DISCARD" : "EXEC"};
+        send_now(s, 1, end, NULL, -1);
+    }
+    s->sent = s->queued;
     int done = 0;
     while (!done)
         if (redisBufferWrite(s->rc, &done) != REDIS_OK) {
@@ -294,13 +363,14 @@ static int jobs_of(const struct gpuq_stream *s, int push) {
     return s->pushes[push].n;
 }
 
-/* The EXEC reply of an applied transaction: element i answers command i+1.
- * A failed push is that list's jobs' loss; anything else is reported. */
+/* The EXEC reply of an applied transaction: element j answers the command
+ * after MULTI's j. A failed push is that list's jobs' loss; anything else
+ * is reported. */
 static int applied(struct gpuq_stream *s, const redisReply *r) {
     int result = GPUQ_COMMIT_OK;
-    for (size_t j = 0; j < r->elements && (int)j + 1 < s->queued; j++) {
+    for (size_t j = 0; j < r->elements && s->first + (int)j + 1 < s->queued; j++) {
         if (r->element[j]->type != REDIS_REPLY_ERROR) continue;
-        int tag = s->tags[j + 1];
+        int tag = s->tags[s->first + (int)j + 1];
         if (tag >= 0) {
             struct gpuq_refused *f = refuse(s, s->pushes[tag].key, r->element[j]->str, 0);
             if (f) f->jobs += jobs_of(s, tag);
@@ -322,7 +392,13 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
             gpuq_stream_drop(s);
             return GPUQ_COMMIT_LOST;
         }
-        if (i == expect - 1) {
+        int tag = i < s->queued ? s->tags[i] : -1;
+        if (i < s->first) {
+            /* a push before the transaction: its own answer, at once */
+            struct gpuq_refused *f;
+            if (r->type == REDIS_REPLY_ERROR && (f = refuse(s, s->pushes[tag].key, r->str, 0)))
+                f->jobs += jobs_of(s, tag);
+        } else if (i == expect - 1) {
             if (r->type == REDIS_REPLY_ARRAY && !s->failed) {
                 result = applied(s, r);
             } else if (!others_refused && !pushes_refused) {
@@ -332,8 +408,7 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
             }
         } else if (r->type == REDIS_REPLY_ERROR) {
             /* refused when queued: the whole transaction is discarded */
-            int tag = i < s->queued ? s->tags[i] : -1;
-            if (tag >= 0 && refuse(s, s->pushes[tag].key, r->str, 1)) {
+            if (tag >= 0 && about_the_key(r->str) && refuse(s, s->pushes[tag].key, r->str, 1)) {
                 pushes_refused = 1;
             } else if (!others_refused) {
                 gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->str);
@@ -344,6 +419,11 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
     }
     if (s->failed && !others_refused)
         gpuq_stream_set_error(s, REDIS_ERR_OOM, "could not queue the transaction");
+    if (s->arena_cap > GPUQ_STREAM_KEEP_BYTES) {    /* an outsized batch's copies */
+        free(s->arena);
+        s->arena = NULL;
+        s->arena_cap = 0;
+    }
     if (s->failed || others_refused) return GPUQ_COMMIT_REFUSED;
     if (pushes_refused) return GPUQ_COMMIT_RETRY;
     return result;

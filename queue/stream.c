@@ -5,6 +5,7 @@
 #include "queue/stream_int.h"
 
 #include "queue/client.h"
+#include "queue/slot.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,9 @@ int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, co
     s->dead_keys = calloc((size_t)n_queues, sizeof(char *));
     s->hook_keys = calloc((size_t)n_queues, sizeof(char *));
     s->result_prefixes = calloc((size_t)n_queues, sizeof(char *));
-    if (!s->queues || !s->jobs_keys || !s->dead_keys || !s->hook_keys || !s->result_prefixes)
+    s->slots = calloc((size_t)n_queues, sizeof(int));
+    if (!s->queues || !s->jobs_keys || !s->dead_keys || !s->hook_keys || !s->result_prefixes ||
+        !s->slots)
         goto oom;
     s->n_queues = n_queues;
     s->max_value = 512 << 20;   /* Redis's default, until connect reads the real one */
@@ -50,6 +53,7 @@ int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, co
         s->dead_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "dead"));
         s->hook_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "webhooks"));
         s->result_prefixes[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "result:"));
+        s->slots[i] = gpuq_key_slot(key, strlen(key));
         if (!s->queues[i] || !s->jobs_keys[i] || !s->dead_keys[i] || !s->hook_keys[i] ||
             !s->result_prefixes[i])
             goto oom;
@@ -73,6 +77,7 @@ void gpuq_stream_free(struct gpuq_stream *s) {
     gpuq_stream_free_writes(s);
     free(s->hook_keys);
     free(s->result_prefixes);
+    free(s->slots);
     free(s->queues);
     free(s->jobs_keys);
     free(s->dead_keys);
@@ -87,11 +92,16 @@ static redisReply *command(struct gpuq_stream *s, int argc, const char **argv, c
     return r;
 }
 
-static int simple(struct gpuq_stream *s, int argc, const char **argv, const char *ok_error) {
+/* Runs a command whose reply only says whether it worked; an error that
+ * starts with ok_error, or ok_error2, counts as working. */
+static int simple(struct gpuq_stream *s, int argc, const char **argv, const char *ok_error,
+                  const char *ok_error2) {
     redisReply *r = command(s, argc, argv, NULL);
     if (!r) return -1;
     int result = 0;
-    if (r->type == REDIS_REPLY_ERROR && !(ok_error && strncmp(r->str, ok_error, strlen(ok_error)) == 0)) {
+    if (r->type == REDIS_REPLY_ERROR &&
+        !(ok_error && strncmp(r->str, ok_error, strlen(ok_error)) == 0) &&
+        !(ok_error2 && strncmp(r->str, ok_error2, strlen(ok_error2)) == 0)) {
         gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->str);
         result = -1;
     }
@@ -115,7 +125,10 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
     for (int i = 0; i < s->n_queues; i++) {
         const char *argv[] = {"XGROUP", "CREATE", s->jobs_keys[i], GPUQ_GROUP, "0", "MKSTREAM"};
         const char *hooks[] = {"XGROUP", "CREATE", s->hook_keys[i], GPUQ_HOOK_GROUP, "0", "MKSTREAM"};
-        if (simple(s, 6, argv, "BUSYGROUP") != 0 || simple(s, 6, hooks, "BUSYGROUP") != 0) return -1;
+        /* out of memory, Redis refuses even a group that exists: go on, and
+         * recreate it if a read says NOGROUP */
+        if (simple(s, 6, argv, "BUSYGROUP", "OOM") != 0 || simple(s, 6, hooks, "BUSYGROUP", "OOM") != 0)
+            return -1;
     }
     /* a value larger than this makes Redis drop the connection, not answer
      * an error: results are held to it (CONFIG may be denied: keep the default) */
@@ -124,6 +137,11 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
     if (!r) return -1;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING)
         s->max_value = strtoll(r->element[1]->str, NULL, 10);
+    freeReplyObject(r);
+    /* on a cluster, a reply list in another slot is pushed outside the MULTI */
+    const char *info[] = {"INFO", "cluster"};
+    if (!(r = command(s, 2, info, NULL))) return -1;
+    s->cluster = r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1") != NULL;
     freeReplyObject(r);
     return 0;
 }
@@ -175,7 +193,7 @@ int gpuq_stream_leave(struct gpuq_stream *s) {
             freeReplyObject(r);
             if (!idle) continue;
             const char *del[] = {"XGROUP", "DELCONSUMER", key, group, s->consumer};
-            if (simple(s, 5, del, NULL) != 0) return -1;
+            if (simple(s, 5, del, NULL, NULL) != 0) return -1;
             left++;
         }
     return left;

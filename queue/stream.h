@@ -38,6 +38,8 @@ struct gpuq_refused {
 };
 
 #define GPUQ_MAX_REFUSED 16
+/* Buffers an outsized transaction grew past this are freed after it. */
+#define GPUQ_STREAM_KEEP_BYTES ((size_t)16 << 20)
 
 struct gpuq_stream {
     redisContext *rc;
@@ -53,8 +55,14 @@ struct gpuq_stream {
     int err;                /* 0, or a REDIS_ERR_* code */
     char errstr[128];
     int64_t max_value;      /* the largest value Redis takes (proto-max-bulk-len) */
+    int cluster;            /* Redis runs in cluster mode */
+    int *slots;             /* per queue: its hash slot */
     /* the open transaction */
-    int queued;             /* commands in it, MULTI included */
+    char *txbuf;            /* its commands, formatted, sent behind MULTI */
+    size_t txbuf_len, txbuf_cap;
+    int n_cmds;             /* commands in txbuf */
+    int queued;             /* commands sent, MULTI and EXEC included */
+    int first;              /* of those, pushes sent before MULTI */
     int failed;             /* an append failed: the MULTI must not be committed */
     int sent;               /* replies owed by a sent transaction */
     size_t tx_bytes;        /* bytes of values put into it */

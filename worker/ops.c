@@ -245,6 +245,13 @@ void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b) {
             impls[op]->finish(t);
     }
     *b = (struct gpuq_batch){s->p, s->n, s->rows, rc, s->be->errstr, s->split};
+    /* packing space an outsized batch grew is given back, not kept for good */
+    for (int i = 0; i < GPUQ_OPS_BUFS; i++)
+        if (s->cap[i] > GPUQ_OPS_KEEP_FLOATS) {
+            free(s->buf[i]);
+            s->buf[i] = NULL;
+            s->cap[i] = 0;
+        }
 }
 
 void gpuq_ops_free(struct gpuq_ops *o) {

@@ -15,6 +15,8 @@
 
 #define GPUQ_MAX_CHANNELS 16
 #define GPUQ_OPS_BUFS 6
+/* Packing buffers larger than this (16 MiB) are freed after their batch. */
+#define GPUQ_OPS_KEEP_FLOATS ((size_t)1 << 22)
 
 struct gpuq_task {
     struct gpuq_entry entry;

@@ -23,6 +23,10 @@ float *gpuq_pool_get(struct gpuq_pool *p, size_t words) {
 void gpuq_pool_put(struct gpuq_pool *p, float *buf, size_t words) {
     if (!buf) return;
     int c = size_class(words);
+    if (c > GPUQ_POOL_KEEP) {   /* an outsized job's: give it back, not to the pool */
+        free(buf);
+        return;
+    }
     *(void **)buf = p->free[c];
     p->free[c] = buf;
 }

@@ -6,6 +6,9 @@
 #include <stddef.h>
 
 #define GPUQ_POOL_CLASSES 40
+/* Buffers of classes above this (2^22 words, 16 MiB) are freed when given
+ * back: one outsized job must not hold its memory for good. */
+#define GPUQ_POOL_KEEP 22
 
 struct gpuq_pool {
     void *free[GPUQ_POOL_CLASSES];  /* free lists, linked through the buffers */

@@ -11,6 +11,7 @@
 #include "worker/worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -471,6 +472,8 @@ static void unsend(struct worker *w) {
 static void back_off(struct worker *w, const char *what) {
     w->refused_ms = w->refused_ms ? (w->refused_ms * 2 > 5000 ? 5000 : w->refused_ms * 2) : 100;
     w->refused_until_us = gpuq_now_us() + w->refused_ms * 1000;
+    /* out of memory or a read-only replica: looking whether that passed is cheap */
+    w->refused_probe = !strncmp(w->st.errstr, "OOM", 3) || !strncmp(w->st.errstr, "READONLY", 8);
     log_warn("redis refused %s (%s); nothing acked, trying again in %lld ms", what, w->st.errstr,
              (long long)w->refused_ms);
 }
@@ -502,17 +505,22 @@ static int publish_wait(struct worker *w) {
         drop_task(w, w->sending[i]);
     }
     w->n_sending = 0;
+    if (w->sb.alloc > GPUQ_STREAM_KEEP_BYTES) {     /* an outsized result was encoded */
+        msgpack_sbuffer_destroy(&w->sb);
+        msgpack_sbuffer_init(&w->sb);
+        malloc_trim(0);     /* and what it and its batch freed goes back to the system */
+    }
     return 0;
 }
 
-/* While Redis refuses writes: waits out the backoff, but looks every
- * 250 ms whether Redis has room again, so the worker resumes within a
- * second of memory being freed. */
+/* While Redis refuses writes: waits out the backoff, but when it refused
+ * for want of memory (or as a replica), looks every 250 ms whether that
+ * passed, so the worker resumes within a second of memory being freed. */
 static void refused_wait(struct worker *w) {
     while (!stop_requested && gpuq_now_us() < w->refused_until_us) {
         int64_t left = w->refused_until_us - gpuq_now_us();
         sleep_us(left < 250000 ? left : 250000);
-        if (gpuq_stream_writable(&w->st) == 1) w->refused_until_us = 0;
+        if (w->refused_probe && gpuq_stream_writable(&w->st) == 1) w->refused_until_us = 0;
     }
 }
 

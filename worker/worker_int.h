@@ -51,6 +51,7 @@ struct worker {
     int device_lost;            /* a sticky device error: finish writing, exit 1 */
     int64_t refused_ms;         /* Redis refuses writes: the backoff, 0 when it takes them */
     int64_t refused_until_us;   /* no publishing before this */
+    int refused_probe;          /* the refusal is one gpuq_stream_writable sees pass */
     uint64_t n_ok, n_failed, n_dead, n_batches, n_delivered, n_hooks_failed, n_push_failed;
 };
 

@@ -35,17 +35,19 @@ def free_port():
 
 
 class Redis:
-    """redis-server on a free port in a temp dir, no persistence."""
+    """redis-server on a free port in a temp dir, no persistence; args are
+    more redis-server options (say "--cluster-enabled", "yes")."""
 
-    def __init__(self):
+    def __init__(self, *args):
         self.dir = tempfile.mkdtemp(prefix="gpuq-test-")
         self.port = free_port()
+        self.args = list(args)
         self.start()
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
+             "--appendonly", "no", "--dir", self.dir, *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"redis://127.0.0.1:{self.port}"
         self.client = redis.Redis(port=self.port)
@@ -173,8 +175,10 @@ class Client:
 class WorkerTest(unittest.TestCase):
     """Each test gets a fresh Redis; start workers with self.worker(...)."""
 
+    redis_args = ()     # more redis-server options for the suite
+
     def setUp(self):
-        self.redis = Redis()
+        self.redis = Redis(*self.redis_args)
         self.r = self.redis.client
         self.client = Client(self.r)
         self.tmp = tempfile.mkdtemp(prefix="gpuq-e2e-")
