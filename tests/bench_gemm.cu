@@ -1,10 +1,13 @@
 /* bench_gemm.cu -- raw cuBLAS, device-resident, no copies and no queue:
  * the card's GEMM peak in f32 and bf16 (f32 sums), and the jobs/s of the
  * mlp GEMMs alone at a worker's batch shape, the figure end-to-end
- * throughput is compared with. Run by scripts/gpu-check; exits 77 without
- * a device.
+ * throughput is compared with. The GEMMs are the worker's: transposed
+ * weights times untransposed inputs (TN, column-major), on random data
+ * (zeros would flatter the clocks). Run by scripts/gpu-check; exits 77
+ * without a device.
  *   bench_gemm [D_IN HIDDEN D_OUT BATCH] */
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,16 +29,29 @@
         }                                                                          \
     } while (0)
 
-/* Seconds per call of C [m, n] = A [m, k] . B [k, n] (column-major, dt
- * inputs, f32 out and sums), the best of five timed runs of reps calls. */
+/* n values uniform in [-1, 1) from a hash of their index, as f32 or bf16. */
+__global__ void fill(void *p, size_t n, int bf16, unsigned seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        unsigned h = (unsigned)i * 2654435761u ^ seed;
+        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
+        float v = h * (2.0f / 4294967296.0f) - 1.0f;
+        if (bf16) ((__nv_bfloat16 *)p)[i] = __float2bfloat16(v);
+        else ((float *)p)[i] = v;
+    }
+}
+
+/* Seconds per call of C [m, n] = A^T . B, A [k, m] and B [k, n] column-major
+ * (the worker's Y^T = W . X^T with W and X row-major), dt inputs, f32 out
+ * and sums: the best of five timed runs of reps calls. */
 static double time_gemm(cublasHandle_t h, int m, int n, int k, cudaDataType_t dt, int reps) {
     size_t es = dt == CUDA_R_32F ? 4 : 2;
     void *a, *b, *c;
     CHECK_CUDA(cudaMalloc(&a, (size_t)m * k * es));
     CHECK_CUDA(cudaMalloc(&b, (size_t)k * n * es));
     CHECK_CUDA(cudaMalloc(&c, (size_t)m * n * 4));
-    CHECK_CUDA(cudaMemset(a, 0, (size_t)m * k * es));
-    CHECK_CUDA(cudaMemset(b, 0, (size_t)k * n * es));
+    fill<<<1024, 256>>>(a, (size_t)m * k, es == 2, 1);
+    fill<<<1024, 256>>>(b, (size_t)k * n, es == 2, 2);
+    CHECK_CUDA(cudaGetLastError());
     float one = 1.0f, zero = 0.0f;
     cudaEvent_t t0, t1;
     CHECK_CUDA(cudaEventCreate(&t0));
@@ -44,7 +60,7 @@ static double time_gemm(cublasHandle_t h, int m, int n, int k, cudaDataType_t dt
     for (int run = 0; run < 6; run++) {     /* the first warms up */
         CHECK_CUDA(cudaEventRecord(t0));
         for (int i = 0; i < reps; i++)
-            CHECK_BLAS(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, a, dt, m, b, dt, k,
+            CHECK_BLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, a, dt, k, b, dt, k,
                                     &zero, c, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         CHECK_CUDA(cudaEventRecord(t1));
         CHECK_CUDA(cudaEventSynchronize(t1));
@@ -75,7 +91,7 @@ int main(int argc, char **argv) {
     cudaDataType_t types[] = {CUDA_R_32F, CUDA_R_16BF};
     for (int t = 0; t < 2; t++) {
         double s = time_gemm(h, big, big, big, types[t], 5);
-        printf("peak %s: %dx%dx%d GEMM %.1f TFLOP/s\n", names[t], big, big, big,
+        printf("peak %s: %dx%dx%d TN GEMM, random data: %.1f TFLOP/s\n", names[t], big, big, big,
                2.0 * big * big * big / s / 1e12);
     }
     for (int t = 0; t < 2; t++) {

@@ -1,14 +1,22 @@
 /* test_backend_cuda.c -- the CUDA backend against the same references as the
  * CPU backend, then against the CPU backend itself on larger random inputs
  * (kernels/twin.c), in every mlp precision. Exits 77 (skipped) without a
- * device. */
+ * device.
+ *   test_backend_cuda [--small]
+ * --small runs the twin check at the worker's start-up sizes, so that
+ * compute-sanitizer's slower tools finish (scripts/gpu-check). */
 #include "ops_ref.h"
 
 #ifdef GPUQ_HAVE_CUDA
 #include "kernels/cuda.h"
 #endif
 
-int main(void) {
+int main(int argc, char **argv) {
+    int large = !(argc == 2 && strcmp(argv[1], "--small") == 0);
+    if (argc > 1 + !large) {
+        fprintf(stderr, "usage: test_backend_cuda [--small]\n");
+        return 2;
+    }
 #ifndef GPUQ_HAVE_CUDA
     printf("test_backend_cuda: SKIPPED: built without CUDA\n");
     return 77;
@@ -30,7 +38,7 @@ int main(void) {
         struct gpuq_twin t;
         be.precision = (enum gpuq_precision)p;
         printf("CUDA against the CPU backend, mlp in %s:\n", gpuq_precision_name(be.precision));
-        gpuq_twin_check(&be, &cpu, 1, &t);
+        gpuq_twin_check(&be, &cpu, large, &t);
         check_twin(&t);
     }
     gpuq_backend_destroy(&be);
