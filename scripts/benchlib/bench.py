@@ -28,6 +28,13 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+def cpu_seconds(pid):
+    """user + sys CPU seconds of a live process (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,9 +85,9 @@ class Bench:
                 pipe.execute()
         pipe.execute()
 
-    def worker(self, *extra):
+    def worker(self, *extra, binary=GPUQ):
         logf = open(os.path.join(self.tmp, "worker.log"), "w")
-        p = subprocess.Popen([GPUQ, "worker", "--redis", f"redis://127.0.0.1:{self.port}", "--backend",
+        p = subprocess.Popen([binary, "worker", "--redis", f"redis://127.0.0.1:{self.port}", "--backend",
                               self.a.backend, "--model", f"m={self.model}", "--cpu-threads",
                               str(self.threads), *extra], stderr=logf)
         for _ in range(400):
@@ -101,24 +108,62 @@ class Bench:
             time.sleep(0.001)
         raise RuntimeError(f"only {self.r.llen(reply)} of {n} results")
 
+    # ---- 0. two gpuq builds, alternating ----
+
+    def compare(self):
+        """Drains with this build and another (--compare BIN), alternating,
+        --rounds times each: the same jobs, the same Redis, one after the other."""
+        runs = {"this": [], "other": []}
+        for i in range(self.a.rounds):
+            for name, binary in (("this", GPUQ), ("other", self.a.compare)):
+                r = self.drain_one(self.a.jobs, binary)
+                runs[name].append(r)
+                log(f"round {i + 1} {name}: {r['jobs_per_s']:,.0f} jobs/s, {r['cpu_us_per_job']:.2f} us CPU/job, "
+                    f"Redis {r['redis_cpu_us_per_job']:.2f} us CPU/job")
+        for name, rs in runs.items():
+            rates = [r["jobs_per_s"] for r in rs]
+            cpus = [r["cpu_us_per_job"] for r in rs]
+            rcpus = [r["redis_cpu_us_per_job"] for r in rs]
+            print(f"{name}: {np.mean(rates):,.0f} jobs/s (runs {min(rates):,.0f}-{max(rates):,.0f}), "
+                  f"worker {np.mean(cpus):.2f} us CPU/job (runs {min(cpus):.2f}-{max(cpus):.2f}), "
+                  f"Redis {np.mean(rcpus):.2f} us CPU/job (runs {min(rcpus):.2f}-{max(rcpus):.2f})")
+
     # ---- 1. drain throughput ----
+
+    def drain_one(self, n, binary=GPUQ):
+        """One drain of n pre-enqueued jobs by a gpuq worker: jobs/s, and the
+        worker's CPU seconds (user + sys) per job, steadier on a shared host."""
+        reply = "gpuq:{default}:reply:drain"
+        self.r.flushall()
+        self.gpuq_jobs(n, reply)
+        w = self.worker(binary=binary)
+        cpu0, rcpu0 = cpu_seconds(w.pid), self.redis_cpu()
+        rate = self.time_list(reply, n)
+        cpu, rcpu = cpu_seconds(w.pid) - cpu0, self.redis_cpu() - rcpu0
+        w.send_signal(signal.SIGTERM)
+        w.wait()
+        return {"jobs": n, "jobs_per_s": rate, "cpu_us_per_job": cpu / n * 1e6,
+                "redis_cpu_us_per_job": rcpu / n * 1e6}
+
+    def redis_cpu(self):
+        i = self.r.info("cpu")
+        return i["used_cpu_user"] + i["used_cpu_sys"]
 
     def drain(self):
         n, res = self.a.jobs, {}
         reply = "gpuq:{default}:reply:drain"
-        self.r.flushall()
-        self.gpuq_jobs(n, reply)
-        w = self.worker()
-        res["gpuq"] = {"jobs": n, "jobs_per_s": self.time_list(reply, n)}
-        w.send_signal(signal.SIGTERM)
-        w.wait()
+        res["gpuq"] = self.drain_one(n)
         log("gpuq", res["gpuq"])
 
         self.r.flushall()
         self.gpuq_jobs(n, reply)
         p = subprocess.Popen([sys.executable, os.path.join(LIB, "pyworker.py"), str(self.port), self.model],
                              env=self.env)
-        res["python-streams-numpy"] = {"jobs": n, "jobs_per_s": self.time_list(reply, n)}
+        time.sleep(0.5)     # its imports are not the drain's cost
+        cpu0 = cpu_seconds(p.pid)
+        rate = self.time_list(reply, n)
+        res["python-streams-numpy"] = {"jobs": n, "jobs_per_s": rate,
+                                       "cpu_us_per_job": (cpu_seconds(p.pid) - cpu0) / n * 1e6}
         p.kill()
         p.wait()
         log("python", res["python-streams-numpy"])
@@ -268,15 +313,21 @@ def report(out, d):
              "thread(s) and leave Redis a core; the compute-only ceiling uses every core. "
              "Every system ran on the same Redis and the same jobs (one-row mlp 256 → 1024 → 256, f32) "
              "in one run; ratios are what to read, absolute numbers vary by machine.", "",
-             "## Drain throughput", "", "| system | jobs | jobs/s | gpuq is |", "| --- | --- | --- | --- |"]
+             "## Drain throughput", "", "| system | jobs | jobs/s | gpuq is | worker CPU µs/job |",
+             "| --- | --- | --- | --- | --- |"]
     g = dr["gpuq"]["jobs_per_s"]
     for name, v in dr.items():
         rate = v["jobs_per_s"]
         ratio = f"{g / rate:.1f}x" if name not in ("gpuq", "compute-only ceiling") else \
             (f"{g / rate:.0%} of it" if name == "compute-only ceiling" else "")
-        lines.append(f"| {name} | {v['jobs']} | {v['jobs_per_s']:,.0f} | {ratio} |")
+        cpu = f"{v['cpu_us_per_job']:.1f}" if "cpu_us_per_job" in v else ""
+        lines.append(f"| {name} | {v['jobs']} | {v['jobs_per_s']:,.0f} | {ratio} | {cpu} |")
     lines += ["", f"gpuq drains at **{g / py:.1f}x** the batching Python worker (goal ≥ 3x) and at "
               f"**{g / ceil:.0%}** of the compute-only ceiling (goal ≥ 60%).", ""]
+    if "cpu_us_per_job" in dr["gpuq"]:
+        c = dr["python-streams-numpy"]["cpu_us_per_job"] / dr["gpuq"]["cpu_us_per_job"]
+        lines += [f"Per job, the Python worker spends **{c:.1f}x** gpuq's CPU (user + sys of the worker "
+                  "process over the drain).", ""]
     if "latency" in out:
         lines += ["## Latency under open-loop load", "",
                   "| offered load | max-delay-us | jobs/s sent | p50 ms | p99 ms | p99.9 ms | mean batch rows |",
@@ -373,8 +424,17 @@ def main():
     p.add_argument("--no-peers", action="store_true", help="skip RQ and Celery")
     p.add_argument("--skip", default="", help="comma list of: latency,memory,redis")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest"))
+    p.add_argument("--compare", metavar="BIN", help="only: drain with this build and gpuq binary BIN, "
+                   "alternating --rounds times")
+    p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args()
     b = Bench(a)
+    if a.compare:
+        try:
+            b.compare()
+        finally:
+            b.close()
+        return
     try:
         b.out["machine"] = b.machine()
         b.drain()
