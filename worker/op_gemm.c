@@ -203,6 +203,8 @@ static int knn_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "knn: metric must be cosine, dot or l2");
         t->metric = (enum gpuq_metric)found;
     }
+    if (!gpuq_tensor_all_finite(q))
+        return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "knn: q must be finite (no NaN or infinity)");
     if (q->shape[0] * k > GPUQ_MAX_ELEMS / 3)
         return gpuq_job_fail(job, GPUQ_ERR_TOO_LARGE, "knn: too many rows");
     t->k = (int)k;

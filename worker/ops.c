@@ -125,6 +125,10 @@ int gpuq_ops_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
     if (impls[t->job.op]->prepare(o, t) != 0) return -1;
     if (t->rows < 1)
         return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "%s: no rows", gpuq_op_name(t->job.op));
+    if (t->out_words * 4 > (uint64_t)o->max_result_bytes)
+        return gpuq_job_fail(&t->job, GPUQ_ERR_TOO_LARGE, "%s: a result of %zu bytes is more than "
+                             "this worker's --max-result-bytes %lld", gpuq_op_name(t->job.op),
+                             t->out_words * 4, (long long)o->max_result_bytes);
     return 0;
 }
 

@@ -77,6 +77,7 @@ struct gpuq_ops {
     struct gpuq_backend *be;    /* the chosen backend */
     struct gpuq_backend *cpu;   /* runs what be leaves NULL, and on_cpu */
     unsigned on_cpu;            /* bit per op: served by cpu (be disagreed with it) */
+    int64_t max_result_bytes;   /* larger results are too_large at admission */
     struct gpuq_model *models;
     int n_models;
     struct gpuq_ops_slot slot[2];

@@ -129,7 +129,7 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
         return -1;
     }
     w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
-                               .n_models = w->n_models};
+                               .n_models = w->n_models, .max_result_bytes = w->cfg.max_result_bytes};
     if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) return -1;
     /* every job brings at least one row, so rows bound the jobs held */
     w->n_slots = (int)(w->cfg.max_inflight + w->cfg.max_batch);
