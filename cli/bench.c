@@ -1,7 +1,7 @@
-/* bench_cli.c -- `gpuq bench-compute`: the same batched mlp GEMMs a worker
+/* bench.c -- `gpuq bench-compute`: the same batched mlp GEMMs a worker
  * runs, with no queue around them: the ceiling a worker is measured against. */
 #include "worker/clock.h"
-#include "worker/bench_cli.h"
+#include "cli/bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>

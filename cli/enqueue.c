@@ -1,7 +1,7 @@
 /* enqueue.c -- `gpuq enqueue`: submit jobs from the shell, optionally wait
  * for their results and print them. */
 #include "worker/clock.h"
-#include "worker/enqueue.h"
+#include "cli/enqueue.h"
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -14,8 +14,8 @@
 
 #include "queue/client.h"
 #include "queue/stream.h"
-#include "worker/cli.h"
-#include "worker/npy.h"
+#include "cli/target.h"
+#include "cli/npy.h"
 
 #define MAX_ARGS 16
 
