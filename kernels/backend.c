@@ -1,4 +1,4 @@
-/* backend.c -- choosing a backend. */
+/* backend.c -- choosing a backend, and what both backends share. */
 #include "kernels/backend.h"
 
 #include <math.h>
@@ -29,10 +29,10 @@ int gpuq_precision_from_name(const char *s) {
     return -1;
 }
 
-int gpuq_backend_create(struct gpuq_backend *be, const char *kind, int device, char *err,
-                        size_t errlen) {
+int gpuq_backend_open(struct gpuq_backend *be, const char *kind, int device, char *err,
+                      size_t errlen) {
     memset(be, 0, sizeof(*be));
-    if (strcmp(kind, "cpu") == 0) return gpuq_backend_cpu_init(be);
+    if (strcmp(kind, "cpu") == 0) return gpuq_backend_cpu_open(be);
     if (strcmp(kind, "cuda") != 0 && strcmp(kind, "auto") != 0) {
         snprintf(err, errlen, "unknown backend '%s' (auto, cpu, cuda)", kind);
         return -1;
@@ -44,7 +44,7 @@ int gpuq_backend_create(struct gpuq_backend *be, const char *kind, int device, c
         snprintf(err, errlen, "cuda backend unavailable: %s", why);
         return -1;
     }
-    int result = gpuq_backend_cpu_init(be);
+    int result = gpuq_backend_cpu_open(be);
     snprintf(be->desc + strlen(be->desc), sizeof(be->desc) - strlen(be->desc),
              "; no CUDA device: %s", why);
     return result;
@@ -54,7 +54,7 @@ int gpuq_backend_create(struct gpuq_backend *be, const char *kind, int device, c
         snprintf(err, errlen, "cuda backend unavailable: this build has no CUDA support");
         return -1;
     }
-    int result = gpuq_backend_cpu_init(be);
+    int result = gpuq_backend_cpu_open(be);
     snprintf(be->desc + strlen(be->desc), sizeof(be->desc) - strlen(be->desc),
              "; built without CUDA");
     return result;

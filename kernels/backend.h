@@ -1,6 +1,7 @@
-/* backend.h -- the compute backends behind one small function table.
+/* backend.h -- the compute backends behind one small function table, and
+ * a table of kernels indexed by op.
  *
- * Every op takes and returns host memory in f32, row-major; a backend moves
+ * Every kernel takes and returns host memory, row-major; a backend moves
  * data to its device as it needs. The CPU backend is always built; the CUDA
  * backend when nvcc was found at build time, used when a device is usable.
  *
@@ -16,24 +17,11 @@
 #include <stdint.h>
 
 #include "kernels/model.h"
+#include "ops/list.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* c[i] = alpha * op(a[i]) @ op(b[i]) for i < count. op(a) is m x k: a is stored
- * [m, k], or [k, m] when trans_a. Strides are in elements; 0 repeats one matrix. */
-struct gpuq_matmul {
-    int trans_a, trans_b;
-    int m, n, k;
-    int count;
-    float alpha;
-    const float *a;
-    int64_t stride_a;
-    const float *b;
-    int64_t stride_b;
-    float *c;           /* [count, m, n] */
-};
 
 /* What an op returns besides 0; be->errstr says more. */
 enum gpuq_status {
@@ -46,59 +34,32 @@ enum gpuq_status {
  * or f16 (tensor cores on CUDA); sums are f32 either way. */
 enum gpuq_precision { GPUQ_PREC_F32, GPUQ_PREC_BF16, GPUQ_PREC_F16 };
 
-enum gpuq_metric { GPUQ_METRIC_COSINE, GPUQ_METRIC_DOT, GPUQ_METRIC_L2 };
+/* The kinds of backend: each op's descriptor has a kernel for each kind
+ * it runs on (ops/op.h). */
+enum gpuq_backend_kind { GPUQ_BACKEND_CPU, GPUQ_BACKEND_CUDA, GPUQ_BACKEND_KINDS };
 
-/* knn of rows queries [rows, dim] against an index: the k best per row,
- * highest score first for cosine and dot, lowest squared distance first for
- * l2; ties go to the lower index. */
-struct gpuq_knn {
-    const struct gpuq_model *index;
-    enum gpuq_metric metric;
-    int k;
-    const float *q;
-    int rows;
-    int64_t *indices;   /* [rows, k] */
-    float *scores;      /* [rows, k] */
-};
-
-/* layernorm over the last axis; row r uses parameter set row_set[r]: gamma
- * and beta rows [n_sets, cols] and eps[n_sets]. */
-struct gpuq_layernorm {
-    const float *x;
-    int rows, cols;
-    const int *row_set;
-    const float *gamma, *beta, *eps;
-    float *y;
-};
-
-/* One image of a batch: u8 [h, w, c] in, f32 [c, out_h, out_w] out,
- * (bilinear(x)/255 - mean[ch]) / std[ch]. */
-struct gpuq_image {
-    const unsigned char *src;
-    int h, w, c;
-    int out_h, out_w;
-    const float *mean, *std;    /* [c] */
-    float *dst;
+/* One kernel call: op's own argument struct (ops/<op>.h) and the rows it
+ * covers (what fault injection counts). */
+struct gpuq_launch {
+    enum gpuq_op op;
+    int64_t rows;
+    const void *args;
 };
 
 struct gpuq_backend;
 
-/* A backend may leave an op NULL: the worker then runs it on the CPU. */
+/* An op's kernel on one backend: 0, or an enum gpuq_status with be->errstr. */
+typedef int gpuq_kernel_fn(struct gpuq_backend *be, const struct gpuq_launch *l);
+
+/* The backend itself; its ops are in struct gpuq_backend's kernel table. */
 struct gpuq_backend_i {
     const char *name;
+    enum gpuq_backend_kind kind;
     void (*destroy)(struct gpuq_backend *be);
-    /* Prepares a loaded model (uploads weights). 0, or -1 with be->errstr. */
+    /* Prepares a loaded model (uploads weights). 0, or an enum gpuq_status
+     * with be->errstr. */
     int (*model_load)(struct gpuq_backend *be, struct gpuq_model *m);
     void (*model_free)(struct gpuq_backend *be, struct gpuq_model *m);
-    /* n groups, each a strided batch of one shape (a grouped GEMM). */
-    int (*matmul)(struct gpuq_backend *be, const struct gpuq_matmul *mm, int n);
-    /* y [rows, d_out] = mlp(x [rows, d_in]). */
-    int (*mlp)(struct gpuq_backend *be, const struct gpuq_model *m, const float *x, int rows,
-               float *y);
-    int (*knn)(struct gpuq_backend *be, const struct gpuq_knn *q);
-    int (*softmax)(struct gpuq_backend *be, const float *x, int rows, int cols, float *y);
-    int (*layernorm)(struct gpuq_backend *be, const struct gpuq_layernorm *ln);
-    int (*image)(struct gpuq_backend *be, const struct gpuq_image *im, int n);
     /* Device memory in use, in bytes; NULL where there is no device. */
     int (*memory_used)(struct gpuq_backend *be, int64_t *bytes);
     /* Sizes device buffers once for batches of up to rows rows of the
@@ -116,52 +77,36 @@ struct gpuq_backend_i {
 
 struct gpuq_backend {
     const struct gpuq_backend_i *iface;
+    /* Op k's kernel on this backend; NULL: op k runs on the CPU backend. */
+    gpuq_kernel_fn *kernel[GPUQ_OP_COUNT];
     void *ctx;
     char desc[128];     /* "cpu (OpenBLAS, 2 threads)", "cuda device 0: NVIDIA H200" */
     char errstr[128];   /* why the last call failed */
     enum gpuq_precision precision;  /* for mlp; set before models load */
 };
 
-/* kind is "auto", "cpu" or "cuda". auto picks CUDA when a device is usable.
- * Returns 0, or -1 with err (e.g. cuda asked for and unavailable). */
-int gpuq_backend_create(struct gpuq_backend *be, const char *kind, int device, char *err,
-                        size_t errlen);
+/* Opens the backend core (context, buffers; no kernels yet: the op
+ * table binds them, ops/table.h). kind is "auto", "cpu" or "cuda"; auto
+ * picks CUDA when a device is usable. 0, or -1 with err. */
+int gpuq_backend_open(struct gpuq_backend *be, const char *kind, int device, char *err,
+                      size_t errlen);
 void gpuq_backend_destroy(struct gpuq_backend *be);
-
-int gpuq_backend_cpu_init(struct gpuq_backend *be);
+int gpuq_backend_cpu_open(struct gpuq_backend *be);
 
 /* Threads the CPU backend's BLAS uses (n > 0), for every CPU backend. */
 void gpuq_backend_cpu_threads(int n);
+
+/* Runs op's kernel on be (which must have one). */
+static inline int gpuq_backend_run(struct gpuq_backend *be, enum gpuq_op op, int64_t rows,
+                                   const void *args) {
+    struct gpuq_launch l = {op, rows, args};
+    return be->kernel[op](be, &l);
+}
 
 /* Wraps be so that its ops fail as a failing device would, for tests:
  * spec "nomem-above=ROWS" (ops on more rows: out of memory) or
  * "lost-after=N" (the device is lost after N op calls). 0, or -1 with err. */
 int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, size_t errlen);
-
-/* The ops of the table, in its order (the same as the protocol's ops). */
-enum gpuq_kernel {
-    GPUQ_K_MATMUL, GPUQ_K_MLP, GPUQ_K_KNN, GPUQ_K_SOFTMAX, GPUQ_K_LAYERNORM, GPUQ_K_IMAGE,
-    GPUQ_K_COUNT
-};
-
-/* be against the CPU backend cpu, op by op, on the same fresh random
- * inputs (twin.c): small ones in milliseconds, or large ones (knn over
- * several index blocks up to k = 4096, long rows, mixed matmul shapes in
- * one grouped call, mlp in be's precision). */
-struct gpuq_twin {
-    double err[GPUQ_K_COUNT];   /* largest error seen */
-    double tol[GPUQ_K_COUNT];
-    unsigned failed;            /* bit k: op k disagrees, or failed to run */
-    char why[160];              /* the first failure to run */
-};
-void gpuq_twin_check(struct gpuq_backend *be, struct gpuq_backend *cpu, int large,
-                     struct gpuq_twin *out);
-const char *gpuq_kernel_name(enum gpuq_kernel k);
-
-/* The twin check's measure: largest |x - want| / (1 + |want|); or, scaled,
- * largest |x - want| over the largest |want| (for results whose small
- * elements come from cancellation). NaN counts as worst. */
-double gpuq_twin_err(const float *x, const float *want, size_t n, int scaled);
 
 /* "f32", "bf16", "f16" and back; -1 when unknown. */
 const char *gpuq_precision_name(enum gpuq_precision p);

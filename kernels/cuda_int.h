@@ -1,10 +1,12 @@
-/* cuda_int.h -- the CUDA backend's state, shared by cuda.cu (context,
- * buffers, GEMMs) and cuda_ops.cu (knn, softmax, layernorm, image).
- * Private to kernels/; C++ for nvcc. */
+/* cuda_int.h -- the CUDA backend's state and helpers, shared by its core
+ * (kernels/cuda.cu: context, buffers, models) and the ops' CUDA kernels
+ * (ops/<op>.cu). C++ for nvcc. */
 #ifndef GPUQ_CUDA_INT_H
 #define GPUQ_CUDA_INT_H
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "kernels/backend.h"
@@ -34,6 +36,13 @@ struct cuda_ctx {
     int knn_dim;
 };
 
+/* mlp weights on the device: f32, or bf16/f16 bits. */
+struct cuda_mlp {
+    void **w;
+    float **b;
+    int n;
+};
+
 /* A loaded index on the device. */
 struct cuda_index {
     float *emb;     /* [n, dim] */
@@ -43,19 +52,21 @@ struct cuda_index {
 /* Sets be->errstr and says how bad a failure is: GPUQ_BE_NOMEM for memory,
  * GPUQ_BE_LOST when the device no longer answers (a sticky error), else
  * GPUQ_BE_FAILED. */
-int cuda_fail(struct gpuq_backend *be, cudaError_t e, int line);
-int cublas_fail(struct gpuq_backend *be, cublasStatus_t s, int line);
+int cuda_fail(struct gpuq_backend *be, cudaError_t e, const char *file, int line);
+int cublas_fail(struct gpuq_backend *be, cublasStatus_t s, const char *file, int line);
 
-#define CU(call)                                                 \
-    do {                                                         \
-        cudaError_t e_ = (call);                                 \
-        if (e_ != cudaSuccess) return cuda_fail(be, e_, __LINE__); \
+/* A failed call returns its status from the enclosing function, saying
+ * file and line in be->errstr. */
+#define CU(call)                                                             \
+    do {                                                                     \
+        cudaError_t e_ = (call);                                             \
+        if (e_ != cudaSuccess) return cuda_fail(be, e_, __FILE__, __LINE__); \
     } while (0)
 
-#define BLAS(call)                                                       \
-    do {                                                                 \
-        cublasStatus_t s_ = (call);                                      \
-        if (s_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(be, s_, __LINE__); \
+#define BLAS(call)                                                                   \
+    do {                                                                             \
+        cublasStatus_t s_ = (call);                                                  \
+        if (s_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(be, s_, __FILE__, __LINE__); \
     } while (0)
 
 /* After a kernel launch. */
@@ -75,15 +86,59 @@ int cuda_dev(struct gpuq_backend *be, int i, size_t bytes, void **out);
 int cuda_up(struct gpuq_backend *be, void *dst, const void *src, size_t bytes);
 int cuda_down(struct gpuq_backend *be, void *dst, const void *src, size_t bytes);
 
-/* The ops in cuda_ops.cu. */
-int cuda_knn(struct gpuq_backend *be, const struct gpuq_knn *q);
-int cuda_softmax(struct gpuq_backend *be, const float *x, int rows, int cols, float *y);
-int cuda_layernorm(struct gpuq_backend *be, const struct gpuq_layernorm *ln);
-int cuda_image(struct gpuq_backend *be, const struct gpuq_image *im, int n);
-int cuda_index_load(struct gpuq_backend *be, struct gpuq_model *m);
-void cuda_index_free(struct gpuq_model *m);
+/* Pinned host buffer i (<= GPUQ_STAGING; the last is the backend's own) of
+ * a slot with room for bytes; the caller knows the slot is idle. NULL with
+ * be->errstr set. */
+void *cuda_host(struct gpuq_backend *be, int slot, int i, size_t bytes);
+
+/* dst (lower precision p) = src (f32), n elements, on stream st. */
+int cuda_convert(struct gpuq_backend *be, cudaStream_t st, void *dst, const float *src,
+                 long long n, enum gpuq_precision p);
 
 /* Scores of one knn query block are computed this many index rows at a time. */
 #define CUDA_KNN_BLOCK 16384
+
+/* ---- device helpers for the kernels ---- */
+
+#define CUDA_THREADS 256
+
+/* Blocks of 256 threads for a grid-stride loop over n elements. */
+static inline unsigned blocks_for(long long n) {
+    long long b = (n + 255) / 256;
+    return (unsigned)(b < 1 ? 1 : b > 65535 ? 65535 : b);
+}
+
+#ifdef __CUDACC__
+__device__ static inline void store(float *p, float v) { *p = v; }
+__device__ static inline void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ static inline void store(__half *p, float v) { *p = __float2half_rn(v); }
+
+__device__ static inline float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ static inline float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Every thread of the block gets the sum (or max) of v over the block. */
+__device__ static inline float block_reduce(float v, int is_max) {
+    __shared__ float part[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    v = is_max ? warp_max(v) : warp_sum(v);
+    __syncthreads();    /* part may still be read from the last call */
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < warps ? part[lane] : (is_max ? -INFINITY : 0.0f);
+        v = is_max ? warp_max(v) : warp_sum(v);
+        if (lane == 0) part[0] = v;
+    }
+    __syncthreads();
+    return part[0];
+}
+#endif
 
 #endif

@@ -57,37 +57,10 @@ static void fault_model_free(struct gpuq_backend *be, struct gpuq_model *m) {
     INNER(be)->iface->model_free(INNER(be), m);
 }
 
-static int fault_matmul(struct gpuq_backend *be, const struct gpuq_matmul *mm, int n) {
-    long long rows = 0;
-    for (int i = 0; i < n; i++) rows += (long long)mm[i].count * mm[i].m;
-    int rc = inject(be, rows);
-    return rc ? rc : pass(be, INNER(be)->iface->matmul(INNER(be), mm, n));
-}
-
-static int fault_mlp(struct gpuq_backend *be, const struct gpuq_model *m, const float *x, int rows,
-                     float *y) {
-    int rc = inject(be, rows);
-    return rc ? rc : pass(be, INNER(be)->iface->mlp(INNER(be), m, x, rows, y));
-}
-
-static int fault_knn(struct gpuq_backend *be, const struct gpuq_knn *q) {
-    int rc = inject(be, q->rows);
-    return rc ? rc : pass(be, INNER(be)->iface->knn(INNER(be), q));
-}
-
-static int fault_softmax(struct gpuq_backend *be, const float *x, int rows, int cols, float *y) {
-    int rc = inject(be, rows);
-    return rc ? rc : pass(be, INNER(be)->iface->softmax(INNER(be), x, rows, cols, y));
-}
-
-static int fault_layernorm(struct gpuq_backend *be, const struct gpuq_layernorm *ln) {
-    int rc = inject(be, ln->rows);
-    return rc ? rc : pass(be, INNER(be)->iface->layernorm(INNER(be), ln));
-}
-
-static int fault_image(struct gpuq_backend *be, const struct gpuq_image *im, int n) {
-    int rc = inject(be, n);
-    return rc ? rc : pass(be, INNER(be)->iface->image(INNER(be), im, n));
+/* Every op alike: the rows of its call decide. */
+static int fault_kernel(struct gpuq_backend *be, const struct gpuq_launch *l) {
+    int rc = inject(be, l->rows);
+    return rc ? rc : pass(be, INNER(be)->kernel[l->op](INNER(be), l));
 }
 
 static int fault_memory_used(struct gpuq_backend *be, int64_t *bytes) {
@@ -141,15 +114,14 @@ int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, siz
     f->inner = *be;
     const struct gpuq_backend_i *in = be->iface;
     f->iface = (struct gpuq_backend_i){
-        .name = in->name, .destroy = fault_destroy, .model_load = fault_model_load,
-        .model_free = fault_model_free,
-        .matmul = in->matmul ? fault_matmul : NULL, .mlp = in->mlp ? fault_mlp : NULL,
-        .knn = in->knn ? fault_knn : NULL, .softmax = in->softmax ? fault_softmax : NULL,
-        .layernorm = in->layernorm ? fault_layernorm : NULL, .image = in->image ? fault_image : NULL,
+        .name = in->name, .kind = in->kind, .destroy = fault_destroy,
+        .model_load = fault_model_load, .model_free = fault_model_free,
         .memory_used = in->memory_used ? fault_memory_used : NULL,
         .reserve = in->reserve ? fault_reserve : NULL, .begin = in->begin ? fault_begin : NULL,
         .sync = in->sync ? fault_sync : NULL, .staging = in->staging ? fault_staging : NULL,
     };
+    for (int op = 0; op < GPUQ_OP_COUNT; op++)
+        be->kernel[op] = be->kernel[op] ? fault_kernel : NULL;
     be->iface = &f->iface;
     be->ctx = f;
     snprintf(be->desc, sizeof(be->desc), "%s (fault injection: %s)", f->inner.desc, spec);

@@ -105,3 +105,19 @@ void gpuq_tensor_to_f32(const struct gpuq_tensor *t, float *dst) {
     default: break;
     }
 }
+
+/* As the kernels will see it: converted to f32, a block at a time (an f64
+ * beyond f32's range is infinite there too). */
+int gpuq_tensor_all_finite(const struct gpuq_tensor *t) {
+    float buf[256];
+    int64_t n = gpuq_tensor_numel(t);
+    size_t isz = gpuq_dtype_size(t->dtype);
+    for (int64_t i = 0; i < n; i += 256) {
+        struct gpuq_tensor part = {t->dtype, 1, {n - i < 256 ? n - i : 256}, NULL, 0};
+        part.data = (const unsigned char *)t->data + (size_t)i * isz;
+        gpuq_tensor_to_f32(&part, buf);
+        for (int64_t j = 0; j < part.shape[0]; j++)
+            if (!isfinite(buf[j])) return 0;
+    }
+    return 1;
+}

@@ -41,6 +41,9 @@ int64_t gpuq_tensor_numel(const struct gpuq_tensor *t);
 /* Converts all elements to f32 into dst (numel floats). */
 void gpuq_tensor_to_f32(const struct gpuq_tensor *t, float *dst);
 
+/* Whether every element of a float tensor is finite (no NaN, no infinity). */
+int gpuq_tensor_all_finite(const struct gpuq_tensor *t);
+
 float gpuq_f16_to_f32(uint16_t h);
 float gpuq_bf16_to_f32(uint16_t h);
 

@@ -7,14 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *op_names[GPUQ_OP_COUNT] = {
-    "matmul", "mlp", "knn", "softmax", "layernorm", "image_preprocess",
+static const char *const op_names[] = {
+#define GPUQ_OP(id, name) #name,
+#include "ops/ops.def"
+#undef GPUQ_OP
 };
+_Static_assert(sizeof(op_names) / sizeof(op_names[0]) == GPUQ_OP_COUNT, "one name per op");
 
-static const char *err_codes[] = {
+static const char *const err_codes[] = {
     "", "bad_request", "unknown_op", "unknown_model", "shape_mismatch",
     "deadline_exceeded", "too_large", "internal", "webhook_failed",
 };
+_Static_assert(sizeof(err_codes) / sizeof(err_codes[0]) == GPUQ_ERR_WEBHOOK_FAILED + 1,
+               "one code per error");
 
 const char *gpuq_op_name(enum gpuq_op op) { return op_names[op]; }
 const char *gpuq_err_code(enum gpuq_err err) { return err_codes[err]; }

@@ -10,11 +10,7 @@
 #include <stdint.h>
 
 #include "kernels/tensor.h"
-
-enum gpuq_op {
-    GPUQ_OP_MATMUL, GPUQ_OP_MLP, GPUQ_OP_KNN, GPUQ_OP_SOFTMAX, GPUQ_OP_LAYERNORM,
-    GPUQ_OP_IMAGE_PREPROCESS, GPUQ_OP_COUNT
-};
+#include "ops/list.h"
 
 enum gpuq_err {
     GPUQ_ERR_NONE, GPUQ_ERR_BAD_REQUEST, GPUQ_ERR_UNKNOWN_OP, GPUQ_ERR_UNKNOWN_MODEL,

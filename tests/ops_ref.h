@@ -5,6 +5,15 @@
 
 #include "check.h"
 #include "kernels/backend.h"
+#include "ops/image_preprocess.h"
+#include "ops/knn.h"
+#include "ops/layernorm.h"
+#include "ops/matmul.h"
+#include "ops/mlp.h"
+#include "ops/softmax.h"
+#include "ops/table.h"
+#include "ops/twin.h"
+#include "queue/job.h"
 
 /* c = alpha * op(a) op(b), one matrix, in double */
 static inline void ref_matmul(const struct gpuq_matmul *mm, const float *a, const float *b, float *c) {
@@ -86,7 +95,9 @@ static inline void check_backend(struct gpuq_backend *be, double tol) {
             mm.a = a, mm.b = b, mm.c = c;
             mm.stride_a = (int64_t)na;
             mm.stride_b = broadcast_b ? 0 : (int64_t)nb;
-            CHECK(be->iface->matmul(be, &mm, 1) == 0 && be_sync(be) == 0);
+            struct gpuq_matmuls one = {&mm, 1};
+            CHECK(gpuq_backend_run(be, GPUQ_OP_MATMUL, (int64_t)mm.count * mm.m, &one) == 0 &&
+                  be_sync(be) == 0);
             double worst = 0;
             for (int i = 0; i < mm.count; i++) {
                 ref_matmul(&mm, a + i * na, b + (broadcast_b ? 0 : i * nb), want);
@@ -110,7 +121,8 @@ static inline void check_backend(struct gpuq_backend *be, double tol) {
             float *x = rand_floats((size_t)rows * widths[w][0], &seed);
             float *y = calloc((size_t)rows * widths[w][2], sizeof(float));
             float *want = calloc((size_t)rows * widths[w][2], sizeof(float));
-            CHECK(be->iface->mlp(be, &m, x, rows, y) == 0 && be_sync(be) == 0);
+            struct gpuq_mlp args = {&m, x, rows, y};
+            CHECK(gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args) == 0 && be_sync(be) == 0);
             ref_mlp(&m, x, rows, want);
             double worst = 0;
             for (int j = 0; j < rows * widths[w][2]; j++) {
@@ -158,7 +170,7 @@ static inline void check_knn(struct gpuq_backend *be, double tol, unsigned *seed
     struct ref_hit hits[300];
     for (int metric = GPUQ_METRIC_COSINE; metric <= GPUQ_METRIC_L2; metric++) {
         struct gpuq_knn args = {&ix, (enum gpuq_metric)metric, k, q, rows, idx, scores};
-        CHECK(be->iface->knn(be, &args) == 0 && be_sync(be) == 0);
+        CHECK(gpuq_backend_run(be, GPUQ_OP_KNN, rows, &args) == 0 && be_sync(be) == 0);
         ref_lowest = metric == GPUQ_METRIC_L2;
         int bad = 0;
         for (int r = 0; r < rows; r++) {
@@ -194,7 +206,8 @@ static inline void check_rows(struct gpuq_backend *be, double tol, unsigned *see
     int rows = 5, cols = 33;
     float *x = rand_floats((size_t)rows * cols, seed), *y = malloc((size_t)rows * cols * sizeof(float));
     for (int j = 0; j < cols; j++) x[j] *= 80.0f;   /* large logits: must not overflow */
-    CHECK(be->iface->softmax(be, x, rows, cols, y) == 0 && be_sync(be) == 0);
+    struct gpuq_softmax sm = {x, rows, cols, y};
+    CHECK(gpuq_backend_run(be, GPUQ_OP_SOFTMAX, rows, &sm) == 0 && be_sync(be) == 0);
     for (int r = 0; r < rows; r++) {
         double mx = -1e30, sum = 0, err = 0;
         for (int j = 0; j < cols; j++) mx = fmax(mx, x[r * cols + j]);
@@ -208,7 +221,7 @@ static inline void check_rows(struct gpuq_backend *be, double tol, unsigned *see
     float eps[2] = {1e-5f, 0.5f};
     for (int j = 0; j < cols; j++) g[j] = 1.0f, b[j] = 0.0f;
     struct gpuq_layernorm ln = {x, rows, cols, sets, g, b, eps, y};
-    CHECK(be->iface->layernorm(be, &ln) == 0 && be_sync(be) == 0);
+    CHECK(gpuq_backend_run(be, GPUQ_OP_LAYERNORM, rows, &ln) == 0 && be_sync(be) == 0);
     for (int r = 0; r < rows; r++) {
         double mean = 0, var = 0, err = 0;
         for (int j = 0; j < cols; j++) mean += x[r * cols + j];
@@ -253,7 +266,8 @@ static inline void check_image(struct gpuq_backend *be, double tol, unsigned *se
         ims[i] = (struct gpuq_image){src[i], d[0], d[1], d[2], d[3], d[4], mean, std,
                                      malloc((size_t)d[2] * d[3] * d[4] * sizeof(float))};
     }
-    CHECK(be->iface->image(be, ims, 4) == 0 && be_sync(be) == 0);
+    struct gpuq_images four = {ims, 4};
+    CHECK(gpuq_backend_run(be, GPUQ_OP_IMAGE_PREPROCESS, 4, &four) == 0 && be_sync(be) == 0);
     for (int i = 0; i < 4; i++) {
         const int *d = dims[i];
         double err = 0;
@@ -271,8 +285,8 @@ static inline void check_image(struct gpuq_backend *be, double tol, unsigned *se
 
 /* Prints a twin check op by op; every op must agree. */
 static inline void check_twin(const struct gpuq_twin *t) {
-    for (int k = 0; k < GPUQ_K_COUNT; k++)
-        printf("  %-18s max error %-10.3g tolerance %.3g%s\n", gpuq_kernel_name((enum gpuq_kernel)k),
+    for (int k = 0; k < GPUQ_OP_COUNT; k++)
+        printf("  %-18s max error %-10.3g tolerance %.3g%s\n", gpuq_op_name((enum gpuq_op)k),
                t->err[k], t->tol[k], t->failed & (1u << k) ? "  FAILED" : "");
     if (t->why[0]) printf("  %s\n", t->why);
     CHECK(t->failed == 0);
@@ -281,9 +295,9 @@ static inline void check_twin(const struct gpuq_twin *t) {
 /* The row ops a backend implements, against references. */
 static inline void check_backend_rows(struct gpuq_backend *be, double tol) {
     unsigned seed = 7;
-    if (be->iface->knn) check_knn(be, tol, &seed);
-    if (be->iface->softmax && be->iface->layernorm) check_rows(be, tol, &seed);
-    if (be->iface->image) check_image(be, tol, &seed);
+    if (be->kernel[GPUQ_OP_KNN]) check_knn(be, tol, &seed);
+    if (be->kernel[GPUQ_OP_SOFTMAX] && be->kernel[GPUQ_OP_LAYERNORM]) check_rows(be, tol, &seed);
+    if (be->kernel[GPUQ_OP_IMAGE_PREPROCESS]) check_image(be, tol, &seed);
 }
 
 #endif

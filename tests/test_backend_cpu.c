@@ -2,8 +2,8 @@
  * reduced-precision mlp, and the twin check the CUDA test and the worker's
  * start-up use. */
 #include "ops_ref.h"
-#include "kernels/cpu_ops.h"
 #include "kernels/tensor.h"
+#include "ops/op.h"
 
 /* bf16 and f16 rounding: nearest, ties to even, overflow to infinity. */
 static void check_rounding(void) {
@@ -23,14 +23,15 @@ static void check_rounding(void) {
 
 /* A softmax one element of which is off by 10^-4: what the twin check
  * must catch. */
-static int off_softmax(struct gpuq_backend *be, const float *x, int rows, int cols, float *y) {
-    int rc = gpuq_cpu_softmax(be, x, rows, cols, y);
-    y[rows * cols / 2] += 1e-4f;
+static int off_softmax(struct gpuq_backend *be, const struct gpuq_launch *l) {
+    const struct gpuq_softmax *a = l->args;
+    int rc = gpuq_op_table[GPUQ_OP_SOFTMAX]->kernel[GPUQ_BACKEND_CPU](be, l);
+    a->y[a->rows * a->cols / 2] += 1e-4f;
     return rc;
 }
 
-static int lost_image(struct gpuq_backend *be, const struct gpuq_image *im, int n) {
-    (void)im, (void)n;
+static int lost_image(struct gpuq_backend *be, const struct gpuq_launch *l) {
+    (void)l;
     snprintf(be->errstr, sizeof(be->errstr), "no device");
     return GPUQ_BE_LOST;
 }
@@ -48,15 +49,14 @@ static void check_twin_check(void) {
         gpuq_twin_check(&a, &b, large, &t);
         check_twin(&t);
     }
-    struct gpuq_backend_i broken = *a.iface;
-    broken.softmax = off_softmax;
-    broken.image = lost_image;
-    const struct gpuq_backend_i *good = a.iface;
-    a.iface = &broken;
+    gpuq_kernel_fn *good[GPUQ_OP_COUNT];
+    memcpy(good, a.kernel, sizeof(good));
+    a.kernel[GPUQ_OP_SOFTMAX] = off_softmax;
+    a.kernel[GPUQ_OP_IMAGE_PREPROCESS] = lost_image;
     gpuq_twin_check(&a, &b, 0, &t);
-    CHECK(t.failed == (1u << GPUQ_K_SOFTMAX | 1u << GPUQ_K_IMAGE));
-    CHECK(t.err[GPUQ_K_SOFTMAX] > 5e-5 && t.err[GPUQ_K_SOFTMAX] < 2e-4 && strstr(t.why, "image_preprocess: no device"));
-    a.iface = good;
+    CHECK(t.failed == (1u << GPUQ_OP_SOFTMAX | 1u << GPUQ_OP_IMAGE_PREPROCESS));
+    CHECK(t.err[GPUQ_OP_SOFTMAX] > 5e-5 && t.err[GPUQ_OP_SOFTMAX] < 2e-4 && strstr(t.why, "image_preprocess: no device"));
+    memcpy(a.kernel, good, sizeof(good));
     gpuq_backend_destroy(&a);
     gpuq_backend_destroy(&b);
 }
@@ -77,7 +77,8 @@ static void check_precision(struct gpuq_backend *be, enum gpuq_precision p, doub
     memcpy(w0, m.layers[0].w, 64 * 48 * sizeof(float));
     be->precision = p;
     CHECK(be->iface->model_load(be, &m) == 0);
-    CHECK(be->iface->mlp(be, &m, x, rows, y) == 0);
+    struct gpuq_mlp args = {&m, x, rows, y};
+    CHECK(gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args) == 0);
     double err = 0;
     for (int r = 0; r < rows; r++)
         for (int o = 0; o < 48; o++) {
@@ -91,10 +92,12 @@ static void check_precision(struct gpuq_backend *be, enum gpuq_precision p, doub
     /* two layers: against f32 */
     rand_mlp(&m, two, 2, GPUQ_ACT_RELU, &seed);
     be->precision = GPUQ_PREC_F32;
-    CHECK(be->iface->mlp(be, &m, x, rows, want) == 0);
+    args = (struct gpuq_mlp){&m, x, rows, want};
+    CHECK(gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args) == 0);
     be->precision = p;
     CHECK(be->iface->model_load(be, &m) == 0);
-    CHECK(be->iface->mlp(be, &m, x, rows, y) == 0);
+    args = (struct gpuq_mlp){&m, x, rows, y};
+    CHECK(gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args) == 0);
     err = gpuq_twin_err(y, want, (size_t)rows * 256, 1);
     printf("  256-1024-256 relu, %s: error %.3g of the largest output against f32 (bound %.3g)\n",
            gpuq_precision_name(p), err, bound);

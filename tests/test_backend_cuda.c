@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
     CHECK(gpuq_backend_cpu_init(&cpu) == 0);
     printf("%s\n", be.desc);
     /* every op is the CUDA backend's own: none is left to the CPU */
-    CHECK(be.iface->knn && be.iface->softmax && be.iface->layernorm && be.iface->image);
+    for (int op = 0; op < GPUQ_OP_COUNT; op++) CHECK(be.kernel[op] != NULL);
     check_backend(&be, 1e-4);
     check_backend_rows(&be, 1e-4);
     for (int p = GPUQ_PREC_F32; p <= GPUQ_PREC_F16; p++) {

@@ -1,7 +1,7 @@
 /* test_npy.c -- .npy write then parse, and malformed files. */
 #define _GNU_SOURCE
 #include "check.h"
-#include "worker/npy.h"
+#include "cli/npy.h"
 
 int main(void) {
     float data[6] = {1, 2, 3, 4, 5, 6};

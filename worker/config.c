@@ -39,6 +39,8 @@ static const struct opt {
      "longest a job waits for its batch to fill"},
     {"max-inflight", "GPUQ_MAX_INFLIGHT", "N", INT, O(max_inflight), 0, "0", 0, 1 << 24,
      "most rows held in the worker; beyond it the backlog waits in Redis (0: 4 x max-batch)"},
+    {"max-result-bytes", "GPUQ_MAX_RESULT_BYTES", "N", INT, O(max_result_bytes), 0, "67108864",
+     1, INT64_C(1) << 40, "largest result a job may ask for; larger ones are too_large at once"},
     {"max-attempts", "GPUQ_MAX_ATTEMPTS", "N", INT, O(max_attempts), 0, "5", 1, 1000,
      "deliveries of a job (and webhook tries) before it is dead-lettered"},
     {"claim-idle-ms", "GPUQ_CLAIM_IDLE_MS", "N", INT, O(claim_idle_ms), 0, "30000", 1, INT32_MAX,

@@ -1,4 +1,5 @@
-/* ops.c -- dispatch to the per-op table, batch keys, shared helpers. */
+/* ops.c -- the dispatcher: admission through the op table, batch keys,
+ * and running batches on a backend. */
 #include "worker/clock.h"
 #include "worker/ops.h"
 
@@ -8,24 +9,23 @@
 #include <time.h>
 
 #include "worker/log.h"
-#include "worker/op_impl.h"
 
-static const struct gpuq_op_impl *impls[GPUQ_OP_COUNT] = {
-    [GPUQ_OP_MATMUL] = &gpuq_op_matmul,     [GPUQ_OP_MLP] = &gpuq_op_mlp,
-    [GPUQ_OP_KNN] = &gpuq_op_knn,           [GPUQ_OP_SOFTMAX] = &gpuq_op_softmax,
-    [GPUQ_OP_LAYERNORM] = &gpuq_op_layernorm, [GPUQ_OP_IMAGE_PREPROCESS] = &gpuq_op_image,
-};
+#define DESC(t) gpuq_op_table[(t)->job.op]
+/* Packing space larger than this (16 MiB) is freed after its batch. */
+#define KEEP_BYTES ((size_t)16 << 20)
 
-/* ---- helpers for the ops ---- */
+/* ---- admission ---- */
 
 static int short_len(const struct gpuq_str *s) { return (int)(s->len > 32 ? 32 : s->len); }
 
-int gpuq_ops_want_inputs(struct gpuq_job *job, const char *const *names, int required,
-                         int want_u8) {
+/* The job's inputs must be exactly the op's (the first `required` of them
+ * present), non-empty, and of its kind: float dtypes, or u8. */
+static int want_inputs(struct gpuq_job *job, const struct gpuq_op_desc *d) {
     const char *op = gpuq_op_name(job->op);
+    const char *const *names = d->inputs;
     int n = 0;
     for (; names[n]; n++)
-        if (n < required && !gpuq_job_input(job, names[n]))
+        if (n < d->required && !gpuq_job_input(job, names[n]))
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s needs input '%s'", op, names[n]);
     for (int i = 0; i < job->n_inputs; i++) {
         const struct gpuq_input *in = &job->inputs[i];
@@ -35,12 +35,12 @@ int gpuq_ops_want_inputs(struct gpuq_job *job, const char *const *names, int req
         if (!known)
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s takes no input '%.*s'", op,
                                  short_len(&in->name), in->name.ptr);
-        if (want_u8 ? in->t.dtype != GPUQ_DTYPE_U8 : !gpuq_dtype_is_float(in->t.dtype))
+        if (d->u8 ? in->t.dtype != GPUQ_DTYPE_U8 : !gpuq_dtype_is_float(in->t.dtype))
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s: input '%.*s' must be %s", op,
                                  short_len(&in->name), in->name.ptr,
-                                 want_u8 ? "u8" : "f32, f16, bf16 or f64");
-        for (int d = 0; d < in->t.ndim; d++)
-            if (in->t.shape[d] == 0)
+                                 d->u8 ? "u8" : "f32, f16, bf16 or f64");
+        for (int k = 0; k < in->t.ndim; k++)
+            if (in->t.shape[k] == 0)
                 return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s: input '%.*s' is empty", op,
                                      short_len(&in->name), in->name.ptr);
         if (gpuq_tensor_numel(&in->t) > GPUQ_MAX_ELEMS)
@@ -51,26 +51,8 @@ int gpuq_ops_want_inputs(struct gpuq_job *job, const char *const *names, int req
     return 0;
 }
 
-float *gpuq_ops_buf(struct gpuq_ops_slot *s, int i, size_t floats) {
-    if (s->be->iface->staging) {
-        float *p = s->be->iface->staging(s->be, s->index, i, floats * sizeof(float));
-        if (!p) snprintf(s->be->errstr, sizeof(s->be->errstr), "out of pinned host memory");
-        return p;
-    }
-    if (floats > s->cap[i]) {
-        if (floats < 2 * s->cap[i]) floats = 2 * s->cap[i];
-        float *p = realloc(s->buf[i], floats * sizeof(float));
-        if (!p) {
-            snprintf(s->be->errstr, sizeof(s->be->errstr), "out of host memory packing a batch");
-            return NULL;
-        }
-        s->buf[i] = p;
-        s->cap[i] = floats;
-    }
-    return s->buf[i];
-}
-
-int gpuq_ops_find_model(struct gpuq_ops *o, struct gpuq_task *t, enum gpuq_model_kind kind) {
+/* The model named in the job, of the kind the op wants. */
+static int find_model(struct gpuq_ops *o, struct gpuq_task *t, enum gpuq_model_kind kind) {
     struct gpuq_job *job = &t->job;
     const char *what = kind == GPUQ_MODEL_MLP ? "mlp model" : "knn index";
     if (!job->model.ptr)
@@ -85,46 +67,21 @@ int gpuq_ops_find_model(struct gpuq_ops *o, struct gpuq_task *t, enum gpuq_model
     return 0;
 }
 
-void gpuq_ops_set_output(struct gpuq_task *t, int i, const char *name, enum gpuq_dtype dt,
-                         void *data, int ndim, const int64_t *shape) {
-    struct gpuq_tensor *y = &t->outputs[i].t;
-    t->outputs[i].name = name;
-    y->dtype = dt;
-    y->ndim = ndim;
-    memcpy(y->shape, shape, (size_t)ndim * sizeof(int64_t));
-    y->data = data;
-    y->nbytes = (size_t)gpuq_tensor_numel(y) * gpuq_dtype_size(dt);
-    if (i + 1 > t->n_outputs) t->n_outputs = i + 1;
-}
-
-float *gpuq_ops_pack_rows(const struct gpuq_piece *p, int n, const char *name, int cols,
-                          float *dst) {
-    for (int i = 0; i < n; i++) {
-        const struct gpuq_tensor *x = gpuq_job_input(&p[i].t->job, name);
-        struct gpuq_tensor part = {x->dtype, 2, {p[i].rows, cols}, NULL, 0};
-        part.data = (const char *)x->data + (size_t)p[i].row0 * cols * gpuq_dtype_size(x->dtype);
-        gpuq_tensor_to_f32(&part, dst);
-        dst += (size_t)p[i].rows * cols;
-    }
-    return dst;
-}
-
-void gpuq_ops_scatter_rows(const struct gpuq_piece *p, int n, const float *y, int cols) {
-    for (int i = 0; i < n; i++) {
-        size_t words = (size_t)p[i].rows * cols;
-        memcpy(p[i].t->out + (size_t)p[i].row0 * cols, y, words * sizeof(float));
-        y += words;
-    }
-}
-
 /* ---- the public face ---- */
 
 int gpuq_ops_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
+    const struct gpuq_op_desc *d = DESC(t);
     t->unit = 1;
     t->dtype = t->job.n_inputs ? t->job.inputs[0].t.dtype : GPUQ_DTYPE_F32;
-    if (impls[t->job.op]->prepare(o, t) != 0) return -1;
+    if (d->model && find_model(o, t, (enum gpuq_model_kind)(d->model - 1)) != 0) return -1;
+    if (want_inputs(&t->job, d) != 0 || d->prepare(t) != 0) return -1;
     if (t->rows < 1)
         return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "%s: no rows", gpuq_op_name(t->job.op));
+    t->out_bytes = d->out_bytes(t);
+    if (t->out_bytes > (uint64_t)o->max_result_bytes)
+        return gpuq_job_fail(&t->job, GPUQ_ERR_TOO_LARGE, "%s: a result of %zu bytes is more than "
+                             "this worker's --max-result-bytes %lld", gpuq_op_name(t->job.op),
+                             t->out_bytes, (long long)o->max_result_bytes);
     return 0;
 }
 
@@ -133,24 +90,12 @@ int gpuq_ops_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
 int gpuq_ops_compare(const struct gpuq_task *a, const struct gpuq_task *b) {
     CMP(a->job.op, b->job.op);
     CMP(a->dtype, b->dtype);
-    switch (a->job.op) {
-    case GPUQ_OP_MLP: CMP((uintptr_t)a->model, (uintptr_t)b->model); break;
-    case GPUQ_OP_KNN:
-        CMP((uintptr_t)a->model, (uintptr_t)b->model);
-        CMP(a->metric, b->metric);
-        break;
-    case GPUQ_OP_SOFTMAX:
-    case GPUQ_OP_LAYERNORM: CMP(a->cols, b->cols); break;
-    default: break;     /* matmul: mixed shapes, one grouped GEMM; images: any size, one launch */
-    }
-    return 0;
+    CMP((uintptr_t)a->model, (uintptr_t)b->model);
+    return DESC(a)->compare ? DESC(a)->compare(a, b) : 0;
 }
 
 int gpuq_ops_on_backend(const struct gpuq_ops *o, enum gpuq_op op) {
-    const struct gpuq_backend_i *i = o->be->iface;
-    void *fn[GPUQ_OP_COUNT] = {(void *)i->matmul, (void *)i->mlp, (void *)i->knn,
-                               (void *)i->softmax, (void *)i->layernorm, (void *)i->image};
-    return fn[op] != NULL && !(o->on_cpu & (1u << op));
+    return o->be->kernel[op] != NULL;
 }
 
 int gpuq_ops_init(struct gpuq_ops *o, int max_pieces) {
@@ -172,10 +117,10 @@ static int split(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n);
 /* Runs pieces to the end: started, synced, scattered; halved again when
  * they still do not fit. */
 static int run_now(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n) {
-    const struct gpuq_op_impl *im = impls[p[0].t->job.op];
-    int rc = im->run(s, p, n, sum_rows(p, n));
+    const struct gpuq_op_desc *d = DESC(p[0].t);
+    int rc = d->pack(s, p, n, sum_rows(p, n));
     if (rc == 0 && s->be->iface->sync) rc = s->be->iface->sync(s->be, s->index);
-    if (rc == 0) im->scatter(s, p, n);
+    if (rc == 0) d->scatter(s, p, n);
     return rc == GPUQ_BE_NOMEM ? split(s, p, n) : rc;
 }
 
@@ -209,7 +154,7 @@ void gpuq_ops_start(struct gpuq_ops *o, const struct gpuq_piece *p, int n) {
     s->start_us = gpuq_now_us();
     s->split = 0;
     s->rc = s->be->iface->begin ? s->be->iface->begin(s->be, s->index) : 0;
-    if (s->rc == 0) s->rc = impls[op]->run(s, s->p, n, s->rows);
+    if (s->rc == 0) s->rc = gpuq_op_table[op]->pack(s, s->p, n, s->rows);
     if (s->rc == GPUQ_BE_NOMEM) {
         log_warn("a batch of %lld rows does not fit: %s; running it in parts", (long long)s->rows,
                  s->be->errstr);
@@ -229,7 +174,7 @@ void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b) {
     int rc = s->rc;
     if (rc == 0 && !s->split) {
         if (s->be->iface->sync) rc = s->be->iface->sync(s->be, s->index);
-        if (rc == 0) impls[op]->scatter(s, s->p, s->n);
+        if (rc == 0) gpuq_op_table[op]->scatter(s, s->p, s->n);
     }
     int64_t compute = gpuq_now_us() - s->start_us;
     for (int i = 0; i < s->n; i++) {
@@ -242,12 +187,12 @@ void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b) {
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "%s backend: %s", s->be->iface->name,
                           s->be->errstr);
         else if (t->rows_done == t->rows && t->job.err == GPUQ_ERR_NONE)
-            impls[op]->finish(t);
+            gpuq_op_table[op]->finish(t);
     }
     *b = (struct gpuq_batch){s->p, s->n, s->rows, rc, s->be->errstr, s->split};
     /* packing space an outsized batch grew is given back, not kept for good */
     for (int i = 0; i < GPUQ_OPS_BUFS; i++)
-        if (s->cap[i] > GPUQ_OPS_KEEP_FLOATS) {
+        if (s->cap[i] > KEEP_BYTES) {
             free(s->buf[i]);
             s->buf[i] = NULL;
             s->cap[i] = 0;

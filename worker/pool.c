@@ -3,26 +3,26 @@
 
 #include <stdlib.h>
 
-static int size_class(size_t words) {
-    int c = 6;
-    while (c < GPUQ_POOL_CLASSES && ((size_t)1 << c) < words) c++;
+static int size_class(size_t bytes) {
+    int c = 8;
+    while (c < GPUQ_POOL_CLASSES && ((size_t)1 << c) < bytes) c++;
     return c;
 }
 
-float *gpuq_pool_get(struct gpuq_pool *p, size_t words) {
-    int c = size_class(words);
+void *gpuq_pool_get(struct gpuq_pool *p, size_t bytes) {
+    int c = size_class(bytes);
     if (c >= GPUQ_POOL_CLASSES) return NULL;
     void *b = p->free[c];
     if (b) {
         p->free[c] = *(void **)b;
         return b;
     }
-    return malloc(((size_t)1 << c) * sizeof(float));
+    return malloc((size_t)1 << c);
 }
 
-void gpuq_pool_put(struct gpuq_pool *p, float *buf, size_t words) {
+void gpuq_pool_put(struct gpuq_pool *p, void *buf, size_t bytes) {
     if (!buf) return;
-    int c = size_class(words);
+    int c = size_class(bytes);
     if (c > GPUQ_POOL_KEEP) {   /* an outsized job's: give it back, not to the pool */
         free(buf);
         return;

@@ -5,19 +5,20 @@
 
 #include <stddef.h>
 
-#define GPUQ_POOL_CLASSES 40
-/* Buffers of classes above this (2^22 words, 16 MiB) are freed when given
+#define GPUQ_POOL_CLASSES 42
+/* Buffers of classes above this (2^24 bytes, 16 MiB) are freed when given
  * back: one outsized job must not hold its memory for good. */
-#define GPUQ_POOL_KEEP 22
+#define GPUQ_POOL_KEEP 24
 
 struct gpuq_pool {
     void *free[GPUQ_POOL_CLASSES];  /* free lists, linked through the buffers */
 };
 
-/* A buffer of at least words floats; NULL when out of memory or too large. */
-float *gpuq_pool_get(struct gpuq_pool *p, size_t words);
-/* Gives back a buffer got for words floats; accepts NULL. */
-void gpuq_pool_put(struct gpuq_pool *p, float *buf, size_t words);
+/* A buffer of at least bytes bytes, aligned for any type; NULL when out of
+ * memory or too large. */
+void *gpuq_pool_get(struct gpuq_pool *p, size_t bytes);
+/* Gives back a buffer got for bytes bytes; accepts NULL. */
+void gpuq_pool_put(struct gpuq_pool *p, void *buf, size_t bytes);
 /* Frees every buffer held. */
 void gpuq_pool_free(struct gpuq_pool *p);
 

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/table.h"
+#include "ops/twin.h"
 #include "worker/log.h"
 #include "worker/worker_int.h"
 
@@ -38,21 +40,22 @@ static int load_models(struct worker *w, char *err, size_t errlen) {
 }
 
 /* A device backend's ops against the CPU on small random inputs: an op
- * that disagrees, or fails, is served by the CPU instead. */
+ * that disagrees, or fails, loses its kernel and is served by the CPU. */
 static void check_twin(struct worker *w) {
-    if (strcmp(w->be.iface->name, "cpu") == 0) return;
+    if (w->be.iface->kind == GPUQ_BACKEND_CPU) return;
     struct gpuq_twin t;
     gpuq_twin_check(&w->be, &w->cpu, 0, &t);
     double worst = 0;
-    for (int k = 0; k < GPUQ_K_COUNT; k++) {
-        if (t.failed & (1u << k))
+    for (int op = 0; op < GPUQ_OP_COUNT; op++) {
+        if (t.failed & (1u << op)) {
             log_error("%s on %s disagrees with the CPU backend (error %.3g, tolerance %.3g%s%s): "
-                      "served by the CPU backend", gpuq_kernel_name((enum gpuq_kernel)k),
-                      w->be.iface->name, t.err[k], t.tol[k], t.why[0] ? "; " : "", t.why);
-        else if (t.err[k] > worst)
-            worst = t.err[k];
+                      "served by the CPU backend", gpuq_op_name((enum gpuq_op)op),
+                      w->be.iface->name, t.err[op], t.tol[op], t.why[0] ? "; " : "", t.why);
+            w->be.kernel[op] = NULL;
+        } else if (t.err[op] > worst) {
+            worst = t.err[op];
+        }
     }
-    w->ops.on_cpu = t.failed;
     log_info("start-up check: %s ops agree with the CPU backend (largest error %.3g)",
              t.failed ? "the other" : "all", worst);
 }
@@ -129,7 +132,7 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
         return -1;
     }
     w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
-                               .n_models = w->n_models};
+                               .n_models = w->n_models, .max_result_bytes = w->cfg.max_result_bytes};
     if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) return -1;
     /* every job brings at least one row, so rows bound the jobs held */
     w->n_slots = (int)(w->cfg.max_inflight + w->cfg.max_batch);

@@ -48,7 +48,7 @@ static void unhold(struct held *h) {
 
 /* Gives a task back: its job, output and reply reference. */
 static void drop_task(struct worker *w, struct gpuq_task *t) {
-    if (t->out) gpuq_pool_put(&w->pool, t->out, t->out_words);
+    if (t->out) gpuq_pool_put(&w->pool, t->out, t->out_bytes);
     gpuq_job_free(&t->job);
     free(t->json_job);
     unhold(t->held);
@@ -107,15 +107,17 @@ static void admit(struct worker *w, struct gpuq_task *t) {
         } else if (gpuq_job_param_str(&t->job, "callback_format", &fmt) > 0 &&
             !(fmt.len == 4 && !memcmp(fmt.ptr, "json", 4)) && !(fmt.len == 7 && !memcmp(fmt.ptr, "msgpack", 7)))
             gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "callback_format must be json or msgpack");
-        else if (gpuq_ops_prepare(&w->ops, t) == 0 && !(t->out = gpuq_pool_get(&w->pool, t->out_words)))
+        else if (gpuq_ops_prepare(&w->ops, t) == 0 && !(t->out = gpuq_pool_get(&w->pool, t->out_bytes)))
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
     }
     if (t->decoded == GPUQ_DECODE_OK && !t->job.err) {
-        if (gpuq_sched_add(&w->sched, t, gpuq_now_us()) == 0) {
-            t->admitted = 1;
-            return;
+        /* the task slots bound the jobs held, and the scheduler has room for them all */
+        if (gpuq_sched_add(&w->sched, t, gpuq_now_us()) != 0) {
+            log_error("the scheduler is full with %d task slots: a bug", w->n_slots);
+            abort();
         }
-        gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "worker full");   /* slots bound it: a bug */
+        t->admitted = 1;
+        return;
     }
     w->done[w->n_done++] = t;
 }

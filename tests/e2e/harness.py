@@ -28,10 +28,14 @@ GPUQ = os.environ.get("GPUQ_BIN") or os.path.join(
 BACKEND = os.environ.get("GPUQ_TEST_BACKEND", "cpu")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(below=65536):
+    """A free loopback port under below (a cluster node also takes port + 10000)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < below:
+            return port
 
 
 class Redis:
@@ -40,8 +44,8 @@ class Redis:
 
     def __init__(self, *args):
         self.dir = tempfile.mkdtemp(prefix="gpuq-test-")
-        self.port = free_port()
         self.args = list(args)
+        self.port = free_port(55535 if "--cluster-enabled" in self.args else 65536)
         self.start()
 
     def start(self):

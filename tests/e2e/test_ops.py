@@ -84,6 +84,24 @@ class Ops(WorkerTest):
                          ["bad_request", "bad_request", "bad_request", "unknown_model", "shape_mismatch"])
         self.assertIn("k", res[0]["error"]["message"])
 
+    def test_knn_rejects_non_finite_queries(self):
+        """A query row holding NaN or infinity has no nearest neighbours: the
+        job is a bad request, and the finite job beside it is answered."""
+        good = self.rng.standard_normal((2, 24)).astype(np.float32)
+        jobs = []
+        for bad, dtype in [(np.nan, np.float32), (np.inf, np.float32), (-np.inf, np.float16), (np.nan, np.float64)]:
+            q = good.astype(dtype)
+            q[1, 5] = bad
+            jobs.append({"op": "knn", "model": "ix", "inputs": {"q": tensor(q)}})
+        jobs.append({"op": "knn", "model": "ix", "inputs": {"q": tensor(good)}, "params": {"k": 3}})
+        res = self.run_jobs(jobs)
+        for r in res[:4]:
+            self.assertEqual(r["status"], "error", r)
+            self.assertEqual(r["error"]["code"], "bad_request")
+            self.assertIn("finite", r["error"]["message"])
+        self.assertEqual(res[4]["status"], "ok", res[4].get("error"))
+        self.assertEqual(from_tensor(res[4]["outputs"]["indices"]).shape, (2, 3))
+
     def test_softmax_and_layernorm(self):
         jobs, want = [], []
         for rows, cols in ((1, 1), (3, 7), (5, 7), (2, 300)):

@@ -203,3 +203,48 @@ class BadJobs(WorkerTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ResultSize(WorkerTest):
+    """A job whose result would exceed --max-result-bytes is answered
+    too_large at admission, from its input shapes and params, before any
+    compute or allocation."""
+
+    def image_job(self, jid, h, w):
+        img = tensor(np.zeros((1, 1, 1), np.uint8))
+        return {"op": "image_preprocess", "inputs": {"image": img}, "id": jid,
+                "params": {"height": h, "width": w}, "reply_to": self.client.key("reply:size")}
+
+    def test_default_limit_refuses_a_huge_image_at_once(self):
+        self.worker()
+        t0 = time.monotonic()
+        self.client.enqueue(self.image_job("huge", 12000, 12000))   # 576 MB of f32
+        self.client.enqueue(self.image_job("small", 4, 4))
+        res = {}
+        for _ in range(2):
+            r = self.client.wait(self.client.key("reply:size"))
+            res[r["id"]] = r
+        self.assertLess(time.monotonic() - t0, 3.0)
+        self.assertEqual(res["huge"]["status"], "error", res["huge"])
+        self.assertEqual(res["huge"]["error"]["code"], "too_large")
+        self.assertIn("67108864", res["huge"]["error"]["message"])
+        self.assertEqual(res["small"]["status"], "ok", res["small"].get("error"))
+
+    def test_limit_from_flag_and_environment(self):
+        reply = self.client.key("reply:size")
+
+        def softmax(jid, rows):
+            return {"op": "softmax", "inputs": {"x": tensor(np.zeros((rows, 32), np.float32))},
+                    "id": jid, "reply_to": reply}
+
+        for args, env in [(("--max-result-bytes", "4096"), None), ((), {"GPUQ_MAX_RESULT_BYTES": "4096"})]:
+            w = self.worker(*args, env=env)
+            self.client.enqueue(softmax("fits", 32))      # 32 x 32 f32: exactly 4096 bytes
+            self.client.enqueue(softmax("over", 33))
+            res = {}
+            for _ in range(2):
+                r = self.client.wait(reply)
+                res[r["id"]] = r
+            self.assertEqual(res["fits"]["status"], "ok", res["fits"].get("error"))
+            self.assertEqual(res["over"]["error"]["code"], "too_large", res["over"])
+            w.stop()

@@ -1,5 +1,5 @@
-/* dead_cli.c -- inspect dead letters and put them back on their queue. */
-#include "worker/dead_cli.h"
+/* dead.c -- inspect dead letters and put them back on their queue. */
+#include "cli/dead.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 #include "queue/client.h"
 #include "queue/dead.h"
-#include "worker/cli.h"
+#include "cli/target.h"
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -1,6 +1,6 @@
-/* stats_cli.c -- a queue at a glance, and waiting for one job's result. */
+/* stats.c -- a queue at a glance, and waiting for one job's result. */
 #include "worker/clock.h"
-#include "worker/stats_cli.h"
+#include "cli/stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +8,8 @@
 #include <time.h>
 
 #include "queue/client.h"
-#include "worker/cli.h"
-#include "worker/enqueue.h"
+#include "cli/target.h"
+#include "cli/enqueue.h"
 
 /* Parses the target flags; other flags go to fn. Returns the index of the
  * first positional argument, -1 when there is none, -2 on a bad flag. */

@@ -1,5 +1,5 @@
 /* npy.c -- the .npy format, version 1 to 3, little-endian C order only. */
-#include "worker/npy.h"
+#include "cli/npy.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,11 +1,12 @@
-/* main.c -- `gpuq`: one program, subcommands. */
+/* main.c -- `gpuq`: one program, subcommands: the daemon (worker/) and the
+ * client commands (cli/). */
 #include <stdio.h>
 #include <string.h>
 
-#include "worker/bench_cli.h"
-#include "worker/dead_cli.h"
-#include "worker/enqueue.h"
-#include "worker/stats_cli.h"
+#include "cli/bench.h"
+#include "cli/dead.h"
+#include "cli/enqueue.h"
+#include "cli/stats.h"
 #include "worker/worker.h"
 
 static void usage(FILE *f) {

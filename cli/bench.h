@@ -1,4 +1,4 @@
-/* bench_cli.h -- `gpuq bench-compute`: the compute-only ceiling. */
+/* bench.h -- `gpuq bench-compute`: the compute-only ceiling. */
 #ifndef GPUQ_BENCH_CLI_H
 #define GPUQ_BENCH_CLI_H
 

@@ -1,14 +1,15 @@
-/* bench_cli.c -- `gpuq bench-compute`: the same batched mlp GEMMs a worker
+/* bench.c -- `gpuq bench-compute`: the same batched mlp GEMMs a worker
  * runs, with no queue around them: the ceiling a worker is measured against. */
 #include "worker/clock.h"
-#include "worker/bench_cli.h"
+#include "cli/bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "kernels/backend.h"
+#include "ops/mlp.h"
+#include "ops/table.h"
 
 int gpuq_bench_main(int argc, char **argv) {
     const char *model_path = NULL, *backend = "cpu", *precision = "f32";
@@ -47,13 +48,15 @@ int gpuq_bench_main(int argc, char **argv) {
     float *x = malloc((size_t)batch * d_in * sizeof(float)), *y = malloc((size_t)batch * d_out * sizeof(float));
     for (long i = 0; i < batch * d_in; i++) x[i] = (float)(i % 17) / 17.0f - 0.5f;
     int (*sync)(struct gpuq_backend *, int) = be.iface->sync;
-    be.iface->mlp(&be, &m, x, (int)batch, y);   /* warm up */
+    struct gpuq_mlp args = {&m, x, (int)batch, y};
+    gpuq_backend_run(&be, GPUQ_OP_MLP, batch, &args);   /* warm up */
     if (sync) sync(&be, 0);
     double t0 = gpuq_mono_s();
     for (long done = 0; done < jobs; done += batch) {
         long rows = jobs - done < batch ? jobs - done : batch;
         /* each batch's outputs are back before the next starts, as in a worker */
-        if (be.iface->mlp(&be, &m, x, (int)rows, y) != 0 || (sync && sync(&be, 0) != 0)) {
+        args.rows = (int)rows;
+        if (gpuq_backend_run(&be, GPUQ_OP_MLP, rows, &args) != 0 || (sync && sync(&be, 0) != 0)) {
             fprintf(stderr, "gpuq bench-compute: %s\n", be.errstr);
             return 1;
         }

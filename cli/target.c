@@ -1,5 +1,5 @@
-/* cli.c -- the Redis target of the client commands. */
-#include "worker/cli.h"
+/* target.c -- the Redis target of the client commands. */
+#include "cli/target.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* cli.h -- what the client commands (enqueue, dead, stats, wait) share:
+/* target.h -- what the client commands (enqueue, dead, stats, wait) share:
  * which Redis, prefix and queue, from flags or GPUQ_* variables. */
 #ifndef GPUQ_CLI_H
 #define GPUQ_CLI_H

@@ -1,4 +1,4 @@
-/* dead_cli.h -- `gpuq dead list | retry | purge`. */
+/* dead.h -- `gpuq dead list | retry | purge`. */
 #ifndef GPUQ_DEAD_CLI_H
 #define GPUQ_DEAD_CLI_H
 

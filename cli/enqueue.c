@@ -1,7 +1,7 @@
 /* enqueue.c -- `gpuq enqueue`: submit jobs from the shell, optionally wait
  * for their results and print them. */
 #include "worker/clock.h"
-#include "worker/enqueue.h"
+#include "cli/enqueue.h"
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -14,8 +14,8 @@
 
 #include "queue/client.h"
 #include "queue/stream.h"
-#include "worker/cli.h"
-#include "worker/npy.h"
+#include "cli/target.h"
+#include "cli/npy.h"
 
 #define MAX_ARGS 16
 
@@ -41,7 +41,10 @@ static void usage(FILE *f) {
     fprintf(f,
         "usage: gpuq enqueue --op OP --input NAME=SOURCE [flags]\n\n"
         "Puts jobs on a gpuq queue; with --wait, waits for their results and prints them.\n\n"
-        "  --op OP                  matmul, mlp, knn, softmax, layernorm, image_preprocess\n"
+        "  --op OP                 ");
+    for (int op = 0; op < GPUQ_OP_COUNT; op++)
+        fprintf(f, "%s %s", op ? "," : "", gpuq_op_name((enum gpuq_op)op));
+    fprintf(f, "\n"
         "  --input NAME=SOURCE      SOURCE: a .npy file, or rand:D1xD2[...][:dtype] (uniform in\n"
         "                           [-1, 1), or [0, 255] for u8; dtype f32 by default); repeatable\n"
         "  --model NAME             model or index the op runs on\n"

@@ -1,4 +1,4 @@
-/* stats_cli.h -- `gpuq stats` and `gpuq wait`. */
+/* stats.h -- `gpuq stats` and `gpuq wait`. */
 #ifndef GPUQ_STATS_CLI_H
 #define GPUQ_STATS_CLI_H
 

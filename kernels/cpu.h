@@ -1,0 +1,16 @@
+/* cpu.h -- what the CPU kernels (ops/<op>.c) ask of the CPU backend. */
+#ifndef GPUQ_CPU_H
+#define GPUQ_CPU_H
+
+#include "kernels/backend.h"
+
+/* Scratch buffer i (< GPUQ_CPU_SCRATCH) of the CPU backend be with room
+ * for floats: grown, kept, so the steady state allocates nothing. NULL
+ * with be->errstr set when out of memory. */
+#define GPUQ_CPU_SCRATCH 3
+float *gpuq_cpu_scratch(struct gpuq_backend *be, int i, size_t floats);
+
+/* x as the GEMMs of precision p see it. */
+float gpuq_cpu_round(enum gpuq_precision p, float x);
+
+#endif

@@ -1,0 +1,236 @@
+/* knn.c -- the knn op: q [rows, d] against a loaded index; jobs on the
+ * same index and metric share a batch, which runs with the largest k among
+ * them; each job keeps its own first k. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu.h"
+#include "ops/knn.h"
+#include "ops/op.h"
+#include "ops/twin.h"
+
+struct params {
+    int k;
+    enum gpuq_metric metric;
+};
+_Static_assert(sizeof(struct params) <= GPUQ_OP_PARAMS, "knn params fit a task");
+
+static const struct params *P(const struct gpuq_task *t) { return gpuq_task_params(t); }
+
+static int prepare(struct gpuq_task *t) {
+    static const char *const metrics[] = {"cosine", "dot", "l2"};
+    struct gpuq_job *job = &t->job;
+    struct params *p = gpuq_task_params(t);
+    const struct gpuq_tensor *q = gpuq_job_input(job, "q");
+    if (q->ndim != 2 || q->shape[1] != t->model->dim)
+        return gpuq_job_fail(job, GPUQ_ERR_SHAPE_MISMATCH, "knn index '%s' wants q [rows, %d]",
+                             t->model->name, t->model->dim);
+    int64_t k = 10;
+    if (gpuq_job_param_i64(job, "k", &k) < 0) return -1;
+    if (k < 1 || k > t->model->n_rows || k > 4096)
+        return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "knn: k is %lld; want 1 <= k <= %lld "
+                             "(the index size, at most 4096)", (long long)k,
+                             (long long)(t->model->n_rows < 4096 ? t->model->n_rows : 4096));
+    p->metric = GPUQ_METRIC_COSINE;
+    struct gpuq_str m = {NULL, 0};
+    if (gpuq_job_param_str(job, "metric", &m) < 0) return -1;
+    if (m.ptr) {
+        int found = -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen(metrics[i]) == m.len && !memcmp(metrics[i], m.ptr, m.len)) found = i;
+        if (found < 0)
+            return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "knn: metric must be cosine, dot or l2");
+        p->metric = (enum gpuq_metric)found;
+    }
+    if (!gpuq_tensor_all_finite(q))
+        return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "knn: q must be finite (no NaN or infinity)");
+    if (q->shape[0] * k > GPUQ_MAX_ELEMS / 3)
+        return gpuq_job_fail(job, GPUQ_ERR_TOO_LARGE, "knn: too many rows");
+    p->k = (int)k;
+    t->rows = q->shape[0];
+    return 0;
+}
+
+/* i64 indices, then f32 scores */
+static size_t out_bytes(const struct gpuq_task *t) {
+    return (size_t)t->rows * P(t)->k * (sizeof(int64_t) + sizeof(float));
+}
+
+static int compare(const struct gpuq_task *a, const struct gpuq_task *b) {
+    return (int)P(a)->metric - (int)P(b)->metric;
+}
+
+static float *scores_of(const struct gpuq_task *t) {
+    return (void *)((char *)t->out + (size_t)t->rows * P(t)->k * sizeof(int64_t));
+}
+
+static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
+    int kmax = 0, d = p[0].t->model->dim;
+    for (int i = 0; i < n; i++)
+        if (P(p[i].t)->k > kmax) kmax = P(p[i].t)->k;
+    float *q = gpuq_ops_buf(s, 0, (size_t)rows * d * sizeof(float));
+    float *scores = gpuq_ops_buf(s, 1, (size_t)rows * kmax * sizeof(float));
+    int64_t *idx = gpuq_ops_buf(s, 2, (size_t)rows * kmax * sizeof(int64_t));
+    if (!q || !scores || !idx) return GPUQ_BE_NOMEM;
+    gpuq_ops_pack_rows(p, n, "q", d, q);
+    s->out[0] = idx;
+    s->out[1] = scores;
+    s->out_cols = kmax;
+    struct gpuq_knn args = {p[0].t->model, P(p[0].t)->metric, kmax, q, (int)rows, idx, scores};
+    return gpuq_backend_run(s->be, GPUQ_OP_KNN, rows, &args);
+}
+
+/* Each job keeps the first k of the kmax found for its rows. */
+static void scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
+    const int64_t *idx = s->out[0];
+    const float *scores = s->out[1];
+    int64_t r = 0, kmax = s->out_cols;
+    for (int i = 0; i < n; i++) {
+        struct gpuq_task *t = p[i].t;
+        int k = P(t)->k;
+        int64_t *ti = t->out;
+        float *ts = scores_of(t);
+        for (int64_t j = 0; j < p[i].rows; j++, r++) {
+            memcpy(ti + (p[i].row0 + j) * k, idx + r * kmax, (size_t)k * sizeof(int64_t));
+            memcpy(ts + (p[i].row0 + j) * k, scores + r * kmax, (size_t)k * sizeof(float));
+        }
+    }
+}
+
+static void finish(struct gpuq_task *t) {
+    int64_t shape[2] = {t->rows, P(t)->k};
+    gpuq_ops_set_output(t, 0, "indices", GPUQ_DTYPE_I64, t->out, 2, shape);
+    gpuq_ops_set_output(t, 1, "scores", GPUQ_DTYPE_F32, scores_of(t), 2, shape);
+}
+
+/* ---- the CPU kernel: blocked GEMM against the index, then a running
+ * top-k per row ---- */
+
+#define KNN_BLOCK 4096
+
+/* Is (s1, i1) a better hit than (s2, i2)? Higher score first, or lower for
+ * l2; ties to the lower index, so results never depend on batching. */
+static int better(int lowest, float s1, int64_t i1, float s2, int64_t i2) {
+    if (s1 != s2) return lowest ? s1 < s2 : s1 > s2;
+    return i1 < i2;
+}
+
+/* The k kept hits of a row form a heap whose root is the worst of them. */
+static void sift_down(int lowest, float *s, int64_t *ix, int k, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < k && better(lowest, s[w], ix[w], s[l], ix[l])) w = l;
+        if (r < k && better(lowest, s[w], ix[w], s[r], ix[r])) w = r;
+        if (w == i) return;
+        float ts = s[i];
+        int64_t ti = ix[i];
+        s[i] = s[w], ix[i] = ix[w];
+        s[w] = ts, ix[w] = ti;
+        i = w;
+    }
+}
+
+static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
+    const struct gpuq_knn *q = l->args;
+    const struct gpuq_model *ix = q->index;
+    int d = ix->dim, k = q->k, lowest = q->metric == GPUQ_METRIC_L2;
+    int64_t n = ix->n_rows;
+    /* scratch: queries [rows, d] | a block of scores [rows, KNN_BLOCK] | |q|^2 [rows] */
+    float *qn = gpuq_cpu_scratch(be, 0, (size_t)q->rows * (d + KNN_BLOCK + 1));
+    if (!qn) return GPUQ_BE_FAILED;
+    float *block = qn + (size_t)q->rows * d, *qnorm2 = block + (size_t)q->rows * KNN_BLOCK;
+    memcpy(qn, q->q, (size_t)q->rows * d * sizeof(float));
+    for (int r = 0; r < q->rows; r++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)qn[r * d + j] * qn[r * d + j];
+        qnorm2[r] = (float)s;
+        if (q->metric == GPUQ_METRIC_COSINE && s > 0)
+            for (int j = 0; j < d; j++) qn[r * d + j] /= (float)sqrt(s);
+    }
+    /* heaps start full of "worst possible" hits */
+    for (int64_t i = 0; i < (int64_t)q->rows * k; i++) {
+        q->scores[i] = lowest ? INFINITY : -INFINITY;
+        q->indices[i] = INT64_MAX;
+    }
+    for (int64_t b0 = 0; b0 < n; b0 += KNN_BLOCK) {
+        int nb = (int)(n - b0 < KNN_BLOCK ? n - b0 : KNN_BLOCK);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q->rows, nb, d, 1.0f, qn, d,
+                    ix->embeddings + b0 * d, d, 0.0f, block, nb);
+        for (int r = 0; r < q->rows; r++) {
+            float *hs = q->scores + (size_t)r * k;
+            int64_t *hi = q->indices + (size_t)r * k;
+            for (int j = 0; j < nb; j++) {
+                float dot = block[(size_t)r * nb + j], s = dot;
+                int64_t id = b0 + j;
+                if (q->metric == GPUQ_METRIC_COSINE)
+                    s = ix->norms[id] > 0 ? dot / ix->norms[id] : 0.0f;
+                else if (q->metric == GPUQ_METRIC_L2)
+                    s = fmaxf(qnorm2[r] + ix->norms[id] * ix->norms[id] - 2.0f * dot, 0.0f);
+                if (better(lowest, s, id, hs[0], hi[0])) {
+                    hs[0] = s, hi[0] = id;
+                    sift_down(lowest, hs, hi, k, 0);
+                }
+            }
+        }
+    }
+    /* heap -> best first: repeatedly move the worst to the end */
+    for (int r = 0; r < q->rows; r++) {
+        float *hs = q->scores + (size_t)r * k;
+        int64_t *hi = q->indices + (size_t)r * k;
+        for (int end = k - 1; end > 0; end--) {
+            float ts = hs[0];
+            int64_t ti = hi[0];
+            hs[0] = hs[end], hi[0] = hi[end];
+            hs[end] = ts, hi[end] = ti;
+            sift_down(lowest, hs, hi, end, 0);
+        }
+    }
+    return 0;
+}
+
+/* ---- twin: every metric, k up to 4096, over several index blocks ---- */
+
+static void twin(struct gpuq_twin_run *r) {
+    int n = r->large ? 40000 : 20000, d = r->large ? 64 : 8, rows = r->large ? 33 : 3;
+    static const int ks_small[] = {1, 20}, ks_large[] = {1, 100, 4096};
+    struct gpuq_model ix = {.kind = GPUQ_MODEL_INDEX, .n_rows = n, .dim = d};
+    ix.embeddings = gpuq_twin_floats(r, (size_t)n * d);
+    ix.norms = malloc((size_t)n * sizeof(float));
+    float *q = gpuq_twin_floats(r, (size_t)rows * d);
+    size_t most = (size_t)rows * 4096;
+    float *s1 = malloc(most * sizeof(float)), *s2 = malloc(most * sizeof(float));
+    int64_t *i1 = malloc(most * sizeof(int64_t)), *i2 = malloc(most * sizeof(int64_t));
+    if (!ix.embeddings || !ix.norms || !q || !s1 || !s2 || !i1 || !i2) goto out;
+    for (int e = 0; e < n; e++) {
+        double n2 = 0;
+        for (int j = 0; j < d; j++) n2 += (double)ix.embeddings[(size_t)e * d + j] * ix.embeddings[(size_t)e * d + j];
+        ix.norms[e] = (float)sqrt(n2);
+    }
+    if (gpuq_twin_ran(r, r->be->iface->model_load(r->be, &ix)) != 0) goto out;
+    for (int ki = 0; ki < (r->large ? 3 : 2); ki++)
+        for (int metric = GPUQ_METRIC_COSINE; metric <= GPUQ_METRIC_L2; metric++) {
+            int k = r->large ? ks_large[ki] : ks_small[ki];
+            struct gpuq_knn a = {&ix, (enum gpuq_metric)metric, k, q, rows, i1, s1}, b = a;
+            b.indices = i2, b.scores = s2;
+            if (gpuq_twin_both(r, rows, &a, &b) != 0) break;
+            /* near-equal scores may swap places; each rank's score must match */
+            for (size_t j = 0; j < (size_t)rows * k; j++)
+                if (i1[j] < 0 || i1[j] >= n) gpuq_twin_note(r, INFINITY);
+            gpuq_twin_note(r, gpuq_twin_err(s1, s2, (size_t)rows * k, 0));
+        }
+    r->be->iface->model_free(r->be, &ix);
+out:
+    free(ix.embeddings), free(ix.norms), free(q), free(s1), free(s2), free(i1), free(i2);
+}
+
+static const char *const inputs[] = {"q", NULL};
+
+const struct gpuq_op_desc gpuq_op_knn = {
+    .inputs = inputs, .required = 1, .model = 1 + GPUQ_MODEL_INDEX,
+    .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
+    .scatter = scatter, .finish = finish,
+    .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_knn)},
+    .twin = twin, .tol = 1e-4,
+};

@@ -1,0 +1,32 @@
+/* knn.h -- the knn kernel's arguments, shared by ops/knn.c and its CUDA
+ * kernel ops/knn.cu. */
+#ifndef GPUQ_OP_KNN_H
+#define GPUQ_OP_KNN_H
+
+#include "kernels/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum gpuq_metric { GPUQ_METRIC_COSINE, GPUQ_METRIC_DOT, GPUQ_METRIC_L2 };
+
+/* knn of rows queries [rows, dim] against an index: the k best per row,
+ * highest score first for cosine and dot, lowest squared distance first for
+ * l2; ties go to the lower index. */
+struct gpuq_knn {
+    const struct gpuq_model *index;
+    enum gpuq_metric metric;
+    int k;
+    const float *q;
+    int rows;
+    int64_t *indices;   /* [rows, k] */
+    float *scores;      /* [rows, k] */
+};
+
+int gpuq_cuda_knn(struct gpuq_backend *be, const struct gpuq_launch *l);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,144 @@
+/* mlp.c -- the mlp op: x [rows, d_in] through a loaded model; jobs on the
+ * same model share a batch. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels/cpu.h"
+#include "ops/mlp.h"
+#include "ops/op.h"
+#include "ops/twin.h"
+
+static int prepare(struct gpuq_task *t) {
+    struct gpuq_job *job = &t->job;
+    const struct gpuq_tensor *x = gpuq_job_input(job, "x");
+    int d_in = gpuq_model_in_dim(t->model);
+    if (x->ndim != 2 || x->shape[1] != d_in)
+        return gpuq_job_fail(job, GPUQ_ERR_SHAPE_MISMATCH, "mlp '%s' wants x [rows, %d]",
+                             t->model->name, d_in);
+    if (x->shape[0] > GPUQ_MAX_ELEMS / t->model->max_width)
+        return gpuq_job_fail(job, GPUQ_ERR_TOO_LARGE, "mlp: too many rows");
+    t->rows = x->shape[0];
+    return 0;
+}
+
+static size_t out_bytes(const struct gpuq_task *t) {
+    return (size_t)t->rows * gpuq_model_out_dim(t->model) * sizeof(float);
+}
+
+static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
+    const struct gpuq_model *m = p[0].t->model;
+    float *x = gpuq_ops_buf(s, 0, (size_t)rows * gpuq_model_in_dim(m) * sizeof(float));
+    float *y = gpuq_ops_buf(s, 1, (size_t)rows * gpuq_model_out_dim(m) * sizeof(float));
+    if (!x || !y) return GPUQ_BE_NOMEM;
+    gpuq_ops_pack_rows(p, n, "x", gpuq_model_in_dim(m), x);
+    s->out[0] = y;
+    struct gpuq_mlp args = {m, x, (int)rows, y};
+    return gpuq_backend_run(s->be, GPUQ_OP_MLP, rows, &args);
+}
+
+static void scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
+    gpuq_ops_scatter_rows(p, n, s->out[0], gpuq_model_out_dim(p[0].t->model));
+}
+
+static void finish(struct gpuq_task *t) {
+    int64_t shape[2] = {t->rows, gpuq_model_out_dim(t->model)};
+    gpuq_ops_set_output(t, 0, "y", GPUQ_DTYPE_F32, t->out, 2, shape);
+}
+
+/* ---- the CPU kernel: one GEMM per layer, then bias and activation ---- */
+
+/* y = act(y + bias), row by row; the activation is chosen once, outside the
+ * loop, so the common ones vectorize. */
+static void bias_act(float *y, const float *bias, int rows, int cols, enum gpuq_act act) {
+    for (int r = 0; r < rows; r++) {
+        float *row = y + (size_t)r * cols;
+        switch (act) {
+        case GPUQ_ACT_NONE:
+            for (int j = 0; j < cols; j++) row[j] += bias[j];
+            break;
+        case GPUQ_ACT_RELU:
+            for (int j = 0; j < cols; j++) row[j] = fmaxf(row[j] + bias[j], 0.0f);
+            break;
+        default:
+            for (int j = 0; j < cols; j++) row[j] = gpuq_act_apply(act, row[j] + bias[j]);
+            break;
+        }
+    }
+}
+
+/* With reduced precision, each layer's input is rounded as the CUDA
+ * backend's conversion kernel does (in place in scratch, into spare
+ * otherwise); the sums stay f32. */
+static const float *round_rows(enum gpuq_precision p, const float *in, size_t n, float *dst) {
+    if (p == GPUQ_PREC_F32) return in;
+    for (size_t i = 0; i < n; i++) dst[i] = gpuq_cpu_round(p, in[i]);
+    return dst;
+}
+
+static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
+    const struct gpuq_mlp *a = l->args;
+    const struct gpuq_model *m = a->m;
+    size_t width = (size_t)(m->max_width > m->layers[0].d_in ? m->max_width : m->layers[0].d_in);
+    float *s[GPUQ_CPU_SCRATCH] = {NULL};
+    for (int i = 0; i < (be->precision == GPUQ_PREC_F32 ? 2 : 3); i++)
+        if (!(s[i] = gpuq_cpu_scratch(be, i, (size_t)a->rows * width))) return GPUQ_BE_FAILED;
+    const float *in = a->x;
+    for (int k = 0; k < m->n_layers; k++) {
+        const struct gpuq_mlp_layer *L = &m->layers[k];
+        int last = k == m->n_layers - 1;
+        float *out = last ? a->y : s[k & 1];
+        in = round_rows(be->precision, in, (size_t)a->rows * L->d_in,
+                        in == s[0] || in == s[1] ? (float *)in : s[2]);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->rows, L->d_out, L->d_in, 1.0f, in,
+                    L->d_in, L->w, L->d_in, 0.0f, out, L->d_out);
+        bias_act(out, L->b, a->rows, L->d_out, last ? GPUQ_ACT_NONE : m->act);
+        in = out;
+    }
+    return 0;
+}
+
+/* ---- twin: a two-layer gelu mlp in the backend's precision ---- */
+
+static void twin(struct gpuq_twin_run *r) {
+    int widths[3] = {32, 64, 16}, rows = 8;
+    if (r->large) widths[0] = 256, widths[1] = 512, widths[2] = 128, rows = 100;
+    struct gpuq_mlp_layer layers[2];
+    struct gpuq_model m = {.kind = GPUQ_MODEL_MLP, .n_layers = 2, .layers = layers,
+                           .act = GPUQ_ACT_GELU, .max_width = widths[1]};
+    for (int l = 0; l < 2; l++) {
+        layers[l] = (struct gpuq_mlp_layer){widths[l], widths[l + 1],
+                                            gpuq_twin_floats(r, (size_t)widths[l] * widths[l + 1]),
+                                            gpuq_twin_floats(r, (size_t)widths[l + 1])};
+    }
+    float *x = gpuq_twin_floats(r, (size_t)rows * widths[0]);
+    size_t ny = (size_t)rows * widths[2];
+    float *y = calloc(ny, sizeof(float)), *want = calloc(ny, sizeof(float));
+    /* reduced precision: a rounding that falls the other way moves an
+     * element by a step of the next layer's input */
+    if (r->be->precision == GPUQ_PREC_BF16) r->out->tol[r->op] = 1e-2;
+    if (r->be->precision == GPUQ_PREC_F16) r->out->tol[r->op] = 2e-3;
+    enum gpuq_precision saved = r->cpu->precision;
+    r->cpu->precision = r->be->precision;
+    /* the CPU rounds the host weights in place first: both start from them */
+    if (x && y && want && layers[0].w && layers[0].b && layers[1].w && layers[1].b &&
+        r->cpu->iface->model_load(r->cpu, &m) == 0 &&
+        gpuq_twin_ran(r, r->be->iface->model_load(r->be, &m)) == 0) {
+        struct gpuq_mlp on_be = {&m, x, rows, y}, on_cpu = {&m, x, rows, want};
+        if (gpuq_twin_both(r, rows, &on_be, &on_cpu) == 0)
+            gpuq_twin_note(r, gpuq_twin_err(y, want, ny, r->be->precision != GPUQ_PREC_F32));
+        r->be->iface->model_free(r->be, &m);
+    }
+    r->cpu->precision = saved;
+    for (int l = 0; l < 2; l++) free(layers[l].w), free(layers[l].b);
+    free(x), free(y), free(want);
+}
+
+static const char *const inputs[] = {"x", NULL};
+
+const struct gpuq_op_desc gpuq_op_mlp = {
+    .inputs = inputs, .required = 1, .model = 1 + GPUQ_MODEL_MLP,
+    .prepare = prepare, .out_bytes = out_bytes, .pack = pack, .scatter = scatter, .finish = finish,
+    .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_mlp)},
+    .twin = twin, .tol = 1e-4,
+};
