@@ -1,25 +1,40 @@
 'use strict';
 // A thin Node client for gpuq over node-redis, with JSON jobs (field `json`,
-// tensor data in base64): no msgpack needed. Tensors are typed arrays:
+// tensor data in base64): no msgpack needed to send. Tensors are typed arrays:
 //   {dtype: 'f32', shape: [2, 3], data: Float32Array}
 //
-//   const { Gpuq } = require('./gpuq');
-//   const gq = new Gpuq({ url: 'redis://127.0.0.1:6379' });
-//   await gq.connect();
+//   const { Gpuq, tensor } = require('gpuq-client');   // or: import { Gpuq, tensor } from 'gpuq-client'
+//   const gq = await new Gpuq({ url: 'redis://127.0.0.1:6379' }).connect();
 //   const res = await gq.run('mlp', { x: tensor('f32', [1, 4], [0.1, 0.2, 0.3, 0.4]) }, { model: 'encoder' });
 //   res.outputs.y.data  // Float32Array
+//
+// run() rejects with GpuqError on an error result and GpuqTimeoutError when no
+// result comes in time. All waiting goes through one reply list and one reader
+// connection per queue, however many run() calls wait at once.
 const crypto = require('crypto');
-const { createClient } = require('redis');
+const { createClient, commandOptions } = require('redis');
+const msgpack = require('./msgpack');
 
 const ARRAYS = {
   f32: Float32Array, f64: Float64Array, i8: Int8Array, u8: Uint8Array, i32: Int32Array,
   i64: BigInt64Array, f16: Uint16Array, bf16: Uint16Array,  // halves travel as raw 16-bit words
 };
 
+// A tensor; JSON.stringify writes its data as an array of numbers (i64 too).
+class Tensor {
+  constructor(dtype, shape, data) {
+    this.dtype = dtype;
+    this.shape = shape;
+    this.data = data;
+  }
+  toJSON() { return { dtype: this.dtype, shape: this.shape, data: Array.from(this.data, Number) }; }
+}
+
 function tensor(dtype, shape, values) {
   const T = ARRAYS[dtype];
   if (!T) throw new TypeError(`gpuq has no dtype ${dtype}`);
-  return { dtype, shape, data: values instanceof T ? values : T.from(values) };
+  const data = values instanceof T ? values : T.from(values, dtype === 'i64' ? BigInt : undefined);
+  return new Tensor(dtype, shape, data);
 }
 
 function encodeTensor(t) {
@@ -27,18 +42,29 @@ function encodeTensor(t) {
   return { dtype: t.dtype, shape: t.shape, data: b.toString('base64') };
 }
 
+// data is base64 text in a JSON result, bytes in a msgpack one
 function decodeTensor(t) {
-  const b = Buffer.from(t.data, 'base64');
   const T = ARRAYS[t.dtype];
+  if (!T) throw new TypeError(`gpuq has no dtype ${t.dtype}`);
+  const b = typeof t.data === 'string' ? Buffer.from(t.data, 'base64') : t.data;
   const copy = new Uint8Array(b);   // aligned, owned
-  return { dtype: t.dtype, shape: t.shape, data: new T(copy.buffer, 0, b.length / T.BYTES_PER_ELEMENT) };
+  return new Tensor(t.dtype, t.shape, new T(copy.buffer, 0, b.length / T.BYTES_PER_ELEMENT));
 }
 
 class GpuqError extends Error {
   constructor(code, message, result) {
     super(`${code}: ${message}`);
+    this.name = 'GpuqError';
     this.code = code;
     this.result = result;
+  }
+}
+
+// No result within the time asked for; the job may still run. Not a GpuqError.
+class GpuqTimeoutError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'GpuqTimeoutError';
   }
 }
 
@@ -56,59 +82,172 @@ class Result {
   }
   get ok() { return this.status === 'ok'; }
   raiseForError() {
-    if (!this.ok) throw new GpuqError(this.error.code, this.error.message, this);
+    const e = this.error || {};
+    if (!this.ok) throw new GpuqError(e.code || 'internal', e.message || 'no error given', this);
     return this;
   }
+  toJSON() {
+    const { id, status, outputs, error, meta, timing, worker } = this;
+    return { id, status, outputs, error, meta, timing, worker };
+  }
 }
+
+// A result as the worker wrote it: JSON text for a job sent as JSON, msgpack otherwise.
+function decodeResult(raw) {
+  if (typeof raw === 'string') return new Result(JSON.parse(raw));
+  return new Result(raw[0] === 0x7b ? JSON.parse(raw.toString('utf8')) : msgpack.decode(raw));
+}
+
+// Job options in camelCase, and the protocol's names for them.
+const FIELDS = {
+  model: 'model', params: 'params', id: 'id', replyTo: 'reply_to', callback: 'callback', priority: 'priority',
+  timeoutMs: 'timeout_ms', deadlineMs: 'deadline_ms', resultTtl: 'result_ttl', meta: 'meta',
+};
+
+function jobOf(op, inputs, options) {
+  const job = { op, inputs: {} };
+  for (const [k, t] of Object.entries(inputs)) job.inputs[k] = encodeTensor(t);
+  for (const [k, v] of Object.entries(options)) {
+    if (!FIELDS[k]) throw new TypeError(`gpuq: unknown option ${k} (options: ${Object.keys(FIELDS).join(', ')})`);
+    if (v !== undefined) job[FIELDS[k]] = v;
+  }
+  return job;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Gpuq {
   constructor({ url = 'redis://127.0.0.1:6379', prefix = 'gpuq', queue = 'default' } = {}) {
     this.prefix = prefix;
     this.queue = queue;
-    this.redis = createClient({ url });
-    this.redis.on('error', () => {});   // node-redis reconnects by itself
+    this.where = url.replace(/\/\/[^@/]*@/, '//');   // no password in messages
+    this.connected = false;
+    // at start an unreachable Redis is an error; once connected, node-redis reconnects
+    const reconnectStrategy = (retries) => (this.connected ? Math.min(100 * 2 ** retries, 5000)
+      : new Error(`cannot reach Redis at ${this.where}`));
+    this.redis = createClient({ url, socket: { reconnectStrategy } });
+    this.redis.on('error', () => {});
+    this.readers = new Map();   // queue -> reader
   }
-  async connect() { await this.redis.connect(); return this; }
-  async close() { await this.redis.quit(); }
+
+  async connect() {
+    try {
+      await this.redis.connect();
+    } catch (e) {
+      const cause = e.originalError || e;
+      throw new Error(`gpuq: cannot connect to Redis at ${this.where}: ${cause.message}`, { cause });
+    }
+    this.connected = true;
+    return this;
+  }
+
+  // Stops the readers, fails their waiters, deletes the reply lists, closes.
+  async close() {
+    for (const r of this.readers.values()) {
+      r.stopped = true;
+      for (const ws of r.waiters.values()) for (const w of ws) w.reject(new Error('gpuq: client closed'));
+      await r.conn.disconnect().catch(() => {});
+      await this.redis.del(r.key);
+    }
+    this.readers.clear();
+    this.connected = false;
+    await this.redis.quit();
+  }
+
   key(suffix, queue) { return `${this.prefix}:{${queue || this.queue}}:${suffix}`; }
 
-  // Puts one job on the queue; resolves to its stream entry id.
-  async enqueue(op, inputs, opts = {}) {
-    const { queue, ...fields } = opts;
-    const job = { op, inputs: {} };
-    for (const [k, t] of Object.entries(inputs)) job.inputs[k] = encodeTensor(t);
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) job[k] = v;
-    return this.redis.xAdd(this.key('jobs', queue), '*', { json: JSON.stringify(job) });
+  // Puts one job on the queue; resolves to its stream entry id. options: queue
+  // and the job's model, params, id, replyTo, callback, priority, timeoutMs,
+  // deadlineMs, resultTtl, meta.
+  async enqueue(op, inputs, options = {}) {
+    const { queue, ...fields } = options;
+    return this.redis.xAdd(this.key('jobs', queue), '*', { json: JSON.stringify(jobOf(op, inputs, fields)) });
   }
 
-  // The next result on replyTo. Each waiter gets its own connection, so
-  // many requests can wait at once without blocking each other.
-  async wait(replyTo, timeoutS = 30) {
+  // The next result on a reply list of your own (error or not); it holds a
+  // connection while it waits.
+  async wait(replyTo, timeout = 30) {
     const conn = this.redis.duplicate();
     conn.on('error', () => {});
     await conn.connect();
     try {
-      const item = await conn.blPop(replyTo, timeoutS);
-      if (!item) throw new Error(`no result on ${replyTo} within ${timeoutS} s`);
-      return new Result(JSON.parse(item.element));
+      const item = await conn.blPop(commandOptions({ returnBuffers: true }), replyTo, timeout);
+      if (!item) throw new GpuqTimeoutError(`no result on ${replyTo} within ${timeout} s`);
+      return decodeResult(item.element);
     } finally {
       await conn.quit();
     }
   }
 
-  // Enqueues with its own reply list and waits for the result.
-  async run(op, inputs, opts = {}) {
-    const { timeoutS = 30, ...rest } = opts;
-    const replyTo = this.key(`reply:${process.pid}:${crypto.randomUUID()}`, rest.queue);
-    await this.enqueue(op, inputs, { ...rest, reply_to: replyTo });
-    return this.wait(replyTo, timeoutS);
+  // Enqueues a job and waits for its result (timeout in seconds); options as
+  // enqueue's, less replyTo. resultTtl defaults to 0: the reply is the result.
+  async run(op, inputs, options = {}) {
+    const { timeout = 30, queue = this.queue, ...fields } = options;
+    if (fields.replyTo !== undefined) throw new TypeError('gpuq: run() waits on its own reply list; use enqueue() and wait()');
+    const job = jobOf(op, inputs, fields);   // unknown options fail before anything is sent
+    const r = await this.reader(queue);
+    const id = String(fields.id ?? crypto.randomUUID());
+    let waiter;
+    const got = new Promise((resolve, reject) => { waiter = { resolve, reject }; });
+    got.catch(() => {});   // a timeout during the enqueue is awaited below, not unhandled
+    const list = r.waiters.get(id) || [];
+    r.waiters.set(id, list.concat(waiter));
+    const timer = setTimeout(() => waiter.reject(new GpuqTimeoutError(`no result for job ${id} within ${timeout} s`)),
+      timeout * 1000);
+    try {
+      job.id = id;
+      job.reply_to = r.key;
+      if (job.result_ttl === undefined) job.result_ttl = 0;
+      await this.redis.xAdd(this.key('jobs', queue), '*', { json: JSON.stringify(job) });
+      return (await got).raiseForError();
+    } finally {
+      clearTimeout(timer);
+      const left = (r.waiters.get(id) || []).filter((w) => w !== waiter);
+      if (left.length) r.waiters.set(id, left); else r.waiters.delete(id);
+    }
   }
 
-  // The stored result of jobId, or null.
+  // The stored result of jobId (error or not), or null.
   async result(jobId, queue) {
-    const raw = await this.redis.get(this.key(`result:${jobId}`, queue));
-    return raw === null ? null : new Result(JSON.parse(raw));
+    const raw = await this.redis.get(commandOptions({ returnBuffers: true }), this.key(`result:${jobId}`, queue));
+    return raw === null ? null : decodeResult(raw);
+  }
+
+  // Waiters on one queue's reply list, and the loop that pops it.
+  async reader(queue) {
+    let r = this.readers.get(queue);
+    if (!r) {
+      r = { key: this.key(`reply:${process.pid}:${crypto.randomUUID()}`, queue), waiters: new Map(), stopped: false };
+      r.conn = this.redis.duplicate();
+      r.conn.on('error', () => {});
+      r.ready = r.conn.connect().then(() => { this.read(r); }, (e) => { this.readers.delete(queue); throw e; });
+      this.readers.set(queue, r);
+    }
+    await r.ready;
+    return r;
+  }
+
+  async read(r) {
+    while (!r.stopped) {
+      let batch;
+      try {
+        const item = await r.conn.blPop(r.key, 5);
+        batch = item ? [item.element].concat((await r.conn.lPopCount(r.key, 1000)) || []) : [];
+      } catch (e) {   // Redis away: the waiters' own timeouts apply
+        if (!r.stopped) await sleep(500);
+        continue;
+      }
+      for (const raw of batch) {
+        let res;
+        try { res = decodeResult(raw); } catch (e) { continue; }   // not a result: nobody waits for it
+        const list = r.waiters.get(String(res.id));
+        if (!list) continue;   // its waiter gave up
+        const [w, ...rest] = list;
+        if (rest.length) r.waiters.set(String(res.id), rest); else r.waiters.delete(String(res.id));
+        w.resolve(res);
+      }
+    }
   }
 }
 
-module.exports = { Gpuq, GpuqError, Result, tensor };
+module.exports = { Gpuq, GpuqError, GpuqTimeoutError, Result, Tensor, tensor, decodeResult };

@@ -1,11 +1,13 @@
-"""The Python and Node clients and their gateway examples, against a real
-Redis and worker: results right, errors surfaced, requests waiting side by
-side without blocking the event loop."""
-import asyncio
+"""The Python and Node clients as a user installs them: built into a wheel
+and an sdist, installed in a clean venv; packed and installed into a fresh
+npm project, offline. Their own tests (clients/*/test*) then run against the
+installed packages and a real Redis and worker, and so do the gateway examples."""
 import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 import unittest
 import urllib.error
@@ -13,16 +15,69 @@ import urllib.request
 
 import numpy as np
 
-from harness import WorkerTest, free_port, make_mlp, mlp_ref
+from harness import WorkerTest, free_port, make_mlp, mlp_ref, save_safetensors
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 PY_CLIENT = os.path.join(ROOT, "clients", "python")
 NODE_CLIENT = os.path.join(ROOT, "clients", "node")
-NODE_ENV = {"NODE_PATH": "/usr/share/nodejs"}
+WHEELS = os.path.join(ROOT, ".cache", "pypi")   # filled by scripts/setup
+NODE_ENV = {"NODE_PATH": "/usr/share/nodejs"}   # Debian's node-redis serves the peer dependency
+TMP = None
 
-import sys  # noqa: E402
-sys.path.insert(0, PY_CLIENT)
-from gpuq_client import AsyncClient, Client, GpuqError  # noqa: E402
+
+def sh(argv, **kw):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=300, **kw)
+    if p.returncode:
+        raise AssertionError(f"{' '.join(argv)} failed:\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+def venv(name, system=False):
+    path = os.path.join(TMP, name)
+    sh([sys.executable, "-m", "venv", *(["--system-site-packages"] if system else []), path])
+    return os.path.join(path, "bin", "python")
+
+
+def pip_install(python, *args):
+    sh([python, "-m", "pip", "install", "-q", "--no-index", "--find-links", WHEELS, *args],
+       env=dict(os.environ, PIP_FIND_LINKS=""))
+
+
+def build_python():
+    """An sdist from a copy of the folder, a wheel built from that sdist."""
+    src, dist = os.path.join(TMP, "py-src"), os.path.join(TMP, "dist")
+    shutil.copytree(PY_CLIENT, src)
+    builder = venv("build-venv")
+    pip_install(builder, "setuptools")
+    sh([builder, "-c", f"from setuptools import build_meta; build_meta.build_sdist({dist!r})"], cwd=src)
+    sdist = os.path.join(dist, os.listdir(dist)[0])
+    sh([sys.executable, "-m", "pip", "wheel", "-q", "--no-index", "--find-links", WHEELS, "--no-deps",
+        "-w", dist, sdist], env=dict(os.environ, PIP_FIND_LINKS=""))
+    return [os.path.join(dist, f) for f in os.listdir(dist) if f.endswith(".whl")][0]
+
+
+def npm(*args, cwd):
+    return sh(["npm", *args, "--offline", "--no-audit", "--no-fund", "--loglevel=error"], cwd=cwd)
+
+
+def npm_project(name, package):
+    proj = os.path.join(TMP, name)
+    os.makedirs(proj)
+    with open(os.path.join(proj, "package.json"), "w") as f:
+        json.dump({"name": name, "version": "1.0.0", "private": True}, f)
+    npm("install", package, cwd=proj)
+    return proj
+
+
+def setUpModule():
+    global TMP
+    if not os.path.exists(os.path.join(WHEELS, ".complete")):
+        raise RuntimeError(f"{WHEELS} is missing: scripts/setup fills it")
+    TMP = tempfile.mkdtemp(prefix="gpuq-clients-")
+
+
+def tearDownModule():
+    shutil.rmtree(TMP, ignore_errors=True)
 
 
 def post(url, body):
@@ -48,10 +103,17 @@ def wait_http(url, proc, timeout=20):
 
 
 class Clients(WorkerTest):
+    X = np.array([[1, 2, 3, 4]], np.float32)
+
     def setUp(self):
         super().setUp()
         self.layers = make_mlp(self.path("m.safetensors"), [4, 6, 3], seed=4)
-        self.worker("--model", f"encoder={self.path('m.safetensors')}")
+        save_safetensors(self.path("idx.safetensors"),
+                         {"embeddings": np.random.default_rng(2).standard_normal((8, 4))})
+        self.worker("--model", f"encoder={self.path('m.safetensors')}",
+                    "--model", f"idx={self.path('idx.safetensors')}")
+        self.env = dict(os.environ, GPUQ_REDIS=self.redis.url, GPUQ_MODEL_NAME="encoder", GPUQ_KNN_NAME="idx",
+                        GPUQ_WANT=json.dumps(mlp_ref(self.layers, self.X)[0].tolist()))
         self.procs = []
 
     def tearDown(self):
@@ -61,75 +123,78 @@ class Clients(WorkerTest):
         super().tearDown()
 
     def start(self, argv, cwd, env):
-        p = subprocess.Popen(argv, cwd=cwd, env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
+        p = subprocess.Popen(argv, cwd=cwd, env=dict(self.env, **env), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         self.procs.append(p)
         return p
 
-    def test_python_client(self):
-        gq = Client(self.redis.url)
-        x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
-        res = gq.run("mlp", {"x": x}, model="encoder", id="py-1", meta=[1, 2])
-        self.assertTrue(res.ok)
-        np.testing.assert_allclose(res.outputs["y"], mlp_ref(self.layers, x), rtol=1e-5, atol=1e-5)
-        self.assertEqual(res.meta, [1, 2])
-        self.assertEqual(gq.result("py-1").id, "py-1")
-        with self.assertRaises(GpuqError) as e:
-            gq.run("mlp", {"x": x[:, :3]}, model="encoder").raise_for_error()
-        self.assertEqual(e.exception.code, "shape_mismatch")
-        with self.assertRaises(TimeoutError):
-            gq.run("mlp", {"x": x}, model="encoder", queue="nobody-serves-this", timeout=1)
-
-    def test_python_async_client_concurrent(self):
-        async def main():
-            gq = AsyncClient(self.redis.url)
-            xs = [np.full((1, 4), i, np.float32) for i in range(30)]
-            results = await asyncio.gather(*(gq.run("mlp", {"x": x}, model="encoder") for x in xs))
-            await gq.close()
-            return xs, results
-        xs, results = asyncio.run(main())
-        for x, r in zip(xs, results):
-            np.testing.assert_allclose(r.outputs["y"], mlp_ref(self.layers, x), rtol=1e-5, atol=1e-5)
-        self.assertGreater(max(r.timing["batch_size"] for r in results), 1, "waiting side by side, they batch")
-
-    def test_fastapi_gateway(self):
-        port = free_port()
-        p = self.start([sys.executable, "-m", "uvicorn", "fastapi_gateway:app", "--port", str(port), "--log-level",
-                        "warning"], os.path.join(PY_CLIENT, "examples"),
-                       {"GPUQ_REDIS": self.redis.url, "GPUQ_MODEL_NAME": "encoder"})
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", p)
-        x = [[0.5, -1.0, 2.0, 0.0]]
-        status, body = post(base + "/embed", {"x": x})
-        self.assertEqual(status, 200, body)
-        np.testing.assert_allclose(body["y"], mlp_ref(self.layers, np.array(x, np.float32)), rtol=1e-5, atol=1e-5)
-        self.assertEqual(post(base + "/embed", {"x": [[1.0, 2.0]]})[0], 422)
-
-    def node_or_skip(self):
-        if not shutil.which("node") or not os.path.isdir("/usr/share/nodejs/redis"):
-            self.skipTest("node or node-redis missing (scripts/setup installs them)")
-
-    def test_node_client(self):
-        self.node_or_skip()
-        want = mlp_ref(self.layers, np.array([[1, 2, 3, 4]], np.float32))[0].tolist()
-        p = subprocess.run(["node", "--test", os.path.join(NODE_CLIENT, "test")], capture_output=True, text=True,
-                           env=dict(os.environ, GPUQ_REDIS=self.redis.url, GPUQ_MODEL_NAME="encoder",
-                                    GPUQ_WANT=json.dumps(want), **NODE_ENV), timeout=120)
-        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertRegex(p.stdout, r"# pass 1")
-
-    def test_node_gateway(self):
-        self.node_or_skip()
-        port = free_port()
-        p = self.start(["node", "gateway.js"], os.path.join(NODE_CLIENT, "examples"),
-                       dict(NODE_ENV, GPUQ_REDIS=self.redis.url, GPUQ_MODEL_NAME="encoder", PORT=str(port)))
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/healthz", p)
+    def check_gateway(self, base, proc):
+        wait_http(base + "/healthz", proc)
         x = [[0.5, -1.0, 2.0, 0.0], [1, 1, 1, 1]]
         status, body = post(base + "/embed", {"x": x})
         self.assertEqual(status, 200, body)
         np.testing.assert_allclose(body["y"], mlp_ref(self.layers, np.array(x, np.float32)), rtol=1e-5, atol=1e-5)
         self.assertEqual(post(base + "/embed", {"x": [[1.0, 2.0]]})[0], 422)
+
+    def test_python_package(self):
+        """Built as a wheel from its sdist, installed in a clean venv: the client's tests pass there."""
+        wheel = build_python()
+        python = venv("py-venv")
+        pip_install(python, wheel)
+        tests = shutil.copytree(os.path.join(PY_CLIENT, "tests"), os.path.join(TMP, "py-tests"))
+        p = subprocess.run([python, "-m", "unittest", "discover", "-v", "-s", tests], cwd=TMP, env=self.env,
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertRegex(p.stderr, r"Ran \d+ tests")
+        # and straight from the folder, typed
+        target = os.path.join(TMP, "py-folder")
+        pip_install(sys.executable, "--no-deps", "--target", target, shutil.copytree(PY_CLIENT, target + "-src"))
+        self.assertTrue(os.path.exists(os.path.join(target, "gpuq_client", "py.typed")))
+
+    def test_fastapi_example(self):
+        """As its docstring says: `python3 -m uvicorn fastapi_gateway:app` beside the installed client."""
+        python = venv("gw-venv", system=True)   # fastapi and uvicorn from Debian
+        pip_install(python, shutil.copytree(PY_CLIENT, os.path.join(TMP, "gw-src")))
+        with open(os.path.join(PY_CLIENT, "examples", "fastapi_gateway.py")) as f:
+            doc = f.read()
+        self.assertIn("python3 -m uvicorn fastapi_gateway:app", doc)
+        self.assertIn("GPUQ_MODEL_NAME", doc)
+        port = free_port()
+        p = self.start([python, "-m", "uvicorn", "fastapi_gateway:app", "--port", str(port), "--log-level",
+                        "warning"], os.path.join(PY_CLIENT, "examples"), {})
+        self.check_gateway(f"http://127.0.0.1:{port}", p)
+
+    def node_or_skip(self):
+        if not shutil.which("node") or not shutil.which("npm") or not os.path.isdir("/usr/share/nodejs/redis"):
+            self.skipTest("node, npm or node-redis missing (scripts/setup installs them)")
+
+    def test_node_package(self):
+        """Packed and installed offline into a fresh project: the client's tests pass there, by
+        require and by import; installing the folder itself works too."""
+        self.node_or_skip()
+        tgz = sh(["npm", "pack", "--pack-destination", TMP, NODE_CLIENT, "--loglevel=error"], cwd=TMP).split()[-1]
+        proj = npm_project("node-proj", os.path.join(TMP, tgz))
+        self.assertFalse(os.path.islink(os.path.join(proj, "node_modules", "gpuq-client")))
+        shutil.copytree(os.path.join(NODE_CLIENT, "test"), os.path.join(proj, "test"))
+        # the stored msgpack result that the Node tests read
+        self.client.enqueue({"op": "mlp", "model": "encoder", "id": "py-msgpack", "reply_to": "gpuq:{default}:r",
+                             "inputs": {"x": {"dtype": "f32", "shape": [1, 4], "data": self.X.tobytes()}}})
+        self.client.wait("gpuq:{default}:r")
+        p = subprocess.run(["node", "--test", "test/"], cwd=proj, capture_output=True, text=True, timeout=300,
+                           env=dict(self.env, GPUQ_MSGPACK_ID="py-msgpack", **NODE_ENV))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"# pass 7\b")
+        self.assertRegex(p.stdout, r"# fail 0\b")
+        linked = npm_project("node-folder", NODE_CLIENT)
+        sh(["node", "-e", "require('gpuq-client').tensor('f32', [1], [1])"], cwd=linked, env=dict(self.env, **NODE_ENV))
+
+    def test_node_gateway(self):
+        self.node_or_skip()
+        proj = npm_project("node-gw", NODE_CLIENT)
+        shutil.copy(os.path.join(NODE_CLIENT, "examples", "gateway.js"), proj)
+        port = free_port()
+        p = self.start(["node", "gateway.js"], proj, dict(NODE_ENV, PORT=str(port)))
+        self.check_gateway(f"http://127.0.0.1:{port}", p)
 
 
 if __name__ == "__main__":

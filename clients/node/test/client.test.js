@@ -1,31 +1,75 @@
 'use strict';
-// Runs against a real Redis and gpuq worker started by tests/e2e/test_clients.py
-// (GPUQ_REDIS, GPUQ_MODEL_NAME, GPUQ_WANT as JSON: the expected mlp output).
+// The installed package against a real Redis and gpuq worker started by
+// tests/e2e/test_clients.py: GPUQ_REDIS, GPUQ_MODEL_NAME (an mlp taking 4
+// columns), GPUQ_WANT (JSON: its output for [1, 2, 3, 4]), GPUQ_KNN_NAME (an
+// index of 4-wide rows), GPUQ_MSGPACK_ID (a job sent as msgpack whose result is stored).
 const test = require('node:test');
 const assert = require('node:assert');
-const path = require('path');
-const { Gpuq, tensor } = require(path.join(__dirname, '..', 'gpuq'));
+const net = require('node:net');
+const { createClient } = require('redis');
+const { Gpuq, GpuqError, GpuqTimeoutError, tensor } = require('gpuq-client');
 
-test('mlp and errors through JSON jobs', async () => {
+const model = process.env.GPUQ_MODEL_NAME;
+const want = JSON.parse(process.env.GPUQ_WANT || '[]');
+const x = () => tensor('f32', [1, 4], [1, 2, 3, 4]);
+const close = (a, b) => Math.abs(a - b) < 1e-4;
+
+async function withClient(fn) {
   const gq = await new Gpuq({ url: process.env.GPUQ_REDIS }).connect();
-  try {
-    const want = JSON.parse(process.env.GPUQ_WANT);
-    const res = await gq.run('mlp', { x: tensor('f32', [1, 4], [1, 2, 3, 4]) },
-      { model: process.env.GPUQ_MODEL_NAME, id: 'node-1', meta: { from: 'node' } });
-    assert.strictEqual(res.status, 'ok');
-    assert.deepStrictEqual(res.meta, { from: 'node' });
-    assert.deepStrictEqual(res.outputs.y.shape, [1, want.length]);
-    want.forEach((v, i) => assert.ok(Math.abs(res.outputs.y.data[i] - v) < 1e-4, `y[${i}]`));
-    assert.strictEqual((await gq.result('node-1')).id, 'node-1');
-    const bad = await gq.run('mlp', { x: tensor('f32', [1, 3], [1, 2, 3]) }, { model: process.env.GPUQ_MODEL_NAME });
-    assert.strictEqual(bad.ok, false);
-    assert.strictEqual(bad.error.code, 'shape_mismatch');
-    assert.throws(() => bad.raiseForError(), /shape_mismatch/);
-    // many at once: they wait side by side
-    const many = await Promise.all(Array.from({ length: 20 }, () =>
-      gq.run('mlp', { x: tensor('f32', [1, 4], [1, 2, 3, 4]) }, { model: process.env.GPUQ_MODEL_NAME })));
-    assert.ok(many.every((r) => r.ok));
-  } finally {
-    await gq.close();
-  }
+  try { await fn(gq); } finally { await gq.close(); }
+}
+
+test('run: an mlp result, not stored unless asked', () => withClient(async (gq) => {
+  const res = await gq.run('mlp', { x: x() }, { model, id: 'node-1', meta: { from: 'node' } });
+  assert.strictEqual(res.status, 'ok');
+  assert.deepStrictEqual(res.meta, { from: 'node' });
+  assert.deepStrictEqual(res.outputs.y.shape, [1, want.length]);
+  want.forEach((v, i) => assert.ok(close(res.outputs.y.data[i], v), `y[${i}]`));
+  assert.strictEqual(await gq.result('node-1'), null, 'a waited-for result is not stored twice');
+  await gq.run('mlp', { x: x() }, { model, id: 'node-kept', resultTtl: 60 });
+  assert.strictEqual((await gq.result('node-kept')).id, 'node-kept');
+}));
+
+test('an error result rejects with GpuqError; a timeout with GpuqTimeoutError', () => withClient(async (gq) => {
+  await assert.rejects(gq.run('mlp', { x: tensor('f32', [1, 3], [1, 2, 3]) }, { model }),
+    (e) => e instanceof GpuqError && e.code === 'shape_mismatch' && e.result.ok === false);
+  await assert.rejects(gq.run('mlp', { x: x() }, { model, queue: 'nobody-serves-this', timeout: 0.3, id: 'gone' }),
+    (e) => e instanceof GpuqTimeoutError && !(e instanceof GpuqError));
+  assert.strictEqual((await gq.reader('nobody-serves-this')).waiters.size, 0, 'the waiter that gave up is gone');
+  await assert.rejects(gq.run('mlp', { x: x() }, { model, replyTo: 'mine' }), TypeError);
+  await assert.rejects(gq.run('mlp', { x: x() }, { model, result_ttl: 5 }), /unknown option result_ttl/);
+}));
+
+test('many waiters share one connection', () => withClient(async (gq) => {
+  const probe = createClient({ url: process.env.GPUQ_REDIS });
+  await probe.connect();
+  const opened = async () => Number(/total_connections_received:(\d+)/.exec(await probe.info('stats'))[1]);
+  const before = await opened();
+  const many = await Promise.all(Array.from({ length: 1000 }, () => gq.run('mlp', { x: x() }, { model })));
+  assert.ok(many.every((r) => r.ok && close(r.outputs.y.data[0], want[0])));
+  assert.ok((await opened()) - before <= 2, `connections opened: ${(await opened()) - before}`);
+  await probe.quit();
+}));
+
+test('result() reads a result stored as msgpack', () => withClient(async (gq) => {
+  const res = await gq.result(process.env.GPUQ_MSGPACK_ID);
+  assert.strictEqual(res.id, process.env.GPUQ_MSGPACK_ID);
+  want.forEach((v, i) => assert.ok(close(res.outputs.y.data[i], v), `y[${i}]`));
+}));
+
+test('knn indices survive JSON.stringify', () => withClient(async (gq) => {
+  const res = await gq.run('knn', { q: x() }, { model: process.env.GPUQ_KNN_NAME, params: { k: 2 } });
+  assert.ok(res.outputs.indices.data instanceof BigInt64Array);
+  const back = JSON.parse(JSON.stringify(res));
+  assert.deepStrictEqual(back.outputs.indices.data, Array.from(res.outputs.indices.data, Number));
+  assert.strictEqual(back.outputs.indices.data.length, 2);
+}));
+
+test('connect() rejects when Redis is unreachable', async () => {
+  const srv = net.createServer();
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  await assert.rejects(new Gpuq({ url: `redis://127.0.0.1:${port}` }).connect(),
+    new RegExp(`cannot connect to Redis at redis://127.0.0.1:${port}`));
 });

@@ -1,0 +1,83 @@
+// Types for gpuq-client (gpuq.js).
+
+export type DType = 'f32' | 'f16' | 'bf16' | 'f64' | 'i8' | 'u8' | 'i32' | 'i64';
+export type TypedArray = Float32Array | Float64Array | Int8Array | Uint8Array | Int32Array | BigInt64Array
+  | Uint16Array;
+
+/** A tensor; f16 and bf16 travel as raw 16-bit words. JSON.stringify writes data as numbers. */
+export class Tensor {
+  constructor(dtype: DType, shape: number[], data: TypedArray);
+  dtype: DType;
+  shape: number[];
+  data: TypedArray;
+  toJSON(): { dtype: DType; shape: number[]; data: number[] };
+}
+
+export function tensor(dtype: DType, shape: number[], values: TypedArray | ArrayLike<number> | ArrayLike<bigint>): Tensor;
+
+export interface ErrorInfo { code: string; message: string }
+export interface Timing { queue_us?: number; compute_us?: number; total_us?: number; batch_size?: number }
+
+export class Result {
+  constructor(raw: Record<string, unknown>);
+  raw: Record<string, unknown>;
+  id: string;
+  status: 'ok' | 'error';
+  outputs: Record<string, Tensor>;
+  error?: ErrorInfo;
+  meta?: unknown;
+  timing: Timing;
+  worker?: string;
+  readonly ok: boolean;
+  /** This result, or throws GpuqError when it is an error result. */
+  raiseForError(): this;
+  toJSON(): Record<string, unknown>;
+}
+
+/** An error result; code is one of the protocol's error codes. */
+export class GpuqError extends Error {
+  code: string;
+  result?: Result;
+}
+
+/** No result within the time asked for; the job may still run. */
+export class GpuqTimeoutError extends Error {}
+
+export interface JobOptions {
+  model?: string;
+  params?: Record<string, unknown>;
+  id?: string;
+  callback?: string;
+  priority?: number;
+  timeoutMs?: number;
+  deadlineMs?: number;
+  /** seconds to keep the result key; run() sends 0 unless given */
+  resultTtl?: number;
+  meta?: unknown;
+}
+
+export interface EnqueueOptions extends JobOptions { queue?: string; replyTo?: string }
+export interface RunOptions extends JobOptions { queue?: string; /** seconds to wait (30) */ timeout?: number }
+
+export interface GpuqOptions { url?: string; prefix?: string; queue?: string }
+export type Inputs = Record<string, Tensor | { dtype: DType; shape: number[]; data: TypedArray }>;
+
+export class Gpuq {
+  constructor(options?: GpuqOptions);
+  prefix: string;
+  queue: string;
+  /** Rejects when Redis cannot be reached. */
+  connect(): Promise<this>;
+  close(): Promise<void>;
+  key(suffix: string, queue?: string): string;
+  /** Resolves to the job's stream entry id. */
+  enqueue(op: string, inputs: Inputs, options?: EnqueueOptions): Promise<string>;
+  /** The next result on a reply list of your own, error or not. */
+  wait(replyTo: string, timeout?: number): Promise<Result>;
+  /** Rejects with GpuqError on an error result, GpuqTimeoutError when none comes in time. */
+  run(op: string, inputs: Inputs, options?: RunOptions): Promise<Result>;
+  /** The stored result, error or not, or null. */
+  result(jobId: string, queue?: string): Promise<Result | null>;
+}
+
+export function decodeResult(raw: string | Buffer): Result;

@@ -1,0 +1,97 @@
+"""The asyncio client, over redis.asyncio: waiting never blocks the event loop."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import redis
+import redis.asyncio
+
+from ._client import DEFAULT_URL, Base, reader_pool
+from ._protocol import GpuqTimeoutError, Result, decode_result
+from ._waiters import Waiters
+
+
+class AsyncClient(Base):
+    """The same as Client over redis.asyncio. Commands share a pool of at most
+    max_connections connections; all waiting goes through one reply list and
+    one reader connection per queue, however many run() calls wait at once."""
+
+    def __init__(self, url: str = DEFAULT_URL, prefix: str = "gpuq", queue: str = "default",
+                 redis_client: Optional[redis.asyncio.Redis] = None, max_connections: int = 16):
+        super().__init__(prefix, queue)
+        self.r = redis_client or redis.asyncio.Redis(
+            connection_pool=redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=max_connections))
+        self._readers: Dict[str, Tuple[Waiters, "asyncio.Task[None]"]] = {}
+
+    async def enqueue(self, op: str, inputs: Mapping[str, Any], queue: Optional[str] = None,
+                      **options: Any) -> str:
+        """Puts one job on the queue; returns its stream entry id (options as Client.enqueue)."""
+        return (await self.r.xadd(self.key("jobs", queue), {"job": self.job(op, inputs, **options)})).decode()
+
+    async def wait(self, reply_to: str, timeout: float = 30) -> Result:
+        """The next result on a reply list of your own (error or not);
+        GpuqTimeoutError after timeout seconds. It holds a connection while it waits."""
+        item = await self.r.blpop([reply_to], timeout=timeout)
+        if item is None:
+            raise GpuqTimeoutError(f"no result on {reply_to} within {timeout} s")
+        return decode_result(item[1])
+
+    async def run(self, op: str, inputs: Mapping[str, Any], timeout: float = 30, queue: Optional[str] = None,
+                  **options: Any) -> Result:
+        """Enqueues a job and waits for its result: GpuqError on an error result,
+        GpuqTimeoutError when none comes within timeout seconds."""
+        w = self._waiters_for(queue or self.queue)
+        job_id = self.waited_job(w, options)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        w.add(job_id, fut)
+        try:
+            await self.enqueue(op, inputs, queue=queue, **options)
+            res = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise GpuqTimeoutError(f"no result for job {job_id} within {timeout} s") from None
+        finally:
+            w.discard(job_id, fut)
+        return res.raise_for_error()
+
+    async def result(self, job_id: str, queue: Optional[str] = None) -> Optional[Result]:
+        """The stored result of job_id (error or not), or None."""
+        raw = await self.r.get(self.key(f"result:{job_id}", queue))
+        return None if raw is None else decode_result(raw)
+
+    async def close(self) -> None:
+        """Stops the readers, deletes the client's reply lists, closes its connections."""
+        for w, task in self._readers.values():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self.r.delete(w.key)
+        self._readers.clear()
+        await self.r.close()
+        await self.r.connection_pool.disconnect()
+
+    def _waiters_for(self, queue: str) -> Waiters:
+        w, task = self._readers.get(queue) or (None, None)
+        if w is None:
+            w = Waiters(Waiters.reply_key(self.prefix, queue))
+        if task is None or task.done():  # first use, or its event loop is gone
+            task = asyncio.get_running_loop().create_task(self._read(w))
+            self._readers[queue] = (w, task)
+        return w
+
+    async def _read(self, w: Waiters) -> None:
+        conn = redis.asyncio.Redis(connection_pool=reader_pool(self.r.connection_pool,
+                                                               redis.asyncio.ConnectionPool))
+        try:
+            while True:
+                try:
+                    item = await conn.blpop([w.key], timeout=5)
+                    batch = [] if item is None else [item[1]] + (await conn.lpop(w.key, 1000) or [])
+                except (redis.RedisError, OSError):  # Redis away: the waiters' own timeouts apply
+                    await asyncio.sleep(0.5)
+                    continue
+                for raw in batch:
+                    got = w.take(raw)
+                    if got and not got[0].done():
+                        got[0].set_result(got[1])
+        finally:
+            await conn.connection_pool.disconnect()

@@ -1,0 +1,85 @@
+"""The protocol's data, with no I/O: tensors, jobs, results and errors."""
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import msgpack
+import numpy as np
+
+_DTYPES = {"f32": "<f4", "f16": "<f2", "f64": "<f8", "i8": "i1", "u8": "u1", "i32": "<i4", "i64": "<i8",
+           "bf16": "<u2"}  # bf16 comes back as its raw 16-bit words
+_NAMES = {np.dtype(v): k for k, v in _DTYPES.items() if k != "bf16"}
+
+Tensor = Dict[str, Any]
+
+
+def to_tensor(a: Any) -> Tensor:
+    """A numpy array (or anything np.asarray takes) as a protocol tensor: C order, little-endian."""
+    a = np.ascontiguousarray(a)
+    name = _NAMES.get(a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype)
+    if name is None:
+        raise TypeError(f"gpuq has no dtype for {a.dtype}")
+    return {"dtype": name, "shape": list(a.shape), "data": a.astype(_DTYPES[name], copy=False).tobytes()}
+
+
+def from_tensor(t: Mapping[str, Any]) -> np.ndarray:
+    """A protocol tensor as a read-only numpy array; data may be bytes (msgpack) or base64 (JSON)."""
+    data = t["data"]
+    if isinstance(data, str):
+        data = base64.b64decode(data)
+    return np.frombuffer(data, dtype=_DTYPES[t["dtype"]]).reshape(t["shape"])
+
+
+class GpuqError(Exception):
+    """An error result: code is one of the protocol's error codes (bad_request, shape_mismatch, ...)."""
+
+    def __init__(self, code: str, message: str, result: Optional["Result"] = None):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.result = code, message, result
+
+
+class GpuqTimeoutError(TimeoutError):
+    """No result came within the time asked for. Not a GpuqError: the job may still run."""
+
+
+class Result:
+    """One job's result, decoded: outputs are numpy arrays."""
+
+    def __init__(self, raw: Dict[str, Any]):
+        self.raw = raw
+        self.id: Optional[str] = raw.get("id")
+        self.status: Optional[str] = raw.get("status")
+        self.outputs: Dict[str, np.ndarray] = {k: from_tensor(v) for k, v in (raw.get("outputs") or {}).items()}
+        self.error: Optional[Dict[str, str]] = raw.get("error")
+        self.meta: Any = raw.get("meta")
+        self.timing: Dict[str, int] = raw.get("timing") or {}
+        self.worker: Optional[str] = raw.get("worker")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def raise_for_error(self) -> "Result":
+        """This result, or GpuqError when it is an error result."""
+        if not self.ok:
+            err = self.error or {}
+            raise GpuqError(err.get("code", "internal"), err.get("message", "no error given"), self)
+        return self
+
+
+def decode_result(raw: Union[bytes, str]) -> Result:
+    """A result as the worker wrote it: JSON text for a job sent as JSON, msgpack otherwise."""
+    if isinstance(raw, str) or raw[:1] == b"{":
+        return Result(json.loads(raw))
+    return Result(msgpack.unpackb(raw, raw=False))
+
+
+def encode_job(op: str, inputs: Mapping[str, Any], **fields: Any) -> bytes:
+    """The msgpack job; fields left None are not sent."""
+    job: Dict[str, Any] = {"op": op, "inputs": {k: to_tensor(v) for k, v in inputs.items()}}
+    job.update((k, v) for k, v in fields.items() if v is not None)
+    return msgpack.packb(job, use_bin_type=True)
+
+

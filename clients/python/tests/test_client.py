@@ -1,0 +1,144 @@
+"""The installed client against a real Redis and gpuq worker, started by
+tests/e2e/test_clients.py: GPUQ_REDIS, GPUQ_MODEL_NAME (an mlp taking 4
+columns) and GPUQ_WANT (JSON: the model's output for the row [1, 2, 3, 4])."""
+import asyncio
+import base64
+import json
+import os
+import threading
+import unittest
+
+import numpy as np
+import redis
+
+import gpuq_client
+from gpuq_client import AsyncClient, Client, GpuqError, GpuqTimeoutError
+
+URL, MODEL = os.environ["GPUQ_REDIS"], os.environ["GPUQ_MODEL_NAME"]
+WANT = np.array(json.loads(os.environ["GPUQ_WANT"]), np.float32)
+X = np.array([[1, 2, 3, 4]], np.float32)
+
+
+class SyncClient(unittest.TestCase):
+    def setUp(self):
+        self.gq = Client(URL)
+        self.r = redis.Redis.from_url(URL)
+
+    def tearDown(self):
+        self.gq.close()
+
+    def test_run(self):
+        res = self.gq.run("mlp", {"x": X}, model=MODEL, id="py-1", meta=[1, 2])
+        self.assertTrue(res.ok)
+        self.assertEqual((res.id, res.meta), ("py-1", [1, 2]))
+        np.testing.assert_allclose(res.outputs["y"][0], WANT, rtol=1e-5, atol=1e-5)
+        self.assertFalse(self.r.exists("gpuq:{default}:result:py-1"), "a waited-for result is not stored")
+        self.gq.run("mlp", {"x": X}, model=MODEL, id="py-kept", result_ttl=60)
+        self.assertEqual(self.gq.result("py-kept").id, "py-kept")
+
+    def test_error_result_raises(self):
+        with self.assertRaises(GpuqError) as e:
+            self.gq.run("mlp", {"x": X[:, :3]}, model=MODEL)
+        self.assertEqual(e.exception.code, "shape_mismatch")
+        self.assertFalse(e.exception.result.ok)
+
+    def test_timeout_is_its_own_error(self):
+        with self.assertRaises(GpuqTimeoutError) as e:
+            self.gq.run("mlp", {"x": X}, model=MODEL, queue="nobody-serves-this", timeout=0.5)
+        self.assertNotIsInstance(e.exception, GpuqError)
+        self.assertIsInstance(e.exception, TimeoutError)
+
+    def test_threads_share_one_reader(self):
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(self.gq.run("mlp", {"x": X}, model=MODEL)))
+                   for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(results), 20)
+        for res in results:
+            np.testing.assert_allclose(res.outputs["y"][0], WANT, rtol=1e-5, atol=1e-5)
+
+    def test_result_in_either_format(self):
+        self.gq.enqueue("mlp", {"x": X}, model=MODEL, id="py-msgpack")
+        job = {"op": "mlp", "model": MODEL, "id": "py-json",
+               "inputs": {"x": {"dtype": "f32", "shape": [1, 4], "data": base64.b64encode(X.tobytes()).decode()}}}
+        self.r.xadd("gpuq:{default}:jobs", {"json": json.dumps(job)})
+        for job_id in ("py-msgpack", "py-json"):
+            res = poll(self.gq, job_id)
+            np.testing.assert_allclose(res.outputs["y"][0], WANT, rtol=1e-5, atol=1e-5)
+        self.assertTrue(self.r.get("gpuq:{default}:result:py-json").startswith(b"{"), "stored as JSON")
+
+
+def poll(gq, job_id):
+    for _ in range(200):
+        res = gq.result(job_id)
+        if res is not None:
+            return res
+        threading.Event().wait(0.05)
+    raise AssertionError(f"no result for {job_id}")
+
+
+class Async(unittest.TestCase):
+    def test_many_waiters_one_connection(self):
+        """500 run() calls at once hold the client's command pool and one reader, not a connection each."""
+        r = redis.Redis.from_url(URL)
+        base = r.info("stats")["total_connections_received"]
+
+        async def main():
+            gq = AsyncClient(URL, max_connections=4)
+            results = await asyncio.gather(*(gq.run("mlp", {"x": X * (i % 3)}, model=MODEL) for i in range(500)))
+            await gq.close()
+            return results
+        results = asyncio.run(main())
+        for i, res in enumerate(results):
+            self.assertTrue(res.ok)
+            if i % 3 == 1:
+                np.testing.assert_allclose(res.outputs["y"][0], WANT, rtol=1e-5, atol=1e-5)
+        self.assertLessEqual(r.info("stats")["total_connections_received"] - base, 5)
+        self.assertGreater(max(res.timing["batch_size"] for res in results), 1, "waiting side by side, they batch")
+
+    def test_waiter_that_gives_up_leaves_nothing(self):
+        async def main():
+            gq = AsyncClient(URL)
+            with self.assertRaises(GpuqTimeoutError):
+                await gq.run("mlp", {"x": X}, model=MODEL, id="late", queue="slow", timeout=0.2)
+            w = gq._readers["slow"][0]
+            self.assertEqual(w.pending(), 0)
+            # the late result arrives after its waiter left: dropped, and the next one is served
+            r = redis.asyncio.Redis.from_url(URL)
+            await r.rpush(w.key, json.dumps({"id": "late", "status": "ok"}))
+            res = await gq.run("mlp", {"x": X}, model=MODEL)
+            self.assertTrue(res.ok)
+            for _ in range(100):
+                if not await r.llen(w.key):
+                    break
+                await asyncio.sleep(0.01)
+            self.assertEqual(await r.llen(w.key), 0)
+            await gq.close()
+            self.assertFalse(await r.exists(w.key), "close() deletes the reply list")
+            await r.close()
+        asyncio.run(main())
+
+    def test_error_and_timeout(self):
+        async def main():
+            gq = AsyncClient(URL)
+            with self.assertRaises(GpuqError) as e:
+                await gq.run("mlp", {"x": X[:, :2]}, model=MODEL)
+            self.assertEqual(e.exception.code, "shape_mismatch")
+            with self.assertRaises(GpuqTimeoutError):
+                await gq.run("mlp", {"x": X}, model=MODEL, queue="nobody-serves-this", timeout=0.3)
+            await gq.close()
+        asyncio.run(main())
+
+
+class Installed(unittest.TestCase):
+    def test_typed_package(self):
+        here = os.path.dirname(gpuq_client.__file__)
+        self.assertIn("site-packages", here, "the tests run against the installed package")
+        self.assertTrue(os.path.exists(os.path.join(here, "py.typed")))
+
+
+if __name__ == "__main__":
+    unittest.main()
