@@ -58,7 +58,10 @@ static void bias_act(float *y, const float *bias, int rows, int cols, enum gpuq_
             for (int j = 0; j < cols; j++) row[j] += bias[j];
             break;
         case GPUQ_ACT_RELU:
-            for (int j = 0; j < cols; j++) row[j] = fmaxf(row[j] + bias[j], 0.0f);
+            for (int j = 0; j < cols; j++) {   /* not fmaxf: a libm call per element */
+                float v = row[j] + bias[j];
+                row[j] = v > 0.0f ? v : 0.0f;  /* NaN gives 0, as fmaxf does */
+            }
             break;
         default:
             for (int j = 0; j < cols; j++) row[j] = gpuq_act_apply(act, row[j] + bias[j]);
