@@ -12,38 +12,6 @@ static const char *act_names[] = {"none", "relu", "gelu", "silu", "tanh"};
 
 const char *gpuq_act_name(enum gpuq_act act) { return act_names[act]; }
 
-/* Copies a float tensor of the wanted shape out as f32; NULL with err set otherwise. */
-static float *take_f32(const struct gpuq_safetensors *st, const char *name, int ndim,
-                       const int64_t *shape, char *err, size_t errlen) {
-    const struct gpuq_tensor *t = gpuq_safetensors_get(st, name);
-    if (!t) {
-        snprintf(err, errlen, "missing tensor %s", name);
-        return NULL;
-    }
-    if (!gpuq_dtype_is_float(t->dtype) || t->ndim != ndim) {
-        snprintf(err, errlen, "tensor %s: want a %d-d float tensor", name, ndim);
-        return NULL;
-    }
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] >= 0 && t->shape[i] != shape[i]) {
-            snprintf(err, errlen, "tensor %s: dim %d is %lld, want %lld", name, i,
-                     (long long)t->shape[i], (long long)shape[i]);
-            return NULL;
-        }
-        if (t->shape[i] < 1 || t->shape[i] > INT32_MAX) {
-            snprintf(err, errlen, "tensor %s: dim %d out of range", name, i);
-            return NULL;
-        }
-    }
-    float *out = malloc((size_t)gpuq_tensor_numel(t) * sizeof(float));
-    if (!out) {
-        snprintf(err, errlen, "tensor %s: out of memory", name);
-        return NULL;
-    }
-    gpuq_tensor_to_f32(t, out);
-    return out;
-}
-
 static int load_mlp(struct gpuq_model *m, const struct gpuq_safetensors *st, char *err,
                     size_t errlen) {
     char name[64];
@@ -66,14 +34,14 @@ static int load_mlp(struct gpuq_model *m, const struct gpuq_safetensors *st, cha
         struct gpuq_mlp_layer *l = &m->layers[i];
         int64_t wshape[2] = {-1, i ? m->layers[i - 1].d_out : -1};
         snprintf(name, sizeof(name), "layers.%d.weight", i);
-        if (!(l->w = take_f32(st, name, 2, wshape, err, errlen))) return -1;
+        if (!(l->w = gpuq_safetensors_f32(st, name, 2, wshape, err, errlen))) return -1;
         const struct gpuq_tensor *t = gpuq_safetensors_get(st, name);
         l->d_out = (int)t->shape[0];
         l->d_in = (int)t->shape[1];
         if (l->d_out > m->max_width) m->max_width = l->d_out;
         int64_t bshape[1] = {l->d_out};
         snprintf(name, sizeof(name), "layers.%d.bias", i);
-        if (!(l->b = take_f32(st, name, 1, bshape, err, errlen))) return -1;
+        if (!(l->b = gpuq_safetensors_f32(st, name, 1, bshape, err, errlen))) return -1;
     }
     m->act = GPUQ_ACT_RELU;
     const char *act = gpuq_safetensors_meta(st, "activation");
@@ -107,7 +75,7 @@ int gpuq_model_load(struct gpuq_model *m, const char *name, const char *path, ch
             snprintf(why, sizeof(why), "an index holds only the tensor embeddings");
             goto fail;
         }
-        if (!(m->embeddings = take_f32(&st, "embeddings", 2, shape, why, sizeof(why)))) goto fail;
+        if (!(m->embeddings = gpuq_safetensors_f32(&st, "embeddings", 2, shape, why, sizeof(why)))) goto fail;
         m->n_rows = gpuq_safetensors_get(&st, "embeddings")->shape[0];
         m->dim = (int)gpuq_safetensors_get(&st, "embeddings")->shape[1];
         if (!(m->norms = malloc((size_t)m->n_rows * sizeof(float)))) goto out;

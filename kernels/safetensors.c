@@ -190,3 +190,34 @@ void gpuq_safetensors_free(struct gpuq_safetensors *st) {
     free(st->image);
     memset(st, 0, sizeof(*st));
 }
+
+float *gpuq_safetensors_f32(const struct gpuq_safetensors *st, const char *name, int ndim,
+                       const int64_t *shape, char *err, size_t errlen) {
+    const struct gpuq_tensor *t = gpuq_safetensors_get(st, name);
+    if (!t) {
+        snprintf(err, errlen, "missing tensor %s", name);
+        return NULL;
+    }
+    if (!gpuq_dtype_is_float(t->dtype) || t->ndim != ndim) {
+        snprintf(err, errlen, "tensor %s: want a %d-d float tensor", name, ndim);
+        return NULL;
+    }
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] >= 0 && t->shape[i] != shape[i]) {
+            snprintf(err, errlen, "tensor %s: dim %d is %lld, want %lld", name, i,
+                     (long long)t->shape[i], (long long)shape[i]);
+            return NULL;
+        }
+        if (t->shape[i] < 1 || t->shape[i] > INT32_MAX) {
+            snprintf(err, errlen, "tensor %s: dim %d out of range", name, i);
+            return NULL;
+        }
+    }
+    float *out = malloc((size_t)gpuq_tensor_numel(t) * sizeof(float));
+    if (!out) {
+        snprintf(err, errlen, "tensor %s: out of memory", name);
+        return NULL;
+    }
+    gpuq_tensor_to_f32(t, out);
+    return out;
+}

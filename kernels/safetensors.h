@@ -36,6 +36,12 @@ const struct gpuq_tensor *gpuq_safetensors_get(const struct gpuq_safetensors *st
                                                const char *name);
 const char *gpuq_safetensors_meta(const struct gpuq_safetensors *st, const char *key);
 
+/* Copies the float tensor name out as f32 (malloc'd, the caller frees), after
+ * checking it has ndim dims equal to shape (-1: any size). NULL with a
+ * reason in err when it is missing, not float, or of another shape. */
+float *gpuq_safetensors_f32(const struct gpuq_safetensors *st, const char *name, int ndim,
+                            const int64_t *shape, char *err, size_t errlen);
+
 /* Frees what st holds; accepts a zeroed struct. */
 void gpuq_safetensors_free(struct gpuq_safetensors *st);
 

@@ -1,0 +1,101 @@
+/* bert_embed.c -- test driver: sentence embeddings of texts with a model
+ * folder's tokenizer and encoder on the CPU.
+ *   bert_embed DIR [--batch N] [--max-length N] [--pool mean|cls] [--normalize 0|1] < texts
+ * Each input line is one text as hex; each output line is its token count
+ * then its embedding. Texts go through the encoder N per padding-free batch
+ * (default: all at once). Exit 2 on a load error. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/bert.h"
+#include "text/tokenizer.h"
+
+struct texts {
+    char **s;
+    size_t *len;
+    int n;
+};
+
+static void read_texts(struct texts *tx) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    memset(tx, 0, sizeof *tx);
+    while ((n = getline(&line, &cap, stdin)) > 0) {
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+        tx->s = realloc(tx->s, (size_t)(tx->n + 1) * sizeof *tx->s);
+        tx->len = realloc(tx->len, (size_t)(tx->n + 1) * sizeof *tx->len);
+        char *t = malloc((size_t)n / 2 + 1);
+        for (ssize_t i = 0; i + 1 < n; i += 2) {
+            unsigned v = 0;
+            sscanf(line + i, "%2x", &v);
+            t[i / 2] = (char)v;
+        }
+        tx->s[tx->n] = t;
+        tx->len[tx->n++] = (size_t)n / 2;
+    }
+    free(line);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: bert_embed DIR [--batch N] [--max-length N] [--pool mean|cls] [--normalize 0|1]\n");
+        return 2;
+    }
+    char err[512];
+    struct gpuq_bert m;
+    struct gpuq_tok *tok = gpuq_tok_load(argv[1], err, sizeof err);
+    if (!tok || gpuq_bert_load(&m, argv[1], err, sizeof err) != 0) {
+        fprintf(stderr, "bert_embed: %s\n", err);
+        gpuq_tok_destroy(tok);
+        return 2;
+    }
+    struct gpuq_bert_batch b = {.pooling = m.pooling, .normalize = m.normalize};
+    int per_batch = 1 << 30, max_length = m.max_length;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--batch")) per_batch = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--max-length")) max_length = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--pool")) b.pooling = strcmp(argv[i + 1], "cls") ? GPUQ_BERT_POOL_MEAN : GPUQ_BERT_POOL_CLS;
+        else if (!strcmp(argv[i], "--normalize")) b.normalize = atoi(argv[i + 1]);
+    }
+    struct texts tx;
+    read_texts(&tx);
+    int32_t *ids = malloc((size_t)(tx.n + 1) * (size_t)max_length * sizeof *ids);
+    int *lens = malloc((size_t)(tx.n + 1) * sizeof *lens);
+    float *out = malloc((size_t)(tx.n + 1) * (size_t)m.hidden * sizeof *out);
+    int total = 0;
+    for (int i = 0; i < tx.n; i++) {
+        lens[i] = gpuq_tok_encode(tok, tx.s[i], tx.len[i], max_length, ids + total);
+        total += lens[i];
+    }
+    for (int first = 0, off = 0; first < tx.n; first += per_batch) {
+        int n = tx.n - first < per_batch ? tx.n - first : per_batch, t = 0, longest = 0;
+        for (int i = first; i < first + n; i++) {
+            t += lens[i];
+            longest = lens[i] > longest ? lens[i] : longest;
+        }
+        float *scratch = malloc(gpuq_bert_scratch_floats(&m, t, longest) * sizeof *scratch);
+        b.ids = ids + off;
+        b.lens = lens + first;
+        b.n_seq = n;
+        b.out = out + (size_t)first * m.hidden;
+        gpuq_bert_forward(&m, &b, scratch);
+        free(scratch);
+        off += t;
+    }
+    for (int i = 0; i < tx.n; i++) {
+        printf("%d", lens[i]);
+        for (int j = 0; j < m.hidden; j++) printf(" %.9g", out[(size_t)i * m.hidden + j]);
+        printf("\n");
+        free(tx.s[i]);
+    }
+    free(tx.s);
+    free(tx.len);
+    free(ids);
+    free(lens);
+    free(out);
+    gpuq_bert_free(&m);
+    gpuq_tok_destroy(tok);
+    return 0;
+}

