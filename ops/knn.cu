@@ -7,7 +7,6 @@
  * the complement of its index below: keys are distinct, larger is better,
  * and ties go to the lower index, as on the CPU. */
 #include <math.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

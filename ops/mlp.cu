@@ -8,6 +8,7 @@
 
 #include "kernels/cuda_int.h"
 #include "ops/mlp.h"
+
 __device__ static float act_apply(int act, float x) {
     switch (act) {
     case GPUQ_ACT_RELU: return x > 0.0f ? x : 0.0f;
