@@ -44,6 +44,12 @@ class Hostile(WorkerTest):
         job.update(fields)
         return job
 
+    def enqueue_many(self, n):
+        pipe = self.r.pipeline(transaction=False)
+        for i in range(n):
+            pipe.xadd(self.client.key("jobs"), {"job": msgpack.packb(self.mlp(id=f"j{i}"))})
+        pipe.execute()
+
     def wait_for(self, cond, timeout=10, what="condition"):
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -54,10 +60,7 @@ class Hostile(WorkerTest):
 
     def test_acked_entries_leave_the_stream(self):
         n = 300
-        pipe = self.r.pipeline(transaction=False)
-        for i in range(n):
-            pipe.xadd(self.client.key("jobs"), {"job": msgpack.packb(self.mlp(id=f"j{i}"))})
-        pipe.execute()
+        self.enqueue_many(n)
         self.r.config_resetstat()
         self.worker(*self.model(), "--max-batch", "64")
         self.wait_for(lambda: self.r.llen(self.reply) == n, what="all results")
@@ -135,10 +138,7 @@ class Hostile(WorkerTest):
 
     def test_out_of_memory_backs_off_on_one_connection(self):
         n = 20
-        pipe = self.r.pipeline(transaction=False)
-        for i in range(n):
-            pipe.xadd(self.client.key("jobs"), {"job": msgpack.packb(self.mlp(id=f"j{i}"))})
-        pipe.execute()
+        self.enqueue_many(n)
         self.r.xgroup_create(self.client.key("jobs"), "workers", id="0")
         self.r.xgroup_create(self.client.key("webhooks"), "senders", id="0", mkstream=True)
         self.r.set("ballast", b"x" * (8 << 20))
