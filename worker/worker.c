@@ -207,56 +207,99 @@ static int fetch(struct worker *w, int claim_now) {
             if (got < want) break;  /* this queue is drained */
         }
     }
-    if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0 && !gpuq_webhooks_held(w->hooks)) {
+    /* block while idle, but not past the next webhook retry due */
+    int idle_ms = gpuq_webhooks_idle_ms(w->hooks, gpuq_now_us(), 100);
+    if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0 && idle_ms > 0) {
         int64_t room = gpuq_sched_room(&w->sched);
         return read_into(w, 0, w->st.n_queues, room < w->cfg.max_batch ? (int)room
-                         : (int)w->cfg.max_batch, 100, ">");
+                         : (int)w->cfg.max_batch, idle_ms, ">");
     }
     return total;
 }
 
 /* ---- webhooks ---- */
 
-/* Takes new and stale deliveries, keeps held ones fresh, moves transfers
- * along, and records finished deliveries (delivered: acked and deleted;
- * given up: a dead letter too). Returns -1 when Redis failed. */
+/* Hands entries read from the webhook streams to the module; an entry
+ * deleted while pending (finished by another worker) is only acked. */
+static int hooks_take(struct worker *w, int got, int64_t now) {
+    for (int i = 0; i < got; i++) {
+        struct gpuq_entry *e = &w->entries[i];
+        if (!e->deleted) {
+            /* no room cannot happen (reads ask for no more than the room):
+             * the entry would stay pending, for a claim */
+            if (gpuq_webhooks_add(w->hooks, e, now) != 0) log_error("webhook entry %s not taken", e->id.ptr);
+            continue;
+        }
+        gpuq_stream_begin(&w->st);
+        gpuq_stream_hook_done(&w->st, e->queue, e->id);
+        if (gpuq_stream_commit(&w->st) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Reads again the entries of deliveries due for an attempt: between
+ * attempts only their ids are held. Returns -1 when Redis failed. */
+static int hooks_load(struct worker *w, int64_t now) {
+    int chunk = w->cfg.max_batch < 64 ? (int)w->cfg.max_batch : 64;
+    if (gpuq_webhooks_due(w->hooks, now) == 0) return 0;
+    for (int q = 0; q < w->st.n_queues; q++) {
+        const char *ids[GPUQ_WEBHOOKS_MAX_TRANSFERS];
+        int n = gpuq_webhooks_ids(w->hooks, q, 1, ids, GPUQ_WEBHOOKS_MAX_TRANSFERS);
+        for (int at = 0; at < n; at += chunk) {
+            redisReply *reply = NULL;
+            int got = gpuq_stream_load_hooks(&w->st, q, ids + at, n - at < chunk ? n - at : chunk,
+                                             w->entries, chunk, &reply);
+            int rc = got < 0 ? -1 : hooks_take(w, got, now);
+            freeReplyObject(reply);
+            if (rc < 0) return -1;
+        }
+    }
+    gpuq_webhooks_loaded(w->hooks);     /* what did not come back is no longer ours */
+    return 0;
+}
+
+/* Takes stale deliveries (on the claim tick) and new ones (whenever there is
+ * room and there may be some), keeps held ones fresh, starts those due,
+ * moves transfers along, and records finished deliveries (delivered: acked
+ * and deleted; not: a dead letter too). Returns -1 when Redis failed. */
 static int hooks_step(struct worker *w, int claim_now) {
     struct gpuq_entry *e = w->entries;
-    int cap = (int)w->cfg.max_batch, room = gpuq_webhooks_room(w->hooks), got;
+    int cap = (int)w->cfg.max_batch, got;
+    int64_t now = gpuq_now_us();
     redisReply *reply = NULL;
     if (claim_now) {
         for (int q = 0; q < w->st.n_queues; q++) {
-            const char *ids[64];
-            int n = gpuq_webhooks_ids(w->hooks, q, ids, 64);
-            if (n > 0 && gpuq_stream_touch_hooks(&w->st, q, ids, n) != 0) return -1;
+            const char *ids[GPUQ_WEBHOOKS_MAX_HELD];
+            int n = gpuq_webhooks_ids(w->hooks, q, 0, ids, GPUQ_WEBHOOKS_MAX_HELD);
+            for (int at = 0; at < n; at += 64)
+                if (gpuq_stream_touch_hooks(&w->st, q, ids + at, n - at < 64 ? n - at : 64) != 0) return -1;
+            int room = gpuq_webhooks_room(w->hooks);
             if (room <= 0) continue;
             got = gpuq_stream_claim(&w->st, GPUQ_STREAM_HOOKS, q, w->cfg.claim_idle_ms,
                                     room < cap ? room : cap, e, cap, &reply);
-            if (got < 0) return -1;
-            for (int i = 0; i < got; i++)
-                if (!gpuq_webhooks_holds(w->hooks, q, e[i].id) && gpuq_webhooks_add(w->hooks, &e[i]) == 0)
-                    room--;
+            int rc = got < 0 ? -1 : hooks_take(w, got, now);
             freeReplyObject(reply);
             reply = NULL;
+            if (rc < 0) return -1;
         }
     }
-    /* new deliveries are read when this worker wrote some, else on the tick:
-     * no extra round trip per batch for queues without webhooks */
-    if (room > 0 && (w->hooks_written || claim_now)) {
+    /* new deliveries: when this worker wrote some, when room came free, or
+     * when the last read may have left more; not on a timer */
+    int room = gpuq_webhooks_room(w->hooks);
+    uint64_t freed = gpuq_webhooks_freed(w->hooks);
+    if (room > 0 && (w->hooks_written || w->hooks_more || freed != w->hooks_freed || claim_now)) {
+        int want = room < cap ? room : cap;
         w->hooks_written = 0;
-        if ((got = gpuq_stream_read_hooks(&w->st, room < cap ? room : cap, e, cap, &reply)) < 0) return -1;
-        for (int i = 0; i < got; i++)
-            if (gpuq_webhooks_add(w->hooks, &e[i]) != 0) {
-                /* malformed: nothing to deliver; do not keep it pending forever */
-                log_error("webhook entry %s is malformed; dropped", e[i].id.ptr);
-                gpuq_stream_begin(&w->st);
-                gpuq_stream_hook_done(&w->st, e[i].queue, e[i].id);
-                if (gpuq_stream_commit(&w->st) < 0) return -1;
-            }
+        w->hooks_freed = freed;
+        if ((got = gpuq_stream_read_hooks(&w->st, want, e, cap, &reply)) < 0) return -1;
+        w->hooks_more = got == want;
+        int rc = hooks_take(w, got, now);
         freeReplyObject(reply);
+        if (rc < 0) return -1;
     }
+    if (hooks_load(w, now) < 0) return -1;
     struct gpuq_delivery *done[64];
-    int n = gpuq_webhooks_pump(w->hooks, gpuq_now_us(), done, 64);
+    int n = gpuq_webhooks_pump(w->hooks, now, done, 64);
     if (n == 0) return 0;
     gpuq_stream_begin(&w->st);
     for (int i = 0; i < n; i++) {
@@ -265,7 +308,7 @@ static int hooks_step(struct worker *w, int claim_now) {
         if (!d->delivered) {
             char msg[256];
             snprintf(msg, sizeof(msg), "%d attempts to %.*s failed; the last: %s", d->attempts,
-                     (int)(d->url.len > 120 ? 120 : d->url.len), d->url.ptr, d->error);
+                     (int)(d->url.len > 120 ? 120 : d->url.len), d->url.ptr ? d->url.ptr : "", d->error);
             msgpack_sbuffer_clear(&w->sb);
             gpuq_error_encode(&w->sb, GPUQ_ERR_WEBHOOK_FAILED, msg);
             gpuq_stream_put_dead(&w->st, d->queue, d->job, w->sb.data, w->sb.size, d->attempts, d->url);
@@ -529,7 +572,7 @@ static void serve(struct worker *w) {
                     if (wait_us > 0 && wait_us < poll) poll = wait_us;
                     if (wait_us < 0 && gpuq_webhooks_held(w->hooks)) poll = 10000;
                     if (!gpuq_webhooks_wait(w->hooks, (int)((poll + 999) / 1000)) && (wait_us > 0 ||
-                        gpuq_webhooks_held(w->hooks)))
+                        gpuq_webhooks_idle_ms(w->hooks, gpuq_now_us(), 10) == 0))
                         sleep_us(poll);
                 }
                 continue;
