@@ -62,6 +62,8 @@ class Bench:
     def close(self):
         self.redis_proc.kill()
 
+    log = staticmethod(log)
+
     # ---- helpers ----
 
     def gpuq_jobs(self, n, reply=None, result_ttl=None):
@@ -373,9 +375,15 @@ def main():
     p.add_argument("--no-peers", action="store_true", help="skip RQ and Celery")
     p.add_argument("--skip", default="", help="comma list of: latency,memory,redis")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest"))
+    p.add_argument("--webhooks", type=int, default=0, metavar="N",
+                   help="only the webhook benchmark, with N webhooks for throughput (webhooks.md)")
     a = p.parse_args()
     b = Bench(a)
     try:
+        if a.webhooks:
+            import webhooks
+            print(webhooks.run(b, a.out))
+            return
         b.out["machine"] = b.machine()
         b.drain()
         skip = a.skip.split(",")

@@ -65,7 +65,7 @@ class WebhookSafety(WebhookTest):
             p = subprocess.run([GPUQ, "worker", "--redis", self.redis.url, "--webhook-allow", bad],
                                capture_output=True, text=True, timeout=20)
             self.assertEqual(p.returncode, 2, p.stderr)
-            self.assertIn("--webhook-allow", p.stderr)
+            self.assertIn("not an address range", p.stderr)
 
     # ---- headers ----
 
