@@ -13,18 +13,22 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "queue/json.h"
+#include "worker/clock.h"
 #include "worker/webhook_addr.h"
 
 #define MAX_HELD GPUQ_WEBHOOKS_MAX_HELD
 #define MAX_TRANSFERS GPUQ_WEBHOOKS_MAX_TRANSFERS
+#define HOSTS 4096                  /* the host table: a power of two, > 2 x MAX_HELD */
 #define BODY_BUDGET ((size_t)256 << 20)  /* result bytes in flight; one transfer always may start */
 
 enum state { FREE, WAITING, LOADING, IN_FLIGHT, FINISHED };
@@ -48,6 +52,8 @@ struct slot {
 
 struct gpuq_webhooks {
     CURLM *multi;
+    int epfd;                   /* the transfers' sockets, as libcurl asks */
+    int64_t timer_at_us;        /* when libcurl wants its timeout action; -1: never */
     unsigned char key[256];
     size_t key_len;
     int has_key;
@@ -56,13 +62,20 @@ struct gpuq_webhooks {
     struct gpuq_cidr *allow;
     int n_allow;
     int held, busy;             /* busy: loading or in flight */
+    int finished;
     size_t busy_bytes;
     int running;                /* transfers in the multi handle */
     uint64_t freed;
     int64_t next_due_us;        /* earliest retry not yet due; INT64_MAX: none */
     int rescan;                 /* room came free: due deliveries may start */
     struct slot slots[MAX_HELD];
+    int free_slots[MAX_HELD], n_free;
     struct slot *due[MAX_HELD];     /* scratch for gpuq_webhooks_due */
+    struct {
+        uint64_t host;          /* 0: empty */
+        int busy;
+    } hosts[HOSTS];             /* open addressing; emptied when half full */
+    int n_hosts;
 };
 
 /* ---- headers ---- */
@@ -154,22 +167,74 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
     return socket(a->family, a->socktype, a->protocol);
 }
 
+/* ---- driving libcurl: its sockets in epoll, its timer ---- *
+ * With hundreds of transfers waiting on receivers that do not answer, a
+ * step costs only the sockets that are ready, not one poll of each. */
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+    struct gpuq_webhooks *wh = userp;
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(wh->epfd, EPOLL_CTL_DEL, fd, NULL);
+        curl_multi_assign(wh->multi, fd, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u),
+                             .data.fd = fd};
+    if (socketp || epoll_ctl(wh->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        epoll_ctl(wh->epfd, EPOLL_CTL_MOD, fd, &ev);
+    curl_multi_assign(wh->multi, fd, wh);     /* known to epoll */
+    return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+    struct gpuq_webhooks *wh = userp;
+    (void)multi;
+    wh->timer_at_us = timeout_ms < 0 ? -1 : gpuq_now_us() + timeout_ms * 1000;
+    return 0;
+}
+
+/* Lets libcurl act on the ready sockets and on its timer. */
+static void drive(struct gpuq_webhooks *wh, int64_t now_us) {
+    struct epoll_event ev[64];
+    int still, n = epoll_wait(wh->epfd, ev, 64, 0);
+    for (int i = 0; i < n; i++) {
+        int flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) | (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                    (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+        curl_multi_socket_action(wh->multi, ev[i].data.fd, flags, &still);
+    }
+    if (wh->timer_at_us >= 0 && wh->timer_at_us <= now_us) {
+        wh->timer_at_us = -1;
+        curl_multi_socket_action(wh->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    }
+}
+
 /* ---- the table ---- */
 
 struct gpuq_webhooks *gpuq_webhooks_create(const struct gpuq_webhook_opts *o, char *err,
                                            size_t errlen) {
     struct gpuq_webhooks *wh = calloc(1, sizeof(*wh));
-    if (!wh || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(wh->multi = curl_multi_init())) {
+    if (!wh || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(wh->multi = curl_multi_init()) ||
+        (wh->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
         snprintf(err, errlen, "cannot start libcurl");
+        if (wh && wh->multi) curl_multi_cleanup(wh->multi);
         free(wh);
         return NULL;
     }
+    wh->timer_at_us = -1;
+    curl_multi_setopt(wh->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(wh->multi, CURLMOPT_SOCKETDATA, wh);
+    curl_multi_setopt(wh->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(wh->multi, CURLMOPT_TIMERDATA, wh);
     wh->max_attempts = o->max_attempts;
     wh->backoff_ms = o->backoff_ms;
     wh->timeout_ms = o->timeout_ms;
     wh->per_host = o->per_host;
     wh->next_due_us = INT64_MAX;
-    for (int i = 0; i < MAX_HELD; i++) wh->slots[i].wh = wh;
+    for (int i = 0; i < MAX_HELD; i++) {
+        wh->slots[i].wh = wh;
+        wh->free_slots[wh->n_free++] = MAX_HELD - 1 - i;
+    }
     if (o->n_allow > 0 && !(wh->allow = calloc((size_t)o->n_allow, sizeof(*wh->allow)))) {
         snprintf(err, errlen, "out of memory");
         gpuq_webhooks_destroy(wh);
@@ -199,6 +264,25 @@ struct gpuq_webhooks *gpuq_webhooks_create(const struct gpuq_webhook_opts *o, ch
     return wh;
 }
 
+/* The count of busy transfers to host, in the host table. Hosts with none
+ * stay in the table until it is half full; then it is built again. */
+static int *host_busy(struct gpuq_webhooks *wh, uint64_t host) {
+    size_t i = host & (HOSTS - 1);
+    while (wh->hosts[i].host && wh->hosts[i].host != host) i = (i + 1) & (HOSTS - 1);
+    if (wh->hosts[i].host) return &wh->hosts[i].busy;
+    if (++wh->n_hosts > HOSTS / 2) {
+        memset(wh->hosts, 0, sizeof(wh->hosts));
+        wh->n_hosts = 0;
+        for (int k = 0; k < MAX_HELD; k++) {
+            const struct slot *s = &wh->slots[k];
+            if (s->state == LOADING || s->state == IN_FLIGHT) (*host_busy(wh, s->host))++;
+        }
+        return host_busy(wh, host);
+    }
+    wh->hosts[i].host = host;
+    return &wh->hosts[i].busy;
+}
+
 /* Ends the transfer, if any, and lets go of the body (and the job unless
  * keep_job). */
 static void end_attempt(struct gpuq_webhooks *wh, struct slot *s, int keep_job) {
@@ -209,6 +293,7 @@ static void end_attempt(struct gpuq_webhooks *wh, struct slot *s, int keep_job) 
         wh->running--;
     }
     if (s->state == LOADING || s->state == IN_FLIGHT) {
+        (*host_busy(wh, s->host))--;
         wh->busy--;
         wh->busy_bytes -= s->size;
         wh->freed++;
@@ -229,7 +314,9 @@ static void clear(struct gpuq_webhooks *wh, struct slot *s) {
     end_attempt(wh, s, 0);
     free(s->url);
     wh->held--;
+    wh->finished -= s->state == FINISHED;
     wh->freed++;
+    wh->free_slots[wh->n_free++] = (int)(s - wh->slots);
     memset(s, 0, sizeof(*s));
     s->wh = wh;
 }
@@ -238,6 +325,7 @@ void gpuq_webhooks_destroy(struct gpuq_webhooks *wh) {
     if (!wh) return;
     gpuq_webhooks_forget_all(wh);
     if (wh->multi) curl_multi_cleanup(wh->multi);
+    close(wh->epfd);
     curl_global_cleanup();
     free(wh->allow);
     free(wh);
@@ -257,9 +345,7 @@ uint64_t gpuq_webhooks_freed(const struct gpuq_webhooks *wh) {
 }
 
 int gpuq_webhooks_idle_ms(const struct gpuq_webhooks *wh, int64_t now_us, int max_ms) {
-    if (wh->busy > 0 || wh->rescan || wh->next_due_us <= now_us) return 0;
-    for (int i = 0; i < MAX_HELD && wh->held > 0; i++)    /* finished, not yet recorded */
-        if (wh->slots[i].state == FINISHED) return 0;
+    if (wh->busy > 0 || wh->finished > 0 || wh->rescan || wh->next_due_us <= now_us) return 0;
     int64_t ms = wh->next_due_us == INT64_MAX ? max_ms : (wh->next_due_us - now_us + 999) / 1000;
     return ms < max_ms ? (int)ms : max_ms;
 }
@@ -273,22 +359,14 @@ int gpuq_webhooks_ids(const struct gpuq_webhooks *wh, int q, int loading, const 
     return n;
 }
 
-static int host_busy(const struct gpuq_webhooks *wh, uint64_t host) {
-    int n = 0;
-    for (int i = 0; i < MAX_HELD; i++) {
-        const struct slot *s = &wh->slots[i];
-        n += (s->state == LOADING || s->state == IN_FLIGHT) && s->host == host;
-    }
-    return n;
-}
-
-static int can_start(const struct gpuq_webhooks *wh, const struct slot *s) {
+static int can_start(struct gpuq_webhooks *wh, const struct slot *s) {
     if (wh->busy >= MAX_TRANSFERS || (wh->busy > 0 && wh->busy_bytes + s->size > BODY_BUDGET)) return 0;
-    return host_busy(wh, s->host) < wh->per_host;
+    return *host_busy(wh, s->host) < wh->per_host;
 }
 
 static void take_slot(struct gpuq_webhooks *wh, struct slot *s, enum state state) {
     s->state = state;
+    (*host_busy(wh, s->host))++;
     wh->busy++;
     wh->busy_bytes += s->size;
 }
@@ -296,6 +374,11 @@ static void take_slot(struct gpuq_webhooks *wh, struct slot *s, enum state state
 /* Why a delivery cannot be made at all: it finishes undelivered at once. */
 static void give_up(struct slot *s, const char *why) {
     snprintf(s->d.error, sizeof(s->d.error), "%s", why);
+}
+
+static void finish(struct gpuq_webhooks *wh, struct slot *s) {
+    s->state = FINISHED;
+    wh->finished++;
 }
 
 static void wait_until(struct gpuq_webhooks *wh, struct slot *s, int64_t at_us) {
@@ -410,7 +493,7 @@ out:
 static void failed(struct gpuq_webhooks *wh, struct slot *s, int64_t now_us, long retry_after_s) {
     if (s->d.attempts >= wh->max_attempts) {
         end_attempt(wh, s, 1);
-        s->state = FINISHED;
+        finish(wh, s);
         return;
     }
     int shift = s->d.attempts - 1 < 6 ? s->d.attempts - 1 : 6;
@@ -427,7 +510,7 @@ static void attempt(struct gpuq_webhooks *wh, struct slot *s, const struct gpuq_
     int rc = start(wh, s, e);
     if (rc == 1) {
         end_attempt(wh, s, 1);
-        s->state = FINISHED;
+        finish(wh, s);
     } else if (rc != 0) {
         s->d.attempts++;
         snprintf(s->d.error, sizeof(s->d.error), "could not start the request (out of memory)");
@@ -449,7 +532,7 @@ static int url_host(const char *url, uint64_t *out) {
         uint64_t h = 1469598103934665603ULL;    /* FNV-1a */
         for (int i = 0; i < 3; i++)
             for (const char *p = parts[i]; *p; p++) h = (h ^ (unsigned char)(*p | (i == 1 ? 0x20 : 0))) * 1099511628211ULL;
-        *out = h;
+        *out = h ? h : 1;     /* 0 marks an empty place in the host table */
         rc = 0;
     }
     for (int i = 0; i < 3; i++) curl_free(parts[i]);
@@ -457,25 +540,25 @@ static int url_host(const char *url, uint64_t *out) {
     return rc;
 }
 
-static struct slot *find(struct gpuq_webhooks *wh, int q, struct gpuq_str id) {
+int gpuq_webhooks_holds(const struct gpuq_webhooks *wh, int q, struct gpuq_str id) {
     for (int i = 0; i < MAX_HELD; i++) {
-        struct slot *s = &wh->slots[i];
+        const struct slot *s = &wh->slots[i];
         if (s->state != FREE && s->d.queue == q && strlen(s->d.entry_id) == id.len &&
             memcmp(s->d.entry_id, id.ptr, id.len) == 0)
-            return s;
+            return 1;
     }
-    return NULL;
+    return 0;
+}
+
+void gpuq_webhooks_attach(struct gpuq_webhooks *wh, const char *id, const struct gpuq_entry *e,
+                          int64_t now_us) {
+    struct slot *s = (struct slot *)(id - offsetof(struct slot, d.entry_id));
+    if (s->state == LOADING) attempt(wh, s, e, now_us);
 }
 
 int gpuq_webhooks_add(struct gpuq_webhooks *wh, const struct gpuq_entry *e, int64_t now_us) {
-    struct slot *s = find(wh, e->queue, e->id);
-    if (s) {
-        if (s->state == LOADING) attempt(wh, s, e, now_us);
-        return 0;
-    }
-    for (int i = 0; i < MAX_HELD && !s; i++)
-        if (wh->slots[i].state == FREE) s = &wh->slots[i];
-    if (!s) return -1;
+    if (wh->n_free == 0) return -1;
+    struct slot *s = &wh->slots[wh->free_slots[--wh->n_free]];
     if (e->id.len >= sizeof(s->d.entry_id)) abort();    /* stream ids are at most 41 bytes */
     wh->held++;
     s->d.queue = e->queue;
@@ -490,7 +573,7 @@ int gpuq_webhooks_add(struct gpuq_webhooks *wh, const struct gpuq_entry *e, int6
         s->job = job.ptr ? dup_bytes(job.ptr, job.len) : NULL;
         s->d.job = (struct gpuq_str){s->job, s->job ? job.len : 0};
         give_up(s, "the callback URL is missing or not usable");
-        s->state = FINISHED;
+        finish(wh, s);
     } else if (can_start(wh, s)) {
         take_slot(wh, s, LOADING);
         attempt(wh, s, e, now_us);
@@ -545,14 +628,14 @@ static void finish_transfer(struct gpuq_webhooks *wh, CURL *easy, CURLcode rc, i
     if (rc == CURLE_OK && status >= 200 && status < 300) {
         s->d.delivered = 1;
         end_attempt(wh, s, 0);
-        s->state = FINISHED;
+        finish(wh, s);
         return;
     }
     if (rc != CURLE_OK && s->refused[0]) {
         snprintf(s->d.error, sizeof(s->d.error), "address not allowed: %s (--webhook-allow opens it)",
                  s->refused);
         end_attempt(wh, s, 1);
-        s->state = FINISHED;
+        finish(wh, s);
         return;
     }
     if (rc != CURLE_OK)
@@ -564,14 +647,13 @@ static void finish_transfer(struct gpuq_webhooks *wh, CURL *easy, CURLcode rc, i
 
 int gpuq_webhooks_pump(struct gpuq_webhooks *wh, int64_t now_us, struct gpuq_delivery **out,
                        int max) {
-    int still;
-    if (wh->running > 0) curl_multi_perform(wh->multi, &still);
+    drive(wh, now_us);
     CURLMsg *msg;
     int left;
     while ((msg = curl_multi_info_read(wh->multi, &left)))
         if (msg->msg == CURLMSG_DONE) finish_transfer(wh, msg->easy_handle, msg->data.result, now_us);
     int n = 0;
-    for (int i = 0; i < MAX_HELD && n < max; i++)
+    for (int i = 0; i < MAX_HELD && n < max && n < wh->finished; i++)
         if (wh->slots[i].state == FINISHED) out[n++] = &wh->slots[i].d;
     return n;
 }
@@ -589,7 +671,11 @@ void gpuq_webhooks_forget_all(struct gpuq_webhooks *wh) {
 
 int gpuq_webhooks_wait(struct gpuq_webhooks *wh, int timeout_ms) {
     if (wh->running <= 0) return 0;
-    int fds = 0;
-    curl_multi_poll(wh->multi, NULL, 0, timeout_ms, &fds);
+    if (wh->timer_at_us >= 0) {
+        int64_t ms = (wh->timer_at_us - gpuq_now_us() + 999) / 1000;
+        if (ms < timeout_ms) timeout_ms = ms > 0 ? (int)ms : 0;
+    }
+    struct epoll_event ev;
+    epoll_wait(wh->epfd, &ev, 1, timeout_ms);
     return 1;
 }

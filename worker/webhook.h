@@ -67,19 +67,23 @@ int gpuq_webhooks_idle_ms(const struct gpuq_webhooks *wh, int64_t now_us, int ma
  * that changes the set; with loading set, only those to read again. */
 int gpuq_webhooks_ids(const struct gpuq_webhooks *wh, int q, int loading, const char **ids, int max);
 
-/* Takes a delivery entry (fields id, url, format, result, job): a new one,
- * or one being read again; one already held otherwise is left as it is. It
+/* Takes a new delivery entry (fields id, url, format, result, job). It
  * starts at once when there is room, else waits without its body. An entry
  * with nothing deliverable finishes at once, to be dead-lettered. Returns 0,
  * or -1 when there was no room to hold it (the caller reads no more than
  * gpuq_webhooks_room). */
 int gpuq_webhooks_add(struct gpuq_webhooks *wh, const struct gpuq_entry *e, int64_t now_us);
+/* Whether the delivery of entry id on queue q is held. */
+int gpuq_webhooks_holds(const struct gpuq_webhooks *wh, int q, struct gpuq_str id);
 
-/* Deliveries due whose entries are to be read again (gpuq_webhooks_ids with
- * loading set, then gpuq_webhooks_add); returns their count. Those not
- * given back before gpuq_webhooks_loaded are no longer pending here (another
- * worker took them over) and are let go. */
+/* Deliveries due whose entries are to be read again; returns their count.
+ * Their ids come from gpuq_webhooks_ids with loading set; each entry read
+ * again goes to gpuq_webhooks_attach with the id pointer it was asked by.
+ * Those not given back before gpuq_webhooks_loaded are no longer pending
+ * here (another worker took them over) and are let go. */
 int gpuq_webhooks_due(struct gpuq_webhooks *wh, int64_t now_us);
+void gpuq_webhooks_attach(struct gpuq_webhooks *wh, const char *id, const struct gpuq_entry *e,
+                          int64_t now_us);
 void gpuq_webhooks_loaded(struct gpuq_webhooks *wh);
 
 /* Moves transfers along. Fills out with up to max finished deliveries and

@@ -219,15 +219,25 @@ static int fetch(struct worker *w, int claim_now) {
 
 /* ---- webhooks ---- */
 
-/* Hands entries read from the webhook streams to the module; an entry
- * deleted while pending (finished by another worker) is only acked. */
-static int hooks_take(struct worker *w, int got, int64_t now) {
-    for (int i = 0; i < got; i++) {
+/* Hands entries read from the webhook streams to the module: new ones (a
+ * claimed one may be held already), or with ids, those read again for the
+ * deliveries asked by ids (in order). An entry deleted while pending
+ * (finished by another worker) is only acked. */
+static int hooks_take(struct worker *w, int got, int claimed, const char *const *ids, int n_ids,
+                      int64_t now) {
+    for (int i = 0, k = 0; i < got; i++) {
         struct gpuq_entry *e = &w->entries[i];
+        if (!e->deleted && ids) {
+            while (k < n_ids && strcmp(ids[k], e->id.ptr) != 0) k++;
+            if (k < n_ids) gpuq_webhooks_attach(w->hooks, ids[k], e, now);
+            continue;
+        }
         if (!e->deleted) {
             /* no room cannot happen (reads ask for no more than the room):
              * the entry would stay pending, for a claim */
-            if (gpuq_webhooks_add(w->hooks, e, now) != 0) log_error("webhook entry %s not taken", e->id.ptr);
+            if ((!claimed || !gpuq_webhooks_holds(w->hooks, e->queue, e->id)) &&
+                gpuq_webhooks_add(w->hooks, e, now) != 0)
+                log_error("webhook entry %s not taken", e->id.ptr);
             continue;
         }
         gpuq_stream_begin(&w->st);
@@ -247,9 +257,9 @@ static int hooks_load(struct worker *w, int64_t now) {
         int n = gpuq_webhooks_ids(w->hooks, q, 1, ids, GPUQ_WEBHOOKS_MAX_TRANSFERS);
         for (int at = 0; at < n; at += chunk) {
             redisReply *reply = NULL;
-            int got = gpuq_stream_load_hooks(&w->st, q, ids + at, n - at < chunk ? n - at : chunk,
-                                             w->entries, chunk, &reply);
-            int rc = got < 0 ? -1 : hooks_take(w, got, now);
+            int len = n - at < chunk ? n - at : chunk;
+            int got = gpuq_stream_load_hooks(&w->st, q, ids + at, len, w->entries, chunk, &reply);
+            int rc = got < 0 ? -1 : hooks_take(w, got, 0, ids + at, len, now);
             freeReplyObject(reply);
             if (rc < 0) return -1;
         }
@@ -258,48 +268,11 @@ static int hooks_load(struct worker *w, int64_t now) {
     return 0;
 }
 
-/* Takes stale deliveries (on the claim tick) and new ones (whenever there is
- * room and there may be some), keeps held ones fresh, starts those due,
- * moves transfers along, and records finished deliveries (delivered: acked
+/* Moves transfers along and records finished deliveries (delivered: acked
  * and deleted; not: a dead letter too). Returns -1 when Redis failed. */
-static int hooks_step(struct worker *w, int claim_now) {
-    struct gpuq_entry *e = w->entries;
-    int cap = (int)w->cfg.max_batch, got;
-    int64_t now = gpuq_now_us();
-    redisReply *reply = NULL;
-    if (claim_now) {
-        for (int q = 0; q < w->st.n_queues; q++) {
-            const char *ids[GPUQ_WEBHOOKS_MAX_HELD];
-            int n = gpuq_webhooks_ids(w->hooks, q, 0, ids, GPUQ_WEBHOOKS_MAX_HELD);
-            for (int at = 0; at < n; at += 64)
-                if (gpuq_stream_touch_hooks(&w->st, q, ids + at, n - at < 64 ? n - at : 64) != 0) return -1;
-            int room = gpuq_webhooks_room(w->hooks);
-            if (room <= 0) continue;
-            got = gpuq_stream_claim(&w->st, GPUQ_STREAM_HOOKS, q, w->cfg.claim_idle_ms,
-                                    room < cap ? room : cap, e, cap, &reply);
-            int rc = got < 0 ? -1 : hooks_take(w, got, now);
-            freeReplyObject(reply);
-            reply = NULL;
-            if (rc < 0) return -1;
-        }
-    }
-    /* new deliveries: when this worker wrote some, when room came free, or
-     * when the last read may have left more; not on a timer */
-    int room = gpuq_webhooks_room(w->hooks);
-    uint64_t freed = gpuq_webhooks_freed(w->hooks);
-    if (room > 0 && (w->hooks_written || w->hooks_more || freed != w->hooks_freed || claim_now)) {
-        int want = room < cap ? room : cap;
-        w->hooks_written = 0;
-        w->hooks_freed = freed;
-        if ((got = gpuq_stream_read_hooks(&w->st, want, e, cap, &reply)) < 0) return -1;
-        w->hooks_more = got == want;
-        int rc = hooks_take(w, got, now);
-        freeReplyObject(reply);
-        if (rc < 0) return -1;
-    }
-    if (hooks_load(w, now) < 0) return -1;
+static int hooks_record(struct worker *w) {
     struct gpuq_delivery *done[64];
-    int n = gpuq_webhooks_pump(w->hooks, now, done, 64);
+    int n = gpuq_webhooks_pump(w->hooks, gpuq_now_us(), done, 64);
     if (n == 0) return 0;
     gpuq_stream_begin(&w->st);
     for (int i = 0; i < n; i++) {
@@ -323,6 +296,49 @@ static int hooks_step(struct worker *w, int claim_now) {
         gpuq_metrics_webhook(w->metrics, done[i]->delivered);
         gpuq_webhooks_forget(w->hooks, done[i]);
     }
+    return 0;
+}
+
+/* Records finished deliveries, then takes stale deliveries (on the claim
+ * tick) and new ones (whenever there is room and there may be some), keeps
+ * held ones fresh and starts those due. Returns -1 when Redis failed. */
+static int hooks_step(struct worker *w, int claim_now) {
+    struct gpuq_entry *e = w->entries;
+    int cap = (int)w->cfg.max_batch, got;
+    redisReply *reply = NULL;
+    if (hooks_record(w) < 0) return -1;     /* first: what it frees is taken at once */
+    int64_t now = gpuq_now_us();
+    if (claim_now) {
+        for (int q = 0; q < w->st.n_queues; q++) {
+            const char *ids[GPUQ_WEBHOOKS_MAX_HELD];
+            int n = gpuq_webhooks_ids(w->hooks, q, 0, ids, GPUQ_WEBHOOKS_MAX_HELD);
+            for (int at = 0; at < n; at += 64)
+                if (gpuq_stream_touch_hooks(&w->st, q, ids + at, n - at < 64 ? n - at : 64) != 0) return -1;
+            int room = gpuq_webhooks_room(w->hooks);
+            if (room <= 0) continue;
+            got = gpuq_stream_claim(&w->st, GPUQ_STREAM_HOOKS, q, w->cfg.claim_idle_ms,
+                                    room < cap ? room : cap, e, cap, &reply);
+            int rc = got < 0 ? -1 : hooks_take(w, got, 1, NULL, 0, now);
+            freeReplyObject(reply);
+            reply = NULL;
+            if (rc < 0) return -1;
+        }
+    }
+    /* new deliveries: when this worker wrote some, when room came free, or
+     * when the last read may have left more; not on a timer */
+    int room = gpuq_webhooks_room(w->hooks);
+    uint64_t freed = gpuq_webhooks_freed(w->hooks);
+    if (room > 0 && (w->hooks_written || w->hooks_more || freed != w->hooks_freed || claim_now)) {
+        int want = room < cap ? room : cap;
+        w->hooks_written = 0;
+        w->hooks_freed = freed;
+        if ((got = gpuq_stream_read_hooks(&w->st, want, e, cap, &reply)) < 0) return -1;
+        w->hooks_more = got == want;
+        int rc = hooks_take(w, got, 0, NULL, 0, now);
+        freeReplyObject(reply);
+        if (rc < 0) return -1;
+    }
+    if (hooks_load(w, now) < 0) return -1;
     return 0;
 }
 
@@ -570,7 +586,8 @@ static void serve(struct worker *w) {
                 if (!fetched && !got && !ran && w->n_done == 0) {
                     int64_t poll = w->cfg.max_delay_us / 8 > 100 ? w->cfg.max_delay_us / 8 : 100;
                     if (wait_us > 0 && wait_us < poll) poll = wait_us;
-                    if (wait_us < 0 && gpuq_webhooks_held(w->hooks)) poll = 10000;
+                    /* transfers in flight: wake on them, or after 1 ms for new jobs */
+                    if (wait_us < 0 && poll < 1000) poll = 1000;
                     if (!gpuq_webhooks_wait(w->hooks, (int)((poll + 999) / 1000)) && (wait_us > 0 ||
                         gpuq_webhooks_idle_ms(w->hooks, gpuq_now_us(), 10) == 0))
                         sleep_us(poll);
