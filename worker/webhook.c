@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "queue/job.h"
 #include "queue/json.h"
 #include "worker/clock.h"
 #include "worker/webhook_addr.h"
@@ -429,7 +430,8 @@ static int start(struct gpuq_webhooks *wh, struct slot *s, const struct gpuq_ent
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
-    if (msgpack_unpack_next(&u, result.ptr, result.len, &off) != MSGPACK_UNPACK_SUCCESS || off != result.len) {
+    if (!gpuq_msgpack_sane(result.ptr, result.len) ||
+        msgpack_unpack_next(&u, result.ptr, result.len, &off) != MSGPACK_UNPACK_SUCCESS || off != result.len) {
         msgpack_unpacked_destroy(&u);
         give_up(s, "the delivery entry's result is not one msgpack value");
         return 1;
