@@ -170,7 +170,10 @@ class WebhookSafety(WebhookTest):
         big = {"id": "big", "status": "ok", "outputs": {"y": {"dtype": "u8", "shape": [4 << 20],
                                                                 "data": os.urandom(4 << 20)}}}
         # large allocations from mmap, so freed memory leaves the RSS at once
-        w = self.worker("--webhook-allow", "127.0.0.0/8", env={"MALLOC_MMAP_THRESHOLD_": "65536"})
+        # (under ASan too: no quarantine)
+        asan = os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"
+        w = self.worker("--webhook-allow", "127.0.0.0/8",
+                        env={"MALLOC_MMAP_THRESHOLD_": "65536", "ASAN_OPTIONS": asan.lstrip(":")})
         for i in range(48):
             self.raw_delivery(rx.url, f"big-{i}", big)
         self.assertEqual(len(rx.wait(48, timeout=60)), 48)
