@@ -113,17 +113,32 @@ static void put_double(struct out *b, double v) {
     put(b, num, strlen(num));
 }
 
-static void emit(struct out *b, const msgpack_object *o);
+static void emit(struct out *b, const msgpack_object *o, int key_depth);
+
+/* Keys inside keys deeper than this become the base64 of their msgpack:
+ * each level of JSON text in a string escapes the one inside it again, so
+ * the text would double with each level. */
+#define KEY_DEPTH 4
 
 /* A map key is a JSON string: a str or bin key as its value converts, any
- * other key as its JSON text. */
-static void put_key(struct out *b, const msgpack_object *k) {
+ * other key as its JSON text (inside KEY_DEPTH other keys). */
+static void put_key(struct out *b, const msgpack_object *k, int key_depth) {
     if (k->type == MSGPACK_OBJECT_STR || k->type == MSGPACK_OBJECT_BIN) {
-        emit(b, k);
+        emit(b, k, key_depth);
+        return;
+    }
+    if (key_depth >= KEY_DEPTH) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        if (msgpack_pack_object(&pk, *k) != 0) b->oom = 1;
+        else put_base64(b, sb.data ? sb.data : "", sb.size);
+        msgpack_sbuffer_destroy(&sb);
         return;
     }
     size_t at = b->n;
-    emit(b, k);
+    emit(b, k, key_depth + 1);
     if (b->oom) return;
     size_t n = b->n - at;
     char *text = malloc(n ? n : 1);
@@ -139,7 +154,7 @@ static void put_key(struct out *b, const msgpack_object *k) {
 
 /* msgpack nests at most MSGPACK_EMBED_STACK_SIZE deep, so this recursion
  * is bounded by what msgpack_unpack_next accepts. */
-static void emit(struct out *b, const msgpack_object *o) {
+static void emit(struct out *b, const msgpack_object *o, int key_depth) {
     char num[32];
     switch (o->type) {
     case MSGPACK_OBJECT_NIL: PUT(b, "null"); return;
@@ -166,7 +181,7 @@ static void emit(struct out *b, const msgpack_object *o) {
         PUT(b, "[");
         for (uint32_t i = 0; i < o->via.array.size; i++) {
             if (i) PUT(b, ",");
-            emit(b, &o->via.array.ptr[i]);
+            emit(b, &o->via.array.ptr[i], key_depth);
         }
         PUT(b, "]");
         return;
@@ -174,9 +189,9 @@ static void emit(struct out *b, const msgpack_object *o) {
         PUT(b, "{");
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             if (i) PUT(b, ",");
-            put_key(b, &o->via.map.ptr[i].key);
+            put_key(b, &o->via.map.ptr[i].key, key_depth);
             PUT(b, ":");
-            emit(b, &o->via.map.ptr[i].val);
+            emit(b, &o->via.map.ptr[i].val, key_depth);
         }
         PUT(b, "}");
         return;
@@ -186,7 +201,7 @@ static void emit(struct out *b, const msgpack_object *o) {
 
 char *gpuq_json_from_object(const msgpack_object *o, size_t *out_len) {
     struct out b = {0};
-    emit(&b, o);
+    emit(&b, o, 0);
     char *end = grow(&b, 1);
     if (!end) {
         free(b.p);

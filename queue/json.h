@@ -1,7 +1,9 @@
 /* json.h -- msgpack values as JSON text, for webhook bodies and JSON
  * results, losslessly: maps become objects whose keys are strings (a str or
  * bin key as its value converts, any other key as its JSON text), bin
- * becomes a base64 string, ext becomes {"ext": type, "data": base64}.
+ * becomes a base64 string, ext becomes {"ext": type, "data": base64}. A key
+ * inside more than 4 other non-string keys becomes the base64 of its
+ * msgpack, so nested keys cannot make the text grow exponentially.
  * Floats keep every bit (NaN and the infinities as the strings "NaN",
  * "Infinity", "-Infinity"); a str byte that is not UTF-8 becomes U+FFFD.
  * No I/O. */

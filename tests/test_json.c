@@ -91,6 +91,29 @@ int main(void) {
     str("1"), msgpack_pack_int(&pk, 20);
     EXPECT("{\"1\":10,\"1\":20}");
 
+    /* keys nested in keys: JSON text to 4 levels, then base64 of the msgpack */
+    begin();
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_array(&pk, 1), msgpack_pack_int(&pk, 7);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_int(&pk, 2);
+    EXPECT("{\"{\\\"[7]\\\":1}\":2}");
+    begin();
+    for (int i = 0; i < 5; i++) msgpack_pack_map(&pk, 1);
+    msgpack_pack_array(&pk, 0);
+    for (int i = 0; i < 5; i++) msgpack_pack_int(&pk, i);
+    EXPECT("{\"{\\\"{\\\\\\\"{\\\\\\\\\\\\\\\"{\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\"kA==\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\":0}\\\\\\\\\\\\\\\":1}\\\\\\\":2}\\\":3}\":4}");
+    /* 30 levels stay small: no doubling past the fourth */
+    begin();
+    for (int i = 0; i < 30; i++) msgpack_pack_map(&pk, 1);
+    msgpack_pack_array(&pk, 0);
+    for (int i = 0; i < 30; i++) msgpack_pack_int(&pk, i);
+    size_t n30 = 0;
+    char *deep = gpuq_json_from_msgpack(sb.data, sb.size, &n30);
+    CHECK(deep && n30 < 4096);
+    free(deep);
+
     /* not one msgpack value: NULL */
     size_t n;
     CHECK(gpuq_json_from_msgpack("\x92\x01", 2, &n) == NULL);
