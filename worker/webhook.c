@@ -180,8 +180,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         curl_multi_assign(wh->multi, fd, NULL);
         return 0;
     }
-    struct epoll_event ev = {.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u),
-                             .data.fd = fd};
+    struct epoll_event ev = {.data.fd = fd};
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
     if (socketp || epoll_ctl(wh->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
         epoll_ctl(wh->epfd, EPOLL_CTL_MOD, fd, &ev);
     curl_multi_assign(wh->multi, fd, wh);     /* known to epoll */
@@ -200,8 +200,9 @@ static void drive(struct gpuq_webhooks *wh, int64_t now_us) {
     struct epoll_event ev[64];
     int still, n = epoll_wait(wh->epfd, ev, 64, 0);
     for (int i = 0; i < n; i++) {
-        int flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) | (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
-                    (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+        uint32_t e = ev[i].events;
+        int flags = (e & EPOLLIN ? CURL_CSELECT_IN : 0) | (e & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                    (e & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
         curl_multi_socket_action(wh->multi, ev[i].data.fd, flags, &still);
     }
     if (wh->timer_at_us >= 0 && wh->timer_at_us <= now_us) {
@@ -355,7 +356,8 @@ int gpuq_webhooks_ids(const struct gpuq_webhooks *wh, int q, int loading, const 
     int n = 0;
     for (int i = 0; i < MAX_HELD && n < max; i++) {
         const struct slot *s = &wh->slots[i];
-        if (s->state != FREE && s->d.queue == q && (!loading || s->state == LOADING)) ids[n++] = s->d.entry_id;
+        if (s->state != FREE && s->d.queue == q && (!loading || s->state == LOADING))
+            ids[n++] = s->d.entry_id;
     }
     return n;
 }
@@ -431,7 +433,8 @@ static int start(struct gpuq_webhooks *wh, struct slot *s, const struct gpuq_ent
     msgpack_unpacked_init(&u);
     size_t off = 0;
     if (!gpuq_msgpack_sane(result.ptr, result.len) ||
-        msgpack_unpack_next(&u, result.ptr, result.len, &off) != MSGPACK_UNPACK_SUCCESS || off != result.len) {
+        msgpack_unpack_next(&u, result.ptr, result.len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        off != result.len) {
         msgpack_unpacked_destroy(&u);
         give_up(s, "the delivery entry's result is not one msgpack value");
         return 1;
@@ -531,9 +534,10 @@ static int url_host(const char *url, uint64_t *out) {
         curl_url_get(u, CURLUPART_SCHEME, &parts[0], 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_HOST, &parts[1], 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_PORT, &parts[2], CURLU_DEFAULT_PORT) == CURLUE_OK) {
-        uint64_t h = 1469598103934665603ULL;    /* FNV-1a */
+        uint64_t h = 1469598103934665603ULL;    /* FNV-1a; the host without case */
         for (int i = 0; i < 3; i++)
-            for (const char *p = parts[i]; *p; p++) h = (h ^ (unsigned char)(*p | (i == 1 ? 0x20 : 0))) * 1099511628211ULL;
+            for (const char *p = parts[i]; *p; p++)
+                h = (h ^ (unsigned char)(*p | (i == 1 ? 0x20 : 0))) * 1099511628211ULL;
         *out = h ? h : 1;     /* 0 marks an empty place in the host table */
         rc = 0;
     }
