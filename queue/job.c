@@ -46,7 +46,8 @@ static uint64_t be_read(const unsigned char *p, int n) {
     return v;
 }
 
-static int sane_msgpack(const unsigned char *p, size_t len) {
+int gpuq_msgpack_sane(const void *buf, size_t len) {
+    const unsigned char *p = buf;
     size_t off = 0, pending = 1;
     while (pending > 0) {
         if (off >= len) return 0;
@@ -293,7 +294,7 @@ enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t l
     job->op = -1;
     job->result_ttl = -1;
     size_t off = 0;
-    if (!sane_msgpack((const unsigned char *)buf, len) ||
+    if (!gpuq_msgpack_sane(buf, len) ||
         msgpack_unpack_next(&job->msg, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
         gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "job is not a msgpack value");
         return GPUQ_DECODE_UNDECODABLE;
