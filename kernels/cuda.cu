@@ -272,7 +272,6 @@ static int cuda_reserve(struct gpuq_backend *be, int rows) {
     return 0;
 }
 
-/* |q|^2 of each row into qn2; cosine rows are then scaled to unit length. */
 static int cuda_memory_used(struct gpuq_backend *be, int64_t *bytes) {
     size_t free_b = 0, total_b = 0;
     CU(cudaMemGetInfo(&free_b, &total_b));

@@ -113,26 +113,30 @@ __device__ static inline void store(float *p, float v) { *p = v; }
 __device__ static inline void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
 __device__ static inline void store(__half *p, float v) { *p = __float2half_rn(v); }
 
-__device__ static inline float warp_sum(float v) {
+__device__ static inline float max_of(float a, float b) { return fmaxf(a, b); }
+__device__ static inline double max_of(double a, double b) { return fmax(a, b); }
+
+template <typename T> __device__ static inline T warp_sum(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
-__device__ static inline float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+template <typename T> __device__ static inline T warp_max(T v) {
+    for (int o = 16; o > 0; o >>= 1) v = max_of(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-/* Every thread of the block gets the sum (or max) of v over the block. */
-__device__ static inline float block_reduce(float v, int is_max) {
-    __shared__ float part[32];
+/* Every thread of the block gets the sum (or max) of v over the block;
+ * sums that must agree with the CPU's double sums are taken in double. */
+template <typename T> __device__ static inline T block_reduce(T v, int is_max) {
+    __shared__ T part[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
     v = is_max ? warp_max(v) : warp_sum(v);
     __syncthreads();    /* part may still be read from the last call */
     if (lane == 0) part[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        v = lane < warps ? part[lane] : (is_max ? -INFINITY : 0.0f);
+        v = lane < warps ? part[lane] : (is_max ? (T)-INFINITY : (T)0);
         v = is_max ? warp_max(v) : warp_sum(v);
         if (lane == 0) part[0] = v;
     }

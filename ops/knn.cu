@@ -7,7 +7,6 @@
  * the complement of its index below: keys are distinct, larger is better,
  * and ties go to the lower index, as on the CPU. */
 #include <math.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +16,17 @@
 
 typedef unsigned long long u64;
 
+/* |q|^2 of each row into qn2 (summed in double, as on the CPU: in f32 it
+ * overflows at components above 1.8e19); cosine rows are then scaled to
+ * unit length. */
 __global__ static void knn_prep_kernel(float *q, float *qn2, int d, int cosine) {
-    float *row = q + (size_t)blockIdx.x * d, s = 0.0f;
-    for (int j = threadIdx.x; j < d; j += blockDim.x) s += row[j] * row[j];
+    float *row = q + (size_t)blockIdx.x * d;
+    double s = 0.0;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) s += (double)row[j] * row[j];
     s = block_reduce(s, 0);
-    if (threadIdx.x == 0) qn2[blockIdx.x] = s;
-    if (cosine && s > 0.0f) {
-        float norm = sqrtf(s);
+    if (threadIdx.x == 0) qn2[blockIdx.x] = (float)s;
+    if (cosine && s > 0.0) {
+        float norm = (float)sqrt(s);
         for (int j = threadIdx.x; j < d; j += blockDim.x) row[j] = row[j] / norm;
     }
 }
