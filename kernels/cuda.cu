@@ -46,39 +46,85 @@ int cublas_fail(struct gpuq_backend *be, cublasStatus_t s, const char *file, int
 
 /* ---- buffers ---- */
 
+/* Growth is by half again (at least), so that a slowly rising batch size
+ * does not reallocate each time; device buffers in whole MiB. */
+static size_t grown(size_t cap, size_t bytes) {
+    return bytes > cap + cap / 2 ? bytes : cap + cap / 2;
+}
+
+static size_t whole_mib(size_t bytes) { return (bytes + (1 << 20) - 1) & ~(size_t)((1 << 20) - 1); }
+
+/* A device buffer grows without stalling the other slot: the replacement
+ * is allocated first (out of memory leaves the old one), in stream order
+ * on the slot's stream where the device has memory pools, and the old one
+ * is freed in stream order after the work queued on it; a cudaFree would
+ * wait for the whole device. Where there are no pools, the slot waits. */
 int cuda_dev(struct gpuq_backend *be, int i, size_t bytes, void **out) {
+    struct cuda_ctx *c = cuda_of(be);
     struct cuda_slot *s = cuda_cur(be);
     struct cuda_buf *b = &s->dev[i];
     if (bytes > b->cap) {
-        bytes = (bytes + (1 << 20) - 1) & ~(size_t)((1 << 20) - 1);     /* whole MiB */
-        CU(cudaStreamSynchronize(s->stream));
-        cudaFree(b->p);
-        b->p = NULL;
-        b->cap = 0;
-        CU(cudaMalloc(&b->p, bytes));
-        b->cap = bytes;
+        size_t want = whole_mib(grown(b->cap, bytes));
+        void *p = NULL;
+        cudaError_t e = c->pools ? cudaMallocAsync(&p, want, s->stream) : cudaMalloc(&p, want);
+        if (e == cudaErrorMemoryAllocation && want > whole_mib(bytes)) {    /* the room asked for, then */
+            cudaGetLastError();
+            want = whole_mib(bytes);
+            e = c->pools ? cudaMallocAsync(&p, want, s->stream) : cudaMalloc(&p, want);
+        }
+        if (e != cudaSuccess) return cuda_fail(be, e, __FILE__, __LINE__);
+        if (b->p && c->pools) {
+            CU(cudaFreeAsync(b->p, s->stream));
+        } else if (b->p) {
+            CU(cudaStreamSynchronize(s->stream));
+            CU(cudaFree(b->p));
+        }
+        b->p = p;
+        b->cap = want;
     }
     *out = b->p;
     return 0;
 }
 
-/* Pinned host buffer i of a slot; the caller knows the slot is idle. */
+/* Pinned host buffer i of a slot; the caller knows the slot is idle. The
+ * replacement is allocated before the old one is freed. */
 void *cuda_host(struct gpuq_backend *be, int slot, int i, size_t bytes) {
     struct cuda_buf *b = &cuda_of(be)->slot[slot].host[i];
+    if (bytes > b->used) b->used = bytes;
     if (bytes > b->cap) {
-        bytes += bytes / 4;
-        cudaFreeHost(b->p);
-        b->p = NULL;
-        b->cap = 0;
-        cudaError_t e = cudaHostAlloc(&b->p, bytes, cudaHostAllocDefault);
+        size_t want = grown(b->cap, bytes);
+        void *p = NULL;
+        cudaError_t e = cudaHostAlloc(&p, want, cudaHostAllocDefault);
+        if (e == cudaErrorMemoryAllocation && want > bytes) {
+            cudaGetLastError();
+            e = cudaHostAlloc(&p, want = bytes, cudaHostAllocDefault);
+        }
         if (e != cudaSuccess) {
             cuda_fail(be, e, __FILE__, __LINE__);
-            b->p = NULL;
             return NULL;
         }
-        b->cap = bytes;
+        cudaFreeHost(b->p);
+        b->p = p;
+        b->cap = want;
     }
     return b->p;
+}
+
+/* Pinned staging that an outsized batch grew is given back once the slot
+ * is idle again and the last batch on it used less than half: above what
+ * reserve sized it for, and above CUDA_KEEP_PINNED. */
+#define CUDA_KEEP_PINNED ((size_t)64 << 20)
+
+static void trim_staging(struct cuda_slot *s) {
+    for (int i = 0; i <= GPUQ_STAGING; i++) {
+        struct cuda_buf *b = &s->host[i];
+        if (b->cap > CUDA_KEEP_PINNED && b->cap > b->keep && b->used < b->cap / 2) {
+            cudaFreeHost(b->p);
+            b->p = NULL;
+            b->cap = 0;
+        }
+        b->used = 0;
+    }
 }
 
 static void *cuda_staging(struct gpuq_backend *be, int slot, int i, size_t bytes) {
@@ -95,8 +141,10 @@ int cuda_down(struct gpuq_backend *be, void *dst, const void *src, size_t bytes)
     return 0;
 }
 
+/* A slot is idle at begin: its last batch was synced and scattered. */
 static int cuda_begin(struct gpuq_backend *be, int slot) {
     cuda_of(be)->cur = slot;
+    trim_staging(&cuda_of(be)->slot[slot]);
     return 0;
 }
 
@@ -235,12 +283,17 @@ static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
 }
 
 /* Sizes both slots for rows rows of the loaded models, so that batches
- * allocate nothing. matmul and the row ops, whose sizes come with the
- * jobs, grow buffers to the largest batch seen instead. */
+ * allocate nothing: mlp for its widths, knn for k up to CUDA_KNN_K (a
+ * larger k grows its buffers at first use) and its score block. matmul
+ * and the row ops, whose sizes come with the jobs, grow buffers to the
+ * largest batch seen instead. Out of memory here is not fatal to the
+ * worker: batches that do not fit run in parts. */
+#define CUDA_KNN_K 128
+
 static int cuda_reserve(struct gpuq_backend *be, int rows) {
     struct cuda_ctx *c = cuda_of(be);
-    size_t r = (size_t)rows, k = 4096;
-    size_t dev[CUDA_DEV_BUFS] = {0}, host[2] = {0};
+    size_t r = (size_t)rows, k = CUDA_KNN_K;
+    size_t dev[CUDA_DEV_BUFS] = {0}, host[3] = {0};
     if (c->mlp_width) {
         dev[0] = dev[1] = r * c->mlp_width * 4;
         dev[2] = r * c->mlp_width * 2;
@@ -248,7 +301,7 @@ static int cuda_reserve(struct gpuq_backend *be, int rows) {
         host[1] = r * c->mlp_out * 4;
     }
     if (c->knn_dim) {   /* q and norms | a score block | keys twice | indices and scores */
-        size_t q = r * (c->knn_dim + 1) * 4, block = r * CUDA_KNN_BLOCK * 4, keys = r * k * 8;
+        size_t q = r * (c->knn_dim + 1) * 4, block = r * cuda_knn_block(rows) * 4, keys = r * k * 8;
         dev[0] = dev[0] > q ? dev[0] : q;
         dev[1] = dev[1] > block ? dev[1] : block;
         dev[2] = dev[2] > keys ? dev[2] : keys;
@@ -256,6 +309,7 @@ static int cuda_reserve(struct gpuq_backend *be, int rows) {
         dev[4] = r * k * 12;
         host[0] = host[0] > r * c->knn_dim * 4 ? host[0] : r * c->knn_dim * 4;
         host[1] = host[1] > r * k * 4 ? host[1] : r * k * 4;
+        host[2] = r * k * 8;
     }
     for (int s = 0; s < 2; s++) {
         c->cur = s;
@@ -264,11 +318,13 @@ static int cuda_reserve(struct gpuq_backend *be, int rows) {
             int rc = dev[i] ? cuda_dev(be, i, dev[i], &p) : 0;
             if (rc != 0) return rc;
         }
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++) {
+            c->slot[s].host[i].keep = host[i];
             if (host[i] && !cuda_host(be, s, i, host[i])) return GPUQ_BE_NOMEM;
-        if (c->knn_dim && !cuda_host(be, s, 2, r * k * 8)) return GPUQ_BE_NOMEM;
+        }
     }
     c->cur = 0;
+    CU(cudaDeviceSynchronize());
     return 0;
 }
 
@@ -352,6 +408,9 @@ extern "C" int gpuq_cuda_init(struct gpuq_backend *be, int device, char *err, si
         be->iface = NULL;
         return -1;
     }
+    int pools = 0;
+    c->pools = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device) == cudaSuccess && pools;
+    cudaGetLastError();
     snprintf(be->desc, sizeof(be->desc), "cuda device %d: %s (sm_%d%d, %.0f GiB)", device,
              prop.name, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
     return 0;

@@ -16,6 +16,8 @@
 struct cuda_buf {
     void *p;
     size_t cap;     /* bytes */
+    size_t used;    /* pinned: the most asked for since the slot's last begin */
+    size_t keep;    /* pinned: what reserve sized it for, never trimmed below */
 };
 
 /* One batch's worth: its stream, cuBLAS handle (cuBLAS keeps a workspace
@@ -31,6 +33,7 @@ struct cuda_ctx {
     int device;
     struct cuda_slot slot[2];
     int cur;                /* the slot ops go on */
+    int pools;              /* the device has stream-ordered memory pools */
     /* the loaded models' largest needs, for reserve */
     int mlp_width, mlp_in, mlp_out;
     int knn_dim;
@@ -77,8 +80,9 @@ static inline struct cuda_slot *cuda_cur(struct gpuq_backend *be) {
     return &cuda_of(be)->slot[cuda_of(be)->cur];
 }
 
-/* Device buffer i of the current slot with room for bytes: grown (after
- * its stream is idle), never shrunk. 0, or a status. */
+/* Device buffer i of the current slot with room for bytes: grown by half
+ * again at least, in stream order, the old buffer kept when the new one
+ * cannot be had; never shrunk. 0, or a status. */
 int cuda_dev(struct gpuq_backend *be, int i, size_t bytes, void **out);
 
 /* Copies host memory of the current slot's staging (or any host memory)
@@ -95,8 +99,15 @@ void *cuda_host(struct gpuq_backend *be, int slot, int i, size_t bytes);
 int cuda_convert(struct gpuq_backend *be, cudaStream_t st, void *dst, const float *src,
                  long long n, enum gpuq_precision p);
 
-/* Scores of one knn query block are computed this many index rows at a time. */
+/* Scores of one knn query block are computed this many index rows at a
+ * time: CUDA_KNN_BLOCK, fewer for many queries so that the score block
+ * stays within 256 MiB (64 Mi scores). */
 #define CUDA_KNN_BLOCK 16384
+
+static inline int cuda_knn_block(int rows) {
+    long long b = ((long long)64 << 20) / (rows > 0 ? rows : 1);
+    return b >= CUDA_KNN_BLOCK ? CUDA_KNN_BLOCK : b < 256 ? 256 : (int)b;
+}
 
 /* ---- device helpers for the kernels ---- */
 

@@ -131,13 +131,13 @@ extern "C" int gpuq_cuda_knn(struct gpuq_backend *be, const struct gpuq_launch *
     cublasHandle_t blas = cuda_cur(be)->blas;
     const struct gpuq_model *ix = q->index;
     const struct cuda_index *di = (const struct cuda_index *)ix->backend_data;
-    int d = ix->dim, k = q->k, rows = q->rows;
+    int d = ix->dim, k = q->k, rows = q->rows, blk = cuda_knn_block(rows);
     int64_t n = ix->n_rows;
     size_t rk = (size_t)rows * k;
     void *qbuf, *block, *keys0, *keys1, *out;
     int rc;
     if ((rc = cuda_dev(be, 0, (size_t)rows * (d + 1) * 4, &qbuf)) ||
-        (rc = cuda_dev(be, 1, (size_t)rows * CUDA_KNN_BLOCK * 4, &block)) ||
+        (rc = cuda_dev(be, 1, (size_t)rows * blk * 4, &block)) ||
         (rc = cuda_dev(be, 2, rk * 8, &keys0)) || (rc = cuda_dev(be, 3, rk * 8, &keys1)) ||
         (rc = cuda_dev(be, 4, rk * 12, &out)))
         return rc;
@@ -147,8 +147,8 @@ extern "C" int gpuq_cuda_knn(struct gpuq_backend *be, const struct gpuq_launch *
     knn_prep_kernel<<<rows, CUDA_THREADS, 0, st>>>(dq, qn2, d, q->metric == GPUQ_METRIC_COSINE);
     LAUNCHED();
     float one = 1.0f, zero = 0.0f;
-    for (int64_t b0 = 0; b0 < n; b0 += CUDA_KNN_BLOCK) {
-        int nb = (int)(n - b0 < CUDA_KNN_BLOCK ? n - b0 : CUDA_KNN_BLOCK);
+    for (int64_t b0 = 0; b0 < n; b0 += blk) {
+        int nb = (int)(n - b0 < blk ? n - b0 : blk);
         /* column-major S^T [nb, rows] = E_block [nb, d] . Q^T */
         BLAS(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, nb, rows, d, &one, di->emb + b0 * d, d, dq, d,
                          &zero, S, nb));

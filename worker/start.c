@@ -131,7 +131,12 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     w->be.precision = (enum gpuq_precision)precision;
     if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
     if (load_models(w, err, errlen) != 0) return -1;
-    if (w->be.iface->reserve && w->be.iface->reserve(&w->be, (int)w->cfg.max_batch) != 0) {
+    int rc = w->be.iface->reserve ? w->be.iface->reserve(&w->be, (int)w->cfg.max_batch) : 0;
+    if (rc == GPUQ_BE_NOMEM) {
+        log_warn("%s backend: no room to size buffers for --max-batch %lld (%s): batches that do "
+                 "not fit will run in parts", w->be.iface->name, (long long)w->cfg.max_batch,
+                 w->be.errstr);
+    } else if (rc != 0) {
         snprintf(err, errlen, "%s backend: cannot size buffers for --max-batch %lld: %s",
                  w->be.iface->name, (long long)w->cfg.max_batch, w->be.errstr);
         return -1;
