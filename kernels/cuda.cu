@@ -300,13 +300,14 @@ static int cuda_reserve(struct gpuq_backend *be, int rows) {
         host[0] = r * c->mlp_in * 4;
         host[1] = r * c->mlp_out * 4;
     }
-    if (c->knn_dim) {   /* q and norms | a score block | keys twice | indices and scores */
+    if (c->knn_dim) {   /* q and norms | a score block | keys twice | indices and scores | filter */
         size_t q = r * (c->knn_dim + 1) * 4, block = r * cuda_knn_block(rows) * 4, keys = r * k * 8;
         dev[0] = dev[0] > q ? dev[0] : q;
         dev[1] = dev[1] > block ? dev[1] : block;
         dev[2] = dev[2] > keys ? dev[2] : keys;
         dev[3] = keys;
         dev[4] = r * k * 12;
+        dev[5] = r * (12 + 8 * (size_t)cuda_knn_cap((int)k));
         host[0] = host[0] > r * c->knn_dim * 4 ? host[0] : r * c->knn_dim * 4;
         host[1] = host[1] > r * k * 4 ? host[1] : r * k * 4;
         host[2] = r * k * 8;

@@ -109,6 +109,10 @@ static inline int cuda_knn_block(int rows) {
     return b >= CUDA_KNN_BLOCK ? CUDA_KNN_BLOCK : b < 256 ? 256 : (int)b;
 }
 
+/* Candidates the knn filter keeps per query row before the merge takes
+ * the whole block instead. */
+static inline int cuda_knn_cap(int k) { return 2 * k > 256 ? 2 * k : 256; }
+
 /* ---- device helpers for the kernels ---- */
 
 #define CUDA_THREADS 256
