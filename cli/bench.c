@@ -1,5 +1,7 @@
 /* bench.c -- `gpuq bench-compute`: the same batched mlp GEMMs a worker
- * runs, with no queue around them: the ceiling a worker is measured against. */
+ * runs, the way it runs them (rows packed into the slot's pinned staging,
+ * two batches under way at once), with no queue around them: the ceiling a
+ * worker is measured against. */
 #include "worker/clock.h"
 #include "cli/bench.h"
 
@@ -9,7 +11,40 @@
 #include <time.h>
 
 #include "ops/mlp.h"
+#include "ops/op.h"
 #include "ops/table.h"
+
+/* Packs rows of x into the slot's staging (pinned where the backend has
+ * some, as a worker's batches are) and starts the mlp on them. */
+static int run_batch(struct gpuq_ops_slot *s, const struct gpuq_model *m, const float *x, int rows) {
+    struct gpuq_backend *be = s->be;
+    int rc = be->iface->begin ? be->iface->begin(be, s->index) : 0;
+    float *in = gpuq_ops_buf(s, 0, (size_t)rows * gpuq_model_in_dim(m) * sizeof(float));
+    float *out = gpuq_ops_buf(s, 1, (size_t)rows * gpuq_model_out_dim(m) * sizeof(float));
+    if (rc == 0 && (!in || !out)) rc = GPUQ_BE_NOMEM;
+    if (rc == 0) {
+        memcpy(in, x, (size_t)rows * gpuq_model_in_dim(m) * sizeof(float));
+        s->out[0] = out;
+        s->rows = rows;
+        struct gpuq_mlp args = {m, in, rows, out};
+        rc = gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args);
+    }
+    if (rc != 0) fprintf(stderr, "gpuq bench-compute: %s\n", be->errstr);
+    return rc;
+}
+
+/* Waits for the slot's batch and copies its outputs out, as a worker
+ * scatters them to its jobs. */
+static int finish_batch(struct gpuq_ops_slot *s, float *y, int d_out) {
+    struct gpuq_backend *be = s->be;
+    int rc = be->iface->sync ? be->iface->sync(be, s->index) : 0;
+    if (rc != 0) {
+        fprintf(stderr, "gpuq bench-compute: %s\n", be->errstr);
+        return rc;
+    }
+    memcpy(y, s->out[0], (size_t)s->rows * d_out * sizeof(float));
+    return 0;
+}
 
 int gpuq_bench_main(int argc, char **argv) {
     const char *model_path = NULL, *backend = "cpu", *precision = "f32";
@@ -27,8 +62,9 @@ int gpuq_bench_main(int argc, char **argv) {
     if (help || !model_path || jobs < 1 || batch < 1 || argc % 2 || gpuq_precision_from_name(precision) < 0) {
         fprintf(help ? stdout : stderr, "usage: gpuq bench-compute --model PATH [--jobs N] [--batch ROWS] "
                         "[--backend cpu|cuda] [--mlp-precision f32|bf16|f16] [--cpu-threads N]\n"
-                        "Runs N one-row mlp jobs as batches of ROWS rows on the backend, with no "
-                        "queue, and prints jobs/s.\n");
+                        "Runs N one-row mlp jobs as batches of ROWS rows on the backend as a worker "
+                        "does (pinned staging, two batches under way), with no queue, and prints "
+                        "jobs/s.\n");
         return help ? 0 : 2;
     }
     struct gpuq_backend be;
@@ -47,19 +83,17 @@ int gpuq_bench_main(int argc, char **argv) {
     int d_in = gpuq_model_in_dim(&m), d_out = gpuq_model_out_dim(&m);
     float *x = malloc((size_t)batch * d_in * sizeof(float)), *y = malloc((size_t)batch * d_out * sizeof(float));
     for (long i = 0; i < batch * d_in; i++) x[i] = (float)(i % 17) / 17.0f - 0.5f;
-    int (*sync)(struct gpuq_backend *, int) = be.iface->sync;
-    struct gpuq_mlp args = {&m, x, (int)batch, y};
-    gpuq_backend_run(&be, GPUQ_OP_MLP, batch, &args);   /* warm up */
-    if (sync) sync(&be, 0);
+    struct gpuq_ops_slot slot[2] = {{.index = 0, .be = &be}, {.index = 1, .be = &be}};
+    long nb = (jobs + batch - 1) / batch;
+    run_batch(&slot[0], &m, x, (int)batch);    /* warm up */
+    if (finish_batch(&slot[0], y, d_out) != 0) return 1;
     double t0 = gpuq_mono_s();
-    for (long done = 0; done < jobs; done += batch) {
-        long rows = jobs - done < batch ? jobs - done : batch;
-        /* each batch's outputs are back before the next starts, as in a worker */
-        args.rows = (int)rows;
-        if (gpuq_backend_run(&be, GPUQ_OP_MLP, rows, &args) != 0 || (sync && sync(&be, 0) != 0)) {
-            fprintf(stderr, "gpuq bench-compute: %s\n", be.errstr);
+    /* as in a worker: batch b is packed and started before batch b - 1 is
+     * finished, two slots in turn */
+    for (long b = 0; b <= nb; b++) {
+        if (b < nb && run_batch(&slot[b & 1], &m, x, (int)(b < nb - 1 ? batch : jobs - b * batch)) != 0)
             return 1;
-        }
+        if (b > 0 && finish_batch(&slot[(b - 1) & 1], y, d_out) != 0) return 1;
     }
     double dt = gpuq_mono_s() - t0, flops = 0;
     for (int l = 0; l < m.n_layers; l++) flops += 2.0 * m.layers[l].d_in * m.layers[l].d_out;
@@ -67,6 +101,8 @@ int gpuq_bench_main(int argc, char **argv) {
            precision, jobs, batch, dt, jobs / dt, flops * jobs / dt / 1e9);
     free(x);
     free(y);
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < GPUQ_OPS_BUFS; k++) free(slot[i].buf[k]);
     be.iface->model_free(&be, &m);
     gpuq_model_free(&m);
     gpuq_backend_destroy(&be);

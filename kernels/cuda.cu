@@ -46,39 +46,91 @@ int cublas_fail(struct gpuq_backend *be, cublasStatus_t s, const char *file, int
 
 /* ---- buffers ---- */
 
+/* Growth is by half again (at least), so that a slowly rising batch size
+ * does not reallocate each time; device buffers in whole MiB. */
+static size_t grown(size_t cap, size_t bytes) {
+    return bytes > cap + cap / 2 ? bytes : cap + cap / 2;
+}
+
+static size_t whole_mib(size_t bytes) { return (bytes + (1 << 20) - 1) & ~(size_t)((1 << 20) - 1); }
+
+/* A device buffer grows without stalling the other slot: the replacement
+ * is allocated first (out of memory leaves the old one), in stream order
+ * on the slot's stream where the device has memory pools, and the old one
+ * is freed in stream order after the work queued on it; a cudaFree would
+ * wait for the whole device. Where there are no pools, the slot waits. */
 int cuda_dev(struct gpuq_backend *be, int i, size_t bytes, void **out) {
+    struct cuda_ctx *c = cuda_of(be);
     struct cuda_slot *s = cuda_cur(be);
     struct cuda_buf *b = &s->dev[i];
     if (bytes > b->cap) {
-        bytes = (bytes + (1 << 20) - 1) & ~(size_t)((1 << 20) - 1);     /* whole MiB */
-        CU(cudaStreamSynchronize(s->stream));
-        cudaFree(b->p);
-        b->p = NULL;
-        b->cap = 0;
-        CU(cudaMalloc(&b->p, bytes));
-        b->cap = bytes;
+        size_t want = whole_mib(grown(b->cap, bytes));
+        void *p = NULL;
+        cudaError_t e = c->pools ? cudaMallocAsync(&p, want, s->stream) : cudaMalloc(&p, want);
+        if (e == cudaErrorMemoryAllocation && want > whole_mib(bytes)) {    /* the room asked for, then */
+            cudaGetLastError();
+            want = whole_mib(bytes);
+            e = c->pools ? cudaMallocAsync(&p, want, s->stream) : cudaMalloc(&p, want);
+        }
+        if (e != cudaSuccess) return cuda_fail(be, e, __FILE__, __LINE__);
+        if (b->p && c->pools) {
+            CU(cudaFreeAsync(b->p, s->stream));
+        } else if (b->p) {
+            CU(cudaStreamSynchronize(s->stream));
+            CU(cudaFree(b->p));
+        }
+        b->p = p;
+        b->cap = want;
     }
     *out = b->p;
     return 0;
 }
 
-/* Pinned host buffer i of a slot; the caller knows the slot is idle. */
+/* Pinned host buffer i of a slot; the caller knows the slot is idle. The
+ * replacement is allocated before the old one is freed. */
 void *cuda_host(struct gpuq_backend *be, int slot, int i, size_t bytes) {
     struct cuda_buf *b = &cuda_of(be)->slot[slot].host[i];
+    if (bytes > b->used) b->used = bytes;
     if (bytes > b->cap) {
-        bytes += bytes / 4;
-        cudaFreeHost(b->p);
-        b->p = NULL;
-        b->cap = 0;
-        cudaError_t e = cudaHostAlloc(&b->p, bytes, cudaHostAllocDefault);
+        size_t want = grown(b->cap, bytes);
+        void *p = NULL;
+        cudaError_t e = cudaHostAlloc(&p, want, cudaHostAllocDefault);
+        if (e == cudaErrorMemoryAllocation && want > bytes) {
+            cudaGetLastError();
+            e = cudaHostAlloc(&p, want = bytes, cudaHostAllocDefault);
+        }
         if (e != cudaSuccess) {
             cuda_fail(be, e, __FILE__, __LINE__);
-            b->p = NULL;
             return NULL;
         }
-        b->cap = bytes;
+        cudaFreeHost(b->p);
+        b->p = p;
+        b->cap = want;
     }
     return b->p;
+}
+
+void *cuda_keep(struct gpuq_backend *be, int slot, int i, size_t bytes) {
+    struct cuda_buf *b = &cuda_of(be)->slot[slot].host[i];
+    if (bytes > b->keep) b->keep = bytes;
+    return cuda_host(be, slot, i, bytes);
+}
+
+/* Pinned staging that an outsized batch grew is given back once the slot
+ * is idle again and the last batch on it used less than half: above what
+ * reserve sized it for, and above CUDA_KEEP_PINNED. */
+#define CUDA_KEEP_PINNED ((size_t)64 << 20)
+
+static void trim_staging(struct cuda_slot *s) {
+    for (int i = 0; i <= GPUQ_STAGING; i++) {
+        struct cuda_buf *b = &s->host[i];
+        if (b->cap > CUDA_KEEP_PINNED && b->cap > b->keep && b->used < b->cap / 2) {
+            cudaFreeHost(b->p);
+            b->p = NULL;
+            b->cap = 0;
+        }
+        b->used = 0;
+    }
 }
 
 static void *cuda_staging(struct gpuq_backend *be, int slot, int i, size_t bytes) {
@@ -95,8 +147,10 @@ int cuda_down(struct gpuq_backend *be, void *dst, const void *src, size_t bytes)
     return 0;
 }
 
+/* A slot is idle at begin: its last batch was synced and scattered. */
 static int cuda_begin(struct gpuq_backend *be, int slot) {
     cuda_of(be)->cur = slot;
+    trim_staging(&cuda_of(be)->slot[slot]);
     return 0;
 }
 
@@ -237,12 +291,15 @@ static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
 /* Each op sizes both slots' buffers for rows rows of the loaded models, so
  * that batches allocate nothing; buffers only grow, so every op gets the
  * largest any op asked for. Ops whose sizes come with the jobs have no
- * reserve: their buffers grow to the largest batch seen instead. */
+ * reserve: their buffers grow to the largest batch seen instead. Out of
+ * memory here is not fatal to the worker: batches that do not fit run in
+ * parts. */
 static int cuda_reserve(struct gpuq_backend *be, int rows) {
     int rc = 0;
     for (int op = 0; rc == 0 && op < GPUQ_OP_COUNT; op++)
         if (be->reserve[op]) rc = be->reserve[op](be, rows);
     cuda_of(be)->cur = 0;
+    if (rc == 0) CU(cudaDeviceSynchronize());
     return rc;
 }
 
@@ -326,6 +383,9 @@ extern "C" int gpuq_cuda_init(struct gpuq_backend *be, int device, char *err, si
         be->iface = NULL;
         return -1;
     }
+    int pools = 0;
+    c->pools = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device) == cudaSuccess && pools;
+    cudaGetLastError();
     snprintf(be->desc, sizeof(be->desc), "cuda device %d: %s (sm_%d%d, %.0f GiB)", device,
              prop.name, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
     return 0;

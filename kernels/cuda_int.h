@@ -16,6 +16,8 @@
 struct cuda_buf {
     void *p;
     size_t cap;     /* bytes */
+    size_t used;    /* pinned: the most asked for since the slot's last begin */
+    size_t keep;    /* pinned: what reserve sized it for, never trimmed below */
 };
 
 /* One batch's worth: its stream, cuBLAS handle (cuBLAS keeps a workspace
@@ -31,6 +33,7 @@ struct cuda_ctx {
     int device;
     struct cuda_slot slot[2];
     int cur;                /* the slot ops go on */
+    int pools;              /* the device has stream-ordered memory pools */
     /* the loaded models' largest needs, for reserve */
     int mlp_width, mlp_in, mlp_out;
     int knn_dim;
@@ -77,8 +80,9 @@ static inline struct cuda_slot *cuda_cur(struct gpuq_backend *be) {
     return &cuda_of(be)->slot[cuda_of(be)->cur];
 }
 
-/* Device buffer i of the current slot with room for bytes: grown (after
- * its stream is idle), never shrunk. 0, or a status. */
+/* Device buffer i of the current slot with room for bytes: grown by half
+ * again at least, in stream order, the old buffer kept when the new one
+ * cannot be had; never shrunk. 0, or a status. */
 int cuda_dev(struct gpuq_backend *be, int i, size_t bytes, void **out);
 
 /* Copies host memory of the current slot's staging (or any host memory)
@@ -90,13 +94,30 @@ int cuda_down(struct gpuq_backend *be, void *dst, const void *src, size_t bytes)
  * a slot with room for bytes; the caller knows the slot is idle. NULL with
  * be->errstr set. */
 void *cuda_host(struct gpuq_backend *be, int slot, int i, size_t bytes);
+/* The same, from an op's reserve: staging is never trimmed below this. */
+void *cuda_keep(struct gpuq_backend *be, int slot, int i, size_t bytes);
 
 /* dst (lower precision p) = src (f32), n elements, on stream st. */
 int cuda_convert(struct gpuq_backend *be, cudaStream_t st, void *dst, const float *src,
                  long long n, enum gpuq_precision p);
 
-/* Scores of one knn query block are computed this many index rows at a time. */
+/* Scores of one knn query block are computed this many index rows at a
+ * time: CUDA_KNN_BLOCK, fewer for many queries so that the score block
+ * stays within 256 MiB (64 Mi scores). */
 #define CUDA_KNN_BLOCK 16384
+
+static inline int cuda_knn_block(int rows) {
+    long long b = ((long long)64 << 20) / (rows > 0 ? rows : 1);
+    return b >= CUDA_KNN_BLOCK ? CUDA_KNN_BLOCK : b < 256 ? 256 : (int)b;
+}
+
+/* knn's buffers are reserved at start for k up to this; a larger k grows
+ * them at first use. */
+#define CUDA_KNN_K 128
+
+/* Candidates the knn filter keeps per query row before the merge takes
+ * the whole block instead. */
+static inline int cuda_knn_cap(int k) { return 2 * k > 256 ? 2 * k : 256; }
 
 /* ---- device helpers for the kernels ---- */
 
@@ -113,26 +134,30 @@ __device__ static inline void store(float *p, float v) { *p = v; }
 __device__ static inline void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
 __device__ static inline void store(__half *p, float v) { *p = __float2half_rn(v); }
 
-__device__ static inline float warp_sum(float v) {
+__device__ static inline float max_of(float a, float b) { return fmaxf(a, b); }
+__device__ static inline double max_of(double a, double b) { return fmax(a, b); }
+
+template <typename T> __device__ static inline T warp_sum(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
-__device__ static inline float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+template <typename T> __device__ static inline T warp_max(T v) {
+    for (int o = 16; o > 0; o >>= 1) v = max_of(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-/* Every thread of the block gets the sum (or max) of v over the block. */
-__device__ static inline float block_reduce(float v, int is_max) {
-    __shared__ float part[32];
+/* Every thread of the block gets the sum (or max) of v over the block;
+ * sums that must agree with the CPU's double sums are taken in double. */
+template <typename T> __device__ static inline T block_reduce(T v, int is_max) {
+    __shared__ T part[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
     v = is_max ? warp_max(v) : warp_sum(v);
     __syncthreads();    /* part may still be read from the last call */
     if (lane == 0) part[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        v = lane < warps ? part[lane] : (is_max ? -INFINITY : 0.0f);
+        v = lane < warps ? part[lane] : (is_max ? (T)-INFINITY : (T)0);
         v = is_max ? warp_max(v) : warp_sum(v);
         if (lane == 0) part[0] = v;
     }

@@ -19,6 +19,17 @@ struct fault_ctx {
 
 #define INNER(be) (&((struct fault_ctx *)(be)->ctx)->inner)
 
+/* Whether rows rows fit. */
+static int nomem(struct gpuq_backend *be, long long rows) {
+    struct fault_ctx *f = be->ctx;
+    if (f->nomem_above >= 0 && rows > f->nomem_above) {
+        snprintf(be->errstr, sizeof(be->errstr), "out of memory for %lld rows (injected fault "
+                 "above %lld)", rows, f->nomem_above);
+        return GPUQ_BE_NOMEM;
+    }
+    return 0;
+}
+
 /* Whether an op on rows rows fails, and how. */
 static int inject(struct gpuq_backend *be, long long rows) {
     struct fault_ctx *f = be->ctx;
@@ -27,12 +38,7 @@ static int inject(struct gpuq_backend *be, long long rows) {
                  f->lost_after);
         return GPUQ_BE_LOST;
     }
-    if (f->nomem_above >= 0 && rows > f->nomem_above) {
-        snprintf(be->errstr, sizeof(be->errstr), "out of memory for %lld rows (injected fault "
-                 "above %lld)", rows, f->nomem_above);
-        return GPUQ_BE_NOMEM;
-    }
-    return 0;
+    return nomem(be, rows);
 }
 
 /* The inner backend's errstr becomes ours when it fails. */
@@ -67,7 +73,10 @@ static int fault_memory_used(struct gpuq_backend *be, int64_t *bytes) {
     return pass(be, INNER(be)->iface->memory_used(INNER(be), bytes));
 }
 
+/* Sizing for more rows than fit is out of memory too, as on a device. */
 static int fault_reserve(struct gpuq_backend *be, int rows) {
+    int rc = nomem(be, rows);
+    if (rc || !INNER(be)->iface->reserve) return rc;
     return pass(be, INNER(be)->iface->reserve(INNER(be), rows));
 }
 
@@ -117,7 +126,7 @@ int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, siz
         .name = in->name, .kind = in->kind, .destroy = fault_destroy,
         .model_load = fault_model_load, .model_free = fault_model_free,
         .memory_used = in->memory_used ? fault_memory_used : NULL,
-        .reserve = in->reserve ? fault_reserve : NULL, .begin = in->begin ? fault_begin : NULL,
+        .reserve = fault_reserve, .begin = in->begin ? fault_begin : NULL,
         .sync = in->sync ? fault_sync : NULL, .staging = in->staging ? fault_staging : NULL,
     };
     for (int op = 0; op < GPUQ_OP_COUNT; op++)

@@ -190,7 +190,8 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     return 0;
 }
 
-/* ---- twin: every metric, k up to 4096, over several index blocks ---- */
+/* ---- twin: every metric, k up to 4096, over several index blocks; a
+ * query row beyond f32 sums of squares ---- */
 
 static void twin(struct gpuq_twin_run *r) {
     int n = r->large ? 40000 : 20000, d = r->large ? 64 : 8, rows = r->large ? 33 : 3;
@@ -198,11 +199,13 @@ static void twin(struct gpuq_twin_run *r) {
     struct gpuq_model ix = {.kind = GPUQ_MODEL_INDEX, .n_rows = n, .dim = d};
     ix.embeddings = gpuq_twin_floats(r, (size_t)n * d);
     ix.norms = malloc((size_t)n * sizeof(float));
-    float *q = gpuq_twin_floats(r, (size_t)rows * d);
+    float *q = gpuq_twin_floats(r, (size_t)rows * d), *huge = malloc((size_t)rows * d * sizeof(float));
     size_t most = (size_t)rows * 4096;
     float *s1 = malloc(most * sizeof(float)), *s2 = malloc(most * sizeof(float));
     int64_t *i1 = malloc(most * sizeof(int64_t)), *i2 = malloc(most * sizeof(int64_t));
-    if (!ix.embeddings || !ix.norms || !q || !s1 || !s2 || !i1 || !i2) goto out;
+    if (!ix.embeddings || !ix.norms || !q || !huge || !s1 || !s2 || !i1 || !i2) goto out;
+    /* cosine also meets a row whose |q|^2 overflows f32 (components past 1.8e19) */
+    for (size_t j = 0; j < (size_t)rows * d; j++) huge[j] = j < (size_t)d ? q[j] * 4e19f : q[j];
     for (int e = 0; e < n; e++) {
         double n2 = 0;
         for (int j = 0; j < d; j++) n2 += (double)ix.embeddings[(size_t)e * d + j] * ix.embeddings[(size_t)e * d + j];
@@ -212,7 +215,8 @@ static void twin(struct gpuq_twin_run *r) {
     for (int ki = 0; ki < (r->large ? 3 : 2); ki++)
         for (int metric = GPUQ_METRIC_COSINE; metric <= GPUQ_METRIC_L2; metric++) {
             int k = r->large ? ks_large[ki] : ks_small[ki];
-            struct gpuq_knn a = {&ix, (enum gpuq_metric)metric, k, q, rows, i1, s1}, b = a;
+            const float *qm = metric == GPUQ_METRIC_COSINE ? huge : q;
+            struct gpuq_knn a = {&ix, (enum gpuq_metric)metric, k, qm, rows, i1, s1}, b = a;
             b.indices = i2, b.scores = s2;
             if (gpuq_twin_both(r, rows, &a, &b) != 0) break;
             /* near-equal scores may swap places; each rank's score must match */
@@ -222,7 +226,7 @@ static void twin(struct gpuq_twin_run *r) {
         }
     r->be->iface->model_free(r->be, &ix);
 out:
-    free(ix.embeddings), free(ix.norms), free(q), free(s1), free(s2), free(i1), free(i2);
+    free(ix.embeddings), free(ix.norms), free(q), free(huge), free(s1), free(s2), free(i1), free(i2);
 }
 
 static const char *const inputs[] = {"q", NULL};

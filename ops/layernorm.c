@@ -99,7 +99,7 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     return 0;
 }
 
-/* ---- twin: long rows, three parameter sets ---- */
+/* ---- twin: long rows, three parameter sets, a large and an offset row ---- */
 
 static void twin(struct gpuq_twin_run *r) {
     int rows = r->large ? 17 : 3, cols = r->large ? 1000 : 100, sets[17];
@@ -109,6 +109,8 @@ static void twin(struct gpuq_twin_run *r) {
     float *y = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
     if (x && g && b && y && want) {
         for (int j = 0; j < cols; j++) x[j] *= 50.0f;      /* a row of large values */
+        /* a row whose mean is 1e3 times its spread: f32 sums drift by 1e-4 */
+        for (int j = 0; j < cols; j++) x[cols + j] += 1000.0f;
         for (int i = 0; i < rows; i++) sets[i] = i % 3;
         struct gpuq_layernorm on_be = {x, rows, cols, sets, g, b, eps, y}, on_cpu = on_be;
         on_cpu.y = want;

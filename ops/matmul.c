@@ -41,9 +41,9 @@ static int prepare(struct gpuq_task *t) {
         return gpuq_job_fail(job, GPUQ_ERR_SHAPE_MISMATCH, "matmul: batch of a is %lld, of b %lld",
                              (long long)ca, (long long)cb);
     int64_t count = ca > cb ? ca : cb;
-    if (count * m * n > GPUQ_MAX_ELEMS || count * m * ka > GPUQ_MAX_ELEMS ||
-        count * ka * n > GPUQ_MAX_ELEMS)
-        return gpuq_job_fail(job, GPUQ_ERR_TOO_LARGE, "matmul operands have more than %lld "
+    /* a and b are checked as inputs; a broadcast one is packed once */
+    if (count * m * n > GPUQ_MAX_ELEMS)
+        return gpuq_job_fail(job, GPUQ_ERR_TOO_LARGE, "matmul: c would have more than %lld "
                              "elements", (long long)GPUQ_MAX_ELEMS);
     struct params *p = gpuq_task_params(t);
     p->mm = (struct gpuq_matmul){.trans_a = ta, .trans_b = tb, .m = (int)m, .n = (int)n,
@@ -85,13 +85,18 @@ static int cmp_shape(const void *x, const void *y) {
     return p < q ? -1 : p > q;
 }
 
+/* Matrices of input `have` of a task piece that brings cnt of them: a
+ * broadcast input (one matrix beside more) is packed once, stride 0. */
+static int64_t packed(int have, int64_t cnt) { return have == 1 ? 1 : cnt; }
+
 static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
     size_t fa = 0, fb = 0, fc = 0;
     for (int i = 0; i < n; i++) {
-        const struct gpuq_matmul *mm = &P(p[i].t)->mm;
+        const struct params *prm = P(p[i].t);
+        const struct gpuq_matmul *mm = &prm->mm;
         int64_t cnt = p[i].rows / mm->m;
-        fa += (size_t)cnt * mm->m * mm->k;
-        fb += (size_t)cnt * mm->k * mm->n;
+        fa += (size_t)packed(prm->a_count, cnt) * mm->m * mm->k;
+        fb += (size_t)packed(prm->b_count, cnt) * mm->k * mm->n;
         fc += (size_t)cnt * mm->m * mm->n;
     }
     float *a = gpuq_ops_buf(s, 0, fa * sizeof(float)), *b = gpuq_ops_buf(s, 1, fb * sizeof(float));
@@ -99,24 +104,33 @@ static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t ro
     struct gpuq_matmul *groups = gpuq_ops_buf(s, 3, (size_t)n * sizeof(*groups));
     if (!a || !b || !c || !groups) return GPUQ_BE_NOMEM;
     qsort(p, (size_t)n, sizeof(*p), cmp_shape);
-    int ng = 0;
+    int ng = 0, alone = 0;      /* alone: the last group broadcasts, so it takes no more */
     float *pa = a, *pb = b, *pc = c;
     for (int i = 0; i < n; i++) {
         const struct params *prm = P(p[i].t);
         const struct gpuq_matmul *mm = &prm->mm;
         size_t na = (size_t)mm->m * mm->k, nb = (size_t)mm->k * mm->n, nc = (size_t)mm->m * mm->n;
         int64_t first = p[i].row0 / mm->m, cnt = p[i].rows / mm->m;
-        if (ng == 0 || !same_shape(&groups[ng - 1], mm)) {
+        int one_a = prm->a_count == 1 && mm->count > 1, one_b = prm->b_count == 1 && mm->count > 1;
+        if (ng == 0 || alone || one_a || one_b || !same_shape(&groups[ng - 1], mm)) {
             groups[ng] = *mm;
             groups[ng].count = 0;
             groups[ng].a = pa, groups[ng].b = pb, groups[ng].c = pc;
-            groups[ng].stride_a = (int64_t)na, groups[ng].stride_b = (int64_t)nb;
+            groups[ng].stride_a = one_a ? 0 : (int64_t)na, groups[ng].stride_b = one_b ? 0 : (int64_t)nb;
             ng++;
         }
+        alone = one_a || one_b;
+        const struct gpuq_tensor *ta = gpuq_job_input(&p[i].t->job, "a");
+        const struct gpuq_tensor *tb = gpuq_job_input(&p[i].t->job, "b");
         for (int64_t j = first; j < first + cnt; j++) {
-            pack_matrix(gpuq_job_input(&p[i].t->job, "a"), prm->a_count, j, na, pa);
-            pack_matrix(gpuq_job_input(&p[i].t->job, "b"), prm->b_count, j, nb, pb);
-            pa += na, pb += nb;
+            if (!one_a || j == first) {
+                pack_matrix(ta, prm->a_count, j, na, pa);
+                pa += na;
+            }
+            if (!one_b || j == first) {
+                pack_matrix(tb, prm->b_count, j, nb, pb);
+                pb += nb;
+            }
         }
         groups[ng - 1].count += (int)cnt;
         pc += (size_t)cnt * nc;
@@ -149,7 +163,9 @@ static void finish(struct gpuq_task *t) {
 static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_matmuls *args = l->args;
     (void)be;
-    for (const struct gpuq_matmul *mm = args->g; mm < args->g + args->n; mm++) {
+    for (const struct gpuq_matmul *g = args->g; g < args->g + args->n; g++) {
+        struct gpuq_matmul one = gpuq_matmul_fold(*g);
+        const struct gpuq_matmul *mm = &one;
         int lda = mm->trans_a ? mm->m : mm->k, ldb = mm->trans_b ? mm->k : mm->n;
         for (int i = 0; i < mm->count; i++)
             cblas_sgemm(CblasRowMajor, mm->trans_a ? CblasTrans : CblasNoTrans,
@@ -160,20 +176,21 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     return 0;
 }
 
-/* ---- twin: mixed shapes in one grouped call ---- */
+/* ---- twin: mixed shapes in one grouped call, one with a broadcast b ---- */
 
 static void twin(struct gpuq_twin_run *r) {
-    static const int small[][6] = {{3, 5, 7, 2, 0, 1}, {4, 4, 4, 3, 1, 0}};
-    static const int large[][6] = {     /* m, n, k, count, trans_a, trans_b */
-        {7, 5, 3, 4, 0, 0}, {16, 32, 8, 2, 1, 0}, {33, 1, 65, 3, 1, 1}, {128, 96, 256, 2, 0, 1}};
-    const int(*s)[6] = r->large ? large : small;
-    int ng = r->large ? 4 : 2;
-    struct gpuq_matmul g[2][4];
+    static const int small[][7] = {{3, 5, 7, 2, 0, 1, 0}, {4, 4, 4, 3, 1, 0, 0}};
+    static const int large[][7] = {     /* m, n, k, count, trans_a, trans_b, one b */
+        {7, 5, 3, 4, 0, 0, 0}, {16, 32, 8, 2, 1, 0, 0}, {33, 1, 65, 3, 1, 1, 0},
+        {128, 96, 256, 2, 0, 1, 0}, {9, 40, 48, 5, 0, 0, 1}};
+    const int(*s)[7] = r->large ? large : small;
+    int ng = r->large ? 5 : 2;
+    struct gpuq_matmul g[2][5];
     size_t fa = 0, fb = 0, fc = 0;
     int64_t rows = 0;
     for (int i = 0; i < ng; i++) {
         fa += (size_t)s[i][3] * s[i][0] * s[i][2];
-        fb += (size_t)s[i][3] * s[i][2] * s[i][1];
+        fb += (size_t)(s[i][6] ? 1 : s[i][3]) * s[i][2] * s[i][1];
         fc += (size_t)s[i][3] * s[i][0] * s[i][1];
         rows += (int64_t)s[i][3] * s[i][0];
     }
@@ -184,10 +201,11 @@ static void twin(struct gpuq_twin_run *r) {
             size_t oa = 0, ob = 0, oc = 0;
             for (int i = 0; i < ng; i++) {
                 const int *d = s[i];
+                int64_t nb = (int64_t)d[2] * d[1];
                 g[pass][i] = (struct gpuq_matmul){d[4], d[5], d[0], d[1], d[2], d[3], i % 2 ? 0.5f : 1.0f,
                                                   a + oa, (int64_t)d[0] * d[2], b + ob,
-                                                  (int64_t)d[2] * d[1], (pass ? want : c) + oc};
-                oa += (size_t)d[3] * d[0] * d[2], ob += (size_t)d[3] * d[2] * d[1];
+                                                  d[6] ? 0 : nb, (pass ? want : c) + oc};
+                oa += (size_t)d[3] * d[0] * d[2], ob += (size_t)(d[6] ? 1 : d[3]) * nb;
                 oc += (size_t)d[3] * d[0] * d[1];
             }
         }

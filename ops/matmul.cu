@@ -12,6 +12,35 @@ static size_t group_floats(const struct gpuq_matmul *g, int64_t stride, size_t e
     return stride ? (size_t)stride * (g->count - 1) + each : each;
 }
 
+/* Floats of operand which (0 a, 1 b, 2 c) of a group, and where it is on the host. */
+static size_t floats_of(const struct gpuq_matmul *g, int which) {
+    if (which == 0) return group_floats(g, g->stride_a, (size_t)g->m * g->k);
+    if (which == 1) return group_floats(g, g->stride_b, (size_t)g->k * g->n);
+    return (size_t)g->count * g->m * g->n;
+}
+
+static const float *host_of(const struct gpuq_matmul *g, int which) {
+    return which == 0 ? g->a : which == 1 ? g->b : g->c;
+}
+
+/* Moves operand which of every group between the host and dev (where the
+ * groups lie back to back): one copy per run of groups that lie back to
+ * back on the host too, as pack leaves them, so one copy in all. */
+static int copy_groups(struct gpuq_backend *be, const struct gpuq_matmul *g, int ng, int which,
+                       float *dev) {
+    size_t off = 0;
+    for (int i = 0; i < ng;) {
+        const float *h = host_of(&g[i], which);
+        size_t run = floats_of(&g[i], which);
+        for (i++; i < ng && host_of(&g[i], which) == h + run; i++) run += floats_of(&g[i], which);
+        int rc = which == 2 ? cuda_down(be, (void *)h, dev + off, run * 4)
+                            : cuda_up(be, dev + off, h, run * 4);
+        if (rc) return rc;
+        off += run;
+    }
+    return 0;
+}
+
 /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the
  * column-major call's first operand is our b, its second our a. */
 struct col_major {
@@ -25,18 +54,20 @@ static struct col_major col_major(const struct gpuq_matmul *mm) {
                               mm->trans_a ? mm->m : mm->k};
 }
 
-/* One shape is one strided-batched GEMM; several shapes one grouped GEMM
- * (cuBLAS 12.5 and later; before it, one strided GEMM per shape). */
+/* One shape is one strided-batched GEMM (one GEMM where b broadcasts
+ * beside an untransposed a); several shapes one grouped GEMM (cuBLAS 12.5
+ * and later; before it, one strided GEMM per shape). Three copies in all:
+ * a and b up, c down. */
 extern "C" int gpuq_cuda_matmul(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_matmul *g = ((const struct gpuq_matmuls *)l->args)->g;
     int ng = ((const struct gpuq_matmuls *)l->args)->n;
     struct cuda_slot *s = cuda_cur(be);
     size_t fa = 0, fb = 0, fc = 0, total = 0;
     for (int i = 0; i < ng; i++) {
-        fa += group_floats(&g[i], g[i].stride_a, (size_t)g[i].m * g[i].k);
-        fb += group_floats(&g[i], g[i].stride_b, (size_t)g[i].k * g[i].n);
-        fc += (size_t)g[i].count * g[i].m * g[i].n;
-        total += (size_t)g[i].count;
+        fa += floats_of(&g[i], 0);
+        fb += floats_of(&g[i], 1);
+        fc += floats_of(&g[i], 2);
+        total += (size_t)gpuq_matmul_fold(g[i]).count;
     }
     void *a, *b, *c, *ptrs_dev = NULL;
     int rc, grouped = ng > 1 && CUBLAS_VERSION >= 120500;
@@ -61,14 +92,12 @@ extern "C" int gpuq_cuda_matmul(struct gpuq_backend *be, const struct gpuq_launc
         size = ldc + ng;
         alpha = (float *)(size + ng), betas = alpha + ng;
     }
+    if ((rc = copy_groups(be, g, ng, 0, da)) || (rc = copy_groups(be, g, ng, 1, db))) return rc;
     size_t j = 0, oa = 0, ob = 0, oc = 0;
     for (int i = 0; i < ng; i++) {
-        const struct gpuq_matmul *mm = &g[i];
-        size_t na = group_floats(mm, mm->stride_a, (size_t)mm->m * mm->k);
-        size_t nb = group_floats(mm, mm->stride_b, (size_t)mm->k * mm->n);
+        size_t na = floats_of(&g[i], 0), nb = floats_of(&g[i], 1);
+        const struct gpuq_matmul fold = gpuq_matmul_fold(g[i]), *mm = &fold;
         struct col_major cm = col_major(mm);
-        CU(cudaMemcpyAsync(da + oa, mm->a, na * 4, cudaMemcpyHostToDevice, s->stream));
-        CU(cudaMemcpyAsync(db + ob, mm->b, nb * 4, cudaMemcpyHostToDevice, s->stream));
         if (!grouped) {
             BLAS(cublasSgemmStridedBatched(s->blas, cm.ta, cm.tb, mm->n, mm->m, mm->k, &mm->alpha,
                                            db + ob, cm.lda, mm->stride_b, da + oa, cm.ldb,
@@ -96,12 +125,6 @@ extern "C" int gpuq_cuda_matmul(struct gpuq_backend *be, const struct gpuq_launc
                                        betas, (float *const *)(dp + 2 * total), ldc, ng, size));
     }
 #endif
-    oc = 0;
-    for (int i = 0; i < ng; i++) {
-        size_t nc = (size_t)g[i].count * g[i].m * g[i].n;
-        CU(cudaMemcpyAsync(g[i].c, dc + oc, nc * 4, cudaMemcpyDeviceToHost, s->stream));
-        oc += nc;
-    }
-    return 0;
+    return copy_groups(be, g, ng, 2, dc);
 }
 

@@ -29,6 +29,17 @@ struct gpuq_matmuls {
     int n;
 };
 
+/* A broadcast b beside a stack of untransposed a is one GEMM of count * m
+ * rows (prepare bounds count * m * n by GPUQ_MAX_ELEMS). */
+static inline struct gpuq_matmul gpuq_matmul_fold(struct gpuq_matmul mm) {
+    if (mm.count > 1 && mm.stride_b == 0 && !mm.trans_a && mm.stride_a == (int64_t)mm.m * mm.k) {
+        mm.m *= mm.count;
+        mm.count = 1;
+        mm.stride_a = (int64_t)mm.m * mm.k;
+    }
+    return mm;
+}
+
 int gpuq_cuda_matmul(struct gpuq_backend *be, const struct gpuq_launch *l);
 
 #ifdef __cplusplus

@@ -104,7 +104,7 @@ extern "C" int gpuq_cuda_mlp_reserve(struct gpuq_backend *be, int rows) {
         if ((rc = cuda_dev(be, 0, r * w * 4, &p)) || (rc = cuda_dev(be, 1, r * w * 4, &p)) ||
             (rc = cuda_dev(be, 2, r * w * 2, &p)))
             return rc;
-        if (!cuda_host(be, s, 0, r * c->mlp_in * 4) || !cuda_host(be, s, 1, r * c->mlp_out * 4))
+        if (!cuda_keep(be, s, 0, r * c->mlp_in * 4) || !cuda_keep(be, s, 1, r * c->mlp_out * 4))
             return GPUQ_BE_NOMEM;
     }
     return 0;

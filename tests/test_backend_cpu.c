@@ -36,6 +36,44 @@ static int lost_image(struct gpuq_backend *be, const struct gpuq_launch *l) {
     return GPUQ_BE_LOST;
 }
 
+/* layernorm with its mean and variance summed in f32, and cosine knn with
+ * |q|^2 summed in f32 (so a row past 1.8e19 per component scores 0): what
+ * the CUDA kernels once did, and the twin inputs must catch. */
+static int f32_layernorm(struct gpuq_backend *be, const struct gpuq_launch *l) {
+    const struct gpuq_layernorm *ln = l->args;
+    (void)be;
+    for (int r = 0; r < ln->rows; r++) {
+        const float *in = ln->x + (size_t)r * ln->cols;
+        const float *g = ln->gamma + (size_t)ln->row_set[r] * ln->cols;
+        const float *b = ln->beta + (size_t)ln->row_set[r] * ln->cols;
+        float mean = 0, var = 0;
+        for (int j = 0; j < ln->cols; j++) mean += in[j];
+        mean /= ln->cols;
+        for (int j = 0; j < ln->cols; j++) var += (in[j] - mean) * (in[j] - mean);
+        var /= ln->cols;
+        float inv = 1.0f / sqrtf(var + ln->eps[ln->row_set[r]]);
+        for (int j = 0; j < ln->cols; j++) ln->y[(size_t)r * ln->cols + j] = (in[j] - mean) * inv * g[j] + b[j];
+    }
+    return 0;
+}
+
+static int f32_knn(struct gpuq_backend *be, const struct gpuq_launch *l) {
+    struct gpuq_knn a = *(const struct gpuq_knn *)l->args;
+    int d = a.index->dim;
+    float *q = malloc((size_t)a.rows * d * sizeof(float));
+    memcpy(q, a.q, (size_t)a.rows * d * sizeof(float));
+    for (int r = 0; r < a.rows; r++) {
+        float s = 0;
+        for (int j = 0; j < d; j++) s += q[r * d + j] * q[r * d + j];
+        if (a.metric == GPUQ_METRIC_COSINE && isinf(s)) memset(q + (size_t)r * d, 0, (size_t)d * sizeof(float));
+    }
+    a.q = q;
+    struct gpuq_launch l2 = {l->op, l->rows, &a};
+    int rc = gpuq_op_table[GPUQ_OP_KNN]->kernel[GPUQ_BACKEND_CPU](be, &l2);
+    free(q);
+    return rc;
+}
+
 /* The twin check, CPU against CPU: it runs clean (under the sanitizers
  * too) before a GPU sees it; and it catches an op that is slightly off,
  * or that fails, and only that op. */
@@ -56,6 +94,15 @@ static void check_twin_check(void) {
     gpuq_twin_check(&a, &b, 0, &t);
     CHECK(t.failed == (1u << GPUQ_OP_SOFTMAX | 1u << GPUQ_OP_IMAGE_PREPROCESS));
     CHECK(t.err[GPUQ_OP_SOFTMAX] > 5e-5 && t.err[GPUQ_OP_SOFTMAX] < 2e-4 && strstr(t.why, "image_preprocess: no device"));
+    memcpy(a.kernel, good, sizeof(good));
+    a.kernel[GPUQ_OP_LAYERNORM] = f32_layernorm;
+    a.kernel[GPUQ_OP_KNN] = f32_knn;
+    for (int large = 0; large < 2; large++) {
+        gpuq_twin_check(&a, &b, large, &t);
+        printf("  f32 sums (%s set): layernorm error %.3g, knn error %.3g\n", large ? "large" : "small",
+               t.err[GPUQ_OP_LAYERNORM], t.err[GPUQ_OP_KNN]);
+        CHECK(t.failed == (1u << GPUQ_OP_LAYERNORM | 1u << GPUQ_OP_KNN));
+    }
     memcpy(a.kernel, good, sizeof(good));
     gpuq_backend_destroy(&a);
     gpuq_backend_destroy(&b);

@@ -98,6 +98,16 @@ int gpuq_ops_on_backend(const struct gpuq_ops *o, enum gpuq_op op) {
     return o->be->kernel[op] != NULL;
 }
 
+int gpuq_ops_to_cpu(struct gpuq_ops *o, enum gpuq_op op) {
+    const struct gpuq_op_desc *d = gpuq_op_table[op];
+    o->be->kernel[op] = NULL;
+    o->cpu->precision = o->be->precision;
+    for (int i = 0; d->model && i < o->n_models; i++)
+        if ((int)o->models[i].kind == d->model - 1 && o->cpu->iface->model_load(o->cpu, &o->models[i]) != 0)
+            return -1;
+    return 0;
+}
+
 int gpuq_ops_init(struct gpuq_ops *o, int max_pieces) {
     for (int i = 0; i < 2; i++) {
         o->slot[i].index = i;
@@ -114,11 +124,19 @@ static int64_t sum_rows(const struct gpuq_piece *p, int n) {
 
 static int split(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n);
 
+/* After a batch failed: what it queued before failing may still read or
+ * write the slot's staging, so the slot waits for it before it is packed
+ * again. The wait's own failure adds nothing to the batch's. */
+static void settle(struct gpuq_ops_slot *s, int rc) {
+    if (rc != 0 && s->be->iface->sync) s->be->iface->sync(s->be, s->index);
+}
+
 /* Runs pieces to the end: started, synced, scattered; halved again when
  * they still do not fit. */
 static int run_now(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n) {
     const struct gpuq_op_desc *d = DESC(p[0].t);
     int rc = d->pack(s, p, n, sum_rows(p, n));
+    settle(s, rc);
     if (rc == 0 && s->be->iface->sync) rc = s->be->iface->sync(s->be, s->index);
     if (rc == 0) d->scatter(s, p, n);
     return rc == GPUQ_BE_NOMEM ? split(s, p, n) : rc;
@@ -155,6 +173,7 @@ void gpuq_ops_start(struct gpuq_ops *o, const struct gpuq_piece *p, int n) {
     s->split = 0;
     s->rc = s->be->iface->begin ? s->be->iface->begin(s->be, s->index) : 0;
     if (s->rc == 0) s->rc = gpuq_op_table[op]->pack(s, s->p, n, s->rows);
+    settle(s, s->rc);
     if (s->rc == GPUQ_BE_NOMEM) {
         log_warn("a batch of %lld rows does not fit: %s; running it in parts", (long long)s->rows,
                  s->be->errstr);

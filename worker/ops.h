@@ -58,6 +58,12 @@ int gpuq_ops_async(const struct gpuq_ops *o);
 /* Whether the backend runs op itself (else the CPU backend does). */
 int gpuq_ops_on_backend(const struct gpuq_ops *o, enum gpuq_op op);
 
+/* Moves op to the CPU backend (when the backend's kernel disagrees with
+ * it): the CPU takes the backend's mlp precision and prepares the op's
+ * models for it (mlp weights rounded as the device's copies are). 0, or
+ * -1 with o->cpu->errstr. */
+int gpuq_ops_to_cpu(struct gpuq_ops *o, enum gpuq_op op);
+
 void gpuq_ops_free(struct gpuq_ops *o);
 
 #endif

@@ -41,8 +41,8 @@ static int load_models(struct worker *w, char *err, size_t errlen) {
 
 /* A device backend's ops against the CPU on small random inputs: an op
  * that disagrees, or fails, loses its kernel and is served by the CPU. */
-static void check_twin(struct worker *w) {
-    if (w->be.iface->kind == GPUQ_BACKEND_CPU) return;
+static int check_twin(struct worker *w, char *err, size_t errlen) {
+    if (w->be.iface->kind == GPUQ_BACKEND_CPU) return 0;
     struct gpuq_twin t;
     gpuq_twin_check(&w->be, &w->cpu, 0, &t);
     double worst = 0;
@@ -51,13 +51,18 @@ static void check_twin(struct worker *w) {
             log_error("%s on %s disagrees with the CPU backend (error %.3g, tolerance %.3g%s%s): "
                       "served by the CPU backend", gpuq_op_name((enum gpuq_op)op),
                       w->be.iface->name, t.err[op], t.tol[op], t.why[0] ? "; " : "", t.why);
-            w->be.kernel[op] = NULL;
+            if (gpuq_ops_to_cpu(&w->ops, (enum gpuq_op)op) != 0) {
+                snprintf(err, errlen, "%s on the CPU backend: %s", gpuq_op_name((enum gpuq_op)op),
+                         w->cpu.errstr);
+                return -1;
+            }
         } else if (t.err[op] > worst) {
             worst = t.err[op];
         }
     }
     log_info("start-up check: %s ops agree with the CPU backend (largest error %.3g)",
              t.failed ? "the other" : "all", worst);
+    return 0;
 }
 
 static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
@@ -128,7 +133,12 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     w->be.precision = (enum gpuq_precision)precision;
     if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
     if (load_models(w, err, errlen) != 0) return -1;
-    if (w->be.iface->reserve && w->be.iface->reserve(&w->be, (int)w->cfg.max_batch) != 0) {
+    int rc = w->be.iface->reserve ? w->be.iface->reserve(&w->be, (int)w->cfg.max_batch) : 0;
+    if (rc == GPUQ_BE_NOMEM) {
+        log_warn("%s backend: no room to size buffers for --max-batch %lld (%s): batches that do "
+                 "not fit will run in parts", w->be.iface->name, (long long)w->cfg.max_batch,
+                 w->be.errstr);
+    } else if (rc != 0) {
         snprintf(err, errlen, "%s backend: cannot size buffers for --max-batch %lld: %s",
                  w->be.iface->name, (long long)w->cfg.max_batch, w->be.errstr);
         return -1;
@@ -167,8 +177,8 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     w->pending_queue = 0;   /* a restarted worker with a fixed --consumer finishes its own */
     snprintf(w->pending_from, sizeof(w->pending_from), "0");
     log_summary(w, &url);
-    if (!(fault && *fault)) check_twin(w);     /* injected faults are meant for the jobs */
-    return 0;
+    /* injected faults are meant for the jobs */
+    return fault && *fault ? 0 : check_twin(w, err, errlen);
 }
 
 void gpuq_worker_finish(struct worker *w) {

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -59,6 +60,15 @@ class StartupErrors(WorkerTest):
         self.assertEqual(run("version").returncode, 0)
         self.assertIn("worker", run("--help").stdout)
         self.assertEqual(run("frobnicate").returncode, 2)
+
+    def test_bench_compute_runs_batches_in_turn(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            model = os.path.join(tmp, "m.safetensors")
+            make_mlp(model, [16, 32, 8])
+            # 1000 jobs in batches of 64: the last one short
+            p = run("bench-compute", "--model", model, "--jobs", "1000", "--batch", "64")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertRegex(p.stdout, r"backend=cpu precision=f32 jobs=1000 batch=64 .*jobs_per_s=[1-9]")
 
 
 class Serving(WorkerTest):

@@ -161,6 +161,24 @@ class Ops(WorkerTest):
             self.assertEqual(r["status"], "ok", r.get("error"))
             np.testing.assert_allclose(from_tensor(r["outputs"]["c"]), w, rtol=1e-4, atol=1e-4)
 
+    def test_broadcast_matmul_counts_the_shared_operand_once(self):
+        # b [1024, 1024] beside a [2049, 1, 1024]: 2^31 + 2^20 elements if b
+        # counted once per matrix, 2^20 as it is; a broadcast a likewise
+        a = self.rng.standard_normal((2049, 1, 1024)).astype(np.float16)
+        b = self.rng.standard_normal((1024, 1024)).astype(np.float16)
+        a2 = self.rng.standard_normal((3, 4)).astype(np.float32)
+        b2 = self.rng.standard_normal((5, 4, 6)).astype(np.float32)
+        res = self.run_jobs([
+            {"op": "matmul", "inputs": {"a": tensor(a), "b": tensor(b)}},
+            {"op": "matmul", "inputs": {"a": tensor(a2), "b": tensor(b2)}},
+            {"op": "matmul", "inputs": {"a": tensor(a2.T.copy()), "b": tensor(b2)},
+             "params": {"trans_a": True}}])
+        wants = [np.matmul(a.astype(np.float64), b.astype(np.float64)),
+                 np.matmul(a2.astype(np.float64), b2.astype(np.float64))]
+        for r, w in zip(res, wants + wants[1:]):
+            self.assertEqual(r["status"], "ok", r.get("error"))
+            np.testing.assert_allclose(from_tensor(r["outputs"]["c"]), w, rtol=1e-3, atol=1e-3)
+
 
 if __name__ == "__main__":
     unittest.main()
