@@ -45,8 +45,7 @@ int gpuq_backend_open(struct gpuq_backend *be, const char *kind, int device, cha
         return -1;
     }
     int result = gpuq_backend_cpu_open(be);
-    snprintf(be->desc + strlen(be->desc), sizeof(be->desc) - strlen(be->desc),
-             "; no CUDA device: %s", why);
+    snprintf(be->note, sizeof(be->note), "no CUDA device: %s", why);
     return result;
 #else
     (void)device;
@@ -55,8 +54,7 @@ int gpuq_backend_open(struct gpuq_backend *be, const char *kind, int device, cha
         return -1;
     }
     int result = gpuq_backend_cpu_open(be);
-    snprintf(be->desc + strlen(be->desc), sizeof(be->desc) - strlen(be->desc),
-             "; built without CUDA");
+    snprintf(be->note, sizeof(be->note), "built without CUDA");
     return result;
 #endif
 }

@@ -81,6 +81,7 @@ struct gpuq_backend {
     gpuq_kernel_fn *kernel[GPUQ_OP_COUNT];
     void *ctx;
     char desc[128];     /* "cpu (OpenBLAS, 2 threads)", "cuda device 0: NVIDIA H200" */
+    char note[160];     /* why auto chose the CPU ("no CUDA device: ..."); empty otherwise */
     char errstr[128];   /* why the last call failed */
     enum gpuq_precision precision;  /* for mlp; set before models load */
 };
