@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "queue/json.h"
@@ -636,7 +637,12 @@ static int serving(const struct worker *w) {
 }
 
 static void serve(struct worker *w) {
+    int told_stopping = 0;
     while (serving(w)) {
+        if (stopping(w) && !told_stopping) {    /* a Type=notify unit: the drain has begun */
+            sd_notify(0, "STOPPING=1\nSTATUS=stopping: finishing the jobs held");
+            told_stopping = 1;
+        }
         if (w->refused_ms && stop_requested) {
             log_warn("stopping while Redis refuses writes: %d results stay pending for other workers",
                      w->n_done);
@@ -671,6 +677,7 @@ static void serve(struct worker *w) {
         }
         if (reconnect(w) != 0) break;
     }
+    if (!told_stopping) sd_notify(0, "STOPPING=1");
     if (gpuq_webhooks_held(w->hooks))
         log_info("%d webhook deliveries left recorded in Redis for any worker to finish",
                  gpuq_webhooks_held(w->hooks));
@@ -706,6 +713,7 @@ int gpuq_worker_main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)gpuq_now_us());
     log_info("ready");
+    sd_notifyf(0, "READY=1\nSTATUS=serving %d queue%s", w.cfg.n_queues, w.cfg.n_queues == 1 ? "" : "s");
     serve(&w);
     log_info("stopped: %llu ok, %llu errors, %llu dead letters, %llu batches, %llu webhooks "
              "delivered, %llu failed", (unsigned long long)w.n_ok, (unsigned long long)w.n_failed,
