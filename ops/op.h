@@ -116,12 +116,11 @@ struct gpuq_op_desc {
 /* The descriptors, indexed by op (ops/table.c, from ops.def). */
 extern const struct gpuq_op_desc *const gpuq_op_table[GPUQ_OP_COUNT];
 
-/* The CUDA kernel f where this build has CUDA, else NULL. */
-#ifdef GPUQ_HAVE_CUDA
-#define GPUQ_CUDA_KERNEL(f) f
-#else
+/* The CUDA kernels live in the CUDA module (libgpuq-cuda.so), which binds
+ * ops/<op>.cu's gpuq_cuda_<op> by name (kernels/cuda_module.c): the
+ * program itself links no CUDA, so a descriptor's CUDA slot names its
+ * kernel for the reader and holds NULL. */
 #define GPUQ_CUDA_KERNEL(f) NULL
-#endif
 
 /* ---- helpers the ops share (ops/common.c) ---- */
 

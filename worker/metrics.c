@@ -306,13 +306,8 @@ char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
     fprintf(f, "gpuq_backend_info{backend=\"%s\",device=\"", m->backend);
     value(f, m->device);
     fprintf(f, "\"} 1\n");
-#ifdef GPUQ_HAVE_CUDA
-    const char *cuda = "yes";
-#else
-    const char *cuda = "no";
-#endif
-    head(f, "gpuq_build_info", "gauge", "1, naming the version and whether CUDA was built in.");
-    fprintf(f, "gpuq_build_info{version=\"%s\",cuda=\"%s\"} 1\n", GPUQ_VERSION, cuda);
+    head(f, "gpuq_build_info", "gauge", "1, naming the version.");
+    fprintf(f, "gpuq_build_info{version=\"%s\"} 1\n", GPUQ_VERSION);
     if (m->device_bytes >= 0) {
         head(f, "gpuq_device_memory_used_bytes", "gauge", "Device memory in use.");
         fprintf(f, "gpuq_device_memory_used_bytes %lld\n", (long long)m->device_bytes);

@@ -1,7 +1,9 @@
 """What a user installs: `cmake --install` puts the program, its systemd unit
-and docs in place and nothing else; CPack's .deb carries the same, declares
-dependencies this machine satisfies and none on CUDA, and the program
-unpacked from it runs a worker that answers a job."""
+and docs in place and nothing else (and the CUDA module where CUDA was
+built); CPack's gpuq .deb carries the same, declares dependencies this
+machine satisfies and none on CUDA, and the program unpacked from it runs a
+worker that answers a job; gpuq-cuda carries the module alone. Without the
+module, --backend cuda is a clear start-up error."""
 import os
 import subprocess
 import unittest
@@ -13,6 +15,8 @@ from harness import GPUQ, WorkerTest, free_port, from_tensor, make_mlp, mlp_ref,
 BUILD = os.path.dirname(os.path.abspath(GPUQ))
 WANTED = {"bin/gpuq", "lib/systemd/system/gpuq-worker.service", "share/doc/gpuq/README.md",
           "share/doc/gpuq/protocol.md"}
+MODULE = "lib/gpuq/libgpuq-cuda.so"
+HAS_MODULE = os.path.exists(os.path.join(BUILD, "libgpuq-cuda.so"))    # CUDA was built
 
 
 def sh(*args, **kw):
@@ -46,8 +50,7 @@ class Package(WorkerTest):
     def test_cmake_install(self):
         prefix = self.path("prefix")
         sh("cmake", "--install", BUILD, "--prefix", prefix)
-        got = files_under(prefix)
-        self.assertEqual(got - {f for f in got if f.startswith("lib/gpuq/")}, WANTED,
+        self.assertEqual(files_under(prefix), WANTED | ({MODULE} if HAS_MODULE else set()),
                          "the program, its unit and docs; no static libraries, headers or tests")
         with open(os.path.join(prefix, "lib/systemd/system/gpuq-worker.service")) as f:
             self.assertIn(f"ExecStart={prefix}/bin/gpuq worker", f.read())
@@ -58,8 +61,8 @@ class Package(WorkerTest):
     def test_deb(self):
         out = self.path("deb")
         sh("cpack", "--config", os.path.join(BUILD, "CPackConfig.cmake"), "-B", out, cwd=self.tmp)
-        debs = [f for f in os.listdir(out) if f.startswith("gpuq_") and f.endswith(".deb")]
-        self.assertEqual(len(debs), 1, os.listdir(out))
+        debs = sorted((f for f in os.listdir(out) if f.endswith(".deb")), key=lambda f: f.split("_")[0])
+        self.assertEqual([d.split("_")[0] for d in debs], ["gpuq"] + (["gpuq-cuda"] if HAS_MODULE else []))
         deb = os.path.join(out, debs[0])
         self.assertEqual(sh("dpkg-deb", "-f", deb, "Package").strip(), "gpuq")
         depends = sh("dpkg-deb", "-f", deb, "Depends").strip()
@@ -78,6 +81,41 @@ class Package(WorkerTest):
         self.assertEqual(sh(gpuq, "--version").strip(), sh(GPUQ, "--version").strip())
         self.assertNotIn("cuda", sh("ldd", gpuq), "the program links no CUDA library")
         self.serve_with(gpuq)
+        # without gpuq-cuda: --backend cuda says why at start, auto serves on the CPU
+        p = subprocess.run([gpuq, "worker", "--redis", self.redis.url, "--backend", "cuda"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("cuda backend unavailable: no CUDA module: libgpuq-cuda.so is not beside the program", p.stderr)
+        self.assertIn("install gpuq-cuda", p.stderr)
+        if HAS_MODULE:
+            cuda = os.path.join(out, debs[1])
+            self.assertEqual(sh("dpkg-deb", "-f", cuda, "Depends").strip(),
+                             f"gpuq (= {sh(GPUQ, '--version').split()[1]})")
+            sh("dpkg-deb", "-x", cuda, root)
+            self.assertEqual(files_under(os.path.join(root, "usr")), WANTED | {MODULE})
+            p = subprocess.run([gpuq, "worker", "--redis", self.redis.url, "--backend", "cuda"],
+                               capture_output=True, text=True, timeout=60)
+            # the module loads from ../lib/gpuq; on this machine the reason is then the device
+            self.assertNotIn("no CUDA module", p.stderr)
+
+    def test_module_errors(self):
+        """A module that is missing, not a shared object, or from another build."""
+        with open(self.path("junk.so"), "w") as f:
+            f.write("not an ELF file")
+        other = self.path("other.so")
+        with open(self.path("other.c"), "w") as f:
+            f.write('struct { int abi; const char *version; } gpuq_cuda_module = {1, "0.0.0-elsewhere"};\n')
+        sh("cc", "-shared", "-fPIC", "-o", other, self.path("other.c"))
+        for module, why in ((self.path("none.so"), "cannot load"), (self.path("junk.so"), "cannot load"),
+                            (other, "is not from this build of gpuq")):
+            p = subprocess.run([GPUQ, "worker", "--redis", self.redis.url, "--backend", "cuda"],
+                               capture_output=True, text=True, timeout=30, env=dict(os.environ, GPUQ_CUDA_MODULE=module))
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("cuda backend unavailable: ", p.stderr)
+            self.assertIn(why, p.stderr)
+            self.assertIn(module, p.stderr)
+        self.assertIn("it is 0.0.0-elsewhere", p.stderr)
 
 
 if __name__ == "__main__":
