@@ -89,6 +89,7 @@ int gpuq_backend_open(struct gpuq_backend *be, const char *kind, int device, cha
     if (m) {
         if (m->init(be, device, no_device, sizeof(no_device)) == 0) {
             memcpy(be->kernel, m->kernel, sizeof(be->kernel));
+            memcpy(be->reserve, m->reserve, sizeof(be->reserve));
             return 0;
         }
         snprintf(why, sizeof(why), "no CUDA device: %s", no_device);

@@ -4,8 +4,11 @@
 
 #include "kernels/cuda.h"
 
-/* ops/<op>.cu defines gpuq_cuda_<op>; an op without one stays NULL (weak). */
-#define GPUQ_OP(id, name) extern gpuq_kernel_fn gpuq_cuda_##name __attribute__((weak));
+/* ops/<op>.cu defines gpuq_cuda_<op>, and gpuq_cuda_<op>_reserve where it
+ * keeps buffers; what an op lacks stays NULL (weak). */
+#define GPUQ_OP(id, name)                                                  \
+    extern gpuq_kernel_fn gpuq_cuda_##name __attribute__((weak));          \
+    extern gpuq_reserve_fn gpuq_cuda_##name##_reserve __attribute__((weak));
 #include "ops/ops.def"
 #undef GPUQ_OP
 
@@ -18,6 +21,11 @@ __attribute__((visibility("default"))) const struct gpuq_cuda_module gpuq_cuda_m
     .init = gpuq_cuda_init,
     .kernel = {
 #define GPUQ_OP(id, name) [GPUQ_OP_##id] = gpuq_cuda_##name,
+#include "ops/ops.def"
+#undef GPUQ_OP
+    },
+    .reserve = {
+#define GPUQ_OP(id, name) [GPUQ_OP_##id] = gpuq_cuda_##name##_reserve,
 #include "ops/ops.def"
 #undef GPUQ_OP
     },

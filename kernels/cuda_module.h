@@ -33,6 +33,8 @@ struct gpuq_cuda_module {
     int (*init)(struct gpuq_backend *be, int device, char *err, size_t errlen);
     /* Each op's CUDA kernel (ops/<op>.cu's gpuq_cuda_<op>); NULL: the CPU runs it. */
     gpuq_kernel_fn *kernel[GPUQ_OP_COUNT];
+    /* Each op's buffer sizing (gpuq_cuda_<op>_reserve); NULL: nothing to size. */
+    gpuq_reserve_fn *reserve[GPUQ_OP_COUNT];
 };
 
 /* Loads the module once: $GPUQ_CUDA_MODULE when set, else libgpuq-cuda.so

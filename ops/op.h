@@ -107,6 +107,8 @@ struct gpuq_op_desc {
     void (*finish)(struct gpuq_task *t);
     /* Its kernel on each kind of backend; the CPU one is always there. */
     gpuq_kernel_fn *kernel[GPUQ_BACKEND_KINDS];
+    /* Sizes its buffers at start, where a kind of backend keeps some. */
+    gpuq_reserve_fn *reserve[GPUQ_BACKEND_KINDS];
     /* Runs the twin check's backend and the CPU on the same random inputs
      * (ops/twin.h) and notes the error, which must be within tol. */
     void (*twin)(struct gpuq_twin_run *r);
@@ -117,9 +119,9 @@ struct gpuq_op_desc {
 extern const struct gpuq_op_desc *const gpuq_op_table[GPUQ_OP_COUNT];
 
 /* The CUDA kernels live in the CUDA module (libgpuq-cuda.so), which binds
- * ops/<op>.cu's gpuq_cuda_<op> by name (kernels/cuda_module.c): the
- * program itself links no CUDA, so a descriptor's CUDA slot names its
- * kernel for the reader and holds NULL. */
+ * ops/<op>.cu's gpuq_cuda_<op> and gpuq_cuda_<op>_reserve by name
+ * (kernels/cuda_module.c): the program itself links no CUDA, so a
+ * descriptor's CUDA slots name their functions for the reader and hold NULL. */
 #define GPUQ_CUDA_KERNEL(f) NULL
 
 /* ---- helpers the ops share (ops/common.c) ---- */

@@ -217,10 +217,12 @@ static int fetch(struct worker *w, int claim_now) {
             if (got < want) break;  /* this queue is drained */
         }
     }
-    if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0 && !gpuq_webhooks_held(w->hooks)) {
+    /* block while idle, but not past the next webhook retry due */
+    int idle_ms = gpuq_webhooks_idle_ms(w->hooks, gpuq_now_us(), 100);
+    if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0 && idle_ms > 0) {
         int64_t room = gpuq_sched_room(&w->sched);
         return read_into(w, 0, w->st.n_queues, room < w->cfg.max_batch ? (int)room
-                         : (int)w->cfg.max_batch, 100, ">");
+                         : (int)w->cfg.max_batch, idle_ms, ">");
     }
     return total;
 }
@@ -229,44 +231,60 @@ static void back_off(struct worker *w, const char *what);
 
 /* ---- webhooks ---- */
 
-/* Takes new and stale deliveries, keeps held ones fresh, moves transfers
- * along, and records finished deliveries (delivered: acked and deleted;
- * given up: a dead letter too). Returns -1 when Redis failed. */
-static int hooks_step(struct worker *w, int claim_now) {
-    struct gpuq_entry *e = w->entries;
-    int cap = (int)w->cfg.max_batch, room = gpuq_webhooks_room(w->hooks), got;
-    redisReply *reply = NULL;
-    if (claim_now) {
-        for (int q = 0; q < w->st.n_queues; q++) {
-            const char *ids[64];
-            int n = gpuq_webhooks_ids(w->hooks, q, ids, 64);
-            if (n > 0 && gpuq_stream_touch_hooks(&w->st, q, ids, n) != 0) return -1;
-            if (room <= 0) continue;
-            got = gpuq_stream_claim(&w->st, GPUQ_STREAM_HOOKS, q, w->cfg.claim_idle_ms,
-                                    room < cap ? room : cap, e, cap, &reply);
-            if (got < 0) return -1;
-            for (int i = 0; i < got; i++)
-                if (!gpuq_webhooks_holds(w->hooks, q, e[i].id) && gpuq_webhooks_add(w->hooks, &e[i]) == 0)
-                    room--;
+/* Hands entries read from the webhook streams to the module: new ones (a
+ * claimed one may be held already), or with ids, those read again for the
+ * deliveries asked by ids (in order). An entry deleted while pending
+ * (finished by another worker) is only acked. */
+static int hooks_take(struct worker *w, int got, int claimed, const char *const *ids, int n_ids,
+                      int64_t now) {
+    for (int i = 0, k = 0; i < got; i++) {
+        struct gpuq_entry *e = &w->entries[i];
+        if (!e->deleted && ids) {
+            while (k < n_ids && strcmp(ids[k], e->id.ptr) != 0) k++;
+            if (k < n_ids) gpuq_webhooks_attach(w->hooks, ids[k], e, now);
+            continue;
+        }
+        if (!e->deleted) {
+            /* no room cannot happen (reads ask for no more than the room):
+             * the entry would stay pending, for a claim */
+            if ((!claimed || !gpuq_webhooks_holds(w->hooks, e->queue, e->id)) &&
+                gpuq_webhooks_add(w->hooks, e, now) != 0)
+                log_error("webhook entry %s not taken", e->id.ptr);
+            continue;
+        }
+        gpuq_stream_begin(&w->st);
+        gpuq_stream_hook_done(&w->st, e->queue, e->id);
+        int rc = gpuq_stream_commit(&w->st);
+        if (rc == GPUQ_COMMIT_LOST) return -1;
+        if (rc < 0) back_off(w, "a webhook ack");   /* it stays pending meanwhile */
+    }
+    return 0;
+}
+
+/* Reads again the entries of deliveries due for an attempt: between
+ * attempts only their ids are held. Returns -1 when Redis failed. */
+static int hooks_load(struct worker *w, int64_t now) {
+    int chunk = w->cfg.max_batch < 64 ? (int)w->cfg.max_batch : 64;
+    if (gpuq_webhooks_due(w->hooks, now) == 0) return 0;
+    for (int q = 0; q < w->st.n_queues; q++) {
+        const char *ids[GPUQ_WEBHOOKS_MAX_TRANSFERS];
+        int n = gpuq_webhooks_ids(w->hooks, q, 1, ids, GPUQ_WEBHOOKS_MAX_TRANSFERS);
+        for (int at = 0; at < n; at += chunk) {
+            redisReply *reply = NULL;
+            int len = n - at < chunk ? n - at : chunk;
+            int got = gpuq_stream_load_hooks(&w->st, q, ids + at, len, w->entries, chunk, &reply);
+            int rc = got < 0 ? -1 : hooks_take(w, got, 0, ids + at, len, now);
             freeReplyObject(reply);
-            reply = NULL;
+            if (rc < 0) return -1;
         }
     }
-    /* new deliveries are read when this worker wrote some, else on the tick:
-     * no extra round trip per batch for queues without webhooks */
-    if (room > 0 && (w->hooks_written || claim_now)) {
-        w->hooks_written = 0;
-        if ((got = gpuq_stream_read_hooks(&w->st, room < cap ? room : cap, e, cap, &reply)) < 0) return -1;
-        for (int i = 0; i < got; i++)
-            if (gpuq_webhooks_add(w->hooks, &e[i]) != 0) {
-                /* malformed: nothing to deliver; do not keep it pending forever */
-                log_error("webhook entry %s is malformed; dropped", e[i].id.ptr);
-                gpuq_stream_begin(&w->st);
-                gpuq_stream_hook_done(&w->st, e[i].queue, e[i].id);
-                if (gpuq_stream_commit(&w->st) == GPUQ_COMMIT_LOST) return -1;
-            }
-        freeReplyObject(reply);
-    }
+    gpuq_webhooks_loaded(w->hooks);     /* what did not come back is no longer ours */
+    return 0;
+}
+
+/* Moves transfers along and records finished deliveries (delivered: acked
+ * and deleted; not: a dead letter too). Returns -1 when Redis failed. */
+static int hooks_record(struct worker *w) {
     struct gpuq_delivery *done[64];
     int n = gpuq_webhooks_pump(w->hooks, gpuq_now_us(), done, 64);
     if (n == 0) return 0;
@@ -277,7 +295,7 @@ static int hooks_step(struct worker *w, int claim_now) {
         if (!d->delivered) {
             char msg[256];
             snprintf(msg, sizeof(msg), "%d attempts to %.*s failed; the last: %s", d->attempts,
-                     (int)(d->url.len > 120 ? 120 : d->url.len), d->url.ptr, d->error);
+                     (int)(d->url.len > 120 ? 120 : d->url.len), d->url.ptr ? d->url.ptr : "", d->error);
             msgpack_sbuffer_clear(&w->sb);
             gpuq_error_encode(&w->sb, GPUQ_ERR_WEBHOOK_FAILED, msg);
             gpuq_stream_put_dead(&w->st, d->queue, d->job, w->sb.data, w->sb.size, d->attempts, d->url);
@@ -298,6 +316,49 @@ static int hooks_step(struct worker *w, int claim_now) {
         gpuq_metrics_webhook(w->metrics, done[i]->delivered);
         gpuq_webhooks_forget(w->hooks, done[i]);
     }
+    return 0;
+}
+
+/* Records finished deliveries, then takes stale deliveries (on the claim
+ * tick) and new ones (whenever there is room and there may be some), keeps
+ * held ones fresh and starts those due. Returns -1 when Redis failed. */
+static int hooks_step(struct worker *w, int claim_now) {
+    struct gpuq_entry *e = w->entries;
+    int cap = (int)w->cfg.max_batch, got;
+    redisReply *reply = NULL;
+    if (hooks_record(w) < 0) return -1;     /* first: what it frees is taken at once */
+    int64_t now = gpuq_now_us();
+    if (claim_now) {
+        for (int q = 0; q < w->st.n_queues; q++) {
+            const char *ids[GPUQ_WEBHOOKS_MAX_HELD];
+            int n = gpuq_webhooks_ids(w->hooks, q, 0, ids, GPUQ_WEBHOOKS_MAX_HELD);
+            for (int at = 0; at < n; at += 64)
+                if (gpuq_stream_touch_hooks(&w->st, q, ids + at, n - at < 64 ? n - at : 64) != 0) return -1;
+            int room = gpuq_webhooks_room(w->hooks);
+            if (room <= 0) continue;
+            got = gpuq_stream_claim(&w->st, GPUQ_STREAM_HOOKS, q, w->cfg.claim_idle_ms,
+                                    room < cap ? room : cap, e, cap, &reply);
+            int rc = got < 0 ? -1 : hooks_take(w, got, 1, NULL, 0, now);
+            freeReplyObject(reply);
+            reply = NULL;
+            if (rc < 0) return -1;
+        }
+    }
+    /* new deliveries: when this worker wrote some, when room came free, or
+     * when the last read may have left more; not on a timer */
+    int room = gpuq_webhooks_room(w->hooks);
+    uint64_t freed = gpuq_webhooks_freed(w->hooks);
+    if (room > 0 && (w->hooks_written || w->hooks_more || freed != w->hooks_freed || claim_now)) {
+        int want = room < cap ? room : cap;
+        w->hooks_written = 0;
+        w->hooks_freed = freed;
+        if ((got = gpuq_stream_read_hooks(&w->st, want, e, cap, &reply)) < 0) return -1;
+        w->hooks_more = got == want;
+        int rc = hooks_take(w, got, 0, NULL, 0, now);
+        freeReplyObject(reply);
+        if (rc < 0) return -1;
+    }
+    if (hooks_load(w, now) < 0) return -1;
     return 0;
 }
 
@@ -662,9 +723,10 @@ static void serve(struct worker *w) {
                 if (!fetched && !got && !ran && w->n_done == 0) {
                     int64_t poll = w->cfg.max_delay_us / 8 > 100 ? w->cfg.max_delay_us / 8 : 100;
                     if (wait_us > 0 && wait_us < poll) poll = wait_us;
-                    if (wait_us < 0 && gpuq_webhooks_held(w->hooks)) poll = 10000;
+                    /* transfers in flight: wake on them, or after 1 ms for new jobs */
+                    if (wait_us < 0 && poll < 1000) poll = 1000;
                     if (!gpuq_webhooks_wait(w->hooks, (int)((poll + 999) / 1000)) && (wait_us > 0 ||
-                        gpuq_webhooks_held(w->hooks)))
+                        gpuq_webhooks_idle_ms(w->hooks, gpuq_now_us(), 10) == 0))
                         sleep_us(poll);
                 }
                 continue;

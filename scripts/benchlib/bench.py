@@ -69,6 +69,8 @@ class Bench:
     def close(self):
         self.redis_proc.kill()
 
+    log = staticmethod(log)
+
     # ---- helpers ----
 
     def gpuq_jobs(self, n, reply=None, result_ttl=None):
@@ -427,6 +429,8 @@ def main():
     p.add_argument("--compare", metavar="BIN", help="only: drain with this build and gpuq binary BIN, "
                    "alternating --rounds times")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--webhooks", type=int, default=0, metavar="N",
+                   help="only the webhook benchmark, with N webhooks for throughput (webhooks.md)")
     a = p.parse_args()
     b = Bench(a)
     if a.compare:
@@ -436,6 +440,10 @@ def main():
             b.close()
         return
     try:
+        if a.webhooks:
+            import webhooks
+            print(webhooks.run(b, a.out))
+            return
         b.out["machine"] = b.machine()
         b.drain()
         skip = a.skip.split(",")
