@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/target.h"
 #include "ops/mlp.h"
 #include "ops/op.h"
 #include "ops/table.h"
@@ -48,17 +49,25 @@ static int finish_batch(struct gpuq_ops_slot *s, float *y, int d_out) {
 
 int gpuq_bench_main(int argc, char **argv) {
     const char *model_path = NULL, *backend = "cpu", *precision = "f32";
-    long jobs = 20000, batch = 256;
+    double n_jobs = 20000, n_batch = 256, threads;
     int help = argc > 0 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"));
     for (int i = 0; !help && i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--model")) model_path = argv[i + 1];
-        else if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
-        else if (!strcmp(argv[i], "--mlp-precision")) precision = argv[i + 1];
-        else if (!strcmp(argv[i], "--jobs")) jobs = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch")) batch = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--cpu-threads")) gpuq_backend_cpu_threads(atoi(argv[i + 1]));
-        else break;
+        const char *f = argv[i], *v = argv[i + 1];
+        if (!strcmp(f, "--model")) model_path = v;
+        else if (!strcmp(f, "--backend")) backend = v;
+        else if (!strcmp(f, "--mlp-precision")) precision = v;
+        else if (!strcmp(f, "--jobs") || !strcmp(f, "--batch")) {
+            if (gpuq_cli_number("bench-compute", f, v, 1, 0, f[2] == 'j' ? 1e12 : 1e6, 1,
+                                f[2] == 'j' ? &n_jobs : &n_batch) != 0)
+                return 2;
+        } else if (!strcmp(f, "--cpu-threads")) {
+            if (gpuq_cli_number("bench-compute", f, v, 0, 0, 4096, 1, &threads) != 0) return 2;
+            gpuq_backend_cpu_threads((int)threads);
+        } else {
+            break;
+        }
     }
+    long jobs = (long)n_jobs, batch = (long)n_batch;
     if (help || !model_path || jobs < 1 || batch < 1 || argc % 2 || gpuq_precision_from_name(precision) < 0) {
         fprintf(help ? stdout : stderr, "usage: gpuq bench-compute --model PATH [--jobs N] [--batch ROWS] "
                         "[--backend cpu|cuda] [--mlp-precision f32|bf16|f16] [--cpu-threads N]\n"

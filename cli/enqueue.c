@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "queue/client.h"
+#include "queue/json.h"
 #include "queue/stream.h"
 #include "cli/target.h"
 #include "cli/npy.h"
@@ -35,6 +36,7 @@ struct args {
     long long priority, timeout_ms, deadline_ms, result_ttl, count;
     double wait_s;
     int quiet;
+    msgpack_sbuffer meta_packed;    /* --meta as msgpack, packed once */
 };
 
 static void usage(FILE *f) {
@@ -51,7 +53,8 @@ static void usage(FILE *f) {
         "  --param KEY=VALUE        true/false, a number, [n,n,...] or a string; repeatable\n"
         "  --id ID                  job id (ID-0, ID-1, ... with --count)\n"
         "  --priority N, --timeout-ms N, --deadline-ms N, --result-ttl S\n"
-        "  --meta TEXT              echoed back in the result\n"
+        "  --meta JSON              echoed back in the result: a JSON value ({\"k\": 1} is sent as\n"
+        "                           a map), or any other text as a string\n"
         "  --count N                enqueue N copies [1]\n"
         "  --wait SECONDS           wait this long for all results and print them [0: do not wait]\n"
         "  --out DIR                write the first result's outputs as DIR/NAME.npy\n"
@@ -225,7 +228,7 @@ static void encode_job(msgpack_sbuffer *sb, const struct args *a, long long i, c
             pack_value(&pk, eq + 1);
         }
     }
-    if (a->meta) pack_str(&pk, "meta"), pack_str(&pk, a->meta);
+    if (a->meta) pack_str(&pk, "meta"), msgpack_sbuffer_write(sb, a->meta_packed.data, a->meta_packed.size);
     if (a->priority) pack_str(&pk, "priority"), msgpack_pack_int64(&pk, a->priority);
     if (a->timeout_ms > 0) pack_str(&pk, "timeout_ms"), msgpack_pack_int64(&pk, a->timeout_ms);
     if (a->deadline_ms > 0) pack_str(&pk, "deadline_ms"), msgpack_pack_int64(&pk, a->deadline_ms);
@@ -324,7 +327,7 @@ static void print_result(const msgpack_object *r, const char *out_dir) {
     print_str("worker: ", get(r, "worker"));
 }
 
-int gpuq_print_result(const char *bytes, size_t len, const char *out_dir) {
+int gpuq_print_result(const char *bytes, size_t len, const char *out_dir, int json) {
     int ok = 0;
     if (len && bytes[0] == '{') {   /* a JSON job's result is JSON text */
         json_t *j = json_loadb(bytes, len, 0, NULL);
@@ -340,7 +343,12 @@ int gpuq_print_result(const char *bytes, size_t len, const char *out_dir) {
     if (msgpack_unpack_next(&u, bytes, len, &off) == MSGPACK_UNPACK_SUCCESS) {
         const msgpack_object *st = get(&u.data, "status");
         ok = st && st->type == MSGPACK_OBJECT_STR && st->via.str.size == 2 && !memcmp(st->via.str.ptr, "ok", 2);
-        print_result(&u.data, out_dir);
+        size_t n = 0;
+        char *text = json ? gpuq_json_from_msgpack(bytes, len, &n) : NULL;
+        if (text) printf("%.*s\n", (int)n, text);
+        else if (json) printf("{\"status\":\"%s\",\"unprintable\":true}\n", ok ? "ok" : "error");
+        else print_result(&u.data, out_dir);
+        free(text);
     } else {
         printf("(%zu bytes that are not a msgpack result)\n", len);
     }
@@ -405,6 +413,20 @@ static int wait_results(redisContext *c, const struct args *a, const char *reply
     return rc;
 }
 
+/* The number flags and their ranges, in the order parse_args stores them. */
+static const struct number {
+    const char *flag;
+    double lo, hi;
+    int above, integer;
+} numbers[] = {{"--wait", 0, 1e9, 0, 0}, {"--priority", -1e15, 1e15, 0, 1}, {"--timeout-ms", 0, 1e15, 1, 1},
+               {"--deadline-ms", 0, 1e15, 1, 1}, {"--result-ttl", 0, 1e15, 0, 1}, {"--count", 1, 1e7, 0, 1}};
+
+static int number_flag(const char *f) {
+    for (int k = 0; k < (int)(sizeof(numbers) / sizeof(numbers[0])); k++)
+        if (!strcmp(f, numbers[k].flag)) return k;
+    return -1;
+}
+
 static int parse_args(struct args *a, int argc, char **argv, char *err, size_t errlen) {
     gpuq_cli_target_init(&a->t);
     a->count = 1;
@@ -418,9 +440,8 @@ static int parse_args(struct args *a, int argc, char **argv, char *err, size_t e
             return -1;
         }
         i++;
-        char *end = NULL;
-        long long n = strtoll(v, &end, 10);
-        int is_int = *v && !*end;
+        double n;
+        int k;
         if (gpuq_cli_target_flag(&a->t, f, v)) continue;
         if (!strcmp(f, "--op")) a->op = v;
         else if (!strcmp(f, "--model")) a->model = v;
@@ -429,20 +450,29 @@ static int parse_args(struct args *a, int argc, char **argv, char *err, size_t e
         else if (!strcmp(f, "--out")) a->out = v;
         else if (!strcmp(f, "--input")) { if (add_input(a, v, err, errlen)) return -1; }
         else if (!strcmp(f, "--param") && strchr(v, '=') && a->n_params < MAX_ARGS) a->params[a->n_params++] = v;
-        else if (!strcmp(f, "--wait") && (a->wait_s = strtod(v, &end)) >= 0 && !*end) {}
-        else if (!strcmp(f, "--priority") && is_int) a->priority = n;
-        else if (!strcmp(f, "--timeout-ms") && is_int && n > 0) a->timeout_ms = n;
-        else if (!strcmp(f, "--deadline-ms") && is_int && n > 0) a->deadline_ms = n;
-        else if (!strcmp(f, "--result-ttl") && is_int && n >= 0) a->result_ttl = n;
-        else if (!strcmp(f, "--count") && is_int && n >= 1 && n <= 10000000) a->count = n;
-        else {
-            snprintf(err, errlen, "bad flag or value: %s %s (see gpuq enqueue --help)", f, v);
+        else if ((k = number_flag(f)) >= 0) {
+            const struct number *d = &numbers[k];
+            if (gpuq_cli_number("enqueue", f, v, d->lo, d->above, d->hi, d->integer, &n) != 0) return -2;
+            if (k == 0) a->wait_s = n;
+            else *(k == 1 ? &a->priority : k == 2 ? &a->timeout_ms : k == 3 ? &a->deadline_ms
+                  : k == 4 ? &a->result_ttl : &a->count) = (long long)n;
+        } else if (!strcmp(f, "--param")) {
+            snprintf(err, errlen, "--param '%s': want KEY=VALUE, at most %d", v, MAX_ARGS);
+            return -1;
+        } else {
+            snprintf(err, errlen, "%s is not a flag of gpuq enqueue (see gpuq enqueue --help)", f);
             return -1;
         }
     }
     if (!a->op) {
         snprintf(err, errlen, "--op is required (see gpuq enqueue --help)");
         return -1;
+    }
+    if (a->meta && gpuq_json_value_to_msgpack(a->meta, &a->meta_packed) != 0) {
+        msgpack_sbuffer_clear(&a->meta_packed);     /* not JSON: the text itself */
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &a->meta_packed, msgpack_sbuffer_write);
+        pack_str(&pk, a->meta);
     }
     return 0;
 }
@@ -453,6 +483,7 @@ int gpuq_enqueue_main(int argc, char **argv) {
     redisContext *c = NULL;
     int result = 2;
     memset(&a, 0, sizeof(a));
+    msgpack_sbuffer_init(&a.meta_packed);
     srand(1);
     int p = parse_args(&a, argc, argv, err, sizeof(err));
     if (p == 1) {
@@ -460,6 +491,7 @@ int gpuq_enqueue_main(int argc, char **argv) {
         result = 0;
         goto out;
     }
+    if (p == -2) goto out;     /* the reason is printed */
     if (p != 0) goto fail;
     if (a.out && mkdir(a.out, 0777) != 0 && access(a.out, W_OK) != 0) {
         snprintf(err, sizeof(err), "--out %s: cannot create the folder", a.out);
@@ -506,5 +538,6 @@ fail:
 out:
     if (c) redisFree(c);
     for (int i = 0; i < a.n_inputs; i++) free(a.inputs[i].owned);
+    msgpack_sbuffer_destroy(&a.meta_packed);
     return result;
 }

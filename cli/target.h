@@ -16,7 +16,14 @@ void gpuq_cli_target_init(struct gpuq_cli_target *t);
  * them, 0 otherwise. */
 int gpuq_cli_target_flag(struct gpuq_cli_target *t, const char *flag, const char *value);
 
-/* Connects; NULL after printing "gpuq WHO: reason" to stderr. */
+/* Reads flag's value v as a number from min to max, an integer when
+ * integer; above: more than min rather than at least min. 0 with *out, or
+ * -1 after printing "gpuq WHO: FLAG 'V': want ..." to stderr. */
+int gpuq_cli_number(const char *who, const char *flag, const char *v, double min, int above, double max,
+                    int integer, double *out);
+
+/* Connects; NULL after printing "gpuq WHO: reason" (naming the host and
+ * port) to stderr. */
 redisContext *gpuq_cli_connect(const struct gpuq_cli_target *t, const char *who);
 
 #endif

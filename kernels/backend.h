@@ -87,15 +87,20 @@ struct gpuq_backend {
     gpuq_reserve_fn *reserve[GPUQ_OP_COUNT];  /* NULL: nothing to size for op k */
     void *ctx;
     char desc[128];     /* "cpu (OpenBLAS, 2 threads)", "cuda device 0: NVIDIA H200" */
+    char note[512];     /* why auto chose the CPU ("no CUDA device: ..."); empty otherwise */
     char errstr[128];   /* why the last call failed */
     enum gpuq_precision precision;  /* for mlp; set before models load */
 };
 
 /* Opens the backend core (context, buffers; no kernels yet: the op
- * table binds them, ops/table.h). kind is "auto", "cpu" or "cuda"; auto
- * picks CUDA when a device is usable. 0, or -1 with err. */
+ * table binds them, ops/table.h, except the CUDA module's own, which it
+ * brings). kind is "auto", "cpu" or "cuda"; auto picks CUDA when the CUDA
+ * module (kernels/cuda_module.h) loads and a device is usable, else the CPU
+ * with the reason in be->note. 0, or -1 with err. */
 int gpuq_backend_open(struct gpuq_backend *be, const char *kind, int device, char *err,
                       size_t errlen);
+/* Usable CUDA devices: 0 without the CUDA module, a driver or a device. */
+int gpuq_backend_cuda_devices(void);
 void gpuq_backend_destroy(struct gpuq_backend *be);
 int gpuq_backend_cpu_open(struct gpuq_backend *be);
 

@@ -118,12 +118,11 @@ struct gpuq_op_desc {
 /* The descriptors, indexed by op (ops/table.c, from ops.def). */
 extern const struct gpuq_op_desc *const gpuq_op_table[GPUQ_OP_COUNT];
 
-/* The CUDA kernel f where this build has CUDA, else NULL. */
-#ifdef GPUQ_HAVE_CUDA
-#define GPUQ_CUDA_KERNEL(f) f
-#else
+/* The CUDA kernels live in the CUDA module (libgpuq-cuda.so), which binds
+ * ops/<op>.cu's gpuq_cuda_<op> and gpuq_cuda_<op>_reserve by name
+ * (kernels/cuda_module.c): the program itself links no CUDA, so a
+ * descriptor's CUDA slots name their functions for the reader and hold NULL. */
 #define GPUQ_CUDA_KERNEL(f) NULL
-#endif
 
 /* ---- helpers the ops share (ops/common.c) ---- */
 

@@ -13,10 +13,12 @@ const struct gpuq_op_desc *const gpuq_op_table[GPUQ_OP_COUNT] = {
 #undef GPUQ_OP
 };
 
+/* The descriptors' kernels and reserves, where the backend brought none of
+ * its own (the CUDA module brings its own). */
 static void bind_kernels(struct gpuq_backend *be) {
     for (int op = 0; op < GPUQ_OP_COUNT; op++) {
-        be->kernel[op] = gpuq_op_table[op]->kernel[be->iface->kind];
-        be->reserve[op] = gpuq_op_table[op]->reserve[be->iface->kind];
+        if (!be->kernel[op]) be->kernel[op] = gpuq_op_table[op]->kernel[be->iface->kind];
+        if (!be->reserve[op]) be->reserve[op] = gpuq_op_table[op]->reserve[be->iface->kind];
     }
 }
 

@@ -131,7 +131,10 @@ int gpuq_client_stats(redisContext *c, const char *prefix, const char *queue,
     snprintf(hooks, sizeof(hooks), "%s:{%s}:webhooks", prefix, queue);
     memset(st, 0, sizeof(*st));
     st->backlog = st->pending = st->read = -1;
-    if ((st->length = xlen(c, jobs)) < 0 && c->err) {
+    redisReply *t = redisCommand(c, "TYPE %s", jobs);   /* XLEN says 0 for a missing key */
+    int missing = t && t->type == REDIS_REPLY_STATUS && !strcmp(t->str, "none");
+    freeReplyObject(t);
+    if ((st->length = missing ? -1 : xlen(c, jobs)) < 0 && c->err) {
         snprintf(err, errlen, "%s", c->errstr);
         return -1;
     }

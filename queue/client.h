@@ -27,7 +27,7 @@ int gpuq_client_wait(redisContext *c, const char *list, double timeout_s, char *
 
 /* A queue at a glance. Counts are -1 where the key does not exist yet. */
 struct gpuq_queue_stats {
-    int64_t length;         /* entries in the stream */
+    int64_t length;         /* entries in the stream; -1: no stream */
     int64_t backlog;        /* not yet delivered to the group (lag) */
     int64_t pending;        /* delivered, not acked */
     int64_t read;           /* delivered ever (entries-read) */

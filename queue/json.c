@@ -291,3 +291,12 @@ int gpuq_json_job_to_msgpack(const char *text, size_t len, msgpack_sbuffer *out)
     json_decref(j);
     return rc;
 }
+
+int gpuq_json_value_to_msgpack(const char *text, msgpack_sbuffer *out) {
+    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    int rc = j ? pack(&pk, j, 2, 0) : -1;
+    json_decref(j);
+    return rc;
+}

@@ -26,6 +26,10 @@ char *gpuq_json_from_object(const msgpack_object *o, size_t *out_len);
  * text is not a JSON object (then the job cannot even be answered). */
 int gpuq_json_job_to_msgpack(const char *text, size_t len, msgpack_sbuffer *out);
 
+/* Any JSON value (an object, an array, a string, a number...) as its
+ * msgpack twin, appended to out. Returns 0, or -1 when text is not JSON. */
+int gpuq_json_value_to_msgpack(const char *text, msgpack_sbuffer *out);
+
 /* Standard base64 of n bytes into a malloc'd NUL-terminated string. */
 char *gpuq_base64(const void *data, size_t n);
 

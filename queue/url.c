@@ -57,3 +57,10 @@ bad:
              "unix:///path)");
     return -1;
 }
+
+const char *gpuq_redis_url_where(const struct gpuq_redis_url *u, char *buf, size_t len) {
+    if (u->path[0]) snprintf(buf, len, "%s", u->path);
+    else if (strchr(u->host, ':')) snprintf(buf, len, "[%s]:%d", u->host, u->port);
+    else snprintf(buf, len, "%s:%d", u->host, u->port);
+    return buf;
+}

@@ -17,4 +17,8 @@ struct gpuq_redis_url {
 /* Returns 0, or -1 with a reason in err. */
 int gpuq_redis_url_parse(struct gpuq_redis_url *u, const char *s, char *err, size_t errlen);
 
+/* Where u points, for messages: "host:port" ("[::1]:6379") or the socket's
+ * path; never the password. Returns buf. */
+const char *gpuq_redis_url_where(const struct gpuq_redis_url *u, char *buf, size_t len);
+
 #endif

@@ -1,12 +1,18 @@
 /* metrics.c -- a small fixed registry and its Prometheus text rendering. */
 #include "worker/metrics.h"
 
+#include <dirent.h>
+#include <stddef.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 
 #define N_ERR (GPUQ_ERR_WEBHOOK_FAILED + 1)
 #define N_SECONDS 14
@@ -22,16 +28,25 @@ struct hist {
     uint64_t count;
 };
 
+/* Histograms are kept per op and model: N_OPS ops (the last one for jobs
+ * whose op was not known) by n_models + 1 (the first for no model). */
+#define N_OPS (GPUQ_OP_COUNT + 1)
+
+struct timings {
+    struct hist queue_s, compute_s, total_s, rows;
+};
+
 struct gpuq_metrics {
     pthread_mutex_t lock;
     struct MHD_Daemon *http;
-    char **queues;
-    int n_queues;
+    char **queues, **models;
+    int n_queues, n_models;
     char backend[16], device[160];
     uint64_t *jobs;                 /* [queue][op][status] */
     uint64_t *dead;                 /* [queue][reason] */
     int64_t *backlog, *pending;     /* [queue], -1 until sampled */
-    struct hist queue_s, compute_s, total_s, rows;
+    struct timings *by;             /* [op][model + 1] */
+    double started;                 /* Unix time of creation */
     uint64_t webhooks[2];           /* failed, delivered */
     uint64_t push_failed;           /* reply pushes Redis refused */
     uint64_t batch_trouble[2];      /* split (out of memory), failed */
@@ -39,18 +54,21 @@ struct gpuq_metrics {
     int ready;
 };
 
-struct gpuq_metrics *gpuq_metrics_create(char *const *queues, int n_queues, const char *backend,
-                                         const char *device) {
+struct gpuq_metrics *gpuq_metrics_create(char *const *queues, int n_queues, const char *const *models,
+                                         int n_models, const char *backend, const char *device) {
     struct gpuq_metrics *m = calloc(1, sizeof(*m));
     if (!m) return NULL;
     pthread_mutex_init(&m->lock, NULL);
     m->n_queues = n_queues;
+    m->n_models = n_models;
     m->queues = calloc((size_t)n_queues, sizeof(char *));
-    m->jobs = calloc((size_t)n_queues * GPUQ_OP_COUNT * N_ERR, sizeof(uint64_t));
+    m->models = calloc((size_t)n_models + 1, sizeof(char *));
+    m->jobs = calloc((size_t)n_queues * N_OPS * N_ERR, sizeof(uint64_t));
     m->dead = calloc((size_t)n_queues * N_ERR, sizeof(uint64_t));
     m->backlog = malloc((size_t)n_queues * sizeof(int64_t));
     m->pending = malloc((size_t)n_queues * sizeof(int64_t));
-    if (!m->queues || !m->jobs || !m->dead || !m->backlog || !m->pending) {
+    m->by = calloc((size_t)N_OPS * ((size_t)n_models + 1), sizeof(*m->by));
+    if (!m->queues || !m->models || !m->jobs || !m->dead || !m->backlog || !m->pending || !m->by) {
         gpuq_metrics_destroy(m);
         return NULL;
     }
@@ -58,6 +76,10 @@ struct gpuq_metrics *gpuq_metrics_create(char *const *queues, int n_queues, cons
         m->queues[i] = strdup(queues[i]);
         m->backlog[i] = m->pending[i] = -1;
     }
+    for (int i = 0; i < n_models; i++) m->models[i] = strdup(models[i]);
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    m->started = (double)now.tv_sec + now.tv_usec / 1e6;
     snprintf(m->backend, sizeof(m->backend), "%s", backend);
     snprintf(m->device, sizeof(m->device), "%s", device);
     m->device_bytes = -1;
@@ -68,7 +90,9 @@ void gpuq_metrics_destroy(struct gpuq_metrics *m) {
     if (!m) return;
     if (m->http) MHD_stop_daemon(m->http);
     for (int i = 0; m->queues && i < m->n_queues; i++) free(m->queues[i]);
-    free(m->queues), free(m->jobs), free(m->dead), free(m->backlog), free(m->pending);
+    for (int i = 0; m->models && i < m->n_models; i++) free(m->models[i]);
+    free(m->queues), free(m->models), free(m->jobs), free(m->dead), free(m->backlog), free(m->pending);
+    free(m->by);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -84,15 +108,23 @@ static void observe(struct hist *h, const double *le, int n, double v) {
     h->count++;
 }
 
-void gpuq_metrics_job(struct gpuq_metrics *m, int queue, int op, enum gpuq_err err, double queue_s,
-                      double compute_s, double total_s) {
+/* The timings of op (< 0: not known) and model (< 0: none). */
+static struct timings *timings(struct gpuq_metrics *m, int op, int model) {
+    if (op < 0 || op >= GPUQ_OP_COUNT) op = N_OPS - 1;
+    if (model < 0 || model >= m->n_models) model = -1;
+    return &m->by[(size_t)op * ((size_t)m->n_models + 1) + (size_t)(model + 1)];
+}
+
+void gpuq_metrics_job(struct gpuq_metrics *m, int queue, int op, int model, enum gpuq_err err,
+                      double queue_s, double compute_s, double total_s) {
     if (!m) return;
     pthread_mutex_lock(&m->lock);
-    if (op < 0) op = 0;     /* undecodable op: counted under the first, status says why */
-    m->jobs[((size_t)queue * GPUQ_OP_COUNT + op) * N_ERR + err]++;
-    observe(&m->queue_s, seconds_le, N_SECONDS, queue_s);
-    if (err == GPUQ_ERR_NONE) observe(&m->compute_s, seconds_le, N_SECONDS, compute_s);
-    observe(&m->total_s, seconds_le, N_SECONDS, total_s);
+    int o = op < 0 || op >= GPUQ_OP_COUNT ? N_OPS - 1 : op;
+    m->jobs[((size_t)queue * N_OPS + o) * N_ERR + err]++;
+    struct timings *t = timings(m, op, model);
+    observe(&t->queue_s, seconds_le, N_SECONDS, queue_s);
+    if (err == GPUQ_ERR_NONE) observe(&t->compute_s, seconds_le, N_SECONDS, compute_s);
+    observe(&t->total_s, seconds_le, N_SECONDS, total_s);
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -104,10 +136,10 @@ void gpuq_metrics_job(struct gpuq_metrics *m, int queue, int op, enum gpuq_err e
         pthread_mutex_unlock(&m->lock);     \
     } while (0)
 
-void gpuq_metrics_batch(struct gpuq_metrics *m, int64_t rows) {
+void gpuq_metrics_batch(struct gpuq_metrics *m, int op, int model, int64_t rows) {
     if (!m) return;
     pthread_mutex_lock(&m->lock);
-    observe(&m->rows, rows_le, N_ROWS, (double)rows);
+    observe(&timings(m, op, model)->rows, rows_le, N_ROWS, (double)rows);
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -147,16 +179,75 @@ static void head(FILE *f, const char *name, const char *type, const char *help) 
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void hist(FILE *f, const char *name, const char *help, const struct hist *h, const double *le,
-                 int n) {
-    uint64_t cum = 0;
-    head(f, name, "histogram", help);
-    for (int i = 0; i < n; i++) {
-        cum += h->buckets[i];
-        fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum);
+/* A label value: \\, " and newlines escaped, as the text format wants. */
+static void value(FILE *f, const char *v) {
+    for (const char *p = v; *p; p++) {
+        if (*p == '\n') fputs("\\n", f);
+        else fprintf(f, "%s%c", (*p == '"' || *p == '\\') ? "\\" : "", *p);
     }
-    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
-            (unsigned long long)h->count, name, h->sum, name, (unsigned long long)h->count);
+}
+
+static const char *op_label(int op) { return op < GPUQ_OP_COUNT ? gpuq_op_name((enum gpuq_op)op) : "unknown"; }
+
+/* One histogram per op and model that saw anything; which: the member of
+ * struct timings it renders. */
+static void hist(FILE *f, const struct gpuq_metrics *m, const char *name, const char *help, size_t which,
+                 const double *le, int n) {
+    head(f, name, "histogram", help);
+    for (int op = 0; op < N_OPS; op++)
+        for (int model = -1; model < m->n_models; model++) {
+            const struct timings *t = &m->by[(size_t)op * ((size_t)m->n_models + 1) + (size_t)(model + 1)];
+            const struct hist *h = (const struct hist *)((const char *)t + which);
+            if (!h->count) continue;
+            char labels[256];
+            snprintf(labels, sizeof(labels), "op=\"%s\",model=\"", op_label(op));
+            uint64_t cum = 0;
+            for (int i = 0; i <= n; i++) {
+                cum += i < n ? h->buckets[i] : 0;
+                fprintf(f, "%s_bucket{%s", name, labels);
+                value(f, model < 0 ? "" : m->models[model]);
+                if (i < n) fprintf(f, "\",le=\"%g\"} %llu\n", le[i], (unsigned long long)cum);
+                else fprintf(f, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
+            }
+            fprintf(f, "%s_sum{%s", name, labels);
+            value(f, model < 0 ? "" : m->models[model]);
+            fprintf(f, "\"} %.9g\n%s_count{%s", h->sum, name, labels);
+            value(f, model < 0 ? "" : m->models[model]);
+            fprintf(f, "\"} %llu\n", (unsigned long long)h->count);
+        }
+}
+
+/* The process_* metrics every Prometheus client library exports. */
+static void process(FILE *f, double started) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    head(f, "process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
+    fprintf(f, "process_cpu_seconds_total %.6f\n",
+            (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    long pages_virt = 0, pages_rss = 0, page = sysconf(_SC_PAGESIZE);
+    FILE *statm = fopen("/proc/self/statm", "r");
+    if (statm && fscanf(statm, "%ld %ld", &pages_virt, &pages_rss) == 2) {
+        head(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        fprintf(f, "process_resident_memory_bytes %lld\n", (long long)pages_rss * page);
+        head(f, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+        fprintf(f, "process_virtual_memory_bytes %lld\n", (long long)pages_virt * page);
+    }
+    if (statm) fclose(statm);
+    DIR *fds = opendir("/proc/self/fd");
+    if (fds) {
+        int n = 0;
+        for (struct dirent *d; (d = readdir(fds));) n += d->d_name[0] != '.';
+        closedir(fds);
+        head(f, "process_open_fds", "gauge", "Open file descriptors.");
+        fprintf(f, "process_open_fds %d\n", n - 1);    /* not the one reading the folder */
+    }
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
+        head(f, "process_max_fds", "gauge", "Most open file descriptors allowed.");
+        fprintf(f, "process_max_fds %llu\n", (unsigned long long)lim.rlim_cur);
+    }
+    head(f, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.");
+    fprintf(f, "process_start_time_seconds %.3f\n", started);
 }
 
 char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
@@ -166,13 +257,12 @@ char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
     pthread_mutex_lock(&m->lock);
     head(f, "gpuq_jobs_total", "counter", "Jobs answered, by queue, op and status (ok or error code).");
     for (int q = 0; q < m->n_queues; q++)
-        for (int op = 0; op < GPUQ_OP_COUNT; op++)
+        for (int op = 0; op < N_OPS; op++)
             for (int e = 0; e < N_ERR; e++) {
-                uint64_t v = m->jobs[((size_t)q * GPUQ_OP_COUNT + op) * N_ERR + e];
-                if (v || e == GPUQ_ERR_NONE)
+                uint64_t v = m->jobs[((size_t)q * N_OPS + op) * N_ERR + e];
+                if (v || (e == GPUQ_ERR_NONE && op < GPUQ_OP_COUNT))
                     fprintf(f, "gpuq_jobs_total{queue=\"%s\",op=\"%s\",status=\"%s\"} %llu\n", m->queues[q],
-                            gpuq_op_name((enum gpuq_op)op), e ? gpuq_err_code((enum gpuq_err)e) : "ok",
-                            (unsigned long long)v);
+                            op_label(op), e ? gpuq_err_code((enum gpuq_err)e) : "ok", (unsigned long long)v);
             }
     head(f, "gpuq_dead_letters_total", "counter", "Entries dead-lettered, by queue and reason.");
     for (int q = 0; q < m->n_queues; q++)
@@ -180,13 +270,14 @@ char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
             if (m->dead[(size_t)q * N_ERR + e] || e == GPUQ_ERR_BAD_REQUEST)
                 fprintf(f, "gpuq_dead_letters_total{queue=\"%s\",reason=\"%s\"} %llu\n", m->queues[q],
                         gpuq_err_code((enum gpuq_err)e), (unsigned long long)m->dead[(size_t)q * N_ERR + e]);
-    hist(f, "gpuq_batch_rows", "Rows in each batch run.", &m->rows, rows_le, N_ROWS);
-    hist(f, "gpuq_queue_seconds", "From enqueue to the start of a job's compute.", &m->queue_s,
-         seconds_le, N_SECONDS);
-    hist(f, "gpuq_compute_seconds", "Compute time of the batches a job ran in.", &m->compute_s,
-         seconds_le, N_SECONDS);
-    hist(f, "gpuq_total_seconds", "From enqueue to the result written.", &m->total_s, seconds_le,
-         N_SECONDS);
+    hist(f, m, "gpuq_batch_rows", "Rows in each batch run, by op and model.",
+         offsetof(struct timings, rows), rows_le, N_ROWS);
+    hist(f, m, "gpuq_queue_seconds", "From enqueue to the start of a job's compute, by op and model.",
+         offsetof(struct timings, queue_s), seconds_le, N_SECONDS);
+    hist(f, m, "gpuq_compute_seconds", "Compute time of the batches a job ran in, by op and model.",
+         offsetof(struct timings, compute_s), seconds_le, N_SECONDS);
+    hist(f, m, "gpuq_total_seconds", "From enqueue to the result written, by op and model.",
+         offsetof(struct timings, total_s), seconds_le, N_SECONDS);
     head(f, "gpuq_inflight_jobs", "gauge", "Jobs held by the worker.");
     fprintf(f, "gpuq_inflight_jobs %lld\n", (long long)m->inflight_jobs);
     head(f, "gpuq_inflight_rows", "gauge", "Rows held by the worker (bounded by --max-inflight).");
@@ -213,9 +304,10 @@ char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
     fprintf(f, "gpuq_reply_push_failed_total %llu\n", (unsigned long long)m->push_failed);
     head(f, "gpuq_backend_info", "gauge", "The compute backend and device.");
     fprintf(f, "gpuq_backend_info{backend=\"%s\",device=\"", m->backend);
-    for (const char *p = m->device; *p; p++)    /* label values escape \\ and " */
-        fprintf(f, "%s%c", (*p == '"' || *p == '\\') ? "\\" : "", *p);
+    value(f, m->device);
     fprintf(f, "\"} 1\n");
+    head(f, "gpuq_build_info", "gauge", "1, naming the version.");
+    fprintf(f, "gpuq_build_info{version=\"%s\"} 1\n", GPUQ_VERSION);
     if (m->device_bytes >= 0) {
         head(f, "gpuq_device_memory_used_bytes", "gauge", "Device memory in use.");
         fprintf(f, "gpuq_device_memory_used_bytes %lld\n", (long long)m->device_bytes);
@@ -223,6 +315,7 @@ char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
     head(f, "gpuq_ready", "gauge", "1 when Redis is reachable and models are loaded.");
     fprintf(f, "gpuq_ready %d\n", m->ready);
     pthread_mutex_unlock(&m->lock);
+    process(f, m->started);
     fclose(f);
     return buf;
 }
@@ -267,9 +360,28 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 int gpuq_metrics_serve(struct gpuq_metrics *m, const char *addr, char *err, size_t errlen) {
     const char *colon = strrchr(addr, ':');
     char host[256];
-    if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof(host) || !colon[1]) {
-        snprintf(err, errlen, "--metrics-addr '%s': want HOST:PORT", addr);
+    if (!colon || (size_t)(colon - addr) >= sizeof(host) || !colon[1]) {
+        snprintf(err, errlen, "--metrics-addr '%s': want HOST:PORT, or :PORT for every interface", addr);
         return -1;
+    }
+    if (colon == addr) {    /* ":9100": every interface, IPv6 and IPv4 where the host has both */
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || port < 1 || port > 65535) {
+            snprintf(err, errlen, "--metrics-addr '%s': the port is not a number from 1 to 65535", addr);
+            return -1;
+        }
+        unsigned base = MHD_USE_INTERNAL_POLLING_THREAD;
+        m->http = MHD_start_daemon(base | MHD_USE_DUAL_STACK, (uint16_t)port, NULL, NULL, handle, m,
+                                   MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+        if (!m->http)   /* no IPv6 on this host */
+            m->http = MHD_start_daemon(base, (uint16_t)port, NULL, NULL, handle, m,
+                                       MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+        if (!m->http) {
+            snprintf(err, errlen, "--metrics-addr '%s': cannot listen (in use?)", addr);
+            return -1;
+        }
+        return 0;
     }
     snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
     if (host[0] == '[' && host[strlen(host) - 1] == ']') {     /* [::1]:9100 */

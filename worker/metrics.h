@@ -13,17 +13,20 @@
 
 struct gpuq_metrics;
 
-/* queues are copied. backend: "cpu" or "cuda"; device: its description. */
-struct gpuq_metrics *gpuq_metrics_create(char *const *queues, int n_queues, const char *backend,
-                                         const char *device);
+/* queues and models (the names the op and model labels use) are copied.
+ * backend: "cpu" or "cuda"; device: its description. */
+struct gpuq_metrics *gpuq_metrics_create(char *const *queues, int n_queues, const char *const *models,
+                                         int n_models, const char *backend, const char *device);
 /* Serves on "HOST:PORT". Returns 0, or -1 with err (bad address, port taken). */
 int gpuq_metrics_serve(struct gpuq_metrics *m, const char *addr, char *err, size_t errlen);
 void gpuq_metrics_destroy(struct gpuq_metrics *m);
 
-/* One answered job; seconds < 0 when not measured. */
-void gpuq_metrics_job(struct gpuq_metrics *m, int queue, int op, enum gpuq_err err, double queue_s,
-                      double compute_s, double total_s);
-void gpuq_metrics_batch(struct gpuq_metrics *m, int64_t rows);
+/* One answered job; op < 0 when not known, model < 0 when none (an index
+ * into the models given at create); seconds < 0 when not measured. */
+void gpuq_metrics_job(struct gpuq_metrics *m, int queue, int op, int model, enum gpuq_err err,
+                      double queue_s, double compute_s, double total_s);
+/* One batch run, of one op and model. */
+void gpuq_metrics_batch(struct gpuq_metrics *m, int op, int model, int64_t rows);
 /* A batch split for want of device memory (failed 0), or one that failed. */
 void gpuq_metrics_batch_trouble(struct gpuq_metrics *m, int failed);
 void gpuq_metrics_dead(struct gpuq_metrics *m, int queue, enum gpuq_err reason);

@@ -66,7 +66,8 @@ static int check_twin(struct worker *w, char *err, size_t errlen) {
 }
 
 static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
-    log_info("gpuq %s worker %s: backend %s", GPUQ_VERSION, w->cfg.consumer, w->be.desc);
+    log_info("gpuq %s worker %s: backend %s%s%s", GPUQ_VERSION, w->cfg.consumer, w->be.desc,
+             w->be.note[0] ? "; " : "", w->be.note);
     if (w->be.precision != GPUQ_PREC_F32)
         log_info("mlp precision %s: weights and activations rounded to it, sums in f32",
                  gpuq_precision_name(w->be.precision));
@@ -163,12 +164,16 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
                          w->cfg.consumer) != 0)
         return -1;
     if (gpuq_stream_connect(&w->st, 2000) != 0) {
-        snprintf(err, errlen, "cannot use Redis at %s: %s", url.path[0] ? url.path : url.host,
+        char where[300];
+        snprintf(err, errlen, "cannot use Redis at %s: %s", gpuq_redis_url_where(&url, where, sizeof(where)),
                  w->st.errstr);
         return -1;
     }
     if (w->cfg.metrics_addr) {
-        if (!(w->metrics = gpuq_metrics_create(w->cfg.queues, w->cfg.n_queues, w->be.iface->name, w->be.desc)))
+        const char *models[w->n_models + 1];
+        for (int i = 0; i < w->n_models; i++) models[i] = w->models[i].name;
+        if (!(w->metrics = gpuq_metrics_create(w->cfg.queues, w->cfg.n_queues, models, w->n_models,
+                                               w->be.iface->name, w->be.desc)))
             return -1;
         if (gpuq_metrics_serve(w->metrics, w->cfg.metrics_addr, err, errlen) != 0) return -1;
         gpuq_metrics_ready(w->metrics, 1);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "queue/json.h"
@@ -471,23 +472,28 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
 static void account(struct worker *w, const struct gpuq_task *t) {
     const struct gpuq_entry *e = &t->entry;
     const struct gpuq_job *job = &t->job;
+    struct gpuq_str id = job->id.ptr ? job->id : e->id;
+    struct gpuq_log_fields f = {id.ptr, (int)id.len, w->st.queues[e->queue],
+                                job->op >= 0 ? gpuq_op_name((enum gpuq_op)job->op) : NULL, job->model.ptr,
+                                (int)job->model.len, job->err ? gpuq_err_code(job->err) : NULL};
     if (e->deleted) {
         log_info("entry %s on %s was deleted while pending; acked", e->id.ptr, w->st.queues[e->queue]);
     } else if (t->decoded == GPUQ_DECODE_UNDECODABLE) {
-        log_warn("dead letter %s on %s: %s", e->id.ptr, w->st.queues[e->queue], job->errmsg);
+        gpuq_log_job(GPUQ_LOG_WARN, &f, "dead letter %s on %s: %s", e->id.ptr, w->st.queues[e->queue],
+                     job->errmsg);
         gpuq_metrics_dead(w->metrics, e->queue, job->err);
         w->n_dead++;
     } else {
         if (job->err) {
-            struct gpuq_str id = job->id.ptr ? job->id : e->id;
-            log_debug("job %.*s: %s: %s", (int)id.len, id.ptr, gpuq_err_code(job->err), job->errmsg);
+            gpuq_log_job(GPUQ_LOG_INFO, &f, "job failed: %s", job->errmsg);
             w->n_failed++;
         } else {
             w->n_ok++;
         }
         int64_t queue_us = t->queue_us ? t->queue_us : job->err ? t->total_us : 0;
-        gpuq_metrics_job(w->metrics, e->queue, job->op, job->err, queue_us / 1e6,
-                         t->compute_us ? t->compute_us / 1e6 : -1, t->total_us / 1e6);
+        gpuq_metrics_job(w->metrics, e->queue, job->op, t->model ? (int)(t->model - w->models) : -1,
+                         job->err, queue_us / 1e6, t->compute_us ? t->compute_us / 1e6 : -1,
+                         t->total_us / 1e6);
     }
 }
 
@@ -599,7 +605,9 @@ static void finish_batch(struct worker *w) {
         log_error("the device is lost: no more batches; exiting once results are written");
     }
     w->n_batches++;
-    gpuq_metrics_batch(w->metrics, b.rows);
+    if (b.n > 0)
+        gpuq_metrics_batch(w->metrics, b.p[0].t->job.op,
+                           b.p[0].t->model ? (int)(b.p[0].t->model - w->models) : -1, b.rows);
     if (b.split) gpuq_metrics_batch_trouble(w->metrics, 0);
     if (b.rc != 0) gpuq_metrics_batch_trouble(w->metrics, 1);
     for (int i = 0; i < b.n; i++) {
@@ -690,7 +698,12 @@ static int serving(const struct worker *w) {
 }
 
 static void serve(struct worker *w) {
+    int told_stopping = 0;
     while (serving(w)) {
+        if (stopping(w) && !told_stopping) {    /* a Type=notify unit: the drain has begun */
+            sd_notify(0, "STOPPING=1\nSTATUS=stopping: finishing the jobs held");
+            told_stopping = 1;
+        }
         if (w->refused_ms && stop_requested) {
             log_warn("stopping while Redis refuses writes: %d results stay pending for other workers",
                      w->n_done);
@@ -726,6 +739,7 @@ static void serve(struct worker *w) {
         }
         if (reconnect(w) != 0) break;
     }
+    if (!told_stopping) sd_notify(0, "STOPPING=1");
     if (gpuq_webhooks_held(w->hooks))
         log_info("%d webhook deliveries left recorded in Redis for any worker to finish",
                  gpuq_webhooks_held(w->hooks));
@@ -761,6 +775,7 @@ int gpuq_worker_main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)gpuq_now_us());
     log_info("ready");
+    sd_notifyf(0, "READY=1\nSTATUS=serving %d queue%s", w.cfg.n_queues, w.cfg.n_queues == 1 ? "" : "s");
     serve(&w);
     log_info("stopped: %llu ok, %llu errors, %llu dead letters, %llu batches, %llu webhooks "
              "delivered, %llu failed", (unsigned long long)w.n_ok, (unsigned long long)w.n_failed,

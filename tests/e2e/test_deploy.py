@@ -84,7 +84,7 @@ class DeployKit(WorkerTest):
         live = series(get(f"http://127.0.0.1:{self.port}/metrics")[1])
         checked = 0
         for where, expr in queries(load("grafana", "gpuq-dashboard.json")):
-            names = set(re.findall(r"\bgpuq_\w+", expr))
+            names = set(re.findall(r"\b(?:gpuq|process)_\w+", expr))
             self.assertTrue(names, f"{where}: {expr} queries no gpuq metric")
             for name in names:
                 self.assertIn(name, live, f"{where}: {name} is not on a live worker's /metrics")

@@ -73,12 +73,16 @@ class Metrics(WorkerTest):
         self.assertEqual(metric(ms, "gpuq_jobs_total", queue="default", op="mlp", status="unknown_model"), 3)
         self.assertEqual(metric(ms, "gpuq_jobs_total", queue="default", op="matmul", status="ok"), 0)
         self.assertEqual(metric(ms, "gpuq_dead_letters_total", queue="default", reason="bad_request"), 1)
-        self.assertEqual(metric(ms, "gpuq_total_seconds_count"), 13)
-        self.assertEqual(metric(ms, "gpuq_compute_seconds_count"), 10)
-        self.assertEqual(metric(ms, "gpuq_batch_rows_sum"), rows)
-        self.assertEqual(metric(ms, "gpuq_batch_rows_bucket", le="+Inf"), metric(ms, "gpuq_batch_rows_count"))
-        buckets = [v for (n, l), v in ms.items() if n == "gpuq_total_seconds_bucket"]
-        self.assertEqual(max(buckets), 13)
+        # the histograms by op and model: an unknown model is model=""
+        self.assertEqual(metric(ms, "gpuq_total_seconds_count", op="mlp", model="m"), 10)
+        self.assertEqual(metric(ms, "gpuq_total_seconds_count", op="mlp", model=""), 3)
+        self.assertEqual(metric(ms, "gpuq_compute_seconds_count", op="mlp", model="m"), 10)
+        self.assertIsNone(metric(ms, "gpuq_compute_seconds_count", op="mlp", model=""))
+        self.assertEqual(metric(ms, "gpuq_batch_rows_sum", op="mlp", model="m"), rows)
+        self.assertEqual(metric(ms, "gpuq_batch_rows_bucket", op="mlp", model="m", le="+Inf"),
+                         metric(ms, "gpuq_batch_rows_count", op="mlp", model="m"))
+        buckets = [v for (n, l), v in ms.items() if n == "gpuq_total_seconds_bucket" and ("model", "m") in l]
+        self.assertEqual(max(buckets), 10)
         self.assertEqual(metric(ms, "gpuq_backlog_jobs", queue="default"), 0)
         self.assertEqual(metric(ms, "gpuq_pending_jobs", queue="default"), 0)
         self.assertEqual(metric(ms, "gpuq_inflight_rows"), 0)
