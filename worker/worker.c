@@ -218,8 +218,13 @@ static int fetch(struct worker *w, int claim_now) {
     }
     if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0 && !gpuq_webhooks_held(w->hooks)) {
         int64_t room = gpuq_sched_room(&w->sched);
-        return read_into(w, 0, w->st.n_queues, room < w->cfg.max_batch ? (int)room
-                         : (int)w->cfg.max_batch, 100, ">");
+        /* one read over all queues; on a cluster one per queue, sharing the wait */
+        for (int q = 0, n; q < w->st.n_queues && total == 0; q += n) {
+            n = gpuq_stream_read_span(&w->st, q);
+            if ((total = read_into(w, q, n, room < w->cfg.max_batch ? (int)room : (int)w->cfg.max_batch,
+                                   100 * n / w->st.n_queues + 1, ">")) < 0)
+                return -1;
+        }
     }
     return total;
 }
@@ -227,6 +232,8 @@ static int fetch(struct worker *w, int claim_now) {
 static void back_off(struct worker *w, const char *what);
 
 /* ---- webhooks ---- */
+
+static int hooks_commit(struct worker *w, struct gpuq_delivery **done, int n);
 
 /* Takes new and stale deliveries, keeps held ones fresh, moves transfers
  * along, and records finished deliveries (delivered: acked and deleted;
@@ -253,9 +260,10 @@ static int hooks_step(struct worker *w, int claim_now) {
     }
     /* new deliveries are read when this worker wrote some, else on the tick:
      * no extra round trip per batch for queues without webhooks */
-    if (room > 0 && (w->hooks_written || claim_now)) {
-        w->hooks_written = 0;
-        if ((got = gpuq_stream_read_hooks(&w->st, room < cap ? room : cap, e, cap, &reply)) < 0) return -1;
+    for (int q = 0, span; room > 0 && (w->hooks_written || claim_now) && q < w->st.n_queues; q += span) {
+        span = gpuq_stream_read_span(&w->st, q);
+        if ((got = gpuq_stream_read_hooks(&w->st, q, span, room < cap ? room : cap, e, cap, &reply)) < 0)
+            return -1;
         for (int i = 0; i < got; i++)
             if (gpuq_webhooks_add(w->hooks, &e[i]) != 0) {
                 /* malformed: nothing to deliver; do not keep it pending forever */
@@ -263,12 +271,31 @@ static int hooks_step(struct worker *w, int claim_now) {
                 gpuq_stream_begin(&w->st);
                 gpuq_stream_hook_done(&w->st, e[i].queue, e[i].id);
                 if (gpuq_stream_commit(&w->st) == GPUQ_COMMIT_LOST) return -1;
+            } else {
+                room--;
             }
         freeReplyObject(reply);
+        reply = NULL;
     }
+    w->hooks_written = 0;
     struct gpuq_delivery *done[64];
     int n = gpuq_webhooks_pump(w->hooks, gpuq_now_us(), done, 64);
-    if (n == 0) return 0;
+    /* one transaction per group of queues that may share one */
+    for (int i = 0, k; i < n; i = k) {
+        k = i + 1;
+        for (int j = i + 1; j < n; j++)
+            if (gpuq_stream_one_tx(&w->st, done[i]->queue, done[j]->queue)) {
+                struct gpuq_delivery *d = done[j];
+                memmove(done + k + 1, done + k, (size_t)(j - k) * sizeof(*done));
+                done[k++] = d;
+            }
+        if (hooks_commit(w, done + i, k - i) != 0) return -1;
+    }
+    return 0;
+}
+
+/* Records finished deliveries in one transaction. Returns -1 when Redis failed. */
+static int hooks_commit(struct worker *w, struct gpuq_delivery **done, int n) {
     gpuq_stream_begin(&w->st);
     for (int i = 0; i < n; i++) {
         struct gpuq_delivery *d = done[i];
@@ -306,7 +333,9 @@ static int hooks_step(struct worker *w, int claim_now) {
  * there will be room for once it is applied: Redis answers both while the
  * next batch computes. Returns the count asked for (0: none), or -1. */
 static int prefetch_send(struct worker *w) {
-    if (w->n_sending == 0 || w->pending_queue >= 0 || stopping(w)) return 0;
+    if (w->n_sending == 0 || w->pending_queue >= 0 || stopping(w) ||
+        !gpuq_stream_one_tx(&w->st, 0, w->sending[0]->entry.queue))
+        return 0;
     int64_t room = gpuq_sched_room(&w->sched);
     for (int i = 0; i < w->n_sending; i++)
         if (w->sending[i]->admitted) room += w->sending[i]->rows;
@@ -452,13 +481,20 @@ static void report_refused(struct worker *w) {
  * while the transaction stays under PUBLISH_BYTES. */
 static int publish_send(struct worker *w) {
     if (w->n_done == 0 || gpuq_now_us() < w->refused_until_us) return 0;
-    int n = 0;
+    int n = 0, kept = 0, q = w->done[0]->entry.queue;
     gpuq_stream_begin(&w->st);
-    while (n < w->n_done && (n == 0 || w->st.tx_bytes < PUBLISH_BYTES)) publish_one(w, w->done[n++]);
-    memcpy(w->sending, w->done, (size_t)n * sizeof(*w->done));
-    memmove(w->done, w->done + n, (size_t)(w->n_done - n) * sizeof(*w->done));
+    /* on a cluster, the tasks of the first one's queue; the others wait their turn */
+    for (int i = 0; i < w->n_done; i++) {
+        struct gpuq_task *t = w->done[i];
+        if (n > 0 && (w->st.tx_bytes >= PUBLISH_BYTES || !gpuq_stream_one_tx(&w->st, q, t->entry.queue))) {
+            w->done[kept++] = t;
+            continue;
+        }
+        publish_one(w, t);
+        w->sending[n++] = t;
+    }
     w->n_sending = n;
-    w->n_done -= n;
+    w->n_done = kept;
     return gpuq_stream_send(&w->st);
 }
 
