@@ -192,3 +192,19 @@ redisReply *gpuq_cluster_command(struct gpuq_cluster *c, int slot, int argc, con
     if (rc) snprintf(c->err, sizeof(c->err), "%s", rc->errstr[0] ? rc->errstr : "I/O error");
     return NULL;
 }
+
+redisContext *gpuq_cluster_connect_slot(const struct gpuq_redis_url *seed, int slot, int timeout_ms,
+                                        char *err, size_t errlen) {
+    struct gpuq_cluster *c = gpuq_cluster_create(seed, timeout_ms);
+    redisContext *rc = NULL;
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (gpuq_cluster_refresh(c) == 0 && (rc = gpuq_cluster_conn(c, slot)))
+        c->nodes[c->owner[slot]].rc = NULL;     /* the caller's now */
+    else
+        snprintf(err, errlen, "%s", c->err);
+    gpuq_cluster_destroy(c);
+    return rc;
+}

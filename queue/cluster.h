@@ -31,6 +31,11 @@ struct gpuq_cluster {
  * could not tell (err set). */
 int gpuq_cluster_detect(redisContext *c, char *err, size_t errlen);
 
+/* For a client that needs one slot: a connection to the master serving
+ * slot, found through the seed. NULL with err. The caller frees it. */
+redisContext *gpuq_cluster_connect_slot(const struct gpuq_redis_url *seed, int slot, int timeout_ms,
+                                        char *err, size_t errlen);
+
 /* Allocates a cluster with an empty map; NULL when out of memory. */
 struct gpuq_cluster *gpuq_cluster_create(const struct gpuq_redis_url *seed, int timeout_ms);
 /* Closes every connection and frees c (NULL is fine). */

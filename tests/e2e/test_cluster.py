@@ -1,6 +1,11 @@
 """A worker on a real Redis Cluster: 3 masters and 3 replicas on loopback,
 queues on different masters, a resharding and a failover under load."""
+import asyncio
+import json
+import os
+import shutil
 import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -280,6 +285,69 @@ class Failover(ClusterTest):
         self.wait_answered(q, ids + after, w, timeout=120)
         for p in producers:
             self.wait_answered(p.q, p.ids, w)
+        self.assertEqual(w.stop(), 0)
+
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+NODE_SCRIPT = """
+const { Gpuq, tensor } = require(process.env.GPUQ_JS);
+(async () => {
+  const gq = await new Gpuq({ url: process.env.GPUQ_REDIS, queue: process.env.GPUQ_QUEUE, cluster: true }).connect();
+  const res = await gq.run('mlp', { x: tensor('f32', [1, 16], new Array(16).fill(1)) }, { model: 'm', id: 'node-1' });
+  const stored = await gq.enqueue('mlp', { x: tensor('f32', [1, 16], new Array(16).fill(1)) }, { model: 'm', id: 'node-2' });
+  let r2 = null;
+  for (let i = 0; i < 100 && !r2; i++) { r2 = await gq.result('node-2'); await new Promise((ok) => setTimeout(ok, 50)); }
+  console.log(JSON.stringify({ status: res.status, id: res.id, stored: r2 && r2.status, entry: !!stored }));
+  await gq.close();
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
+def cli(*args):
+    from harness import GPUQ
+    return subprocess.run([GPUQ, *args], capture_output=True, text=True, timeout=60)
+
+
+class Clients(ClusterTest):
+    def test_cli_python_and_node_clients(self):
+        """Each speaks to a node that does not hold its queue and is sent on."""
+        w = self.start_worker(self.cluster.nodes[0])
+        q = self.queues[1]
+        elsewhere = next(n for n in self.cluster.nodes
+                         if n.port != self.cluster.master_of(key_slot(jobs_key(q).encode())).port)
+        p = cli("enqueue", "--redis", elsewhere.url, "--queue", q, "--op", "mlp", "--model", "m",
+                "--input", "x=rand:1x16", "--count", "20", "--wait", "20", "--quiet")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("20 results (20 ok, 0 errors)", p.stdout)
+        self.c.xadd(jobs_key(q), {"job": b"garbage"})
+        p = cli("stats", "--redis", elsewhere.url, "--queue", q, "--window", "0.2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r"consumers\s+1")
+        deadline = time.time() + 10
+        while "undecodable, 7 bytes" not in cli("dead", "list", "--redis", elsewhere.url, "--queue", q).stdout:
+            self.assertLess(time.time(), deadline, w.output()[-2000:])
+            time.sleep(0.1)
+        sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+        import gpuq_client
+        gc = gpuq_client.Client(elsewhere.url, queue=q, cluster=True)
+        res = gc.run("mlp", {"x": np.ones((1, 16), np.float32)}, model="m", timeout=20)
+        self.assertEqual(res.status, "ok")
+        gc.close()
+
+        async def run_async():
+            ac = gpuq_client.AsyncClient(elsewhere.url, queue=self.queues[2], cluster=True)
+            try:
+                return await ac.run("mlp", {"x": np.ones((1, 16), np.float32)}, model="m", timeout=20)
+            finally:
+                await ac.close()
+        self.assertEqual(asyncio.run(run_async()).status, "ok")
+        if shutil.which("node") and os.path.isdir("/usr/share/nodejs/redis"):
+            p = subprocess.run(["node", "-e", NODE_SCRIPT], capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ, NODE_PATH="/usr/share/nodejs", GPUQ_REDIS=elsewhere.url,
+                                        GPUQ_QUEUE=self.queues[2],
+                                        GPUQ_JS=os.path.join(ROOT, "clients", "node", "gpuq.js")))
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertEqual(json.loads(p.stdout), {"status": "ok", "id": "node-1", "stored": "ok", "entry": True})
         self.assertEqual(w.stop(), 0)
 
 
