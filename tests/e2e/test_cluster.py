@@ -251,6 +251,39 @@ class Reshard(ClusterTest):
         self.assertEqual(w.stop(), 0)
 
 
+class Migrate(ClusterTest):
+    def test_slot_moves_while_the_worker_holds_a_batch(self):
+        """The batch's transaction meets the migration half done (ASK: nothing acked, later),
+        then done (MOVED: built again for the new master), with no delivery counted more."""
+        q = self.queues[0]
+        slot = key_slot(jobs_key(q).encode())
+        src = self.cluster.master_of(slot)
+        dst = self.cluster.master_of(key_slot(jobs_key(self.queues[1]).encode()))
+        ids = [f"{q}-{i}" for i in range(5)]
+        self.enqueue(q, ids, f"{PREFIX}:{{{q}}}:r")
+        w = self.start_worker(src, "--max-delay-us", "2000000")   # holds the batch 2 s
+        deadline = time.time() + 10
+        while src.client.xpending(jobs_key(q), "workers")["pending"] < len(ids):
+            self.assertLess(time.time(), deadline, w.output())
+            time.sleep(0.01)
+        dst.client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.cluster.node_id(src))
+        src.client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.cluster.node_id(dst))
+        keys = src.client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        src.client.execute_command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", *keys)
+        deadline = time.time() + 10
+        while "refused the results (ASK" not in w.output():
+            self.assertLess(time.time(), deadline, w.output())
+            time.sleep(0.05)
+        self.assertIsNone(self.c.get(f"{PREFIX}:{{{q}}}:result:{ids[0]}"))
+        for n in self.cluster.alive():
+            if n.client.info("replication")["role"] == "master":
+                n.client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", self.cluster.node_id(dst))
+        self.wait_answered(q, ids, w)
+        self.assertEqual(sorted(self.replies(f"{PREFIX}:{{{q}}}:r")), sorted(ids))
+        self.assertNotIn("dead letter", w.output())
+        self.assertEqual(w.stop(), 0)
+
+
 class Failover(ClusterTest):
     def test_master_killed_under_load(self):
         q = self.queues[0]
