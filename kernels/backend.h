@@ -51,6 +51,10 @@ struct gpuq_backend;
 /* An op's kernel on one backend: 0, or an enum gpuq_status with be->errstr. */
 typedef int gpuq_kernel_fn(struct gpuq_backend *be, const struct gpuq_launch *l);
 
+/* Sizes an op's buffers on one backend, once at start, for batches of up
+ * to rows rows of the loaded models. 0, or an enum gpuq_status. */
+typedef int gpuq_reserve_fn(struct gpuq_backend *be, int rows);
+
 /* The backend itself; its ops are in struct gpuq_backend's kernel table. */
 struct gpuq_backend_i {
     const char *name;
@@ -62,8 +66,9 @@ struct gpuq_backend_i {
     void (*model_free)(struct gpuq_backend *be, struct gpuq_model *m);
     /* Device memory in use, in bytes; NULL where there is no device. */
     int (*memory_used)(struct gpuq_backend *be, int64_t *bytes);
-    /* Sizes device buffers once for batches of up to rows rows of the
-     * loaded models; NULL where there is nothing to size. */
+    /* Sizes buffers once for batches of up to rows rows of the loaded
+     * models: runs every op's reserve (be->reserve); NULL where there is
+     * nothing to size. */
     int (*reserve)(struct gpuq_backend *be, int rows);
     /* Streams (NULL for a synchronous backend): ops after begin(slot) go
      * on that slot; sync(slot) waits for them. staging(slot, i, bytes) is
@@ -79,6 +84,7 @@ struct gpuq_backend {
     const struct gpuq_backend_i *iface;
     /* Op k's kernel on this backend; NULL: op k runs on the CPU backend. */
     gpuq_kernel_fn *kernel[GPUQ_OP_COUNT];
+    gpuq_reserve_fn *reserve[GPUQ_OP_COUNT];  /* NULL: nothing to size for op k */
     void *ctx;
     char desc[128];     /* "cpu (OpenBLAS, 2 threads)", "cuda device 0: NVIDIA H200" */
     char errstr[128];   /* why the last call failed */

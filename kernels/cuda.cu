@@ -116,7 +116,7 @@ __global__ static void convert_kernel(T *dst, const float *src, long long n) {
 
 /* dst (lower precision p) = src (f32), n elements. */
 int cuda_convert(struct gpuq_backend *be, cudaStream_t st, void *dst, const float *src,
-                   long long n, enum gpuq_precision p) {
+                 long long n, enum gpuq_precision p) {
     if (p == GPUQ_PREC_BF16)
         convert_kernel<<<blocks_for(n), 256, 0, st>>>((__nv_bfloat16 *)dst, src, n);
     else
@@ -234,45 +234,18 @@ static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     return 0;
 }
 
-/* Sizes both slots for rows rows of the loaded models, so that batches
- * allocate nothing. matmul and the row ops, whose sizes come with the
- * jobs, grow buffers to the largest batch seen instead. */
+/* Each op sizes both slots' buffers for rows rows of the loaded models, so
+ * that batches allocate nothing; buffers only grow, so every op gets the
+ * largest any op asked for. Ops whose sizes come with the jobs have no
+ * reserve: their buffers grow to the largest batch seen instead. */
 static int cuda_reserve(struct gpuq_backend *be, int rows) {
-    struct cuda_ctx *c = cuda_of(be);
-    size_t r = (size_t)rows, k = 4096;
-    size_t dev[CUDA_DEV_BUFS] = {0}, host[2] = {0};
-    if (c->mlp_width) {
-        dev[0] = dev[1] = r * c->mlp_width * 4;
-        dev[2] = r * c->mlp_width * 2;
-        host[0] = r * c->mlp_in * 4;
-        host[1] = r * c->mlp_out * 4;
-    }
-    if (c->knn_dim) {   /* q and norms | a score block | keys twice | indices and scores */
-        size_t q = r * (c->knn_dim + 1) * 4, block = r * CUDA_KNN_BLOCK * 4, keys = r * k * 8;
-        dev[0] = dev[0] > q ? dev[0] : q;
-        dev[1] = dev[1] > block ? dev[1] : block;
-        dev[2] = dev[2] > keys ? dev[2] : keys;
-        dev[3] = keys;
-        dev[4] = r * k * 12;
-        host[0] = host[0] > r * c->knn_dim * 4 ? host[0] : r * c->knn_dim * 4;
-        host[1] = host[1] > r * k * 4 ? host[1] : r * k * 4;
-    }
-    for (int s = 0; s < 2; s++) {
-        c->cur = s;
-        for (int i = 0; i < CUDA_DEV_BUFS; i++) {
-            void *p;
-            int rc = dev[i] ? cuda_dev(be, i, dev[i], &p) : 0;
-            if (rc != 0) return rc;
-        }
-        for (int i = 0; i < 2; i++)
-            if (host[i] && !cuda_host(be, s, i, host[i])) return GPUQ_BE_NOMEM;
-        if (c->knn_dim && !cuda_host(be, s, 2, r * k * 8)) return GPUQ_BE_NOMEM;
-    }
-    c->cur = 0;
-    return 0;
+    int rc = 0;
+    for (int op = 0; rc == 0 && op < GPUQ_OP_COUNT; op++)
+        if (be->reserve[op]) rc = be->reserve[op](be, rows);
+    cuda_of(be)->cur = 0;
+    return rc;
 }
 
-/* |q|^2 of each row into qn2; cosine rows are then scaled to unit length. */
 static int cuda_memory_used(struct gpuq_backend *be, int64_t *bytes) {
     size_t free_b = 0, total_b = 0;
     CU(cudaMemGetInfo(&free_b, &total_b));

@@ -7,6 +7,7 @@
 
 #include "kernels/cuda_int.h"
 #include "ops/image_preprocess.h"
+
 #define IMG_CHANNELS GPUQ_IMAGE_CHANNELS
 
 struct img_desc {

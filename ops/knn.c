@@ -232,5 +232,6 @@ const struct gpuq_op_desc gpuq_op_knn = {
     .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
     .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_knn)},
+    .reserve = {[GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_knn_reserve)},
     .twin = twin, .tol = 1e-4,
 };

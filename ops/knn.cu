@@ -7,7 +7,6 @@
  * the complement of its index below: keys are distinct, larger is better,
  * and ties go to the lower index, as on the CPU. */
 #include <math.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 
 typedef unsigned long long u64;
 
+/* |q|^2 of each row into qn2; cosine rows are then scaled to unit length. */
 __global__ static void knn_prep_kernel(float *q, float *qn2, int d, int cosine) {
     float *row = q + (size_t)blockIdx.x * d, s = 0.0f;
     for (int j = threadIdx.x; j < d; j += blockDim.x) s += row[j] * row[j];
@@ -168,3 +168,25 @@ extern "C" int gpuq_cuda_knn(struct gpuq_backend *be, const struct gpuq_launch *
     return 0;
 }
 
+
+/* On the device: q and norms | a score block | keys twice | indices and
+ * scores; in pinned staging: q, scores, indices; for k up to 4096 on the
+ * widest loaded index. */
+extern "C" int gpuq_cuda_knn_reserve(struct gpuq_backend *be, int rows) {
+    struct cuda_ctx *c = cuda_of(be);
+    size_t r = (size_t)rows, d = (size_t)c->knn_dim, k = 4096;
+    if (!d) return 0;
+    for (int s = 0; s < 2; s++) {
+        void *p;
+        int rc;
+        c->cur = s;
+        if ((rc = cuda_dev(be, 0, r * (d + 1) * 4, &p)) ||
+            (rc = cuda_dev(be, 1, r * CUDA_KNN_BLOCK * 4, &p)) || (rc = cuda_dev(be, 2, r * k * 8, &p)) ||
+            (rc = cuda_dev(be, 3, r * k * 8, &p)) || (rc = cuda_dev(be, 4, r * k * 12, &p)))
+            return rc;
+        if (!cuda_host(be, s, 0, r * d * 4) || !cuda_host(be, s, 1, r * k * 4) ||
+            !cuda_host(be, s, 2, r * k * 8))
+            return GPUQ_BE_NOMEM;
+    }
+    return 0;
+}

@@ -25,6 +25,7 @@ struct gpuq_knn {
 };
 
 int gpuq_cuda_knn(struct gpuq_backend *be, const struct gpuq_launch *l);
+int gpuq_cuda_knn_reserve(struct gpuq_backend *be, int rows);
 
 #ifdef __cplusplus
 }

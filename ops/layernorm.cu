@@ -7,6 +7,7 @@
 
 #include "kernels/cuda_int.h"
 #include "ops/layernorm.h"
+
 __global__ static void layernorm_kernel(const float *x, float *y, int cols, const int *row_set,
                                         const float *gamma, const float *beta, const float *eps) {
     const float *in = x + (size_t)blockIdx.x * cols;

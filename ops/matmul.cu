@@ -7,6 +7,7 @@
 
 #include "kernels/cuda_int.h"
 #include "ops/matmul.h"
+
 static size_t group_floats(const struct gpuq_matmul *g, int64_t stride, size_t each) {
     return stride ? (size_t)stride * (g->count - 1) + each : each;
 }

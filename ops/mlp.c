@@ -143,5 +143,6 @@ const struct gpuq_op_desc gpuq_op_mlp = {
     .inputs = inputs, .required = 1, .model = 1 + GPUQ_MODEL_MLP,
     .prepare = prepare, .out_bytes = out_bytes, .pack = pack, .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_mlp)},
+    .reserve = {[GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_mlp_reserve)},
     .twin = twin, .tol = 1e-4,
 };

@@ -8,6 +8,7 @@
 
 #include "kernels/cuda_int.h"
 #include "ops/mlp.h"
+
 __device__ static float act_apply(int act, float x) {
     switch (act) {
     case GPUQ_ACT_RELU: return x > 0.0f ? x : 0.0f;
@@ -89,3 +90,22 @@ extern "C" int gpuq_cuda_mlp(struct gpuq_backend *be, const struct gpuq_launch *
     return 0;
 }
 
+
+/* Activations twice in f32 and once in bf16/f16 on the device; x and y in
+ * pinned staging; for the widest loaded mlp. */
+extern "C" int gpuq_cuda_mlp_reserve(struct gpuq_backend *be, int rows) {
+    struct cuda_ctx *c = cuda_of(be);
+    size_t r = (size_t)rows, w = (size_t)c->mlp_width;
+    if (!w) return 0;
+    for (int s = 0; s < 2; s++) {
+        void *p;
+        int rc;
+        c->cur = s;
+        if ((rc = cuda_dev(be, 0, r * w * 4, &p)) || (rc = cuda_dev(be, 1, r * w * 4, &p)) ||
+            (rc = cuda_dev(be, 2, r * w * 2, &p)))
+            return rc;
+        if (!cuda_host(be, s, 0, r * c->mlp_in * 4) || !cuda_host(be, s, 1, r * c->mlp_out * 4))
+            return GPUQ_BE_NOMEM;
+    }
+    return 0;
+}

@@ -19,6 +19,7 @@ struct gpuq_mlp {
 };
 
 int gpuq_cuda_mlp(struct gpuq_backend *be, const struct gpuq_launch *l);
+int gpuq_cuda_mlp_reserve(struct gpuq_backend *be, int rows);
 
 #ifdef __cplusplus
 }

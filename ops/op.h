@@ -107,6 +107,8 @@ struct gpuq_op_desc {
     void (*finish)(struct gpuq_task *t);
     /* Its kernel on each kind of backend; the CPU one is always there. */
     gpuq_kernel_fn *kernel[GPUQ_BACKEND_KINDS];
+    /* Sizes its buffers at start, where a kind of backend keeps some. */
+    gpuq_reserve_fn *reserve[GPUQ_BACKEND_KINDS];
     /* Runs the twin check's backend and the CPU on the same random inputs
      * (ops/twin.h) and notes the error, which must be within tol. */
     void (*twin)(struct gpuq_twin_run *r);

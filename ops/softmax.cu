@@ -7,6 +7,7 @@
 
 #include "kernels/cuda_int.h"
 #include "ops/softmax.h"
+
 __global__ static void softmax_kernel(const float *x, float *y, int cols) {
     const float *in = x + (size_t)blockIdx.x * cols;
     float *out = y + (size_t)blockIdx.x * cols, mx = -INFINITY, sum = 0.0f;

@@ -14,8 +14,10 @@ const struct gpuq_op_desc *const gpuq_op_table[GPUQ_OP_COUNT] = {
 };
 
 static void bind_kernels(struct gpuq_backend *be) {
-    for (int op = 0; op < GPUQ_OP_COUNT; op++)
+    for (int op = 0; op < GPUQ_OP_COUNT; op++) {
         be->kernel[op] = gpuq_op_table[op]->kernel[be->iface->kind];
+        be->reserve[op] = gpuq_op_table[op]->reserve[be->iface->kind];
+    }
 }
 
 int gpuq_backend_create(struct gpuq_backend *be, const char *kind, int device, char *err,

@@ -5,8 +5,9 @@
 
 #include "kernels/backend.h"
 
-/* gpuq_backend_open, then each op's kernel for the backend's kind (NULL
- * where the op has none there: it runs on the CPU). 0, or -1 with err. */
+/* gpuq_backend_open, then each op's kernel and reserve for the backend's
+ * kind (NULL where the op has no kernel there: it runs on the CPU). 0, or
+ * -1 with err. */
 int gpuq_backend_create(struct gpuq_backend *be, const char *kind, int device, char *err,
                         size_t errlen);
 

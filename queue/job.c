@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 static const char *const op_names[] = {
 #define GPUQ_OP(id, name) #name,
@@ -45,7 +46,8 @@ static uint64_t be_read(const unsigned char *p, int n) {
     return v;
 }
 
-static int sane_msgpack(const unsigned char *p, size_t len) {
+int gpuq_msgpack_sane(const void *buf, size_t len) {
+    const unsigned char *p = buf;
     size_t off = 0, pending = 1;
     while (pending > 0) {
         if (off >= len) return 0;
@@ -172,8 +174,8 @@ static int nonempty_str(const msgpack_object *o, struct gpuq_str *out) {
 }
 
 /* ids, reply lists and URLs become parts of Redis keys and HTTP headers:
- * take one only when it is 1 to max bytes with no control character (below
- * 0x20, or 0x7f). Otherwise out stays empty, so nothing is built from it,
+ * take one only when it is 1 to max bytes of UTF-8 with no control
+ * character (below 0x20, or 0x7f). Otherwise out stays empty, so nothing is built from it,
  * and the job fails. An absent field, or one of another type (refused in the
  * strict pass), leaves out empty. */
 static void take_name(struct gpuq_job *job, const msgpack_object *o, const char *key, size_t max,
@@ -184,12 +186,21 @@ static void take_name(struct gpuq_job *job, const msgpack_object *o, const char 
         gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s longer than %zu bytes", key, max);
         return;
     }
-    for (size_t i = 0; i < v.len; i++)
-        if ((unsigned char)v.ptr[i] < 0x20 || v.ptr[i] == 0x7f) {
+    for (size_t i = 0; i < v.len;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)v.ptr + i,
+                                              (utf8proc_ssize_t)(v.len - i), &c);
+        if (n < 0) {
+            gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s is not UTF-8 (byte %zu)", key, i);
+            return;
+        }
+        if (c < 0x20 || c == 0x7f) {
             gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s holds a control character (byte %zu)",
                           key, i);
             return;
         }
+        i += (size_t)n;
+    }
     *out = v;
 }
 
@@ -283,7 +294,7 @@ enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t l
     job->op = -1;
     job->result_ttl = -1;
     size_t off = 0;
-    if (!sane_msgpack((const unsigned char *)buf, len) ||
+    if (!gpuq_msgpack_sane(buf, len) ||
         msgpack_unpack_next(&job->msg, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
         gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "job is not a msgpack value");
         return GPUQ_DECODE_UNDECODABLE;

@@ -57,6 +57,11 @@ struct gpuq_job {
  * callback and meta filled in where they were usable, so it can be answered.
  * gpuq_job_free must be called whatever the outcome. */
 enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t len);
+
+/* Whether buf is one msgpack value whose containers claim no more elements
+ * than bytes remain: msgpack-c allocates a container's slots from its claimed
+ * count, so unpack only what passes. */
+int gpuq_msgpack_sane(const void *buf, size_t len);
 void gpuq_job_free(struct gpuq_job *job);
 
 /* Marks the job failed with code and a printf-style message; returns -1. */

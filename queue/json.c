@@ -1,9 +1,12 @@
-/* json.c -- msgpack -> JSON on jansson, base64 by OpenSSL. */
+/* json.c -- msgpack -> JSON text (a direct writer), JSON jobs -> msgpack on
+ * jansson, base64 by OpenSSL. */
 #include "queue/json.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <msgpack.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,47 +16,200 @@ char *gpuq_base64(const void *data, size_t n) {
     return out;
 }
 
-static json_t *convert(const msgpack_object *o, int depth) {
-    if (depth > 64) return NULL;
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return json_null();
-    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        return o->via.u64 > INT64_MAX ? json_real((double)o->via.u64) : json_integer((json_int_t)o->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer(o->via.i64);
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return json_real(o->via.f64);
-    case MSGPACK_OBJECT_STR: return json_stringn_nocheck(o->via.str.ptr, o->via.str.size);
-    case MSGPACK_OBJECT_BIN: {
-        char *b = gpuq_base64(o->via.bin.ptr, o->via.bin.size);
-        json_t *s = b ? json_string_nocheck(b) : NULL;
-        free(b);
-        return s;
-    }
-    case MSGPACK_OBJECT_ARRAY: {
-        json_t *a = json_array();
-        for (uint32_t i = 0; a && i < o->via.array.size; i++)
-            if (json_array_append_new(a, convert(&o->via.array.ptr[i], depth + 1)) != 0) {
-                json_decref(a);
-                return NULL;
-            }
-        return a;
-    }
-    case MSGPACK_OBJECT_MAP: {
-        json_t *m = json_object();
-        for (uint32_t i = 0; m && i < o->via.map.size; i++) {
-            const msgpack_object *k = &o->via.map.ptr[i].key;
-            json_t *v = k->type == MSGPACK_OBJECT_STR ? convert(&o->via.map.ptr[i].val, depth + 1) : NULL;
-            if (!v || json_object_setn_new_nocheck(m, k->via.str.ptr, k->via.str.size, v) != 0) {
-                json_decref(v);
-                json_decref(m);
-                return NULL;
-            }
+/* ---- msgpack to JSON text ---- */
+
+/* A growing output buffer; oom sticks once memory ran out. */
+struct out {
+    char *p;
+    size_t n, cap;
+    int oom;
+};
+
+static char *grow(struct out *b, size_t more) {
+    if (b->oom) return NULL;
+    if (b->n + more > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + more) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return NULL;
         }
-        return m;
+        b->p = p;
+        b->cap = cap;
     }
-    default: return NULL;   /* ext: not part of the protocol */
+    return b->p + b->n;
+}
+
+static void put(struct out *b, const char *s, size_t n) {
+    char *d = grow(b, n);
+    if (!d) return;
+    memcpy(d, s, n);
+    b->n += n;
+}
+
+#define PUT(b, lit) put(b, lit, sizeof(lit) - 1)
+
+/* Length of the well-formed UTF-8 sequence at s (no overlongs, surrogates
+ * or code points past U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    size_t len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
+    if (s[0] < 0xC2 || s[0] > 0xF4 || n < len) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return len;
+}
+
+/* A JSON string; a byte that is not UTF-8 becomes U+FFFD. */
+static void put_str(struct out *b, const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    PUT(b, "\"");
+    for (size_t i = 0; i < n;) {
+        size_t run = i;
+        while (run < n && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\') run++;
+        put(b, str + i, run - i);
+        if ((i = run) == n) break;
+        char esc[8];
+        if (s[i] >= 0x80) {
+            size_t len = utf8_len(s + i, n - i);
+            if (len) put(b, str + i, len);
+            else PUT(b, "\\ufffd");
+            i += len ? len : 1;
+            continue;
+        }
+        if (s[i] == '"' || s[i] == '\\') snprintf(esc, sizeof(esc), "\\%c", s[i]);
+        else snprintf(esc, sizeof(esc), "\\u%04x", s[i]);
+        put(b, esc, strlen(esc));
+        i++;
     }
+    PUT(b, "\"");
+}
+
+static void put_base64(struct out *b, const char *data, size_t n) {
+    PUT(b, "\"");
+    char *d = grow(b, 4 * ((n + 2) / 3) + 1);
+    if (d) b->n += (size_t)EVP_EncodeBlock((unsigned char *)d, (const unsigned char *)data, (int)n);
+    PUT(b, "\"");
+}
+
+/* The shortest %g that reads back as the same double; always with a point
+ * or an exponent, so it reads back as a float. JSON has no NaN or
+ * infinities: those become the strings "NaN", "Infinity", "-Infinity". */
+static void put_double(struct out *b, double v) {
+    char num[40];
+    if (isnan(v) || isinf(v)) {
+        const char *s = isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
+        put_str(b, s, strlen(s));
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(num, sizeof(num), "%.*g", prec, v);
+        if (strtod(num, NULL) == v) break;
+    }
+    if (!strpbrk(num, ".e")) strcat(num, ".0");
+    put(b, num, strlen(num));
+}
+
+static void emit(struct out *b, const msgpack_object *o, int key_depth);
+
+/* Keys inside keys deeper than this become the base64 of their msgpack:
+ * each level of JSON text in a string escapes the one inside it again, so
+ * the text would double with each level. */
+#define KEY_DEPTH 4
+
+/* A map key is a JSON string: a str or bin key as its value converts, any
+ * other key as its JSON text (inside KEY_DEPTH other keys). */
+static void put_key(struct out *b, const msgpack_object *k, int key_depth) {
+    if (k->type == MSGPACK_OBJECT_STR || k->type == MSGPACK_OBJECT_BIN) {
+        emit(b, k, key_depth);
+        return;
+    }
+    if (key_depth >= KEY_DEPTH) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        if (msgpack_pack_object(&pk, *k) != 0) b->oom = 1;
+        else put_base64(b, sb.data ? sb.data : "", sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        return;
+    }
+    size_t at = b->n;
+    emit(b, k, key_depth + 1);
+    if (b->oom) return;
+    size_t n = b->n - at;
+    char *text = malloc(n ? n : 1);
+    if (!text) {
+        b->oom = 1;
+        return;
+    }
+    memcpy(text, b->p + at, n);
+    b->n = at;
+    put_str(b, text, n);
+    free(text);
+}
+
+/* msgpack nests at most MSGPACK_EMBED_STACK_SIZE deep, so this recursion
+ * is bounded by what msgpack_unpack_next accepts. */
+static void emit(struct out *b, const msgpack_object *o, int key_depth) {
+    char num[32];
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: PUT(b, "null"); return;
+    case MSGPACK_OBJECT_BOOLEAN:
+        if (o->via.boolean) PUT(b, "true");
+        else PUT(b, "false");
+        return;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        put(b, num, (size_t)snprintf(num, sizeof(num), "%llu", (unsigned long long)o->via.u64));
+        return;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        put(b, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)o->via.i64));
+        return;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: put_double(b, o->via.f64); return;
+    case MSGPACK_OBJECT_STR: put_str(b, o->via.str.ptr, o->via.str.size); return;
+    case MSGPACK_OBJECT_BIN: put_base64(b, o->via.bin.ptr, o->via.bin.size); return;
+    case MSGPACK_OBJECT_EXT:
+        put(b, num, (size_t)snprintf(num, sizeof(num), "{\"ext\":%d,\"data\":", (int)o->via.ext.type));
+        put_base64(b, o->via.ext.ptr, o->via.ext.size);
+        PUT(b, "}");
+        return;
+    case MSGPACK_OBJECT_ARRAY:
+        PUT(b, "[");
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            if (i) PUT(b, ",");
+            emit(b, &o->via.array.ptr[i], key_depth);
+        }
+        PUT(b, "]");
+        return;
+    case MSGPACK_OBJECT_MAP:
+        PUT(b, "{");
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            if (i) PUT(b, ",");
+            put_key(b, &o->via.map.ptr[i].key, key_depth);
+            PUT(b, ":");
+            emit(b, &o->via.map.ptr[i].val, key_depth);
+        }
+        PUT(b, "}");
+        return;
+    }
+    PUT(b, "null");     /* no other msgpack types exist */
+}
+
+char *gpuq_json_from_object(const msgpack_object *o, size_t *out_len) {
+    struct out b = {0};
+    emit(&b, o, 0);
+    char *end = grow(&b, 1);
+    if (!end) {
+        free(b.p);
+        return NULL;
+    }
+    *end = '\0';
+    *out_len = b.n;
+    return b.p;
 }
 
 char *gpuq_json_from_msgpack(const char *buf, size_t len, size_t *out_len) {
@@ -61,15 +217,9 @@ char *gpuq_json_from_msgpack(const char *buf, size_t len, size_t *out_len) {
     msgpack_unpacked_init(&u);
     size_t off = 0;
     char *text = NULL;
-    if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len) {
-        json_t *j = convert(&u.data, 0);
-        if (j) {
-            text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-            json_decref(j);
-        }
-    }
+    if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len)
+        text = gpuq_json_from_object(&u.data, out_len);
     msgpack_unpacked_destroy(&u);
-    if (text) *out_len = strlen(text);
     return text;
 }
 

@@ -528,7 +528,9 @@ out:
     return got;
 }
 
-int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n) {
+/* XCLAIM of up to 64 of this worker's own webhook entries on queue q, with
+ * min-idle 0: resets their idle time. */
+static redisReply *claim_own(struct gpuq_stream *s, int q, const char *const *ids, int n, int justid) {
     const char *argv[6 + 64];
     int argc = 0;
     if (n > 64) n = 64;
@@ -538,12 +540,23 @@ int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids
     argv[argc++] = s->consumer;
     argv[argc++] = "0";
     for (int i = 0; i < n; i++) argv[argc++] = ids[i];
-    argv[argc++] = "JUSTID";
-    if (gpuq_stream_use(s, q) != 0) return -1;
-    redisReply *r = command(s, argc, argv, NULL);
+    if (justid) argv[argc++] = "JUSTID";
+    if (gpuq_stream_use(s, q) != 0) return NULL;
+    return command(s, argc, argv, NULL);
+}
+
+int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n) {
+    redisReply *r = claim_own(s, q, ids, n, 1);
     if (!r) return -1;
     freeReplyObject(r);
     return 0;
+}
+
+int gpuq_stream_load_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n,
+                           struct gpuq_entry *out, int cap, redisReply **reply) {
+    redisReply *r = claim_own(s, q, ids, n, 0);
+    *reply = r;
+    return r ? take_entries(s, q, r, out, cap) : -1;
 }
 
 int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int64_t *pending) {

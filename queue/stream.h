@@ -140,6 +140,13 @@ int gpuq_stream_claim(struct gpuq_stream *s, enum gpuq_stream_kind kind, int q,
  * JUSTID), so other workers do not take over a delivery waiting to retry. */
 int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n);
 
+/* Reads webhook entries this worker holds again, fields and all (XCLAIM),
+ * for a delivery about to be attempted: between attempts only the entry id
+ * is held. At most 64 ids; an id no longer pending here is left out. Same
+ * ownership as gpuq_stream_read (*reply is set even when none came). */
+int gpuq_stream_load_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n,
+                           struct gpuq_entry *out, int cap, redisReply **reply);
+
 /* Queue q's backlog (entries not yet delivered to the group: its lag) and
  * pending entries (delivered, not acked). Returns 0, or -1 with errstr. */
 int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int64_t *pending);

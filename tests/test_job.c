@@ -375,6 +375,31 @@ static void test_repeated_keys(void) {
     expect_invalid(GPUQ_ERR_BAD_REQUEST, "params keys must be strings");
 }
 
+/* ids and reply lists are UTF-8: a lone continuation byte, a truncated
+ * sequence or an overlong encoding is refused; real UTF-8 is taken */
+static void test_utf8(void) {
+    static const char *bad[] = {"a\x80", "caf\xc3", "\xc0\xaf", "\xed\xa0\x80"};
+    for (int i = 0; i < 4; i++) {
+        struct gpuq_job job;
+        reset();
+        msgpack_pack_map(&pk, 3);
+        str("op"), str("softmax");
+        str("inputs"), msgpack_pack_map(&pk, 0);
+        str("id"), str(bad[i]);
+        CHECK(decode(&job) == GPUQ_DECODE_INVALID);
+        CHECK(job.err == GPUQ_ERR_BAD_REQUEST && strstr(job.errmsg, "not UTF-8") && !job.id.ptr);
+        gpuq_job_free(&job);
+    }
+    struct gpuq_job job;
+    reset();
+    msgpack_pack_map(&pk, 3);
+    str("op"), str("softmax");
+    str("inputs"), msgpack_pack_map(&pk, 0);
+    str("id"), str("caf\xc3\xa9-\xe6\x97\xa5-\xf0\x9f\x98\x80");
+    CHECK(decode(&job) == GPUQ_DECODE_OK && job.id.len == 14);
+    gpuq_job_free(&job);
+}
+
 /* ids and reply lists name Redis keys: no NUL, CR, LF or other control byte */
 static void test_control_characters(void) {
     static const char *bad[] = {"a\0x", "a\r\nX-Injected: 1", "tab\there", "del\x7f"};
@@ -406,6 +431,7 @@ int main(void) {
     test_undecodable();
     test_repeated_keys();
     test_control_characters();
+    test_utf8();
     test_result();
     test_dtypes();
     msgpack_sbuffer_destroy(&sb);

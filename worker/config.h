@@ -27,6 +27,9 @@ struct gpuq_config {
     char *webhook_secret;
     int64_t webhook_timeout_ms;
     int64_t webhook_backoff_ms;
+    char **webhook_allow;   /* CIDRs */
+    int n_webhook_allow;
+    int64_t webhook_per_host;
     char *metrics_addr;
     char *consumer;
     char *log_level;

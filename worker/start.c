@@ -111,10 +111,12 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     gpuq_log_set_json(strcmp(w->cfg.log_format, "json") == 0);
     if (gpuq_redis_url_parse(&url, w->cfg.redis, err, errlen) != 0) return -1;
     gpuq_backend_cpu_threads((int)w->cfg.cpu_threads);
-    if (!(w->hooks = gpuq_webhooks_create(w->cfg.webhook_secret, (int)w->cfg.max_attempts,
-                                          w->cfg.webhook_backoff_ms, w->cfg.webhook_timeout_ms, err,
-                                          errlen)))
-        return -1;
+    struct gpuq_webhook_opts hook_opts = {
+        .secret = w->cfg.webhook_secret, .max_attempts = (int)w->cfg.max_attempts,
+        .backoff_ms = w->cfg.webhook_backoff_ms, .timeout_ms = w->cfg.webhook_timeout_ms,
+        .per_host = (int)w->cfg.webhook_per_host, .allow = w->cfg.webhook_allow,
+        .n_allow = w->cfg.n_webhook_allow};
+    if (!(w->hooks = gpuq_webhooks_create(&hook_opts, err, errlen))) return -1;
     int precision = gpuq_precision_from_name(w->cfg.mlp_precision);
     if (precision < 0) {
         snprintf(err, errlen, "--mlp-precision '%s': want f32, bf16 or f16", w->cfg.mlp_precision);

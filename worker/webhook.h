@@ -1,11 +1,15 @@
 /* webhook.h -- delivering results to callback URLs (Standard Webhooks).
  *
  * Deliveries come from the P:{Q}:webhooks streams, where each was recorded
- * with its result. This module copies what it needs, so the Redis reply can
- * go at once. It POSTs through libcurl's multi interface, never blocking the
- * caller, and retries with exponential backoff and jitter, honouring
- * Retry-After. A finished delivery (2xx, or --max-attempts tries used up)
- * comes back from gpuq_webhooks_pump for the caller to record in Redis. */
+ * with its result. This module POSTs through libcurl's multi interface,
+ * never blocking the caller, and retries with exponential backoff and
+ * jitter, honouring Retry-After. Only a transfer in flight holds its body:
+ * a delivery waiting for its retry, for a transfer slot or for room under
+ * its host's cap holds its entry id and URL, and the caller reads the entry
+ * again (gpuq_stream_load_hooks) when it is due. A finished delivery (2xx;
+ * --max-attempts tries used up; an address the rules refuse; an entry with
+ * nothing deliverable) comes back from gpuq_webhooks_pump for the caller to
+ * record in Redis: delivered, or a dead letter. Nothing is dropped. */
 #ifndef GPUQ_WEBHOOK_H
 #define GPUQ_WEBHOOK_H
 
@@ -13,6 +17,10 @@
 #include <stdint.h>
 
 #include "queue/stream.h"
+
+/* Deliveries held at once (waiting ones included), and transfers in flight. */
+#define GPUQ_WEBHOOKS_MAX_HELD 2048
+#define GPUQ_WEBHOOKS_MAX_TRANSFERS 512
 
 struct gpuq_webhooks;
 
@@ -27,29 +35,59 @@ struct gpuq_delivery {
     struct gpuq_str url, job;   /* for a dead letter */
 };
 
-/* secret: "whsec_<base64>" or NULL (then nothing is signed). Returns NULL
- * with err when the secret does not decode or libcurl cannot start. */
-struct gpuq_webhooks *gpuq_webhooks_create(const char *secret, int max_attempts,
-                                           int64_t backoff_ms, int64_t timeout_ms, char *err,
+struct gpuq_webhook_opts {
+    const char *secret;         /* "whsec_<base64>", or NULL: nothing is signed */
+    int max_attempts;
+    int64_t backoff_ms, timeout_ms;
+    int per_host;               /* transfers to one scheme://host:port at once */
+    char **allow;               /* CIDRs opened to webhooks */
+    int n_allow;
+};
+
+/* Returns NULL with err when the secret or an allowed CIDR does not parse,
+ * or libcurl cannot start. */
+struct gpuq_webhooks *gpuq_webhooks_create(const struct gpuq_webhook_opts *o, char *err,
                                            size_t errlen);
 void gpuq_webhooks_destroy(struct gpuq_webhooks *wh);
 
-/* Deliveries that may still be taken. */
+/* New deliveries that may be taken now: held places and transfer slots
+ * are both free. */
 int gpuq_webhooks_room(const struct gpuq_webhooks *wh);
-/* Deliveries held (waiting, in flight or finished). */
+/* Deliveries held (waiting, loading, in flight or finished). */
 int gpuq_webhooks_held(const struct gpuq_webhooks *wh);
+/* Counts transfers that ended and deliveries let go: when it moved, there
+ * is room again, and new deliveries are worth reading. */
+uint64_t gpuq_webhooks_freed(const struct gpuq_webhooks *wh);
+/* How long the caller may block without delaying a delivery: 0 when work
+ * is under way or due, else ms until the next retry is due (at most
+ * max_ms), or max_ms when nothing waits. */
+int gpuq_webhooks_idle_ms(const struct gpuq_webhooks *wh, int64_t now_us, int max_ms);
 
-/* Whether the delivery of entry id on queue q is held; and the ids held on
- * q (at most max), borrowed until the next call that changes the set. */
+/* The entry ids held on queue q (at most max), borrowed until the next call
+ * that changes the set; with loading set, only those to read again. */
+int gpuq_webhooks_ids(const struct gpuq_webhooks *wh, int q, int loading, const char **ids, int max);
+
+/* Takes a new delivery entry (fields id, url, format, result, job). It
+ * starts at once when there is room, else waits without its body. An entry
+ * with nothing deliverable finishes at once, to be dead-lettered. Returns 0,
+ * or -1 when there was no room to hold it (the caller reads no more than
+ * gpuq_webhooks_room). */
+int gpuq_webhooks_add(struct gpuq_webhooks *wh, const struct gpuq_entry *e, int64_t now_us);
+/* Whether the delivery of entry id on queue q is held. */
 int gpuq_webhooks_holds(const struct gpuq_webhooks *wh, int q, struct gpuq_str id);
-int gpuq_webhooks_ids(const struct gpuq_webhooks *wh, int q, const char **ids, int max);
 
-/* Takes a delivery entry (fields id, url, format, result, job); copies it.
- * Returns 0, or -1 when it is malformed (the caller drops it) or no room. */
-int gpuq_webhooks_add(struct gpuq_webhooks *wh, const struct gpuq_entry *e);
+/* Deliveries due whose entries are to be read again; returns their count.
+ * Their ids come from gpuq_webhooks_ids with loading set; each entry read
+ * again goes to gpuq_webhooks_attach with the id pointer it was asked by.
+ * Those not given back before gpuq_webhooks_loaded are no longer pending
+ * here (another worker took them over) and are let go. */
+int gpuq_webhooks_due(struct gpuq_webhooks *wh, int64_t now_us);
+void gpuq_webhooks_attach(struct gpuq_webhooks *wh, const char *id, const struct gpuq_entry *e,
+                          int64_t now_us);
+void gpuq_webhooks_loaded(struct gpuq_webhooks *wh);
 
-/* Starts attempts that are due and moves transfers along. Fills out with up
- * to max finished deliveries and returns their count. */
+/* Moves transfers along. Fills out with up to max finished deliveries and
+ * returns their count. */
 int gpuq_webhooks_pump(struct gpuq_webhooks *wh, int64_t now_us, struct gpuq_delivery **out,
                        int max);
 
@@ -67,5 +105,13 @@ int gpuq_webhooks_wait(struct gpuq_webhooks *wh, int timeout_ms);
  * out. Returns 0, or -1 when out of memory. */
 int gpuq_webhook_sign(const unsigned char *key, size_t key_len, const char *id, long long ts,
                       const char *body, size_t body_len, char *out, size_t cap);
+
+/* A header value from job-controlled bytes: bytes outside visible ASCII,
+ * and '%', percent-encoded. Returns a malloc'd string, or NULL. */
+char *gpuq_webhook_header_value(const char *s, size_t n);
+
+/* Whether s is a W3C traceparent this worker passes on (version 00 form:
+ * lowercase hex, non-zero ids; a later version's first four fields). */
+int gpuq_webhook_traceparent_ok(const char *s, size_t n);
 
 #endif

@@ -48,6 +48,8 @@ struct worker {
     char pending_from[64];
     int64_t last_claim_us;
     int hooks_written;          /* this worker recorded deliveries: read them */
+    int hooks_more;             /* the last read of deliveries filled its count */
+    uint64_t hooks_freed;       /* gpuq_webhooks_freed at that read */
     int device_lost;            /* a sticky device error: finish writing, exit 1 */
     int64_t refused_ms;         /* Redis refuses writes: the backoff, 0 when it takes them */
     int64_t refused_until_us;   /* no publishing before this */

@@ -69,6 +69,8 @@ class Bench:
     def close(self):
         self.redis_proc.kill()
 
+    log = staticmethod(log)
+
     # ---- helpers ----
 
     def gpuq_jobs(self, n, reply=None, result_ttl=None):
@@ -430,6 +432,8 @@ def main():
     p.add_argument("--cluster", action="store_true", help="only: aggregate drain over 1 to --masters "
                    "Redis Cluster masters, one queue and one worker per master, beside a single Redis")
     p.add_argument("--masters", type=int, default=3)
+    p.add_argument("--webhooks", type=int, default=0, metavar="N",
+                   help="only the webhook benchmark, with N webhooks for throughput (webhooks.md)")
     a = p.parse_args()
     if a.cluster:
         import cluster_bench
@@ -443,6 +447,10 @@ def main():
             b.close()
         return
     try:
+        if a.webhooks:
+            import webhooks
+            print(webhooks.run(b, a.out))
+            return
         b.out["machine"] = b.machine()
         b.drain()
         skip = a.skip.split(",")

@@ -30,19 +30,29 @@ def verify(secret, headers, body):
 
 
 class Receiver:
-    """Answers with the statuses in `plan` (then 200), recording each request."""
+    """Answers with the statuses in `plan` (then `status`), after `delay` s,
+    recording each request and the most requests it held at once."""
 
-    def __init__(self, plan=(), port=None, headers=None):
+    def __init__(self, plan=(), port=None, headers=None, status=200, delay=0):
         self.plan, self.requests, self.extra = list(plan), [], headers or {}
+        self.active = self.most_active = 0
+        lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests.append({"t": time.time(), "headers": {k.lower(): v for k, v in self.headers.items()},
-                                       "body": body})
-                status = outer.plan.pop(0) if outer.plan else 200
-                self.send_response(status)
+                with lock:
+                    outer.active += 1
+                    outer.most_active = max(outer.most_active, outer.active)
+                    outer.requests.append({"t": time.time(), "body": body,
+                                           "headers": {k.lower(): v for k, v in self.headers.items()},
+                                           "raw_headers": self.headers.as_string()})
+                time.sleep(delay)
+                with lock:
+                    outer.active -= 1
+                status_now = outer.plan.pop(0) if outer.plan else status
+                self.send_response(status_now)
                 for k, v in outer.extra.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", "0")
@@ -53,6 +63,7 @@ class Receiver:
 
         self.port = port or free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.port}/hook"
@@ -68,7 +79,9 @@ class Receiver:
         self.server.server_close()
 
 
-class Webhooks(WorkerTest):
+class WebhookTest(WorkerTest):
+    """Receivers, a worker with a model, jobs with a callback."""
+
     def setUp(self):
         super().setUp()
         self.layers = make_mlp(self.path("m.safetensors"), [4, 3])
@@ -84,8 +97,9 @@ class Webhooks(WorkerTest):
         self.receivers.append(r)
         return r
 
-    def start(self, *args):
-        return self.worker("--model", f"m={self.path('m.safetensors')}", "--webhook-secret", SECRET, *args)
+    def start(self, *args, allow=("--webhook-allow", "127.0.0.0/8")):
+        """A worker; its local receivers are opened with --webhook-allow."""
+        return self.worker("--model", f"m={self.path('m.safetensors')}", "--webhook-secret", SECRET, *allow, *args)
 
     def job(self, url, jid, **kw):
         x = np.arange(8, dtype=np.float32).reshape(2, 4)
@@ -103,6 +117,9 @@ class Webhooks(WorkerTest):
             time.sleep(0.02)
         return False
 
+
+
+class Webhooks(WebhookTest):
     def test_json_delivery_signed(self):
         rx = self.receiver()
         self.start()
@@ -146,6 +163,9 @@ class Webhooks(WorkerTest):
         gap1, gap2 = reqs[1]["t"] - reqs[0]["t"], reqs[2]["t"] - reqs[1]["t"]
         self.assertGreaterEqual(gap1, 0.07)
         self.assertGreater(gap2, gap1, "backoff must grow")
+        # each retry reads its entry again: the same body, signed anew
+        self.assertEqual(len({r["body"] for r in reqs}), 1)
+        self.assertTrue(all(verify(SECRET, r["headers"], r["body"]) for r in reqs))
         self.assertTrue(self.hooks_settled())
         self.assertEqual(self.r.xlen(self.client.key("dead")), 0)
 
