@@ -27,8 +27,8 @@ struct gpuq_cluster {
     char err[128];
 };
 
-/* Whether c speaks to a cluster node (INFO cluster): 1, 0, or -1 when it
- * could not tell (err set). */
+/* Whether c speaks to a cluster node (INFO cluster): 1, 0 (also when INFO
+ * is refused), or -1 when the connection failed (err set). */
 int gpuq_cluster_detect(redisContext *c, char *err, size_t errlen);
 
 /* For a client that needs one slot: a connection to the master serving
