@@ -163,6 +163,20 @@ class ClusterTest(WorkerTest):
         return [msgpack.unpackb(b, raw=False)["id"] for b in self.c.lrange(key, 0, -1)]
 
 
+class NoInfo(WorkerTest):
+    def test_a_redis_refusing_info_is_a_single_redis(self):
+        """Cluster detection asks INFO; an ACL without it still serves."""
+        self.r.acl_setuser("gpuq", enabled=True, passwords=["+secret"], keys=["*"],
+                           commands=["+@all", "-info"])
+        self.redis.url = f"redis://gpuq:secret@127.0.0.1:{self.redis.port}"
+        make_mlp(self.path("m.safetensors"), [16, 8], seed=1)
+        self.worker("--model", f"m={self.path('m.safetensors')}")
+        self.client.enqueue({"op": "mlp", "model": "m", "id": "j",
+                             "inputs": {"x": tensor(np.ones((1, 16), np.float32))},
+                             "reply_to": "gpuq:{default}:r"})
+        self.assertEqual(self.client.wait("gpuq:{default}:r")["status"], "ok")
+
+
 class Serve(ClusterTest):
     def test_queues_on_three_masters_answered_once(self):
         masters = {self.cluster.master_of(key_slot(jobs_key(q).encode())).port for q in self.queues}
