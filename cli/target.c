@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "queue/client.h"
+#include "queue/cluster.h"
+#include "queue/stream.h"
 
 static const char *env_or(const char *name, const char *fallback) {
     const char *v = getenv(name);
@@ -53,10 +55,25 @@ redisContext *gpuq_cli_connect(const struct gpuq_cli_target *t, const char *who)
     char err[256];
     redisContext *c = NULL;
     char where[300];
-    if (gpuq_redis_url_parse(&url, t->redis, err, sizeof(err)) != 0)
-        fprintf(stderr, "gpuq %s: --redis: %s\n", who, err);
-    else if (!(c = gpuq_redis_connect(&url, 2000, err, sizeof(err))))
-        fprintf(stderr, "gpuq %s: cannot connect to Redis at %s: %s\n", who,
+    if (gpuq_redis_url_parse(&url, t->redis, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gpuq %s: --redis: %s
+", who, err);
+        return NULL;
+    }
+    if (!(c = gpuq_redis_connect(&url, 2000, err, sizeof(err)))) {
+        fprintf(stderr, "gpuq %s: cannot connect to Redis at %s: %s
+", who,
                 gpuq_redis_url_where(&url, where, sizeof(where)), err);
+        return NULL;
+    }
+    /* on a cluster, every key of the queue is in its slot: speak to its master */
+    if (gpuq_cluster_detect(c, err, sizeof(err)) == 1) {
+        char key[512];
+        gpuq_stream_key(key, sizeof(key), t->prefix, t->queue, "jobs");
+        redisFree(c);
+        if (!(c = gpuq_cluster_connect_slot(&url, gpuq_key_slot(key, strlen(key)), 2000, err, sizeof(err))))
+            fprintf(stderr, "gpuq %s: %s
+", who, err);
+    }
     return c;
 }

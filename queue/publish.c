@@ -4,6 +4,7 @@
  * push and nothing more. */
 #include "queue/stream.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,13 @@ void gpuq_stream_free_writes(struct gpuq_stream *s) {
     s->arena_cap = s->txbuf_cap = 0;
 }
 
+/* Notes that the transaction writes to queue q: on a cluster all of it must
+ * be in one slot (the caller's to see to, with gpuq_stream_one_tx). */
+static void to_queue(struct gpuq_stream *s, int q) {
+    if (s->tx_queue < 0) s->tx_queue = q;
+    assert(gpuq_stream_one_tx(s, s->tx_queue, q));
+}
+
 /* Formats one command into the transaction's buffer: it goes to Redis, in
  * its place, when the transaction is sent. */
 static void append(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
@@ -109,6 +117,7 @@ void gpuq_stream_begin(struct gpuq_stream *s) {
     for (int i = 0; i < s->n_refused; i++)
         if (s->refused[i].queued) s->refused[i].jobs = 0;  /* counted again as they are put */
     s->queued = 0;
+    s->tx_queue = -1;
     s->n_cmds = 0;
     s->failed = 0;
     s->tx_bytes = 0;
@@ -125,9 +134,9 @@ static struct gpuq_refused *refused(struct gpuq_stream *s, struct gpuq_str key) 
 
 /* Whether Redis refused a command for its key (no permission, another
  * slot, a key of another type), not for its own state (out of memory,
- * read-only, loading), which refuses everything alike. */
+ * read-only, loading, a cluster slot moving), which refuses everything alike. */
 static int about_the_key(const char *err) {
-    static const char *const codes[] = {"NOPERM", "CROSSSLOT", "WRONGTYPE", "MOVED", "ASK"};
+    static const char *const codes[] = {"NOPERM", "CROSSSLOT", "WRONGTYPE"};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
         if (!strncmp(err, codes[i], strlen(codes[i])) && err[strlen(codes[i])] == ' ') return 1;
     return 0;
@@ -198,6 +207,7 @@ void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id
                             const char *bytes, size_t len, int64_t ttl_s,
                             struct gpuq_str reply_to) {
     char key[1024], ttl[24];
+    to_queue(s, queue);
     s->tx_bytes += len;
     if (ttl_s > 0) {
         int n = snprintf(key, sizeof(key), "%s%.*s", s->result_prefixes[queue], (int)id.len, id.ptr);
@@ -222,6 +232,7 @@ void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
                           const char *error, size_t error_len, int64_t attempts,
                           struct gpuq_str callback) {
     char att[24];
+    to_queue(s, queue);
     snprintf(att, sizeof(att), "%lld", (long long)attempts);
     const char *argv[] = {"XADD", s->dead_keys[queue], "*", "job", job.ptr ? job.ptr : "",
                           "error", error, "attempts", att, "callback", callback.ptr};
@@ -234,6 +245,7 @@ void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
 void gpuq_stream_put_hook(struct gpuq_stream *s, int queue, struct gpuq_str id,
                           struct gpuq_str url, int msgpack_body, const char *result, size_t len,
                           struct gpuq_str job) {
+    to_queue(s, queue);
     const char *argv[] = {"XADD", s->hook_keys[queue], "*", "id", id.ptr, "url", url.ptr,
                           "format", msgpack_body ? "msgpack" : "json", "result", result,
                           "job", job.ptr ? job.ptr : ""};
@@ -244,6 +256,7 @@ void gpuq_stream_put_hook(struct gpuq_stream *s, int queue, struct gpuq_str id,
 }
 
 static void ack(struct gpuq_stream *s, int queue, int hook, struct gpuq_str id) {
+    to_queue(s, queue);
     if (grow((void **)&s->acks, &s->cap_acks, s->n_acks + 1, sizeof(*s->acks)) != 0) {
         s->failed = 1;
         return;
@@ -265,7 +278,30 @@ void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id)
  * another slot than its queue cannot be in the same MULTI. */
 static int pushed_first(const struct gpuq_stream *s, int p) {
     const struct gpuq_push *g = &s->pushes[p];
-    return s->cluster && gpuq_key_slot(g->key.ptr, g->key.len) != s->slots[g->queue];
+    return s->cl && gpuq_key_slot(g->key.ptr, g->key.len) != s->slots[g->queue];
+}
+
+/* Pushes to a list in another slot at once, on its own master (wherever
+ * MOVED and ASK say it is), before the transaction that acks its jobs is
+ * sent. A refusal about the list costs its jobs their push; anything else
+ * (a master unreachable, out of memory) fails the transaction, to be sent
+ * again later, so a reply is never lost. */
+static void push_elsewhere(struct gpuq_stream *s, int p, int argc, const char **argv,
+                           const size_t *lens) {
+    const struct gpuq_push *g = &s->pushes[p];
+    redisReply *r = gpuq_cluster_command(s->cl, gpuq_key_slot(g->key.ptr, g->key.len), argc, argv,
+                                         lens);
+    struct gpuq_refused *f;
+    if (!r) {
+        gpuq_stream_set_error(s, REDIS_ERR_IO, s->cl->err);
+        s->failed = 1;
+    } else if (r->type == REDIS_REPLY_ERROR && !about_the_key(r->str)) {
+        gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->str);
+        s->failed = 1;
+    } else if (r->type == REDIS_REPLY_ERROR && (f = refuse(s, g->key, r->str, 0))) {
+        f->jobs += g->n;
+    }
+    if (r) freeReplyObject(r);
 }
 
 /* The grouped pushes of one kind: EVAL script 1 list ttl value... */
@@ -286,7 +322,8 @@ static void send_pushes(struct gpuq_stream *s, int first, const char **argv, siz
                 argv[argc] = s->arena + s->vals[v].off;
                 lens[argc++] = s->vals[v].len;
             }
-            send_now(s, argc, argv, lens, p);
+            if (first) push_elsewhere(s, p, argc, argv, lens);
+            else send_now(s, argc, argv, lens, p);
         }
     }
 }
@@ -314,18 +351,18 @@ static void send_acks(struct gpuq_stream *s, const char **argv, size_t *lens) {
         }
 }
 
-/* In this order: pushes to lists in other slots (on a cluster), then MULTI,
- * the buffered commands, the pushes in the queue's slot, the acks, EXEC.
- * So a reply is pushed before its job is acked, never after. */
+/* In this order: pushes to lists in other slots (on a cluster, each on its
+ * master, answered at once), then MULTI, the buffered commands, the pushes
+ * in the queue's slot, the acks, EXEC. So a reply is pushed before its job
+ * is acked, never after. */
 int gpuq_stream_send(struct gpuq_stream *s) {
     int most = s->n_acks > VALUES_PER_EVAL ? s->n_acks : VALUES_PER_EVAL;
     const char **argv = malloc((size_t)(most + 8) * sizeof(*argv));
     size_t *lens = malloc((size_t)(most + 8) * sizeof(*lens));
     const char *multi[] = {"MULTI"};
-    s->first = 0;
+    if (argv && lens && s->cl) send_pushes(s, 1, argv, lens);
+    if (s->cl && gpuq_stream_use(s, s->tx_queue < 0 ? 0 : s->tx_queue) != 0) s->failed = 1;
     if (argv && lens && s->rc) {
-        send_pushes(s, 1, argv, lens);
-        s->first = s->queued;
         send_now(s, 1, multi, NULL, -1);
         if (grow((void **)&s->tags, &s->cap_tags, s->queued + s->n_cmds, sizeof(int)) != 0 ||
             (s->txbuf_len && redisAppendFormattedCommand(s->rc, s->txbuf, s->txbuf_len) != REDIS_OK))
@@ -344,7 +381,7 @@ int gpuq_stream_send(struct gpuq_stream *s) {
         s->txbuf_cap = 0;
     }
     if (!s->rc) return -1;
-    if (s->queued > s->first) {
+    if (s->queued > 0) {
         const char *end[] = {s->failed ? "DISCARD" : "EXEC"};
         send_now(s, 1, end, NULL, -1);
     }
@@ -368,9 +405,9 @@ static int jobs_of(const struct gpuq_stream *s, int push) {
  * is reported. */
 static int applied(struct gpuq_stream *s, const redisReply *r) {
     int result = GPUQ_COMMIT_OK;
-    for (size_t j = 0; j < r->elements && s->first + (int)j + 1 < s->queued; j++) {
+    for (size_t j = 0; j < r->elements && (int)j + 1 < s->queued; j++) {
         if (r->element[j]->type != REDIS_REPLY_ERROR) continue;
-        int tag = s->tags[s->first + (int)j + 1];
+        int tag = s->tags[(int)j + 1];
         if (tag >= 0) {
             struct gpuq_refused *f = refuse(s, s->pushes[tag].key, r->element[j]->str, 0);
             if (f) f->jobs += jobs_of(s, tag);
@@ -384,6 +421,7 @@ static int applied(struct gpuq_stream *s, const redisReply *r) {
 
 int gpuq_stream_wait(struct gpuq_stream *s) {
     int expect = s->sent, pushes_refused = 0, others_refused = 0, result = GPUQ_COMMIT_OK;
+    char redirected[128] = "";
     s->sent = 0;
     if (!s->rc) return GPUQ_COMMIT_LOST;
     for (int i = 0; i < expect; i++) {
@@ -393,11 +431,9 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
             return GPUQ_COMMIT_LOST;
         }
         int tag = i < s->queued ? s->tags[i] : -1;
-        if (i < s->first) {
-            /* a push before the transaction: its own answer, at once */
-            struct gpuq_refused *f;
-            if (r->type == REDIS_REPLY_ERROR && (f = refuse(s, s->pushes[tag].key, r->str, 0)))
-                f->jobs += jobs_of(s, tag);
+        if (redirected[0] || (s->cl && r->type == REDIS_REPLY_ERROR && gpuq_cluster_redirected(r->str))) {
+            /* the queue's slot moved or moves: nothing was applied */
+            if (!redirected[0]) snprintf(redirected, sizeof(redirected), "%s", r->str);
         } else if (i == expect - 1) {
             if (r->type == REDIS_REPLY_ARRAY && !s->failed) {
                 result = applied(s, r);
@@ -423,6 +459,14 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
         free(s->arena);
         s->arena = NULL;
         s->arena_cap = 0;
+    }
+    /* the queue's slot moved (its pending entries with it): build the
+     * transaction again for the new master at once; it is moving (ASK,
+     * TRYAGAIN) or the cluster is down: later. Nothing is read again, so
+     * no entry counts a delivery more. */
+    if (redirected[0]) {
+        gpuq_stream_set_error(s, REDIS_ERR_OTHER, redirected);
+        return gpuq_cluster_moved(s->cl, redirected) == 0 ? GPUQ_COMMIT_RETRY : GPUQ_COMMIT_REFUSED;
     }
     if (s->failed || others_refused) return GPUQ_COMMIT_REFUSED;
     if (pushes_refused) return GPUQ_COMMIT_RETRY;

@@ -18,9 +18,34 @@ void gpuq_stream_set_error(struct gpuq_stream *s, int type, const char *str) {
 
 void gpuq_stream_drop(struct gpuq_stream *s) {
     if (!s->rc) return;
-    gpuq_stream_set_error(s, s->rc->err ? s->rc->err : REDIS_ERR_IO, s->rc->err ? s->rc->errstr : "I/O error");
-    redisFree(s->rc);
+    gpuq_stream_set_error(s, s->rc->err ? s->rc->err : REDIS_ERR_IO, s->rc->err ? s->rc->errstr
+                          : s->cl && s->cl->err[0] ? s->cl->err : "I/O error");
+    /* on a cluster every connection goes: the reconnect reads the map again */
+    if (s->cl) gpuq_cluster_close(s->cl);
+    else redisFree(s->rc);
     s->rc = NULL;
+}
+
+int gpuq_stream_use(struct gpuq_stream *s, int q) {
+    if (!s->cl) return 0;
+    s->slot = s->slots[q];
+    redisContext *rc = gpuq_cluster_conn(s->cl, s->slot);
+    if (!rc) {
+        gpuq_stream_set_error(s, REDIS_ERR_IO, s->cl->err);
+        gpuq_cluster_close(s->cl);
+        s->rc = NULL;
+        return -1;
+    }
+    s->rc = rc;
+    return 0;
+}
+
+int gpuq_stream_one_tx(const struct gpuq_stream *s, int qa, int qb) {
+    return !s->cl || s->slots[qa] == s->slots[qb];
+}
+
+int gpuq_stream_read_span(const struct gpuq_stream *s, int first) {
+    return s->cl ? 1 : s->n_queues - first;
 }
 
 char *gpuq_stream_key(char *buf, size_t cap, const char *prefix, const char *queue,
@@ -66,7 +91,8 @@ oom:
 
 void gpuq_stream_free(struct gpuq_stream *s) {
     if (!s) return;
-    if (s->rc) redisFree(s->rc);
+    if (s->cl) gpuq_cluster_destroy(s->cl);
+    else if (s->rc) redisFree(s->rc);
     for (int i = 0; i < s->n_queues; i++) {
         free(s->queues[i]);
         free(s->jobs_keys[i]);
@@ -84,9 +110,23 @@ void gpuq_stream_free(struct gpuq_stream *s) {
     memset(s, 0, sizeof(*s));
 }
 
-/* Runs one command; returns the reply, or NULL with errstr (connection dropped
- * on I/O errors). An error reply is returned as it is. */
+/* Runs one command (on a cluster, on the master of the slot last used,
+ * following MOVED and ASK); returns the reply, or NULL with errstr
+ * (connection dropped on I/O errors). An error reply is returned as it is. */
 static redisReply *command(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
+    if (s->cl) {
+        /* it may have reopened the connection rc pointed to: rc is set again */
+        redisReply *r = gpuq_cluster_command(s->cl, s->slot, argc, argv, lens);
+        s->rc = gpuq_cluster_conn(s->cl, s->slot);
+        if (!r || !s->rc) {
+            gpuq_stream_set_error(s, REDIS_ERR_IO, s->cl->err);
+            gpuq_cluster_close(s->cl);
+            s->rc = NULL;
+            if (r) freeReplyObject(r);
+            return NULL;
+        }
+        return r;
+    }
     redisReply *r = redisCommandArgv(s->rc, argc, argv, lens);
     if (!r) gpuq_stream_drop(s);
     return r;
@@ -109,20 +149,14 @@ static int simple(struct gpuq_stream *s, int argc, const char **argv, const char
     return result;
 }
 
-int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
-    char err[128];
-    if (s->rc) redisFree(s->rc);
-    s->err = 0;
-    s->sent = 0;    /* a new connection owes no replies */
-    if (!(s->rc = gpuq_redis_connect(&s->url, timeout_ms, err, sizeof(err)))) {
-        gpuq_stream_set_error(s, REDIS_ERR_IO, err);
-        return -1;
-    }
-    /* replies to a BLOCK read come within a second; 30 s means Redis is gone */
-    struct timeval rtv = {30, 0};
-    redisSetTimeout(s->rc, rtv);
-    redisEnableKeepAlive(s->rc);
+/* Creates the groups, reads proto-max-bulk-len. */
+static int connect_queues(struct gpuq_stream *s) {
     for (int i = 0; i < s->n_queues; i++) {
+        if (gpuq_stream_use(s, i) != 0) return -1;
+        /* replies to a BLOCK read come within a second; 30 s means Redis is gone */
+        struct timeval rtv = {30, 0};
+        redisSetTimeout(s->rc, rtv);
+        redisEnableKeepAlive(s->rc);
         const char *argv[] = {"XGROUP", "CREATE", s->jobs_keys[i], GPUQ_GROUP, "0", "MKSTREAM"};
         const char *hooks[] = {"XGROUP", "CREATE", s->hook_keys[i], GPUQ_HOOK_GROUP, "0", "MKSTREAM"};
         /* out of memory, Redis refuses even a group that exists: go on, and
@@ -138,12 +172,48 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING)
         s->max_value = strtoll(r->element[1]->str, NULL, 10);
     freeReplyObject(r);
-    /* on a cluster, a reply list in another slot is pushed outside the MULTI */
-    const char *info[] = {"INFO", "cluster"};
-    if (!(r = command(s, 2, info, NULL))) return -1;
-    s->cluster = r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1") != NULL;
-    freeReplyObject(r);
     return 0;
+}
+
+/* Connects to a cluster: the map (from the seed or any master seen
+ * before), then a connection per master as the queues need them. */
+static int connect_cluster(struct gpuq_stream *s, int timeout_ms) {
+    if (!s->cl && !(s->cl = gpuq_cluster_create(&s->url, timeout_ms))) {
+        gpuq_stream_set_error(s, REDIS_ERR_OOM, "out of memory");
+        return -1;
+    }
+    gpuq_cluster_close(s->cl);
+    if (gpuq_cluster_refresh(s->cl) != 0) {
+        gpuq_stream_set_error(s, REDIS_ERR_IO, s->cl->err);
+        return -1;
+    }
+    return 0;
+}
+
+int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
+    char err[128];
+    if (s->cl) gpuq_cluster_close(s->cl);
+    else if (s->rc) redisFree(s->rc);
+    s->rc = NULL;
+    s->err = 0;
+    s->sent = 0;    /* a new connection owes no replies */
+    /* a cluster's seed may be a master that died: the map knows the others */
+    if (s->cl) return connect_cluster(s, timeout_ms) != 0 ? -1 : connect_queues(s);
+    if (!(s->rc = gpuq_redis_connect(&s->url, timeout_ms, err, sizeof(err)))) {
+        gpuq_stream_set_error(s, REDIS_ERR_IO, err);
+        return -1;
+    }
+    int on = gpuq_cluster_detect(s->rc, err, sizeof(err));
+    if (on < 0) {
+        gpuq_stream_set_error(s, REDIS_ERR_OTHER, err);
+        return -1;
+    }
+    if (on) {
+        redisFree(s->rc);
+        s->rc = NULL;
+        if (connect_cluster(s, timeout_ms) != 0) return -1;
+    }
+    return connect_queues(s);
 }
 
 int gpuq_stream_owns_key(const struct gpuq_stream *s, struct gpuq_str key) {
@@ -183,7 +253,7 @@ int gpuq_stream_leave(struct gpuq_stream *s) {
     int left = 0;
     if (!s->rc) return -1;
     for (int i = 0; i < s->n_queues; i++)
-        for (int hooks = 0; hooks < 2; hooks++) {
+        for (int hooks = 0; hooks < 2 && gpuq_stream_use(s, i) == 0; hooks++) {
             const char *key = hooks ? s->hook_keys[i] : s->jobs_keys[i];
             const char *group = hooks ? GPUQ_HOOK_GROUP : GPUQ_GROUP;
             const char *xp[] = {"XPENDING", key, group, "-", "+", "1", s->consumer};
@@ -281,7 +351,10 @@ static int read_reply(struct gpuq_stream *s, char **keys, redisReply *r, struct 
     if (r->type == REDIS_REPLY_ERROR) {
         gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->str);
         int nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
+        /* a blocked read whose stream moved to another master: the next read follows */
+        int moved = s->cl && strncmp(r->str, "UNBLOCKED", 9) == 0;
         freeReplyObject(r);
+        if (moved) return 0;
         /* Redis lost its data (restart without persistence, FLUSHALL): recreate */
         if (nogroup && gpuq_stream_connect(s, 2000) == 0) return 0;
         return -1;
@@ -330,7 +403,7 @@ static int read_group(struct gpuq_stream *s, char **keys, const char *group, int
     const char *argv[8 + 2 * 16];
     char count_s[24], block_s[24];
     *reply = NULL;
-    if (!s->rc && gpuq_stream_connect(s, 2000) != 0) return -1;
+    if ((!s->rc && gpuq_stream_connect(s, 2000) != 0) || gpuq_stream_use(s, first) != 0) return -1;
     snprintf(count_s, sizeof(count_s), "%d", count);
     snprintf(block_s, sizeof(block_s), "%d", block_ms);
     int argc = read_args(s, keys, group, first, n, count_s, block_ms >= 0 ? block_s : NULL, from, argv);
@@ -348,7 +421,7 @@ static int read_group(struct gpuq_stream *s, char **keys, const char *group, int
 int gpuq_stream_prefetch(struct gpuq_stream *s, int q, int count) {
     const char *argv[8 + 2 * 16];
     char count_s[24];
-    if (!s->rc) return -1;
+    if (!s->rc || gpuq_stream_use(s, q) != 0) return -1;
     snprintf(count_s, sizeof(count_s), "%d", count);
     int argc = read_args(s, s->jobs_keys, GPUQ_GROUP, q, 1, count_s, NULL, ">", argv);
     int done = 0;
@@ -380,10 +453,9 @@ int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int blo
     return read_group(s, s->jobs_keys, GPUQ_GROUP, first, n, count, block_ms, from, out, cap, reply);
 }
 
-int gpuq_stream_read_hooks(struct gpuq_stream *s, int count, struct gpuq_entry *out, int cap,
-                           redisReply **reply) {
-    return read_group(s, s->hook_keys, GPUQ_HOOK_GROUP, 0, s->n_queues, count, -1, ">", out, cap,
-                      reply);
+int gpuq_stream_read_hooks(struct gpuq_stream *s, int first, int n, int count,
+                           struct gpuq_entry *out, int cap, redisReply **reply) {
+    return read_group(s, s->hook_keys, GPUQ_HOOK_GROUP, first, n, count, -1, ">", out, cap, reply);
 }
 
 struct gpuq_str gpuq_entry_field(const struct gpuq_entry *e, const char *name) {
@@ -406,7 +478,7 @@ int gpuq_stream_claim(struct gpuq_stream *s, enum gpuq_stream_kind kind, int q,
     const char *group = kind == GPUQ_STREAM_JOBS ? GPUQ_GROUP : GPUQ_HOOK_GROUP;
     char idle[24], cnt[24];
     *reply = NULL;
-    if (!s->rc && gpuq_stream_connect(s, 2000) != 0) return -1;
+    if ((!s->rc && gpuq_stream_connect(s, 2000) != 0) || gpuq_stream_use(s, q) != 0) return -1;
     snprintf(idle, sizeof(idle), "%lld", (long long)min_idle_ms);
     snprintf(cnt, sizeof(cnt), "%d", count);
     const char *xp[] = {"XPENDING", key, group, "IDLE", idle, "-", "+", cnt};
@@ -469,6 +541,7 @@ static redisReply *claim_own(struct gpuq_stream *s, int q, const char *const *id
     argv[argc++] = "0";
     for (int i = 0; i < n; i++) argv[argc++] = ids[i];
     if (justid) argv[argc++] = "JUSTID";
+    if (gpuq_stream_use(s, q) != 0) return NULL;
     return command(s, argc, argv, NULL);
 }
 
@@ -488,7 +561,7 @@ int gpuq_stream_load_hooks(struct gpuq_stream *s, int q, const char *const *ids,
 
 int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int64_t *pending) {
     const char *argv[] = {"XINFO", "GROUPS", s->jobs_keys[q]};
-    if (!s->rc) return -1;
+    if (!s->rc || gpuq_stream_use(s, q) != 0) return -1;
     redisReply *r = command(s, 3, argv, NULL);
     if (!r) return -1;
     *backlog = *pending = -1;

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 #include <stdint.h>
 
+#include "queue/cluster.h"
 #include "queue/job.h"
 #include "queue/url.h"
 
@@ -55,14 +56,16 @@ struct gpuq_stream {
     int err;                /* 0, or a REDIS_ERR_* code */
     char errstr[128];
     int64_t max_value;      /* the largest value Redis takes (proto-max-bulk-len) */
-    int cluster;            /* Redis runs in cluster mode */
+    struct gpuq_cluster *cl;    /* on a cluster: the slot map and a connection per master;
+                                 * rc is then the connection of the queue last used */
+    int slot;               /* on a cluster: the slot of the queue last used */
     int *slots;             /* per queue: its hash slot */
+    int tx_queue;           /* the queue of the open transaction's first write, or -1 */
     /* the open transaction */
     char *txbuf;            /* its commands, formatted, sent behind MULTI */
     size_t txbuf_len, txbuf_cap;
     int n_cmds;             /* commands in txbuf */
     int queued;             /* commands sent, MULTI and EXEC included */
-    int first;              /* of those, pushes sent before MULTI */
     int failed;             /* an append failed: the MULTI must not be committed */
     int sent;               /* replies owed by a sent transaction */
     size_t tx_bytes;        /* bytes of values put into it */
@@ -98,7 +101,9 @@ int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, co
 void gpuq_stream_free(struct gpuq_stream *s);
 
 /* (Re)connects, authenticates, selects the db, creates missing consumer
- * groups (at id 0, MKSTREAM). Returns 0 or -1 with errstr. */
+ * groups (at id 0, MKSTREAM). On a cluster (any node of one may be named)
+ * it reads the slot map first and speaks to each queue's master. Returns
+ * 0 or -1 with errstr. */
 int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms);
 
 /* XREADGROUP from queues [first, first+n): from ">" reads new entries; from
@@ -116,9 +121,10 @@ int gpuq_stream_prefetch(struct gpuq_stream *s, int q, int count);
 int gpuq_stream_prefetched(struct gpuq_stream *s, struct gpuq_entry *out, int cap,
                            redisReply **reply);
 
-/* The same from the webhook delivery streams (group senders). */
-int gpuq_stream_read_hooks(struct gpuq_stream *s, int count, struct gpuq_entry *out, int cap,
-                           redisReply **reply);
+/* The same from the webhook delivery streams (group senders) of queues
+ * [first, first+n), without blocking. */
+int gpuq_stream_read_hooks(struct gpuq_stream *s, int first, int n, int count,
+                           struct gpuq_entry *out, int cap, redisReply **reply);
 
 /* Takes over up to count entries of queue q that other consumers left
  * pending for at least min_idle_ms (XPENDING IDLE, then XCLAIM); for webhook
@@ -164,7 +170,8 @@ enum gpuq_commit {
     GPUQ_COMMIT_REFUSED = -2,   /* Redis refused the writes (out of memory, read-only, no
                                  * permission): nothing applied; errstr; send it again later */
     GPUQ_COMMIT_RETRY = -3      /* nothing applied, because Redis refused some reply lists when
-                                 * queued: those are now in refused[]; build it again at once */
+                                 * queued (those are now in refused[]), or the queue's cluster
+                                 * slot moved (the map is read again): build it again at once */
 };
 
 /* Opens a transaction. refused[] is kept: a transaction built again after
@@ -196,6 +203,15 @@ int gpuq_stream_commit(struct gpuq_stream *s);
  * may be issued between the two, but for one gpuq_stream_prefetch. */
 int gpuq_stream_send(struct gpuq_stream *s);
 int gpuq_stream_wait(struct gpuq_stream *s);
+
+/* Whether writes to queues qa and qb may share one transaction: always on
+ * a single Redis; on a cluster, only in the same slot. A transaction holds
+ * the writes of one queue there, and a prefetch may follow only one of the
+ * queue it reads. */
+int gpuq_stream_one_tx(const struct gpuq_stream *s, int qa, int qb);
+
+/* How many queues from first one read may cover: on a cluster, one. */
+int gpuq_stream_read_span(const struct gpuq_stream *s, int first);
 
 /* Forgets refused[], once the caller has reported it. */
 void gpuq_stream_refused_clear(struct gpuq_stream *s);

@@ -221,8 +221,14 @@ static int fetch(struct worker *w, int claim_now) {
     int idle_ms = gpuq_webhooks_idle_ms(w->hooks, gpuq_now_us(), 100);
     if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0 && idle_ms > 0) {
         int64_t room = gpuq_sched_room(&w->sched);
-        return read_into(w, 0, w->st.n_queues, room < w->cfg.max_batch ? (int)room
-                         : (int)w->cfg.max_batch, idle_ms, ">");
+        /* one read over all queues; on a cluster one per queue, sharing the wait */
+        for (int q = 0, n; q < w->st.n_queues && total == 0; q += n) {
+            n = gpuq_stream_read_span(&w->st, q);
+            if ((total = read_into(w, q, n, room < w->cfg.max_batch ? (int)room : (int)w->cfg.max_batch,
+                                   n == w->st.n_queues ? idle_ms : idle_ms * n / w->st.n_queues + 1,
+                                   ">")) < 0)
+                return -1;
+        }
     }
     return total;
 }
@@ -282,12 +288,9 @@ static int hooks_load(struct worker *w, int64_t now) {
     return 0;
 }
 
-/* Moves transfers along and records finished deliveries (delivered: acked
- * and deleted; not: a dead letter too). Returns -1 when Redis failed. */
-static int hooks_record(struct worker *w) {
-    struct gpuq_delivery *done[64];
-    int n = gpuq_webhooks_pump(w->hooks, gpuq_now_us(), done, 64);
-    if (n == 0) return 0;
+/* Records finished deliveries in one transaction. Returns 0, 1 when Redis
+ * refused it (all deliveries held are forgotten), -1 when Redis failed. */
+static int hooks_commit(struct worker *w, struct gpuq_delivery **done, int n) {
     gpuq_stream_begin(&w->st);
     for (int i = 0; i < n; i++) {
         struct gpuq_delivery *d = done[i];
@@ -309,7 +312,7 @@ static int hooks_record(struct worker *w) {
     if (rc < 0) {   /* refused: the deliveries stay pending in Redis, claimed again when stale */
         back_off(w, "webhook outcomes");
         gpuq_webhooks_forget_all(w->hooks);
-        return 0;
+        return 1;
     }
     for (int i = 0; i < n; i++) {
         done[i]->delivered ? w->n_delivered++ : w->n_hooks_failed++;
@@ -317,6 +320,25 @@ static int hooks_record(struct worker *w) {
         gpuq_webhooks_forget(w->hooks, done[i]);
     }
     return 0;
+}
+
+/* Moves transfers along and records finished deliveries (delivered: acked
+ * and deleted; not: a dead letter too), one transaction per group of
+ * queues that may share one. Returns -1 when Redis failed. */
+static int hooks_record(struct worker *w) {
+    struct gpuq_delivery *done[64];
+    int n = gpuq_webhooks_pump(w->hooks, gpuq_now_us(), done, 64), rc = 0;
+    for (int i = 0, k; i < n && rc == 0; i = k) {
+        k = i + 1;
+        for (int j = i + 1; j < n; j++)
+            if (gpuq_stream_one_tx(&w->st, done[i]->queue, done[j]->queue)) {
+                struct gpuq_delivery *d = done[j];
+                memmove(done + k + 1, done + k, (size_t)(j - k) * sizeof(*done));
+                done[k++] = d;
+            }
+        rc = hooks_commit(w, done + i, k - i);
+    }
+    return rc < 0 ? -1 : 0;
 }
 
 /* Records finished deliveries, then takes stale deliveries (on the claim
@@ -349,14 +371,20 @@ static int hooks_step(struct worker *w, int claim_now) {
     int room = gpuq_webhooks_room(w->hooks);
     uint64_t freed = gpuq_webhooks_freed(w->hooks);
     if (room > 0 && (w->hooks_written || w->hooks_more || freed != w->hooks_freed || claim_now)) {
-        int want = room < cap ? room : cap;
         w->hooks_written = 0;
         w->hooks_freed = freed;
-        if ((got = gpuq_stream_read_hooks(&w->st, want, e, cap, &reply)) < 0) return -1;
-        w->hooks_more = got == want;
-        int rc = hooks_take(w, got, 0, NULL, 0, now);
-        freeReplyObject(reply);
-        if (rc < 0) return -1;
+        w->hooks_more = 0;
+        /* one read over all queues; on a cluster one per queue */
+        for (int q = 0, span; q < w->st.n_queues && (room = gpuq_webhooks_room(w->hooks)) > 0; q += span) {
+            int want = room < cap ? room : cap;
+            span = gpuq_stream_read_span(&w->st, q);
+            if ((got = gpuq_stream_read_hooks(&w->st, q, span, want, e, cap, &reply)) < 0) return -1;
+            w->hooks_more |= got == want;
+            int rc = hooks_take(w, got, 0, NULL, 0, now);
+            freeReplyObject(reply);
+            reply = NULL;
+            if (rc < 0) return -1;
+        }
     }
     if (hooks_load(w, now) < 0) return -1;
     return 0;
@@ -368,7 +396,9 @@ static int hooks_step(struct worker *w, int claim_now) {
  * there will be room for once it is applied: Redis answers both while the
  * next batch computes. Returns the count asked for (0: none), or -1. */
 static int prefetch_send(struct worker *w) {
-    if (w->n_sending == 0 || w->pending_queue >= 0 || stopping(w)) return 0;
+    if (w->n_sending == 0 || w->pending_queue >= 0 || stopping(w) ||
+        !gpuq_stream_one_tx(&w->st, 0, w->sending[0]->entry.queue))
+        return 0;
     int64_t room = gpuq_sched_room(&w->sched);
     for (int i = 0; i < w->n_sending; i++)
         if (w->sending[i]->admitted) room += w->sending[i]->rows;
@@ -519,13 +549,20 @@ static void report_refused(struct worker *w) {
  * while the transaction stays under PUBLISH_BYTES. */
 static int publish_send(struct worker *w) {
     if (w->n_done == 0 || gpuq_now_us() < w->refused_until_us) return 0;
-    int n = 0;
+    int n = 0, kept = 0, q = w->done[0]->entry.queue;
     gpuq_stream_begin(&w->st);
-    while (n < w->n_done && (n == 0 || w->st.tx_bytes < PUBLISH_BYTES)) publish_one(w, w->done[n++]);
-    memcpy(w->sending, w->done, (size_t)n * sizeof(*w->done));
-    memmove(w->done, w->done + n, (size_t)(w->n_done - n) * sizeof(*w->done));
+    /* on a cluster, the tasks of the first one's queue; the others wait their turn */
+    for (int i = 0; i < w->n_done; i++) {
+        struct gpuq_task *t = w->done[i];
+        if (n > 0 && (w->st.tx_bytes >= PUBLISH_BYTES || !gpuq_stream_one_tx(&w->st, q, t->entry.queue))) {
+            w->done[kept++] = t;
+            continue;
+        }
+        publish_one(w, t);
+        w->sending[n++] = t;
+    }
     w->n_sending = n;
-    w->n_done -= n;
+    w->n_done = kept;
     return gpuq_stream_send(&w->st);
 }
 

@@ -12,7 +12,7 @@
 // result comes in time. All waiting goes through one reply list and one reader
 // connection per queue, however many run() calls wait at once.
 const crypto = require('crypto');
-const { createClient, commandOptions } = require('redis');
+const { createClient, createCluster, commandOptions } = require('redis');
 const msgpack = require('./msgpack');
 
 const ARRAYS = {
@@ -114,10 +114,21 @@ function jobOf(op, inputs, options) {
   return job;
 }
 
+// The user and password of a redis:// URL, for every node of a cluster.
+function credentials(url) {
+  const u = new URL(url);
+  const c = {};
+  if (u.username) c.username = decodeURIComponent(u.username);
+  if (u.password) c.password = decodeURIComponent(u.password);
+  return c;
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Gpuq {
-  constructor({ url = 'redis://127.0.0.1:6379', prefix = 'gpuq', queue = 'default' } = {}) {
+  // cluster: url names any node of a Redis Cluster (node-redis createCluster);
+  // every key of a queue is in its slot, so each call goes to one master.
+  constructor({ url = 'redis://127.0.0.1:6379', prefix = 'gpuq', queue = 'default', cluster = false } = {}) {
     this.prefix = prefix;
     this.queue = queue;
     this.where = url.replace(/\/\/[^@/]*@/, '//');   // no password in messages
@@ -125,7 +136,8 @@ class Gpuq {
     // at start an unreachable Redis is an error; once connected, node-redis reconnects
     const reconnectStrategy = (retries) => (this.connected ? Math.min(100 * 2 ** retries, 5000)
       : new Error(`cannot reach Redis at ${this.where}`));
-    this.redis = createClient({ url, socket: { reconnectStrategy } });
+    this.redis = cluster ? createCluster({ rootNodes: [{ url }], defaults: { ...credentials(url), socket: { reconnectStrategy } } })
+      : createClient({ url, socket: { reconnectStrategy } });
     this.redis.on('error', () => {});
     this.readers = new Map();   // queue -> reader
   }

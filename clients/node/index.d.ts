@@ -59,7 +59,7 @@ export interface JobOptions {
 export interface EnqueueOptions extends JobOptions { queue?: string; replyTo?: string }
 export interface RunOptions extends JobOptions { queue?: string; /** seconds to wait (30) */ timeout?: number }
 
-export interface GpuqOptions { url?: string; prefix?: string; queue?: string }
+export interface GpuqOptions { url?: string; prefix?: string; queue?: string; cluster?: boolean }
 export type Inputs = Record<string, Tensor | { dtype: DType; shape: number[]; data: TypedArray }>;
 
 export class Gpuq {

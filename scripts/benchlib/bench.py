@@ -429,9 +429,16 @@ def main():
     p.add_argument("--compare", metavar="BIN", help="only: drain with this build and gpuq binary BIN, "
                    "alternating --rounds times")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cluster", action="store_true", help="only: aggregate drain over 1 to --masters "
+                   "Redis Cluster masters, one queue and one worker per master, beside a single Redis")
+    p.add_argument("--masters", type=int, default=3)
     p.add_argument("--webhooks", type=int, default=0, metavar="N",
                    help="only the webhook benchmark, with N webhooks for throughput (webhooks.md)")
     a = p.parse_args()
+    if a.cluster:
+        import cluster_bench
+        cluster_bench.run(a)
+        return
     b = Bench(a)
     if a.compare:
         try:

@@ -6,8 +6,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 
-from ._client import DEFAULT_URL, Base, reader_pool
+from ._client import DEFAULT_URL, Base, is_cluster, reader_pool
 from ._protocol import GpuqTimeoutError, Result, decode_result
 from ._waiters import Waiters
 
@@ -18,8 +19,10 @@ class AsyncClient(Base):
     one reader connection per queue, however many run() calls wait at once."""
 
     def __init__(self, url: str = DEFAULT_URL, prefix: str = "gpuq", queue: str = "default",
-                 redis_client: Optional[redis.asyncio.Redis] = None, max_connections: int = 16):
+                 redis_client: Any = None, max_connections: int = 16, cluster: bool = False):
         super().__init__(prefix, queue)
+        if cluster and not redis_client:
+            redis_client = RedisCluster.from_url(url, max_connections=max_connections)
         self.r = redis_client or redis.asyncio.Redis(
             connection_pool=redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=max_connections))
         self._readers: Dict[str, Tuple[Waiters, "asyncio.Task[None]"]] = {}
@@ -67,7 +70,8 @@ class AsyncClient(Base):
             await self.r.delete(w.key)
         self._readers.clear()
         await self.r.close()
-        await self.r.connection_pool.disconnect()
+        if not is_cluster(self.r):
+            await self.r.connection_pool.disconnect()
 
     def _waiters_for(self, queue: str) -> Waiters:
         w, task = self._readers.get(queue) or (None, None)
@@ -79,8 +83,8 @@ class AsyncClient(Base):
         return w
 
     async def _read(self, w: Waiters) -> None:
-        conn = redis.asyncio.Redis(connection_pool=reader_pool(self.r.connection_pool,
-                                                               redis.asyncio.ConnectionPool))
+        conn = self.r if is_cluster(self.r) else redis.asyncio.Redis(
+            connection_pool=reader_pool(self.r.connection_pool, redis.asyncio.ConnectionPool))
         try:
             while True:
                 try:
@@ -94,4 +98,5 @@ class AsyncClient(Base):
                     if got and not got[0].done():
                         got[0].set_result(got[1])
         finally:
-            await conn.connection_pool.disconnect()
+            if conn is not self.r:
+                await conn.connection_pool.disconnect()

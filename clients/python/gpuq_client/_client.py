@@ -7,6 +7,7 @@ import uuid
 from typing import Any, Dict, Mapping, Optional
 
 import redis
+from redis.cluster import RedisCluster
 
 from ._protocol import GpuqTimeoutError, Result, decode_result, encode_job
 from ._waiters import Waiters
@@ -49,14 +50,23 @@ def reader_pool(pool: Any, cls: Any) -> Any:
     return cls(connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs)
 
 
+def is_cluster(r: Any) -> bool:
+    """Whether r is a Redis Cluster client (sync or asyncio): it has a pool per
+    node, so a blocking reader shares it, holding one of the reply list's node's
+    connections, rather than getting a pool of its own."""
+    return not hasattr(r, "connection_pool")
+
+
 class Client(Base):
     """Blocking client over redis-py. All waiting goes through one reply list
-    and one reader connection per queue, however many threads wait."""
+    and one reader connection per queue, however many threads wait. On a Redis
+    Cluster, cluster=True (or a redis.cluster.RedisCluster as redis_client):
+    every key of a queue is in its slot, so each call goes to one master."""
 
     def __init__(self, url: str = DEFAULT_URL, prefix: str = "gpuq", queue: str = "default",
-                 redis_client: Optional[redis.Redis] = None):
+                 redis_client: Any = None, cluster: bool = False):
         super().__init__(prefix, queue)
-        self.r = redis_client or redis.Redis.from_url(url)
+        self.r = redis_client or (RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url))
         self._waiters: Dict[str, Waiters] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -111,7 +121,8 @@ class Client(Base):
             w = self._waiters.get(queue)
             if w is None:
                 w = self._waiters[queue] = Waiters(Waiters.reply_key(self.prefix, queue))
-                conn = redis.Redis(connection_pool=reader_pool(self.r.connection_pool, redis.ConnectionPool))
+                conn = self.r if is_cluster(self.r) else redis.Redis(
+                    connection_pool=reader_pool(self.r.connection_pool, redis.ConnectionPool))
                 t = threading.Thread(target=self._read, args=(w, conn), name=f"gpuq-reader-{queue}", daemon=True)
                 self._threads.append(t)
                 t.start()
@@ -129,4 +140,5 @@ class Client(Base):
                 got = w.take(raw)
                 if got:
                     got[0].set_result(got[1])
-        conn.close()
+        if conn is not self.r:
+            conn.close()
