@@ -129,6 +129,7 @@ int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq
         int64_t left = t->rows - t->rows_queued, take = fit(t, t->rows_queued, left, budget - load);
         take -= take % t->unit;
         if (take == 0) {
+            if (load > 0 && t->token_off) continue;   /* a later job's texts may fit */
             if (load > 0) break;    /* the next unit does not fit: it leads the next batch */
             take = left < t->unit ? left : t->unit;     /* one unit larger than a batch */
         }
