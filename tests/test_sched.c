@@ -159,6 +159,15 @@ static void test_tokens(void) {
     CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 1);
     CHECK(p[0].t == &tasks[0] && p[0].row0 == 3 && p[0].rows == 1);
     CHECK(s.n == 0);
+    /* 8, 9 and 2 tokens: the 9 is passed over for the 2, and leads the next batch */
+    static const int64_t off8[] = {0, 8}, off9[] = {0, 9}, off2[] = {0, 2};
+    task(3, 1, &model_a, 0, 0, 0)->token_off = off8;
+    task(4, 1, &model_a, 0, 0, 0)->token_off = off9;
+    task(5, 1, &model_a, 0, 0, 0)->token_off = off2;
+    for (int i = 3; i < 6; i++) gpuq_sched_add(&s, &tasks[i], 0);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);
+    CHECK(p[0].t == &tasks[3] && p[1].t == &tasks[5]);
+    CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 1 && p[0].t == &tasks[4]);
     gpuq_sched_free(&s);
 }
 
