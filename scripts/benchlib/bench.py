@@ -427,8 +427,17 @@ def main():
     p.add_argument("--compare", metavar="BIN", help="only: drain with this build and gpuq binary BIN, "
                    "alternating --rounds times")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--embed", type=int, metavar="N", help="only: the embedding benchmark on N sentences, "
+                   "gpuq against ONNX Runtime and numpy workers (writes embed.md and embed.json)")
     a = p.parse_args()
     b = Bench(a)
+    if a.embed:
+        import embed_bench
+        try:
+            embed_bench.run(b, a.embed, a.out)
+        finally:
+            b.close()
+        return
     if a.compare:
         try:
             b.compare()
