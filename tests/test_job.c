@@ -446,8 +446,8 @@ static void test_control_characters(void) {
 }
 
 int main(void) {
-    test_text_inputs();
     msgpack_sbuffer_init(&sb);
+    test_text_inputs();
     test_valid();
     test_invalid_tensors();
     test_invalid_fields();
