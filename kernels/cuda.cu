@@ -229,7 +229,7 @@ static void mlp_free(struct gpuq_model *m) {
 static void cuda_model_free(struct gpuq_backend *be, struct gpuq_model *m) {
     (void)be;
     if (m->kind == GPUQ_MODEL_MLP) mlp_free(m);
-    else cuda_index_free(m);
+    else if (m->kind == GPUQ_MODEL_INDEX) cuda_index_free(m);
 }
 
 static int upload(struct gpuq_backend *be, void **dst, const float *src, size_t floats) {
@@ -260,6 +260,7 @@ static int upload_weights(struct gpuq_backend *be, void **dst, const float *w, s
 
 static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     struct cuda_ctx *c = cuda_of(be);
+    if (m->kind == GPUQ_MODEL_ENCODER) return 0;    /* embed runs on the CPU backend */
     if (m->kind == GPUQ_MODEL_INDEX) {
         if (m->dim > c->knn_dim) c->knn_dim = m->dim;
         return cuda_index_load(be, m);

@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "kernels/bert.h"
 #include "kernels/safetensors.h"
+#include "text/tokenizer.h"
 
 static const char *act_names[] = {"none", "relu", "gelu", "silu", "tanh"};
 
@@ -60,12 +64,30 @@ static int load_mlp(struct gpuq_model *m, const struct gpuq_safetensors *st, cha
     return 0;
 }
 
+/* A model folder: the encoder and its tokenizer. */
+static int load_encoder(struct gpuq_model *m, const char *name, const char *dir, char *err,
+                        size_t errlen) {
+    m->kind = GPUQ_MODEL_ENCODER;
+    if (!(m->name = strdup(name)) || !(m->bert = calloc(1, sizeof(*m->bert)))) {
+        snprintf(err, errlen, "%s: out of memory", dir);
+    } else if (gpuq_bert_load(m->bert, dir, err, errlen) == 0 &&
+               (m->tok = gpuq_tok_load(dir, err, errlen)) != NULL) {
+        if (gpuq_tok_vocab_size(m->tok) <= m->bert->vocab) return 0;
+        snprintf(err, errlen, "%s: the tokenizer has %d ids, the model's vocabulary %d", dir,
+                 gpuq_tok_vocab_size(m->tok), m->bert->vocab);
+    }
+    gpuq_model_free(m);
+    return -1;
+}
+
 int gpuq_model_load(struct gpuq_model *m, const char *name, const char *path, char *err,
                     size_t errlen) {
     struct gpuq_safetensors st;
     char why[256] = "out of memory";
     int result = -1;
     memset(m, 0, sizeof(*m));
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return load_encoder(m, name, path, err, errlen);
     if (gpuq_safetensors_load(&st, path, err, errlen) != 0) return -1;
     if (!(m->name = strdup(name))) goto out;
     if (gpuq_safetensors_get(&st, "embeddings")) {
@@ -109,14 +131,18 @@ void gpuq_model_free(struct gpuq_model *m) {
     free(m->layers);
     free(m->embeddings);
     free(m->norms);
+    if (m->bert) gpuq_bert_free(m->bert);
+    free(m->bert);
+    gpuq_tok_destroy(m->tok);
     free(m->name);
     memset(m, 0, sizeof(*m));
 }
 
 int gpuq_model_in_dim(const struct gpuq_model *m) {
-    return m->kind == GPUQ_MODEL_MLP ? m->layers[0].d_in : m->dim;
+    return m->kind == GPUQ_MODEL_MLP ? m->layers[0].d_in : m->kind == GPUQ_MODEL_ENCODER ? 0 : m->dim;
 }
 
 int gpuq_model_out_dim(const struct gpuq_model *m) {
-    return m->kind == GPUQ_MODEL_MLP ? m->layers[m->n_layers - 1].d_out : (int)m->n_rows;
+    return m->kind == GPUQ_MODEL_MLP ? m->layers[m->n_layers - 1].d_out
+           : m->kind == GPUQ_MODEL_ENCODER ? m->bert->hidden : (int)m->n_rows;
 }

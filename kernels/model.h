@@ -1,4 +1,5 @@
-/* model.h -- models and indexes loaded at worker start from safetensors.
+/* model.h -- models and indexes loaded at worker start from safetensors,
+ * and text encoders from a model folder (kernels/bert.h).
  *
  * An mlp file holds layers.<i>.weight [d_out, d_in] and layers.<i>.bias
  * [d_out]; an index file holds embeddings [N, d]. Weights are converted to
@@ -15,7 +16,7 @@ extern "C" {
 #endif
 
 enum gpuq_act { GPUQ_ACT_NONE, GPUQ_ACT_RELU, GPUQ_ACT_GELU, GPUQ_ACT_SILU, GPUQ_ACT_TANH };
-enum gpuq_model_kind { GPUQ_MODEL_MLP, GPUQ_MODEL_INDEX };
+enum gpuq_model_kind { GPUQ_MODEL_MLP, GPUQ_MODEL_INDEX, GPUQ_MODEL_ENCODER };
 
 struct gpuq_mlp_layer {
     int d_in, d_out;
@@ -36,10 +37,17 @@ struct gpuq_model {
     int dim;
     float *embeddings;          /* [n_rows, dim] */
     float *norms;               /* [n_rows]: L2 norm of each embedding */
+    /* encoder */
+    struct gpuq_bert *bert;
+    struct gpuq_tok *tok;
     void *backend_data;         /* owned by the backend that set it */
 };
 
-/* Loads the safetensors file at path as model `name`. Returns 0, or -1 with a
+struct gpuq_bert;
+struct gpuq_tok;
+
+/* Loads the safetensors file at path as model `name`, or the encoder in
+ * folder path (a Hugging Face / sentence-transformers folder). Returns 0, or -1 with a
  * one-line reason in err (the model then holds nothing). */
 int gpuq_model_load(struct gpuq_model *m, const char *name, const char *path, char *err,
                     size_t errlen);

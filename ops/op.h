@@ -37,6 +37,10 @@ struct gpuq_task {
     size_t out_bytes;           /* its outputs' data */
     enum gpuq_dtype dtype;      /* of its first input: part of the batch key */
     const struct gpuq_model *model;     /* the model it names, for ops that take one */
+    /* ops batched by tokens (embed): prefix sums of the rows' tokens
+     * [rows + 1], in own; NULL: batched by rows */
+    const int64_t *token_off;
+    void *own;                  /* the op's allocation, freed with the task */
     union {                     /* the op's own params: see gpuq_task_params */
         max_align_t align;
         unsigned char bytes[GPUQ_OP_PARAMS];
@@ -87,6 +91,7 @@ struct gpuq_op_desc {
     const char *const *inputs;  /* its input names, NULL-terminated */
     int required;               /* the first `required` of them must be there */
     int u8;                     /* inputs are u8 (images), else f32, f16, bf16 or f64 */
+    int text;                   /* inputs are text or integer tensors (embed) */
     int model;                  /* 1 + the enum gpuq_model_kind it needs; 0: none */
     /* Checks the job (its inputs are checked by then) and parses its
      * params into gpuq_task_params(t); sets t->rows and, to split only at

@@ -204,11 +204,36 @@ static void take_name(struct gpuq_job *job, const msgpack_object *o, const char 
     *out = v;
 }
 
+/* A str, or a non-empty array of str, each at most GPUQ_MAX_TEXT_BYTES. */
+static int decode_text(struct gpuq_job *job, struct gpuq_input *in, const msgpack_object *o) {
+    int name_len = (int)(in->name.len > 40 ? 40 : in->name.len);
+    int one = o->type == MSGPACK_OBJECT_STR;
+    uint32_t n = one ? 1 : o->via.array.size;
+    if (n == 0)
+        return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': an empty list of texts",
+                             name_len, in->name.ptr);
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *s = one ? o : &o->via.array.ptr[i];
+        if (s->type != MSGPACK_OBJECT_STR)
+            return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': text %u is not a "
+                                 "string", name_len, in->name.ptr, i);
+        if (s->via.str.size > GPUQ_MAX_TEXT_BYTES)
+            return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': text %u has %u bytes, "
+                                 "more than %d", name_len, in->name.ptr, i, s->via.str.size,
+                                 GPUQ_MAX_TEXT_BYTES);
+    }
+    in->text = o;
+    in->n_texts = n;
+    return 0;
+}
+
 static int decode_tensor(struct gpuq_job *job, struct gpuq_input *in, const msgpack_object *o) {
     int name_len = (int)(in->name.len > 40 ? 40 : in->name.len);
     const char *name = in->name.ptr;
+    if (o->type == MSGPACK_OBJECT_STR || o->type == MSGPACK_OBJECT_ARRAY)
+        return decode_text(job, in, o);
     if (o->type != MSGPACK_OBJECT_MAP)
-        return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': not a tensor map",
+        return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': not a tensor map or text",
                              name_len, name);
     if (unique_keys(job, o, "a tensor") != 0) return -1;
     const msgpack_object *dtype = NULL, *shape = NULL, *data = NULL;
@@ -380,12 +405,23 @@ void gpuq_job_free(struct gpuq_job *job) {
     if (job) msgpack_unpacked_destroy(&job->msg);
 }
 
-const struct gpuq_tensor *gpuq_job_input(const struct gpuq_job *job, const char *name) {
+const struct gpuq_input *gpuq_job_find(const struct gpuq_job *job, const char *name) {
     size_t n = strlen(name);
     for (int i = 0; i < job->n_inputs; i++)
         if (job->inputs[i].name.len == n && memcmp(job->inputs[i].name.ptr, name, n) == 0)
-            return &job->inputs[i].t;
+            return &job->inputs[i];
     return NULL;
+}
+
+const struct gpuq_tensor *gpuq_job_input(const struct gpuq_job *job, const char *name) {
+    const struct gpuq_input *in = gpuq_job_find(job, name);
+    return in && !in->text ? &in->t : NULL;
+}
+
+struct gpuq_str gpuq_input_text(const struct gpuq_input *in, int64_t i) {
+    const msgpack_object *s = in->text->type == MSGPACK_OBJECT_STR ? in->text
+                                                                    : &in->text->via.array.ptr[i];
+    return (struct gpuq_str){s->via.str.ptr, s->via.str.size};
 }
 
 /* ---- params ---- */

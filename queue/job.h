@@ -31,10 +31,17 @@ struct gpuq_str {
 
 #define GPUQ_MAX_INPUTS 8
 #define GPUQ_MAX_ID_LEN 512
+/* A text input's strings are at most this many bytes each. */
+#define GPUQ_MAX_TEXT_BYTES 65536
 
+/* An input is a tensor, or text: a msgpack str (one row) or a non-empty
+ * array of str (one row each), every str at most GPUQ_MAX_TEXT_BYTES.
+ * Text bytes are taken as they are; invalid UTF-8 is the op's to read. */
 struct gpuq_input {
     struct gpuq_str name;
-    struct gpuq_tensor t;
+    struct gpuq_tensor t;       /* a tensor input */
+    const msgpack_object *text; /* a text input, else NULL */
+    int64_t n_texts;            /* its rows */
 };
 
 struct gpuq_job {
@@ -68,8 +75,12 @@ void gpuq_job_free(struct gpuq_job *job);
 int gpuq_job_fail(struct gpuq_job *job, enum gpuq_err code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The input called name, or NULL. */
+/* The tensor input called name, or NULL (also when it is text). */
 const struct gpuq_tensor *gpuq_job_input(const struct gpuq_job *job, const char *name);
+/* The input called name, tensor or text, or NULL. */
+const struct gpuq_input *gpuq_job_find(const struct gpuq_job *job, const char *name);
+/* Text i (< in->n_texts) of a text input. */
+struct gpuq_str gpuq_input_text(const struct gpuq_input *in, int64_t i);
 
 /* Typed params: 0 when absent (out untouched), 1 when read, -1 (and the job
  * failed with bad_request) when present with the wrong type. */

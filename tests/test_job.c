@@ -132,8 +132,8 @@ static void test_invalid_tensors(void) {
     msgpack_pack_map(&pk, 2);
     str("op"), str("matmul");
     str("inputs"), msgpack_pack_map(&pk, 1);
-    str("a"), msgpack_pack_array(&pk, 0);
-    expect_invalid(GPUQ_ERR_BAD_REQUEST, "not a tensor map");
+    str("a"), msgpack_pack_int(&pk, 7);
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "not a tensor map or text");
 
     reset();
     msgpack_pack_map(&pk, 2);
@@ -145,6 +145,53 @@ static void test_invalid_tensors(void) {
     str("data"), msgpack_pack_bin_with_body(&pk, "abcd", 4);
     str("strides"), msgpack_pack_nil(&pk);
     expect_invalid(GPUQ_ERR_BAD_REQUEST, "unknown tensor key");
+}
+
+/* Text inputs: a str or a non-empty array of str, each at most
+ * GPUQ_MAX_TEXT_BYTES; anything else is bad_request. */
+static void text_job(int n, const char *const *texts, size_t long_len) {
+    reset();
+    msgpack_pack_map(&pk, 2);
+    str("op"), str("embed");
+    str("inputs"), msgpack_pack_map(&pk, 1);
+    str("text");
+    if (n < 0) {
+        str(texts[0]);
+        return;
+    }
+    msgpack_pack_array(&pk, (size_t)n + (long_len > 0));
+    for (int i = 0; i < n; i++) {
+        if (texts[i]) str(texts[i]);
+        else msgpack_pack_int(&pk, i);
+    }
+    if (long_len) {
+        char *big = calloc(long_len, 1);
+        msgpack_pack_str_with_body(&pk, big, long_len);
+        free(big);
+    }
+}
+
+static void test_text_inputs(void) {
+    struct gpuq_job job;
+    const char *texts[] = {"one", "", "caf\xc3\xa9 \xff"}, *with_int[] = {"a", NULL};
+    text_job(3, texts, GPUQ_MAX_TEXT_BYTES);
+    CHECK(decode(&job) == GPUQ_DECODE_OK);
+    const struct gpuq_input *in = gpuq_job_find(&job, "text");
+    CHECK(in && in->text && in->n_texts == 4 && !gpuq_job_input(&job, "text"));
+    CHECK(gpuq_input_text(in, 1).len == 0 && gpuq_input_text(in, 3).len == GPUQ_MAX_TEXT_BYTES);
+    CHECK(gpuq_input_text(in, 2).len == 7 && !memcmp(gpuq_input_text(in, 2).ptr, texts[2], 7));
+    gpuq_job_free(&job);
+    text_job(-1, texts, 0);
+    CHECK(decode(&job) == GPUQ_DECODE_OK);
+    in = gpuq_job_find(&job, "text");
+    CHECK(in->n_texts == 1 && gpuq_input_text(in, 0).len == 3);
+    gpuq_job_free(&job);
+    text_job(0, texts, 0);
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "an empty list of texts");
+    text_job(2, with_int, 0);
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "text 1 is not a string");
+    text_job(1, texts, GPUQ_MAX_TEXT_BYTES + 1);
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "text 1 has 65537 bytes, more than 65536");
 }
 
 static void test_invalid_fields(void) {
@@ -425,6 +472,7 @@ static void test_control_characters(void) {
 
 int main(void) {
     msgpack_sbuffer_init(&sb);
+    test_text_inputs();
     test_valid();
     test_invalid_tensors();
     test_invalid_fields();

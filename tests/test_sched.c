@@ -26,7 +26,7 @@ static void test_ready_by_size_age_force(void) {
     struct gpuq_sched s;
     struct gpuq_piece p[16];
     int64_t wait;
-    gpuq_sched_init(&s, 4, 1000, 100, 64);
+    gpuq_sched_init(&s, 4, 16384, 1000, 100, 64);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 0 && wait == -1);
     gpuq_sched_add(&s, task(0, 1, &model_a, 0, 0, 0), 0);
     gpuq_sched_add(&s, task(1, 1, &model_a, 0, 0, 0), 100);
@@ -47,7 +47,7 @@ static void test_order(void) {
     struct gpuq_sched s;
     struct gpuq_piece p[16];
     int64_t wait;
-    gpuq_sched_init(&s, 3, 0, 100, 64);
+    gpuq_sched_init(&s, 3, 16384, 0, 100, 64);
     gpuq_sched_add(&s, task(0, 1, &model_a, 1, 9, 0), 0);     /* second queue, high priority */
     gpuq_sched_add(&s, task(1, 1, &model_a, 0, 0, 0), 0);
     gpuq_sched_add(&s, task(2, 1, &model_a, 0, 5, 0), 0);
@@ -64,7 +64,7 @@ static void test_keys_never_mix(void) {
     struct gpuq_sched s;
     struct gpuq_piece p[16];
     int64_t wait;
-    gpuq_sched_init(&s, 8, 0, 100, 64);
+    gpuq_sched_init(&s, 8, 16384, 0, 100, 64);
     for (int i = 0; i < 6; i++) gpuq_sched_add(&s, task(i, 1, i % 2 ? &model_b : &model_a, 0, 0, 0), i);
     struct gpuq_task *m = task(6, 1, &model_a, 0, 0, 0);
     m->dtype = GPUQ_DTYPE_F16;                  /* same model, other dtype */
@@ -83,7 +83,7 @@ static void test_chunking(void) {
     struct gpuq_sched s;
     struct gpuq_piece p[16];
     int64_t wait;
-    gpuq_sched_init(&s, 4, 0, 100, 64);
+    gpuq_sched_init(&s, 4, 16384, 0, 100, 64);
     gpuq_sched_add(&s, task(0, 10, &model_a, 0, 0, 0), 0);
     int64_t covered = 0;
     for (int b = 0; b < 3; b++) {
@@ -114,7 +114,7 @@ static void test_chunking(void) {
 static void test_room_and_expiry(void) {
     struct gpuq_sched s;
     struct gpuq_task *out[8];
-    gpuq_sched_init(&s, 4, 0, 10, 64);
+    gpuq_sched_init(&s, 4, 16384, 0, 10, 64);
     CHECK(gpuq_sched_room(&s) == 10);
     gpuq_sched_add(&s, task(0, 6, &model_a, 0, 0, 1000), 0);
     gpuq_sched_add(&s, task(1, 3, &model_a, 0, 0, 0), 0);
@@ -133,7 +133,46 @@ static void test_room_and_expiry(void) {
     gpuq_sched_free(&s);
 }
 
+/* Tasks batched by tokens: rows taken in order while their tokens fit the
+ * budget, readiness by tokens, and a row over the budget alone. */
+static void test_tokens(void) {
+    struct gpuq_sched s;
+    struct gpuq_piece p[16];
+    int64_t wait;
+    /* task 0: rows of 3, 5, 40 (over the budget of 10) and 2 tokens; tasks 1, 2: one row of 4 */
+    static const int64_t off0[] = {0, 3, 8, 48, 50}, off1[] = {0, 4};
+    gpuq_sched_init(&s, 2, 10, 1000, 100, 64);
+    task(0, 4, &model_a, 0, 0, 0)->token_off = off0;
+    task(1, 1, &model_a, 0, 0, 0)->token_off = off1;
+    task(2, 1, &model_a, 0, 0, 0)->token_off = off1;
+    gpuq_sched_add(&s, &tasks[1], 0);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 0);     /* 4 tokens: not full, whatever max_batch */
+    gpuq_sched_add(&s, &tasks[0], 0);                        /* 54 tokens: full */
+    gpuq_sched_add(&s, &tasks[2], 0);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);     /* 4 + 3; 5 more would not fit */
+    CHECK(p[0].t == &tasks[1] && p[1].t == &tasks[0] && p[1].row0 == 0 && p[1].rows == 1);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);     /* 5, then the short task's 4 */
+    CHECK(p[0].t == &tasks[0] && p[0].row0 == 1 && p[0].rows == 1 && p[1].t == &tasks[2]);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 1);     /* 40 tokens, alone */
+    CHECK(p[0].t == &tasks[0] && p[0].row0 == 2 && p[0].rows == 1);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 0 && wait == 1000);  /* 2 tokens wait */
+    CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 1);
+    CHECK(p[0].t == &tasks[0] && p[0].row0 == 3 && p[0].rows == 1);
+    CHECK(s.n == 0);
+    /* 8, 9 and 2 tokens: the 9 is passed over for the 2, and leads the next batch */
+    static const int64_t off8[] = {0, 8}, off9[] = {0, 9}, off2[] = {0, 2};
+    task(3, 1, &model_a, 0, 0, 0)->token_off = off8;
+    task(4, 1, &model_a, 0, 0, 0)->token_off = off9;
+    task(5, 1, &model_a, 0, 0, 0)->token_off = off2;
+    for (int i = 3; i < 6; i++) gpuq_sched_add(&s, &tasks[i], 0);
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);
+    CHECK(p[0].t == &tasks[3] && p[1].t == &tasks[5]);
+    CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 1 && p[0].t == &tasks[4]);
+    gpuq_sched_free(&s);
+}
+
 int main(void) {
+    test_tokens();
     test_ready_by_size_age_force();
     test_order();
     test_keys_never_mix();

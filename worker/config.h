@@ -18,6 +18,7 @@ struct gpuq_config {
     char *mlp_precision;
     int64_t cpu_threads;
     int64_t max_batch;
+    int64_t max_batch_tokens;
     int64_t max_delay_us;
     int64_t max_inflight;
     int64_t max_result_bytes;

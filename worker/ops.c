@@ -19,13 +19,14 @@
 static int short_len(const struct gpuq_str *s) { return (int)(s->len > 32 ? 32 : s->len); }
 
 /* The job's inputs must be exactly the op's (the first `required` of them
- * present), non-empty, and of its kind: float dtypes, or u8. */
+ * present), non-empty, and of its kind: float dtypes, u8, or text and
+ * integer dtypes. */
 static int want_inputs(struct gpuq_job *job, const struct gpuq_op_desc *d) {
     const char *op = gpuq_op_name(job->op);
     const char *const *names = d->inputs;
     int n = 0;
     for (; names[n]; n++)
-        if (n < d->required && !gpuq_job_input(job, names[n]))
+        if (n < d->required && !gpuq_job_find(job, names[n]))
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s needs input '%s'", op, names[n]);
     for (int i = 0; i < job->n_inputs; i++) {
         const struct gpuq_input *in = &job->inputs[i];
@@ -35,10 +36,13 @@ static int want_inputs(struct gpuq_job *job, const struct gpuq_op_desc *d) {
         if (!known)
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s takes no input '%.*s'", op,
                                  short_len(&in->name), in->name.ptr);
-        if (d->u8 ? in->t.dtype != GPUQ_DTYPE_U8 : !gpuq_dtype_is_float(in->t.dtype))
+        if (in->text && d->text) continue;
+        if (in->text || (d->text ? gpuq_dtype_is_float(in->t.dtype)
+                         : d->u8 ? in->t.dtype != GPUQ_DTYPE_U8 : !gpuq_dtype_is_float(in->t.dtype)))
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s: input '%.*s' must be %s", op,
                                  short_len(&in->name), in->name.ptr,
-                                 d->u8 ? "u8" : "f32, f16, bf16 or f64");
+                                 d->text ? "text or an integer tensor"
+                                 : d->u8 ? "a u8 tensor" : "an f32, f16, bf16 or f64 tensor");
         for (int k = 0; k < in->t.ndim; k++)
             if (in->t.shape[k] == 0)
                 return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s: input '%.*s' is empty", op,
@@ -54,7 +58,8 @@ static int want_inputs(struct gpuq_job *job, const struct gpuq_op_desc *d) {
 /* The model named in the job, of the kind the op wants. */
 static int find_model(struct gpuq_ops *o, struct gpuq_task *t, enum gpuq_model_kind kind) {
     struct gpuq_job *job = &t->job;
-    const char *what = kind == GPUQ_MODEL_MLP ? "mlp model" : "knn index";
+    const char *what = kind == GPUQ_MODEL_MLP ? "mlp model"
+                       : kind == GPUQ_MODEL_INDEX ? "knn index" : "text encoder";
     if (!job->model.ptr)
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s needs a model", gpuq_op_name(job->op));
     for (int i = 0; i < o->n_models; i++)

@@ -19,10 +19,11 @@ static int cmp(const struct gpuq_task *a, const struct gpuq_task *b) {
     return c ? c : order(a, b);
 }
 
-int gpuq_sched_init(struct gpuq_sched *s, int64_t max_batch, int64_t max_delay_us,
-                    int64_t max_inflight, int cap) {
+int gpuq_sched_init(struct gpuq_sched *s, int64_t max_batch, int64_t max_tokens,
+                    int64_t max_delay_us, int64_t max_inflight, int cap) {
     memset(s, 0, sizeof(*s));
     s->max_batch = max_batch;
+    s->max_tokens = max_tokens;
     s->max_delay_us = max_delay_us;
     s->max_inflight = max_inflight;
     s->cap = cap;
@@ -82,19 +83,39 @@ int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct gpuq_task **o
     return got;
 }
 
+/* What rows [row0, row0 + rows) of t weigh against the batch's budget. */
+static int64_t weight(const struct gpuq_task *t, int64_t row0, int64_t rows) {
+    return t->token_off ? t->token_off[row0 + rows] - t->token_off[row0] : rows;
+}
+
+/* The most rows of t from row0 on, at most left of them, that weigh at
+ * most room. */
+static int64_t fit(const struct gpuq_task *t, int64_t row0, int64_t left, int64_t room) {
+    if (!t->token_off) return left < room ? left : room;
+    int64_t lo = 0, hi = left;      /* weight is monotone in rows: bisect */
+    while (lo < hi) {
+        int64_t mid = hi - (hi - lo) / 2;
+        if (weight(t, row0, mid) <= room) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
 int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq_piece *out,
                     int max, int64_t *wait_us) {
     int best = -1, best_end = 0;
     *wait_us = -1;
     /* each run of one key is a candidate batch; its first task is its best */
     for (int i = 0, end; i < s->n; i = end) {
-        int64_t rows = 0, oldest = INT64_MAX;
+        int64_t load = 0, oldest = INT64_MAX;
+        int64_t budget = s->q[i]->token_off ? s->max_tokens : s->max_batch;
         for (end = i; end < s->n && gpuq_ops_compare(s->q[i], s->q[end]) == 0; end++) {
-            rows += s->q[end]->rows - s->q[end]->rows_queued;
-            if (s->q[end]->arrival_us < oldest) oldest = s->q[end]->arrival_us;
+            const struct gpuq_task *t = s->q[end];
+            load += weight(t, t->rows_queued, t->rows - t->rows_queued);
+            if (t->arrival_us < oldest) oldest = t->arrival_us;
         }
         int64_t due = oldest + s->max_delay_us - now_us;
-        if (force || rows >= s->max_batch || due <= 0) {
+        if (force || load >= budget || due <= 0) {
             if (best < 0 || order(s->q[i], s->q[best]) < 0) best = i, best_end = end;
         } else if (*wait_us < 0 || due < *wait_us) {
             *wait_us = due;
@@ -102,19 +123,19 @@ int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq
     }
     if (best < 0) return 0;
     int n = 0;
-    int64_t rows = 0;
-    for (int i = best; i < best_end && n < max && rows < s->max_batch; i++) {
+    int64_t load = 0, budget = s->q[best]->token_off ? s->max_tokens : s->max_batch;
+    for (int i = best; i < best_end && n < max && load < budget; i++) {
         struct gpuq_task *t = s->q[i];
-        int64_t left = t->rows - t->rows_queued, take = s->max_batch - rows;
-        if (take > left) take = left;
+        int64_t left = t->rows - t->rows_queued, take = fit(t, t->rows_queued, left, budget - load);
         take -= take % t->unit;
         if (take == 0) {
-            if (rows > 0) break;    /* the next unit does not fit: it leads the next batch */
+            if (load > 0 && t->token_off) continue;   /* a later job's texts may fit */
+            if (load > 0) break;    /* the next unit does not fit: it leads the next batch */
             take = left < t->unit ? left : t->unit;     /* one unit larger than a batch */
         }
         out[n++] = (struct gpuq_piece){t, t->rows_queued, take};
+        load += weight(t, t->rows_queued, take);
         t->rows_queued += take;
-        rows += take;
     }
     compact(s);
     return n;

@@ -6,14 +6,18 @@
  * forced (the worker can fetch nothing more: at the in-flight bound, or
  * stopping). Ready batches go best first: earlier --queue, then higher
  * priority, then nearer deadline, then arrival. A task of more rows than
- * max_batch is cut into pieces at multiples of its unit. */
+ * max_batch is cut into pieces at multiples of its unit.
+ *
+ * Tasks batched by tokens (t->token_off set: embed) count tokens instead of
+ * rows, against max_tokens: a batch takes rows in order while their tokens
+ * fit, and a row of more tokens than max_tokens runs as a batch of its own. */
 #ifndef GPUQ_SCHED_H
 #define GPUQ_SCHED_H
 
 #include "worker/ops.h"
 
 struct gpuq_sched {
-    int64_t max_batch, max_delay_us, max_inflight;
+    int64_t max_batch, max_tokens, max_delay_us, max_inflight;
     struct gpuq_task **q;   /* tasks with rows still to hand out, by key then order */
     int n, cap;
     int64_t rows_held;      /* rows admitted and not yet released */
@@ -21,8 +25,8 @@ struct gpuq_sched {
 };
 
 /* cap: most tasks held at once. Returns 0, -1 when out of memory. */
-int gpuq_sched_init(struct gpuq_sched *s, int64_t max_batch, int64_t max_delay_us,
-                    int64_t max_inflight, int cap);
+int gpuq_sched_init(struct gpuq_sched *s, int64_t max_batch, int64_t max_tokens,
+                    int64_t max_delay_us, int64_t max_inflight, int cap);
 void gpuq_sched_free(struct gpuq_sched *s);
 
 /* Admits a prepared task (t->rows > 0). Returns 0, or -1 when cap is reached. */

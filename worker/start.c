@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/bert.h"
 #include "ops/table.h"
 #include "ops/twin.h"
 #include "worker/log.h"
@@ -82,8 +83,13 @@ static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
         if (m->kind == GPUQ_MODEL_MLP)
             log_info("model %s: mlp %d layers, %d -> %d, %s", m->name, m->n_layers,
                      gpuq_model_in_dim(m), gpuq_model_out_dim(m), gpuq_act_name(m->act));
-        else
+        else if (m->kind == GPUQ_MODEL_INDEX)
             log_info("model %s: index %lld x %d", m->name, (long long)m->n_rows, m->dim);
+        else
+            log_info("model %s: text encoder, %d layers, hidden %d, max_length %d, %s pooling%s",
+                     m->name, m->bert->n_layers, m->bert->hidden, m->bert->max_length,
+                     m->bert->pooling == GPUQ_BERT_POOL_CLS ? "cls" : "mean",
+                     m->bert->normalize ? ", normalized" : "");
     }
     if (w->cfg.metrics_addr) log_info("metrics on http://%s/metrics, /healthz, /readyz", w->cfg.metrics_addr);
     if (!w->cfg.webhook_secret) log_info("no --webhook-secret: webhooks are sent unsigned");
@@ -156,7 +162,7 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     w->entries = calloc((size_t)w->cfg.max_batch, sizeof(*w->entries));
     w->pieces = calloc((size_t)w->cfg.max_batch, sizeof(*w->pieces));
     if (!w->slots || !w->free_slots || !w->done || !w->sending || !w->entries || !w->pieces ||
-        gpuq_sched_init(&w->sched, w->cfg.max_batch, w->cfg.max_delay_us, w->cfg.max_inflight,
+        gpuq_sched_init(&w->sched, w->cfg.max_batch, w->cfg.max_batch_tokens, w->cfg.max_delay_us, w->cfg.max_inflight,
                         w->n_slots) != 0)
         return -1;
     for (int i = 0; i < w->n_slots; i++) w->free_slots[w->n_free++] = &w->slots[w->n_slots - 1 - i];

@@ -52,6 +52,7 @@ static void drop_task(struct worker *w, struct gpuq_task *t) {
     if (t->out) gpuq_pool_put(&w->pool, t->out, t->out_bytes);
     gpuq_job_free(&t->job);
     free(t->json_job);
+    free(t->own);
     unhold(t->held);
     memset(t, 0, sizeof(*t));
     w->free_slots[w->n_free++] = t;

@@ -104,9 +104,12 @@ const FIELDS = {
   timeoutMs: 'timeout_ms', deadlineMs: 'deadline_ms', resultTtl: 'result_ttl', meta: 'meta',
 };
 
+// A text input (embed): a string, or an array of strings.
+const isText = (v) => typeof v === 'string' || (Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string'));
+
 function jobOf(op, inputs, options) {
   const job = { op, inputs: {} };
-  for (const [k, t] of Object.entries(inputs)) job.inputs[k] = encodeTensor(t);
+  for (const [k, t] of Object.entries(inputs)) job.inputs[k] = isText(t) ? t : encodeTensor(t);
   for (const [k, v] of Object.entries(options)) {
     if (!FIELDS[k]) throw new TypeError(`gpuq: unknown option ${k} (options: ${Object.keys(FIELDS).join(', ')})`);
     if (v !== undefined) job[FIELDS[k]] = v;
@@ -217,6 +220,21 @@ class Gpuq {
       const left = (r.waiters.get(id) || []).filter((w) => w !== waiter);
       if (left.length) r.waiters.set(id, left); else r.waiters.delete(id);
     }
+  }
+
+  // Sentence embeddings from the text encoder `model`: one Float32Array per
+  // text, or one for a single string. options: pooling, normalize,
+  // maxLength (the model folder's defaults otherwise), and run()'s.
+  async embed(texts, model, options = {}) {
+    const { pooling, normalize, maxLength, params = {}, ...rest } = options;
+    const p = { ...params };
+    if (pooling !== undefined) p.pooling = pooling;
+    if (normalize !== undefined) p.normalize = normalize;
+    if (maxLength !== undefined) p.max_length = maxLength;
+    const res = await this.run('embed', { text: texts }, { ...rest, model, params: p });
+    const y = res.outputs.y, rows = [];
+    for (let r = 0; r < y.shape[0]; r++) rows.push(y.data.slice(r * y.shape[1], (r + 1) * y.shape[1]));
+    return typeof texts === 'string' ? rows[0] : rows;
   }
 
   // The stored result of jobId (error or not), or null.

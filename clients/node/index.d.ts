@@ -60,7 +60,13 @@ export interface EnqueueOptions extends JobOptions { queue?: string; replyTo?: s
 export interface RunOptions extends JobOptions { queue?: string; /** seconds to wait (30) */ timeout?: number }
 
 export interface GpuqOptions { url?: string; prefix?: string; queue?: string; cluster?: boolean }
-export type Inputs = Record<string, Tensor | { dtype: DType; shape: number[]; data: TypedArray }>;
+/** Tensors, or text (a string or an array of strings) for embed. */
+export type Inputs = Record<string, Tensor | { dtype: DType; shape: number[]; data: TypedArray } | string | string[]>;
+export interface EmbedOptions extends RunOptions {
+  pooling?: 'mean' | 'cls';
+  normalize?: boolean;
+  maxLength?: number;
+}
 
 export class Gpuq {
   constructor(options?: GpuqOptions);
@@ -76,6 +82,9 @@ export class Gpuq {
   wait(replyTo: string, timeout?: number): Promise<Result>;
   /** Rejects with GpuqError on an error result, GpuqTimeoutError when none comes in time. */
   run(op: string, inputs: Inputs, options?: RunOptions): Promise<Result>;
+  /** Sentence embeddings: one Float32Array per text, or one for a single string. */
+  embed(texts: string, model: string, options?: EmbedOptions): Promise<Float32Array>;
+  embed(texts: string[], model: string, options?: EmbedOptions): Promise<Float32Array[]>;
   /** The stored result, error or not, or null. */
   result(jobId: string, queue?: string): Promise<Result | null>;
 }

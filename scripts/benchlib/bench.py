@@ -434,12 +434,21 @@ def main():
     p.add_argument("--masters", type=int, default=3)
     p.add_argument("--webhooks", type=int, default=0, metavar="N",
                    help="only the webhook benchmark, with N webhooks for throughput (webhooks.md)")
+    p.add_argument("--embed", type=int, metavar="N", help="only: the embedding benchmark on N sentences, "
+                   "gpuq against ONNX Runtime and numpy workers (writes embed.md and embed.json)")
     a = p.parse_args()
     if a.cluster:
         import cluster_bench
         cluster_bench.run(a)
         return
     b = Bench(a)
+    if a.embed:
+        import embed_bench
+        try:
+            embed_bench.run(b, a.embed, a.out)
+        finally:
+            b.close()
+        return
     if a.compare:
         try:
             b.compare()

@@ -102,6 +102,10 @@ def wait_http(url, proc, timeout=20):
     raise RuntimeError(f"{url} did not come up")
 
 
+DOCS = ["the weather is lovely today", "it is sunny", "a cat sat on the mat", "rain again", "stock prices fell"]
+TEXTS = ["sun", "the weather"]   # the clients' embed() tests ask for these
+
+
 class Clients(WorkerTest):
     X = np.array([[1, 2, 3, 4]], np.float32)
 
@@ -110,11 +114,32 @@ class Clients(WorkerTest):
         self.layers = make_mlp(self.path("m.safetensors"), [4, 6, 3], seed=4)
         save_safetensors(self.path("idx.safetensors"),
                          {"embeddings": np.random.default_rng(2).standard_normal((8, 4))})
+        # a tiny text encoder, and the index of DOCS that it embeds, by a first worker
+        text = self.path("text")
+        subprocess.run([os.path.join(ROOT, "scripts", "make-model"), "--bert", text, "--pooling", "mean",
+                        "--normalize"], check=True)
+        first = self.worker("--model", f"text={text}")
+        docs_y, text_y = self.embed(DOCS), self.embed(TEXTS)
+        first.stop()
+        save_safetensors(self.path("docs.safetensors"), {"embeddings": docs_y})
+        with open(self.path("docs.json"), "w") as f:
+            json.dump(DOCS, f)
         self.worker("--model", f"encoder={self.path('m.safetensors')}",
-                    "--model", f"idx={self.path('idx.safetensors')}")
+                    "--model", f"idx={self.path('idx.safetensors')}", "--model", f"text={text}",
+                    "--model", f"docs={self.path('docs.safetensors')}")
         self.env = dict(os.environ, GPUQ_REDIS=self.redis.url, GPUQ_MODEL_NAME="encoder", GPUQ_KNN_NAME="idx",
-                        GPUQ_WANT=json.dumps(mlp_ref(self.layers, self.X)[0].tolist()))
+                        GPUQ_WANT=json.dumps(mlp_ref(self.layers, self.X)[0].tolist()),
+                        GPUQ_TEXT_MODEL="text", GPUQ_INDEX_NAME="docs", GPUQ_DOCS=self.path("docs.json"),
+                        GPUQ_TEXTS=json.dumps(TEXTS), GPUQ_TEXT_WANT=json.dumps(text_y.tolist()))
         self.procs = []
+
+    def embed(self, texts):
+        """texts embedded by the worker's `text` model, through the protocol itself."""
+        self.client.enqueue({"op": "embed", "model": "text", "inputs": {"text": texts}, "id": "e",
+                             "reply_to": "gpuq:{default}:r"})
+        r = self.client.wait("gpuq:{default}:r")
+        self.assertEqual(r["status"], "ok", r.get("error"))
+        return np.frombuffer(r["outputs"]["y"]["data"], "<f4").reshape(r["outputs"]["y"]["shape"])
 
     def tearDown(self):
         for p in self.procs:
@@ -135,6 +160,12 @@ class Clients(WorkerTest):
         self.assertEqual(status, 200, body)
         np.testing.assert_allclose(body["y"], mlp_ref(self.layers, np.array(x, np.float32)), rtol=1e-5, atol=1e-5)
         self.assertEqual(post(base + "/embed", {"x": [[1.0, 2.0]]})[0], 422)
+        status, body = post(base + "/search", {"query": DOCS[3], "k": 2})
+        self.assertEqual(status, 200, body)
+        self.assertEqual([r["text"] for r in body["results"]][0], DOCS[3])
+        self.assertAlmostEqual(body["results"][0]["score"], 1.0, places=4)
+        self.assertEqual(len(body["results"]), 2)
+        self.assertGreaterEqual(body["results"][0]["score"], body["results"][1]["score"])
 
     def test_python_package(self):
         """Built as a wheel from its sdist, installed in a clean venv: the client's tests pass there."""
@@ -159,6 +190,14 @@ class Clients(WorkerTest):
             doc = f.read()
         self.assertIn("python3 -m uvicorn fastapi_gateway:app", doc)
         self.assertIn("GPUQ_MODEL_NAME", doc)
+        # its index builder writes what the worker's own embeddings make
+        sh([python, "fastapi_gateway.py", self.path("docs.json"), self.path("built.safetensors")],
+           cwd=os.path.join(PY_CLIENT, "examples"), env=self.env)
+        with open(self.path("built.safetensors"), "rb") as a, open(self.path("docs.safetensors"), "rb") as b:
+            built, want = a.read(), b.read()
+        n = 8 + int.from_bytes(built[:8], "little")
+        self.assertEqual(len(built), n + len(DOCS) * 64 * 4)
+        np.testing.assert_array_equal(np.frombuffer(built[n:], "<f4"), np.frombuffer(want[-len(DOCS) * 256:], "<f4"))
         port = free_port()
         p = self.start([python, "-m", "uvicorn", "fastapi_gateway:app", "--port", str(port), "--log-level",
                         "warning"], os.path.join(PY_CLIENT, "examples"), {})
@@ -183,7 +222,7 @@ class Clients(WorkerTest):
         p = subprocess.run(["node", "--test", "test/"], cwd=proj, capture_output=True, text=True, timeout=300,
                            env=dict(self.env, GPUQ_MSGPACK_ID="py-msgpack", **NODE_ENV))
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertRegex(p.stdout, r"# pass 7\b")
+        self.assertRegex(p.stdout, r"# pass 8\b")
         self.assertRegex(p.stdout, r"# fail 0\b")
         linked = npm_project("node-folder", NODE_CLIENT)
         sh(["node", "-e", "require('gpuq-client').tensor('f32', [1], [1])"], cwd=linked, env=dict(self.env, **NODE_ENV))

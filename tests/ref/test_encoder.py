@@ -44,6 +44,26 @@ def cosines(a, b):
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
+def corpus_reference(model, ref, tok, texts):
+    """(token counts, embeddings) of the reference over the corpus. It takes
+    ~20 s of float64 GEMMs, so it is kept in .cache/ref, keyed by the corpus,
+    the reference's code and the weights."""
+    key = hashlib.sha256()
+    for path in (pyenv.CORPUS, bert_ref.__file__, os.path.join(model, "model.safetensors")):
+        with open(path, "rb") as f:
+            key.update(f.read())
+    cache = os.path.join(pyenv.ROOT, ".cache", "ref", key.hexdigest()[:16] + ".npz")
+    if os.path.exists(cache):
+        with np.load(cache) as z:
+            return z["counts"], z["y"]
+    counts = np.array([len(tok.encode(t).ids) for t in texts])
+    y = np.array([ref.embed(tok.encode(t).ids) for t in texts])
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    np.savez(cache + ".tmp.npz", counts=counts, y=y)
+    os.replace(cache + ".tmp.npz", cache)
+    return counts, y
+
+
 class TestRealModel(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -63,28 +83,10 @@ class TestRealModel(unittest.TestCase):
         a, b = self.ref_embed(STS[0]), self.ref_embed(STS[1])
         np.testing.assert_allclose(a @ b.T, STS[2], atol=5e-5 + 1e-6)
 
-    def corpus_reference(self, texts):
-        """The reference over the corpus takes ~20 s of float64 GEMMs: kept in
-        .cache/ref, keyed by the corpus, the reference's code and the weights."""
-        key = hashlib.sha256()
-        for path in (pyenv.CORPUS, bert_ref.__file__, os.path.join(self.model, "model.safetensors")):
-            with open(path, "rb") as f:
-                key.update(f.read())
-        cache = os.path.join(pyenv.ROOT, ".cache", "ref", key.hexdigest()[:16] + ".npz")
-        if os.path.exists(cache):
-            with np.load(cache) as z:
-                return z["counts"], z["y"]
-        counts = np.array([len(self.tok.encode(t).ids) for t in texts])
-        y = self.ref_embed(texts)
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        np.savez(cache + ".tmp.npz", counts=counts, y=y)
-        os.replace(cache + ".tmp.npz", cache)
-        return counts, y
-
     def test_corpus_against_reference(self):
         texts = pyenv.corpus()
         counts, y = c_embed(self.model, texts)
-        want_counts, want = self.corpus_reference(texts)
+        want_counts, want = corpus_reference(self.model, self.ref, self.tok, texts)
         self.assertEqual(counts, list(want_counts))
         cos = cosines(y, want)
         worst = int(cos.argmin())

@@ -30,6 +30,20 @@ test('run: an mlp result, not stored unless asked', () => withClient(async (gq) 
   assert.strictEqual((await gq.result('node-kept')).id, 'node-kept');
 }));
 
+test('embed: strings in, Float32Arrays out', () => withClient(async (gq) => {
+  const texts = JSON.parse(process.env.GPUQ_TEXTS), wantY = JSON.parse(process.env.GPUQ_TEXT_WANT);
+  const rows = await gq.embed(texts, process.env.GPUQ_TEXT_MODEL);
+  assert.strictEqual(rows.length, texts.length);
+  rows.forEach((row, r) => {
+    assert.ok(row instanceof Float32Array && row.length === wantY[r].length);
+    wantY[r].forEach((v, i) => assert.ok(close(row[i], v), `y[${r}][${i}]`));
+  });
+  const one = await gq.embed(texts[1], process.env.GPUQ_TEXT_MODEL, { pooling: 'mean', maxLength: 64 });
+  wantY[1].forEach((v, i) => assert.ok(close(one[i], v), `one[${i}]`));
+  await assert.rejects(gq.embed('x', process.env.GPUQ_TEXT_MODEL, { pooling: 'max' }),
+    (e) => e instanceof GpuqError && e.code === 'bad_request');
+}));
+
 test('an error result rejects with GpuqError; a timeout with GpuqTimeoutError', () => withClient(async (gq) => {
   await assert.rejects(gq.run('mlp', { x: tensor('f32', [1, 3], [1, 2, 3]) }, { model }),
     (e) => e instanceof GpuqError && e.code === 'shape_mismatch' && e.result.ok === false);

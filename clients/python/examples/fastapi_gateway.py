@@ -7,19 +7,48 @@ mlp named `encoder` (or the name in GPUQ_MODEL_NAME), from this folder:
 
     GPUQ_REDIS=redis://127.0.0.1:6379 GPUQ_MODEL_NAME=encoder python3 -m uvicorn fastapi_gateway:app --port 8000
     curl -X POST localhost:8000/embed -H 'content-type: application/json' -d '{"x": [[0.1, 0.2, ...]]}'
+
+Semantic search: a worker serving a text encoder folder as `text` (or GPUQ_TEXT_MODEL) and
+a knn index `docs` (or GPUQ_INDEX_NAME) of the same encoder's embeddings of the texts in
+GPUQ_DOCS (a JSON list). Build the index with a worker serving the encoder, then serve both:
+
+    python3 fastapi_gateway.py docs.json docs.safetensors
+    gpuq worker --model text=all-MiniLM-L6-v2/ --model docs=docs.safetensors
+    GPUQ_DOCS=docs.json python3 -m uvicorn fastapi_gateway:app --port 8000
+    curl -X POST localhost:8000/search -H 'content-type: application/json' -d '{"query": "rain", "k": 3}'
 """
+import json
 import os
+import struct
+import sys
 from typing import List
 
 import numpy as np
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-from gpuq_client import AsyncClient, GpuqError, GpuqTimeoutError
+from gpuq_client import AsyncClient, Client, GpuqError, GpuqTimeoutError
 
+URL = os.environ.get("GPUQ_REDIS", "redis://127.0.0.1:6379")
 app = FastAPI(title="gpuq gateway")
-gq = AsyncClient(os.environ.get("GPUQ_REDIS", "redis://127.0.0.1:6379"))
+gq = AsyncClient(URL)
 MODEL = os.environ.get("GPUQ_MODEL_NAME", "encoder")
+TEXT_MODEL = os.environ.get("GPUQ_TEXT_MODEL", "text")
+INDEX = os.environ.get("GPUQ_INDEX_NAME", "docs")
+DOCS: List[str] = []
+if os.environ.get("GPUQ_DOCS"):
+    with open(os.environ["GPUQ_DOCS"]) as f:
+        DOCS = json.load(f)
+
+
+async def gpuq(call):
+    """Awaits a gpuq call; its errors as HTTP errors."""
+    try:
+        return await call
+    except GpuqError as e:
+        raise HTTPException(422 if e.code in ("shape_mismatch", "bad_request") else 502, str(e))
+    except GpuqTimeoutError:
+        raise HTTPException(504, "no gpuq worker answered in time")
 
 
 class EmbedRequest(BaseModel):
@@ -31,13 +60,25 @@ async def embed(req: EmbedRequest):
     x = np.asarray(req.x, dtype=np.float32)
     if x.ndim != 2:
         raise HTTPException(400, "x must be a list of rows")
-    try:
-        res = await gq.run("mlp", {"x": x}, model=MODEL, timeout=10)
-    except GpuqError as e:
-        raise HTTPException(422 if e.code in ("shape_mismatch", "bad_request") else 502, str(e))
-    except GpuqTimeoutError:
-        raise HTTPException(504, "no gpuq worker answered in time")
+    res = await gpuq(gq.run("mlp", {"x": x}, model=MODEL, timeout=10))
     return {"y": res.outputs["y"].tolist(), "batch_size": res.timing.get("batch_size")}
+
+
+class SearchRequest(BaseModel):
+    query: str
+    k: int = 5
+
+
+@app.post("/search")
+async def search(req: SearchRequest):
+    """The query's embedding, then its k nearest texts by cosine."""
+    if not DOCS or req.k < 1:
+        raise HTTPException(400, "k must be at least 1, and GPUQ_DOCS must list the index's texts")
+    q = await gpuq(gq.embed([req.query], TEXT_MODEL, timeout=10))
+    res = await gpuq(gq.run("knn", {"q": q}, model=INDEX, params={"k": min(req.k, len(DOCS)), "metric": "cosine"},
+                            timeout=10))
+    return {"results": [{"text": DOCS[i], "score": float(s)}
+                        for i, s in zip(res.outputs["indices"][0], res.outputs["scores"][0])]}
 
 
 @app.get("/healthz")
@@ -48,3 +89,21 @@ async def healthz():
 @app.on_event("shutdown")
 async def close():
     await gq.close()
+
+
+def build_index(docs_path: str, out_path: str) -> None:
+    """Embeds the texts of docs_path with TEXT_MODEL and writes them as a knn index."""
+    with open(docs_path) as f:
+        docs = json.load(f)
+    client = Client(URL)
+    try:
+        e = np.ascontiguousarray(client.embed(docs, TEXT_MODEL, timeout=600), dtype="<f4")
+    finally:
+        client.close()
+    head = json.dumps({"embeddings": {"dtype": "F32", "shape": list(e.shape), "data_offsets": [0, e.nbytes]}}).encode()
+    with open(out_path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)) + head + e.tobytes())
+
+
+if __name__ == "__main__":
+    build_index(*sys.argv[1:3])

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import redis
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
 from ._client import DEFAULT_URL, Base, is_cluster, reader_pool
-from ._protocol import GpuqTimeoutError, Result, decode_result
+from ._protocol import GpuqTimeoutError, Result, decode_result, embed_params
 from ._waiters import Waiters
 
 
@@ -56,6 +57,15 @@ class AsyncClient(Base):
         finally:
             w.discard(job_id, fut)
         return res.raise_for_error()
+
+    async def embed(self, texts: Union[str, Sequence[str]], model: str, *, pooling: Optional[str] = None,
+                    normalize: Optional[bool] = None, max_length: Optional[int] = None, timeout: float = 30,
+                    **options: Any) -> np.ndarray:
+        """Sentence embeddings (as Client.embed)."""
+        embed_params(pooling, normalize, max_length, options)
+        res = await self.run("embed", {"text": texts if isinstance(texts, str) else list(texts)}, timeout=timeout,
+                             model=model, **options)
+        return res.outputs["y"][0] if isinstance(texts, str) else res.outputs["y"]
 
     async def result(self, job_id: str, queue: Optional[str] = None) -> Optional[Result]:
         """The stored result of job_id (error or not), or None."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import uuid
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import redis
 from redis.cluster import RedisCluster
 
-from ._protocol import GpuqTimeoutError, Result, decode_result, encode_job
+import numpy as np
+
+from ._protocol import GpuqTimeoutError, Result, decode_result, embed_params, encode_job
 from ._waiters import Waiters
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
@@ -101,6 +103,16 @@ class Client(Base):
         finally:
             w.discard(job_id, fut)
         return res.raise_for_error()
+
+    def embed(self, texts: Union[str, Sequence[str]], model: str, *, pooling: Optional[str] = None,
+              normalize: Optional[bool] = None, max_length: Optional[int] = None, timeout: float = 30,
+              **options: Any) -> np.ndarray:
+        """Sentence embeddings from the text encoder `model`: f32 [len(texts), hidden], or
+        [hidden] for one str. pooling, normalize and max_length default to the model folder's."""
+        embed_params(pooling, normalize, max_length, options)
+        res = self.run("embed", {"text": texts if isinstance(texts, str) else list(texts)}, timeout=timeout,
+                       model=model, **options)
+        return res.outputs["y"][0] if isinstance(texts, str) else res.outputs["y"]
 
     def result(self, job_id: str, queue: Optional[str] = None) -> Optional[Result]:
         """The stored result of job_id (error or not), or None."""

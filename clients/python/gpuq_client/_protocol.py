@@ -69,6 +69,16 @@ class Result:
         return self
 
 
+def embed_params(pooling: Optional[str], normalize: Optional[bool], max_length: Optional[int],
+                 options: Dict[str, Any]) -> None:
+    """embed's params into options["params"]; those left None take the model folder's defaults."""
+    params = dict(options.get("params") or {})
+    params.update((k, v) for k, v in (("pooling", pooling), ("normalize", normalize), ("max_length", max_length))
+                  if v is not None)
+    if params:
+        options["params"] = params
+
+
 def decode_result(raw: Union[bytes, str]) -> Result:
     """A result as the worker wrote it: JSON text for a job sent as JSON, msgpack otherwise."""
     if isinstance(raw, str) or raw[:1] == b"{":
@@ -76,9 +86,16 @@ def decode_result(raw: Union[bytes, str]) -> Result:
     return Result(msgpack.unpackb(raw, raw=False))
 
 
+def is_text(v: Any) -> bool:
+    """A text input: a str, or a list or tuple of str (embed)."""
+    return isinstance(v, str) or (isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(s, str) for s in v))
+
+
 def encode_job(op: str, inputs: Mapping[str, Any], **fields: Any) -> bytes:
-    """The msgpack job; fields left None are not sent."""
-    job: Dict[str, Any] = {"op": op, "inputs": {k: to_tensor(v) for k, v in inputs.items()}}
+    """The msgpack job; text inputs go as str or arrays of str, the rest as tensors;
+    fields left None are not sent."""
+    job: Dict[str, Any] = {"op": op, "inputs": {k: list(v) if isinstance(v, tuple) and is_text(v) else
+                                                v if is_text(v) else to_tensor(v) for k, v in inputs.items()}}
     job.update((k, v) for k, v in fields.items() if v is not None)
     return msgpack.packb(job, use_bin_type=True)
 

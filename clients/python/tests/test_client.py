@@ -1,6 +1,8 @@
 """The installed client against a real Redis and gpuq worker, started by
 tests/e2e/test_clients.py: GPUQ_REDIS, GPUQ_MODEL_NAME (an mlp taking 4
-columns) and GPUQ_WANT (JSON: the model's output for the row [1, 2, 3, 4])."""
+columns) and GPUQ_WANT (JSON: the model's output for the row [1, 2, 3, 4]);
+GPUQ_TEXT_MODEL (a text encoder), GPUQ_TEXTS and GPUQ_TEXT_WANT (JSON: texts
+and their embeddings)."""
 import asyncio
 import base64
 import json
@@ -17,6 +19,8 @@ from gpuq_client import AsyncClient, Client, GpuqError, GpuqTimeoutError
 URL, MODEL = os.environ["GPUQ_REDIS"], os.environ["GPUQ_MODEL_NAME"]
 WANT = np.array(json.loads(os.environ["GPUQ_WANT"]), np.float32)
 X = np.array([[1, 2, 3, 4]], np.float32)
+TEXT_MODEL, TEXTS = os.environ["GPUQ_TEXT_MODEL"], json.loads(os.environ["GPUQ_TEXTS"])
+TEXT_WANT = np.array(json.loads(os.environ["GPUQ_TEXT_WANT"]), np.float32)
 
 
 class SyncClient(unittest.TestCase):
@@ -35,6 +39,27 @@ class SyncClient(unittest.TestCase):
         self.assertFalse(self.r.exists("gpuq:{default}:result:py-1"), "a waited-for result is not stored")
         self.gq.run("mlp", {"x": X}, model=MODEL, id="py-kept", result_ttl=60)
         self.assertEqual(self.gq.result("py-kept").id, "py-kept")
+
+    def test_embed(self):
+        y = self.gq.embed(TEXTS, TEXT_MODEL)
+        self.assertEqual(y.shape, TEXT_WANT.shape)
+        np.testing.assert_allclose(y, TEXT_WANT, atol=1e-6)
+        np.testing.assert_allclose(self.gq.embed(TEXTS[1], TEXT_MODEL), TEXT_WANT[1], atol=1e-6)   # one str: one row
+        cls = self.gq.embed(tuple(TEXTS), TEXT_MODEL, pooling="cls", normalize=False, max_length=3)
+        self.assertFalse(np.allclose(cls, TEXT_WANT, atol=1e-3), "params reach the worker")
+        with self.assertRaises(GpuqError) as e:
+            self.gq.embed([], TEXT_MODEL)
+        self.assertEqual(e.exception.code, "bad_request")
+        y = asyncio.run(self.async_embed())
+        np.testing.assert_allclose(y, TEXT_WANT, atol=1e-6)
+
+    @staticmethod
+    async def async_embed():
+        gq = AsyncClient(URL)
+        try:
+            return await gq.embed(TEXTS, TEXT_MODEL)
+        finally:
+            await gq.close()
 
     def test_error_result_raises(self):
         with self.assertRaises(GpuqError) as e:

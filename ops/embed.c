@@ -1,0 +1,254 @@
+/* embed.c -- the embed op: sentence embeddings from a text encoder
+ * (kernels/bert.h). Input `text` (a str or an array of str, one row each)
+ * is tokenized at admission, so the scheduler batches by tokens; or
+ * pre-tokenized `input_ids` [rows, seq], right-padded, with an optional
+ * `attention_mask`. Outputs y f32 [rows, hidden] and tokens i32 [rows].
+ * Jobs on one model with the same pooling and normalization share a
+ * padding-free batch: their tokens back to back. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/bert.h"
+#include "kernels/cpu.h"
+#include "ops/op.h"
+#include "ops/twin.h"
+#include "text/tokenizer.h"
+
+struct params {
+    int pooling, normalize;
+    int32_t *ids;               /* the rows' tokens back to back, in t->own after token_off */
+};
+_Static_assert(sizeof(struct params) <= GPUQ_OP_PARAMS, "embed params fit a task");
+
+/* The kernel's arguments: one padding-free batch. */
+struct gpuq_embed {
+    const struct gpuq_bert *m;
+    struct gpuq_bert_batch b;
+    int n_tokens, max_len;
+};
+
+static const struct params *params_of(const struct gpuq_task *t) { return gpuq_task_params(t); }
+
+static int bad(struct gpuq_task *t, const char *what) {
+    return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "embed: %s", what);
+}
+
+static int read_params(struct gpuq_task *t, int *max_length) {
+    struct gpuq_job *job = &t->job;
+    const struct gpuq_bert *m = t->model->bert;
+    struct params *p = gpuq_task_params(t);
+    struct gpuq_str pool = {NULL, 0};
+    int64_t len = m->max_length;
+    p->pooling = (int)m->pooling;
+    p->normalize = m->normalize;
+    if (gpuq_job_param_str(job, "pooling", &pool) < 0 || gpuq_job_param_bool(job, "normalize", &p->normalize) < 0 ||
+        gpuq_job_param_i64(job, "max_length", &len) < 0)
+        return -1;
+    if (pool.ptr) {
+        if (pool.len == 4 && !memcmp(pool.ptr, "mean", 4)) p->pooling = GPUQ_BERT_POOL_MEAN;
+        else if (pool.len == 3 && !memcmp(pool.ptr, "cls", 3)) p->pooling = GPUQ_BERT_POOL_CLS;
+        else return bad(t, "pooling must be mean or cls");
+    }
+    if (len < 2 || len > m->max_pos)
+        return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "embed: max_length must be 2 to %d",
+                             m->max_pos);
+    *max_length = (int)len;
+    return 0;
+}
+
+/* t->own: token_off [rows + 1] (int64), then the ids; grown to hold ids
+ * more ids. NULL (the job failed) when out of memory. */
+static int32_t *grow(struct gpuq_task *t, size_t ids, size_t *cap) {
+    size_t head = ((size_t)t->rows + 1) * sizeof(int64_t);
+    if (ids > *cap) {
+        size_t want = ids > 2 * *cap ? ids : 2 * *cap;
+        void *own = realloc(t->own, head + want * sizeof(int32_t));
+        if (!own) {
+            gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed: out of memory for tokens");
+            return NULL;
+        }
+        t->own = own;
+        *cap = want;
+    }
+    t->token_off = t->own;
+    return (int32_t *)((char *)t->own + head);
+}
+
+static int tokenize(struct gpuq_task *t, const struct gpuq_input *text, int max_length) {
+    const struct gpuq_tok *tok = t->model->tok;
+    size_t cap = 0, n = 0;
+    t->rows = text->n_texts;
+    for (int64_t r = 0; r < t->rows; r++) {
+        int32_t *ids = grow(t, n + (size_t)max_length, &cap);
+        if (!ids) return -1;
+        struct gpuq_str s = gpuq_input_text(text, r);
+        int got = gpuq_tok_encode(tok, s.ptr, s.len, max_length, ids + n);
+        if (got < 0) return gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed: out of memory tokenizing");
+        ((int64_t *)t->own)[r] = (int64_t)n;
+        n += (size_t)got;
+    }
+    ((int64_t *)t->own)[t->rows] = (int64_t)n;
+    ((struct params *)gpuq_task_params(t))->ids = grow(t, n, &cap);
+    return 0;
+}
+
+/* Element i of an integer tensor. */
+static int64_t int_at(const struct gpuq_tensor *x, int64_t i) {
+    const char *p = (const char *)x->data + (size_t)i * gpuq_dtype_size(x->dtype);
+    int64_t v64;
+    int32_t v32;
+    switch (x->dtype) {
+    case GPUQ_DTYPE_I64: memcpy(&v64, p, 8); return v64;
+    case GPUQ_DTYPE_I32: memcpy(&v32, p, 4); return v32;
+    case GPUQ_DTYPE_I8: return *(const int8_t *)p;
+    default: return *(const uint8_t *)p;
+    }
+}
+
+/* Pre-tokenized rows: each row's length is its mask's sum, the mask ones
+ * then zeros; the ids it counts must be in the vocabulary. */
+static int take_ids(struct gpuq_task *t, const struct gpuq_tensor *ids, const struct gpuq_tensor *mask) {
+    const struct gpuq_bert *m = t->model->bert;
+    if (ids->dtype != GPUQ_DTYPE_I32 && ids->dtype != GPUQ_DTYPE_I64) return bad(t, "input_ids must be i32 or i64");
+    if (ids->ndim != 2 || ids->shape[1] > m->max_pos)
+        return gpuq_job_fail(&t->job, GPUQ_ERR_SHAPE_MISMATCH, "embed: input_ids must be [rows, seq] "
+                             "with seq at most %d", m->max_pos);
+    if (mask && (mask->ndim != 2 || mask->shape[0] != ids->shape[0] || mask->shape[1] != ids->shape[1]))
+        return gpuq_job_fail(&t->job, GPUQ_ERR_SHAPE_MISMATCH, "embed: attention_mask must have "
+                             "input_ids' shape");
+    int64_t seq = ids->shape[1];
+    size_t cap = 0, n = 0;
+    t->rows = ids->shape[0];
+    int32_t *out = grow(t, (size_t)(t->rows * seq), &cap);
+    if (!out) return -1;
+    for (int64_t r = 0; r < t->rows; r++) {
+        ((int64_t *)t->own)[r] = (int64_t)n;
+        int64_t len = 0;
+        for (int64_t j = 0; j < seq; j++) {
+            int64_t on = mask ? int_at(mask, r * seq + j) : 1;
+            if (on != 0 && on != 1) return bad(t, "attention_mask holds a value other than 0 and 1");
+            if (on && len < j) return bad(t, "attention_mask must be ones then zeros (right padding)");
+            if (!on) continue;
+            int64_t id = int_at(ids, r * seq + j);
+            if (id < 0 || id >= m->vocab)
+                return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "embed: token id %lld (row %lld) "
+                                     "is outside the vocabulary of %d", (long long)id, (long long)r,
+                                     m->vocab);
+            out[n++] = (int32_t)id;
+            len++;
+        }
+        if (len == 0) return bad(t, "a row of attention_mask is all zeros");
+    }
+    ((int64_t *)t->own)[t->rows] = (int64_t)n;
+    ((struct params *)gpuq_task_params(t))->ids = out;
+    return 0;
+}
+
+static int prepare(struct gpuq_task *t) {
+    const struct gpuq_input *text = gpuq_job_find(&t->job, "text");
+    const struct gpuq_input *ids = gpuq_job_find(&t->job, "input_ids");
+    const struct gpuq_input *mask = gpuq_job_find(&t->job, "attention_mask");
+    int max_length = 0;
+    t->dtype = GPUQ_DTYPE_F32;      /* texts and ids of any dtype share a batch */
+    if (read_params(t, &max_length) != 0) return -1;
+    if (!text == !ids) return bad(t, "give input 'text' or 'input_ids', not both");
+    if (mask && !ids) return bad(t, "attention_mask goes with input_ids");
+    if (text && !text->text) return bad(t, "text must be a str or an array of str");
+    if ((ids && ids->text) || (mask && mask->text)) return bad(t, "input_ids and attention_mask are tensors");
+    return text ? tokenize(t, text, max_length) : take_ids(t, &ids->t, mask ? &mask->t : NULL);
+}
+
+static size_t out_bytes(const struct gpuq_task *t) {
+    return (size_t)t->rows * ((size_t)t->model->bert->hidden * sizeof(float) + sizeof(int32_t));
+}
+
+static int compare(const struct gpuq_task *a, const struct gpuq_task *b) {
+    const struct params *pa = params_of(a), *pb = params_of(b);
+    return pa->pooling != pb->pooling ? pa->pooling - pb->pooling : pa->normalize - pb->normalize;
+}
+
+static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
+    const struct gpuq_task *t0 = p[0].t;
+    const struct gpuq_bert *m = t0->model->bert;
+    int64_t tokens = 0;
+    for (int i = 0; i < n; i++) tokens += p[i].t->token_off[p[i].row0 + p[i].rows] - p[i].t->token_off[p[i].row0];
+    int32_t *ids = gpuq_ops_buf(s, 0, (size_t)tokens * sizeof(int32_t));
+    int *lens = gpuq_ops_buf(s, 1, (size_t)rows * sizeof(int));
+    float *y = gpuq_ops_buf(s, 2, (size_t)rows * m->hidden * sizeof(float));
+    if (!ids || !lens || !y) return GPUQ_BE_NOMEM;
+    struct gpuq_embed args = {m, {ids, lens, (int)rows, (enum gpuq_bert_pool)params_of(t0)->pooling,
+                                  params_of(t0)->normalize, y}, (int)tokens, 0};
+    for (int i = 0, row = 0; i < n; i++) {
+        const int64_t *off = p[i].t->token_off;
+        const int32_t *src = params_of(p[i].t)->ids;
+        for (int64_t r = p[i].row0; r < p[i].row0 + p[i].rows; r++, row++) {
+            lens[row] = (int)(off[r + 1] - off[r]);
+            if (lens[row] > args.max_len) args.max_len = lens[row];
+            memcpy(ids, src + off[r], (size_t)lens[row] * sizeof(int32_t));
+            ids += lens[row];
+        }
+    }
+    s->out[0] = y;
+    return gpuq_backend_run(s->be, GPUQ_OP_EMBED, rows, &args);
+}
+
+static void scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
+    gpuq_ops_scatter_rows(p, n, s->out[0], p[0].t->model->bert->hidden);
+}
+
+static void finish(struct gpuq_task *t) {
+    int64_t shape[2] = {t->rows, t->model->bert->hidden};
+    int32_t *tokens = (int32_t *)((float *)t->out + (size_t)t->rows * shape[1]);
+    for (int64_t r = 0; r < t->rows; r++) tokens[r] = (int32_t)(t->token_off[r + 1] - t->token_off[r]);
+    gpuq_ops_set_output(t, 0, "y", GPUQ_DTYPE_F32, t->out, 2, shape);
+    gpuq_ops_set_output(t, 1, "tokens", GPUQ_DTYPE_I32, tokens, 1, shape);
+}
+
+/* ---- the CPU kernel: kernels/bert_cpu.c ---- */
+
+static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
+    const struct gpuq_embed *a = l->args;
+    float *scratch = gpuq_cpu_scratch(be, 0, gpuq_bert_scratch_floats(a->m, a->n_tokens, a->max_len));
+    if (!scratch) return GPUQ_BE_NOMEM;
+    gpuq_bert_forward(a->m, &a->b, scratch);
+    return 0;
+}
+
+/* ---- twin: a random one-layer encoder, sequences of 1 to 9 tokens ---- */
+
+static void twin(struct gpuq_twin_run *r) {
+    enum { H = 16, I = 32, VOCAB = 20, POS = 16, SEQS = 4 };
+    struct gpuq_bert_layer *ly = calloc(1, sizeof(*ly));
+    struct gpuq_bert m = {.hidden = H, .heads = 2, .n_layers = 1, .intermediate = I, .max_pos = POS,
+                          .vocab = VOCAB, .ln_eps = 1e-12f, .layers = ly};
+    float **all[] = {&m.word_emb, &m.pos_emb, &m.type_emb, &m.emb_ln_g, &m.emb_ln_b};
+    size_t sizes[] = {VOCAB * H, POS * H, H, H, H};
+    int ok = ly != NULL;
+    for (int i = 0; i < 5; i++) ok &= (*all[i] = gpuq_twin_floats(r, sizes[i])) != NULL;
+    if (ly) {
+        float **w[] = {&ly->qkv_w, &ly->qkv_b, &ly->attn_w, &ly->attn_b, &ly->ln1_g, &ly->ln1_b,
+                       &ly->ffn_w1, &ly->ffn_b1, &ly->ffn_w2, &ly->ffn_b2, &ly->ln2_g, &ly->ln2_b};
+        size_t n[] = {3 * H * H, 3 * H, H * H, H, H, H, I * H, I, H * I, H, H, H};
+        for (int i = 0; i < 12; i++) ok &= (*w[i] = gpuq_twin_floats(r, n[i])) != NULL;
+    }
+    int lens[SEQS] = {1, 9, 4, 7}, n_tokens = 21;
+    int32_t ids[21];
+    for (int i = 0; i < n_tokens; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (VOCAB - 1));
+    float y[SEQS * H], want[SEQS * H];
+    struct gpuq_embed on_be = {&m, {ids, lens, SEQS, GPUQ_BERT_POOL_MEAN, 1, y}, n_tokens, 9};
+    struct gpuq_embed on_cpu = on_be;
+    on_cpu.b.out = want;
+    if (ok && gpuq_twin_both(r, SEQS, &on_be, &on_cpu) == 0)
+        gpuq_twin_note(r, gpuq_twin_err(y, want, SEQS * H, 0));
+    gpuq_bert_free(&m);
+}
+
+static const char *const inputs[] = {"text", "input_ids", "attention_mask", NULL};
+
+const struct gpuq_op_desc gpuq_op_embed = {
+    .inputs = inputs, .text = 1, .model = 1 + GPUQ_MODEL_ENCODER,
+    .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
+    .scatter = scatter, .finish = finish,
+    .kernel = {[GPUQ_BACKEND_CPU] = cpu},
+    .twin = twin, .tol = 1e-5,
+};

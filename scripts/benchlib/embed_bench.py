@@ -1,0 +1,272 @@
+"""The embedding benchmark: the same sentences, one job each, drained through
+Redis by gpuq's embed and by two batching Python Streams workers on the same
+weights: ONNX Runtime on a graph built from the model folder's safetensors
+with onnx's helpers, and numpy. Tokenization in Python is Hugging Face
+`tokenizers` (Rust), batched, padded to the longest text of each batch.
+   embed_bench.py worker ort|numpy REDIS_PORT MODEL_DIR THREADS [MAX_BATCH]"""
+import json
+import os
+import sys
+import time
+
+import msgpack
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "ref"))
+import bert_ref  # noqa: E402  (reads the folder: weights, pooling, max_length)
+import pyenv  # noqa: E402  (.cache/pyenv on sys.path)
+
+JOBS = "gpuq:{default}:jobs"
+
+
+def sentences(n, seed=0):
+    """n sentences of 8 to 64 words drawn from the test corpus's words."""
+    words = [w for t in pyenv.corpus() for w in t.split() if w.isprintable()]
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, rng.integers(8, 65))) for _ in range(n)]
+
+
+def weights(folder):
+    m = bert_ref.Bert(folder)
+    return m, {k: np.asarray(v, np.float32) for k, v in m.w.items()}
+
+
+# ---- the ONNX graph, from the same safetensors ----
+
+def onnx_graph(folder):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    m, w = weights(folder)
+    h, nh = m.h, m.heads
+    dh = h // nh
+    nodes, inits = [], []
+
+    def const(name, a):
+        inits.append(numpy_helper.from_array(np.asarray(a), name))
+        return name
+
+    def op(kind, ins, out, **attrs):
+        nodes.append(helper.make_node(kind, ins, [out], name=out, **attrs))
+        return out
+
+    def dense(x, prefix, out):
+        y = op("MatMul", [x, const(prefix + ".wt", w[prefix + ".weight"].T.copy())], out + "_mm")
+        return op("Add", [y, const(prefix + ".b", w[prefix + ".bias"])], out)
+
+    def layernorm(x, prefix, out):
+        return op("LayerNormalization", [x, const(prefix + ".g", w[prefix + ".weight"]),
+                                         const(prefix + ".bb", w[prefix + ".bias"])], out, axis=-1,
+                  epsilon=m.eps)
+
+    seq = op("Shape", ["input_ids"], "seq", start=1, end=2)
+    pos = op("Slice", [const("pos_emb", w["embeddings.position_embeddings.weight"]), const("zero", np.array([0])),
+                       seq, const("axis0", np.array([0]))], "pos")
+    x = op("Gather", [const("word_emb", w["embeddings.word_embeddings.weight"]), "input_ids"], "words")
+    x = op("Add", [x, pos], "x_pos")
+    x = op("Add", [x, const("type_emb", w["embeddings.token_type_embeddings.weight"][0])], "x_emb")
+    x = layernorm(x, "embeddings.LayerNorm", "x0")
+    maskf = op("Cast", ["attention_mask"], "maskf", to=TensorProto.FLOAT)
+    bias = op("Mul", [op("Sub", [const("one", np.float32(1)), maskf], "inv"), const("neg", np.float32(-1e9))], "bias0")
+    bias = op("Unsqueeze", [bias, const("axes12", np.array([1, 2]))], "bias")
+    for i in range(m.layers):
+        p = f"encoder.layer.{i}."
+        qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")])
+        qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
+        w[p + "qkv.weight"], w[p + "qkv.bias"] = qkv_w, qkv_b
+        qkv = dense(x, p + "qkv", p + "qkv")
+        qkv = op("Reshape", [qkv, const(p + "shape5", np.array([0, 0, 3, nh, dh]))], p + "qkv5")
+        qkv = op("Transpose", [qkv], p + "qkvT", perm=[2, 0, 3, 1, 4])
+        q, k, v = (op("Gather", [qkv, const(p + f"i{j}", np.array(j))], p + n, axis=0) for j, n in enumerate("qkv"))
+        s = op("MatMul", [q, op("Transpose", [k], p + "kT", perm=[0, 1, 3, 2])], p + "s")
+        s = op("Add", [op("Mul", [s, const(p + "scale", np.float32(1 / np.sqrt(dh)))], p + "ss"), bias], p + "sb")
+        ctx = op("MatMul", [op("Softmax", [s], p + "prob", axis=-1), v], p + "ctx")
+        ctx = op("Reshape", [op("Transpose", [ctx], p + "ctxT", perm=[0, 2, 1, 3]),
+                             const(p + "shape3", np.array([0, 0, h]))], p + "ctx3")
+        a = dense(ctx, p + "attention.output.dense", p + "attn")
+        x = layernorm(op("Add", [x, a], p + "res1"), p + "attention.output.LayerNorm", p + "x1")
+        f = dense(x, p + "intermediate.dense", p + "inter")
+        g = op("Erf", [op("Mul", [f, const(p + "rs2", np.float32(1 / np.sqrt(2)))], p + "fs")], p + "erf")
+        f = op("Mul", [op("Mul", [f, op("Add", [g, "one"], p + "erf1")], p + "fg"), const(p + "half", np.float32(0.5))],
+               p + "gelu")
+        f = dense(f, p + "output.dense", p + "ffn")
+        x = layernorm(op("Add", [x, f], p + "res2"), p + "output.LayerNorm", p + f"x{i + 2}")
+    if m.pooling == "cls":
+        y = op("Gather", [x, const("i0", np.array(0))], "pooled", axis=1)
+    else:
+        m3 = op("Unsqueeze", [maskf, const("axis2", np.array([2]))], "mask3")
+        total = op("ReduceSum", [op("Mul", [x, m3], "xm"), const("axis1", np.array([1]))], "sum", keepdims=0)
+        y = op("Div", [total, op("ReduceSum", [m3, "axis1"], "count", keepdims=0)], "pooled")
+    if m.normalize:
+        norm = op("Max", [op("ReduceL2", [y], "l2", axes=[1], keepdims=1),
+                          const("eps", np.float32(1e-12))], "norm")
+        y = op("Div", [y, norm], "normed")
+    op("Identity", [y], "y")
+    graph = helper.make_graph(nodes, "bert", [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", h])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+# ---- the numpy forward, padded, f32 ----
+
+def numpy_encoder(folder):
+    m, w = weights(folder)
+    h, nh = m.h, m.heads
+    dh = h // nh
+
+    def ln(x, p):
+        return bert_ref._layernorm(x, w[p + ".weight"], w[p + ".bias"], m.eps)
+
+    def dense(x, p):
+        return x @ w[p + ".weight"].T + w[p + ".bias"]
+
+    def run(ids, mask):
+        b, s = ids.shape
+        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:s] \
+            + w["embeddings.token_type_embeddings.weight"][0]
+        x = ln(x, "embeddings.LayerNorm")
+        bias = ((1 - mask) * -1e9).astype(np.float32)[:, None, None, :]
+        for i in range(m.layers):
+            p = f"encoder.layer.{i}."
+            q, k, v = (dense(x, p + f"attention.self.{n}").reshape(b, s, nh, dh).transpose(0, 2, 1, 3)
+                       for n in ("query", "key", "value"))
+            sc = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(dh)) + bias
+            sc = np.exp(sc - sc.max(-1, keepdims=True))
+            ctx = (sc / sc.sum(-1, keepdims=True)) @ v
+            x = ln(x + dense(ctx.transpose(0, 2, 1, 3).reshape(b, s, h), p + "attention.output.dense"),
+                   p + "attention.output.LayerNorm")
+            f = dense(x, p + "intermediate.dense")
+            f = 0.5 * f * (1 + bert_ref._erf(f / np.float32(np.sqrt(2))))
+            x = ln(x + dense(f.astype(np.float32), p + "output.dense"), p + "output.LayerNorm")
+        y = x[:, 0] if m.pooling == "cls" else (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+        if m.normalize:
+            y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        return y.astype(np.float32)
+    return run
+
+
+def serve(kind, port, folder, threads, max_batch=64):
+    import redis
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+    tok.enable_truncation(max_length=bert_ref.Bert(folder).max_length)
+    tok.enable_padding()
+    if kind == "ort":
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(onnx_graph(folder), so, providers=["CPUExecutionProvider"])
+        encode = lambda ids, mask: sess.run(["y"], {"input_ids": ids, "attention_mask": mask})[0]  # noqa: E731
+    else:
+        run = numpy_encoder(folder)
+        encode = lambda ids, mask: run(ids, mask.astype(np.float32))  # noqa: E731
+    r = redis.Redis(port=port)
+    try:
+        r.xgroup_create(JOBS, "workers", id="0", mkstream=True)
+    except redis.ResponseError:
+        pass
+    print("ready", flush=True)
+    while True:
+        got = r.xreadgroup("workers", kind, {JOBS: ">"}, count=max_batch, block=1000)
+        if not got:
+            continue
+        entries = got[0][1]
+        jobs = [msgpack.unpackb(f[b"job"]) for _, f in entries]
+        enc = tok.encode_batch([j["inputs"]["text"] for j in jobs])
+        ids = np.array([e.ids for e in enc], np.int64)
+        mask = np.array([e.attention_mask for e in enc], np.int64)
+        y = encode(ids, mask)
+        pipe = r.pipeline(transaction=True)
+        for (eid, _), j, row, n in zip(entries, jobs, y, mask.sum(1)):
+            res = msgpack.packb({"id": j.get("id") or eid.decode(), "status": "ok", "outputs": {
+                "y": {"dtype": "f32", "shape": [1, len(row)], "data": row.astype("<f4").tobytes()},
+                "tokens": {"dtype": "i32", "shape": [1], "data": np.int32(n).tobytes()}}})
+            pipe.rpush(j["reply_to"], res)
+            pipe.xack(JOBS, "workers", eid)
+        pipe.execute()
+
+
+# ---- the drains, in one run on the bench's Redis ----
+
+def drain(b, texts, start, reply):
+    """Enqueues one job per text, starts a worker (start() -> Popen, once it
+    is ready), times the drain; sentences/s, worker CPU ms per sentence, and
+    the results by id."""
+    import subprocess  # noqa: F401  (start() uses it)
+    from bench import cpu_seconds
+    b.r.flushall()
+    pipe = b.r.pipeline(transaction=False)
+    for i, t in enumerate(texts):
+        pipe.xadd(JOBS, {"job": msgpack.packb({"op": "embed", "model": "t", "id": f"e{i}", "inputs": {"text": t},
+                                               "reply_to": reply, "result_ttl": 0})})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    p = start()
+    cpu0, t0 = cpu_seconds(p.pid), time.time()
+    while b.r.llen(reply) < len(texts):     # from ready to the last result
+        if p.poll() is not None:
+            raise RuntimeError(f"the worker exited with {p.returncode}")
+        time.sleep(0.01)
+    rate = len(texts) / (time.time() - t0)
+    cpu = cpu_seconds(p.pid) - cpu0
+    p.kill()
+    p.wait()
+    got = {}
+    for raw in b.r.lrange(reply, 0, -1):
+        r = msgpack.unpackb(raw)
+        got[r["id"]] = (np.frombuffer(r["outputs"]["y"]["data"], "<f4"),
+                        int(np.frombuffer(r["outputs"]["tokens"]["data"], "<i4")[0]))
+    return {"sentences": len(texts), "sentences_per_s": rate, "cpu_ms_per_sentence": cpu / len(texts) * 1e3}, got
+
+
+def run(b, n, out_dir):
+    import subprocess
+    folder = pyenv.model_dir()
+    texts = sentences(n)
+    reply = "gpuq:{default}:reply:embed"
+    res, outs = {}, {}
+
+    def python_worker(kind):
+        def start():
+            p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", kind, str(b.port), folder,
+                                  str(b.threads)], env=b.env, stdout=subprocess.PIPE, text=True)
+            assert p.stdout.readline().strip() == "ready"
+            return p
+        return start
+
+    starts = {"gpuq": lambda: b.worker("--model", f"t={folder}"),
+              "python-onnxruntime": python_worker("ort"), "python-numpy": python_worker("numpy")}
+    for name, start in starts.items():
+        res[name], outs[name] = drain(b, texts, start, reply)
+        print(name, res[name], file=sys.stderr, flush=True)
+    ids = sorted(outs["gpuq"])
+    want = np.array([outs["gpuq"][i][0] for i in ids])
+    for name in starts:
+        y = np.array([outs[name][i][0] for i in ids])
+        res[name]["max_abs_diff_to_gpuq"] = float(np.abs(y - want).max())
+        res[name]["tokens"] = sum(outs[name][i][1] for i in ids)
+    base = res["python-onnxruntime"]["sentences_per_s"]
+    lines = [f"# Embedding benchmark: {n} sentences of 8-64 words, all-MiniLM-L6-v2, one job each, "
+             f"through Redis, {b.threads} compute thread(s)", "",
+             "| worker | sentences/s | worker CPU ms/sentence | vs ONNX Runtime | tokens | max abs diff to gpuq |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in res.items():
+        lines.append(f"| {name} | {r['sentences_per_s']:.1f} | {r['cpu_ms_per_sentence']:.1f} | "
+                     f"{r['sentences_per_s'] / base:.2f}x | {r['tokens']} | {r['max_abs_diff_to_gpuq']:.1e} |")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "embed.json"), "w") as f:
+        json.dump({"machine": b.machine(), "embed": res}, f, indent=1)
+    with open(os.path.join(out_dir, "embed.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
+    serve(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), *map(int, sys.argv[6:7]))
+elif __name__ == "__main__":
+    print(json.dumps(sentences(int(sys.argv[1]))[:3], indent=1))

@@ -1,0 +1,230 @@
+"""The embed op through a real worker and Redis: the real all-MiniLM-L6-v2
+against the numpy reference (tests/ref) on every corpus text, batching
+invariance, and, on random tiny encoders (scripts/make-model --bert), the
+pre-tokenized path, the token budget, JSON jobs and bad inputs beside good
+ones."""
+import base64
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+import msgpack
+import numpy as np
+
+from harness import WorkerTest, from_tensor, tensor
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
+import pyenv  # noqa: E402
+
+try:
+    import bert_ref  # noqa: E402
+    import test_encoder  # noqa: E402
+    from tokenizers import Tokenizer  # noqa: E402
+    from tokenizers.implementations import BertWordPieceTokenizer  # noqa: E402
+    MODEL = pyenv.model_dir()
+except (ImportError, RuntimeError) as e:
+    print(f"SKIPPED: {e} (scripts/setup installs tokenizers and the model)")
+    sys.exit(77)
+
+ROOT = pyenv.ROOT
+
+
+def tokens_of(r):
+    return np.frombuffer(r["outputs"]["tokens"]["data"], dtype="<i4")
+
+
+def with_raw_text(job, raw):
+    """job packed with its input text a msgpack str holding the bytes raw
+    (which may be invalid UTF-8, which Python would not pack as str)."""
+    marker = "\x7f" * len(raw)
+    job["inputs"]["text"] = marker
+    b = msgpack.packb(job, use_bin_type=True)
+    assert b.count(marker.encode()) == 1
+    return b.replace(marker.encode(), raw)
+
+
+class EmbedTest(WorkerTest):
+    def run_jobs(self, jobs, raw=None):
+        """Enqueues all at once (so they may share batches); results by id."""
+        reply = self.client.key("reply:embed")
+        pipe = self.r.pipeline(transaction=True)
+        for i, j in enumerate(jobs):
+            j = dict(j, id=f"j{i}", reply_to=reply)
+            data = raw(j) if raw and i == 0 else msgpack.packb(j, use_bin_type=True)
+            pipe.xadd(self.client.key("jobs"), {"job": data})
+        pipe.execute()
+        got = {}
+        while len(got) < len(jobs):
+            r = self.client.wait(reply, timeout=120)
+            got[r["id"]] = r
+        return [got[f"j{i}"] for i in range(len(jobs))]
+
+    def embed(self, texts, model="m", **params):
+        return {"op": "embed", "model": model, "inputs": {"text": texts}, "params": params}
+
+    def ok(self, r):
+        self.assertEqual(r["status"], "ok", r.get("error"))
+        return from_tensor(r["outputs"]["y"])
+
+
+class RealModel(EmbedTest):
+    """all-MiniLM-L6-v2, as scripts/setup installs it."""
+
+    def setUp(self):
+        super().setUp()
+        self.worker("--model", f"m={MODEL}", "--cpu-threads", "2")
+
+    def test_corpus_against_reference(self):
+        texts = pyenv.corpus()
+        tok = Tokenizer.from_file(os.path.join(MODEL, "tokenizer.json"))
+        tok.no_padding()
+        tok.enable_truncation(max_length=256)
+        want_counts, want = test_encoder.corpus_reference(MODEL, bert_ref.Bert(MODEL), tok, texts)
+        [r] = self.run_jobs([self.embed(texts)])
+        y = self.ok(r)
+        self.assertEqual(y.shape, (len(texts), 384))
+        self.assertEqual(list(tokens_of(r)), list(want_counts))
+        cos = test_encoder.cosines(y, want)
+        worst = int(cos.argmin())
+        self.assertGreaterEqual(cos[worst], 0.9999, f"text {worst}: {texts[worst][:60]!r}")
+        np.testing.assert_allclose(y, want, atol=1e-5)
+
+    def test_batching_invariance(self):
+        texts = pyenv.corpus()[:24] + [pyenv.corpus()[54]]   # short ones and one truncated to 256
+        one_job = self.ok(self.run_jobs([self.embed(texts)])[0])
+        per_text = np.concatenate([self.ok(r) for r in self.run_jobs([self.embed(t) for t in texts])])
+        self.assertLessEqual(np.abs(one_job - per_text).max(), 1e-5)
+
+    def test_invalid_utf8_reads_as_replacement(self):
+        raw = b"caf\xc3\xa9 \xff\xfe na\xefve \xe2\x82 end"
+        job = self.embed("x")
+        r_raw, r_dec = self.run_jobs([job, self.embed(raw.decode("utf-8", "replace"))],
+                                     raw=lambda j: with_raw_text(j, raw))
+        np.testing.assert_array_equal(self.ok(r_raw), self.ok(r_dec))
+        self.assertEqual(list(tokens_of(r_raw)), list(tokens_of(r_dec)))
+
+
+class TinyModel(EmbedTest):
+    """A random 2-layer, hidden-64 encoder (64 positions), its reference and
+    vocab.txt tokenizer."""
+
+    texts = ["The weather is lovely today.", "It's sunny!", "", "qwerty uiop asdf " * 10, "[MASK] x"]
+
+    def setUp(self):
+        super().setUp()
+        self.folder = self.path("tiny")
+        subprocess.run([os.path.join(ROOT, "scripts", "make-model"), "--bert", self.folder,
+                        "--pooling", "mean", "--normalize"], check=True)
+        self.ref = bert_ref.Bert(self.folder)
+        self.tok = BertWordPieceTokenizer(os.path.join(self.folder, "vocab.txt"), lowercase=True)
+        self.tok.enable_truncation(max_length=64)
+
+    def ids(self, texts):
+        return [self.tok.encode(t).ids for t in texts]
+
+    def test_texts_and_input_ids(self):
+        self.worker("--model", f"m={self.folder}")
+        ids = self.ids(self.texts)
+        want = np.array([self.ref.embed(i) for i in ids])
+        seq = max(map(len, ids))
+        padded = np.zeros((len(ids), seq), dtype=np.int64)
+        mask = np.zeros((len(ids), seq), dtype=np.int8)
+        for k, i in enumerate(ids):
+            padded[k, :len(i)], mask[k, :len(i)] = i, 1
+        single = self.ids(["It's sunny!"])
+        jobs = [self.embed(self.texts),
+                {"op": "embed", "model": "m", "inputs": {"input_ids": tensor(padded), "attention_mask": tensor(mask)}},
+                {"op": "embed", "model": "m", "inputs": {"input_ids": tensor(np.array(single, dtype=np.int32))}},
+                self.embed("It's sunny!"),
+                self.embed(self.texts[:2], pooling="cls", normalize=False, max_length=4)]
+        r = self.run_jobs(jobs)
+        for k in range(2):
+            y = self.ok(r[k])
+            self.assertEqual(list(tokens_of(r[k])), [len(i) for i in ids])
+            self.assertGreaterEqual(test_encoder.cosines(y, want).min(), 0.9999)
+            np.testing.assert_allclose(y, want, atol=1e-4)
+        np.testing.assert_allclose(self.ok(r[2]), want[1:2], atol=1e-4)
+        self.assertEqual(r[3]["outputs"]["y"]["shape"], [1, 64])      # a single str: one row
+        np.testing.assert_allclose(self.ok(r[3]), want[1:2], atol=1e-4)
+        cut = [i[:3] + [i[-1]] for i in ids[:2]]
+        np.testing.assert_allclose(self.ok(r[4]), [self.ref.embed(i, pooling="cls", normalize=False) for i in cut],
+                                   atol=1e-4)
+        self.assertEqual(list(tokens_of(r[4])), [4, 4])
+
+    def test_bad_inputs_beside_good_ones(self):
+        self.worker("--model", f"m={self.folder}", "--max-result-bytes", "4000")
+        ids = np.array(self.ids(["sun"]), dtype=np.int32)
+        oob = ids.copy()
+        oob[0, 1] = 100000
+        gapped = np.array([[1, 0, 1]], dtype=np.int32)
+        cases = [
+            (self.embed([]), "bad_request", "empty list"),
+            (self.embed(["a", 3]), "bad_request", "text 1 is not a string"),
+            (self.embed(["a" * 65537]), "bad_request", "more than 65536"),
+            ({"op": "embed", "model": "m", "inputs": {"input_ids": tensor(oob)}}, "bad_request", "outside the vocabulary"),
+            ({"op": "embed", "model": "m", "inputs": {"input_ids": tensor(ids.astype(np.float32))}}, "bad_request", "integer tensor"),
+            ({"op": "embed", "model": "m", "inputs": {"input_ids": tensor(np.ones((1, 3), np.int32)),
+                                                      "attention_mask": tensor(gapped)}}, "bad_request", "right padding"),
+            ({"op": "embed", "model": "m", "inputs": {"input_ids": tensor(np.ones((1, 65), np.int32))}},
+             "shape_mismatch", "at most 64"),
+            ({"op": "embed", "model": "m", "inputs": {"text": "a", "input_ids": tensor(ids)}}, "bad_request", "not both"),
+            ({"op": "embed", "model": "m", "inputs": {}}, "bad_request", "not both"),
+            (self.embed("a", pooling="max"), "bad_request", "mean or cls"),
+            (self.embed("a", max_length=1), "bad_request", "max_length must be 2 to 64"),
+            (self.embed("a", normalize="yes"), "bad_request", "normalize"),
+            (self.embed(["a"] * 16), "too_large", "max-result-bytes"),
+            (self.embed("a", model="nope"), "unknown_model", "text encoder"),
+            ({"op": "softmax", "inputs": {"x": "some text"}}, "bad_request", "f32, f16, bf16 or f64 tensor"),
+        ]
+        good = self.embed(self.texts)
+        jobs = [good]
+        for job, _, _ in cases:
+            jobs += [job, good]
+        r = self.run_jobs(jobs)
+        want = np.array([self.ref.embed(i) for i in self.ids(self.texts)])
+        for k, (job, code, msg) in enumerate(cases):
+            with self.subTest(case=k, msg=msg):
+                bad = r[1 + 2 * k]
+                self.assertEqual(bad["status"], "error")
+                self.assertEqual(bad["error"]["code"], code, bad["error"]["message"])
+                self.assertIn(msg, bad["error"]["message"])
+        for k in range(0, len(r), 2):
+            np.testing.assert_allclose(self.ok(r[k]), want, atol=1e-4)
+
+    def test_token_budget(self):
+        """A budget of 20 tokens: the 64-token text runs alone, short texts
+        share batches of at most 20 tokens, and every result is what it is
+        alone."""
+        self.worker("--model", f"m={self.folder}", "--max-batch-tokens", "20", "--max-delay-us", "200000")
+        long_text = "qwerty uiop asdf " * 20
+        texts = ["sun", long_text, "the weather", "is lovely today", "a b c d e f g h i j k l m n o p"]
+        r = self.run_jobs([self.embed(t) for t in texts])
+        counts = [len(i) for i in self.ids(texts)]
+        self.assertEqual(counts[1], 64)
+        want = np.array([self.ref.embed(i) for i in self.ids(texts)])
+        for k in range(len(texts)):
+            np.testing.assert_allclose(self.ok(r[k]), want[k:k + 1], atol=1e-4)
+            self.assertEqual(list(tokens_of(r[k])), [counts[k]])
+        self.assertEqual(r[1]["timing"]["batch_size"], 1)
+        # the batches' tokens stay within the budget: texts are alone or with others of < 20 tokens
+        for k in (0, 2, 3, 4):
+            self.assertLessEqual(r[k]["timing"]["batch_size"], 20 // 3)
+
+    def test_json_job(self):
+        self.worker("--model", f"m={self.folder}")
+        reply = "gpuq:{default}:reply:json"
+        job = {"id": "js", "op": "embed", "model": "m", "inputs": {"text": self.texts[:2]}, "reply_to": reply}
+        self.r.xadd(self.client.key("jobs"), {"json": json.dumps(job)})
+        item = self.r.blpop([reply], timeout=30)
+        self.assertIsNotNone(item)
+        res = json.loads(item[1])
+        self.assertEqual(res["status"], "ok", res.get("error"))
+        y = np.frombuffer(base64.b64decode(res["outputs"]["y"]["data"]), dtype="<f4").reshape(2, 64)
+        want = np.array([self.ref.embed(i) for i in self.ids(self.texts[:2])])
+        np.testing.assert_allclose(y, want, atol=1e-4)
+
+
+if __name__ == "__main__":
+    unittest.main()
