@@ -56,13 +56,11 @@ redisContext *gpuq_cli_connect(const struct gpuq_cli_target *t, const char *who)
     redisContext *c = NULL;
     char where[300];
     if (gpuq_redis_url_parse(&url, t->redis, err, sizeof(err)) != 0) {
-        fprintf(stderr, "gpuq %s: --redis: %s
-", who, err);
+        fprintf(stderr, "gpuq %s: --redis: %s\n", who, err);
         return NULL;
     }
     if (!(c = gpuq_redis_connect(&url, 2000, err, sizeof(err)))) {
-        fprintf(stderr, "gpuq %s: cannot connect to Redis at %s: %s
-", who,
+        fprintf(stderr, "gpuq %s: cannot connect to Redis at %s: %s\n", who,
                 gpuq_redis_url_where(&url, where, sizeof(where)), err);
         return NULL;
     }
@@ -72,8 +70,7 @@ redisContext *gpuq_cli_connect(const struct gpuq_cli_target *t, const char *who)
         gpuq_stream_key(key, sizeof(key), t->prefix, t->queue, "jobs");
         redisFree(c);
         if (!(c = gpuq_cluster_connect_slot(&url, gpuq_key_slot(key, strlen(key)), 2000, err, sizeof(err))))
-            fprintf(stderr, "gpuq %s: %s
-", who, err);
+            fprintf(stderr, "gpuq %s: %s\n", who, err);
     }
     return c;
 }

@@ -54,7 +54,7 @@ static void check_failed_batches(struct gpuq_backend *cpu) {
     memset(&t, 0, sizeof(t));
     t.job.op = GPUQ_OP_SOFTMAX;
     t.job.n_inputs = 1;
-    t.job.inputs[0] = (struct gpuq_input){{"x", 1}, {GPUQ_DTYPE_F32, 2, {4, 3}, x, sizeof(x)}};
+    t.job.inputs[0] = (struct gpuq_input){.name = {"x", 1}, .t = {GPUQ_DTYPE_F32, 2, {4, 3}, x, sizeof(x)}};
     CHECK(gpuq_ops_prepare(&o, &t) == 0 && t.rows == 4);
     static const int statuses[] = {GPUQ_BE_FAILED, GPUQ_BE_NOMEM};
     for (int k = 0; k < 2; k++) {

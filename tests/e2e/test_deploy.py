@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import time
 import unittest
 import urllib.request
 
@@ -81,7 +82,14 @@ class DeployKit(WorkerTest):
 
     def test_dashboard_queries_live_metrics(self):
         self.run_job()
-        live = series(get(f"http://127.0.0.1:{self.port}/metrics")[1])
+        # a job is counted once the worker has read Redis's answer to its
+        # write, which may be just after the client sees the result
+        deadline = time.time() + 10
+        while True:
+            live = series(get(f"http://127.0.0.1:{self.port}/metrics")[1])
+            if "gpuq_total_seconds_bucket" in live or time.time() > deadline:
+                break
+            time.sleep(0.05)
         checked = 0
         for where, expr in queries(load("grafana", "gpuq-dashboard.json")):
             names = set(re.findall(r"\b(?:gpuq|process)_\w+", expr))
