@@ -395,11 +395,6 @@ int gpuq_stream_send(struct gpuq_stream *s) {
     return 0;
 }
 
-/* Jobs whose push a refused reply list cost them. */
-static int jobs_of(const struct gpuq_stream *s, int push) {
-    return s->pushes[push].n;
-}
-
 /* The EXEC reply of an applied transaction: element j answers the command
  * after MULTI's j. A failed push is that list's jobs' loss; anything else
  * is reported. */
@@ -410,7 +405,7 @@ static int applied(struct gpuq_stream *s, const redisReply *r) {
         int tag = s->tags[(int)j + 1];
         if (tag >= 0) {
             struct gpuq_refused *f = refuse(s, s->pushes[tag].key, r->element[j]->str, 0);
-            if (f) f->jobs += jobs_of(s, tag);
+            if (f) f->jobs += s->pushes[tag].n;     /* every job that list had */
         } else if (result == GPUQ_COMMIT_OK) {
             gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->element[j]->str);
             result = GPUQ_COMMIT_PARTIAL;

@@ -456,7 +456,10 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
         return;
     }
     struct gpuq_job *job = &t->job;
-    if (!t->total_us) t->total_us = gpuq_now_us() - e->enqueued_ms * 1000;
+    if (!t->total_us) {     /* first published; a job failed before compute queued all along */
+        t->total_us = gpuq_now_us() - e->enqueued_ms * 1000;
+        if (!t->queue_us && job->err) t->queue_us = t->total_us;
+    }
     struct gpuq_result r = {
         .id = job->id.ptr ? job->id : e->id,
         .err = job->err,
@@ -464,7 +467,7 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
         .outputs = t->outputs,
         .n_outputs = t->n_outputs,
         .meta = job->meta,
-        .queue_us = t->queue_us ? t->queue_us : job->err ? t->total_us : 0,
+        .queue_us = t->queue_us,
         .compute_us = t->compute_us,
         .total_us = t->total_us,
         .batch_size = t->batch_rows,
@@ -521,9 +524,8 @@ static void account(struct worker *w, const struct gpuq_task *t) {
         } else {
             w->n_ok++;
         }
-        int64_t queue_us = t->queue_us ? t->queue_us : job->err ? t->total_us : 0;
         gpuq_metrics_job(w->metrics, e->queue, job->op, t->model ? (int)(t->model - w->models) : -1,
-                         job->err, queue_us / 1e6, t->compute_us ? t->compute_us / 1e6 : -1,
+                         job->err, t->queue_us / 1e6, t->compute_us ? t->compute_us / 1e6 : -1,
                          t->total_us / 1e6);
     }
 }
