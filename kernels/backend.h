@@ -30,7 +30,7 @@ enum gpuq_status {
     GPUQ_BE_LOST = -3,      /* the device is unusable (a sticky error): restart */
 };
 
-/* How mlp weights and activations enter the GEMMs: f32, or rounded to bf16
+/* How mlp and encoder weights and GEMM inputs enter the GEMMs: f32, or rounded to bf16
  * or f16 (tensor cores on CUDA); sums are f32 either way. */
 enum gpuq_precision { GPUQ_PREC_F32, GPUQ_PREC_BF16, GPUQ_PREC_F16 };
 
@@ -89,7 +89,7 @@ struct gpuq_backend {
     char desc[128];     /* "cpu (OpenBLAS, 2 threads)", "cuda device 0: NVIDIA H200" */
     char note[512];     /* why auto chose the CPU ("no CUDA device: ..."); empty otherwise */
     char errstr[128];   /* why the last call failed */
-    enum gpuq_precision precision;  /* for mlp; set before models load */
+    enum gpuq_precision precision;  /* for mlp and encoders; set before models load */
 };
 
 /* Opens the backend core (context, buffers; no kernels yet: the op

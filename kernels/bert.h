@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/backend.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -73,8 +75,16 @@ size_t gpuq_bert_scratch_floats(const struct gpuq_bert *m, int n_tokens, int max
  * one QKV GEMM over all tokens, attention per sequence, output projection,
  * residual and LayerNorm, GELU (erf) feed-forward, residual and LayerNorm;
  * then pooling and optional L2 normalization into b->out. scratch holds
- * gpuq_bert_scratch_floats() floats. */
-void gpuq_bert_forward(const struct gpuq_bert *m, const struct gpuq_bert_batch *b, float *scratch);
+ * gpuq_bert_scratch_floats() floats.
+ *
+ * Precision p (both backends' rule): with bf16 or f16, the four dense GEMMs
+ * of a layer (QKV, attention output, FFN in, FFN out) take their input
+ * rounded to p (the LayerNorm output, the attention context, the GELU
+ * output) and expect their weights already rounded to p, as the CPU
+ * backend's model_load leaves them; sums stay f32, and so does everything
+ * else: embeddings, biases, LayerNorm, attention, pooling. */
+void gpuq_bert_forward(const struct gpuq_bert *m, const struct gpuq_bert_batch *b,
+                       enum gpuq_precision p, float *scratch);
 
 #ifdef __cplusplus
 }

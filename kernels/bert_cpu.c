@@ -2,12 +2,16 @@
  *
  * Padding-free: the batch's tokens are concatenated, so every dense layer is
  * one GEMM over the real tokens only, and attention runs per sequence and
- * head on its own [n, n] scores; no mask, no padding to compute. */
+ * head on its own [n, n] scores; no mask, no padding to compute. In reduced
+ * precision each dense GEMM's input is rounded first: LayerNorm outputs into
+ * ctx, which is free before attention and after the output projection;
+ * the context and the GELU output in place. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "kernels/bert.h"
+#include "kernels/cpu.h"
 
 /* y[t, out] = x[t, in] W^T + b, W [out, in] row-major. */
 static void dense(const float *x, int t, int in, const float *w, const float *b, int out, float *y) {
@@ -83,28 +87,30 @@ static void pool(const struct gpuq_bert *m, const struct gpuq_bert_batch *b, con
     }
 }
 
-void gpuq_bert_forward(const struct gpuq_bert *m, const struct gpuq_bert_batch *b, float *scratch) {
+void gpuq_bert_forward(const struct gpuq_bert *m, const struct gpuq_bert_batch *b,
+                       enum gpuq_precision p, float *scratch) {
     int h = m->hidden, t = 0;
     for (int s = 0; s < b->n_seq; s++) t += b->lens[s];
-    float *x = scratch, *qkv = x + (size_t)t * h, *ctx = qkv + (size_t)t * 3 * h;
-    float *inter = ctx + (size_t)t * h, *scores = inter + (size_t)t * m->intermediate;
+    size_t th = (size_t)t * h, ti = (size_t)t * m->intermediate;
+    float *x = scratch, *qkv = x + th, *ctx = qkv + 3 * th, *inter = ctx + th, *scores = inter + ti;
     for (int s = 0, r = 0; s < b->n_seq; s++)
-        for (int p = 0; p < b->lens[s]; p++, r++) {
-            const float *w = m->word_emb + (size_t)b->ids[r] * h, *pe = m->pos_emb + (size_t)p * h;
+        for (int q = 0; q < b->lens[s]; q++, r++) {
+            const float *w = m->word_emb + (size_t)b->ids[r] * h, *pe = m->pos_emb + (size_t)q * h;
             for (int j = 0; j < h; j++) x[(size_t)r * h + j] = w[j] + pe[j] + m->type_emb[j];
         }
     add_layernorm(x, NULL, t, h, m->emb_ln_g, m->emb_ln_b, m->ln_eps);
     for (int l = 0; l < m->n_layers; l++) {
         const struct gpuq_bert_layer *ly = &m->layers[l];
-        dense(x, t, h, ly->qkv_w, ly->qkv_b, 3 * h, qkv);
+        dense(gpuq_cpu_round_rows(p, x, th, ctx), t, h, ly->qkv_w, ly->qkv_b, 3 * h, qkv);
         for (int s = 0, off = 0; s < b->n_seq; off += b->lens[s], s++)
             attention(qkv + (size_t)off * 3 * h, b->lens[s], h, m->heads, scores, ctx + (size_t)off * h);
-        dense(ctx, t, h, ly->attn_w, ly->attn_b, h, qkv);   /* qkv is free again */
+        /* qkv is free again */
+        dense(gpuq_cpu_round_rows(p, ctx, th, ctx), t, h, ly->attn_w, ly->attn_b, h, qkv);
         add_layernorm(x, qkv, t, h, ly->ln1_g, ly->ln1_b, m->ln_eps);
-        dense(x, t, h, ly->ffn_w1, ly->ffn_b1, m->intermediate, inter);
-        for (size_t i = 0; i < (size_t)t * m->intermediate; i++)
+        dense(gpuq_cpu_round_rows(p, x, th, ctx), t, h, ly->ffn_w1, ly->ffn_b1, m->intermediate, inter);
+        for (size_t i = 0; i < ti; i++)
             inter[i] = 0.5f * inter[i] * (1.0f + erff(inter[i] * 0.70710678118654752f));
-        dense(inter, t, m->intermediate, ly->ffn_w2, ly->ffn_b2, h, qkv);
+        dense(gpuq_cpu_round_rows(p, inter, ti, inter), t, m->intermediate, ly->ffn_w2, ly->ffn_b2, h, qkv);
         add_layernorm(x, qkv, t, h, ly->ln2_g, ly->ln2_b, m->ln_eps);
     }
     pool(m, b, x);

@@ -1,5 +1,5 @@
 /* cpu.c -- the CPU backend's core: OpenBLAS threads, model weights in the
- * mlp precision, and the scratch the CPU kernels (ops/<op>.c) share. */
+ * backend's precision, and the scratch the CPU kernels (ops/<op>.c) share. */
 #include "kernels/cpu.h"
 
 #include <cblas.h>
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "kernels/bert.h"
 #include "kernels/tensor.h"
 
 struct cpu_ctx {
@@ -26,18 +27,42 @@ float gpuq_cpu_round(enum gpuq_precision p, float x) {
     return p == GPUQ_PREC_BF16 ? gpuq_round_bf16(x) : p == GPUQ_PREC_F16 ? gpuq_round_f16(x) : x;
 }
 
-/* Host weights are used in place; with reduced precision they are first
- * rounded to what the GEMMs will see, as the CUDA backend's copies are. */
+const float *gpuq_cpu_round_rows(enum gpuq_precision p, const float *in, size_t n, float *dst) {
+    if (p == GPUQ_PREC_F32) return in;
+    for (size_t i = 0; i < n; i++) dst[i] = gpuq_cpu_round(p, in[i]);
+    return dst;
+}
+
+/* Rounds n weights in place to p: 0, or -1 when one is beyond p's range. */
+static int round_weights(enum gpuq_precision p, float *w, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i] = gpuq_cpu_round(p, w[i]))) return -1;
+    return 0;
+}
+
+/* Host weights are used in place; with reduced precision the GEMMs'
+ * matrices (an mlp's layers, an encoder's four dense ones per layer) are
+ * first rounded to what the GEMMs will see, as the CUDA backend's copies
+ * are. */
 static int cpu_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
-    if (m->kind != GPUQ_MODEL_MLP || be->precision == GPUQ_PREC_F32) return 0;
-    for (int l = 0; l < m->n_layers; l++) {
-        const struct gpuq_mlp_layer *L = &m->layers[l];
-        for (size_t i = 0; i < (size_t)L->d_in * L->d_out; i++)
-            if (!isfinite(L->w[i] = gpuq_cpu_round(be->precision, L->w[i]))) {
-                snprintf(be->errstr, sizeof(be->errstr), "layer %d has a weight beyond %s's range",
-                         l, gpuq_precision_name(be->precision));
-                return GPUQ_BE_FAILED;
-            }
+    enum gpuq_precision p = be->precision;
+    int n = p == GPUQ_PREC_F32 ? 0 : m->kind == GPUQ_MODEL_MLP ? m->n_layers
+          : m->kind == GPUQ_MODEL_ENCODER ? m->bert->n_layers : 0;
+    for (int l = 0; l < n; l++) {
+        int bad;
+        if (m->kind == GPUQ_MODEL_MLP) {
+            bad = round_weights(p, m->layers[l].w, (size_t)m->layers[l].d_in * m->layers[l].d_out);
+        } else {
+            const struct gpuq_bert_layer *L = &m->bert->layers[l];
+            size_t h = (size_t)m->bert->hidden, i = (size_t)m->bert->intermediate;
+            bad = round_weights(p, L->qkv_w, 3 * h * h) | round_weights(p, L->attn_w, h * h) |
+                  round_weights(p, L->ffn_w1, i * h) | round_weights(p, L->ffn_w2, h * i);
+        }
+        if (bad) {
+            snprintf(be->errstr, sizeof(be->errstr), "layer %d has a weight beyond %s's range", l,
+                     gpuq_precision_name(p));
+            return GPUQ_BE_FAILED;
+        }
     }
     return 0;
 }

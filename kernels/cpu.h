@@ -13,4 +13,9 @@ float *gpuq_cpu_scratch(struct gpuq_backend *be, int i, size_t floats);
 /* x as the GEMMs of precision p see it. */
 float gpuq_cpu_round(enum gpuq_precision p, float x);
 
+/* n GEMM inputs as precision p's GEMMs see them, rounded as the CUDA
+ * backend's conversion kernel does: in itself for f32, else dst (which may
+ * be in) holding them. The sums stay f32. */
+const float *gpuq_cpu_round_rows(enum gpuq_precision p, const float *in, size_t n, float *dst);
+
 #endif

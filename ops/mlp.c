@@ -70,15 +70,6 @@ static void bias_act(float *y, const float *bias, int rows, int cols, enum gpuq_
     }
 }
 
-/* With reduced precision, each layer's input is rounded as the CUDA
- * backend's conversion kernel does (in place in scratch, into spare
- * otherwise); the sums stay f32. */
-static const float *round_rows(enum gpuq_precision p, const float *in, size_t n, float *dst) {
-    if (p == GPUQ_PREC_F32) return in;
-    for (size_t i = 0; i < n; i++) dst[i] = gpuq_cpu_round(p, in[i]);
-    return dst;
-}
-
 static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_mlp *a = l->args;
     const struct gpuq_model *m = a->m;
@@ -91,8 +82,9 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
         const struct gpuq_mlp_layer *L = &m->layers[k];
         int last = k == m->n_layers - 1;
         float *out = last ? a->y : s[k & 1];
-        in = round_rows(be->precision, in, (size_t)a->rows * L->d_in,
-                        in == s[0] || in == s[1] ? (float *)in : s[2]);
+        /* rounded in place in scratch, into the spare otherwise */
+        in = gpuq_cpu_round_rows(be->precision, in, (size_t)a->rows * L->d_in,
+                                 in == s[0] || in == s[1] ? (float *)in : s[2]);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->rows, L->d_out, L->d_in, 1.0f, in,
                     L->d_in, L->w, L->d_in, 0.0f, out, L->d_out);
         bias_act(out, L->b, a->rows, L->d_out, last ? GPUQ_ACT_NONE : m->act);
@@ -117,22 +109,13 @@ static void twin(struct gpuq_twin_run *r) {
     float *x = gpuq_twin_floats(r, (size_t)rows * widths[0]);
     size_t ny = (size_t)rows * widths[2];
     float *y = calloc(ny, sizeof(float)), *want = calloc(ny, sizeof(float));
-    /* reduced precision: a rounding that falls the other way moves an
-     * element by a step of the next layer's input */
-    if (r->be->precision == GPUQ_PREC_BF16) r->out->tol[r->op] = 1e-2;
-    if (r->be->precision == GPUQ_PREC_F16) r->out->tol[r->op] = 2e-3;
-    enum gpuq_precision saved = r->cpu->precision;
-    r->cpu->precision = r->be->precision;
-    /* the CPU rounds the host weights in place first: both start from them */
+    int scaled = gpuq_twin_precision(r, 1e-2, 2e-3);
     if (x && y && want && layers[0].w && layers[0].b && layers[1].w && layers[1].b &&
-        r->cpu->iface->model_load(r->cpu, &m) == 0 &&
-        gpuq_twin_ran(r, r->be->iface->model_load(r->be, &m)) == 0) {
+        gpuq_twin_load(r, &m) == 0) {
         struct gpuq_mlp on_be = {&m, x, rows, y}, on_cpu = {&m, x, rows, want};
-        if (gpuq_twin_both(r, rows, &on_be, &on_cpu) == 0)
-            gpuq_twin_note(r, gpuq_twin_err(y, want, ny, r->be->precision != GPUQ_PREC_F32));
+        if (gpuq_twin_both(r, rows, &on_be, &on_cpu) == 0) gpuq_twin_note(r, gpuq_twin_err(y, want, ny, scaled));
         r->be->iface->model_free(r->be, &m);
     }
-    r->cpu->precision = saved;
     for (int l = 0; l < 2; l++) free(layers[l].w), free(layers[l].b);
     free(x), free(y), free(want);
 }

@@ -50,13 +50,27 @@ void gpuq_twin_note(struct gpuq_twin_run *r, double err) {
     if (!(err <= r->out->tol[r->op])) r->out->failed |= 1u << r->op;
 }
 
+int gpuq_twin_precision(struct gpuq_twin_run *r, double bf16_tol, double f16_tol) {
+    if (r->be->precision == GPUQ_PREC_BF16) r->out->tol[r->op] = bf16_tol;
+    if (r->be->precision == GPUQ_PREC_F16) r->out->tol[r->op] = f16_tol;
+    return r->be->precision != GPUQ_PREC_F32;
+}
+
+int gpuq_twin_load(struct gpuq_twin_run *r, struct gpuq_model *m) {
+    if (r->cpu->iface->model_load(r->cpu, m) != 0) return -1;
+    return gpuq_twin_ran(r, r->be->iface->model_load(r->be, m));
+}
+
 void gpuq_twin_check(struct gpuq_backend *be, struct gpuq_backend *cpu, int large,
                      struct gpuq_twin *out) {
     memset(out, 0, sizeof(*out));
     struct gpuq_twin_run r = {be, cpu, out, 0, 2024, large};
+    enum gpuq_precision saved = cpu->precision;
+    cpu->precision = be->precision;     /* the CPU computes as the backend does */
     for (int op = 0; op < GPUQ_OP_COUNT; op++) {
         out->tol[op] = gpuq_op_table[op]->tol;
         r.op = (enum gpuq_op)op;
         if (be->kernel[op]) gpuq_op_table[op]->twin(&r);
     }
+    cpu->precision = saved;
 }

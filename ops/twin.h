@@ -2,8 +2,8 @@
  * random inputs (each op's descriptor makes them: ops/<op>.c). A worker
  * runs the small set at start and serves an op that disagrees on the
  * CPU; the tests run the large set (knn over several index blocks up to
- * k = 4096, long rows, mixed matmul shapes in one grouped call, mlp in
- * the backend's precision). */
+ * k = 4096, long rows, mixed matmul shapes in one grouped call). The CPU
+ * computes in the backend's precision meanwhile. */
 #ifndef GPUQ_TWIN_H
 #define GPUQ_TWIN_H
 
@@ -52,5 +52,16 @@ int gpuq_twin_ran(struct gpuq_twin_run *r, int rc);
 
 /* Notes an error measured for the op. */
 void gpuq_twin_note(struct gpuq_twin_run *r, double err);
+
+/* For an op whose GEMMs follow the backend's precision: with bf16 or f16
+ * its tolerance becomes bf16_tol or f16_tol (a rounding that falls the
+ * other way on the two sides moves a GEMM input by a step). Returns
+ * whether the precision is reduced, so that errors are to be scaled. */
+int gpuq_twin_precision(struct gpuq_twin_run *r, double bf16_tol, double f16_tol);
+
+/* Prepares model m on the CPU, which rounds its weights in place to the
+ * precision, then on r->be from those weights (a failure fails the op).
+ * 0 when both did; the caller frees r->be's copy (model_free). */
+int gpuq_twin_load(struct gpuq_twin_run *r, struct gpuq_model *m);
 
 #endif

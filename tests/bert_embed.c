@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
         b.lens = lens + first;
         b.n_seq = n;
         b.out = out + (size_t)first * m.hidden;
-        gpuq_bert_forward(&m, &b, scratch);
+        gpuq_bert_forward(&m, &b, GPUQ_PREC_F32, scratch);
         free(scratch);
         off += t;
     }

@@ -87,6 +87,15 @@ static void check_twin_check(void) {
         gpuq_twin_check(&a, &b, large, &t);
         check_twin(&t);
     }
+    /* in reduced precision the CPU twin rounds as the backend does (the
+     * same code here: no error at all), with the precision's tolerance */
+    for (int p = GPUQ_PREC_BF16; p <= GPUQ_PREC_F16; p++) {
+        a.precision = (enum gpuq_precision)p;
+        gpuq_twin_check(&a, &b, 0, &t);
+        CHECK(t.failed == 0 && t.err[GPUQ_OP_MLP] == 0 && t.err[GPUQ_OP_EMBED] == 0);
+        CHECK(t.tol[GPUQ_OP_EMBED] > gpuq_op_table[GPUQ_OP_EMBED]->tol && b.precision == GPUQ_PREC_F32);
+    }
+    a.precision = GPUQ_PREC_F32;
     gpuq_kernel_fn *good[GPUQ_OP_COUNT];
     memcpy(good, a.kernel, sizeof(good));
     a.kernel[GPUQ_OP_SOFTMAX] = off_softmax;

@@ -1,9 +1,14 @@
 /* test_bert.c -- the CPU encoder on a random in-memory model (2 layers,
  * hidden 64): a padding-free batch gives each sequence what it gets alone,
  * whatever its neighbours and length (1 token included); CLS pooling is the
- * first token's state; normalization gives unit rows. Agreement with a
- * reference is tests/ref/test_encoder.py. */
+ * first token's state; normalization gives unit rows; bf16 and f16 round
+ * the dense weights only, and move the output a little. Agreement with a
+ * reference is tests/ref/test_encoder.py (in reduced precision
+ * tests/e2e/test_embed.py). */
 #include "kernels/bert.h"
+#include "kernels/cpu.h"
+#include "kernels/model.h"
+#include "kernels/tensor.h"
 #include "tests/check.h"
 
 enum { H = 64, HEADS = 4, LAYERS = 2, INTER = 128, POS = 32, VOCAB = 50 };
@@ -36,8 +41,8 @@ static void make(struct gpuq_bert *m) {
     }
 }
 
-static void run(const struct gpuq_bert *m, const int32_t *ids, const int *lens, int n_seq,
-                enum gpuq_bert_pool pool, int normalize, float *out) {
+static void run_in(const struct gpuq_bert *m, enum gpuq_precision p, const int32_t *ids,
+                   const int *lens, int n_seq, enum gpuq_bert_pool pool, int normalize, float *out) {
     int t = 0, longest = 0;
     for (int s = 0; s < n_seq; s++) {
         t += lens[s];
@@ -45,8 +50,55 @@ static void run(const struct gpuq_bert *m, const int32_t *ids, const int *lens, 
     }
     float *scratch = malloc(gpuq_bert_scratch_floats(m, t, longest) * sizeof *scratch);
     struct gpuq_bert_batch b = {ids, lens, n_seq, pool, normalize, out};
-    gpuq_bert_forward(m, &b, scratch);
+    gpuq_bert_forward(m, &b, p, scratch);
     free(scratch);
+}
+
+static void run(const struct gpuq_bert *m, const int32_t *ids, const int *lens, int n_seq,
+                enum gpuq_bert_pool pool, int normalize, float *out) {
+    run_in(m, GPUQ_PREC_F32, ids, lens, n_seq, pool, normalize, out);
+}
+
+/* The CPU backend's model_load rounds the four dense matrices of each
+ * layer to p and nothing else; the forward pass in p then moves the
+ * embeddings by a little, not nothing. f16 refuses a weight beyond its
+ * range. */
+static void check_precision(enum gpuq_precision p, double bound, const int32_t *ids, const int *lens, int n) {
+    struct gpuq_bert m, f32;
+    struct gpuq_backend be = {.precision = p};
+    make(&m);
+    make(&f32);
+    CHECK(gpuq_backend_cpu_open(&be) == 0);
+    struct gpuq_model model = {.kind = GPUQ_MODEL_ENCODER, .bert = &m};
+    CHECK(be.iface->model_load(&be, &model) == 0);
+    int rounded = 1, moved = 0, kept = 1;
+    for (size_t i = 0; i < (size_t)INTER * H; i++) {
+        rounded &= m.layers[1].ffn_w1[i] == gpuq_cpu_round(p, f32.layers[1].ffn_w1[i]);
+        moved += m.layers[1].ffn_w1[i] != f32.layers[1].ffn_w1[i];
+    }
+    for (size_t i = 0; i < 3 * H * H; i++) rounded &= m.layers[0].qkv_w[i] == gpuq_cpu_round(p, f32.layers[0].qkv_w[i]);
+    for (size_t i = 0; i < (size_t)H * INTER; i++) rounded &= m.layers[1].ffn_w2[i] == gpuq_cpu_round(p, f32.layers[1].ffn_w2[i]);
+    for (size_t i = 0; i < H * H; i++) rounded &= m.layers[1].attn_w[i] == gpuq_cpu_round(p, f32.layers[1].attn_w[i]);
+    kept &= !memcmp(m.word_emb, f32.word_emb, (size_t)VOCAB * H * sizeof(float));
+    kept &= !memcmp(m.layers[0].qkv_b, f32.layers[0].qkv_b, 3 * H * sizeof(float));
+    kept &= !memcmp(m.layers[1].ln2_g, f32.layers[1].ln2_g, H * sizeof(float));
+    CHECK(rounded && moved > INTER * H / 2 && kept);
+    float want[5 * H], got[5 * H];
+    run(&f32, ids, lens, n, GPUQ_BERT_POOL_MEAN, 1, want);
+    run_in(&m, p, ids, lens, n, GPUQ_BERT_POOL_MEAN, 1, got);
+    double worst = 0;
+    for (int i = 0; i < n * H; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+    printf("  %s: largest difference to f32 %.3g (bound %.3g)\n", gpuq_precision_name(p), worst, bound);
+    CHECK(worst > 0 && worst <= bound);
+    if (p == GPUQ_PREC_F16) {
+        f32.layers[1].ffn_w2[5] = 70000.0f;
+        model.bert = &f32;
+        CHECK(be.iface->model_load(&be, &model) == GPUQ_BE_FAILED && strstr(be.errstr, "layer 1") &&
+              strstr(be.errstr, "f16's range"));
+    }
+    be.iface->destroy(&be);
+    gpuq_bert_free(&m);
+    gpuq_bert_free(&f32);
 }
 
 int main(void) {
@@ -91,6 +143,8 @@ int main(void) {
     ids[6] = (ids[6] + 1) % VOCAB;
     run(&m, ids, &lens[0], 1, GPUQ_BERT_POOL_CLS, 0, b);
     CHECK(fabs(a[0] - b[0]) + fabs(a[1] - b[1]) > 1e-4);
+    check_precision(GPUQ_PREC_BF16, 1e-2, ids, lens, N);
+    check_precision(GPUQ_PREC_F16, 2e-3, ids, lens, N);
     gpuq_bert_free(&m);
     gpuq_bert_free(NULL);
     return check_done("test_bert");

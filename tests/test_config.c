@@ -63,5 +63,27 @@ int main(void) {
     gpuq_config_free(&c);
     CHECK(parse(&c, err, 1, "--help") == 0 && c.help == 1);
     gpuq_config_free(&c);
+    /* --precision, and its former name --mlp-precision, GPUQ_MLP_PRECISION */
+    CHECK(parse(&c, err, 0) == 0);
+    CHECK_STR(c.precision, "f32");
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 2, "--mlp-precision", "bf16") == 0);
+    CHECK_STR(c.precision, "bf16");
+    gpuq_config_free(&c);
+    setenv("GPUQ_MLP_PRECISION", "f16", 1);
+    CHECK(parse(&c, err, 0) == 0);
+    CHECK_STR(c.precision, "f16");
+    gpuq_config_free(&c);
+    setenv("GPUQ_PRECISION", "bf16", 1);    /* the new name wins */
+    CHECK(parse(&c, err, 0) == 0);
+    CHECK_STR(c.precision, "bf16");
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 1, "--precision=f32") == 0);    /* a flag wins */
+    CHECK_STR(c.precision, "f32");
+    gpuq_config_free(&c);
+    unsetenv("GPUQ_MLP_PRECISION");
+    unsetenv("GPUQ_PRECISION");
+    CHECK(parse(&c, err, 1, "--mlp-precisio") == -1 && strstr(err, "unknown flag"));
+    gpuq_config_free(&c);
     return check_done("test_config");
 }

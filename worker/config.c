@@ -28,8 +28,9 @@ static const struct opt {
      "load a safetensors mlp or knn index, or a text encoder folder; repeatable"},
     {"backend", "GPUQ_BACKEND", "auto|cpu|cuda", STR, O(backend), 0, "auto", 0, 0,
      "auto: CUDA when a device is usable, else CPU"},
-    {"mlp-precision", "GPUQ_MLP_PRECISION", "f32|bf16|f16", STR, O(mlp_precision), 0, "f32", 0, 0,
-     "mlp weights and activations as the GEMMs see them; sums stay f32 (bf16/f16: tensor cores)"},
+    {"precision", "GPUQ_PRECISION", "f32|bf16|f16", STR, O(precision), 0, "f32", 0, 0,
+     "mlp and text encoder GEMMs: weights and inputs rounded to it, sums in f32 (bf16/f16: "
+     "tensor cores)"},
     {"cpu-threads", "GPUQ_CPU_THREADS", "N", INT, O(cpu_threads), 0, "0", 0, 1024,
      "threads for CPU compute (0: all cores); leave Redis a core when it shares the host"},
     {"device", "GPUQ_DEVICE", "N", INT, O(device), 0, "0", 0, 1024, "CUDA device"},
@@ -70,6 +71,15 @@ static const struct opt {
 #undef O
 };
 #define N_OPTS (int)(sizeof(opts) / sizeof(opts[0]))
+
+/* Former names, still read (scripts and deploy files use them): the
+ * flag and variable stand for option `now`'s, which win over them. */
+static const struct alias {
+    const char *flag, *env, *now;
+} aliases[] = {
+    {"mlp-precision", "GPUQ_MLP_PRECISION", "precision"},
+};
+#define N_ALIASES (int)(sizeof(aliases) / sizeof(aliases[0]))
 
 static int set(struct gpuq_config *c, const struct opt *o, const char *val, int from_env,
                char *err, size_t errlen) {
@@ -117,7 +127,18 @@ static int set(struct gpuq_config *c, const struct opt *o, const char *val, int 
 static const struct opt *find(const char *flag, size_t len) {
     for (int i = 0; i < N_OPTS; i++)
         if (strlen(opts[i].flag) == len && strncmp(opts[i].flag, flag, len) == 0) return &opts[i];
+    for (int i = 0; i < N_ALIASES; i++)
+        if (strlen(aliases[i].flag) == len && strncmp(aliases[i].flag, flag, len) == 0)
+            return find(aliases[i].now, strlen(aliases[i].now));
     return NULL;
+}
+
+/* o's variable, else its former name's. */
+static const char *env_of(const struct opt *o) {
+    const char *v = getenv(o->env);
+    for (int i = 0; i < N_ALIASES && (!v || !*v); i++)
+        if (strcmp(aliases[i].now, o->flag) == 0) v = getenv(aliases[i].env);
+    return v;
 }
 
 static void clear_list(struct gpuq_config *c, const struct opt *o) {
@@ -134,7 +155,7 @@ int gpuq_config_parse(struct gpuq_config *c, int argc, char **argv, char *err, s
     memset(c, 0, sizeof(*c));
     snprintf(err, errlen, "out of memory");
     for (int i = 0; i < N_OPTS; i++) {
-        const char *env = getenv(opts[i].env);
+        const char *env = env_of(&opts[i]);
         if (!env || !*env) continue;
         if (set(c, &opts[i], env, 1, err, errlen) != 0) return -1;
         given[i] = 1;
@@ -210,4 +231,7 @@ void gpuq_config_usage(FILE *f) {
         if (opts[i].def) fprintf(f, " [%s]", opts[i].def);
         fprintf(f, "\n");
     }
+    for (int i = 0; i < N_ALIASES; i++)
+        fprintf(f, "  --%-30s former name of --%s, still read (so is %s)\n", aliases[i].flag,
+                aliases[i].now, aliases[i].env);
 }

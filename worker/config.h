@@ -15,7 +15,7 @@ struct gpuq_config {
     int n_models;
     char *backend;
     int64_t device;
-    char *mlp_precision;
+    char *precision;        /* mlp and encoders; --mlp-precision is its former name */
     int64_t cpu_threads;
     int64_t max_batch;
     int64_t max_batch_tokens;

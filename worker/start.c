@@ -70,8 +70,8 @@ static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
     log_info("gpuq %s worker %s: backend %s%s%s", GPUQ_VERSION, w->cfg.consumer, w->be.desc,
              w->be.note[0] ? "; " : "", w->be.note);
     if (w->be.precision != GPUQ_PREC_F32)
-        log_info("mlp precision %s: weights and activations rounded to it, sums in f32",
-                 gpuq_precision_name(w->be.precision));
+        log_info("precision %s for mlp and text encoders: GEMM weights and inputs rounded to it, "
+                 "sums in f32", gpuq_precision_name(w->be.precision));
     char cpu_ops[128] = "";
     for (int op = 0; op < GPUQ_OP_COUNT; op++)
         if (!gpuq_ops_on_backend(&w->ops, (enum gpuq_op)op))
@@ -129,9 +129,9 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
         .per_host = (int)w->cfg.webhook_per_host, .allow = w->cfg.webhook_allow,
         .n_allow = w->cfg.n_webhook_allow};
     if (!(w->hooks = gpuq_webhooks_create(&hook_opts, err, errlen))) return -1;
-    int precision = gpuq_precision_from_name(w->cfg.mlp_precision);
+    int precision = gpuq_precision_from_name(w->cfg.precision);
     if (precision < 0) {
-        snprintf(err, errlen, "--mlp-precision '%s': want f32, bf16 or f16", w->cfg.mlp_precision);
+        snprintf(err, errlen, "--precision '%s': want f32, bf16 or f16", w->cfg.precision);
         return -1;
     }
     if (gpuq_backend_create(&w->be, w->cfg.backend, (int)w->cfg.device, err, errlen) != 0) return -1;

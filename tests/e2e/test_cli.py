@@ -38,7 +38,8 @@ class StartupErrors(WorkerTest):
             f.write(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
         self.assert_exit2(["--model", f"m={self.path('bad.safetensors')}"], mention="bad.safetensors")
         self.assert_exit2(["--model", "justaname"], mention="NAME=PATH")
-        self.assert_exit2(["--mlp-precision", "f8"], mention="--mlp-precision")
+        self.assert_exit2(["--precision", "f8"], mention="--precision 'f8'")
+        self.assert_exit2(["--mlp-precision", "f8"], mention="--precision 'f8'")   # its former name
         self.assert_exit2([], env={"GPUQ_FAULT": "melt=1"}, mention="fault spec")
         self.assert_exit2([], env={"GPUQ_MAX_DELAY_US": "-5"}, mention="GPUQ_MAX_DELAY_US")
         p = run("worker", "--redis", f"redis://127.0.0.1:{free_port()}", "--backend", "cpu")

@@ -125,9 +125,9 @@ class Precision(WorkerTest):
         x = np.random.default_rng(1).standard_normal((5, 64)).astype(np.float32)
         ys = {}
         for p in ["f32", "bf16"]:
-            w = self.worker("--model", f"m={self.path('m.safetensors')}", "--mlp-precision", p)
+            w = self.worker("--model", f"m={self.path('m.safetensors')}", "--precision", p)
             if p == "bf16":
-                self.assertIn("mlp precision bf16", w.output())
+                self.assertIn("precision bf16 for mlp and text encoders", w.output())
             res = self.client.wait(self.enqueue(x), timeout=20)
             self.assertEqual(res["status"], "ok", res["error"])
             ys[p] = from_tensor(res["outputs"]["y"])
