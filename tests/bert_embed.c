@@ -1,6 +1,7 @@
 /* bert_embed.c -- test driver: sentence embeddings of texts with a model
  * folder's tokenizer and encoder on the CPU.
- *   bert_embed DIR [--batch N] [--max-length N] [--pool mean|cls] [--normalize 0|1] < texts
+ *   bert_embed DIR [--batch N] [--max-length N] [--pool mean|cls] [--normalize 0|1]
+ *              [--precision f32|bf16|f16] < texts
  * Each input line is one text as hex; each output line is its token count
  * then its embedding. Texts go through the encoder N per padding-free batch
  * (default: all at once). Exit 2 on a load error. */
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "kernels/bert.h"
+#include "kernels/cpu.h"
 #include "text/tokenizer.h"
 
 struct texts {
@@ -52,12 +54,19 @@ int main(int argc, char **argv) {
         return 2;
     }
     struct gpuq_bert_batch b = {.pooling = m.pooling, .normalize = m.normalize};
+    struct gpuq_backend be = {.precision = GPUQ_PREC_F32};   /* rounds the weights for --precision */
     int per_batch = 1 << 30, max_length = m.max_length;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--batch")) per_batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-length")) max_length = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--pool")) b.pooling = strcmp(argv[i + 1], "cls") ? GPUQ_BERT_POOL_MEAN : GPUQ_BERT_POOL_CLS;
         else if (!strcmp(argv[i], "--normalize")) b.normalize = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--precision")) be.precision = (enum gpuq_precision)gpuq_precision_from_name(argv[i + 1]);
+    }
+    struct gpuq_model model = {.kind = GPUQ_MODEL_ENCODER, .bert = &m};
+    if ((int)be.precision < 0 || gpuq_backend_cpu_open(&be) != 0 || be.iface->model_load(&be, &model) != 0) {
+        fprintf(stderr, "bert_embed: bad --precision, or %s\n", be.errstr);
+        return 2;
     }
     struct texts tx;
     read_texts(&tx);
@@ -80,7 +89,7 @@ int main(int argc, char **argv) {
         b.lens = lens + first;
         b.n_seq = n;
         b.out = out + (size_t)first * m.hidden;
-        gpuq_bert_forward(&m, &b, GPUQ_PREC_F32, scratch);
+        gpuq_bert_forward(&m, &b, be.precision, scratch);
         free(scratch);
         off += t;
     }
@@ -95,6 +104,7 @@ int main(int argc, char **argv) {
     free(ids);
     free(lens);
     free(out);
+    be.iface->destroy(&be);
     gpuq_bert_free(&m);
     gpuq_tok_destroy(tok);
     return 0;

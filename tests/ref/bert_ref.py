@@ -1,6 +1,11 @@
 """A numpy reference of a BERT sentence encoder, written from the model
 folder alone (float64 throughout), to check the C encoder against.
 
+In reduced precision (precision "bf16" or "f16", gpuq's --precision) it
+follows gpuq's rule: the four dense weight matrices of each layer, and the
+input of each of those GEMMs, are rounded to nearest even in that format;
+sums and everything else stay as they are.
+
 It reads config.json, model.safetensors, modules.json, the Pooling module's
 config.json and sentence_bert_config.json the way sentence-transformers does,
 and takes token ids from Hugging Face `tokenizers`, so it shares no code with
@@ -51,6 +56,24 @@ def _erf(x):
     return np.sign(x) * (1 - poly * np.exp(-x * x))
 
 
+def round_to(a, precision):
+    """a as a GEMM in precision sees it: float32 rounded to nearest even
+    bf16 or f16 (and back to float64); a itself for f32."""
+    if precision == "f32":
+        return a
+    a = np.asarray(a, np.float32)
+    if precision == "f16":
+        with np.errstate(over="ignore"):
+            return a.astype(np.float16).astype(np.float64)
+    u = a.view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+DENSE = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+         "intermediate.dense", "output.dense")
+
+
 def _layernorm(x, g, b, eps):
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
@@ -58,13 +81,18 @@ def _layernorm(x, g, b, eps):
 
 
 class Bert:
-    def __init__(self, folder):
+    def __init__(self, folder, precision="f32"):
         c = _json(folder, "config.json")
         self.h, self.heads, self.layers = c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"]
         self.eps = c.get("layer_norm_eps", 1e-12)
         w = read_safetensors(os.path.join(folder, "model.safetensors"))
         w = {k[5:] if k.startswith("bert.") else k: v for k, v in w.items()}
         self.w = {k.replace(".gamma", ".weight").replace(".beta", ".bias"): v for k, v in w.items()}
+        self.precision = precision
+        for i in range(self.layers):
+            for name in DENSE:
+                key = f"encoder.layer.{i}.{name}.weight"
+                self.w[key] = round_to(self.w[key], precision)
         # sentence-transformers' defaults
         self.pooling, self.normalize = "mean", False
         mods = _json(folder, "modules.json")
@@ -87,7 +115,8 @@ class Bert:
         d = self.h // self.heads
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
-            lin = lambda v, name: v @ w[p + name + ".weight"].T + w[p + name + ".bias"]
+            # every dense GEMM takes its input as the precision's GEMMs see it
+            lin = lambda v, name: round_to(v, self.precision) @ w[p + name + ".weight"].T + w[p + name + ".bias"]
             q, k, v = (lin(x, f"attention.self.{s}").reshape(n, self.heads, d).transpose(1, 0, 2)
                        for s in ("query", "key", "value"))
             s = q @ k.transpose(0, 2, 1) / math.sqrt(d)
