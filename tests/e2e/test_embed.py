@@ -35,6 +35,15 @@ def tokens_of(r):
     return np.frombuffer(r["outputs"]["tokens"]["data"], dtype="<i4")
 
 
+def corpus_reference(precision="f32"):
+    """(token counts, embeddings) of the numpy reference in precision over
+    the corpus, with all-MiniLM-L6-v2."""
+    tok = Tokenizer.from_file(os.path.join(MODEL, "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=256)
+    return test_encoder.corpus_reference(MODEL, bert_ref.Bert(MODEL, precision), tok, pyenv.corpus())
+
+
 def with_raw_text(job, raw):
     """job packed with its input text a msgpack str holding the bytes raw
     (which may be invalid UTF-8, which Python would not pack as str)."""
@@ -78,10 +87,7 @@ class RealModel(EmbedTest):
 
     def test_corpus_against_reference(self):
         texts = pyenv.corpus()
-        tok = Tokenizer.from_file(os.path.join(MODEL, "tokenizer.json"))
-        tok.no_padding()
-        tok.enable_truncation(max_length=256)
-        want_counts, want = test_encoder.corpus_reference(MODEL, bert_ref.Bert(MODEL), tok, texts)
+        want_counts, want = corpus_reference()
         [r] = self.run_jobs([self.embed(texts)])
         y = self.ok(r)
         self.assertEqual(y.shape, (len(texts), 384))
@@ -121,10 +127,7 @@ class ReducedPrecision(EmbedTest):
 
     def test_corpus(self):
         texts = pyenv.corpus()
-        tok = Tokenizer.from_file(os.path.join(MODEL, "tokenizer.json"))
-        tok.no_padding()
-        tok.enable_truncation(max_length=256)
-        counts, ref = test_encoder.corpus_reference(MODEL, bert_ref.Bert(MODEL), tok, texts)
+        counts, ref = corpus_reference()
         y = {}
         for p in ("f32", "bf16", "f16"):
             w = self.worker("--model", f"m={MODEL}", "--cpu-threads", "2", "--precision", p)
@@ -134,7 +137,7 @@ class ReducedPrecision(EmbedTest):
             self.assertEqual(list(tokens_of(r)), list(counts), p)
         for p in ("bf16", "f16"):
             with self.subTest(precision=p):
-                _, rule = test_encoder.corpus_reference(MODEL, bert_ref.Bert(MODEL, p), tok, texts)
+                _, rule = corpus_reference(p)
                 cos = {what: test_encoder.cosines(y[p], want) for what, want in
                        (("the f32 reference", ref), ("the f32 output", y["f32"]), (f"the {p} reference", rule))}
                 for what, c in cos.items():
