@@ -152,7 +152,10 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     }
     w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
                                .n_models = w->n_models, .max_result_bytes = w->cfg.max_result_bytes};
-    if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) return -1;
+    if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) {
+        snprintf(err, errlen, "CPU backend: %s", w->cpu.errstr[0] ? w->cpu.errstr : "out of memory");
+        return -1;
+    }
     /* every job brings at least one row, so rows bound the jobs held */
     w->n_slots = (int)(w->cfg.max_inflight + w->cfg.max_batch);
     w->slots = calloc((size_t)w->n_slots, sizeof(*w->slots));
