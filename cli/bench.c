@@ -55,7 +55,7 @@ int gpuq_bench_main(int argc, char **argv) {
         const char *f = argv[i], *v = argv[i + 1];
         if (!strcmp(f, "--model")) model_path = v;
         else if (!strcmp(f, "--backend")) backend = v;
-        else if (!strcmp(f, "--mlp-precision")) precision = v;
+        else if (!strcmp(f, "--precision") || !strcmp(f, "--mlp-precision")) precision = v;
         else if (!strcmp(f, "--jobs") || !strcmp(f, "--batch")) {
             if (gpuq_cli_number("bench-compute", f, v, 1, 0, f[2] == 'j' ? 1e12 : 1e6, 1,
                                 f[2] == 'j' ? &n_jobs : &n_batch) != 0)
@@ -70,7 +70,7 @@ int gpuq_bench_main(int argc, char **argv) {
     long jobs = (long)n_jobs, batch = (long)n_batch;
     if (help || !model_path || jobs < 1 || batch < 1 || argc % 2 || gpuq_precision_from_name(precision) < 0) {
         fprintf(help ? stdout : stderr, "usage: gpuq bench-compute --model PATH [--jobs N] [--batch ROWS] "
-                        "[--backend cpu|cuda] [--mlp-precision f32|bf16|f16] [--cpu-threads N]\n"
+                        "[--backend cpu|cuda] [--precision f32|bf16|f16] [--cpu-threads N]\n"
                         "Runs N one-row mlp jobs as batches of ROWS rows on the backend as a worker "
                         "does (pinned staging, two batches under way), with no queue, and prints "
                         "jobs/s.\n");
