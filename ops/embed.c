@@ -261,11 +261,12 @@ static void twin_batch(struct gpuq_twin_run *r, int h, int heads, int layers, co
     free(ids), free(y), free(want);
 }
 
-/* Small: heads of 8 columns, sequences shorter than a tile. Large: heads
- * of 32, 64 and 96 columns (one, two and three of a lane's columns), and
- * sequences over several query and key tiles. */
+/* Small (at every CUDA worker's start): heads of 32 columns, as sentence
+ * encoders have, over two key and three query tiles. Large: heads of 32,
+ * 64, 96 and 128 columns (one to four of a lane's columns), and sequences
+ * from one token to several tiles. */
 static void twin(struct gpuq_twin_run *r) {
-    static const int small[] = {1, 9, 4, 7}, large[] = {1, 70, 33, 16, 17, 5, 32};
+    static const int small[] = {1, 40, 9, 16, 17}, large[] = {1, 70, 33, 16, 17, 5, 32};
     /* reduced precision: a rounding that falls the other way moves an
      * element by a step of the next GEMM's input */
     if (r->be->precision == GPUQ_PREC_BF16) r->out->tol[r->op] = 1e-2;
@@ -273,11 +274,12 @@ static void twin(struct gpuq_twin_run *r) {
     enum gpuq_precision saved = r->cpu->precision;
     r->cpu->precision = r->be->precision;
     if (!r->large) {
-        twin_batch(r, 16, 2, 1, small, 4, 0);
+        twin_batch(r, 64, 2, 1, small, 5, 0);
     } else {
         twin_batch(r, 128, 4, 2, large, 7, 0);
         twin_batch(r, 128, 2, 2, large, 7, 1);
         twin_batch(r, 192, 2, 2, large, 7, 0);
+        twin_batch(r, 256, 2, 1, large, 7, 0);
     }
     r->cpu->precision = saved;
 }

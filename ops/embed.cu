@@ -71,8 +71,8 @@ static int load_layer(struct gpuq_backend *be, const struct gpuq_bert *m, const 
 int cuda_bert_load(struct gpuq_backend *be, struct gpuq_model *m) {
     const struct gpuq_bert *b = m->bert;
     if (b->hidden / b->heads > ATT_MAX_HEAD) {
-        snprintf(be->errstr, sizeof(be->errstr), "encoder '%s': attention heads of %d (over %d) are not "
-                 "served on CUDA", m->name ? m->name : "", b->hidden / b->heads, ATT_MAX_HEAD);
+        snprintf(be->errstr, sizeof(be->errstr), "attention heads of %d columns (over %d) are not served "
+                 "on CUDA", b->hidden / b->heads, ATT_MAX_HEAD);
         return GPUQ_BE_FAILED;
     }
     struct dev_bert *d = (struct dev_bert *)calloc(1, sizeof(*d));
