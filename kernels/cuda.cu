@@ -230,18 +230,17 @@ static void cuda_model_free(struct gpuq_backend *be, struct gpuq_model *m) {
     (void)be;
     if (m->kind == GPUQ_MODEL_MLP) mlp_free(m);
     else if (m->kind == GPUQ_MODEL_INDEX) cuda_index_free(m);
+    else cuda_bert_free(m);
 }
 
-static int upload(struct gpuq_backend *be, void **dst, const float *src, size_t floats) {
+int cuda_upload(struct gpuq_backend *be, void **dst, const float *src, size_t floats) {
     CU(cudaMalloc(dst, floats * sizeof(float)));
     CU(cudaMemcpy(*dst, src, floats * sizeof(float), cudaMemcpyHostToDevice));
     return 0;
 }
 
-/* One layer's weights in the backend's precision: f32 as they are, else
- * converted on the device (round to nearest even, as the CPU backend). */
-static int upload_weights(struct gpuq_backend *be, void **dst, const float *w, size_t n) {
-    if (be->precision == GPUQ_PREC_F32) return upload(be, dst, w, n);
+int cuda_upload_weights(struct gpuq_backend *be, void **dst, const float *w, size_t n) {
+    if (be->precision == GPUQ_PREC_F32) return cuda_upload(be, dst, w, n);
     if (be->precision == GPUQ_PREC_F16)
         for (size_t i = 0; i < n; i++)
             if (!(fabsf(w[i]) < 65520.0f)) {
@@ -249,7 +248,7 @@ static int upload_weights(struct gpuq_backend *be, void **dst, const float *w, s
                 return GPUQ_BE_FAILED;
             }
     void *f32 = NULL;
-    int rc = upload(be, &f32, w, n);
+    int rc = cuda_upload(be, &f32, w, n);
     cudaError_t e = rc == 0 ? cudaMalloc(dst, n * 2) : cudaSuccess;
     if (e != cudaSuccess) rc = cuda_fail(be, e, __FILE__, __LINE__);
     if (rc == 0) rc = cuda_convert(be, 0, *dst, (const float *)f32, (long long)n, be->precision);
@@ -260,7 +259,7 @@ static int upload_weights(struct gpuq_backend *be, void **dst, const float *w, s
 
 static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     struct cuda_ctx *c = cuda_of(be);
-    if (m->kind == GPUQ_MODEL_ENCODER) return 0;    /* embed runs on the CPU backend */
+    if (m->kind == GPUQ_MODEL_ENCODER) return cuda_bert_load(be, m);    /* ops/embed.cu */
     if (m->kind == GPUQ_MODEL_INDEX) {
         if (m->dim > c->knn_dim) c->knn_dim = m->dim;
         return cuda_index_load(be, m);
@@ -274,8 +273,8 @@ static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     if (rc == 0) d->n = m->n_layers;
     for (int i = 0; rc == 0 && i < m->n_layers; i++) {
         const struct gpuq_mlp_layer *L = &m->layers[i];
-        rc = upload_weights(be, &d->w[i], L->w, (size_t)L->d_in * L->d_out);
-        if (rc == 0) rc = upload(be, (void **)&d->b[i], L->b, (size_t)L->d_out);
+        rc = cuda_upload_weights(be, &d->w[i], L->w, (size_t)L->d_in * L->d_out);
+        if (rc == 0) rc = cuda_upload(be, (void **)&d->b[i], L->b, (size_t)L->d_out);
     }
     if (rc != 0) {
         mlp_free(m);

@@ -101,6 +101,16 @@ void *cuda_keep(struct gpuq_backend *be, int slot, int i, size_t bytes);
 int cuda_convert(struct gpuq_backend *be, cudaStream_t st, void *dst, const float *src,
                  long long n, enum gpuq_precision p);
 
+/* A new device buffer at *dst holding n floats of src: as they are, or
+ * (cuda_upload_weights) in the backend's precision, converted on the device
+ * (round to nearest even, as the CPU backend). 0, or a status. */
+int cuda_upload(struct gpuq_backend *be, void **dst, const float *src, size_t n);
+int cuda_upload_weights(struct gpuq_backend *be, void **dst, const float *src, size_t n);
+
+/* An encoder's weights on the device, in model->backend_data (ops/embed.cu). */
+int cuda_bert_load(struct gpuq_backend *be, struct gpuq_model *m);
+void cuda_bert_free(struct gpuq_model *m);
+
 /* Scores of one knn query block are computed this many index rows at a
  * time: CUDA_KNN_BLOCK, fewer for many queries so that the score block
  * stays within 256 MiB (64 Mi scores). */

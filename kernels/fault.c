@@ -1,6 +1,6 @@
 /* fault.c -- a backend that fails as a failing device would, for tests of
- * what the worker does then: out-of-memory above a batch size, or a device
- * lost for good after some calls. It wraps a real backend and passes
+ * what the worker does then: out-of-memory above a batch size or for every
+ * model, or a device lost for good after some calls. It wraps a real backend and passes
  * everything else through. */
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +14,7 @@ struct fault_ctx {
     struct gpuq_backend_i iface;
     long long nomem_above;      /* -1: off */
     long long lost_after;       /* -1: off */
+    long long model_nomem;      /* nonzero: no model fits */
     long long calls;
 };
 
@@ -56,6 +57,10 @@ static void fault_destroy(struct gpuq_backend *be) {
 
 static int fault_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     INNER(be)->precision = be->precision;
+    if (((struct fault_ctx *)be->ctx)->model_nomem) {
+        snprintf(be->errstr, sizeof(be->errstr), "out of memory for the model (injected fault)");
+        return GPUQ_BE_NOMEM;
+    }
     return pass(be, INNER(be)->iface->model_load(INNER(be), m));
 }
 
@@ -106,6 +111,8 @@ static int parse(struct fault_ctx *f, const char *spec) {
         f->nomem_above = v;
     else if (len == strlen("lost-after") && !strncmp(spec, "lost-after", len))
         f->lost_after = v;
+    else if (len == strlen("model-nomem") && !strncmp(spec, "model-nomem", len))
+        f->model_nomem = v;
     else
         return -1;
     return 0;
@@ -116,7 +123,7 @@ int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, siz
     if (!f) return -1;
     f->nomem_above = f->lost_after = -1;
     if (parse(f, spec) != 0) {
-        snprintf(err, errlen, "fault spec '%s': want nomem-above=ROWS or lost-after=N", spec);
+        snprintf(err, errlen, "fault spec '%s': want nomem-above=ROWS, model-nomem=1 or lost-after=N", spec);
         free(f);
         return -1;
     }

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/bert.h"
 #include "kernels/cpu.h"
+#include "ops/embed.h"
 #include "ops/op.h"
 #include "ops/twin.h"
 #include "text/tokenizer.h"
@@ -19,13 +19,6 @@ struct params {
     int32_t *ids;               /* the rows' tokens back to back, in t->own after token_off */
 };
 _Static_assert(sizeof(struct params) <= GPUQ_OP_PARAMS, "embed params fit a task");
-
-/* The kernel's arguments: one padding-free batch. */
-struct gpuq_embed {
-    const struct gpuq_bert *m;
-    struct gpuq_bert_batch b;
-    int n_tokens, max_len;
-};
 
 static const struct params *params_of(const struct gpuq_task *t) { return gpuq_task_params(t); }
 
@@ -176,7 +169,7 @@ static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t ro
     int *lens = gpuq_ops_buf(s, 1, (size_t)rows * sizeof(int));
     float *y = gpuq_ops_buf(s, 2, (size_t)rows * m->hidden * sizeof(float));
     if (!ids || !lens || !y) return GPUQ_BE_NOMEM;
-    struct gpuq_embed args = {m, {ids, lens, (int)rows, (enum gpuq_bert_pool)params_of(t0)->pooling,
+    struct gpuq_embed args = {t0->model, {ids, lens, (int)rows, (enum gpuq_bert_pool)params_of(t0)->pooling,
                                   params_of(t0)->normalize, y}, (int)tokens, 0};
     for (int i = 0, row = 0; i < n; i++) {
         const int64_t *off = p[i].t->token_off;
@@ -208,51 +201,78 @@ static void finish(struct gpuq_task *t) {
 
 static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_embed *a = l->args;
-    float *scratch = gpuq_cpu_scratch(be, 0, gpuq_bert_scratch_floats(a->m, a->n_tokens, a->max_len));
+    const struct gpuq_bert *m = a->model->bert;
+    float *scratch = gpuq_cpu_scratch(be, 0, gpuq_bert_scratch_floats(m, a->n_tokens, a->max_len));
     if (!scratch) return GPUQ_BE_NOMEM;
-    gpuq_bert_forward(a->m, &a->b, be->precision, scratch);
+    gpuq_bert_forward(m, &a->b, be->precision, scratch);
     return 0;
 }
 
-/* ---- twin: a random one-layer encoder, sequences of 1 to 9 tokens ---- */
+/* ---- twin: random encoders, from one-token sequences to several key tiles ---- */
 
-/* Reduced precision: both sides round as gpuq_bert_forward says, but sums
- * in another order can round a GEMM input the other way. Over 2,000 random
- * twin encoders, sums in double against OpenBLAS's moved the output by at
- * most 9.3e-4 (bf16) and 2.4e-4 (f16) of its largest element. */
-#define TOL_BF16 5e-3
-#define TOL_F16 1e-3
+enum { TWIN_VOCAB = 50 };
 
-static void twin(struct gpuq_twin_run *r) {
-    enum { H = 16, I = 32, VOCAB = 20, POS = 16, SEQS = 4 };
-    struct gpuq_bert_layer *ly = calloc(1, sizeof(*ly));
-    struct gpuq_bert m = {.hidden = H, .heads = 2, .n_layers = 1, .intermediate = I, .max_pos = POS,
-                          .vocab = VOCAB, .ln_eps = 1e-12f, .layers = ly};
-    float **all[] = {&m.word_emb, &m.pos_emb, &m.type_emb, &m.emb_ln_g, &m.emb_ln_b};
-    size_t sizes[] = {VOCAB * H, POS * H, H, H, H};
-    int ok = ly != NULL;
-    for (int i = 0; i < 5; i++) ok &= (*all[i] = gpuq_twin_floats(r, sizes[i])) != NULL;
-    if (ly) {
+/* A random encoder: layers layers, hidden h in heads heads, positions for
+ * max_pos tokens. -1 when out of memory (m then frees what it holds). */
+static int random_bert(struct gpuq_twin_run *r, struct gpuq_bert *m, int h, int heads, int layers, int max_pos) {
+    size_t hh = (size_t)h, in = 2 * hh;
+    *m = (struct gpuq_bert){.hidden = h, .heads = heads, .intermediate = (int)in, .max_pos = max_pos,
+                            .vocab = TWIN_VOCAB, .ln_eps = 1e-12f};
+    if (!(m->layers = calloc((size_t)layers, sizeof(*m->layers)))) return -1;
+    m->n_layers = layers;
+    float **e[] = {&m->word_emb, &m->pos_emb, &m->type_emb, &m->emb_ln_g, &m->emb_ln_b};
+    size_t en[] = {TWIN_VOCAB * hh, (size_t)max_pos * hh, hh, hh, hh};
+    int ok = 1;
+    for (int i = 0; i < 5; i++) ok &= (*e[i] = gpuq_twin_floats(r, en[i])) != NULL;
+    for (int l = 0; l < layers; l++) {
+        struct gpuq_bert_layer *ly = &m->layers[l];
         float **w[] = {&ly->qkv_w, &ly->qkv_b, &ly->attn_w, &ly->attn_b, &ly->ln1_g, &ly->ln1_b,
                        &ly->ffn_w1, &ly->ffn_b1, &ly->ffn_w2, &ly->ffn_b2, &ly->ln2_g, &ly->ln2_b};
-        size_t n[] = {3 * H * H, 3 * H, H * H, H, H, H, I * H, I, H * I, H, H, H};
+        size_t n[] = {3 * hh * hh, 3 * hh, hh * hh, hh, hh, hh, in * hh, in, hh * in, hh, hh, hh};
         for (int i = 0; i < 12; i++) ok &= (*w[i] = gpuq_twin_floats(r, n[i])) != NULL;
     }
-    int lens[SEQS] = {1, 9, 4, 7}, n_tokens = 21;
-    int32_t ids[21];
-    for (int i = 0; i < n_tokens; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (VOCAB - 1));
-    float y[SEQS * H], want[SEQS * H];
-    struct gpuq_embed on_be = {&m, {ids, lens, SEQS, GPUQ_BERT_POOL_MEAN, 1, y}, n_tokens, 9};
-    struct gpuq_embed on_cpu = on_be;
-    on_cpu.b.out = want;
-    struct gpuq_model model = {.kind = GPUQ_MODEL_ENCODER, .bert = &m};
-    int scaled = gpuq_twin_precision(r, TOL_BF16, TOL_F16);
-    if (ok && gpuq_twin_load(r, &model) == 0) {
-        if (gpuq_twin_both(r, SEQS, &on_be, &on_cpu) == 0)
-            gpuq_twin_note(r, gpuq_twin_err(y, want, SEQS * H, scaled));
+    return ok ? 0 : -1;
+}
+
+/* One batch of sequences of the given lengths through a random encoder,
+ * on both backends: mean pooling normalized, or cls as it is. */
+static void twin_batch(struct gpuq_twin_run *r, int h, int heads, int layers, const int *lens, int n_seq,
+                       int cls) {
+    int t = 0, longest = 0;
+    for (int s = 0; s < n_seq; s++) t += lens[s], longest = lens[s] > longest ? lens[s] : longest;
+    struct gpuq_bert m;
+    struct gpuq_model model = {.name = "twin", .kind = GPUQ_MODEL_ENCODER, .bert = &m};
+    int32_t *ids = malloc((size_t)t * sizeof(*ids));
+    float *y = calloc((size_t)n_seq * h, sizeof(float)), *want = calloc((size_t)n_seq * h, sizeof(float));
+    for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (TWIN_VOCAB - 1));
+    if (random_bert(r, &m, h, heads, layers, longest) == 0 && ids && y && want && gpuq_twin_load(r, &model) == 0) {
+        struct gpuq_embed on_be = {&model, {ids, lens, n_seq, cls ? GPUQ_BERT_POOL_CLS : GPUQ_BERT_POOL_MEAN,
+                                            !cls, y}, t, longest};
+        struct gpuq_embed on_cpu = on_be;
+        on_cpu.b.out = want;
+        if (gpuq_twin_both(r, n_seq, &on_be, &on_cpu) == 0)
+            gpuq_twin_note(r, gpuq_twin_err(y, want, (size_t)n_seq * h, 0));
         r->be->iface->model_free(r->be, &model);
     }
     gpuq_bert_free(&m);
+    free(ids), free(y), free(want);
+}
+
+/* Small (at every CUDA worker's start): heads of 32 columns, as sentence
+ * encoders have, over two key and three query tiles. Large: heads of 32,
+ * 64, 96 and 128 columns (one to four of a lane's columns), and sequences
+ * from one token to several tiles. */
+static void twin(struct gpuq_twin_run *r) {
+    static const int small[] = {1, 40, 9, 16, 17}, large[] = {1, 70, 33, 16, 17, 5, 32};
+    gpuq_twin_precision(r, 1e-2, 2e-3);
+    if (!r->large) {
+        twin_batch(r, 64, 2, 1, small, 5, 0);
+    } else {
+        twin_batch(r, 128, 4, 2, large, 7, 0);
+        twin_batch(r, 128, 2, 2, large, 7, 1);
+        twin_batch(r, 192, 2, 2, large, 7, 0);
+        twin_batch(r, 256, 2, 1, large, 7, 0);
+    }
 }
 
 static const char *const inputs[] = {"text", "input_ids", "attention_mask", NULL};
@@ -261,6 +281,6 @@ const struct gpuq_op_desc gpuq_op_embed = {
     .inputs = inputs, .text = 1, .model = 1 + GPUQ_MODEL_ENCODER,
     .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
     .scatter = scatter, .finish = finish,
-    .kernel = {[GPUQ_BACKEND_CPU] = cpu},
+    .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_embed)},
     .twin = twin, .tol = 1e-5,
 };

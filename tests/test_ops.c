@@ -1,7 +1,6 @@
 /* test_ops.c -- the dispatcher (worker/ops.c) on a backend with streams
  * that fails: a failed batch's slot is waited for before it is packed
- * again; and an op moved to the CPU, or the CPU's from the start, keeps
- * the backend's precision. */
+ * again; and an op moved to the CPU keeps the backend's mlp precision. */
 #include "ops_ref.h"
 #include "kernels/tensor.h"
 #include "worker/ops.h"
@@ -77,33 +76,28 @@ static void check_failed_batches(struct gpuq_backend *cpu) {
     gpuq_ops_free(&o);
 }
 
-/* mlp moved off a device that runs bf16, or that has no kernel for it (the
- * CPU's from the start): the CPU runs it in bf16 too, on weights rounded as
- * the device's copies are. */
+/* mlp moved off a device that runs bf16: the CPU runs it in bf16 too, on
+ * weights rounded as the device's copies are. */
 static void check_to_cpu(struct gpuq_backend *cpu) {
-    for (int from_start = 0; from_start < 2; from_start++) {
-        struct gpuq_backend dev;
-        char err[128];
-        CHECK(gpuq_backend_create(&dev, "cpu", 0, err, sizeof(err)) == 0);
-        dev.precision = GPUQ_PREC_BF16;    /* its weights are rounded on its device only */
-        unsigned seed = 5;
-        static const int widths[] = {16, 8};
-        struct gpuq_model m;
-        rand_mlp(&m, widths, 1, GPUQ_ACT_NONE, &seed);
-        m.kind = GPUQ_MODEL_MLP;
-        struct gpuq_ops o = {.be = &dev, .cpu = cpu, .models = &m, .n_models = 1};
-        if (from_start) dev.kernel[GPUQ_OP_MLP] = NULL;
-        CHECK((from_start ? gpuq_ops_init(&o, 4) : gpuq_ops_to_cpu(&o, GPUQ_OP_MLP)) == 0);
-        CHECK(!gpuq_ops_on_backend(&o, GPUQ_OP_MLP) && gpuq_ops_on_backend(&o, GPUQ_OP_SOFTMAX));
-        CHECK(cpu->precision == GPUQ_PREC_BF16);
-        int rounded = 1;
-        for (int i = 0; i < 16 * 8; i++) rounded &= m.layers[0].w[i] == gpuq_round_bf16(m.layers[0].w[i]);
-        CHECK(rounded);
-        cpu->precision = GPUQ_PREC_F32;
-        gpuq_ops_free(&o);
-        gpuq_model_free(&m);
-        gpuq_backend_destroy(&dev);
-    }
+    struct gpuq_backend dev;
+    char err[128];
+    CHECK(gpuq_backend_create(&dev, "cpu", 0, err, sizeof(err)) == 0);
+    dev.precision = GPUQ_PREC_BF16;    /* its weights are rounded on its device only */
+    unsigned seed = 5;
+    static const int widths[] = {16, 8};
+    struct gpuq_model m;
+    rand_mlp(&m, widths, 1, GPUQ_ACT_NONE, &seed);
+    m.kind = GPUQ_MODEL_MLP;
+    struct gpuq_ops o = {.be = &dev, .cpu = cpu, .models = &m, .n_models = 1};
+    CHECK(gpuq_ops_to_cpu(&o, GPUQ_OP_MLP) == 0);
+    CHECK(!gpuq_ops_on_backend(&o, GPUQ_OP_MLP) && gpuq_ops_on_backend(&o, GPUQ_OP_SOFTMAX));
+    CHECK(cpu->precision == GPUQ_PREC_BF16);
+    int rounded = 1;
+    for (int i = 0; i < 16 * 8; i++) rounded &= m.layers[0].w[i] == gpuq_round_bf16(m.layers[0].w[i]);
+    CHECK(rounded);
+    cpu->precision = GPUQ_PREC_F32;
+    gpuq_model_free(&m);
+    gpuq_backend_destroy(&dev);
 }
 
 int main(void) {

@@ -114,8 +114,6 @@ int gpuq_ops_to_cpu(struct gpuq_ops *o, enum gpuq_op op) {
 }
 
 int gpuq_ops_init(struct gpuq_ops *o, int max_pieces) {
-    for (int op = 0; op < GPUQ_OP_COUNT; op++)
-        if (!gpuq_ops_on_backend(o, (enum gpuq_op)op) && gpuq_ops_to_cpu(o, (enum gpuq_op)op) != 0) return -1;
     for (int i = 0; i < 2; i++) {
         o->slot[i].index = i;
         if (!(o->slot[i].p = calloc((size_t)max_pieces, sizeof(struct gpuq_piece)))) return -1;

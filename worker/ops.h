@@ -28,10 +28,7 @@ struct gpuq_batch {
     int split;                  /* it ran in parts, for want of device memory */
 };
 
-/* Room for batches of up to max_pieces pieces; and an op the backend has
- * no kernel for is the CPU backend's from the start, as if moved there
- * (gpuq_ops_to_cpu: in the backend's precision). 0, or -1 when out of
- * memory or when the CPU cannot take a model (o->cpu->errstr). */
+/* Room for batches of up to max_pieces pieces. 0, or -1 out of memory. */
 int gpuq_ops_init(struct gpuq_ops *o, int max_pieces);
 
 /* Validates t->job for its op (inputs, model, params, result size) and

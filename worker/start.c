@@ -10,7 +10,10 @@
 #include "worker/log.h"
 #include "worker/worker_int.h"
 
-static int load_models(struct worker *w, char *err, size_t errlen) {
+/* Loads the models, and each on the backend. A device that cannot take a
+ * model (out of memory, a shape its kernels do not serve) leaves the ops of
+ * that kind of model to the CPU backend: their bits in *to_cpu. */
+static int load_models(struct worker *w, unsigned *to_cpu, char *err, size_t errlen) {
     w->models = calloc((size_t)w->cfg.n_models + 1, sizeof(*w->models));
     if (!w->models) return -1;
     for (int i = 0; i < w->cfg.n_models; i++) {
@@ -32,10 +35,17 @@ static int load_models(struct worker *w, char *err, size_t errlen) {
             return -1;
         }
         w->n_models++;
-        if (w->be.iface->model_load(&w->be, m) != 0) {
+        int rc = w->be.iface->model_load(&w->be, m);
+        if (rc != 0 && (rc == GPUQ_BE_LOST || w->be.iface->model_load == w->cpu.iface->model_load)) {
             snprintf(err, errlen, "--model %s: %s backend: %s", name, w->be.iface->name, w->be.errstr);
             return -1;
         }
+        for (int op = 0; rc != 0 && op < GPUQ_OP_COUNT; op++)
+            if (gpuq_op_table[op]->model == 1 + (int)m->kind && !(*to_cpu & 1u << op)) {
+                log_warn("--model %s: not on the %s backend (%s): %s is served by the CPU backend", name,
+                         w->be.iface->name, w->be.errstr, gpuq_op_name((enum gpuq_op)op));
+                *to_cpu |= 1u << op;
+            }
     }
     return 0;
 }
@@ -139,7 +149,8 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     if (fault && *fault && gpuq_backend_fault(&w->be, fault, err, errlen) != 0) return -1;
     w->be.precision = (enum gpuq_precision)precision;
     if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
-    if (load_models(w, err, errlen) != 0) return -1;
+    unsigned to_cpu = 0;
+    if (load_models(w, &to_cpu, err, errlen) != 0) return -1;
     int rc = w->be.iface->reserve ? w->be.iface->reserve(&w->be, (int)w->cfg.max_batch) : 0;
     if (rc == GPUQ_BE_NOMEM) {
         log_warn("%s backend: no room to size buffers for --max-batch %lld (%s): batches that do "
@@ -152,10 +163,12 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     }
     w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
                                .n_models = w->n_models, .max_result_bytes = w->cfg.max_result_bytes};
-    if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) {
-        snprintf(err, errlen, "CPU backend: %s", w->cpu.errstr[0] ? w->cpu.errstr : "out of memory");
-        return -1;
-    }
+    if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) return -1;
+    for (int op = 0; op < GPUQ_OP_COUNT; op++)
+        if ((to_cpu & 1u << op) && gpuq_ops_to_cpu(&w->ops, (enum gpuq_op)op) != 0) {
+            snprintf(err, errlen, "%s on the CPU backend: %s", gpuq_op_name((enum gpuq_op)op), w->cpu.errstr);
+            return -1;
+        }
     /* every job brings at least one row, so rows bound the jobs held */
     w->n_slots = (int)(w->cfg.max_inflight + w->cfg.max_batch);
     w->slots = calloc((size_t)w->n_slots, sizeof(*w->slots));

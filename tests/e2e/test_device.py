@@ -118,6 +118,20 @@ class DeviceFaults(WorkerTest):
             np.testing.assert_allclose(from_tensor(res["outputs"]["y"]), softmax(xs[int(i[1:])]),
                                        rtol=1e-5, atol=1e-7)
 
+    def test_model_without_room_on_the_device_is_served_by_the_cpu(self):
+        layers = make_mlp(self.path("m.safetensors"), [8, 16, 4], seed=4)
+        w = self.worker("--model", f"m={self.path('m.safetensors')}", env={"GPUQ_FAULT": "model-nomem=1"})
+        x = self.rng.standard_normal((3, 8)).astype(np.float32)
+        reply = self.client.key("reply:cpu")
+        self.client.enqueue({"op": "mlp", "model": "m", "inputs": {"x": tensor(x)}, "reply_to": reply})
+        res = self.client.wait(reply, timeout=20)
+        self.assertEqual(res["status"], "ok", res["error"])
+        (w1, b1), (w2, b2) = layers
+        np.testing.assert_allclose(from_tensor(res["outputs"]["y"]),
+                                   np.maximum(x @ w1.T + b1, 0) @ w2.T + b2, rtol=1e-5, atol=1e-5)
+        self.assertIn("--model m: not on the cpu backend (out of memory for the model", w.output())
+        self.assertIn("ops on the CPU backend: mlp", w.output())
+
 
 class Precision(WorkerTest):
     def test_bf16_mlp(self):

@@ -253,6 +253,19 @@ class TinyModel(EmbedTest):
         for k in (0, 2, 3, 4):
             self.assertLessEqual(r[k]["timing"]["batch_size"], 20 // 3)
 
+    def test_out_of_memory_runs_in_parts(self):
+        """A device that has no room for more than 2 sequences at once: the
+        batch is split by its texts, and every result is what it is alone."""
+        w = self.worker("--model", f"m={self.folder}", "--max-delay-us", "200000",
+                        env={"GPUQ_FAULT": "nomem-above=2"})
+        r = self.run_jobs([self.embed(self.texts), self.embed(self.texts[1]), self.embed(self.texts[3:])])
+        want = np.array([self.ref.embed(i) for i in self.ids(self.texts)])
+        np.testing.assert_allclose(self.ok(r[0]), want, atol=1e-4)
+        np.testing.assert_allclose(self.ok(r[1]), want[1:2], atol=1e-4)
+        np.testing.assert_allclose(self.ok(r[2]), want[3:], atol=1e-4)
+        self.assertEqual(list(tokens_of(r[0])), [len(i) for i in self.ids(self.texts)])
+        self.assertIn("running it in parts", w.output())
+
     def test_json_job(self):
         self.worker("--model", f"m={self.folder}")
         reply = "gpuq:{default}:reply:json"
