@@ -56,7 +56,7 @@ void gpuq_twin_note(struct gpuq_twin_run *r, double err);
 /* For an op whose GEMMs follow the backend's precision: with bf16 or f16
  * its tolerance becomes bf16_tol or f16_tol (a rounding that falls the
  * other way on the two sides moves a GEMM input by a step). Returns
- * whether the precision is reduced, so that errors are to be scaled. */
+ * whether the precision is reduced. */
 int gpuq_twin_precision(struct gpuq_twin_run *r, double bf16_tol, double f16_tol);
 
 /* Prepares model m on the CPU, which rounds its weights in place to the
