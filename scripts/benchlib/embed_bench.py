@@ -169,7 +169,11 @@ def tokenized(folder, encode):
 
 def peer_path():
     """Modules the bundle carries for the PyTorch worker (GPUQ_PEER_PYTHON)
-    come after the interpreter's own: what the image has wins."""
+    come after the interpreter's own: what the image has wins. Hugging Face
+    stays offline and quiet."""
+    for k in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(k, "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     extra = os.environ.get("GPUQ_PEER_PYTHON")
     if extra and extra not in sys.path:
         sys.path.append(extra)

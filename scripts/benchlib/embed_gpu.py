@@ -16,6 +16,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -64,7 +65,7 @@ def gpuq_worker(a, backend, precision, notes):
                                  stderr=f)
         started(p, log, lambda: "ready" in open(log).read())
         notes[:] = [f"{flag} {precision}"] + [
-            ln.split(None, 2)[-1].strip() for ln in open(log)     # past the time and the level
+            re.sub(r"^gpuq \S+ worker \S+: ", "", ln.split(None, 2)[-1].strip()) for ln in open(log)
             if any(k in ln for k in ("backend", "precision", "start-up check", "disagrees"))]
         return p
     return start
@@ -73,13 +74,12 @@ def gpuq_worker(a, backend, precision, notes):
 def peer_worker(a, device, dtype, notes):
     """start() for embed_bench.py's PyTorch worker; notes gets its versions."""
     log = os.path.join(a.logs, f"torch-{device}-{dtype}.log")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", HF_HUB_DISABLE_PROGRESS_BARS="1")
 
     def start():
         with open(log, "w") as f:
             p = subprocess.Popen([sys.executable, embed_bench.__file__, "worker", "torch", str(a.port), a.model,
                                   str(a.threads), str(a.peer_batch), device, dtype],
-                                 stdout=subprocess.PIPE, stderr=f, text=True, env=env)
+                                 stdout=subprocess.PIPE, stderr=f, text=True)
         line = p.stdout.readline()
         started(p, log, lambda: line.startswith("ready"))
         notes[:] = [line[len("ready"):].strip()]
@@ -92,7 +92,8 @@ def compare(outs, x, y, ids):
     yb = np.array([outs[y][i][0] for i in ids])
     cos = (ya * yb).sum(1) / np.maximum(np.linalg.norm(ya, axis=1) * np.linalg.norm(yb, axis=1), 1e-30)
     differ = sum(outs[x][i][1] != outs[y][i][1] for i in ids)
-    print(f"embed accuracy, {x} against {y} ({len(ids)} texts): min cosine {cos.min():.6f}, "
+    print(f"embed accuracy, {x} against {y} ({len(ids)} texts): min cosine {cos.min():.6f} "
+          f"(1 - cos {1 - cos.min():.1e}), "
           f"max abs diff {np.abs(ya - yb).max():.2e}, token counts "
           f"{'equal' if not differ else f'DIFFER in {differ} texts'}", flush=True)
 
@@ -189,7 +190,7 @@ def check(folder):
         return 0
     embed, about = embed_bench.torch_embedder(folder, "cpu", "f32", 2)
     y, tokens = embed(["The weather is lovely today.", "It's so sunny outside!"])
-    print(f"  step 4: the PyTorch worker ran ({about}): y {list(y.shape)}, tokens {list(tokens)}")
+    print(f"  step 4: the PyTorch worker ran ({about}): y {list(y.shape)}, tokens {tokens.tolist()}")
     return 0
 
 
