@@ -88,8 +88,8 @@ def peer_worker(a, device, dtype, notes):
 
 
 def compare(outs, x, y, ids):
-    ya = np.array([outs[x][i][0] for i in ids])
-    yb = np.array([outs[y][i][0] for i in ids])
+    ya = np.array([outs[x][i][0] for i in ids], np.float64)
+    yb = np.array([outs[y][i][0] for i in ids], np.float64)
     cos = (ya * yb).sum(1) / np.maximum(np.linalg.norm(ya, axis=1) * np.linalg.norm(yb, axis=1), 1e-30)
     differ = sum(outs[x][i][1] != outs[y][i][1] for i in ids)
     print(f"embed accuracy, {x} against {y} ({len(ids)} texts): min cosine {cos.min():.6f} "
