@@ -264,7 +264,11 @@ static void twin_batch(struct gpuq_twin_run *r, int h, int heads, int layers, co
  * from one token to several tiles. */
 static void twin(struct gpuq_twin_run *r) {
     static const int small[] = {1, 40, 9, 16, 17}, large[] = {1, 70, 33, 16, 17, 5, 32};
-    gpuq_twin_precision(r, 1e-2, 2e-3);
+    /* reduced precision: a rounding that falls the other way (another
+     * summation order) moves a GEMM input by a step; the CPU with its sums
+     * in double instead of f32 strays up to 8e-3 (bf16) and 1e-3 (f16) from
+     * itself on these encoders, over 40 seeds, most in the cls case */
+    gpuq_twin_precision(r, 2e-2, 4e-3);
     if (!r->large) {
         twin_batch(r, 64, 2, 1, small, 5, 0);
     } else {

@@ -3,7 +3,9 @@ Redis by gpuq's embed and by two batching Python Streams workers on the same
 weights: ONNX Runtime on a graph built from the model folder's safetensors
 with onnx's helpers, and numpy. Tokenization in Python is Hugging Face
 `tokenizers` (Rust), batched, padded to the longest text of each batch.
-   embed_bench.py worker ort|numpy REDIS_PORT MODEL_DIR THREADS [MAX_BATCH]"""
+The PyTorch worker (scripts/gpu-check's step 4, embed_gpu.py) is the same
+loop on transformers' AutoModel.
+   embed_bench.py worker ort|numpy|torch REDIS_PORT MODEL_DIR THREADS [MAX_BATCH [DEVICE DTYPE]]"""
 import json
 import os
 import sys
@@ -149,39 +151,93 @@ def numpy_encoder(folder):
     return run
 
 
-def serve(kind, port, folder, threads, max_batch=64):
-    import redis
+def tokenized(folder, encode):
+    """embed(texts) -> (y, tokens) with Hugging Face `tokenizers`, padded to
+    the batch's longest text, and encode(ids, mask) -> y."""
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
     tok.enable_truncation(max_length=bert_ref.Bert(folder).max_length)
     tok.enable_padding()
-    if kind == "ort":
+
+    def embed(texts):
+        enc = tok.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], np.int64)
+        mask = np.array([e.attention_mask for e in enc], np.int64)
+        return encode(ids, mask), mask.sum(1)
+    return embed
+
+
+def peer_path():
+    """Modules the bundle carries for the PyTorch worker (GPUQ_PEER_PYTHON)
+    come after the interpreter's own: what the image has wins. Hugging Face
+    stays offline and quiet."""
+    for k in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(k, "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    extra = os.environ.get("GPUQ_PEER_PYTHON")
+    if extra and extra not in sys.path:
+        sys.path.append(extra)
+
+
+def torch_embedder(folder, device, dtype, threads):
+    """embed(texts) -> (y, tokens) on PyTorch: transformers' AutoModel and
+    AutoTokenizer, then the pooling and normalization of the folder's
+    modules.json, which is what sentence-transformers runs for it; dtype
+    f32, or the model cast to f16 (model.half()) or bf16. Pooling in f32."""
+    peer_path()
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    torch.set_num_threads(threads)
+    m = bert_ref.Bert(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval().to(device)
+    model = model.to({"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype])
+
+    def embed(texts):
+        f = tok(texts, padding=True, truncation=True, max_length=m.max_length, return_tensors="pt").to(device)
+        with torch.inference_mode():
+            x = model(**f).last_hidden_state.float()
+            mask = f["attention_mask"].unsqueeze(-1).float()
+            y = x[:, 0] if m.pooling == "cls" else (x * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            if m.normalize:
+                y = torch.nn.functional.normalize(y, dim=1)
+            return y.cpu().numpy(), f["attention_mask"].sum(1).cpu().numpy()
+    for _ in range(2):      # warm up: the first calls set the device up
+        embed([" ".join(["warm"] * (8 + 4 * i)) for i in range(16)])
+    import transformers
+    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{threads} CPU thread(s)"
+    return embed, f"torch {torch.__version__}, transformers {transformers.__version__}, {dtype} on {where}"
+
+
+def serve(kind, port, folder, threads, max_batch=64, device="cpu", dtype="f32"):
+    import redis
+    about = ""
+    if kind == "torch":
+        embed, about = torch_embedder(folder, device, dtype, threads)
+    elif kind == "ort":
         import onnxruntime as ort
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         sess = ort.InferenceSession(onnx_graph(folder), so, providers=["CPUExecutionProvider"])
-        encode = lambda ids, mask: sess.run(["y"], {"input_ids": ids, "attention_mask": mask})[0]  # noqa: E731
+        embed = tokenized(folder, lambda ids, mask: sess.run(["y"], {"input_ids": ids, "attention_mask": mask})[0])
     else:
         run = numpy_encoder(folder)
-        encode = lambda ids, mask: run(ids, mask.astype(np.float32))  # noqa: E731
+        embed = tokenized(folder, lambda ids, mask: run(ids, mask.astype(np.float32)))
     r = redis.Redis(port=port)
     try:
         r.xgroup_create(JOBS, "workers", id="0", mkstream=True)
     except redis.ResponseError:
         pass
-    print("ready", flush=True)
+    print("ready", about, flush=True)
     while True:
         got = r.xreadgroup("workers", kind, {JOBS: ">"}, count=max_batch, block=1000)
         if not got:
             continue
         entries = got[0][1]
         jobs = [msgpack.unpackb(f[b"job"]) for _, f in entries]
-        enc = tok.encode_batch([j["inputs"]["text"] for j in jobs])
-        ids = np.array([e.ids for e in enc], np.int64)
-        mask = np.array([e.attention_mask for e in enc], np.int64)
-        y = encode(ids, mask)
+        y, tokens = embed([j["inputs"]["text"] for j in jobs])
         pipe = r.pipeline(transaction=True)
-        for (eid, _), j, row, n in zip(entries, jobs, y, mask.sum(1)):
+        for (eid, _), j, row, n in zip(entries, jobs, y, tokens):
             res = msgpack.packb({"id": j.get("id") or eid.decode(), "status": "ok", "outputs": {
                 "y": {"dtype": "f32", "shape": [1, len(row)], "data": row.astype("<f4").tobytes()},
                 "tokens": {"dtype": "i32", "shape": [1], "data": np.int32(n).tobytes()}}})
@@ -192,10 +248,10 @@ def serve(kind, port, folder, threads, max_batch=64):
 
 # ---- the drains, in one run on the bench's Redis ----
 
-def drain(b, texts, start, reply):
+def drain(b, texts, start, reply, timeout=None):
     """Enqueues one job per text, starts a worker (start() -> Popen, once it
     is ready), times the drain; sentences/s, worker CPU ms per sentence, and
-    the results by id."""
+    the results by id. Past timeout seconds, RuntimeError says how far it got."""
     import subprocess  # noqa: F401  (start() uses it)
     from bench import cpu_seconds
     b.r.flushall()
@@ -207,15 +263,20 @@ def drain(b, texts, start, reply):
             pipe.execute()
     pipe.execute()
     p = start()
-    cpu0, t0 = cpu_seconds(p.pid), time.time()
-    while b.r.llen(reply) < len(texts):     # from ready to the last result
-        if p.poll() is not None:
-            raise RuntimeError(f"the worker exited with {p.returncode}")
-        time.sleep(0.01)
-    rate = len(texts) / (time.time() - t0)
-    cpu = cpu_seconds(p.pid) - cpu0
-    p.kill()
-    p.wait()
+    try:
+        cpu0, t0 = cpu_seconds(p.pid), time.time()
+        while (done := b.r.llen(reply)) < len(texts):     # from ready to the last result
+            if p.poll() is not None:
+                raise RuntimeError(f"the worker exited with {p.returncode}")
+            if timeout and time.time() - t0 > timeout:
+                raise RuntimeError(f"TIMED OUT: {done} of {len(texts)} results in {timeout:.0f} s "
+                                   f"({done / timeout:.1f} sentences/s)")
+            time.sleep(0.01)
+        rate = len(texts) / (time.time() - t0)
+        cpu = cpu_seconds(p.pid) - cpu0
+    finally:
+        p.kill()
+        p.wait()
     got = {}
     for raw in b.r.lrange(reply, 0, -1):
         r = msgpack.unpackb(raw)
@@ -235,7 +296,7 @@ def run(b, n, out_dir):
         def start():
             p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", kind, str(b.port), folder,
                                   str(b.threads)], env=b.env, stdout=subprocess.PIPE, text=True)
-            assert p.stdout.readline().strip() == "ready"
+            assert p.stdout.readline().startswith("ready")
             return p
         return start
 
@@ -267,6 +328,6 @@ def run(b, n, out_dir):
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    serve(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), *map(int, sys.argv[6:7]))
+    serve(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), *map(int, sys.argv[6:7]), *sys.argv[7:9])
 elif __name__ == "__main__":
     print(json.dumps(sentences(int(sys.argv[1]))[:3], indent=1))
