@@ -13,7 +13,7 @@ import unittest
 import msgpack
 import numpy as np
 
-from harness import WorkerTest, from_tensor, tensor
+from harness import BACKEND, WorkerTest, from_tensor, tensor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
 import pyenv  # noqa: E402
@@ -23,10 +23,19 @@ try:
     import test_encoder  # noqa: E402
     from tokenizers import Tokenizer  # noqa: E402
     from tokenizers.implementations import BertWordPieceTokenizer  # noqa: E402
-    MODEL = pyenv.model_dir()
-except (ImportError, RuntimeError) as e:
-    print(f"SKIPPED: {e} (scripts/setup installs tokenizers and the model)")
+except ImportError as e:
+    print(f"SKIPPED: {e} (scripts/setup installs tokenizers)")
     sys.exit(77)
+try:
+    MODEL = pyenv.model_dir()
+except RuntimeError as e:
+    # a GPU machine's bundle carries tokenizers but not the model's weights:
+    # there the tiny encoders run and the real one is skipped, saying so
+    if BACKEND == "cpu":
+        print(f"SKIPPED: {e}")
+        sys.exit(77)
+    MODEL = None
+needs_model = unittest.skipIf(MODEL is None, "all-MiniLM-L6-v2 is not installed here")
 
 ROOT = pyenv.ROOT
 
@@ -78,6 +87,7 @@ class EmbedTest(WorkerTest):
         return from_tensor(r["outputs"]["y"])
 
 
+@needs_model
 class RealModel(EmbedTest):
     """all-MiniLM-L6-v2, as scripts/setup installs it."""
 
@@ -117,6 +127,7 @@ class RealModel(EmbedTest):
 BOUND = {"bf16": 0.9999, "f16": 0.999995}
 
 
+@needs_model
 class ReducedPrecision(EmbedTest):
     """--precision bf16 and f16 on all-MiniLM-L6-v2 over the corpus: every
     text within the stated bound of the f32 reference, the same token counts,

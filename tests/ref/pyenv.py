@@ -12,6 +12,10 @@ CORPUS = os.path.join(ROOT, "tests", "data", "text_corpus.json")
 
 _v = f"python{sys.version_info.major}.{sys.version_info.minor}"
 site.addsitedir(os.path.join(ROOT, ".cache", "pyenv", "lib", _v, "site-packages"))
+# on a GPU machine, the modules scripts/gpu-bundle carries (tokenizers among
+# them), after the interpreter's own
+if os.environ.get("GPUQ_PEER_PYTHON"):
+    sys.path.append(os.environ["GPUQ_PEER_PYTHON"])
 
 
 def model_dir():
