@@ -28,6 +28,7 @@ enum gpuq_status {
     GPUQ_BE_FAILED = -1,    /* this call failed; the backend serves on */
     GPUQ_BE_NOMEM = -2,     /* out of (device) memory: a smaller batch may fit */
     GPUQ_BE_LOST = -3,      /* the device is unusable (a sticky error): restart */
+    GPUQ_BE_UNSERVED = -4,  /* model_load: this backend's kernels do not serve that model */
 };
 
 /* How mlp and encoder weights and GEMM inputs enter the GEMMs: f32, or rounded to bf16

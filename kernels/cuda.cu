@@ -261,8 +261,9 @@ static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     struct cuda_ctx *c = cuda_of(be);
     if (m->kind == GPUQ_MODEL_ENCODER) return cuda_bert_load(be, m);    /* ops/embed.cu */
     if (m->kind == GPUQ_MODEL_INDEX) {
-        if (m->dim > c->knn_dim) c->knn_dim = m->dim;
-        return cuda_index_load(be, m);
+        int rc = cuda_index_load(be, m);
+        if (rc == 0 && m->dim > c->knn_dim) c->knn_dim = m->dim;
+        return rc;
     }
     struct cuda_mlp *d = (struct cuda_mlp *)calloc(1, sizeof(*d));
     if (!d) return GPUQ_BE_NOMEM;
@@ -297,7 +298,7 @@ static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
 static int cuda_reserve(struct gpuq_backend *be, int rows) {
     int rc = 0;
     for (int op = 0; rc == 0 && op < GPUQ_OP_COUNT; op++)
-        if (be->reserve[op]) rc = be->reserve[op](be, rows);
+        if (be->reserve[op] && be->kernel[op]) rc = be->reserve[op](be, rows);
     cuda_of(be)->cur = 0;
     if (rc == 0) CU(cudaDeviceSynchronize());
     return rc;

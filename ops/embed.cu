@@ -73,7 +73,7 @@ int cuda_bert_load(struct gpuq_backend *be, struct gpuq_model *m) {
     if (b->hidden / b->heads > ATT_MAX_HEAD) {
         snprintf(be->errstr, sizeof(be->errstr), "attention heads of %d columns (over %d) are not served "
                  "on CUDA", b->hidden / b->heads, ATT_MAX_HEAD);
-        return GPUQ_BE_FAILED;
+        return GPUQ_BE_UNSERVED;
     }
     struct dev_bert *d = (struct dev_bert *)calloc(1, sizeof(*d));
     if (!d) return GPUQ_BE_NOMEM;

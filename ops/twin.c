@@ -57,7 +57,12 @@ int gpuq_twin_precision(struct gpuq_twin_run *r, double bf16_tol, double f16_tol
 }
 
 int gpuq_twin_load(struct gpuq_twin_run *r, struct gpuq_model *m) {
-    if (r->cpu->iface->model_load(r->cpu, m) != 0) return -1;
+    if (r->cpu->iface->model_load(r->cpu, m) != 0) {
+        if (!(r->out->failed & 1u << r->op))
+            snprintf(r->out->why, sizeof(r->out->why), "%s: cpu: %s", gpuq_op_name(r->op), r->cpu->errstr);
+        r->out->failed |= 1u << r->op;
+        return -1;
+    }
     return gpuq_twin_ran(r, r->be->iface->model_load(r->be, m));
 }
 

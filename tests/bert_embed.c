@@ -64,8 +64,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--precision")) be.precision = (enum gpuq_precision)gpuq_precision_from_name(argv[i + 1]);
     }
     struct gpuq_model model = {.kind = GPUQ_MODEL_ENCODER, .bert = &m};
-    if ((int)be.precision < 0 || gpuq_backend_cpu_open(&be) != 0 || be.iface->model_load(&be, &model) != 0) {
-        fprintf(stderr, "bert_embed: bad --precision, or %s\n", be.errstr);
+    const char *why = (int)be.precision < 0 ? "--precision: want f32, bf16 or f16"
+                      : gpuq_backend_cpu_open(&be) != 0 ? "cannot open the CPU backend"
+                      : be.iface->model_load(&be, &model) != 0 ? be.errstr : NULL;
+    if (why) {
+        fprintf(stderr, "bert_embed: %s\n", why);
+        if (be.iface) be.iface->destroy(&be);
+        gpuq_bert_free(&m);
+        gpuq_tok_destroy(tok);
         return 2;
     }
     struct texts tx;

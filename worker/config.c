@@ -72,8 +72,10 @@ static const struct opt {
 };
 #define N_OPTS (int)(sizeof(opts) / sizeof(opts[0]))
 
-/* Former names, still read (scripts and deploy files use them): the
- * flag and variable stand for option `now`'s, which win over them. */
+/* Former names, still read (scripts and deploy files use them): the flag
+ * stands for option `now`'s (of two such flags the last given counts, as
+ * for any repeated flag), and the variable for its variable, which wins
+ * when both are set. */
 static const struct alias {
     const char *flag, *env, *now;
 } aliases[] = {

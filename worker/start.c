@@ -12,7 +12,8 @@
 
 /* Loads the models, and each on the backend. A device that cannot take a
  * model (out of memory, a shape its kernels do not serve) leaves the ops of
- * that kind of model to the CPU backend: their bits in *to_cpu. */
+ * that kind of model to the CPU backend: their bits in *to_cpu. Any other
+ * failure ends the start. */
 static int load_models(struct worker *w, unsigned *to_cpu, char *err, size_t errlen) {
     w->models = calloc((size_t)w->cfg.n_models + 1, sizeof(*w->models));
     if (!w->models) return -1;
@@ -36,7 +37,8 @@ static int load_models(struct worker *w, unsigned *to_cpu, char *err, size_t err
         }
         w->n_models++;
         int rc = w->be.iface->model_load(&w->be, m);
-        if (rc != 0 && (rc == GPUQ_BE_LOST || w->be.iface->model_load == w->cpu.iface->model_load)) {
+        if (rc != 0 && ((rc != GPUQ_BE_NOMEM && rc != GPUQ_BE_UNSERVED) ||
+                        w->be.iface->model_load == w->cpu.iface->model_load)) {
             snprintf(err, errlen, "--model %s: %s backend: %s", name, w->be.iface->name, w->be.errstr);
             return -1;
         }
@@ -151,6 +153,15 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
     unsigned to_cpu = 0;
     if (load_models(w, &to_cpu, err, errlen) != 0) return -1;
+    w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
+                               .n_models = w->n_models, .max_result_bytes = w->cfg.max_result_bytes};
+    if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) return -1;
+    for (int op = 0; op < GPUQ_OP_COUNT; op++)
+        if ((to_cpu & 1u << op) && gpuq_ops_to_cpu(&w->ops, (enum gpuq_op)op) != 0) {
+            snprintf(err, errlen, "%s on the CPU backend: %s", gpuq_op_name((enum gpuq_op)op), w->cpu.errstr);
+            return -1;
+        }
+    /* buffers are sized for the ops the device kept */
     int rc = w->be.iface->reserve ? w->be.iface->reserve(&w->be, (int)w->cfg.max_batch) : 0;
     if (rc == GPUQ_BE_NOMEM) {
         log_warn("%s backend: no room to size buffers for --max-batch %lld (%s): batches that do "
@@ -161,14 +172,6 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
                  w->be.iface->name, (long long)w->cfg.max_batch, w->be.errstr);
         return -1;
     }
-    w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
-                               .n_models = w->n_models, .max_result_bytes = w->cfg.max_result_bytes};
-    if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) return -1;
-    for (int op = 0; op < GPUQ_OP_COUNT; op++)
-        if ((to_cpu & 1u << op) && gpuq_ops_to_cpu(&w->ops, (enum gpuq_op)op) != 0) {
-            snprintf(err, errlen, "%s on the CPU backend: %s", gpuq_op_name((enum gpuq_op)op), w->cpu.errstr);
-            return -1;
-        }
     /* every job brings at least one row, so rows bound the jobs held */
     w->n_slots = (int)(w->cfg.max_inflight + w->cfg.max_batch);
     w->slots = calloc((size_t)w->n_slots, sizeof(*w->slots));

@@ -8,7 +8,7 @@ import unittest
 import msgpack
 import numpy as np
 
-from harness import WorkerTest, free_port, from_tensor, make_mlp, tensor
+from harness import BACKEND, WorkerTest, free_port, from_tensor, make_mlp, tensor
 from test_metrics import get, metric, parse
 
 
@@ -129,7 +129,7 @@ class DeviceFaults(WorkerTest):
         (w1, b1), (w2, b2) = layers
         np.testing.assert_allclose(from_tensor(res["outputs"]["y"]),
                                    np.maximum(x @ w1.T + b1, 0) @ w2.T + b2, rtol=1e-5, atol=1e-5)
-        self.assertIn("--model m: not on the cpu backend (out of memory for the model", w.output())
+        self.assertIn(f"--model m: not on the {BACKEND} backend (out of memory for the model", w.output())
         self.assertIn("ops on the CPU backend: mlp", w.output())
 
 

@@ -123,7 +123,7 @@ class RealModel(EmbedTest):
 
 
 # The cosine of every corpus text's embedding to the f32 reference, at least
-# (docs/protocol.md, "Precision"; measured: bf16 min 0.99995, f16 min 0.9999993).
+# (docs/protocol.md, "Ops"; measured: bf16 min 0.99995, f16 min 0.9999993).
 BOUND = {"bf16": 0.9999, "f16": 0.999995}
 
 
@@ -167,7 +167,7 @@ class TinyModel(EmbedTest):
     def setUp(self):
         super().setUp()
         self.folder = self.path("tiny")
-        subprocess.run([os.path.join(ROOT, "scripts", "make-model"), "--bert", self.folder,
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make-model"), "--bert", self.folder,
                         "--pooling", "mean", "--normalize"], check=True)
         self.ref = bert_ref.Bert(self.folder)
         self.tok = BertWordPieceTokenizer(os.path.join(self.folder, "vocab.txt"), lowercase=True)
