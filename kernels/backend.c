@@ -3,23 +3,12 @@
 
 #include <dlfcn.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "kernels/cuda_module.h"
-
-float gpuq_act_apply(enum gpuq_act act, float x) {
-    switch (act) {
-    case GPUQ_ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case GPUQ_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case GPUQ_ACT_SILU: return x / (1.0f + expf(-x));
-    case GPUQ_ACT_TANH: return tanhf(x);
-    default: return x;
-    }
-}
 
 static const char *precisions[] = {"f32", "bf16", "f16"};
 

@@ -13,6 +13,7 @@
 #ifndef GPUQ_BACKEND_H
 #define GPUQ_BACKEND_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -125,8 +126,23 @@ int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, siz
 const char *gpuq_precision_name(enum gpuq_precision p);
 int gpuq_precision_from_name(const char *s);
 
-/* Scalar activation, the reference both backends follow. */
-float gpuq_act_apply(enum gpuq_act act, float x);
+#ifdef __CUDACC__
+#define GPUQ_HOST_DEVICE __host__ __device__
+#else
+#define GPUQ_HOST_DEVICE
+#endif
+
+/* Scalar activation (GELU exact, with erf), the one both backends' kernels
+ * call: mlp's between layers, the encoder's feed-forward. */
+static inline GPUQ_HOST_DEVICE float gpuq_act_apply(enum gpuq_act act, float x) {
+    switch (act) {
+    case GPUQ_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    case GPUQ_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case GPUQ_ACT_SILU: return x / (1.0f + expf(-x));
+    case GPUQ_ACT_TANH: return tanhf(x);
+    default: return x;
+    }
+}
 
 #ifdef __cplusplus
 }

@@ -109,7 +109,7 @@ void gpuq_bert_forward(const struct gpuq_bert *m, const struct gpuq_bert_batch *
         add_layernorm(x, qkv, t, h, ly->ln1_g, ly->ln1_b, m->ln_eps);
         dense(gpuq_cpu_round_rows(p, x, th, ctx), t, h, ly->ffn_w1, ly->ffn_b1, m->intermediate, inter);
         for (size_t i = 0; i < ti; i++)
-            inter[i] = 0.5f * inter[i] * (1.0f + erff(inter[i] * 0.70710678118654752f));
+            inter[i] = gpuq_act_apply(GPUQ_ACT_GELU, inter[i]);
         dense(gpuq_cpu_round_rows(p, inter, ti, inter), t, m->intermediate, ly->ffn_w2, ly->ffn_b2, h, qkv);
         add_layernorm(x, qkv, t, h, ly->ln2_g, ly->ln2_b, m->ln_eps);
     }

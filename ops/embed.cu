@@ -158,7 +158,7 @@ __global__ static void bias_gelu_kernel(const float *y, void *dst, int prec, con
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     for (; i < n; i += (long long)gridDim.x * blockDim.x) {
         float v = y[i] + bias[i % cols];
-        put(dst, (size_t)i, prec, 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));
+        put(dst, (size_t)i, prec, gpuq_act_apply(GPUQ_ACT_GELU, v));
     }
 }
 

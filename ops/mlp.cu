@@ -9,16 +9,6 @@
 #include "kernels/cuda_int.h"
 #include "ops/mlp.h"
 
-__device__ static float act_apply(int act, float x) {
-    switch (act) {
-    case GPUQ_ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case GPUQ_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case GPUQ_ACT_SILU: return x / (1.0f + expf(-x));
-    case GPUQ_ACT_TANH: return tanhf(x);
-    default: return x;
-    }
-}
-
 /* y = act(y + bias) over [rows, cols]; with next, the result goes there
  * instead, converted for the next layer's GEMM. */
 template <typename T>
@@ -27,7 +17,7 @@ __global__ static void bias_act_kernel(float *y, T *next, const float *bias, lon
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long stride = (long long)gridDim.x * blockDim.x;
     for (; i < n; i += stride) {
-        float v = act_apply(act, y[i] + bias[i % cols]);
+        float v = gpuq_act_apply((enum gpuq_act)act, y[i] + bias[i % cols]);
         if (next) store(&next[i], v);
         else y[i] = v;
     }
