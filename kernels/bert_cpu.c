@@ -26,12 +26,7 @@ static void add_layernorm(float *x, const float *add, int t, int h, const float 
         float *v = x + (size_t)r * h;
         if (add)
             for (int j = 0; j < h; j++) v[j] += add[(size_t)r * h + j];
-        double mean = 0, var = 0;
-        for (int j = 0; j < h; j++) mean += v[j];
-        mean /= h;
-        for (int j = 0; j < h; j++) var += (v[j] - mean) * (v[j] - mean);
-        float inv = (float)(1.0 / sqrt(var / h + eps));
-        for (int j = 0; j < h; j++) v[j] = (float)(v[j] - mean) * inv * g[j] + b[j];
+        gpuq_cpu_layernorm_row(v, v, h, g, b, eps);
     }
 }
 

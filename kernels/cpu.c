@@ -33,6 +33,15 @@ const float *gpuq_cpu_round_rows(enum gpuq_precision p, const float *in, size_t 
     return dst;
 }
 
+void gpuq_cpu_layernorm_row(const float *in, float *out, int n, const float *g, const float *b, float eps) {
+    double mean = 0, var = 0;
+    for (int j = 0; j < n; j++) mean += in[j];
+    mean /= n;
+    for (int j = 0; j < n; j++) var += (in[j] - mean) * (in[j] - mean);
+    float inv = (float)(1.0 / sqrt(var / n + eps));
+    for (int j = 0; j < n; j++) out[j] = (float)(in[j] - mean) * inv * g[j] + b[j];
+}
+
 /* Rounds n weights in place to p: 0, or -1 when one is beyond p's range. */
 static int round_weights(enum gpuq_precision p, float *w, size_t n) {
     for (size_t i = 0; i < n; i++)

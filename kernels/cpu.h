@@ -18,4 +18,8 @@ float gpuq_cpu_round(enum gpuq_precision p, float x);
  * be in) holding them. The sums stay f32. */
 const float *gpuq_cpu_round_rows(enum gpuq_precision p, const float *in, size_t n, float *dst);
 
+/* out = LayerNorm(in) over n values, mean and variance in double; out may
+ * be in. The layernorm op's kernel and the encoder's. */
+void gpuq_cpu_layernorm_row(const float *in, float *out, int n, const float *g, const float *b, float eps);
+
 #endif

@@ -174,6 +174,33 @@ template <typename T> __device__ static inline T block_reduce(T v, int is_max) {
     __syncthreads();
     return part[0];
 }
+
+/* Element i of a GEMM's input: f32, or rounded to bf16 or f16. */
+__device__ static inline void put(void *dst, size_t i, int prec, float v) {
+    if (prec == GPUQ_PREC_BF16) ((__nv_bfloat16 *)dst)[i] = __float2bfloat16_rn(v);
+    else if (prec == GPUQ_PREC_F16) ((__half *)dst)[i] = __float2half_rn(v);
+    else ((float *)dst)[i] = v;
+}
+
+/* out = LayerNorm(in) over h values, one block per row, mean and variance
+ * in double as on the CPU (in f32 they drift by 1e-4 of the spread where
+ * |mean| is 1e3 times it); out may be in. A thread reads only the columns
+ * it writes (j = threadIdx.x + k * blockDim.x). The row also goes to low (at
+ * element at), rounded to prec, when low is not NULL. */
+__device__ static inline void layernorm_row(const float *in, float *out, int h, const float *g, const float *b,
+                                            float eps, void *low, size_t at, int prec) {
+    double mean = 0.0, var = 0.0;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) mean += in[j];
+    mean = block_reduce(mean, 0) / h;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) var += (in[j] - mean) * (in[j] - mean);
+    var = block_reduce(var, 0) / h;
+    float inv = (float)(1.0 / sqrt(var + eps));
+    for (int j = threadIdx.x; j < h; j += blockDim.x) {
+        float v = (float)(in[j] - mean) * inv * g[j] + b[j];
+        out[j] = v;
+        if (low) put(low, at + j, prec, v);
+    }
+}
 #endif
 
 #endif

@@ -97,37 +97,12 @@ int cuda_bert_load(struct gpuq_backend *be, struct gpuq_model *m) {
 
 /* ---- kernels ---- */
 
-/* Element i of a GEMM's input: f32, or rounded to bf16 or f16. */
-__device__ static inline void put(void *dst, size_t i, int prec, float v) {
-    if (prec == GPUQ_PREC_BF16) ((__nv_bfloat16 *)dst)[i] = __float2bfloat16_rn(v);
-    else if (prec == GPUQ_PREC_F16) ((__half *)dst)[i] = __float2half_rn(v);
-    else ((float *)dst)[i] = v;
-}
-
-/* LayerNorm of one row in place, one block per row, each thread on the
- * columns j = threadIdx.x + k * blockDim.x (as the caller wrote them);
- * the row also goes to low (at element at), rounded, when not NULL. */
-__device__ static void layernorm_row(float *row, int h, const float *g, const float *b, float eps,
-                                     void *low, size_t at, int prec) {
-    double mean = 0.0, var = 0.0;
-    for (int j = threadIdx.x; j < h; j += blockDim.x) mean += row[j];
-    mean = block_reduce(mean, 0) / h;
-    for (int j = threadIdx.x; j < h; j += blockDim.x) var += (row[j] - mean) * (row[j] - mean);
-    var = block_reduce(var, 0) / h;
-    float inv = (float)(1.0 / sqrt(var + eps));
-    for (int j = threadIdx.x; j < h; j += blockDim.x) {
-        float v = (float)(row[j] - mean) * inv * g[j] + b[j];
-        row[j] = v;
-        if (low) put(low, at + j, prec, v);
-    }
-}
-
-/* x[t] = LayerNorm(word[id] + pos[position in its sequence] + type), one
- * block per token; off [n_seq + 1] holds the sequences' first tokens. */
 struct emb_tables {
     const float *e[N_E];
 };
 
+/* x[t] = LayerNorm(word[id] + pos[position in its sequence] + type), one
+ * block per token; off [n_seq + 1] holds the sequences' first tokens. */
 __global__ static void embed_kernel(const int *ids, const int *off, int n_seq, struct emb_tables et, float eps,
                                     int h, float *x, void *low, int prec) {
     const float *const *e = et.e;
@@ -140,7 +115,7 @@ __global__ static void embed_kernel(const int *ids, const int *off, int n_seq, s
     const float *w = e[E_WORD] + (size_t)ids[t] * h, *pe = e[E_POS] + (size_t)(t - off[lo]) * h;
     float *row = x + (size_t)t * h;
     for (int j = threadIdx.x; j < h; j += blockDim.x) row[j] = w[j] + pe[j] + e[E_TYPE][j];
-    layernorm_row(row, h, e[E_LN_G], e[E_LN_B], eps, low, (size_t)t * h, prec);
+    layernorm_row(row, row, h, e[E_LN_G], e[E_LN_B], eps, low, (size_t)t * h, prec);
 }
 
 /* x[t] = LayerNorm(x[t] + (y[t] + bias)): the residual after a projection. */
@@ -149,7 +124,7 @@ __global__ static void add_ln_kernel(float *x, const float *y, const float *bias
     size_t at = (size_t)blockIdx.x * h;
     float *row = x + at;
     for (int j = threadIdx.x; j < h; j += blockDim.x) row[j] += y[at + j] + bias[j];
-    layernorm_row(row, h, g, b, eps, low, at, prec);
+    layernorm_row(row, row, h, g, b, eps, low, at, prec);
 }
 
 /* dst = GELU(y + bias) (erf), over [rows, cols]; dst may be y. */

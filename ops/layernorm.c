@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu.h"
 #include "ops/layernorm.h"
 #include "ops/op.h"
 #include "ops/twin.h"
@@ -88,13 +89,7 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
         float *out = ln->y + (size_t)r * cols;
         int set = ln->row_set[r];
         const float *g = ln->gamma + (size_t)set * cols, *b = ln->beta + (size_t)set * cols;
-        double mean = 0, var = 0;
-        for (int j = 0; j < cols; j++) mean += in[j];
-        mean /= cols;
-        for (int j = 0; j < cols; j++) var += (in[j] - mean) * (in[j] - mean);
-        var /= cols;
-        float inv = (float)(1.0 / sqrt(var + ln->eps[set]));
-        for (int j = 0; j < cols; j++) out[j] = (float)(in[j] - mean) * inv * g[j] + b[j];
+        gpuq_cpu_layernorm_row(in, out, cols, g, b, ln->eps[set]);
     }
     return 0;
 }
