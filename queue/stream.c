@@ -233,7 +233,7 @@ static long long info_field(const char *info, const char *name) {
     return p && p[strlen(name)] == ':' ? strtoll(p + strlen(name) + 1, NULL, 10) : -1;
 }
 
-int gpuq_stream_writable(struct gpuq_stream *s) {
+int gpuq_stream_writable(struct gpuq_stream *s, size_t need) {
     const char *mem[] = {"INFO", "memory"}, *repl[] = {"INFO", "replication"};
     if (!s->rc) return -1;
     redisReply *m = command(s, 2, mem, NULL);
@@ -242,7 +242,8 @@ int gpuq_stream_writable(struct gpuq_stream *s) {
     int ok = -1;
     if (r && m->type == REDIS_REPLY_STRING && r->type == REDIS_REPLY_STRING) {
         long long used = info_field(m->str, "used_memory"), max = info_field(m->str, "maxmemory");
-        ok = strstr(r->str, "role:master") && (max <= 0 || (used >= 0 && used < max));
+        /* the transaction's commands are held in Redis before they apply */
+        ok = strstr(r->str, "role:master") && (max <= 0 || (used >= 0 && used + 2 * (long long)need < max));
     }
     freeReplyObject(m);
     if (r) freeReplyObject(r);
@@ -416,6 +417,31 @@ static int read_group(struct gpuq_stream *s, char **keys, const char *group, int
         return -1;
     }
     return got;
+}
+
+int gpuq_stream_undeliver(struct gpuq_stream *s, struct gpuq_entry *e, int n) {
+    /* one XCLAIM per run of entries of one queue with the same count */
+    for (int i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && j - i < 64 && e[j].queue == e[i].queue &&
+                        e[j].deliveries == e[i].deliveries; j++) {}
+        if (e[i].deliveries <= 1) continue;
+        const char *argv[64 + 8];
+        char cnt[24];
+        int argc = 0;
+        snprintf(cnt, sizeof(cnt), "%lld", (long long)e[i].deliveries - 1);
+        argv[argc++] = "XCLAIM";
+        argv[argc++] = s->jobs_keys[e[i].queue];
+        argv[argc++] = GPUQ_GROUP;
+        argv[argc++] = s->consumer;
+        argv[argc++] = "0";
+        for (int k = i; k < j; k++) argv[argc++] = e[k].id.ptr;
+        argv[argc++] = "RETRYCOUNT";
+        argv[argc++] = cnt;
+        argv[argc++] = "JUSTID";
+        if (gpuq_stream_use(s, e[i].queue) != 0 || simple(s, argc, argv, NULL, NULL) != 0) return -1;
+        for (int k = i; k < j; k++) e[k].deliveries--;
+    }
+    return 0;
 }
 
 int gpuq_stream_prefetch(struct gpuq_stream *s, int q, int count) {

@@ -114,6 +114,14 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms);
 int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
                      const char *from, struct gpuq_entry *out, int cap, redisReply **reply);
 
+/* Entries this consumer read again from its own pending list that it had
+ * read before in this same life (a reconnect, not a restart): that read
+ * was no delivery to another worker, so each count is set back by one
+ * (XCLAIM ... RETRYCOUNT JUSTID), in Redis and in e[i].deliveries, and
+ * --max-attempts keeps counting only workers that died. Returns 0, or -1
+ * with errstr. */
+int gpuq_stream_undeliver(struct gpuq_stream *s, struct gpuq_entry *e, int n);
+
 /* A read of new entries from queue q sent behind a sent transaction, so
  * Redis answers it while the caller computes; gpuq_stream_prefetched takes
  * its reply, right after gpuq_stream_wait and before any other command. */
@@ -216,9 +224,10 @@ int gpuq_stream_read_span(const struct gpuq_stream *s, int first);
 /* Forgets refused[], once the caller has reported it. */
 void gpuq_stream_refused_clear(struct gpuq_stream *s);
 
-/* Whether Redis looks able to take writes again (INFO: used memory below
- * maxmemory, and a master): 1 yes, 0 no, -1 cannot tell. */
-int gpuq_stream_writable(struct gpuq_stream *s);
+/* Whether Redis looks able to take writes of about need bytes again (INFO:
+ * used memory plus twice need below maxmemory, and a master): 1 yes, 0 no,
+ * -1 cannot tell. */
+int gpuq_stream_writable(struct gpuq_stream *s, size_t need);
 
 /* Whether key is one of the served queues' own keys (jobs, dead and webhook
  * streams, result keys), which a job may not name as its reply_to. */

@@ -62,6 +62,7 @@ static void drop_task(struct worker *w, struct gpuq_task *t) {
 static void dead_letter(struct worker *w, struct gpuq_task *t, enum gpuq_err code, const char *why) {
     memset(&t->job, 0, sizeof(t->job));
     msgpack_unpacked_init(&t->job.msg);
+    t->job.op = -1;     /* not decoded: its log lines name no op */
     t->decoded = GPUQ_DECODE_UNDECODABLE;
     gpuq_job_fail(&t->job, code, "%s", why);
     w->done[w->n_done++] = t;
@@ -132,6 +133,10 @@ static void take(struct worker *w, int got, redisReply *reply) {
         return;     /* they stay pending for us; read again after a reconnect */
     }
     *h = (struct held){reply, got};
+    if (got > w->n_free) {     /* every read asks for no more than the free slots */
+        log_error("read %d entries with %d task slots free: a bug", got, w->n_free);
+        abort();
+    }
     for (int i = 0; i < got; i++) {
         struct gpuq_task *t = w->free_slots[--w->n_free];
         t->entry = w->entries[i];
@@ -145,15 +150,45 @@ static int fetch_count(struct worker *w, int count) {
     return count > w->cfg.max_batch ? (int)w->cfg.max_batch : count;
 }
 
+/* Orders two stream entry ids ("ms-seq"). */
+static int id_cmp(const char *a, const char *b) {
+    char *end;
+    unsigned long long ma = strtoull(a, &end, 10), sa = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
+    unsigned long long mb = strtoull(b, &end, 10), sb = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
+    return ma != mb ? (ma < mb ? -1 : 1) : sa != sb ? (sa < sb ? -1 : 1) : 0;
+}
+
+/* Of got entries read again from our own pending list of one queue, how
+ * many this life had read before (a reconnect's re-reads; the rest are
+ * left from an earlier life under the same name); then marks them all read. */
+static int seen_before(struct worker *w, int got) {
+    const struct gpuq_entry *e = w->entries;
+    int q = e[0].queue, seen = 0;
+    if (w->seen_all || q < w->seen_queue) return got;
+    if (q == w->seen_queue)
+        while (seen < got && w->seen_from[0] && id_cmp(e[seen].id.ptr, w->seen_from) <= 0) seen++;
+    if (q > w->seen_queue || id_cmp(e[got - 1].id.ptr, w->seen_from) > 0 || !w->seen_from[0]) {
+        w->seen_queue = q;
+        snprintf(w->seen_from, sizeof(w->seen_from), "%s", e[got - 1].id.ptr);
+    }
+    return seen;
+}
+
 /* One XREADGROUP; each entry becomes a task. Returns the count, -1 when Redis failed. */
 static int read_into(struct worker *w, int first, int n, int count, int block_ms, const char *from) {
     redisReply *reply = NULL;
     if ((count = fetch_count(w, count)) <= 0) return 0;
     int got = gpuq_stream_read(&w->st, first, n, count, block_ms, from, w->entries, count, &reply);
     if (got <= 0) return got;
-    if (from[0] != '>')
+    if (from[0] != '>') {
+        int seen = seen_before(w, got);
+        if (seen > 0 && gpuq_stream_undeliver(&w->st, w->entries, seen) != 0) {
+            freeReplyObject(reply);
+            return -1;
+        }
         snprintf(w->pending_from, sizeof(w->pending_from), "%.*s", (int)w->entries[got - 1].id.len,
                  w->entries[got - 1].id.ptr);
+    }
     take(w, got, reply);
     return got;
 }
@@ -204,7 +239,10 @@ static int fetch(struct worker *w, int claim_now) {
         if ((got = read_into(w, w->pending_queue, 1, (int)room, -1, w->pending_from)) < 0) return -1;
         total += got;
         if (got > 0) continue;
-        if (++w->pending_queue == w->st.n_queues) w->pending_queue = -1;
+        if (++w->pending_queue == w->st.n_queues) {
+            w->pending_queue = -1;
+            w->seen_all = 1;    /* from now on, only a reconnect reads them again */
+        }
         snprintf(w->pending_from, sizeof(w->pending_from), "0");
     }
     for (int q = 0; q < w->st.n_queues; q++) {
@@ -403,7 +441,9 @@ static int prefetch_send(struct worker *w) {
     int64_t room = gpuq_sched_room(&w->sched);
     for (int i = 0; i < w->n_sending; i++)
         if (w->sending[i]->admitted) room += w->sending[i]->rows;
-    int64_t count = w->n_free + w->n_sending;
+    /* only the free slots: if Redis refuses the transaction, its tasks stay
+     * held, and the entries read behind it must still find a slot each */
+    int64_t count = w->n_free;
     if (count > room) count = room;
     if (count > w->cfg.max_batch) count = w->cfg.max_batch;
     if (count <= 0) return 0;
@@ -583,6 +623,7 @@ static void back_off(struct worker *w, const char *what) {
     w->refused_until_us = gpuq_now_us() + w->refused_ms * 1000;
     /* out of memory or a read-only replica: looking whether that passed is cheap */
     w->refused_probe = !strncmp(w->st.errstr, "OOM", 3) || !strncmp(w->st.errstr, "READONLY", 8);
+    w->refused_bytes = w->st.tx_bytes;
     log_warn("redis refused %s (%s); nothing acked, trying again in %lld ms", what, w->st.errstr,
              (long long)w->refused_ms);
 }
@@ -629,7 +670,7 @@ static void refused_wait(struct worker *w) {
     while (!stop_requested && gpuq_now_us() < w->refused_until_us) {
         int64_t left = w->refused_until_us - gpuq_now_us();
         sleep_us(left < 250000 ? left : 250000);
-        if (w->refused_probe && gpuq_stream_writable(&w->st) == 1) w->refused_until_us = 0;
+        if (w->refused_probe && gpuq_stream_writable(&w->st, w->refused_bytes) == 1) w->refused_until_us = 0;
     }
 }
 

@@ -46,6 +46,9 @@ struct worker {
     msgpack_sbuffer sb;
     int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
     char pending_from[64];
+    int seen_all;               /* this life has read all its pending entries once */
+    int seen_queue;             /* else it has read those before seen_from on this queue */
+    char seen_from[64];         /* (and all of the queues before it) */
     int64_t last_claim_us;
     int hooks_written;          /* this worker recorded deliveries: read them */
     int hooks_more;             /* the last read of deliveries filled its count */
@@ -54,6 +57,7 @@ struct worker {
     int64_t refused_ms;         /* Redis refuses writes: the backoff, 0 when it takes them */
     int64_t refused_until_us;   /* no publishing before this */
     int refused_probe;          /* the refusal is one gpuq_stream_writable sees pass */
+    size_t refused_bytes;       /* the size of the refused transaction's values */
     uint64_t n_ok, n_failed, n_dead, n_batches, n_delivered, n_hooks_failed, n_push_failed;
 };
 
