@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void gpuq_stream_set_error(struct gpuq_stream *s, int type, const char *str) {
     s->err = type;
@@ -67,8 +68,10 @@ int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, co
     s->hook_keys = calloc((size_t)n_queues, sizeof(char *));
     s->result_prefixes = calloc((size_t)n_queues, sizeof(char *));
     s->slots = calloc((size_t)n_queues, sizeof(int));
+    s->down_until_us = calloc((size_t)n_queues, sizeof(int64_t));
+    s->down_ms = calloc((size_t)n_queues, sizeof(int64_t));
     if (!s->queues || !s->jobs_keys || !s->dead_keys || !s->hook_keys || !s->result_prefixes ||
-        !s->slots)
+        !s->slots || !s->down_until_us || !s->down_ms)
         goto oom;
     s->n_queues = n_queues;
     s->max_value = 512 << 20;   /* Redis's default, until connect reads the real one */
@@ -104,6 +107,8 @@ void gpuq_stream_free(struct gpuq_stream *s) {
     free(s->hook_keys);
     free(s->result_prefixes);
     free(s->slots);
+    free(s->down_until_us);
+    free(s->down_ms);
     free(s->queues);
     free(s->jobs_keys);
     free(s->dead_keys);
@@ -149,21 +154,51 @@ static int simple(struct gpuq_stream *s, int argc, const char **argv, const char
     return result;
 }
 
-/* Creates the groups, reads proto-max-bulk-len. */
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int gpuq_stream_down(const struct gpuq_stream *s, int q) { return s->down_until_us[q] != 0; }
+
+/* Creates queue q's groups. */
+static int connect_queue(struct gpuq_stream *s, int q) {
+    if (gpuq_stream_use(s, q) != 0) return -1;
+    /* replies to a BLOCK read come within a second; 30 s means Redis is gone */
+    struct timeval rtv = {30, 0};
+    redisSetTimeout(s->rc, rtv);
+    redisEnableKeepAlive(s->rc);
+    const char *argv[] = {"XGROUP", "CREATE", s->jobs_keys[q], GPUQ_GROUP, "0", "MKSTREAM"};
+    const char *hooks[] = {"XGROUP", "CREATE", s->hook_keys[q], GPUQ_HOOK_GROUP, "0", "MKSTREAM"};
+    /* out of memory, Redis refuses even a group that exists: go on, and
+     * recreate it if a read says NOGROUP */
+    return simple(s, 6, argv, "BUSYGROUP", "OOM") != 0 || simple(s, 6, hooks, "BUSYGROUP", "OOM") != 0
+           ? -1 : 0;
+}
+
+static void mark_down(struct gpuq_stream *s, int q) {
+    int64_t ms = s->down_ms[q];
+    s->down_ms[q] = ms = ms ? (ms * 2 > 5000 ? 5000 : ms * 2) : 100;
+    s->down_until_us[q] = now_us() + ms * 1000;
+}
+
+/* Creates the groups, reads proto-max-bulk-len. On a cluster a queue whose
+ * master does not answer is marked down, and the others are served. */
 static int connect_queues(struct gpuq_stream *s) {
+    int up = -1;
     for (int i = 0; i < s->n_queues; i++) {
-        if (gpuq_stream_use(s, i) != 0) return -1;
-        /* replies to a BLOCK read come within a second; 30 s means Redis is gone */
-        struct timeval rtv = {30, 0};
-        redisSetTimeout(s->rc, rtv);
-        redisEnableKeepAlive(s->rc);
-        const char *argv[] = {"XGROUP", "CREATE", s->jobs_keys[i], GPUQ_GROUP, "0", "MKSTREAM"};
-        const char *hooks[] = {"XGROUP", "CREATE", s->hook_keys[i], GPUQ_HOOK_GROUP, "0", "MKSTREAM"};
-        /* out of memory, Redis refuses even a group that exists: go on, and
-         * recreate it if a read says NOGROUP */
-        if (simple(s, 6, argv, "BUSYGROUP", "OOM") != 0 || simple(s, 6, hooks, "BUSYGROUP", "OOM") != 0)
+        if (s->down_until_us[i] > now_us()) continue;   /* not due: not waited on again */
+        if (connect_queue(s, i) == 0) {
+            s->down_until_us[i] = s->down_ms[i] = 0;
+            up = i;
+        } else if (s->cl) {
+            mark_down(s, i);
+        } else {
             return -1;
+        }
     }
+    if (up < 0 || gpuq_stream_use(s, up) != 0) return 0;     /* all down: revived later */
     /* a value larger than this makes Redis drop the connection, not answer
      * an error: results are held to it (CONFIG may be denied: keep the default) */
     const char *cfg[] = {"CONFIG", "GET", "proto-max-bulk-len"};
@@ -216,6 +251,25 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
     return connect_queues(s);
 }
 
+int gpuq_stream_revive(struct gpuq_stream *s) {
+    int revived = 0, refreshed = 0;
+    if (!s->cl) return 0;
+    for (int q = 0; q < s->n_queues; q++) {
+        if (!s->down_until_us[q] || s->down_until_us[q] > now_us()) continue;
+        if (!refreshed++ && gpuq_cluster_refresh(s->cl) != 0) {   /* a failover moves slots */
+            mark_down(s, q);
+            continue;
+        }
+        if (connect_queue(s, q) != 0) {
+            mark_down(s, q);
+            continue;
+        }
+        s->down_until_us[q] = s->down_ms[q] = 0;
+        revived++;
+    }
+    return revived;
+}
+
 int gpuq_stream_owns_key(const struct gpuq_stream *s, struct gpuq_str key) {
     for (int i = 0; i < s->n_queues; i++) {
         const char *exact[] = {s->jobs_keys[i], s->dead_keys[i], s->hook_keys[i]};
@@ -254,7 +308,7 @@ int gpuq_stream_leave(struct gpuq_stream *s) {
     int left = 0;
     if (!s->rc) return -1;
     for (int i = 0; i < s->n_queues; i++)
-        for (int hooks = 0; hooks < 2 && gpuq_stream_use(s, i) == 0; hooks++) {
+        for (int hooks = 0; hooks < 2 && !s->down_until_us[i] && gpuq_stream_use(s, i) == 0; hooks++) {
             const char *key = hooks ? s->hook_keys[i] : s->jobs_keys[i];
             const char *group = hooks ? GPUQ_HOOK_GROUP : GPUQ_GROUP;
             const char *xp[] = {"XPENDING", key, group, "-", "+", "1", s->consumer};
@@ -404,6 +458,7 @@ static int read_group(struct gpuq_stream *s, char **keys, const char *group, int
     const char *argv[8 + 2 * 16];
     char count_s[24], block_s[24];
     *reply = NULL;
+    if (s->down_until_us[first]) return 0;
     if ((!s->rc && gpuq_stream_connect(s, 2000) != 0) || gpuq_stream_use(s, first) != 0) return -1;
     snprintf(count_s, sizeof(count_s), "%d", count);
     snprintf(block_s, sizeof(block_s), "%d", block_ms);
@@ -504,6 +559,7 @@ int gpuq_stream_claim(struct gpuq_stream *s, enum gpuq_stream_kind kind, int q,
     const char *group = kind == GPUQ_STREAM_JOBS ? GPUQ_GROUP : GPUQ_HOOK_GROUP;
     char idle[24], cnt[24];
     *reply = NULL;
+    if (s->down_until_us[q]) return 0;
     if ((!s->rc && gpuq_stream_connect(s, 2000) != 0) || gpuq_stream_use(s, q) != 0) return -1;
     snprintf(idle, sizeof(idle), "%lld", (long long)min_idle_ms);
     snprintf(cnt, sizeof(cnt), "%d", count);
@@ -572,6 +628,7 @@ static redisReply *claim_own(struct gpuq_stream *s, int q, const char *const *id
 }
 
 int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n) {
+    if (s->down_until_us[q]) return 0;
     redisReply *r = claim_own(s, q, ids, n, 1);
     if (!r) return -1;
     freeReplyObject(r);
@@ -580,6 +637,8 @@ int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids
 
 int gpuq_stream_load_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n,
                            struct gpuq_entry *out, int cap, redisReply **reply) {
+    *reply = NULL;
+    if (s->down_until_us[q]) return 0;
     redisReply *r = claim_own(s, q, ids, n, 0);
     *reply = r;
     return r ? take_entries(s, q, r, out, cap) : -1;
@@ -587,6 +646,8 @@ int gpuq_stream_load_hooks(struct gpuq_stream *s, int q, const char *const *ids,
 
 int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int64_t *pending) {
     const char *argv[] = {"XINFO", "GROUPS", s->jobs_keys[q]};
+    *backlog = *pending = -1;
+    if (s->down_until_us[q]) return 0;
     if (!s->rc || gpuq_stream_use(s, q) != 0) return -1;
     redisReply *r = command(s, 3, argv, NULL);
     if (!r) return -1;

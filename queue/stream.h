@@ -60,6 +60,9 @@ struct gpuq_stream {
                                  * rc is then the connection of the queue last used */
     int slot;               /* on a cluster: the slot of the queue last used */
     int *slots;             /* per queue: its hash slot */
+    int64_t *down_until_us; /* on a cluster, per queue: its master did not answer; tried
+                             * again from then (0: served) */
+    int64_t *down_ms;       /* the backoff doubling from 100 ms to 5 s */
     int tx_queue;           /* the queue of the open transaction's first write, or -1 */
     /* the open transaction */
     char *txbuf;            /* its commands, formatted, sent behind MULTI */
@@ -105,6 +108,15 @@ void gpuq_stream_free(struct gpuq_stream *s);
  * it reads the slot map first and speaks to each queue's master. Returns
  * 0 or -1 with errstr. */
 int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms);
+
+/* On a cluster, a queue whose master does not answer is down: reads of it
+ * find nothing while the others are served, and gpuq_stream_revive tries it
+ * again with backoff. A single Redis is never partly down: it is all lost. */
+int gpuq_stream_down(const struct gpuq_stream *s, int q);
+
+/* Tries the down queues that are due (the slot map read again, the groups
+ * made); returns how many are served again. */
+int gpuq_stream_revive(struct gpuq_stream *s);
 
 /* XREADGROUP from queues [first, first+n): from ">" reads new entries; from
  * an id reads this consumer's own pending entries after that id ("0": all).

@@ -188,6 +188,7 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     if (gpuq_stream_init(&w->st, &url, w->cfg.prefix, w->cfg.queues, w->cfg.n_queues,
                          w->cfg.consumer) != 0)
         return -1;
+    if (!(w->down_told = calloc((size_t)w->cfg.n_queues, 1))) return -1;
     if (gpuq_stream_connect(&w->st, 2000) != 0) {
         char where[300];
         snprintf(err, errlen, "cannot use Redis at %s: %s", gpuq_redis_url_where(&url, where, sizeof(where)),
@@ -205,6 +206,7 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     }
     msgpack_sbuffer_init(&w->sb);
     w->pending_queue = 0;   /* a restarted worker with a fixed --consumer finishes its own */
+    w->pending_end = w->cfg.n_queues;
     snprintf(w->pending_from, sizeof(w->pending_from), "0");
     log_summary(w, &url);
     /* injected faults are meant for the jobs */
@@ -228,6 +230,7 @@ void gpuq_worker_finish(struct worker *w) {
     gpuq_pool_free(&w->pool);
     free(w->slots);
     free(w->free_slots);
+    free(w->down_told);
     free(w->done);
     free(w->sending);
     free(w->entries);

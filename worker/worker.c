@@ -222,6 +222,35 @@ static int claim(struct worker *w) {
     return total;
 }
 
+/* Logs each queue whose master stopped or started answering (on a cluster). */
+static void tell_down(struct worker *w) {
+    for (int q = 0; q < w->st.n_queues; q++) {
+        int down = gpuq_stream_down(&w->st, q);
+        if (down == w->down_told[q]) continue;
+        w->down_told[q] = (unsigned char)down;
+        if (down)
+            log_warn("queue %s: its Redis Cluster master does not answer (%s); serving the other "
+                     "queues, and trying it again with backoff up to 5 s", w->st.queues[q], w->st.errstr);
+        else
+            log_info("queue %s: its master answers; served again", w->st.queues[q]);
+    }
+}
+
+/* Tries the queues whose master did not answer; one served again has its
+ * own pending entries read (none of them is held: nothing was read of it). */
+static void revive(struct worker *w) {
+    int first = -1;
+    if (gpuq_stream_revive(&w->st) <= 0) return tell_down(w);
+    for (int q = 0; q < w->st.n_queues && first < 0; q++)
+        if (w->down_told[q] && !gpuq_stream_down(&w->st, q)) first = q;
+    tell_down(w);
+    if (first >= 0 && w->pending_queue < 0) {   /* else the running scan reaches it */
+        w->pending_queue = first;
+        w->pending_end = first + 1;
+        snprintf(w->pending_from, sizeof(w->pending_from), "0");
+    }
+}
+
 /* Fetches what there is room for, so that priorities and deadlines order
  * everything the worker may hold: our own pending entries first (after a
  * start or a reconnect), then the queues strictly in order, each until it is
@@ -230,6 +259,7 @@ static int claim(struct worker *w) {
 static int fetch(struct worker *w, int claim_now) {
     int total = 0, got;
     if (stopping(w)) return 0;
+    revive(w);
     /* our own pending entries first; claiming before that would read what
      * it just claimed a second time (it is pending for us then, too) */
     if (claim_now && w->pending_queue < 0 && (total = claim(w)) < 0) return -1;
@@ -239,7 +269,7 @@ static int fetch(struct worker *w, int claim_now) {
         if ((got = read_into(w, w->pending_queue, 1, (int)room, -1, w->pending_from)) < 0) return -1;
         total += got;
         if (got > 0) continue;
-        if (++w->pending_queue == w->st.n_queues) {
+        if (++w->pending_queue >= w->pending_end) {
             w->pending_queue = -1;
             w->seen_all = 1;    /* from now on, only a reconnect reads them again */
         }
@@ -435,7 +465,7 @@ static int hooks_step(struct worker *w, int claim_now) {
  * there will be room for once it is applied: Redis answers both while the
  * next batch computes. Returns the count asked for (0: none), or -1. */
 static int prefetch_send(struct worker *w) {
-    if (w->n_sending == 0 || w->pending_queue >= 0 || stopping(w) ||
+    if (w->n_sending == 0 || w->pending_queue >= 0 || stopping(w) || gpuq_stream_down(&w->st, 0) ||
         !gpuq_stream_one_tx(&w->st, 0, w->sending[0]->entry.queue))
         return 0;
     int64_t room = gpuq_sched_room(&w->sched);
@@ -732,6 +762,7 @@ static void forget_all(struct worker *w) {
     gpuq_stream_refused_clear(&w->st);
     w->refused_ms = w->refused_until_us = 0;
     w->pending_queue = 0;
+    w->pending_end = w->st.n_queues;
     snprintf(w->pending_from, sizeof(w->pending_from), "0");
 }
 
@@ -746,6 +777,7 @@ static int reconnect(struct worker *w) {
         if (stop_requested) break;
         if (gpuq_stream_connect(&w->st, 2000) == 0) {
             log_info("redis: reconnected");
+            tell_down(w);
             gpuq_metrics_ready(w->metrics, 1);
             return 0;
         }
@@ -780,6 +812,7 @@ static int serving(const struct worker *w) {
 
 static void serve(struct worker *w) {
     int told_stopping = 0;
+    tell_down(w);
     while (serving(w)) {
         if (stopping(w) && !told_stopping) {    /* a Type=notify unit: the drain has begun */
             sd_notify(0, "STOPPING=1\nSTATUS=stopping: finishing the jobs held");

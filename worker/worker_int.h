@@ -46,6 +46,8 @@ struct worker {
     msgpack_sbuffer sb;
     int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
     char pending_from[64];
+    int pending_end;            /* ... up to this queue */
+    unsigned char *down_told;   /* per queue: its master's silence was logged */
     int seen_all;               /* this life has read all its pending entries once */
     int seen_queue;             /* else it has read those before seen_from on this queue */
     char seen_from[64];         /* (and all of the queues before it) */

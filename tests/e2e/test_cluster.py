@@ -335,6 +335,36 @@ class Failover(ClusterTest):
         self.assertEqual(w.stop(), 0)
 
 
+    def test_start_while_a_master_is_down(self):
+        """A master dies and the worker starts (its seed healthy) before the
+        cluster notices: it serves the queues it can and takes the dead one's
+        once a replica has taken over."""
+        q, others = self.queues[0], self.queues[1:]
+        slot = key_slot(jobs_key(q).encode())
+        master = self.cluster.master_of(slot)
+        ids = [f"{q}-{i}" for i in range(50)]
+        self.enqueue(q, ids, f"{PREFIX}:{{{q}}}:r")
+        self.assertEqual(master.client.execute_command("WAIT", 1, 10000), 1)
+        master.kill()
+        seed = next(n for n in self.cluster.alive() if n.client.execute_command("ROLE")[0] == b"master")
+        w = self.start_worker(seed)
+        self.assertIsNone(w.proc.poll(), w.output())
+        self.assertIn(f"queue {q}: its Redis Cluster master does not answer", w.output())
+        for o in others:
+            oids = [f"{o}-{i}" for i in range(50)]
+            self.enqueue(o, oids, f"{PREFIX}:{{{o}}}:r")
+            self.wait_answered(o, oids, w, timeout=20)
+        deadline = time.time() + 30
+        while self.cluster.master_of(slot).port == master.port:
+            self.assertLess(time.time(), deadline, "no replica took over")
+            time.sleep(0.1)
+        self.cluster.wait_ok()
+        self.c.close()
+        self.c = RedisCluster(host="127.0.0.1", port=seed.port)
+        self.wait_answered(q, ids, w)
+        self.assertIn(f"queue {q}: its master answers; served again", w.output())
+        self.assertEqual(w.stop(), 0)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 NODE_SCRIPT = """
 const { Gpuq, tensor } = require(process.env.GPUQ_JS);
