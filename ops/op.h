@@ -47,6 +47,7 @@ struct gpuq_task {
     } params;
     /* scheduling */
     int admitted;               /* in the scheduler: its rows count as in flight */
+    int64_t cost_us;            /* its compute time as the scheduler estimated it */
     int64_t deadline_ms;        /* 0: none */
     int64_t arrival_us;
     uint64_t seq;

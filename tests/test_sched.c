@@ -171,7 +171,36 @@ static void test_tokens(void) {
     gpuq_sched_free(&s);
 }
 
+/* With a drain bound, what is held is bounded by its measured compute
+ * time: a few rows before anything is measured, then the bound over the
+ * slowest pace; finished tasks owe nothing, released ones leave. */
+static void test_drain_bound(void) {
+    struct gpuq_sched s;
+    struct gpuq_piece p[16];
+    int64_t wait;
+    gpuq_sched_init(&s, 8, 16384, 0, 1000, 64);
+    gpuq_sched_set_drain(&s, 1000000);                  /* 1 s */
+    CHECK(gpuq_sched_room(&s) == 8);                    /* nothing measured: one batch */
+    for (int i = 0; i < 4; i++) gpuq_sched_add(&s, task(i, 1, &model_a, 0, 0, 0), 0);
+    CHECK(gpuq_sched_room(&s) == 4);
+    CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 2 + 2);
+    for (int i = 0; i < 4; i++) tasks[i].rows_done = 1;
+    gpuq_sched_add(&s, task(4, 2, &model_a, 0, 0, 0), 0);   /* admitted unmeasured */
+    gpuq_sched_finished(&s, p, 4, 400000, 1);           /* 100 ms a row */
+    CHECK(gpuq_sched_held_us(&s) == 200000);            /* task 4, estimated now */
+    CHECK(gpuq_sched_room(&s) == 8);                    /* 800 ms left at 100 ms a row */
+    for (int i = 0; i < 4; i++) gpuq_sched_release(&s, &tasks[i]);
+    gpuq_sched_add(&s, task(5, 8, &model_a, 0, 0, 0), 0);
+    CHECK(gpuq_sched_held_us(&s) == 1000000 && gpuq_sched_room(&s) == 0);
+    gpuq_sched_release(&s, &tasks[4]);                  /* its deadline passed: never ran */
+    CHECK(gpuq_sched_held_us(&s) == 800000 && gpuq_sched_room(&s) == 2);
+    gpuq_sched_set_drain(&s, 0);
+    CHECK(gpuq_sched_room(&s) == 1000 - 8);             /* rows alone */
+    gpuq_sched_free(&s);
+}
+
 int main(void) {
+    test_drain_bound();
     test_tokens();
     test_ready_by_size_age_force();
     test_order();

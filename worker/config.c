@@ -42,6 +42,9 @@ static const struct opt {
      "longest a job waits for its batch to fill"},
     {"max-inflight", "GPUQ_MAX_INFLIGHT", "N", INT, O(max_inflight), 0, "0", 0, 1 << 24,
      "most rows held in the worker; beyond it the backlog waits in Redis (0: 4 x max-batch)"},
+    {"max-drain-ms", "GPUQ_MAX_DRAIN_MS", "N", INT, O(max_drain_ms), 0, "20000", 0, 3600000,
+     "hold no more work than the backend finishes in this long, by its measured pace, so that a "
+     "stop drains within it (0: rows alone bound it)"},
     {"max-result-bytes", "GPUQ_MAX_RESULT_BYTES", "N", INT, O(max_result_bytes), 0, "67108864",
      1, INT64_C(1) << 40, "largest result a job may ask for; larger ones are too_large at once"},
     {"max-attempts", "GPUQ_MAX_ATTEMPTS", "N", INT, O(max_attempts), 0, "5", 1, 1000,

@@ -213,7 +213,7 @@ void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b) {
         else if (t->rows_done == t->rows && t->job.err == GPUQ_ERR_NONE)
             gpuq_op_table[op]->finish(t);
     }
-    *b = (struct gpuq_batch){s->p, s->n, s->rows, rc, s->be->errstr, s->split};
+    *b = (struct gpuq_batch){s->p, s->n, s->rows, rc, s->be->errstr, s->split, compute};
     /* packing space an outsized batch grew is given back, not kept for good */
     for (int i = 0; i < GPUQ_OPS_BUFS; i++)
         if (s->cap[i] > KEEP_BYTES) {

@@ -26,6 +26,7 @@ struct gpuq_batch {
     int rc;                     /* 0, or an enum gpuq_status */
     const char *why;            /* the backend's reason when rc != 0 */
     int split;                  /* it ran in parts, for want of device memory */
+    int64_t us;                 /* from its start to its end */
 };
 
 /* Room for batches of up to max_pieces pieces. 0, or -1 out of memory. */

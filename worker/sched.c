@@ -37,8 +37,69 @@ void gpuq_sched_free(struct gpuq_sched *s) {
     memset(s, 0, sizeof(*s));
 }
 
+/* What rows [row0, row0 + rows) of t weigh against the batch's budget. */
+static int64_t weight(const struct gpuq_task *t, int64_t row0, int64_t rows) {
+    return t->token_off ? t->token_off[row0 + rows] - t->token_off[row0] : rows;
+}
+
+static struct gpuq_sched_pace *pace_of(struct gpuq_sched *s, const struct gpuq_task *t) {
+    for (int i = 0; i < s->n_pace; i++)
+        if (s->pace[i].op == t->job.op && s->pace[i].model == (const void *)t->model) return &s->pace[i];
+    return NULL;
+}
+
+void gpuq_sched_set_drain(struct gpuq_sched *s, int64_t max_drain_us) { s->max_drain_us = max_drain_us; }
+
+/* t's compute time at the pace of its kind, or at the slowest pace seen. */
+static int64_t estimate(const struct gpuq_sched *s, const struct gpuq_sched_pace *k,
+                        const struct gpuq_task *t) {
+    return (int64_t)(k ? k->us_per_weight * (double)weight(t, 0, t->rows)
+                       : s->worst_us_per_row * (double)t->rows);
+}
+
+static void learn(struct gpuq_sched *s, const struct gpuq_piece *p, int n, int64_t us) {
+    int64_t rows = 0, w = 0;
+    for (int i = 0; i < n; i++) {
+        rows += p[i].rows;
+        w += weight(p[i].t, p[i].row0, p[i].rows);
+    }
+    if (rows <= 0 || w <= 0 || us <= 0) return;
+    struct gpuq_sched_pace *k = pace_of(s, p[0].t);
+    double per_w = (double)us / (double)w, per_row = (double)us / (double)rows;
+    if (!k && s->n_pace < GPUQ_SCHED_PACES) {
+        k = &s->pace[s->n_pace++];
+        *k = (struct gpuq_sched_pace){p[0].t->job.op, p[0].t->model, per_w, per_row};
+    } else if (k) {     /* a moving average over the last few batches */
+        k->us_per_weight += (per_w - k->us_per_weight) / 4;
+        k->us_per_row += (per_row - k->us_per_row) / 4;
+    }
+    s->worst_us_per_row = 0;
+    for (int i = 0; i < s->n_pace; i++)
+        if (s->pace[i].us_per_row > s->worst_us_per_row) s->worst_us_per_row = s->pace[i].us_per_row;
+}
+
+void gpuq_sched_finished(struct gpuq_sched *s, const struct gpuq_piece *p, int n, int64_t us, int ok) {
+    for (int i = 0; i < n; i++) {
+        struct gpuq_task *t = p[i].t;
+        if (t->rows_done < t->rows) continue;
+        s->held_us -= t->cost_us;
+        t->cost_us = 0;
+    }
+    if (!ok || n <= 0) return;
+    learn(s, p, n, us);
+    for (int i = 0; i < s->n; i++) {    /* admitted before anything was measured */
+        struct gpuq_task *t = s->q[i];
+        if (t->cost_us == 0 && t->rows_queued == 0) {
+            t->cost_us = estimate(s, pace_of(s, t), t);
+            s->held_us += t->cost_us;
+        }
+    }
+}
+
 int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us) {
     if (s->n == s->cap) return -1;
+    t->cost_us = estimate(s, pace_of(s, t), t);
+    s->held_us += t->cost_us;
     t->arrival_us = now_us;
     t->seq = s->seq++;
     int lo = 0, hi = s->n;
@@ -55,11 +116,23 @@ int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us) {
 }
 
 int64_t gpuq_sched_room(const struct gpuq_sched *s) {
-    return s->max_inflight - s->rows_held;
+    int64_t room = s->max_inflight - s->rows_held, by_time;
+    if (s->max_drain_us <= 0) return room;
+    if (s->worst_us_per_row <= 0) {
+        /* nothing measured yet: a few rows, which the first batch measures */
+        by_time = (s->max_batch < 16 ? s->max_batch : 16) - s->rows_held;
+    } else {
+        double left = (double)(s->max_drain_us - s->held_us);
+        by_time = left <= 0 ? 0 : (int64_t)(left / s->worst_us_per_row);
+        if (left > 0 && by_time < 1) by_time = 1;
+    }
+    return by_time < room ? by_time : room;
 }
 
-void gpuq_sched_release(struct gpuq_sched *s, const struct gpuq_task *t) {
+void gpuq_sched_release(struct gpuq_sched *s, struct gpuq_task *t) {
     s->rows_held -= t->rows;
+    s->held_us -= t->cost_us;   /* a task that never ran (its deadline passed) */
+    t->cost_us = 0;
 }
 
 /* Drops tasks with nothing left to hand out, keeping the order. */
@@ -81,11 +154,6 @@ int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct gpuq_task **o
     }
     if (got) compact(s);
     return got;
-}
-
-/* What rows [row0, row0 + rows) of t weigh against the batch's budget. */
-static int64_t weight(const struct gpuq_task *t, int64_t row0, int64_t rows) {
-    return t->token_off ? t->token_off[row0 + rows] - t->token_off[row0] : rows;
 }
 
 /* The most rows of t from row0 on, at most left of them, that weigh at

@@ -16,8 +16,23 @@
 
 #include "worker/ops.h"
 
+/* The measured pace of one kind of work (an op on a model). */
+struct gpuq_sched_pace {
+    int op;
+    const void *model;
+    double us_per_weight;   /* per row, or per token for tasks batched by tokens */
+    double us_per_row;
+};
+
+#define GPUQ_SCHED_PACES 64
+
 struct gpuq_sched {
     int64_t max_batch, max_tokens, max_delay_us, max_inflight;
+    int64_t max_drain_us;   /* 0: rows alone bound what is held */
+    int64_t held_us;        /* the estimated compute time of the rows held */
+    double worst_us_per_row;    /* the slowest pace seen, for work not read yet */
+    struct gpuq_sched_pace pace[GPUQ_SCHED_PACES];
+    int n_pace;
     struct gpuq_task **q;   /* tasks with rows still to hand out, by key then order */
     int n, cap;
     int64_t rows_held;      /* rows admitted and not yet released */
@@ -32,8 +47,23 @@ void gpuq_sched_free(struct gpuq_sched *s);
 /* Admits a prepared task (t->rows > 0). Returns 0, or -1 when cap is reached. */
 int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us);
 
-/* Rows that may still be admitted before the in-flight bound. */
+/* Rows that may still be admitted before the in-flight bound: max_inflight
+ * rows, and with max_drain_us, no more than the backend is measured to
+ * finish in that time (counting rows not read yet at the slowest pace
+ * seen). Before any batch is measured, one batch's worth. */
 int64_t gpuq_sched_room(const struct gpuq_sched *s);
+
+/* Bounds what is held by compute time (0: off). */
+void gpuq_sched_set_drain(struct gpuq_sched *s, int64_t max_drain_us);
+
+/* A batch of pieces p[0, n) finished in us (ok: it ran; else it failed):
+ * its tasks whose last rows ran no longer count as compute owed, and when
+ * ok its pace is learned (tasks admitted before their kind was measured
+ * are estimated now). */
+void gpuq_sched_finished(struct gpuq_sched *s, const struct gpuq_piece *p, int n, int64_t us, int ok);
+
+/* Estimated compute time still owed for what is held, in microseconds. */
+static inline int64_t gpuq_sched_held_us(const struct gpuq_sched *s) { return s->held_us; }
 
 /* Takes out tasks whose deadline passed before any of their rows ran
  * (at most max); returns how many. */
@@ -45,7 +75,7 @@ int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct gpuq_task **o
 int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq_piece *out,
                     int max, int64_t *wait_us);
 
-/* An answered task's rows leave the in-flight count. */
-void gpuq_sched_release(struct gpuq_sched *s, const struct gpuq_task *t);
+/* An answered task's rows (and what is left of its estimated compute) leave the in-flight count. */
+void gpuq_sched_release(struct gpuq_sched *s, struct gpuq_task *t);
 
 #endif

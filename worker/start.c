@@ -110,9 +110,9 @@ static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
         snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
                  w->cfg.queues[i]);
     log_info("serving %s on %s prefix %s: max-batch %lld rows, max-delay %lld us, max-inflight "
-             "%lld rows, result-ttl %lld s", queues, url->path[0] ? url->path : url->host,
+             "%lld rows, max-drain %lld ms, result-ttl %lld s", queues, url->path[0] ? url->path : url->host,
              w->cfg.prefix, (long long)w->cfg.max_batch, (long long)w->cfg.max_delay_us,
-             (long long)w->cfg.max_inflight, (long long)w->cfg.result_ttl);
+             (long long)w->cfg.max_inflight, (long long)w->cfg.max_drain_ms, (long long)w->cfg.result_ttl);
 }
 
 int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t errlen) {
@@ -184,6 +184,7 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
         gpuq_sched_init(&w->sched, w->cfg.max_batch, w->cfg.max_batch_tokens, w->cfg.max_delay_us, w->cfg.max_inflight,
                         w->n_slots) != 0)
         return -1;
+    gpuq_sched_set_drain(&w->sched, w->cfg.max_drain_ms * 1000);
     for (int i = 0; i < w->n_slots; i++) w->free_slots[w->n_free++] = &w->slots[w->n_slots - 1 - i];
     if (gpuq_stream_init(&w->st, &url, w->cfg.prefix, w->cfg.queues, w->cfg.n_queues,
                          w->cfg.consumer) != 0)

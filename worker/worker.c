@@ -716,6 +716,7 @@ static void finish_batch(struct worker *w) {
         log_error("the device is lost: no more batches; exiting once results are written");
     }
     w->n_batches++;
+    gpuq_sched_finished(&w->sched, b.p, b.n, b.us, b.rc == 0);
     if (b.n > 0)
         gpuq_metrics_batch(w->metrics, b.p[0].t->job.op,
                            b.p[0].t->model ? (int)(b.p[0].t->model - w->models) : -1, b.rows);
@@ -756,6 +757,7 @@ static void forget_all(struct worker *w) {
         if (w->slots[i].held) drop_task(w, &w->slots[i]);
     w->sched.n = 0;
     w->sched.rows_held = 0;
+    w->sched.held_us = 0;
     gpuq_webhooks_forget_all(w->hooks);     /* pending in Redis: claimed again when stale */
     w->n_done = 0;
     w->n_sending = 0;
@@ -812,11 +814,16 @@ static int serving(const struct worker *w) {
 
 static void serve(struct worker *w) {
     int told_stopping = 0;
+    int64_t stop_us = 0;
     tell_down(w);
     while (serving(w)) {
         if (stopping(w) && !told_stopping) {    /* a Type=notify unit: the drain has begun */
             sd_notify(0, "STOPPING=1\nSTATUS=stopping: finishing the jobs held");
             told_stopping = 1;
+            stop_us = gpuq_now_us();
+            if (!w->device_lost)
+                log_info("draining %d jobs (%lld rows, about %.1f s of compute)", w->n_slots - w->n_free,
+                         (long long)w->sched.rows_held, gpuq_sched_held_us(&w->sched) / 1e6);
         }
         if (w->refused_ms && stop_requested) {
             log_warn("stopping while Redis refuses writes: %d results stay pending for other workers",
@@ -854,6 +861,7 @@ static void serve(struct worker *w) {
         if (reconnect(w) != 0) break;
     }
     if (!told_stopping) sd_notify(0, "STOPPING=1");
+    else if (!w->device_lost) log_info("drained in %.2f s", (gpuq_now_us() - stop_us) / 1e6);
     if (gpuq_webhooks_held(w->hooks))
         log_info("%d webhook deliveries left recorded in Redis for any worker to finish",
                  gpuq_webhooks_held(w->hooks));

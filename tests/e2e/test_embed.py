@@ -122,6 +122,45 @@ class RealModel(EmbedTest):
         self.assertEqual(list(tokens_of(r_raw)), list(tokens_of(r_dec)))
 
 
+
+@needs_model
+class Drain(EmbedTest):
+    def test_stop_drains_within_the_bound(self):
+        """With a deep backlog of long texts, a worker holds only what it can
+        compute within --max-drain-ms by its own measured pace: SIGTERM
+        drains within that (plus the batch under way), exits 0, and what it
+        did not take stays in the stream, nothing pending."""
+        import signal
+        import time
+        text = " ".join(["the quick brown fox jumps over the lazy dog"] * 40)     # truncated at 256
+        n = 600
+        pipe = self.r.pipeline(transaction=False)
+        for i in range(n):
+            job = {"op": "embed", "model": "m", "id": f"d{i}", "inputs": {"text": text}}
+            pipe.xadd(self.client.key("jobs"), {"job": msgpack.packb(job)})
+        pipe.execute()
+        bound = 2.0
+        w = self.worker("--model", f"m={MODEL}", "--cpu-threads", "2", "--max-drain-ms",
+                        str(int(bound * 1000)))
+        first = time.time()
+        while len(self.r.keys(self.client.key("result:*"))) < 40:   # paces measured
+            self.assertLess(time.time() - first, 120, w.output())
+            time.sleep(0.05)
+        t0 = time.time()
+        w.proc.send_signal(signal.SIGTERM)
+        rc = w.proc.wait(timeout=60)
+        took = time.time() - t0
+        log = w.output()
+        self.assertEqual(rc, 0, log)
+        self.assertRegex(log, r"draining \d+ jobs")
+        self.assertRegex(log, r"drained in [0-9.]+ s")
+        # the batch under way finishes too: at most one more batch's worth
+        self.assertLess(took, 3 * bound + 5, log[-2000:])
+        answered = len(self.r.keys(self.client.key("result:*")))
+        self.assertEqual(self.r.xpending(self.client.key("jobs"), "workers")["pending"], 0)
+        self.assertEqual(answered + self.r.xlen(self.client.key("jobs")), n)
+        self.assertLess(answered, n, "the backlog was not deep enough to test the bound")
+
 # The cosine of every corpus text's embedding to the f32 reference, at least
 # (docs/protocol.md, "Ops"; measured: bf16 min 0.99995, f16 min 0.9999993).
 BOUND = {"bf16": 0.9999, "f16": 0.999995}
