@@ -116,16 +116,11 @@ int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us) {
 }
 
 int64_t gpuq_sched_room(const struct gpuq_sched *s) {
-    int64_t room = s->max_inflight - s->rows_held, by_time;
-    if (s->max_drain_us <= 0) return room;
-    if (s->worst_us_per_row <= 0) {
-        /* nothing measured yet: a few rows, which the first batch measures */
-        by_time = (s->max_batch < 16 ? s->max_batch : 16) - s->rows_held;
-    } else {
-        double left = (double)(s->max_drain_us - s->held_us);
-        by_time = left <= 0 ? 0 : (int64_t)(left / s->worst_us_per_row);
-        if (left > 0 && by_time < 1) by_time = 1;
-    }
+    int64_t room = s->max_inflight - s->rows_held;
+    if (s->max_drain_us <= 0 || s->worst_us_per_row <= 0) return room;    /* nothing measured yet */
+    double left = (double)(s->max_drain_us - s->held_us);
+    int64_t by_time = left <= 0 ? 0 : (int64_t)(left / s->worst_us_per_row);
+    if (left > 0 && by_time < 1) by_time = 1;
     return by_time < room ? by_time : room;
 }
 

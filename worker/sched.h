@@ -50,7 +50,7 @@ int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us);
 /* Rows that may still be admitted before the in-flight bound: max_inflight
  * rows, and with max_drain_us, no more than the backend is measured to
  * finish in that time (counting rows not read yet at the slowest pace
- * seen). Before any batch is measured, one batch's worth. */
+ * seen). Before any batch is measured, rows alone. */
 int64_t gpuq_sched_room(const struct gpuq_sched *s);
 
 /* Bounds what is held by compute time (0: off). */
