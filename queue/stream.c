@@ -474,14 +474,14 @@ static int read_group(struct gpuq_stream *s, char **keys, const char *group, int
     return got;
 }
 
-int gpuq_stream_undeliver(struct gpuq_stream *s, struct gpuq_entry *e, int n) {
+int gpuq_stream_undeliver(struct gpuq_stream *s, struct gpuq_entry *e, int n, int64_t idle_ms) {
     /* one XCLAIM per run of entries of one queue with the same count */
     for (int i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && j - i < 64 && e[j].queue == e[i].queue &&
                         e[j].deliveries == e[i].deliveries; j++) {}
-        if (e[i].deliveries <= 1) continue;
-        const char *argv[64 + 8];
-        char cnt[24];
+        if (e[i].deliveries <= 0 || (e[i].deliveries == 1 && idle_ms <= 0)) continue;
+        const char *argv[64 + 10];
+        char cnt[24], idle[24];
         int argc = 0;
         snprintf(cnt, sizeof(cnt), "%lld", (long long)e[i].deliveries - 1);
         argv[argc++] = "XCLAIM";
@@ -490,6 +490,11 @@ int gpuq_stream_undeliver(struct gpuq_stream *s, struct gpuq_entry *e, int n) {
         argv[argc++] = s->consumer;
         argv[argc++] = "0";
         for (int k = i; k < j; k++) argv[argc++] = e[k].id.ptr;
+        if (idle_ms > 0) {
+            snprintf(idle, sizeof(idle), "%lld", (long long)idle_ms);
+            argv[argc++] = "IDLE";
+            argv[argc++] = idle;
+        }
         argv[argc++] = "RETRYCOUNT";
         argv[argc++] = cnt;
         argv[argc++] = "JUSTID";

@@ -130,9 +130,10 @@ int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int blo
  * read before in this same life (a reconnect, not a restart): that read
  * was no delivery to another worker, so each count is set back by one
  * (XCLAIM ... RETRYCOUNT JUSTID), in Redis and in e[i].deliveries, and
- * --max-attempts keeps counting only workers that died. Returns 0, or -1
- * with errstr. */
-int gpuq_stream_undeliver(struct gpuq_stream *s, struct gpuq_entry *e, int n);
+ * --max-attempts keeps counting only workers that died. With idle_ms > 0
+ * they are handed back too: marked idle that long, so that another
+ * worker's claim takes them at once. Returns 0, or -1 with errstr. */
+int gpuq_stream_undeliver(struct gpuq_stream *s, struct gpuq_entry *e, int n, int64_t idle_ms);
 
 /* A read of new entries from queue q sent behind a sent transaction, so
  * Redis answers it while the caller computes; gpuq_stream_prefetched takes

@@ -364,13 +364,13 @@ int gpuq_metrics_serve(struct gpuq_metrics *m, const char *addr, char *err, size
         snprintf(err, errlen, "--metrics-addr '%s': want HOST:PORT, or :PORT for every interface", addr);
         return -1;
     }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 1 || port > 65535) {     /* getaddrinfo would take 80000 as 14464 */
+        snprintf(err, errlen, "--metrics-addr '%s': the port is not a number from 1 to 65535", addr);
+        return -1;
+    }
     if (colon == addr) {    /* ":9100": every interface, IPv6 and IPv4 where the host has both */
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (*end || port < 1 || port > 65535) {
-            snprintf(err, errlen, "--metrics-addr '%s': the port is not a number from 1 to 65535", addr);
-            return -1;
-        }
         unsigned base = MHD_USE_INTERNAL_POLLING_THREAD;
         m->http = MHD_start_daemon(base | MHD_USE_DUAL_STACK, (uint16_t)port, NULL, NULL, handle, m,
                                    MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);

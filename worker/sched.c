@@ -130,6 +130,19 @@ void gpuq_sched_release(struct gpuq_sched *s, struct gpuq_task *t) {
     t->cost_us = 0;
 }
 
+int gpuq_sched_take_back(struct gpuq_sched *s, int64_t keep_us, struct gpuq_task **out, int max) {
+    int got = 0;
+    for (int i = s->n - 1; i >= 0 && got < max && s->held_us > keep_us; i--) {
+        struct gpuq_task *t = s->q[i];
+        if (t->rows_queued) continue;
+        gpuq_sched_release(s, t);
+        out[got++] = t;
+        memmove(s->q + i, s->q + i + 1, (size_t)(s->n - i - 1) * sizeof(*s->q));
+        s->n--;
+    }
+    return got;
+}
+
 /* Drops tasks with nothing left to hand out, keeping the order. */
 static void compact(struct gpuq_sched *s) {
     int w = 0;

@@ -62,6 +62,11 @@ void gpuq_sched_set_drain(struct gpuq_sched *s, int64_t max_drain_us);
  * are estimated now). */
 void gpuq_sched_finished(struct gpuq_sched *s, const struct gpuq_piece *p, int n, int64_t us, int ok);
 
+/* Takes out tasks none of whose rows was handed out, last in order
+ * first, until what is held is estimated at keep_us or less (at most max);
+ * their rows and cost leave the in-flight count. Returns how many. */
+int gpuq_sched_take_back(struct gpuq_sched *s, int64_t keep_us, struct gpuq_task **out, int max);
+
 /* Estimated compute time still owed for what is held, in microseconds. */
 static inline int64_t gpuq_sched_held_us(const struct gpuq_sched *s) { return s->held_us; }
 

@@ -24,9 +24,13 @@
 #include "worker/worker_int.h"
 
 static volatile sig_atomic_t stop_requested;
+/* when the stop was asked for: the drain bound counts from then, though the
+ * loop sees the flag only once the batch under way has finished */
+static volatile int64_t stop_asked_us;
 
 static void on_signal(int sig) {
     (void)sig;
+    if (!stop_requested) stop_asked_us = gpuq_now_us();    /* clock_gettime: signal-safe */
     stop_requested = 1;
 }
 
@@ -182,7 +186,7 @@ static int read_into(struct worker *w, int first, int n, int count, int block_ms
     if (got <= 0) return got;
     if (from[0] != '>') {
         int seen = seen_before(w, got);
-        if (seen > 0 && gpuq_stream_undeliver(&w->st, w->entries, seen) != 0) {
+        if (seen > 0 && gpuq_stream_undeliver(&w->st, w->entries, seen, 0) != 0) {
             freeReplyObject(reply);
             return -1;
         }
@@ -805,6 +809,27 @@ static int sample(struct worker *w) {
     return 0;
 }
 
+/* On a stop, what is held beyond --max-drain-ms of compute (counted from
+ * since_us, when the stop was asked for) and has not started goes back to Redis for other workers to claim at once, its
+ * delivery counts set back. If Redis cannot take that, it is computed. */
+static int hand_back(struct worker *w, int64_t since_us) {
+    struct gpuq_task *back[64];
+    int total = 0, n, cap = w->cfg.max_batch < 64 ? (int)w->cfg.max_batch : 64;
+    int64_t keep = w->cfg.max_drain_ms * 1000 - (gpuq_now_us() - since_us);
+    if (w->cfg.max_drain_ms <= 0) return 0;
+    while ((n = gpuq_sched_take_back(&w->sched, keep > 0 ? keep : 0, back, cap)) > 0) {
+        for (int i = 0; i < n; i++) w->entries[i] = back[i]->entry;
+        if (gpuq_stream_undeliver(&w->st, w->entries, n, w->cfg.claim_idle_ms) != 0) {
+            log_warn("could not hand back %d jobs (%s): finishing them", n, w->st.errstr);
+            for (int i = 0; i < n; i++) gpuq_sched_add(&w->sched, back[i], gpuq_now_us());
+            break;
+        }
+        for (int i = 0; i < n; i++) drop_task(w, back[i]);
+        total += n;
+    }
+    return total;
+}
+
 /* Whether the loop goes on: until stopped and all held is answered; with
  * the device lost, until what is answered is written. */
 static int serving(const struct worker *w) {
@@ -820,7 +845,11 @@ static void serve(struct worker *w) {
         if (stopping(w) && !told_stopping) {    /* a Type=notify unit: the drain has begun */
             sd_notify(0, "STOPPING=1\nSTATUS=stopping: finishing the jobs held");
             told_stopping = 1;
-            stop_us = gpuq_now_us();
+            stop_us = stop_requested && stop_asked_us ? stop_asked_us : gpuq_now_us();
+            int back = w->device_lost ? 0 : hand_back(w, stop_us);
+            if (back > 0)
+                log_info("handed back %d jobs not started, beyond --max-drain-ms %lld of compute, for "
+                         "other workers to take at once", back, (long long)w->cfg.max_drain_ms);
             if (!w->device_lost)
                 log_info("draining %d jobs (%lld rows, about %.1f s of compute)", w->n_slots - w->n_free,
                          (long long)w->sched.rows_held, gpuq_sched_held_us(&w->sched) / 1e6);

@@ -6,6 +6,7 @@ ones."""
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import unittest
@@ -127,9 +128,10 @@ class RealModel(EmbedTest):
 class Drain(EmbedTest):
     def test_stop_drains_within_the_bound(self):
         """With a deep backlog of long texts, a worker holds only what it can
-        compute within --max-drain-ms by its own measured pace: SIGTERM
-        drains within that (plus the batch under way), exits 0, and what it
-        did not take stays in the stream, nothing pending."""
+        compute within --max-drain-ms by its own measured pace, and on SIGTERM
+        hands back what it read beyond that and did not start: it exits 0
+        within about the bound, and another worker takes what it handed back
+        at once (not after --claim-idle-ms), its deliveries not counted."""
         import signal
         import time
         text = " ".join(["the quick brown fox jumps over the lazy dog"] * 40)     # truncated at 256
@@ -158,9 +160,20 @@ class Drain(EmbedTest):
         # the batch under way finishes too: at most one more batch's worth
         self.assertLess(took, 3 * bound + 5, log[-2000:])
         answered = len(self.r.keys(self.client.key("result:*")))
-        self.assertEqual(self.r.xpending(self.client.key("jobs"), "workers")["pending"], 0)
+        pending = self.r.xpending(self.client.key("jobs"), "workers")["pending"]
+        back = re.search(r"handed back (\d+) jobs", log)
+        self.assertIsNotNone(back, "held more than the bound allows at the stop: " + log[-2000:])
+        self.assertEqual(pending, int(back.group(1)), log[-2000:])
         self.assertEqual(answered + self.r.xlen(self.client.key("jobs")), n)
         self.assertLess(answered, n, "the backlog was not deep enough to test the bound")
+        w2 = self.worker("--model", f"m={MODEL}", "--cpu-threads", "2", "--max-attempts", "1",
+                         "--consumer", "second")
+        deadline = time.time() + 15    # a claim tick is at most 5 s; claim-idle-ms is 30 s
+        while any(c["pending"] for c in self.r.xinfo_consumers(self.client.key("jobs"), "workers")
+                  if c["name"] != b"second"):
+            self.assertLess(time.time(), deadline, w2.output())
+            time.sleep(0.1)
+        self.assertEqual(self.r.xlen(self.client.key("dead")), 0, "handing back is no delivery")
 
 # The cosine of every corpus text's embedding to the f32 reference, at least
 # (docs/protocol.md, "Ops"; measured: bf16 min 0.99995, f16 min 0.9999993).
