@@ -197,9 +197,12 @@ static int read_into(struct worker *w, int first, int n, int count, int block_ms
     return got;
 }
 
-/* Whether it is time to look for what dead workers left pending: every
- * quarter of the idle time, between 50 ms and 5 s. */
+/* Whether it is time to look for what dead workers left pending (or a
+ * stopping one handed back): every quarter of the idle time, between 50 ms
+ * and 5 s, and once our own pending entries are read (so the first look
+ * comes before the room fills with new entries). */
 static int claim_due(struct worker *w) {
+    if (w->pending_queue >= 0) return 0;
     int64_t now = gpuq_now_us(), every = w->cfg.claim_idle_ms * 250;
     if (every < 50000) every = 50000;
     if (every > 5000000) every = 5000000;
@@ -276,6 +279,9 @@ static int fetch(struct worker *w, int claim_now) {
         if (++w->pending_queue >= w->pending_end) {
             w->pending_queue = -1;
             w->seen_all = 1;    /* from now on, only a reconnect reads them again */
+            /* then what others left or handed back, before new entries fill the room */
+            if (claim_due(w) && (got = claim(w)) < 0) return -1;
+            total += got > 0 ? got : 0;
         }
         snprintf(w->pending_from, sizeof(w->pending_from), "0");
     }
