@@ -81,7 +81,7 @@ int gpuq_backend_open(struct gpuq_backend *be, const char *kind, int device, cha
             memcpy(be->reserve, m->reserve, sizeof(be->reserve));
             return 0;
         }
-        snprintf(why, sizeof(why), "no CUDA device: %s", no_device);
+        snprintf(why, sizeof(why), "%s", no_device);
     }
     if (strcmp(kind, "cuda") == 0) {
         snprintf(err, errlen, "cuda backend unavailable: %s", why);

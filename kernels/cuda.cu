@@ -363,7 +363,10 @@ extern "C" int gpuq_cuda_init(struct gpuq_backend *be, int device, char *err, si
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
-        snprintf(err, errlen, "%s", e != cudaSuccess ? cudaGetErrorString(e) : "no device");
+        /* no GPU, or no NVIDIA driver for one: the usual case on a CPU machine */
+        int none = e == cudaSuccess || e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver;
+        snprintf(err, errlen, "%s%s", none ? "no NVIDIA GPU with a driver on this machine"
+                 : "no usable CUDA device: ", none ? "" : cudaGetErrorString(e));
         cudaGetLastError();
         return -1;
     }

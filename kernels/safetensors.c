@@ -96,13 +96,15 @@ int gpuq_safetensors_parse(struct gpuq_safetensors *st, const unsigned char *buf
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
     if (hlen > len - 8) {
-        snprintf(err, errlen, "header length %llu exceeds file size", (unsigned long long)hlen);
+        snprintf(err, errlen, "not a safetensors file: its header length (%llu bytes) exceeds the "
+                 "file's size", (unsigned long long)hlen);
         goto out;
     }
     json_error_t jerr;
     root = json_loadb((const char *)buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(root)) {
-        snprintf(err, errlen, "header is not a JSON object: %s", root ? "" : jerr.text);
+        snprintf(err, errlen, "not a safetensors file: its header is not a JSON object%s%s",
+                 root ? "" : ": ", root ? "" : jerr.text);
         goto out;
     }
     const unsigned char *data = buf + 8 + hlen;

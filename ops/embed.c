@@ -146,8 +146,10 @@ static int prepare(struct gpuq_task *t) {
     if (read_params(t, &max_length) != 0) return -1;
     if (!text == !ids) return bad(t, "give input 'text' or 'input_ids', not both");
     if (mask && !ids) return bad(t, "attention_mask goes with input_ids");
-    if (text && !text->text) return bad(t, "text must be a str or an array of str");
-    if ((ids && ids->text) || (mask && mask->text)) return bad(t, "input_ids and attention_mask are tensors");
+    if (text && !text->text) return bad(t, "input 'text' must be a str or an array of str, not a tensor");
+    if ((ids && (ids->text || gpuq_dtype_is_float(ids->t.dtype))) ||
+        (mask && (mask->text || gpuq_dtype_is_float(mask->t.dtype))))
+        return bad(t, "inputs 'input_ids' and 'attention_mask' must be integer tensors");
     return text ? tokenize(t, text, max_length) : take_ids(t, &ids->t, mask ? &mask->t : NULL);
 }
 
@@ -280,9 +282,10 @@ static void twin(struct gpuq_twin_run *r) {
 }
 
 static const char *const inputs[] = {"text", "input_ids", "attention_mask", NULL};
+static const char *const params[] = {"pooling", "normalize", "max_length", NULL};
 
 const struct gpuq_op_desc gpuq_op_embed = {
-    .inputs = inputs, .text = 1, .model = 1 + GPUQ_MODEL_ENCODER,
+    .inputs = inputs, .params = params, .text = 1, .model = 1 + GPUQ_MODEL_ENCODER,
     .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
     .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_embed)},

@@ -175,9 +175,10 @@ static void twin(struct gpuq_twin_run *r) {
 }
 
 static const char *const inputs[] = {"image", NULL};
+static const char *const params[] = {"height", "width", "mean", "std", NULL};
 
 const struct gpuq_op_desc gpuq_op_image_preprocess = {
-    .inputs = inputs, .required = 1, .u8 = 1,
+    .inputs = inputs, .params = params, .required = 1, .u8 = 1,
     .prepare = prepare, .out_bytes = out_bytes, .pack = pack, .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu,
                [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_image_preprocess)},

@@ -115,9 +115,10 @@ static void twin(struct gpuq_twin_run *r) {
 }
 
 static const char *const inputs[] = {"x", "gamma", "beta", NULL};
+static const char *const params[] = {"eps", NULL};
 
 const struct gpuq_op_desc gpuq_op_layernorm = {
-    .inputs = inputs, .required = 1,
+    .inputs = inputs, .params = params, .required = 1,
     .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
     .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_layernorm)},

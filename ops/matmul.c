@@ -216,9 +216,10 @@ static void twin(struct gpuq_twin_run *r) {
 }
 
 static const char *const inputs[] = {"a", "b", NULL};
+static const char *const params[] = {"alpha", "trans_a", "trans_b", NULL};
 
 const struct gpuq_op_desc gpuq_op_matmul = {
-    .inputs = inputs, .required = 2,
+    .inputs = inputs, .params = params, .required = 2,
     .prepare = prepare, .out_bytes = out_bytes, .pack = pack, .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_matmul)},
     .twin = twin, .tol = 1e-5,

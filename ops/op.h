@@ -90,6 +90,7 @@ struct gpuq_twin_run;
 
 struct gpuq_op_desc {
     const char *const *inputs;  /* its input names, NULL-terminated */
+    const char *const *params;  /* its param names, NULL-terminated (NULL: none) */
     int required;               /* the first `required` of them must be there */
     int u8;                     /* inputs are u8 (images), else f32, f16, bf16 or f64 */
     int text;                   /* inputs are text or integer tensors (embed) */

@@ -33,6 +33,14 @@ int main(void) {
     CHECK(c.max_batch == 7 && c.n_models == 1);
     gpuq_config_free(&c);
 
+    /* a flag given twice: the last wins */
+    CHECK(parse(&c, err, 5, "--max-batch", "8", "--max-batch=64", "--prefix", "a") == 0);
+    CHECK(c.max_batch == 64 && c.max_drain_ms == 20000);
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 4, "--prefix", "a", "--prefix", "b") == 0);
+    CHECK_STR(c.prefix, "b");
+    gpuq_config_free(&c);
+
     /* the environment, and a flag winning over it */
     setenv("GPUQ_QUEUE", "a,b,c", 1);
     setenv("GPUQ_MAX_BATCH", "64", 1);

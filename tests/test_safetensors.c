@@ -61,9 +61,11 @@ static void test_parse(void) {
     expect_bad(5, "too short");
     build("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", data, 8);
     image[7] = 0x7f;    /* header length far past the end */
-    expect_bad(70, "exceeds file size");
+    expect_bad(70, "not a safetensors file");
     len = build("{\"w\":", data, 0);
-    expect_bad(len, "not a JSON object");
+    expect_bad(len, "not a safetensors file: its header is not a JSON object");
+    memcpy(image, "<!DOCTYPE html><html>", 21);     /* a page saved in its place */
+    expect_bad(21, "not a safetensors file");
     len = build("[1,2]", data, 0);
     expect_bad(len, "not a JSON object");
     len = build("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", data, 8);

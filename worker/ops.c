@@ -36,13 +36,11 @@ static int want_inputs(struct gpuq_job *job, const struct gpuq_op_desc *d) {
         if (!known)
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s takes no input '%.*s'", op,
                                  short_len(&in->name), in->name.ptr);
-        if (in->text && d->text) continue;
-        if (in->text || (d->text ? gpuq_dtype_is_float(in->t.dtype)
-                         : d->u8 ? in->t.dtype != GPUQ_DTYPE_U8 : !gpuq_dtype_is_float(in->t.dtype)))
+        if (in->text && d->text) continue;      /* which input takes text is the op's to say */
+        if (in->text || (!d->text && (d->u8 ? in->t.dtype != GPUQ_DTYPE_U8 : !gpuq_dtype_is_float(in->t.dtype))))
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s: input '%.*s' must be %s", op,
                                  short_len(&in->name), in->name.ptr,
-                                 d->text ? "text or an integer tensor"
-                                 : d->u8 ? "a u8 tensor" : "an f32, f16, bf16 or f64 tensor");
+                                 d->u8 ? "a u8 tensor" : "an f32, f16, bf16 or f64 tensor");
         for (int k = 0; k < in->t.ndim; k++)
             if (in->t.shape[k] == 0)
                 return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s: input '%.*s' is empty", op,
@@ -51,6 +49,29 @@ static int want_inputs(struct gpuq_job *job, const struct gpuq_op_desc *d) {
             return gpuq_job_fail(job, GPUQ_ERR_TOO_LARGE, "%s: input '%.*s' has more than %lld "
                                  "elements", op, short_len(&in->name), in->name.ptr,
                                  (long long)GPUQ_MAX_ELEMS);
+    }
+    return 0;
+}
+
+/* Every param must be one the op knows (or one of the worker's own), so
+ * that a client never gets a silently different result from a worker
+ * that predates a param. */
+static int listed(const char *const *names, const msgpack_object *k) {
+    for (; names && *names; names++)
+        if (strlen(*names) == k->via.str.size && !memcmp(*names, k->via.str.ptr, k->via.str.size)) return 1;
+    return 0;
+}
+
+static int want_params(struct gpuq_job *job, const struct gpuq_op_desc *d) {
+    static const char *const common[] = {"callback_format", NULL};
+    const msgpack_object *p = job->params;
+    for (uint32_t i = 0; p && i < p->via.map.size; i++) {
+        const msgpack_object *k = &p->via.map.ptr[i].key;
+        if (k->type != MSGPACK_OBJECT_STR) continue;    /* the decoder refuses these */
+        if (!listed(d->params, k) && !listed(common, k))
+            return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s takes no param '%.*s'",
+                                 gpuq_op_name(job->op), (int)(k->via.str.size > 32 ? 32 : k->via.str.size),
+                                 k->via.str.ptr);
     }
     return 0;
 }
@@ -79,7 +100,7 @@ int gpuq_ops_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
     t->unit = 1;
     t->dtype = t->job.n_inputs ? t->job.inputs[0].t.dtype : GPUQ_DTYPE_F32;
     if (d->model && find_model(o, t, (enum gpuq_model_kind)(d->model - 1)) != 0) return -1;
-    if (want_inputs(&t->job, d) != 0 || d->prepare(t) != 0) return -1;
+    if (want_inputs(&t->job, d) != 0 || want_params(&t->job, d) != 0 || d->prepare(t) != 0) return -1;
     if (t->rows < 1)
         return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "%s: no rows", gpuq_op_name(t->job.op));
     t->out_bytes = d->out_bytes(t);

@@ -104,7 +104,6 @@ static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
                      m->bert->normalize ? ", normalized" : "");
     }
     if (w->cfg.metrics_addr) log_info("metrics on http://%s/metrics, /healthz, /readyz", w->cfg.metrics_addr);
-    if (!w->cfg.webhook_secret) log_info("no --webhook-secret: webhooks are sent unsigned");
     char queues[256] = "";
     for (int i = 0; i < w->cfg.n_queues; i++)
         snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
@@ -189,7 +188,9 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     if (gpuq_stream_init(&w->st, &url, w->cfg.prefix, w->cfg.queues, w->cfg.n_queues,
                          w->cfg.consumer) != 0)
         return -1;
-    if (!(w->down_told = calloc((size_t)w->cfg.n_queues, 1))) return -1;
+    if (!(w->down_told = calloc((size_t)w->cfg.n_queues, 1)) ||
+        !(w->rescan = calloc((size_t)w->cfg.n_queues, 1)))
+        return -1;
     if (gpuq_stream_connect(&w->st, 2000) != 0) {
         char where[300];
         snprintf(err, errlen, "cannot use Redis at %s: %s", gpuq_redis_url_where(&url, where, sizeof(where)),
@@ -232,6 +233,7 @@ void gpuq_worker_finish(struct worker *w) {
     free(w->slots);
     free(w->free_slots);
     free(w->down_told);
+    free(w->rescan);
     free(w->done);
     free(w->sending);
     free(w->entries);

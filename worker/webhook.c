@@ -25,6 +25,7 @@
 #include "queue/job.h"
 #include "queue/json.h"
 #include "worker/clock.h"
+#include "worker/log.h"
 #include "worker/webhook_addr.h"
 
 #define MAX_HELD GPUQ_WEBHOOKS_MAX_HELD
@@ -58,6 +59,7 @@ struct gpuq_webhooks {
     unsigned char key[256];
     size_t key_len;
     int has_key;
+    int told_unsigned;      /* the first unsigned delivery said so in the log */
     int max_attempts, per_host;
     int64_t backoff_ms, timeout_ms;
     struct gpuq_cidr *allow;
@@ -459,6 +461,10 @@ static int start(struct gpuq_webhooks *wh, struct slot *s, const struct gpuq_ent
         add_header(s, "webhook-id", hid) || add_header(s, "webhook-timestamp", ts) ||
         (trace[0] && add_header(s, "traceparent", trace)) || add_header(s, "Expect", ""))
         goto out;
+    if (!wh->has_key && !wh->told_unsigned) {
+        wh->told_unsigned = 1;
+        log_info("no --webhook-secret: webhooks are sent unsigned (receivers cannot check them)");
+    }
     if (wh->has_key && (gpuq_webhook_sign(wh->key, wh->key_len, hid, now, s->body, s->body_len, sig,
                                           sizeof(sig)) != 0 || add_header(s, "webhook-signature", sig)))
         goto out;

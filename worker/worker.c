@@ -243,19 +243,28 @@ static void tell_down(struct worker *w) {
     }
 }
 
-/* Tries the queues whose master did not answer; one served again has its
+/* Starts reading the own pending entries of the next queue served again,
+ * if any. Returns 1 when it did. */
+static int rescan_next(struct worker *w) {
+    for (int q = 0; q < w->st.n_queues; q++)
+        if (w->rescan[q]) {
+            w->rescan[q] = 0;
+            w->pending_queue = q;
+            w->pending_end = q + 1;
+            snprintf(w->pending_from, sizeof(w->pending_from), "0");
+            return 1;
+        }
+    return 0;
+}
+
+/* Tries the queues whose master did not answer; each served again has its
  * own pending entries read (none of them is held: nothing was read of it). */
 static void revive(struct worker *w) {
-    int first = -1;
-    if (gpuq_stream_revive(&w->st) <= 0) return tell_down(w);
-    for (int q = 0; q < w->st.n_queues && first < 0; q++)
-        if (w->down_told[q] && !gpuq_stream_down(&w->st, q)) first = q;
+    if (gpuq_stream_revive(&w->st) > 0)
+        for (int q = 0; q < w->st.n_queues; q++)
+            if (w->down_told[q] && !gpuq_stream_down(&w->st, q)) w->rescan[q] = 1;
     tell_down(w);
-    if (first >= 0 && w->pending_queue < 0) {   /* else the running scan reaches it */
-        w->pending_queue = first;
-        w->pending_end = first + 1;
-        snprintf(w->pending_from, sizeof(w->pending_from), "0");
-    }
+    if (w->pending_queue < 0) rescan_next(w);     /* else when the running scan ends */
 }
 
 /* Fetches what there is room for, so that priorities and deadlines order
@@ -278,6 +287,7 @@ static int fetch(struct worker *w, int claim_now) {
         if (got > 0) continue;
         if (++w->pending_queue >= w->pending_end) {
             w->pending_queue = -1;
+            if (rescan_next(w)) continue;
             w->seen_all = 1;    /* from now on, only a reconnect reads them again */
             /* then what others left or handed back, before new entries fill the room */
             if (claim_due(w) && (got = claim(w)) < 0) return -1;
@@ -775,6 +785,7 @@ static void forget_all(struct worker *w) {
     w->refused_ms = w->refused_until_us = 0;
     w->pending_queue = 0;
     w->pending_end = w->st.n_queues;
+    memset(w->rescan, 0, (size_t)w->st.n_queues);   /* the scan reads every queue */
     snprintf(w->pending_from, sizeof(w->pending_from), "0");
 }
 

@@ -48,6 +48,7 @@ struct worker {
     char pending_from[64];
     int pending_end;            /* ... up to this queue */
     unsigned char *down_told;   /* per queue: its master's silence was logged */
+    unsigned char *rescan;      /* per queue: served again, its own pending entries to read */
     int seen_all;               /* this life has read all its pending entries once */
     int seen_queue;             /* else it has read those before seen_from on this queue */
     char seen_from[64];         /* (and all of the queues before it) */

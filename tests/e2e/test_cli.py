@@ -73,6 +73,26 @@ class StartupErrors(WorkerTest):
 
 
 class Serving(WorkerTest):
+    def test_a_cpu_start_says_each_thing_once_and_calmly(self):
+        """No driver jargon for a machine without a GPU, no webhook warning
+        without webhooks, no "1 threads"."""
+        auto = subprocess.Popen([GPUQ, "worker", "--redis", self.redis.url, "--backend", "auto",
+                                 "--cpu-threads", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        for line in auto.stdout:
+            lines.append(line)
+            if " ready" in line:
+                break
+        auto.terminate()
+        auto.wait(timeout=20)
+        log = "".join(lines)
+        self.assertNotIn("insufficient", log)
+        self.assertNotIn("unsigned", log)
+        self.assertNotRegex(log, r"\b1 threads\b")
+        if "backend cpu" in log:
+            self.assertRegex(log, r"backend cpu \(.*\)(; no NVIDIA GPU with a driver on this machine)?")
+
     def test_sigterm_stops_cleanly(self):
         w = self.worker()
         t = time.time()

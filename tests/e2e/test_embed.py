@@ -283,6 +283,14 @@ class TinyModel(EmbedTest):
             (self.embed(["a"] * 16), "too_large", "max-result-bytes"),
             (self.embed("a", model="nope"), "unknown_model", "text encoder"),
             ({"op": "softmax", "inputs": {"x": "some text"}}, "bad_request", "f32, f16, bf16 or f64 tensor"),
+            # one message per mistake, never one that contradicts another
+            ({"op": "embed", "model": "m", "inputs": {"text": tensor(ids.astype(np.int64))}}, "bad_request",
+             "input 'text' must be a str or an array of str, not a tensor"),
+            ({"op": "embed", "model": "m", "inputs": {"text": tensor(ids.astype(np.float32))}}, "bad_request",
+             "input 'text' must be a str or an array of str, not a tensor"),
+            ({"op": "embed", "model": "m", "inputs": {"input_ids": "sun"}}, "bad_request",
+             "must be integer tensors"),
+            (self.embed("a", prompt="query: "), "bad_request", "embed takes no param 'prompt'"),
         ]
         good = self.embed(self.texts)
         jobs = [good]

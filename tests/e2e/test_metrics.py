@@ -109,7 +109,8 @@ class Metrics(WorkerTest):
         self.assertEqual(get(self.base + "/readyz")[0], 200)
 
     def test_bad_addresses_exit_2(self):
-        for addr, why in ((f"127.0.0.1:{self.port}", "cannot listen"), ("nocolon", "HOST:PORT")):
+        for addr, why in ((f"127.0.0.1:{self.port}", "cannot listen"), ("nocolon", "HOST:PORT"),
+                          ("127.0.0.1:80000", "1 to 65535"), (":0", "1 to 65535")):
             p = run("worker", "--redis", self.redis.url, "--backend", "cpu", "--metrics-addr", addr)
             self.assertEqual(p.returncode, 2, p.stderr)
             self.assertIn(why, p.stderr)

@@ -145,6 +145,10 @@ class BadJobs(WorkerTest):
                                           "b": tensor(np.zeros((3, 2), np.int32))}), "bad_request"),
             (job(13, model=None), "bad_request"),
             (job(14, unexpected=1), "bad_request"),
+            (job(15, params={"prompt": "query: "}), "bad_request"),     # a param mlp does not know
+            (job(16, op="matmul", inputs={"a": tensor(np.zeros((2, 3), np.float32)),
+                                          "b": tensor(np.zeros((3, 2), np.float32))},
+                 params={"alpha": 2.0, "transpose_a": True}), "bad_request"),
         ]
         for i in range(20):
             x = rng.standard_normal((1 + i % 3, 8)).astype(np.float32)
@@ -167,6 +171,8 @@ class BadJobs(WorkerTest):
             self.assertEqual(res["status"], "error", res)
             self.assertEqual(res["error"]["code"], code, res["error"])
             self.assertTrue(res["error"]["message"])
+        self.assertIn("takes no param 'prompt'", results["bad15"]["error"]["message"])
+        self.assertIn("'transpose_a'", results["bad16"]["error"]["message"])
         batch_sizes = set()
         for jid, x in good.items():
             res = results[jid]
