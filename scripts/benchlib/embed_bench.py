@@ -219,6 +219,7 @@ def serve(kind, port, folder, threads, max_batch=64, device="cpu", dtype="f32"):
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         sess = ort.InferenceSession(onnx_graph(folder), so, providers=["CPUExecutionProvider"])
+        about = f"onnxruntime {ort.__version__}, {so.intra_op_num_threads} thread(s), CPUExecutionProvider"
         embed = tokenized(folder, lambda ids, mask: sess.run(["y"], {"input_ids": ids, "attention_mask": mask})[0])
     else:
         run = numpy_encoder(folder)
@@ -285,43 +286,103 @@ def drain(b, texts, start, reply, timeout=None):
     return {"sentences": len(texts), "sentences_per_s": rate, "cpu_ms_per_sentence": cpu / len(texts) * 1e3}, got
 
 
+def gemm_limit():
+    """The CPU backend's GEMM rate on the encoder's dense shapes, one thread
+    (tests/bench_cpu_gemm): one dict per shape and type."""
+    import subprocess
+    tool = os.path.join(ROOT, "build", "tests", "bench_cpu_gemm")
+    return [json.loads(line) for line in subprocess.check_output([tool, "1"], text=True).splitlines()]
+
+
+def encoder_gflop(folder, tokens):
+    """GFLOP the encoder spends on sequences of these token counts: the
+    dense layers and attention's two products (multiply-adds counted as 2)."""
+    m = bert_ref.Bert(folder)
+    h, inner = m.h, int(m.w["encoder.layer.0.intermediate.dense.weight"].shape[0])
+    per_layer = sum(2 * t * (4 * h * h + 2 * h * inner) + 4 * t * t * h for t in tokens)
+    return m.layers * per_layer / 1e9
+
+
+def backend_line(b):
+    """What the gpuq worker logged it runs on ("cpu (oneDNN ..., f32, 1 thread)")."""
+    import re
+    log = open(os.path.join(b.tmp, "worker.log")).read()
+    got = re.search(r"backend (.*?)(;|$)", log, re.M)
+    return got.group(1) if got else "?"
+
+
 def run(b, n, out_dir):
     import subprocess
     folder = pyenv.model_dir()
     texts = sentences(n)
     reply = "gpuq:{default}:reply:embed"
-    res, outs = {}, {}
+    res, outs, kernels = {}, {}, {}
 
     def python_worker(kind):
         def start():
             p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", kind, str(b.port), folder,
                                   str(b.threads)], env=b.env, stdout=subprocess.PIPE, text=True)
-            assert p.stdout.readline().startswith("ready")
+            line = p.stdout.readline()
+            assert line.startswith("ready")
+            kernels[kind] = line[len("ready"):].strip()
             return p
         return start
 
-    starts = {"gpuq": lambda: b.worker("--model", f"t={folder}"),
-              "python-onnxruntime": python_worker("ort"), "python-numpy": python_worker("numpy")}
+    def gpuq(*extra, binary=None, env=None):
+        def start():
+            kw = {"binary": binary} if binary else {}
+            return b.worker("--model", f"t={folder}", *extra, env=env and dict(os.environ, **env), **kw)
+        return start
+
+    starts = {"gpuq f32": gpuq(), "gpuq bf16": gpuq("--precision", "bf16"),
+              "gpuq f32, ISA capped at AVX2": gpuq(env={"ONEDNN_MAX_CPU_ISA": "AVX2"})}
+    if b.a.compare:
+        starts[f"gpuq f32, {b.a.compare}"] = gpuq(binary=b.a.compare)
+    starts.update({"python-onnxruntime": python_worker("ort"), "python-numpy": python_worker("numpy")})
     for name, start in starts.items():
         res[name], outs[name] = drain(b, texts, start, reply)
+        if name.startswith("gpuq"):
+            kernels[name] = backend_line(b)
         print(name, res[name], file=sys.stderr, flush=True)
-    ids = sorted(outs["gpuq"])
-    want = np.array([outs["gpuq"][i][0] for i in ids])
+    limit = gemm_limit()
+    ids = sorted(outs["gpuq f32"])
+    want = np.array([outs["gpuq f32"][i][0] for i in ids])
+    tokens = [outs["gpuq f32"][i][1] for i in ids]
+    gflop = encoder_gflop(folder, tokens)
     for name in starts:
         y = np.array([outs[name][i][0] for i in ids])
         res[name]["max_abs_diff_to_gpuq"] = float(np.abs(y - want).max())
+        cos = (y * want).sum(1) / np.linalg.norm(y, axis=1) / np.linalg.norm(want, axis=1)
+        res[name]["min_cosine_to_gpuq"] = float(cos.min())
         res[name]["tokens"] = sum(outs[name][i][1] for i in ids)
-    base = res["python-onnxruntime"]["sentences_per_s"]
+        res[name]["gflops_per_cpu_s"] = gflop / (res[name]["cpu_ms_per_sentence"] * n / 1e3)
+    base = res["python-onnxruntime"]
     lines = [f"# Embedding benchmark: {n} sentences of 8-64 words, all-MiniLM-L6-v2, one job each, "
-             f"through Redis, {b.threads} compute thread(s)", "",
-             "| worker | sentences/s | worker CPU ms/sentence | vs ONNX Runtime | tokens | max abs diff to gpuq |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             f"through Redis, {b.threads} compute thread(s), {b.machine()['cpu']}", "",
+             "| worker | sentences/s | worker CPU ms/sentence | sentences per CPU s vs ONNX Runtime | "
+             "encoder GFLOP per CPU s | tokens | max abs diff to gpuq f32 | min cosine to gpuq f32 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in res.items():
-        lines.append(f"| {name} | {r['sentences_per_s']:.1f} | {r['cpu_ms_per_sentence']:.1f} | "
-                     f"{r['sentences_per_s'] / base:.2f}x | {r['tokens']} | {r['max_abs_diff_to_gpuq']:.1e} |")
+        lines.append(f"| {name} | {r['sentences_per_s']:.1f} | {r['cpu_ms_per_sentence']:.2f} | "
+                     f"{base['cpu_ms_per_sentence'] / r['cpu_ms_per_sentence']:.2f}x | {r['gflops_per_cpu_s']:.0f} | "
+                     f"{r['tokens']} | {r['max_abs_diff_to_gpuq']:.1e} | {r['min_cosine_to_gpuq']:.6f} |")
+    lines += ["", "What each ran:", ""] + [f"- {k}: {v}" for k, v in kernels.items()]
+    lines += ["", "The limit: the CPU backend's GEMM (tests/bench_cpu_gemm, one thread, x [m, k] times "
+              "w [n, k] transposed, as the encoder's dense layers):", "",
+              "| m × n × k | type | GFLOP/s | kernel |", "| --- | --- | --- | --- |"]
+    lines += [f"| {g['m']} × {g['n']} × {g['k']} | {g['type']} | {g['gflops']:.0f} | {g['kernel']} |" for g in limit]
+    for t in ("f32", "bf16"):
+        rates = [g["gflops"] for g in limit if g["type"] == t and g["n"] != g["k"]]
+        name = "gpuq " + t
+        if rates and name in res:
+            peak = sum(rates) / len(rates)
+            res[name]["fraction_of_gemm_rate"] = res[name]["gflops_per_cpu_s"] / peak
+            lines.append(f"\n{name} sustains {res[name]['gflops_per_cpu_s']:.0f} GFLOP per CPU second, "
+                         f"{100 * res[name]['fraction_of_gemm_rate']:.0f}% of its GEMM's {peak:.0f} GFLOP/s "
+                         "on the encoder's two feed-forward shapes.")
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "embed.json"), "w") as f:
-        json.dump({"machine": b.machine(), "embed": res}, f, indent=1)
+        json.dump({"machine": b.machine(), "embed": res, "kernels": kernels, "gemm": limit}, f, indent=1)
     with open(os.path.join(out_dir, "embed.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
