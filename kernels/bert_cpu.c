@@ -50,13 +50,37 @@ static void add_layernorm(float *x, const float *add, int t, int h, const float 
     }
 }
 
+/* e^x for x <= 0 (a shifted score), within 2 ulp of expf, where it is
+ * not below f32's normal range (e^-87), in straight-line arithmetic the
+ * compiler vectorizes: x = n ln 2 + r, |r| <= ln 2 / 2, e^r by Cephes'
+ * polynomial, 2^n put in the exponent bits. */
+static inline float exp_nonpositive(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
+
+/* Each of rows rows of n scores to its softmax. Vector code for the host's
+ * widest of AVX-512, AVX2 and the x86-64 baseline, chosen at load. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
 static void softmax_rows(float *s, int rows, int n) {
     for (int r = 0; r < rows; r++) {
-        float *v = s + (size_t)r * n, mx = v[0];
+        float *v = s + (size_t)r * n, mx = v[0], sum = 0;
+#pragma omp simd reduction(max : mx)
         for (int j = 1; j < n; j++) mx = v[j] > mx ? v[j] : mx;
-        float sum = 0;
-        for (int j = 0; j < n; j++) sum += v[j] = expf(v[j] - mx);
-        for (int j = 0; j < n; j++) v[j] /= sum;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < n; j++) sum += v[j] = exp_nonpositive(v[j] - mx);
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++) v[j] *= inv;
     }
 }
 

@@ -21,7 +21,9 @@
 #include "kernels/backend.h"
 
 #define RT DNNL_RUNTIME_DIM_VAL
-#define CACHE 16
+#define CACHE 64
+/* Rows from which a call's leading rows go through a fixed-size primitive */
+#define FIXED_ROWS 128
 
 /* Which of a matrix's strides is 1: oneDNN's gemm kernels need one of
  * them known, the other may come at run time. */
@@ -31,7 +33,8 @@ static enum layout layout(int64_t s_row, int64_t s_col) {
     return s_col == 1 ? LAYOUT_ROWS : s_row == 1 ? LAYOUT_COLS : LAYOUT_STRIDED;
 }
 
-/* What a primitive is made for; sizes and the other strides are not part of it. */
+/* What a primitive is made for. With m 0, sizes and strides but the unit
+ * ones come at run time; else all are fixed (batch 1 only). */
 struct key {
     int batch;
     enum layout a, b, c;
@@ -39,6 +42,7 @@ struct key {
     int bias;
     enum gpuq_act act;
     float alpha;
+    int64_t m, n, k, a_row, a_col, b_row, b_col, c_row, c_col;
 };
 
 struct entry {
@@ -120,10 +124,17 @@ static dnnl_status_t make_pd(struct gpuq_cpu_gemm *g, const struct key *k, dnnl_
     dnnl_memory_desc_t a, b, c, bias;
     dnnl_data_type_t dt = data_type(k->type);
     dnnl_status_t s;
-    if ((s = runtime_matrix(&a, k->batch, dt, k->a)) || (s = runtime_matrix(&b, k->batch, dt, k->b)) ||
-        (s = runtime_matrix(&c, k->batch, dnnl_f32, k->c)) ||
-        (s = matrix(&bias, 1, 1, RT, dnnl_f32, 0, RT, 1)))
+    if (k->m) {
+        if ((s = matrix(&a, 1, k->m, k->k, dt, 0, k->a_row, k->a_col)) ||
+            (s = matrix(&b, 1, k->k, k->n, dt, 0, k->b_row, k->b_col)) ||
+            (s = matrix(&c, 1, k->m, k->n, dnnl_f32, 0, k->c_row, k->c_col)) ||
+            (s = matrix(&bias, 1, 1, k->n, dnnl_f32, 0, k->n, 1)))
+            return s;
+    } else if ((s = runtime_matrix(&a, k->batch, dt, k->a)) || (s = runtime_matrix(&b, k->batch, dt, k->b)) ||
+               (s = runtime_matrix(&c, k->batch, dnnl_f32, k->c)) ||
+               (s = matrix(&bias, 1, 1, RT, dnnl_f32, 0, RT, 1))) {
         return s;
+    }
     dnnl_matmul_desc_t md;
     if ((s = dnnl_matmul_desc_init(&md, &a, &b, k->bias ? &bias : NULL, &c))) return s;
     dnnl_primitive_attr_t attr = NULL;
@@ -142,8 +153,10 @@ static dnnl_status_t make_pd(struct gpuq_cpu_gemm *g, const struct key *k, dnnl_
 }
 
 static int same(const struct key *x, const struct key *y) {
-    return x->batch == y->batch && x->a == y->a && x->b == y->b && x->c == y->c && x->type == y->type && x->bias == y->bias && x->act == y->act &&
-           x->alpha == y->alpha;
+    return x->batch == y->batch && x->a == y->a && x->b == y->b && x->c == y->c && x->type == y->type &&
+           x->bias == y->bias && x->act == y->act && x->alpha == y->alpha && x->m == y->m && x->n == y->n &&
+           x->k == y->k && x->a_row == y->a_row && x->a_col == y->a_col && x->b_row == y->b_row &&
+           x->b_col == y->b_col && x->c_row == y->c_row && x->c_col == y->c_col;
 }
 
 /* The cached primitive for k, made when missing (replacing the oldest when
@@ -180,28 +193,22 @@ static void no_terms(const struct gpuq_cpu_gemm_args *a) {
                     gpuq_act_apply(a->act, a->bias ? a->bias[j] : 0.0f);
 }
 
-int gpuq_cpu_gemm_run(struct gpuq_cpu_gemm *g, const struct gpuq_cpu_gemm_args *a, char *err,
-                      size_t errlen) {
-    assert(a->batch >= 1 && (a->batch == 1 || (!a->bias && a->act == GPUQ_ACT_NONE)));
-    assert(!a->bias || a->alpha == 1.0f);
-    if (a->m == 0 || a->n == 0) return 0;
-    if (a->k == 0) {
-        no_terms(a);
-        return 0;
-    }
-    struct key k = {a->batch, layout(a->a_row, a->a_col), layout(a->b_row, a->b_col),
-                    layout(a->c_row, a->c_col), a->type, a->bias != NULL, a->act, a->alpha};
-    dnnl_primitive_t p = primitive(g, &k, err, errlen);
+/* Rows [row0, row0 + rows) of call a through the primitive for k. */
+static int run_rows(struct gpuq_cpu_gemm *g, const struct key *k, const struct gpuq_cpu_gemm_args *a,
+                    int64_t row0, int64_t rows, char *err, size_t errlen) {
+    dnnl_primitive_t p = primitive(g, k, err, errlen);
     if (!p) return -1;
     dnnl_data_type_t dt = data_type(a->type);
+    size_t size = a->type == GPUQ_CPU_GEMM_BF16 ? 2 : 4;
     dnnl_memory_desc_t md[4];
     dnnl_status_t s;
-    if ((s = matrix(&md[0], a->batch, a->m, a->k, dt, a->a_batch, a->a_row, a->a_col)) ||
+    if ((s = matrix(&md[0], a->batch, rows, a->k, dt, a->a_batch, a->a_row, a->a_col)) ||
         (s = matrix(&md[1], a->batch, a->k, a->n, dt, a->b_batch, a->b_row, a->b_col)) ||
-        (s = matrix(&md[2], a->batch, a->m, a->n, dnnl_f32, a->c_batch, a->c_row, a->c_col)) ||
+        (s = matrix(&md[2], a->batch, rows, a->n, dnnl_f32, a->c_batch, a->c_row, a->c_col)) ||
         (s = matrix(&md[3], 1, 1, a->n, dnnl_f32, 0, a->n, 1)))
         return failed(s, "memory descriptor", err, errlen), -1;
-    void *ptr[4] = {(void *)a->a, (void *)a->b, a->c, (void *)a->bias};
+    void *ptr[4] = {(char *)a->a + (size_t)(row0 * a->a_row) * size, (void *)a->b, a->c + row0 * a->c_row,
+                    (void *)a->bias};
     static const int arg[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
     dnnl_exec_arg_t args[4];
     int n = a->bias ? 4 : 3, made = 0;
@@ -215,11 +222,51 @@ int gpuq_cpu_gemm_run(struct gpuq_cpu_gemm *g, const struct gpuq_cpu_gemm_args *
     return failed(s, "matmul", err, errlen) ? -1 : 0;
 }
 
+/* m with all but its 4 leading bits cleared: at least 8/9 of m, and at
+ * most 8 values an octave. */
+static int64_t leading_rows(int64_t m) {
+    int shift = 0;
+    while (m >> shift >= 16) shift++;
+    return m >> shift << shift;
+}
+
+/* A bf16 call of batch 1 and at least FIXED_ROWS rows runs its leading
+ * rows (leading_rows) through a primitive made for exactly that size
+ * (oneDNN's brgemm kernels, AMX where the host has it, with bias and
+ * activation fused: about twice gemm:jit's rate on the encoder's layers,
+ * where gemm:jit applies them in a pass of their own), the rest through
+ * the run-time-sized one; so a stream of batches of every size needs few
+ * primitives. In f32 brgemm measured no faster than gemm:jit there, so
+ * f32 calls take the run-time-sized one alone. */
+int gpuq_cpu_gemm_run(struct gpuq_cpu_gemm *g, const struct gpuq_cpu_gemm_args *a, char *err,
+                      size_t errlen) {
+    assert(a->batch >= 1 && (a->batch == 1 || (!a->bias && a->act == GPUQ_ACT_NONE)));
+    assert(!a->bias || a->alpha == 1.0f);
+    if (a->m == 0 || a->n == 0) return 0;
+    if (a->k == 0) {
+        no_terms(a);
+        return 0;
+    }
+    struct key k = {a->batch, layout(a->a_row, a->a_col), layout(a->b_row, a->b_col),
+                    layout(a->c_row, a->c_col), a->type, a->bias != NULL, a->act, a->alpha, 0, 0, 0, 0, 0, 0,
+                    0, 0, 0};
+    int64_t lead = a->batch == 1 && a->type == GPUQ_CPU_GEMM_BF16 && a->m >= FIXED_ROWS ? leading_rows(a->m) : 0;
+    if (lead) {
+        struct key fixed = k;
+        fixed.m = lead, fixed.n = a->n, fixed.k = a->k;
+        fixed.a_row = a->a_row, fixed.a_col = a->a_col, fixed.b_row = a->b_row, fixed.b_col = a->b_col;
+        fixed.c_row = a->c_row, fixed.c_col = a->c_col;
+        if (run_rows(g, &fixed, a, 0, lead, err, errlen) != 0) return -1;
+    }
+    return lead < a->m ? run_rows(g, &k, a, lead, a->m - lead, err, errlen) : 0;
+}
+
 /* ---- what the host has ---- */
 
 int gpuq_cpu_gemm_has_bf16(struct gpuq_cpu_gemm *g) {
     if (g->bf16 < 0) {
-        struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, GPUQ_CPU_GEMM_BF16, 0, GPUQ_ACT_NONE, 1.0f};
+        struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, GPUQ_CPU_GEMM_BF16, 0, GPUQ_ACT_NONE, 1.0f,
+                        0, 0, 0, 0, 0, 0, 0, 0, 0};
         dnnl_primitive_desc_t pd;
         g->bf16 = make_pd(g, &k, &pd) == dnnl_success;
         if (g->bf16) dnnl_primitive_desc_destroy(pd);
@@ -232,7 +279,7 @@ void gpuq_cpu_gemm_describe(struct gpuq_cpu_gemm *g, enum gpuq_cpu_gemm_type typ
     const dnnl_version_t *v = dnnl_version();
     const char *isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()), *impl = "no kernel";
     if (!strncmp(isa, "cpu_isa_", 8)) isa += 8;
-    struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, type, 0, GPUQ_ACT_NONE, 1.0f};
+    struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, type, 0, GPUQ_ACT_NONE, 1.0f, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     dnnl_primitive_desc_t pd;
     int made = make_pd(g, &k, &pd) == dnnl_success;
     if (made) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
@@ -246,12 +293,16 @@ void gpuq_cpu_gemm_threads(int n) {
 
 int gpuq_cpu_gemm_max_threads(void) { return omp_get_max_threads(); }
 
+/* Vector code for the host's widest of AVX-512, AVX2 and the x86-64
+ * baseline, chosen at load. Infinities round to themselves and so does
+ * the largest finite f32 to infinity, as gpuq_round_bf16 has it; a NaN is
+ * kept a NaN (made quiet, so cutting its low bits cannot make it one). */
+__attribute__((target_clones("avx512f", "avx2", "default")))
 void gpuq_cpu_gemm_to_bf16(const float *in, size_t n, uint16_t *out) {
+    const uint32_t *bits = (const uint32_t *)(const void *)in;
     for (size_t i = 0; i < n; i++) {
-        uint32_t bits;
-        memcpy(&bits, &in[i], 4);
-        int special = (bits & 0x7f800000u) == 0x7f800000u;      /* inf or nan: kept, nan quiet */
-        uint32_t r = special ? bits | (bits & 0x7fffffu ? 0x400000u : 0) : bits + 0x7fffu + ((bits >> 16) & 1);
+        uint32_t b = bits[i];
+        uint32_t r = (b & 0x7fffffffu) > 0x7f800000u ? b | 0x400000u : b + 0x7fffu + ((b >> 16) & 1);
         out[i] = (uint16_t)(r >> 16);
     }
 }

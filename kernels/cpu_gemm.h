@@ -2,9 +2,10 @@
  * primitive (Debian's libdnnl), which picks its kernels by the host's
  * features: AVX2, AVX-512, and AVX-512 BF16 or AMX for bf16 inputs.
  *
- * Each shape of call (batch, input type, bias, activation, alpha) has one
- * primitive, made on first use and kept: sizes and strides are given at run
- * time, so a batch of any number of tokens reuses it. The calling thread
+ * Each kind of call (batch, input type, layout, bias, activation, alpha)
+ * has one primitive, made on first use and kept: sizes and strides are
+ * given at run time, so a batch of any number of tokens reuses it (bf16
+ * calls of many rows also keep a few of fixed sizes, see cpu_gemm.c). The calling thread
  * computes, with as many OpenMP threads as gpuq_cpu_gemm_threads() set on it
  * (oneDNN's Debian build threads with OpenMP). */
 #ifndef GPUQ_CPU_GEMM_H
