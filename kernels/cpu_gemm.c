@@ -274,17 +274,31 @@ int gpuq_cpu_gemm_has_bf16(struct gpuq_cpu_gemm *g) {
     return g->bf16;
 }
 
+/* The kernel oneDNN picks for k into out, or "none". */
+static void kernel_name(struct gpuq_cpu_gemm *g, const struct key *k, char *out, size_t len) {
+    dnnl_primitive_desc_t pd;
+    const char *impl = "none";
+    int made = make_pd(g, k, &pd) == dnnl_success;
+    if (made) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    snprintf(out, len, "%s", impl);
+    if (made) dnnl_primitive_desc_destroy(pd);
+}
+
 void gpuq_cpu_gemm_describe(struct gpuq_cpu_gemm *g, enum gpuq_cpu_gemm_type type, char *out,
                             size_t len) {
     const dnnl_version_t *v = dnnl_version();
-    const char *isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()), *impl = "no kernel";
+    const char *isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
     if (!strncmp(isa, "cpu_isa_", 8)) isa += 8;
     struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, type, 0, GPUQ_ACT_NONE, 1.0f, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-    dnnl_primitive_desc_t pd;
-    int made = make_pd(g, &k, &pd) == dnnl_success;
-    if (made) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    snprintf(out, len, "oneDNN %d.%d.%d, %s, %s", v->major, v->minor, v->patch, isa, impl);
-    if (made) dnnl_primitive_desc_destroy(pd);
+    char any[48], fixed[48] = "";
+    kernel_name(g, &k, any, sizeof(any));
+    if (type == GPUQ_CPU_GEMM_BF16) {   /* as an encoder layer's leading rows */
+        struct key f = k;
+        f.m = 1024, f.n = f.k = 384, f.a_row = f.b_col = f.c_row = 384, f.a_col = f.b_row = f.c_col = 1;
+        kernel_name(g, &f, fixed, sizeof(fixed));
+    }
+    snprintf(out, len, "oneDNN %d.%d.%d, %s, %s%s%s", v->major, v->minor, v->patch, isa, fixed,
+             fixed[0] ? " + " : "", any);
 }
 
 void gpuq_cpu_gemm_threads(int n) {
