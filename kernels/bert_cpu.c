@@ -6,10 +6,10 @@
  * head on its own [n, n] scores (the heads batched in one GEMM); no mask,
  * no padding to compute. Biases, and GELU after the first feed-forward
  * GEMM, are the GEMMs' own post-ops. In reduced precision each dense GEMM's
- * input is rounded first: into x16 as bf16 where the GEMMs take bf16, else
- * rounded in f32: LayerNorm outputs into ctx, which is free before
- * attention and after the output projection; the context and the GELU
- * output in place. */
+ * input is rounded first: into x16 as bf16 where the GEMMs take bf16 (the
+ * GELU output leaves its GEMM in bf16, into inter), else rounded in f32:
+ * LayerNorm outputs into ctx, which is free before attention and after the
+ * output projection; the context and the GELU output in place. */
 #include <math.h>
 #include <string.h>
 
@@ -33,10 +33,17 @@ static struct dense_in dense_in(struct gpuq_backend *be, const float *x, size_t 
     return (struct dense_in){gpuq_cpu_round_rows(be->precision, x, n, dst), NULL};
 }
 
-/* y[t, out] = act(x[t, in] W^T + b), W [out, in] row-major, its bf16 copy w16 or NULL. */
+/* y[t, out] = act(x[t, in] W^T + b), W [out, in] row-major, its bf16 copy
+ * w16 or NULL; y of type y_type (bf16: the next GEMM's input as is). */
 static int dense(struct gpuq_backend *be, struct dense_in x, int t, int in, const float *w,
-                 const uint16_t *w16, const float *b, int out, enum gpuq_act act, float *y) {
-    return gpuq_cpu_dense(be, x.x, x.x16, t, in, w, w16, out, b, act, y);
+                 const uint16_t *w16, const float *b, int out, enum gpuq_act act, void *y,
+                 enum gpuq_cpu_gemm_type y_type) {
+    struct gpuq_cpu_gemm_args a = {
+        .batch = 1, .m = t, .n = out, .k = in, .type = w16 ? GPUQ_CPU_GEMM_BF16 : GPUQ_CPU_GEMM_F32,
+        .a = w16 ? (const void *)x.x16 : x.x, .a_row = in, .a_col = 1,
+        .b = w16 ? (const void *)w16 : w, .b_row = 1, .b_col = in,
+        .c = y, .c_row = out, .c_col = 1, .c_type = y_type, .alpha = 1.0f, .bias = b, .act = act};
+    return gpuq_cpu_gemm(be, &a);
 }
 
 /* x[r] = LayerNorm(x[r] + add[r]) over h, for t rows (add may be NULL). */
@@ -65,8 +72,10 @@ static inline float exp_nonpositive(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
 }
 
 /* Each of rows rows of n scores to its softmax. Vector code for the host's
@@ -144,6 +153,7 @@ int gpuq_bert_forward(struct gpuq_backend *be, const struct gpuq_bert *m,
     for (int s = 0; s < b->n_seq; s++) longest = b->lens[s] > longest ? b->lens[s] : longest;
     uint16_t *x16 = (uint16_t *)(scores + (size_t)heads * longest * longest);
     int bf16 = gpuq_cpu_bf16(be);
+    const enum gpuq_cpu_gemm_type f32 = GPUQ_CPU_GEMM_F32;
     for (int s = 0, r = 0; s < b->n_seq; s++)
         for (int q = 0; q < b->lens[s]; q++, r++) {
             const float *w = m->word_emb + (size_t)b->ids[r] * h, *pe = m->pos_emb + (size_t)q * h;
@@ -159,18 +169,21 @@ int gpuq_bert_forward(struct gpuq_backend *be, const struct gpuq_bert *m,
             w16[2] = w16[1] + (size_t)h * h, w16[3] = w16[2] + (size_t)inner * h;
         }
         rc = dense(be, dense_in(be, x, th, w16[0], x16, ctx), t, h, ly->qkv_w, w16[0], ly->qkv_b, 3 * h,
-                   GPUQ_ACT_NONE, qkv);
+                   GPUQ_ACT_NONE, qkv, f32);
         for (int s = 0, off = 0; s < b->n_seq && !rc; off += b->lens[s], s++)
             rc = attention(be, qkv + (size_t)off * 3 * h, b->lens[s], h, heads, scores, ctx + (size_t)off * h);
         /* qkv is free again */
         if (!rc) rc = dense(be, dense_in(be, ctx, th, w16[1], x16, ctx), t, h, ly->attn_w, w16[1],
-                            ly->attn_b, h, GPUQ_ACT_NONE, qkv);
+                            ly->attn_b, h, GPUQ_ACT_NONE, qkv, f32);
         if (rc) break;
         add_layernorm(x, qkv, t, h, ly->ln1_g, ly->ln1_b, m->ln_eps);
+        /* in bf16 the GELU output leaves the GEMM rounded, as the next one takes it */
+        int direct = w16[2] && w16[3];
         rc = dense(be, dense_in(be, x, th, w16[2], x16, ctx), t, h, ly->ffn_w1, w16[2], ly->ffn_b1, inner,
-                   GPUQ_ACT_GELU, inter);
-        if (!rc) rc = dense(be, dense_in(be, inter, ti, w16[3], x16, inter), t, inner, ly->ffn_w2, w16[3],
-                            ly->ffn_b2, h, GPUQ_ACT_NONE, qkv);
+                   GPUQ_ACT_GELU, inter, direct ? GPUQ_CPU_GEMM_BF16 : f32);
+        struct dense_in gelu = direct ? (struct dense_in){NULL, (const uint16_t *)inter}
+                                      : dense_in(be, inter, ti, w16[3], x16, inter);
+        if (!rc) rc = dense(be, gelu, t, inner, ly->ffn_w2, w16[3], ly->ffn_b2, h, GPUQ_ACT_NONE, qkv, f32);
         if (!rc) add_layernorm(x, qkv, t, h, ly->ln2_g, ly->ln2_b, m->ln_eps);
     }
     if (!rc) pool(m, b, x);

@@ -38,7 +38,7 @@ static enum layout layout(int64_t s_row, int64_t s_col) {
 struct key {
     int batch;
     enum layout a, b, c;
-    enum gpuq_cpu_gemm_type type;
+    enum gpuq_cpu_gemm_type type, c_type;
     int bias;
     enum gpuq_act act;
     float alpha;
@@ -127,11 +127,11 @@ static dnnl_status_t make_pd(struct gpuq_cpu_gemm *g, const struct key *k, dnnl_
     if (k->m) {
         if ((s = matrix(&a, 1, k->m, k->k, dt, 0, k->a_row, k->a_col)) ||
             (s = matrix(&b, 1, k->k, k->n, dt, 0, k->b_row, k->b_col)) ||
-            (s = matrix(&c, 1, k->m, k->n, dnnl_f32, 0, k->c_row, k->c_col)) ||
+            (s = matrix(&c, 1, k->m, k->n, data_type(k->c_type), 0, k->c_row, k->c_col)) ||
             (s = matrix(&bias, 1, 1, k->n, dnnl_f32, 0, k->n, 1)))
             return s;
     } else if ((s = runtime_matrix(&a, k->batch, dt, k->a)) || (s = runtime_matrix(&b, k->batch, dt, k->b)) ||
-               (s = runtime_matrix(&c, k->batch, dnnl_f32, k->c)) ||
+               (s = runtime_matrix(&c, k->batch, data_type(k->c_type), k->c)) ||
                (s = matrix(&bias, 1, 1, RT, dnnl_f32, 0, RT, 1))) {
         return s;
     }
@@ -154,6 +154,7 @@ static dnnl_status_t make_pd(struct gpuq_cpu_gemm *g, const struct key *k, dnnl_
 
 static int same(const struct key *x, const struct key *y) {
     return x->batch == y->batch && x->a == y->a && x->b == y->b && x->c == y->c && x->type == y->type &&
+           x->c_type == y->c_type &&
            x->bias == y->bias && x->act == y->act && x->alpha == y->alpha && x->m == y->m && x->n == y->n &&
            x->k == y->k && x->a_row == y->a_row && x->a_col == y->a_col && x->b_row == y->b_row &&
            x->b_col == y->b_col && x->c_row == y->c_row && x->c_col == y->c_col;
@@ -188,9 +189,12 @@ static dnnl_primitive_t primitive(struct gpuq_cpu_gemm *g, const struct key *k, 
 static void no_terms(const struct gpuq_cpu_gemm_args *a) {
     for (int t = 0; t < a->batch; t++)
         for (int64_t i = 0; i < a->m; i++)
-            for (int64_t j = 0; j < a->n; j++)
-                a->c[t * a->c_batch + i * a->c_row + j * a->c_col] =
-                    gpuq_act_apply(a->act, a->bias ? a->bias[j] : 0.0f);
+            for (int64_t j = 0; j < a->n; j++) {
+                int64_t at = t * a->c_batch + i * a->c_row + j * a->c_col;
+                float v = gpuq_act_apply(a->act, a->bias ? a->bias[j] : 0.0f);
+                if (a->c_type == GPUQ_CPU_GEMM_BF16) gpuq_cpu_gemm_to_bf16(&v, 1, (uint16_t *)a->c + at);
+                else ((float *)a->c)[at] = v;
+            }
 }
 
 /* Rows [row0, row0 + rows) of call a through the primitive for k. */
@@ -199,16 +203,16 @@ static int run_rows(struct gpuq_cpu_gemm *g, const struct key *k, const struct g
     dnnl_primitive_t p = primitive(g, k, err, errlen);
     if (!p) return -1;
     dnnl_data_type_t dt = data_type(a->type);
-    size_t size = a->type == GPUQ_CPU_GEMM_BF16 ? 2 : 4;
+    size_t size = a->type == GPUQ_CPU_GEMM_BF16 ? 2 : 4, c_size = a->c_type == GPUQ_CPU_GEMM_BF16 ? 2 : 4;
     dnnl_memory_desc_t md[4];
     dnnl_status_t s;
     if ((s = matrix(&md[0], a->batch, rows, a->k, dt, a->a_batch, a->a_row, a->a_col)) ||
         (s = matrix(&md[1], a->batch, a->k, a->n, dt, a->b_batch, a->b_row, a->b_col)) ||
-        (s = matrix(&md[2], a->batch, rows, a->n, dnnl_f32, a->c_batch, a->c_row, a->c_col)) ||
+        (s = matrix(&md[2], a->batch, rows, a->n, data_type(a->c_type), a->c_batch, a->c_row, a->c_col)) ||
         (s = matrix(&md[3], 1, 1, a->n, dnnl_f32, 0, a->n, 1)))
         return failed(s, "memory descriptor", err, errlen), -1;
-    void *ptr[4] = {(char *)a->a + (size_t)(row0 * a->a_row) * size, (void *)a->b, a->c + row0 * a->c_row,
-                    (void *)a->bias};
+    void *ptr[4] = {(char *)a->a + (size_t)(row0 * a->a_row) * size, (void *)a->b,
+                    (char *)a->c + (size_t)(row0 * a->c_row) * c_size, (void *)a->bias};
     static const int arg[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
     dnnl_exec_arg_t args[4];
     int n = a->bias ? 4 : 3, made = 0;
@@ -248,8 +252,8 @@ int gpuq_cpu_gemm_run(struct gpuq_cpu_gemm *g, const struct gpuq_cpu_gemm_args *
         return 0;
     }
     struct key k = {a->batch, layout(a->a_row, a->a_col), layout(a->b_row, a->b_col),
-                    layout(a->c_row, a->c_col), a->type, a->bias != NULL, a->act, a->alpha, 0, 0, 0, 0, 0, 0,
-                    0, 0, 0};
+                    layout(a->c_row, a->c_col), a->type, a->c_type, a->bias != NULL, a->act, a->alpha, 0, 0,
+                    0, 0, 0, 0, 0, 0, 0};
     int64_t lead = a->batch == 1 && a->type == GPUQ_CPU_GEMM_BF16 && a->m >= FIXED_ROWS ? leading_rows(a->m) : 0;
     if (lead) {
         struct key fixed = k;
@@ -265,8 +269,8 @@ int gpuq_cpu_gemm_run(struct gpuq_cpu_gemm *g, const struct gpuq_cpu_gemm_args *
 
 int gpuq_cpu_gemm_has_bf16(struct gpuq_cpu_gemm *g) {
     if (g->bf16 < 0) {
-        struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, GPUQ_CPU_GEMM_BF16, 0, GPUQ_ACT_NONE, 1.0f,
-                        0, 0, 0, 0, 0, 0, 0, 0, 0};
+        struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, GPUQ_CPU_GEMM_BF16, GPUQ_CPU_GEMM_F32, 0,
+                        GPUQ_ACT_NONE, 1.0f, 0, 0, 0, 0, 0, 0, 0, 0, 0};
         dnnl_primitive_desc_t pd;
         g->bf16 = make_pd(g, &k, &pd) == dnnl_success;
         if (g->bf16) dnnl_primitive_desc_destroy(pd);
@@ -289,7 +293,8 @@ void gpuq_cpu_gemm_describe(struct gpuq_cpu_gemm *g, enum gpuq_cpu_gemm_type typ
     const dnnl_version_t *v = dnnl_version();
     const char *isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
     if (!strncmp(isa, "cpu_isa_", 8)) isa += 8;
-    struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, type, 0, GPUQ_ACT_NONE, 1.0f, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, type, GPUQ_CPU_GEMM_F32, 0, GPUQ_ACT_NONE, 1.0f,
+                    0, 0, 0, 0, 0, 0, 0, 0, 0};
     char any[48], fixed[48] = "";
     kernel_name(g, &k, any, sizeof(any));
     if (type == GPUQ_CPU_GEMM_BF16) {   /* as an encoder layer's leading rows */

@@ -24,9 +24,10 @@ enum gpuq_cpu_gemm_type { GPUQ_CPU_GEMM_F32, GPUQ_CPU_GEMM_BF16 };
  * matrices. Element (i, k) of a's matrix t is at
  * a + t * a_batch + i * a_row + k * a_col (elements, not bytes); so for b
  * (k, j) and c (i, j). A transposed operand is a swap of its two strides.
- * a and b are of type (bf16: uint16_t, the high half of an f32); c, bias
- * and the sums are f32. bias (NULL: none) and act need batch 1, and bias
- * needs alpha 1. */
+ * a and b are of type (bf16: uint16_t, the high half of an f32); c is
+ * f32, or bf16 rounded to nearest even where c_type says so; bias and the
+ * sums are f32. bias (NULL: none) and act need batch 1, and bias needs
+ * alpha 1. */
 struct gpuq_cpu_gemm_args {
     int batch;
     int64_t m, n, k;
@@ -35,8 +36,9 @@ struct gpuq_cpu_gemm_args {
     int64_t a_row, a_col, a_batch;
     const void *b;
     int64_t b_row, b_col, b_batch;
-    float *c;
+    void *c;
     int64_t c_row, c_col, c_batch;
+    enum gpuq_cpu_gemm_type c_type;
     float alpha;
     const float *bias;
     enum gpuq_act act;

@@ -31,7 +31,9 @@ static double error(const struct gpuq_cpu_gemm_args *a) {
                 }
                 s = s * a->alpha + (a->bias ? a->bias[j] : 0);
                 double want = gpuq_act_apply(a->act, (float)s);
-                double got = a->c[t * a->c_batch + i * a->c_row + j * a->c_col];
+                int64_t at_c = t * a->c_batch + i * a->c_row + j * a->c_col;
+                double got = at(a->c, a->c_type, at_c);
+                if (a->c_type == GPUQ_CPU_GEMM_BF16) want = gpuq_round_bf16((float)want);
                 worst = fmax(worst, fabs(got - want) / (mag * fabs(a->alpha) + 1));
             }
     return worst;
@@ -48,8 +50,9 @@ static void *fill(size_t n, enum gpuq_cpu_gemm_type t, unsigned *st) {
 }
 
 /* One call: c [batch][m][n] from operands laid out as the flags say. */
-static void check_call(struct gpuq_cpu_gemm *g, int batch, int m, int n, int k, int ta, int tb,
-                       enum gpuq_cpu_gemm_type type, float alpha, int bias, enum gpuq_act act) {
+static void check_call_to(struct gpuq_cpu_gemm *g, int batch, int m, int n, int k, int ta, int tb,
+                          enum gpuq_cpu_gemm_type type, float alpha, int bias, enum gpuq_act act,
+                          enum gpuq_cpu_gemm_type c_type) {
     unsigned st = (unsigned)(m * 131 + n * 7 + k + ta * 3 + tb * 5 + type);
     size_t na = (size_t)batch * m * k, nb = (size_t)batch * k * n;
     void *A = fill(na + 1, type, &st), *B = fill(nb + 1, type, &st);
@@ -58,15 +61,22 @@ static void check_call(struct gpuq_cpu_gemm *g, int batch, int m, int n, int k, 
         .batch = batch, .m = m, .n = n, .k = k, .type = type,
         .a = A, .a_row = ta ? 1 : k, .a_col = ta ? m : 1, .a_batch = (int64_t)m * k,
         .b = B, .b_row = tb ? 1 : n, .b_col = tb ? k : 1, .b_batch = (int64_t)k * n,
-        .c = C, .c_row = n, .c_col = 1, .c_batch = (int64_t)m * n, .alpha = alpha, .bias = bs, .act = act};
+        .c = C, .c_row = n, .c_col = 1, .c_batch = (int64_t)m * n, .c_type = c_type, .alpha = alpha,
+        .bias = bs, .act = act};
     char err[128] = "";
     CHECK(gpuq_cpu_gemm_run(g, &a, err, sizeof(err)) == 0);
-    double e = error(&a), bound = type == GPUQ_CPU_GEMM_F32 ? 1e-5 : 1e-5;   /* inputs exact, sums f32 */
+    /* inputs exact, sums f32; a bf16 output may round the other way at a tie's edge */
+    double e = error(&a), bound = c_type == GPUQ_CPU_GEMM_BF16 ? 8e-3 : 1e-5;
     if (!(e <= bound))
         fprintf(stderr, "  %dx%dx%dx%d ta %d tb %d type %d act %d: error %g %s\n", batch, m, n, k, ta, tb, type,
                 act, e, err);
     CHECK(e <= bound);
     free(A), free(B), free(C), free(bs);
+}
+
+static void check_call(struct gpuq_cpu_gemm *g, int batch, int m, int n, int k, int ta, int tb,
+                       enum gpuq_cpu_gemm_type type, float alpha, int bias, enum gpuq_act act) {
+    check_call_to(g, batch, m, n, k, ta, tb, type, alpha, bias, act, GPUQ_CPU_GEMM_F32);
 }
 
 /* The encoder's attention: q, k, v of each head interleaved in rows of 3h. */
@@ -105,6 +115,10 @@ int main(void) {
         /* past FIXED_ROWS: a fixed-size part and a rest, twice (the cache) */
         for (int i = 0; i < 2; i++) check_call(g, 1, 300, 48, 32, 0, 1, type, 1.0f, 1, GPUQ_ACT_GELU);
         check_call(g, 1, 256, 24, 16, 0, 1, type, 1.0f, 1, GPUQ_ACT_NONE);
+        /* bf16 out, as the encoder's GELU output: within one bf16 rounding */
+        if (type == GPUQ_CPU_GEMM_BF16)
+            for (int m = 12; m <= 300; m += 288)
+                check_call_to(g, 1, m, 40, 24, 0, 1, type, 1.0f, 1, GPUQ_ACT_GELU, GPUQ_CPU_GEMM_BF16);
     }
     check_heads(g, 13, 64, 4);
     /* no terms: bias through the activation; no rows or columns: nothing */
