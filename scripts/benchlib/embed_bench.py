@@ -316,6 +316,7 @@ def serve(kind, port, folder, threads, max_batch=64, device="cpu", dtype="f32"):
         about = f"onnxruntime {ort.__version__}, {so.intra_op_num_threads} thread(s), CPUExecutionProvider"
         embed = tokenized(folder, lambda ids, mask: sess.run(["y"], {"input_ids": ids, "attention_mask": mask})[0])
     else:
+        about = f"numpy {np.__version__}"
         run = numpy_encoder(folder)
         embed = tokenized(folder, lambda ids, mask: run(ids, mask.astype(np.float32)))
     r = redis.Redis(port=port)
@@ -380,12 +381,13 @@ def drain(b, texts, start, reply, timeout=None):
     return {"sentences": len(texts), "sentences_per_s": rate, "cpu_ms_per_sentence": cpu / len(texts) * 1e3}, got
 
 
-def gemm_limit():
+def gemm_limit(env=None):
     """The CPU backend's GEMM rate on the encoder's dense shapes, one thread
     (tests/bench_cpu_gemm): one dict per shape and type."""
     import subprocess
     tool = os.path.join(ROOT, "build", "tests", "bench_cpu_gemm")
-    return [json.loads(line) for line in subprocess.check_output([tool, "1"], text=True).splitlines()]
+    out = subprocess.check_output([tool, "1"], text=True, env=env and dict(os.environ, **env))
+    return [json.loads(line) for line in out.splitlines()]
 
 
 def encoder_gflop(folder, tokens):
@@ -441,7 +443,7 @@ def run(b, n, out_dir):
         if name.startswith("gpuq"):
             kernels[name] = backend_line(b)
         print(name, res[name], file=sys.stderr, flush=True)
-    limit = gemm_limit()
+    limit = gemm_limit() + gemm_limit({"ONEDNN_MAX_CPU_ISA": "AVX2"})
     ids = sorted(outs["gpuq f32"])
     want = np.array([outs["gpuq f32"][i][0] for i in ids])
     tokens = [outs["gpuq f32"][i][1] for i in ids]
@@ -470,9 +472,10 @@ def run(b, n, out_dir):
               "w [n, k] transposed, as the encoder's dense layers):", "",
               "| m × n × k | type | GFLOP/s | kernel |", "| --- | --- | --- | --- |"]
     lines += [f"| {g['m']} × {g['n']} × {g['k']} | {g['type']} | {g['gflops']:.0f} | {g['kernel']} |" for g in limit]
-    for t in ("f32", "bf16"):
-        rates = [g["gflops"] for g in limit if g["type"] == t and g["n"] != g["k"]]
-        name = "gpuq " + t
+    for t, name, isa in (("f32", "gpuq f32", None), ("bf16", "gpuq bf16", None),
+                         ("f32", "gpuq f32, ISA capped at AVX2", "avx2,")):
+        rates = [g["gflops"] for g in limit if g["type"] == t and g["n"] != g["k"]
+                 and (isa in g["kernel"] if isa else "avx2," not in g["kernel"])]
         if rates and name in res:
             peak = sum(rates) / len(rates)
             res[name]["fraction_of_gemm_rate"] = res[name]["gflops_per_cpu_s"] / peak
