@@ -106,7 +106,8 @@ int gpuq_backend_cuda_devices(void);
 void gpuq_backend_destroy(struct gpuq_backend *be);
 int gpuq_backend_cpu_open(struct gpuq_backend *be);
 
-/* Threads the CPU backend's BLAS uses (n > 0), for every CPU backend. */
+/* Threads the CPU backend's GEMMs use (n > 0): oneDNN's OpenMP threads for GEMMs called
+ * from the calling thread, for every CPU backend. */
 void gpuq_backend_cpu_threads(int n);
 
 /* Runs op's kernel on be (which must have one). */
