@@ -17,7 +17,7 @@ set(CPACK_DEBIAN_WORKER_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_WORKER_PACKAGE_SUGGESTS "redis-server, gpuq-cuda")
 set(CPACK_COMPONENT_WORKER_DESCRIPTION "GPU batching job-queue worker over Redis Streams
 gpuq takes small compute jobs (mlp, matmul, knn, softmax, ...) from Redis
-Streams, batches them into large GEMMs and kernels on the CPU (OpenBLAS) or,
+Streams, batches them into large GEMMs and kernels on the CPU (oneDNN) or,
 with gpuq-cuda, a GPU, and writes the results back. One program: the worker
 daemon and the client commands (enqueue, wait, stats, dead).")
 set(CPACK_COMPONENTS_ALL worker)

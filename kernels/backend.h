@@ -88,7 +88,7 @@ struct gpuq_backend {
     gpuq_kernel_fn *kernel[GPUQ_OP_COUNT];
     gpuq_reserve_fn *reserve[GPUQ_OP_COUNT];  /* NULL: nothing to size for op k */
     void *ctx;
-    char desc[128];     /* "cpu (OpenBLAS, 2 threads)", "cuda device 0: NVIDIA H200" */
+    char desc[128];     /* "cpu (oneDNN 2.6.3, avx2, gemm:jit, f32, 1 thread)", "cuda device 0: NVIDIA H200" */
     char note[512];     /* why auto chose the CPU ("no CUDA device: ..."); empty otherwise */
     char errstr[128];   /* why the last call failed */
     enum gpuq_precision precision;  /* for mlp and encoders; set before models load */
@@ -106,7 +106,8 @@ int gpuq_backend_cuda_devices(void);
 void gpuq_backend_destroy(struct gpuq_backend *be);
 int gpuq_backend_cpu_open(struct gpuq_backend *be);
 
-/* Threads the CPU backend's BLAS uses (n > 0), for every CPU backend. */
+/* Threads the CPU backend's GEMMs use (n > 0): oneDNN's OpenMP threads for GEMMs called
+ * from the calling thread, for every CPU backend. */
 void gpuq_backend_cpu_threads(int n);
 
 /* Runs op's kernel on be (which must have one). */

@@ -254,6 +254,7 @@ void gpuq_bert_free(struct gpuq_bert *m) {
         float *all[] = {ly->qkv_w, ly->qkv_b, ly->attn_w, ly->attn_b, ly->ln1_g, ly->ln1_b,
                         ly->ffn_w1, ly->ffn_b1, ly->ffn_w2, ly->ffn_b2, ly->ln2_g, ly->ln2_b};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
+        free(ly->w16);
     }
     free(m->layers);
     free(m->word_emb);

@@ -35,6 +35,9 @@ struct gpuq_bert_layer {
     float *ffn_w1, *ffn_b1;   /* intermediate [i, h], [i] */
     float *ffn_w2, *ffn_b2;   /* output [h, i], [h] */
     float *ln2_g, *ln2_b;     /* its LayerNorm [h] */
+    /* the four dense matrices in bf16, one after another (qkv, attn, ffn_w1,
+     * ffn_w2), for the CPU backend's bf16 GEMMs (its model_load); or NULL */
+    uint16_t *w16;
 };
 
 struct gpuq_bert {
@@ -71,20 +74,22 @@ struct gpuq_bert_batch {
  * whose longest sequence is max_len. */
 size_t gpuq_bert_scratch_floats(const struct gpuq_bert *m, int n_tokens, int max_len);
 
-/* The encoder on the CPU (OpenBLAS): embeddings and LayerNorm, then per layer
- * one QKV GEMM over all tokens, attention per sequence, output projection,
- * residual and LayerNorm, GELU (erf) feed-forward, residual and LayerNorm;
- * then pooling and optional L2 normalization into b->out. scratch holds
- * gpuq_bert_scratch_floats() floats.
+/* The encoder on the CPU backend be (its oneDNN GEMMs): embeddings and
+ * LayerNorm, then per layer one QKV GEMM over all tokens, attention per
+ * sequence, output projection, residual and LayerNorm, GELU (erf)
+ * feed-forward, residual and LayerNorm; then pooling and optional L2
+ * normalization into b->out. scratch holds gpuq_bert_scratch_floats()
+ * floats. 0, or an enum gpuq_status with be->errstr (a GEMM failed).
  *
- * Precision p (both backends' rule): with bf16 or f16, the four dense GEMMs
+ * Precision be->precision (both backends' rule): with bf16 or f16, the four dense GEMMs
  * of a layer (QKV, attention output, FFN in, FFN out) take their input
  * rounded to p (the LayerNorm output, the attention context, the GELU
  * output) and expect their weights already rounded to p, as the CPU
- * backend's model_load leaves them; sums stay f32, and so does everything
- * else: embeddings, biases, LayerNorm, attention, pooling. */
-void gpuq_bert_forward(const struct gpuq_bert *m, const struct gpuq_bert_batch *b,
-                       enum gpuq_precision p, float *scratch);
+ * backend's model_load leaves them (with their bf16 copies, which the
+ * GEMMs then take with the input in bf16); sums stay f32, and so does
+ * everything else: embeddings, biases, LayerNorm, attention, pooling. */
+int gpuq_bert_forward(struct gpuq_backend *be, const struct gpuq_bert *m,
+                      const struct gpuq_bert_batch *b, float *scratch);
 
 #ifdef __cplusplus
 }

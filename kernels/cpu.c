@@ -1,16 +1,18 @@
-/* cpu.c -- the CPU backend's core: OpenBLAS threads, model weights in the
- * backend's precision, and the scratch the CPU kernels (ops/<op>.c) share. */
+/* cpu.c -- the CPU backend's core: its GEMMs (kernels/cpu_gemm.h), model
+ * weights in the backend's precision, and the scratch the CPU kernels
+ * (ops/<op>.c) share. */
 #include "kernels/cpu.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/bert.h"
 #include "kernels/tensor.h"
 
 struct cpu_ctx {
+    struct gpuq_cpu_gemm *gemm;
     float *scratch[GPUQ_CPU_SCRATCH];
     size_t cap[GPUQ_CPU_SCRATCH];   /* floats in each */
 };
@@ -19,6 +21,7 @@ static void cpu_destroy(struct gpuq_backend *be) {
     struct cpu_ctx *c = be->ctx;
     if (!c) return;
     for (int i = 0; i < GPUQ_CPU_SCRATCH; i++) free(c->scratch[i]);
+    gpuq_cpu_gemm_destroy(c->gemm);
     free(c);
     be->ctx = NULL;
 }
@@ -33,14 +36,58 @@ const float *gpuq_cpu_round_rows(enum gpuq_precision p, const float *in, size_t 
     return dst;
 }
 
+/* The sums in double in any order (vector lanes), which moves them by
+ * double's rounding only; vector code for the host's widest of AVX-512,
+ * AVX2 and the x86-64 baseline, chosen at load. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
 void gpuq_cpu_layernorm_row(const float *in, float *out, int n, const float *g, const float *b, float eps) {
     double mean = 0, var = 0;
+#pragma omp simd reduction(+ : mean)
     for (int j = 0; j < n; j++) mean += in[j];
     mean /= n;
+#pragma omp simd reduction(+ : var)
     for (int j = 0; j < n; j++) var += (in[j] - mean) * (in[j] - mean);
     float inv = (float)(1.0 / sqrt(var / n + eps));
     for (int j = 0; j < n; j++) out[j] = (float)(in[j] - mean) * inv * g[j] + b[j];
 }
+
+/* ---- GEMMs ---- */
+
+int gpuq_cpu_bf16(struct gpuq_backend *be) {
+    struct cpu_ctx *c = be->ctx;
+    return be->precision == GPUQ_PREC_BF16 && gpuq_cpu_gemm_has_bf16(c->gemm);
+}
+
+int gpuq_cpu_gemm(struct gpuq_backend *be, const struct gpuq_cpu_gemm_args *a) {
+    struct cpu_ctx *c = be->ctx;
+    return gpuq_cpu_gemm_run(c->gemm, a, be->errstr, sizeof(be->errstr)) ? GPUQ_BE_FAILED : 0;
+}
+
+int gpuq_cpu_dense(struct gpuq_backend *be, const float *x, const uint16_t *x16, int64_t rows,
+                   int64_t in, const float *w, const uint16_t *w16, int64_t out, const float *bias,
+                   enum gpuq_act act, float *y) {
+    struct gpuq_cpu_gemm_args a = {
+        .batch = 1, .m = rows, .n = out, .k = in,
+        .type = w16 ? GPUQ_CPU_GEMM_BF16 : GPUQ_CPU_GEMM_F32,
+        .a = w16 ? (const void *)x16 : x, .a_row = in, .a_col = 1,
+        .b = w16 ? (const void *)w16 : w, .b_row = 1, .b_col = in,
+        .c = y, .c_row = out, .c_col = 1, .alpha = 1.0f, .bias = bias, .act = act};
+    return gpuq_cpu_gemm(be, &a);
+}
+
+/* be->desc: the library, ISA and kernel of its GEMMs, the precision they
+ * take, its threads. */
+static void describe(struct gpuq_backend *be) {
+    struct cpu_ctx *c = be->ctx;
+    int bf16 = gpuq_cpu_bf16(be), t = gpuq_cpu_gemm_max_threads();
+    char lib[96];
+    gpuq_cpu_gemm_describe(c->gemm, bf16 ? GPUQ_CPU_GEMM_BF16 : GPUQ_CPU_GEMM_F32, lib, sizeof(lib));
+    snprintf(be->desc, sizeof(be->desc), "cpu (%s, %s%s, %d thread%s)", lib,
+             gpuq_precision_name(be->precision), be->precision == GPUQ_PREC_F32 || bf16 ? "" : " in f32 GEMMs",
+             t, t == 1 ? "" : "s");
+}
+
+/* ---- models ---- */
 
 /* Rounds n weights in place to p: 0, or -1 when one is beyond p's range. */
 static int round_weights(enum gpuq_precision p, float *w, size_t n) {
@@ -49,30 +96,50 @@ static int round_weights(enum gpuq_precision p, float *w, size_t n) {
     return 0;
 }
 
+/* A bf16 copy of the n weights at w (made once), into *w16. -1 when out of memory. */
+static int copy_bf16(uint16_t **w16, const float *const *w, const size_t *n, int parts) {
+    size_t total = 0;
+    for (int i = 0; i < parts; i++) total += n[i];
+    if (*w16) return 0;
+    if (!(*w16 = malloc(total * sizeof **w16))) return -1;
+    for (size_t i = 0, off = 0; i < (size_t)parts; off += n[i], i++) gpuq_cpu_gemm_to_bf16(w[i], n[i], *w16 + off);
+    return 0;
+}
+
 /* Host weights are used in place; with reduced precision the GEMMs'
  * matrices (an mlp's layers, an encoder's four dense ones per layer) are
  * first rounded to what the GEMMs will see, as the CUDA backend's copies
- * are. */
+ * are; with bf16, where the host's oneDNN has a bf16 matmul, the model also
+ * gets a bf16 copy of them (w16, freed with the model) for the GEMMs to take. */
 static int cpu_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     enum gpuq_precision p = be->precision;
     int n = p == GPUQ_PREC_F32 ? 0 : m->kind == GPUQ_MODEL_MLP ? m->n_layers
           : m->kind == GPUQ_MODEL_ENCODER ? m->bert->n_layers : 0;
+    int bf16 = gpuq_cpu_bf16(be);
     for (int l = 0; l < n; l++) {
-        int bad;
+        int bad, nomem = 0;
         if (m->kind == GPUQ_MODEL_MLP) {
-            bad = round_weights(p, m->layers[l].w, (size_t)m->layers[l].d_in * m->layers[l].d_out);
+            struct gpuq_mlp_layer *L = &m->layers[l];
+            size_t size = (size_t)L->d_in * L->d_out;
+            bad = round_weights(p, L->w, size);
+            if (!bad && bf16) nomem = copy_bf16(&L->w16, (const float *const[]){L->w}, &size, 1);
         } else {
-            const struct gpuq_bert_layer *L = &m->bert->layers[l];
+            struct gpuq_bert_layer *L = &m->bert->layers[l];
             size_t h = (size_t)m->bert->hidden, i = (size_t)m->bert->intermediate;
             bad = round_weights(p, L->qkv_w, 3 * h * h) | round_weights(p, L->attn_w, h * h) |
                   round_weights(p, L->ffn_w1, i * h) | round_weights(p, L->ffn_w2, h * i);
+            const float *w[] = {L->qkv_w, L->attn_w, L->ffn_w1, L->ffn_w2};
+            size_t sizes[] = {3 * h * h, h * h, i * h, h * i};
+            if (!bad && bf16) nomem = copy_bf16(&L->w16, w, sizes, 4);
         }
-        if (bad) {
-            snprintf(be->errstr, sizeof(be->errstr), "layer %d has a weight beyond %s's range", l,
-                     gpuq_precision_name(p));
-            return GPUQ_BE_FAILED;
+        if (bad || nomem) {
+            if (nomem) snprintf(be->errstr, sizeof(be->errstr), "out of memory for layer %d's bf16 copy", l);
+            else snprintf(be->errstr, sizeof(be->errstr), "layer %d has a weight beyond %s's range", l,
+                          gpuq_precision_name(p));
+            return nomem ? GPUQ_BE_NOMEM : GPUQ_BE_FAILED;
         }
     }
+    describe(be);
     return 0;
 }
 
@@ -100,14 +167,17 @@ static const struct gpuq_backend_i cpu_iface = {
     .model_free = cpu_model_free,
 };
 
-void gpuq_backend_cpu_threads(int n) {
-    if (n > 0) openblas_set_num_threads(n);
-}
+void gpuq_backend_cpu_threads(int n) { gpuq_cpu_gemm_threads(n); }
 
 int gpuq_backend_cpu_open(struct gpuq_backend *be) {
-    be->ctx = calloc(1, sizeof(struct cpu_ctx));
-    if (!be->ctx) return -1;
+    struct cpu_ctx *c = calloc(1, sizeof(struct cpu_ctx));
+    if (!c) return -1;
+    be->ctx = c;
     be->iface = &cpu_iface;
-    snprintf(be->desc, sizeof(be->desc), "cpu (OpenBLAS, %d threads)", openblas_get_num_threads());
+    if (!(c->gemm = gpuq_cpu_gemm_create(be->errstr, sizeof(be->errstr)))) {
+        cpu_destroy(be);
+        return -1;
+    }
+    describe(be);
     return 0;
 }

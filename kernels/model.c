@@ -127,6 +127,7 @@ void gpuq_model_free(struct gpuq_model *m) {
     for (int i = 0; i < m->n_layers; i++) {
         free(m->layers[i].w);
         free(m->layers[i].b);
+        free(m->layers[i].w16);
     }
     free(m->layers);
     free(m->embeddings);

@@ -22,6 +22,7 @@ struct gpuq_mlp_layer {
     int d_in, d_out;
     float *w;   /* [d_out, d_in], row-major */
     float *b;   /* [d_out] */
+    uint16_t *w16;  /* w in bf16 for the CPU backend's bf16 GEMMs (its model_load), or NULL */
 };
 
 struct gpuq_model {

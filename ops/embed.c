@@ -206,8 +206,7 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_bert *m = a->model->bert;
     float *scratch = gpuq_cpu_scratch(be, 0, gpuq_bert_scratch_floats(m, a->n_tokens, a->max_len));
     if (!scratch) return GPUQ_BE_NOMEM;
-    gpuq_bert_forward(m, &a->b, be->precision, scratch);
-    return 0;
+    return gpuq_bert_forward(be, m, &a->b, scratch);
 }
 
 /* ---- twin: random encoders, from one-token sequences to several key tiles ---- */

@@ -1,7 +1,6 @@
 /* knn.c -- the knn op: q [rows, d] against a loaded index; jobs on the
  * same index and metric share a batch, which runs with the largest k among
  * them; each job keeps its own first k. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,8 +155,9 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     }
     for (int64_t b0 = 0; b0 < n; b0 += KNN_BLOCK) {
         int nb = (int)(n - b0 < KNN_BLOCK ? n - b0 : KNN_BLOCK);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q->rows, nb, d, 1.0f, qn, d,
-                    ix->embeddings + b0 * d, d, 0.0f, block, nb);
+        int rc = gpuq_cpu_dense(be, qn, NULL, q->rows, d, ix->embeddings + b0 * d, NULL, nb, NULL,
+                                GPUQ_ACT_NONE, block);
+        if (rc) return rc;
         for (int r = 0; r < q->rows; r++) {
             float *hs = q->scores + (size_t)r * k;
             int64_t *hi = q->indices + (size_t)r * k;

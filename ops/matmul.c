@@ -2,10 +2,10 @@
  * may broadcast one matrix); split by whole matrices. Jobs of any shape
  * share a batch: pieces of one shape become one strided batch, the shapes
  * together one grouped GEMM. */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu.h"
 #include "ops/matmul.h"
 #include "ops/op.h"
 #include "ops/twin.h"
@@ -158,20 +158,23 @@ static void finish(struct gpuq_task *t) {
                         p->batched ? shape : shape + 1);
 }
 
-/* ---- the CPU kernel: one OpenBLAS GEMM per matrix ---- */
+/* ---- the CPU kernel: one GEMM per matrix ---- */
 
 static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_matmuls *args = l->args;
-    (void)be;
     for (const struct gpuq_matmul *g = args->g; g < args->g + args->n; g++) {
         struct gpuq_matmul one = gpuq_matmul_fold(*g);
         const struct gpuq_matmul *mm = &one;
-        int lda = mm->trans_a ? mm->m : mm->k, ldb = mm->trans_b ? mm->k : mm->n;
-        for (int i = 0; i < mm->count; i++)
-            cblas_sgemm(CblasRowMajor, mm->trans_a ? CblasTrans : CblasNoTrans,
-                        mm->trans_b ? CblasTrans : CblasNoTrans, mm->m, mm->n, mm->k, mm->alpha,
-                        mm->a + i * mm->stride_a, lda, mm->b + i * mm->stride_b, ldb, 0.0f,
-                        mm->c + (int64_t)i * mm->m * mm->n, mm->n);
+        int64_t lda = mm->trans_a ? mm->m : mm->k, ldb = mm->trans_b ? mm->k : mm->n;
+        for (int i = 0; i < mm->count; i++) {
+            struct gpuq_cpu_gemm_args a = {
+                .batch = 1, .m = mm->m, .n = mm->n, .k = mm->k, .type = GPUQ_CPU_GEMM_F32,
+                .a = mm->a + i * mm->stride_a, .a_row = mm->trans_a ? 1 : lda, .a_col = mm->trans_a ? lda : 1,
+                .b = mm->b + i * mm->stride_b, .b_row = mm->trans_b ? 1 : ldb, .b_col = mm->trans_b ? ldb : 1,
+                .c = mm->c + (int64_t)i * mm->m * mm->n, .c_row = mm->n, .c_col = 1, .alpha = mm->alpha};
+            int rc = gpuq_cpu_gemm(be, &a);
+            if (rc) return rc;
+        }
     }
     return 0;
 }

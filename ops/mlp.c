@@ -1,6 +1,5 @@
 /* mlp.c -- the mlp op: x [rows, d_in] through a loaded model; jobs on the
  * same model share a batch. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -78,15 +77,23 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     for (int i = 0; i < (be->precision == GPUQ_PREC_F32 ? 2 : 3); i++)
         if (!(s[i] = gpuq_cpu_scratch(be, i, (size_t)a->rows * width))) return GPUQ_BE_FAILED;
     const float *in = a->x;
+    int bf16 = gpuq_cpu_bf16(be);
     for (int k = 0; k < m->n_layers; k++) {
         const struct gpuq_mlp_layer *L = &m->layers[k];
         int last = k == m->n_layers - 1;
         float *out = last ? a->y : s[k & 1];
-        /* rounded in place in scratch, into the spare otherwise */
-        in = gpuq_cpu_round_rows(be->precision, in, (size_t)a->rows * L->d_in,
-                                 in == s[0] || in == s[1] ? (float *)in : s[2]);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->rows, L->d_out, L->d_in, 1.0f, in,
-                    L->d_in, L->w, L->d_in, 0.0f, out, L->d_out);
+        /* in bf16 into the spare where the GEMMs take bf16; else rounded in
+         * place in scratch, into the spare otherwise */
+        const uint16_t *w16 = bf16 ? L->w16 : NULL, *in16 = NULL;
+        if (w16) {
+            gpuq_cpu_gemm_to_bf16(in, (size_t)a->rows * L->d_in, (uint16_t *)s[2]);
+            in16 = (const uint16_t *)s[2];
+        } else {
+            in = gpuq_cpu_round_rows(be->precision, in, (size_t)a->rows * L->d_in,
+                                     in == s[0] || in == s[1] ? (float *)in : s[2]);
+        }
+        int rc = gpuq_cpu_dense(be, in, in16, a->rows, L->d_in, L->w, w16, L->d_out, NULL, GPUQ_ACT_NONE, out);
+        if (rc) return rc;
         bias_act(out, L->b, a->rows, L->d_out, last ? GPUQ_ACT_NONE : m->act);
         in = out;
     }
@@ -104,7 +111,7 @@ static void twin(struct gpuq_twin_run *r) {
     for (int l = 0; l < 2; l++) {
         layers[l] = (struct gpuq_mlp_layer){widths[l], widths[l + 1],
                                             gpuq_twin_floats(r, (size_t)widths[l] * widths[l + 1]),
-                                            gpuq_twin_floats(r, (size_t)widths[l + 1])};
+                                            gpuq_twin_floats(r, (size_t)widths[l + 1]), NULL};
     }
     float *x = gpuq_twin_floats(r, (size_t)rows * widths[0]);
     size_t ny = (size_t)rows * widths[2];
@@ -116,7 +123,7 @@ static void twin(struct gpuq_twin_run *r) {
         if (gpuq_twin_both(r, rows, &on_be, &on_cpu) == 0) gpuq_twin_note(r, gpuq_twin_err(y, want, ny, scaled));
         r->be->iface->model_free(r->be, &m);
     }
-    for (int l = 0; l < 2; l++) free(layers[l].w), free(layers[l].b);
+    for (int l = 0; l < 2; l++) free(layers[l].w), free(layers[l].b), free(layers[l].w16);
     free(x), free(y), free(want);
 }
 

@@ -95,7 +95,10 @@ int main(int argc, char **argv) {
         b.lens = lens + first;
         b.n_seq = n;
         b.out = out + (size_t)first * m.hidden;
-        gpuq_bert_forward(&m, &b, be.precision, scratch);
+        if (gpuq_bert_forward(&be, &m, &b, scratch) != 0) {
+            fprintf(stderr, "bert_embed: %s\n", be.errstr);
+            return 1;
+        }
         free(scratch);
         off += t;
     }

@@ -50,13 +50,23 @@ static void run_in(const struct gpuq_bert *m, enum gpuq_precision p, const int32
     }
     float *scratch = malloc(gpuq_bert_scratch_floats(m, t, longest) * sizeof *scratch);
     struct gpuq_bert_batch b = {ids, lens, n_seq, pool, normalize, out};
-    gpuq_bert_forward(m, &b, p, scratch);
+    struct gpuq_backend be = {.precision = p};
+    CHECK(gpuq_backend_cpu_open(&be) == 0);
+    CHECK(gpuq_bert_forward(&be, m, &b, scratch) == 0);
+    be.iface->destroy(&be);
     free(scratch);
 }
 
 static void run(const struct gpuq_bert *m, const int32_t *ids, const int *lens, int n_seq,
                 enum gpuq_bert_pool pool, int normalize, float *out) {
     run_in(m, GPUQ_PREC_F32, ids, lens, n_seq, pool, normalize, out);
+}
+
+/* A bf16 value: the high half of the f32 it was rounded to. */
+static uint16_t high_half(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return (uint16_t)(u >> 16);
 }
 
 /* The CPU backend's model_load rounds the four dense matrices of each
@@ -83,6 +93,10 @@ static void check_precision(enum gpuq_precision p, double bound, const int32_t *
     kept &= !memcmp(m.layers[0].qkv_b, f32.layers[0].qkv_b, 3 * H * sizeof(float));
     kept &= !memcmp(m.layers[1].ln2_g, f32.layers[1].ln2_g, H * sizeof(float));
     CHECK(rounded && moved > INTER * H / 2 && kept);
+    /* where the GEMMs take bf16, each layer has its matrices' bf16 copy */
+    CHECK(!gpuq_cpu_bf16(&be) || (m.layers[0].w16 && m.layers[1].w16 &&
+                                  m.layers[1].w16[3 * H * H + H * H + 5] == high_half(m.layers[1].ffn_w1[5])));
+    printf("  %s: %s\n", gpuq_precision_name(p), be.desc);
     float want[5 * H], got[5 * H];
     run(&f32, ids, lens, n, GPUQ_BERT_POOL_MEAN, 1, want);
     run_in(&m, p, ids, lens, n, GPUQ_BERT_POOL_MEAN, 1, got);

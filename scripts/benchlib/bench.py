@@ -87,11 +87,11 @@ class Bench:
                 pipe.execute()
         pipe.execute()
 
-    def worker(self, *extra, binary=GPUQ):
+    def worker(self, *extra, binary=GPUQ, env=None):
         logf = open(os.path.join(self.tmp, "worker.log"), "w")
         p = subprocess.Popen([binary, "worker", "--redis", f"redis://127.0.0.1:{self.port}", "--backend",
                               self.a.backend, "--model", f"m={self.model}", "--cpu-threads",
-                              str(self.threads), *extra], stderr=logf)
+                              str(self.threads), *extra], stderr=logf, env=env)
         for _ in range(400):
             if "ready" in open(logf.name).read():
                 break
@@ -435,7 +435,8 @@ def main():
     p.add_argument("--webhooks", type=int, default=0, metavar="N",
                    help="only the webhook benchmark, with N webhooks for throughput (webhooks.md)")
     p.add_argument("--embed", type=int, metavar="N", help="only: the embedding benchmark on N sentences, "
-                   "gpuq against ONNX Runtime and numpy workers (writes embed.md and embed.json)")
+                   "gpuq (f32, bf16, f32 capped at AVX2, and the build --compare names) against ONNX "
+                   "Runtime and numpy workers, with the CPU GEMM rate (writes embed.md and embed.json)")
     a = p.parse_args()
     if a.cluster:
         import cluster_bench

@@ -1,11 +1,13 @@
 """The embedding benchmark: the same sentences, one job each, drained through
-Redis by gpuq's embed and by two batching Python Streams workers on the same
+Redis by gpuq's embed and by batching Python Streams workers on the same
 weights: ONNX Runtime on a graph built from the model folder's safetensors
-with onnx's helpers, and numpy. Tokenization in Python is Hugging Face
-`tokenizers` (Rust), batched, padded to the longest text of each batch.
+with onnx's helpers (as built, and as a careful team runs it: through
+onnxruntime.transformers' optimizer, each read batch sorted by length into
+sub-batches of 16), and numpy. Tokenization in Python is Hugging Face
+`tokenizers` (Rust), batched, padded to the longest text of each (sub-)batch.
 The PyTorch worker (scripts/gpu-check's step 4, embed_gpu.py) is the same
 loop on transformers' AutoModel.
-   embed_bench.py worker ort|numpy|torch REDIS_PORT MODEL_DIR THREADS [MAX_BATCH [DEVICE DTYPE]]"""
+   embed_bench.py worker ort|ort-careful|ort-int8|numpy|torch REDIS_PORT MODEL_DIR THREADS [MAX_BATCH [DEVICE DTYPE]]"""
 import json
 import os
 import sys
@@ -36,7 +38,12 @@ def weights(folder):
 
 # ---- the ONNX graph, from the same safetensors ----
 
-def onnx_graph(folder):
+def onnx_graph(folder, hf_export=False):
+    """The encoder as an ONNX graph. hf_export: attention, its mask and GELU
+    spelled as PyTorch's export of Hugging Face's BertModel spells them
+    (separate q, k, v projections, a -10000 mask, Div by sqrt(2) before
+    Erf), which is what onnxruntime.transformers' optimizer recognizes and
+    fuses into its Attention and Gelu kernels."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     m, w = weights(folder)
@@ -61,6 +68,25 @@ def onnx_graph(folder):
                                          const(prefix + ".bb", w[prefix + ".bias"])], out, axis=-1,
                   epsilon=m.eps)
 
+    def hf_layer(x, p, bias):
+        def heads(name, perm):
+            y = dense(x, p + f"attention.self.{name}", p + name)
+            y = op("Reshape", [y, const(p + name + ".shape", np.array([0, 0, nh, dh]))], p + name + "4")
+            return op("Transpose", [y], p + name + "T", perm=perm)
+        q, k, v = heads("query", [0, 2, 1, 3]), heads("key", [0, 2, 3, 1]), heads("value", [0, 2, 1, 3])
+        s = op("Div", [op("MatMul", [q, k], p + "qk"), const(p + "sqrt_dh", np.float32(np.sqrt(dh)))], p + "s")
+        ctx = op("MatMul", [op("Softmax", [op("Add", [s, bias], p + "sb")], p + "prob", axis=-1), v], p + "ctx")
+        ctx = op("Reshape", [op("Transpose", [ctx], p + "ctxT", perm=[0, 2, 1, 3]),
+                             const(p + "shape3", np.array([0, 0, h]))], p + "ctx3")
+        a = dense(ctx, p + "attention.output.dense", p + "attn")
+        x = layernorm(op("Add", [a, x], p + "res1"), p + "attention.output.LayerNorm", p + "x1")
+        f = dense(x, p + "intermediate.dense", p + "inter")
+        g = op("Erf", [op("Div", [f, const(p + "sqrt2", np.float32(np.sqrt(2)))], p + "fs")], p + "erf")
+        f = op("Mul", [op("Mul", [f, op("Add", [g, const(p + "one", np.float32(1))], p + "erf1")], p + "fg"),
+                       const(p + "half", np.float32(0.5))], p + "gelu")
+        f = dense(f, p + "output.dense", p + "ffn")
+        return layernorm(op("Add", [f, x], p + "res2"), p + "output.LayerNorm", p + "x" + p.split(".")[2] + "o")
+
     seq = op("Shape", ["input_ids"], "seq", start=1, end=2)
     pos = op("Slice", [const("pos_emb", w["embeddings.position_embeddings.weight"]), const("zero", np.array([0])),
                        seq, const("axis0", np.array([0]))], "pos")
@@ -69,10 +95,21 @@ def onnx_graph(folder):
     x = op("Add", [x, const("type_emb", w["embeddings.token_type_embeddings.weight"][0])], "x_emb")
     x = layernorm(x, "embeddings.LayerNorm", "x0")
     maskf = op("Cast", ["attention_mask"], "maskf", to=TensorProto.FLOAT)
-    bias = op("Mul", [op("Sub", [const("one", np.float32(1)), maskf], "inv"), const("neg", np.float32(-1e9))], "bias0")
-    bias = op("Unsqueeze", [bias, const("axes12", np.array([1, 2]))], "bias")
+    if hf_export:
+        m4 = op("Unsqueeze", [op("Unsqueeze", ["attention_mask", const("ax1", np.array([1]))], "mask3d"),
+                              const("ax2", np.array([2]))], "mask4d")
+        m4 = op("Cast", [m4], "mask4f", to=TensorProto.FLOAT)
+        bias = op("Mul", [op("Sub", [const("one", np.float32(1)), m4], "inv"), const("neg", np.float32(-10000))],
+                  "bias")
+    else:
+        bias = op("Mul", [op("Sub", [const("one", np.float32(1)), maskf], "inv"), const("neg", np.float32(-1e9))],
+                  "bias0")
+        bias = op("Unsqueeze", [bias, const("axes12", np.array([1, 2]))], "bias")
     for i in range(m.layers):
         p = f"encoder.layer.{i}."
+        if hf_export:
+            x = hf_layer(x, p, bias)
+            continue
         qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")])
         qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
         w[p + "qkv.weight"], w[p + "qkv.bias"] = qkv_w, qkv_b
@@ -167,6 +204,61 @@ def tokenized(folder, encode):
     return embed
 
 
+def careful_ort(folder, threads, sub_batch=16, int8=False):
+    """embed(texts) -> (y, tokens) as a careful ONNX Runtime worker does it:
+    the graph through onnxruntime.transformers' optimizer (fused attention,
+    LayerNorm and GELU where it finds them), and each read batch sorted by
+    length into sub-batches of sub_batch texts, each padded to its own
+    longest; plus what the optimizer fused. int8: then through
+    onnxruntime.quantization's quantize_dynamic (int8 weights, activations
+    quantized per batch), the usual next step of such a team."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.transformers import optimizer
+    from tokenizers import Tokenizer
+    m = bert_ref.Bert(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bert.onnx")
+        with open(path, "wb") as f:
+            f.write(onnx_graph(folder, hf_export=True))
+        opt = optimizer.optimize_model(path, model_type="bert", num_heads=m.heads, hidden_size=m.h, opt_level=0)
+        fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+        graph = opt.model.SerializeToString()
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+            opt.save_model_to_file(path)
+            quantize_dynamic(path, path + ".int8", weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            with open(path + ".int8", "rb") as f:
+                graph = f.read()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
+    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+    tok.enable_truncation(max_length=m.max_length)
+    tok.no_padding()        # each sub-batch is padded to its own longest below
+
+    def embed(texts):
+        enc = tok.encode_batch(texts)
+        order = sorted(range(len(enc)), key=lambda i: len(enc[i].ids))
+        y = [None] * len(enc)
+        for s in range(0, len(order), sub_batch):
+            part = order[s:s + sub_batch]
+            width = max(len(enc[i].ids) for i in part)
+            ids = np.zeros((len(part), width), np.int64)
+            mask = np.zeros((len(part), width), np.int64)
+            for r, i in enumerate(part):
+                ids[r, :len(enc[i].ids)], mask[r, :len(enc[i].ids)] = enc[i].ids, 1
+            for r, row in zip(part, sess.run(["y"], {"input_ids": ids, "attention_mask": mask})[0]):
+                y[r] = row
+        return np.array(y), np.array([len(e.ids) for e in enc])
+    about = (f"onnxruntime {ort.__version__}, {threads} thread(s), optimizer-fused ({fused}), "
+             f"{'dynamic int8 quantization, ' if int8 else ''}length-sorted sub-batches of {sub_batch}")
+    return embed, about
+
+
 def peer_path():
     """Modules the bundle carries for the PyTorch worker (GPUQ_PEER_PYTHON)
     come after the interpreter's own: what the image has wins. Hugging Face
@@ -214,13 +306,17 @@ def serve(kind, port, folder, threads, max_batch=64, device="cpu", dtype="f32"):
     about = ""
     if kind == "torch":
         embed, about = torch_embedder(folder, device, dtype, threads)
+    elif kind in ("ort-careful", "ort-int8"):
+        embed, about = careful_ort(folder, threads, int8=kind == "ort-int8")
     elif kind == "ort":
         import onnxruntime as ort
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         sess = ort.InferenceSession(onnx_graph(folder), so, providers=["CPUExecutionProvider"])
+        about = f"onnxruntime {ort.__version__}, {so.intra_op_num_threads} thread(s), CPUExecutionProvider"
         embed = tokenized(folder, lambda ids, mask: sess.run(["y"], {"input_ids": ids, "attention_mask": mask})[0])
     else:
+        about = f"numpy {np.__version__}"
         run = numpy_encoder(folder)
         embed = tokenized(folder, lambda ids, mask: run(ids, mask.astype(np.float32)))
     r = redis.Redis(port=port)
@@ -285,43 +381,110 @@ def drain(b, texts, start, reply, timeout=None):
     return {"sentences": len(texts), "sentences_per_s": rate, "cpu_ms_per_sentence": cpu / len(texts) * 1e3}, got
 
 
+def gemm_limit(env=None):
+    """The CPU backend's GEMM rate on the encoder's dense shapes, one thread
+    (tests/bench_cpu_gemm): one dict per shape and type."""
+    import subprocess
+    tool = os.path.join(ROOT, "build", "tests", "bench_cpu_gemm")
+    out = subprocess.check_output([tool, "1"], text=True, env=env and dict(os.environ, **env))
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def encoder_gflop(folder, tokens):
+    """GFLOP the encoder spends on sequences of these token counts: the
+    dense layers and attention's two products (multiply-adds counted as 2)."""
+    m = bert_ref.Bert(folder)
+    h, inner = m.h, int(m.w["encoder.layer.0.intermediate.dense.weight"].shape[0])
+    per_layer = sum(2 * t * (4 * h * h + 2 * h * inner) + 4 * t * t * h for t in tokens)
+    return m.layers * per_layer / 1e9
+
+
+def backend_line(b):
+    """What the gpuq worker logged it runs on ("cpu (oneDNN ..., f32, 1 thread)")."""
+    import re
+    log = open(os.path.join(b.tmp, "worker.log")).read()
+    got = re.search(r"backend (.*?)(;|$)", log, re.M)
+    return got.group(1) if got else "?"
+
+
 def run(b, n, out_dir):
     import subprocess
     folder = pyenv.model_dir()
     texts = sentences(n)
     reply = "gpuq:{default}:reply:embed"
-    res, outs = {}, {}
+    res, outs, kernels = {}, {}, {}
 
     def python_worker(kind):
         def start():
             p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", kind, str(b.port), folder,
                                   str(b.threads)], env=b.env, stdout=subprocess.PIPE, text=True)
-            assert p.stdout.readline().startswith("ready")
+            line = p.stdout.readline()
+            assert line.startswith("ready")
+            kernels[kind] = line[len("ready"):].strip()
             return p
         return start
 
-    starts = {"gpuq": lambda: b.worker("--model", f"t={folder}"),
-              "python-onnxruntime": python_worker("ort"), "python-numpy": python_worker("numpy")}
+    def gpuq(*extra, binary=None, env=None):
+        def start():
+            kw = {"binary": binary} if binary else {}
+            return b.worker("--model", f"t={folder}", *extra, env=env and dict(os.environ, **env), **kw)
+        return start
+
+    starts = {"gpuq f32": gpuq(), "gpuq bf16": gpuq("--precision", "bf16"),
+              "gpuq f32, ISA capped at AVX2": gpuq(env={"ONEDNN_MAX_CPU_ISA": "AVX2"})}
+    if b.a.compare:
+        starts[f"gpuq f32, {b.a.compare}"] = gpuq(binary=b.a.compare)
+    starts.update({"python-onnxruntime": python_worker("ort"),
+                   "python-onnxruntime careful": python_worker("ort-careful"),
+                   "python-onnxruntime careful, int8": python_worker("ort-int8"),
+                   "python-numpy": python_worker("numpy")})
     for name, start in starts.items():
         res[name], outs[name] = drain(b, texts, start, reply)
+        if name.startswith("gpuq"):
+            kernels[name] = backend_line(b)
         print(name, res[name], file=sys.stderr, flush=True)
-    ids = sorted(outs["gpuq"])
-    want = np.array([outs["gpuq"][i][0] for i in ids])
+    limit = gemm_limit() + gemm_limit({"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    ids = sorted(outs["gpuq f32"])
+    want = np.array([outs["gpuq f32"][i][0] for i in ids])
+    tokens = [outs["gpuq f32"][i][1] for i in ids]
+    gflop = encoder_gflop(folder, tokens)
     for name in starts:
         y = np.array([outs[name][i][0] for i in ids])
         res[name]["max_abs_diff_to_gpuq"] = float(np.abs(y - want).max())
+        cos = (y * want).sum(1) / np.linalg.norm(y, axis=1) / np.linalg.norm(want, axis=1)
+        res[name]["min_cosine_to_gpuq"] = float(cos.min())
+        res[name]["mean_cosine_to_gpuq"] = float(cos.mean())
         res[name]["tokens"] = sum(outs[name][i][1] for i in ids)
-    base = res["python-onnxruntime"]["sentences_per_s"]
+        res[name]["gflops_per_cpu_s"] = gflop / (res[name]["cpu_ms_per_sentence"] * n / 1e3)
+    base = res["python-onnxruntime careful"]
     lines = [f"# Embedding benchmark: {n} sentences of 8-64 words, all-MiniLM-L6-v2, one job each, "
-             f"through Redis, {b.threads} compute thread(s)", "",
-             "| worker | sentences/s | worker CPU ms/sentence | vs ONNX Runtime | tokens | max abs diff to gpuq |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             f"through Redis, {b.threads} compute thread(s), {b.machine()['cpu']}", "",
+             "| worker | sentences/s | worker CPU ms/sentence | sentences per CPU s vs careful ONNX Runtime | "
+             "encoder GFLOP per CPU s | tokens | max abs diff to gpuq f32 | cosine to gpuq f32, min / mean |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in res.items():
-        lines.append(f"| {name} | {r['sentences_per_s']:.1f} | {r['cpu_ms_per_sentence']:.1f} | "
-                     f"{r['sentences_per_s'] / base:.2f}x | {r['tokens']} | {r['max_abs_diff_to_gpuq']:.1e} |")
+        lines.append(f"| {name} | {r['sentences_per_s']:.1f} | {r['cpu_ms_per_sentence']:.2f} | "
+                     f"{base['cpu_ms_per_sentence'] / r['cpu_ms_per_sentence']:.2f}x | {r['gflops_per_cpu_s']:.0f} | "
+                     f"{r['tokens']} | {r['max_abs_diff_to_gpuq']:.1e} | {r['min_cosine_to_gpuq']:.6f} / "
+                     f"{r['mean_cosine_to_gpuq']:.6f} |")
+    lines += ["", "What each ran:", ""] + [f"- {k}: {v}" for k, v in kernels.items()]
+    lines += ["", "The limit: the CPU backend's GEMM (tests/bench_cpu_gemm, one thread, x [m, k] times "
+              "w [n, k] transposed, as the encoder's dense layers):", "",
+              "| m × n × k | type | GFLOP/s | kernel |", "| --- | --- | --- | --- |"]
+    lines += [f"| {g['m']} × {g['n']} × {g['k']} | {g['type']} | {g['gflops']:.0f} | {g['kernel']} |" for g in limit]
+    for t, name, isa in (("f32", "gpuq f32", None), ("bf16", "gpuq bf16", None),
+                         ("f32", "gpuq f32, ISA capped at AVX2", "avx2,")):
+        rates = [g["gflops"] for g in limit if g["type"] == t and g["n"] != g["k"]
+                 and (isa in g["kernel"] if isa else "avx2," not in g["kernel"])]
+        if rates and name in res:
+            peak = sum(rates) / len(rates)
+            res[name]["fraction_of_gemm_rate"] = res[name]["gflops_per_cpu_s"] / peak
+            lines.append(f"\n{name} sustains {res[name]['gflops_per_cpu_s']:.0f} GFLOP per CPU second, "
+                         f"{100 * res[name]['fraction_of_gemm_rate']:.0f}% of its GEMM's {peak:.0f} GFLOP/s "
+                         "on the encoder's two feed-forward shapes.")
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "embed.json"), "w") as f:
-        json.dump({"machine": b.machine(), "embed": res}, f, indent=1)
+        json.dump({"machine": b.machine(), "embed": res, "kernels": kernels, "gemm": limit}, f, indent=1)
     with open(os.path.join(out_dir, "embed.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

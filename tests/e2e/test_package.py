@@ -66,7 +66,7 @@ class Package(WorkerTest):
         deb = os.path.join(out, debs[0])
         self.assertEqual(sh("dpkg-deb", "-f", deb, "Package").strip(), "gpuq")
         depends = sh("dpkg-deb", "-f", deb, "Depends").strip()
-        for lib in ("libhiredis", "libopenblas", "libsystemd0"):
+        for lib in ("libhiredis", "libdnnl", "libsystemd0"):
             self.assertIn(lib, depends)
         for cuda in ("cuda", "cublas"):
             self.assertNotIn(cuda, depends, "the CPU package needs no CUDA libraries")
