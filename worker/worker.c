@@ -274,6 +274,7 @@ static void revive(struct worker *w) {
  * nothing at all. Returns entries read, or -1 when Redis failed. */
 static int fetch(struct worker *w, int claim_now) {
     int total = 0, got;
+    w->drained = 0;
     if (stopping(w)) return 0;
     revive(w);
     /* our own pending entries first; claiming before that would read what
@@ -306,6 +307,7 @@ static int fetch(struct worker *w, int claim_now) {
             if (got < want) break;  /* this queue is drained */
         }
     }
+    w->drained = 1;     /* every queue read came back short */
     /* block while idle, but not past the next webhook retry due */
     int idle_ms = gpuq_webhooks_idle_ms(w->hooks, gpuq_now_us(), 100);
     if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0 && idle_ms > 0) {
@@ -506,6 +508,7 @@ static int prefetch_take(struct worker *w, int count) {
     if (count <= 0) return 0;
     int got = gpuq_stream_prefetched(&w->st, w->entries, count, &reply);
     if (got > 0) take(w, got, reply);
+    if (got == count) w->drained = 0;   /* more may be waiting */
     return got;
 }
 
@@ -882,8 +885,11 @@ static void serve(struct worker *w) {
         int fetched = fetch(w, claim_now);
         int prefetch;
         if (fetched >= 0 && publish_send(w) == 0 && (prefetch = prefetch_send(w)) >= 0) {
-            /* nothing more can join a batch when the worker may not fetch */
-            int force = stopping(w) || gpuq_sched_room(&w->sched) <= 0;
+            /* nothing more can join a batch when the worker may not fetch; and
+             * with the backend idle and nothing more waiting, waiting for
+             * more only adds latency: batches grow while the backend is busy */
+            int force = stopping(w) || gpuq_sched_room(&w->sched) <= 0 ||
+                        (w->drained && gpuq_ops_pending(&w->ops) == 0);
             int ran = run_batch(w, force, &wait_us);    /* while Redis applies the last */
             int got = publish_wait(w) == 0 ? prefetch_take(w, prefetch) : -1;
             if (got >= 0 && hooks_step(w, claim_now) == 0 && sample(w) == 0) {

@@ -44,6 +44,7 @@ struct worker {
     struct gpuq_piece *pieces;
     struct gpuq_pool pool;      /* output buffers */
     msgpack_sbuffer sb;
+    int drained;                /* the last reads found nothing more waiting */
     int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
     char pending_from[64];
     int pending_end;            /* ... up to this queue */

@@ -122,6 +122,15 @@ class Bench:
                 runs[name].append(r)
                 log(f"round {i + 1} {name}: {r['jobs_per_s']:,.0f} jobs/s, {r['cpu_us_per_job']:.2f} us CPU/job, "
                     f"Redis {r['redis_cpu_us_per_job']:.2f} us CPU/job")
+        lone = {"this": [], "other": []}
+        for i in range(self.a.rounds):
+            for name, binary in (("this", GPUQ), ("other", self.a.compare)):
+                lone[name].append(self.lone_one(binary))
+        rtt = self.round_trips()
+        for name, ps in lone.items():
+            print(f"{name}: lone job, closed loop, default flags: p50 {np.median(ps):.3f} ms "
+                  f"(runs {min(ps):.3f}-{max(ps):.3f}); the 3 Redis round trips it needs: {rtt:.3f} ms, "
+                  f"ratio {np.median(ps) / rtt:.1f}")
         for name, rs in runs.items():
             rates = [r["jobs_per_s"] for r in rs]
             cpus = [r["cpu_us_per_job"] for r in rs]
@@ -129,6 +138,37 @@ class Bench:
             print(f"{name}: {np.mean(rates):,.0f} jobs/s (runs {min(rates):,.0f}-{max(rates):,.0f}), "
                   f"worker {np.mean(cpus):.2f} us CPU/job (runs {min(cpus):.2f}-{max(cpus):.2f}), "
                   f"Redis {np.mean(rcpus):.2f} us CPU/job (runs {min(rcpus):.2f}-{max(rcpus):.2f})")
+
+    def lone_one(self, binary=GPUQ, n=400):
+        """p50 ms of one one-row mlp job at a time, enqueue to result on a
+        reply list, with the worker's default flags."""
+        reply = "gpuq:{default}:reply:lone"
+        self.r.flushall()
+        w = self.worker(binary=binary)
+        job = {"op": "mlp", "model": "m", "reply_to": reply,
+               "inputs": {"x": {"dtype": "f32", "shape": [1, 256], "data": self.x[0].tobytes()}}}
+        packed = msgpack.packb(job)
+        times = []
+        for i in range(n + 20):
+            t = time.perf_counter()
+            self.r.xadd(JOBS, {"job": packed})
+            self.r.blpop([reply], timeout=10)
+            if i >= 20:     # warm
+                times.append((time.perf_counter() - t) * 1e3)
+        w.send_signal(signal.SIGTERM)
+        w.wait()
+        return float(np.median(times))
+
+    def round_trips(self, n=2000):
+        """ms of the three Redis round trips a lone job needs (enqueue, the
+        worker's read, its write), measured as three PINGs from here."""
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            for _ in range(3):
+                self.r.ping()
+            times.append((time.perf_counter() - t) * 1e3)
+        return float(np.median(times))
 
     # ---- 1. drain throughput ----
 

@@ -67,6 +67,18 @@ class Batching(WorkerTest):
         self.assertEqual(r["timing"]["batch_size"], 8)
         np.testing.assert_allclose(from_tensor(r["outputs"]["y"]), mlp_ref(self.layers, x), rtol=1e-4, atol=1e-4)
 
+    def test_an_idle_worker_runs_a_lone_job_at_once(self):
+        """With nothing else waiting and the backend idle, a job does not wait
+        out --max-delay-us (10 s here): the worker's own queue time says so."""
+        self.worker(*self.models(), "--max-delay-us", "10000000")
+        x = tensor(np.ones((1, 6), np.float32))
+        for i in range(3):
+            self.client.enqueue({"op": "mlp", "model": "a", "inputs": {"x": x}, "id": f"lone{i}",
+                                 "reply_to": self.reply})
+            r = self.client.wait(self.reply, timeout=30)
+            self.assertEqual(r["status"], "ok", r.get("error"))
+            self.assertLess(r["timing"]["queue_us"], 1_000_000, r["timing"])
+
     def test_priority_first(self):
         x = tensor(np.ones((1, 6), np.float32))
         for i in range(30):
