@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/backend.h"
 
@@ -15,6 +16,7 @@ struct fault_ctx {
     long long nomem_above;      /* -1: off */
     long long lost_after;       /* -1: off */
     long long model_nomem;      /* nonzero: no model fits */
+    long long slow_ms;          /* each kernel call takes this much longer */
     long long calls;
 };
 
@@ -68,8 +70,13 @@ static void fault_model_free(struct gpuq_backend *be, struct gpuq_model *m) {
     INNER(be)->iface->model_free(INNER(be), m);
 }
 
-/* Every op alike: the rows of its call decide. */
+/* Every op alike: the rows of its call decide; a slow device takes its time. */
 static int fault_kernel(struct gpuq_backend *be, const struct gpuq_launch *l) {
+    const struct fault_ctx *f = be->ctx;
+    if (f->slow_ms > 0) {
+        struct timespec ts = {(time_t)(f->slow_ms / 1000), (long)(f->slow_ms % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    }
     int rc = inject(be, l->rows);
     return rc ? rc : pass(be, INNER(be)->kernel[l->op](INNER(be), l));
 }
@@ -113,6 +120,8 @@ static int parse(struct fault_ctx *f, const char *spec) {
         f->lost_after = v;
     else if (len == strlen("model-nomem") && !strncmp(spec, "model-nomem", len))
         f->model_nomem = v;
+    else if (len == strlen("slow-ms") && !strncmp(spec, "slow-ms", len))
+        f->slow_ms = v;
     else
         return -1;
     return 0;
@@ -123,7 +132,7 @@ int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, siz
     if (!f) return -1;
     f->nomem_above = f->lost_after = -1;
     if (parse(f, spec) != 0) {
-        snprintf(err, errlen, "fault spec '%s': want nomem-above=ROWS, model-nomem=1 or lost-after=N", spec);
+        snprintf(err, errlen, "fault spec '%s': want nomem-above=ROWS, model-nomem=1, lost-after=N or slow-ms=MS", spec);
         free(f);
         return -1;
     }

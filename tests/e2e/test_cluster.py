@@ -120,10 +120,11 @@ class ClusterTest(WorkerTest):
         self.c.close()
         self.cluster.stop()
 
-    def start_worker(self, seed, *args):
+    def start_worker(self, seed, *args, env=None):
         from harness import Worker
         w = Worker(seed.url, "--model", f"m={self.path('m.safetensors')}",
-                   *[a for q in self.queues for a in ("--queue", q)], "--claim-idle-ms", "2000", *args)
+                   *[a for q in self.queues for a in ("--queue", q)], "--claim-idle-ms", "2000", *args,
+                   env=env)
         self.workers.append(w)
         return w
 
@@ -275,7 +276,7 @@ class Migrate(ClusterTest):
         dst = self.cluster.master_of(key_slot(jobs_key(self.queues[1]).encode()))
         ids = [f"{q}-{i}" for i in range(5)]
         self.enqueue(q, ids, f"{PREFIX}:{{{q}}}:r")
-        w = self.start_worker(src, "--max-delay-us", "2000000")   # holds the batch 2 s
+        w = self.start_worker(src, env={"GPUQ_FAULT": "slow-ms=2000"})   # holds the batch 2 s
         deadline = time.time() + 10
         while src.client.xpending(jobs_key(q), "workers")["pending"] < len(ids):
             self.assertLess(time.time(), deadline, w.output())
