@@ -238,10 +238,51 @@ out:
     return result;
 }
 
+/* config_sentence_transformers.json's prompts and default_prompt_name. */
+static int read_prompts(struct gpuq_bert *m, const char *dir, char *err, size_t errlen) {
+    int absent, result = -1;
+    json_t *c = read_json(dir, "config_sentence_transformers.json", &absent, err, errlen);
+    m->default_prompt = -1;
+    if (!c) return absent ? 0 : -1;
+    json_t *prompts = json_object_get(c, "prompts"), *def = json_object_get(c, "default_prompt_name");
+    if (prompts && !json_is_object(prompts))
+        FAIL("%s/config_sentence_transformers.json: prompts is not an object", dir);
+    size_t n = json_object_size(prompts);
+    m->prompt_names = calloc(n + 1, sizeof(char *));
+    m->prompts = calloc(n + 1, sizeof(char *));
+    if (!m->prompt_names || !m->prompts) FAIL("out of memory");
+    const char *key;
+    json_t *v;
+    json_object_foreach(prompts, key, v) {
+        if (!json_is_string(v)) FAIL("%s/config_sentence_transformers.json: prompt %.60s is not text", dir, key);
+        m->prompt_names[m->n_prompts] = strdup(key);
+        m->prompts[m->n_prompts] = strdup(json_string_value(v));
+        if (!m->prompt_names[m->n_prompts++] || !m->prompts[m->n_prompts - 1]) FAIL("out of memory");
+    }
+    if (json_is_string(def)) {
+        for (int i = 0; i < m->n_prompts; i++)
+            if (strcmp(m->prompt_names[i], json_string_value(def)) == 0) m->default_prompt = i;
+        if (m->default_prompt < 0)
+            FAIL("%s/config_sentence_transformers.json: default_prompt_name %.60s is not one of its prompts",
+                 dir, json_string_value(def));
+    }
+    result = 0;
+out:
+    json_decref(c);
+    return result;
+}
+
+const char *gpuq_bert_prompt(const struct gpuq_bert *m, const char *name, size_t len) {
+    for (int i = 0; i < m->n_prompts; i++)
+        if (strlen(m->prompt_names[i]) == len && memcmp(m->prompt_names[i], name, len) == 0) return m->prompts[i];
+    return NULL;
+}
+
 int gpuq_bert_load(struct gpuq_bert *m, const char *dir, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     int result = read_config(m, dir, err, errlen);
     if (result == 0) result = read_sentence_config(m, dir, err, errlen);
+    if (result == 0) result = read_prompts(m, dir, err, errlen);
     if (result == 0) result = read_weights(m, dir, err, errlen);
     if (result != 0) gpuq_bert_free(m);
     return result;
@@ -262,5 +303,11 @@ void gpuq_bert_free(struct gpuq_bert *m) {
     free(m->type_emb);
     free(m->emb_ln_g);
     free(m->emb_ln_b);
+    for (int i = 0; i < m->n_prompts; i++) {
+        free(m->prompt_names[i]);
+        free(m->prompts[i]);
+    }
+    free(m->prompt_names);
+    free(m->prompts);
     memset(m, 0, sizeof *m);
 }

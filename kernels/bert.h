@@ -53,7 +53,15 @@ struct gpuq_bert {
     enum gpuq_bert_pool pooling;
     int normalize;
     int max_length;
+    /* config_sentence_transformers.json: named prompts, and the one used
+     * when a job names none (-1: none) */
+    int n_prompts;
+    char **prompt_names, **prompts;
+    int default_prompt;
 };
+
+/* The prompt called name[0, len), or NULL. */
+const char *gpuq_bert_prompt(const struct gpuq_bert *m, const char *name, size_t len);
 
 /* Loads the encoder in folder dir. Returns 0, or -1 with a one-line reason
  * in err naming the file (the model then holds nothing). */

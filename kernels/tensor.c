@@ -83,6 +83,18 @@ float gpuq_round_f16(float x) {
     return fabsf(r) > 65504.0f ? copysignf(INFINITY, x) : r;
 }
 
+uint16_t gpuq_f32_to_f16(float x) {
+    float r = gpuq_round_f16(x);    /* an f16 value exactly, or infinite, or NaN */
+    uint16_t sign = signbit(r) ? 0x8000 : 0;
+    float a = fabsf(r);
+    if (isnan(r)) return sign | 0x7e00;
+    if (isinf(r)) return sign | 0x7c00;
+    if (a < 6.103515625e-05f) return sign | (uint16_t)(a * 16777216.0f);     /* subnormal: k * 2^-24 */
+    int e;
+    float m = frexpf(a, &e);        /* a = m 2^e, m in [0.5, 1): f16 exponent e - 1 + 15 */
+    return sign | (uint16_t)((e + 14) << 10) | (uint16_t)((m * 2.0f - 1.0f) * 1024.0f);
+}
+
 #define CONVERT(T, EXPR)                                     \
     for (int64_t i = 0; i < n; i++) {                        \
         T v;                                                 \

@@ -51,6 +51,8 @@ float gpuq_bf16_to_f32(uint16_t h);
  * beyond f16's range it becomes infinite, as a conversion would. */
 float gpuq_round_bf16(float x);
 float gpuq_round_f16(float x);
+/* x as f16 bits, rounded to nearest even (beyond the range: infinite). */
+uint16_t gpuq_f32_to_f16(float x);
 
 #ifdef __cplusplus
 }

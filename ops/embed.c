@@ -10,6 +10,7 @@
 
 #include "kernels/cpu.h"
 #include "ops/embed.h"
+#include "ops/embed_out.h"
 #include "ops/op.h"
 #include "ops/twin.h"
 #include "text/tokenizer.h"
@@ -17,6 +18,10 @@
 struct params {
     int pooling, normalize;
     int32_t *ids;               /* the rows' tokens back to back, in t->own after token_off */
+    struct gpuq_embed_out out;  /* what y becomes: dimensions and dtype */
+    const char *prompt;         /* prepended to every text (the job's or the folder's), or NULL */
+    size_t prompt_len;
+    int truncate, left;         /* truncate (else too long is an error), and from the left */
 };
 _Static_assert(sizeof(struct params) <= GPUQ_OP_PARAMS, "embed params fit a task");
 
@@ -26,17 +31,42 @@ static int bad(struct gpuq_task *t, const char *what) {
     return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "embed: %s", what);
 }
 
+/* The prompt: the job's own, or one of the folder's by name, or the
+ * folder's default. */
+static int read_prompt(struct gpuq_task *t, struct params *p) {
+    const struct gpuq_bert *m = t->model->bert;
+    struct gpuq_str text = {NULL, 0}, name = {NULL, 0};
+    if (gpuq_job_param_str(&t->job, "prompt", &text) < 0 || gpuq_job_param_str(&t->job, "prompt_name", &name) < 0)
+        return -1;
+    if (text.ptr && name.ptr) return bad(t, "give prompt or prompt_name, not both");
+    if (name.ptr && !(p->prompt = gpuq_bert_prompt(m, name.ptr, name.len)))
+        return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "embed: the model has no prompt named '%.*s'",
+                             (int)(name.len > 40 ? 40 : name.len), name.ptr);
+    if (text.ptr) p->prompt = text.ptr, p->prompt_len = text.len;
+    else if (p->prompt) p->prompt_len = strlen(p->prompt);
+    else if (m->default_prompt >= 0) p->prompt = m->prompts[m->default_prompt], p->prompt_len = strlen(p->prompt);
+    if (p->prompt_len > GPUQ_MAX_TEXT_BYTES) return bad(t, "prompt is longer than 65536 bytes");
+    return 0;
+}
+
 static int read_params(struct gpuq_task *t, int *max_length) {
     struct gpuq_job *job = &t->job;
     const struct gpuq_bert *m = t->model->bert;
     struct params *p = gpuq_task_params(t);
-    struct gpuq_str pool = {NULL, 0};
+    struct gpuq_str pool = {NULL, 0}, dir = {NULL, 0};
     int64_t len = m->max_length;
     p->pooling = (int)m->pooling;
     p->normalize = m->normalize;
+    p->truncate = 1;
     if (gpuq_job_param_str(job, "pooling", &pool) < 0 || gpuq_job_param_bool(job, "normalize", &p->normalize) < 0 ||
-        gpuq_job_param_i64(job, "max_length", &len) < 0)
+        gpuq_job_param_i64(job, "max_length", &len) < 0 || gpuq_job_param_bool(job, "truncate", &p->truncate) < 0 ||
+        gpuq_job_param_str(job, "truncation_direction", &dir) < 0 || read_prompt(t, p) != 0 ||
+        gpuq_embed_out_read(t, m->hidden, &p->out) != 0)
         return -1;
+    if (dir.ptr) {
+        if (dir.len == 4 && !memcmp(dir.ptr, "left", 4)) p->left = 1;
+        else if (!(dir.len == 5 && !memcmp(dir.ptr, "right", 5))) return bad(t, "truncation_direction must be right or left");
+    }
     if (pool.ptr) {
         if (pool.len == 4 && !memcmp(pool.ptr, "mean", 4)) p->pooling = GPUQ_BERT_POOL_MEAN;
         else if (pool.len == 3 && !memcmp(pool.ptr, "cls", 3)) p->pooling = GPUQ_BERT_POOL_CLS;
@@ -67,19 +97,67 @@ static int32_t *grow(struct gpuq_task *t, size_t ids, size_t *cap) {
     return (int32_t *)((char *)t->own + head);
 }
 
+/* Row r's text with the prompt before it, in *buf (grown as needed). */
+static int prompted(const struct params *p, struct gpuq_str s, char **buf, size_t *cap, struct gpuq_str *out) {
+    if (!p->prompt) {
+        *out = s;
+        return 0;
+    }
+    if (p->prompt_len + s.len > *cap) {
+        char *grown = realloc(*buf, p->prompt_len + s.len);
+        if (!grown) return -1;
+        *buf = grown;
+        *cap = p->prompt_len + s.len;
+    }
+    memcpy(*buf, p->prompt, p->prompt_len);
+    memcpy(*buf + p->prompt_len, s.ptr, s.len);
+    *out = (struct gpuq_str){*buf, p->prompt_len + s.len};
+    return 0;
+}
+
+/* Tokenizes every text (prompt first), cut to max_length as the params
+ * say: from the right, from the left (the special tokens kept), or not at
+ * all (a longer text fails the job, naming its length). */
 static int tokenize(struct gpuq_task *t, const struct gpuq_input *text, int max_length) {
     const struct gpuq_tok *tok = t->model->tok;
-    size_t cap = 0, n = 0;
+    const struct params *p = params_of(t);
+    size_t cap = 0, n = 0, tcap = 0;
+    char *joined = NULL;
+    int result = -1;
     t->rows = text->n_texts;
     for (int64_t r = 0; r < t->rows; r++) {
-        int32_t *ids = grow(t, n + (size_t)max_length, &cap);
-        if (!ids) return -1;
-        struct gpuq_str s = gpuq_input_text(text, r);
-        int got = gpuq_tok_encode(tok, s.ptr, s.len, max_length, ids + n);
-        if (got < 0) return gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed: out of memory tokenizing");
+        struct gpuq_str s;
+        if (prompted(p, gpuq_input_text(text, r), &joined, &tcap, &s) != 0) {
+            gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed: out of memory tokenizing");
+            goto out;
+        }
+        /* whole when it may not be cut, or cut from the left: normalization
+         * can turn one character into several, so room for 8 tokens a byte */
+        int whole = !p->truncate || p->left;
+        int limit = whole ? (int)(8 * s.len + 16) : max_length;
+        int32_t *ids = grow(t, n + (size_t)limit, &cap);
+        if (!ids) goto out;
+        int got = gpuq_tok_encode(tok, s.ptr, s.len, limit, ids + n);
+        if (got < 0) {
+            gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed: out of memory tokenizing");
+            goto out;
+        }
+        if (got > max_length && !p->truncate) {
+            gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "embed: text %lld has %d tokens, more than "
+                          "max_length %d (truncate is false)", (long long)r, got, max_length);
+            goto out;
+        }
+        if (got > max_length) {     /* left: the first token, the last max_length - 1 */
+            memmove(ids + n + 1, ids + n + got - (max_length - 1), (size_t)(max_length - 1) * sizeof(int32_t));
+            got = max_length;
+        }
         ((int64_t *)t->own)[r] = (int64_t)n;
         n += (size_t)got;
     }
+    result = 0;
+out:
+    free(joined);
+    if (result != 0) return -1;
     ((int64_t *)t->own)[t->rows] = (int64_t)n;
     ((struct params *)gpuq_task_params(t))->ids = grow(t, n, &cap);
     return 0;
@@ -191,11 +269,19 @@ static void scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, i
     gpuq_ops_scatter_rows(p, n, s->out[0], p[0].t->model->bert->hidden);
 }
 
+/* y as the job asks for it (dimensions, dtype), then the token counts
+ * behind it, 4-byte aligned, in the same buffer. */
 static void finish(struct gpuq_task *t) {
-    int64_t shape[2] = {t->rows, t->model->bert->hidden};
-    int32_t *tokens = (int32_t *)((float *)t->out + (size_t)t->rows * shape[1]);
+    const struct params *p = params_of(t);
+    int hidden = t->model->bert->hidden;
+    enum gpuq_dtype dt;
+    int64_t shape[2] = {t->rows, 0};
+    shape[1] = gpuq_embed_out_finish(t, &p->out, p->normalize, t->out, t->rows, hidden, &dt);
+    if (t->job.err) return;
+    size_t y_bytes = (size_t)t->rows * gpuq_embed_out_row_bytes(&p->out);
+    int32_t *tokens = (int32_t *)((char *)t->out + ((y_bytes + 3) & ~(size_t)3));
     for (int64_t r = 0; r < t->rows; r++) tokens[r] = (int32_t)(t->token_off[r + 1] - t->token_off[r]);
-    gpuq_ops_set_output(t, 0, "y", GPUQ_DTYPE_F32, t->out, 2, shape);
+    gpuq_ops_set_output(t, 0, "y", dt, t->out, 2, shape);
     gpuq_ops_set_output(t, 1, "tokens", GPUQ_DTYPE_I32, tokens, 1, shape);
 }
 
@@ -281,7 +367,8 @@ static void twin(struct gpuq_twin_run *r) {
 }
 
 static const char *const inputs[] = {"text", "input_ids", "attention_mask", NULL};
-static const char *const params[] = {"pooling", "normalize", "max_length", NULL};
+static const char *const params[] = {"pooling", "normalize", "max_length", "prompt", "prompt_name",
+                                     "truncate", "truncation_direction", "dimensions", "dtype", "ranges", NULL};
 
 const struct gpuq_op_desc gpuq_op_embed = {
     .inputs = inputs, .params = params, .text = 1, .model = 1 + GPUQ_MODEL_ENCODER,

@@ -1,0 +1,159 @@
+"""The embed op's parameters for retrieval pipelines, on a random tiny encoder
+against the numpy reference (tests/ref): prompts (the job's, the folder's by
+name, the folder's default), Matryoshka dimensions, truncation the caller
+chooses, and compact dtypes with sentence-transformers' quantize_embeddings
+semantics (tests/ref/st_ref.py)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import unittest
+
+import numpy as np
+
+from harness import WorkerTest, tensor
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
+import pyenv  # noqa: E402,F401  (puts the project's PyPI folder on the path)
+try:
+    import bert_ref  # noqa: E402
+    import st_ref  # noqa: E402
+    from tokenizers.implementations import BertWordPieceTokenizer  # noqa: E402
+except ImportError as e:
+    print(f"SKIPPED: {e} (scripts/setup installs tokenizers)")
+    sys.exit(77)
+
+from test_embed import ROOT, EmbedTest, tokens_of  # noqa: E402
+
+TEXTS = ["The weather is lovely today.", "It's sunny!", "qwerty uiop asdf " * 3, "[MASK] x",
+         "a b c d e f g h"]
+PROMPTS = {"query": "query: ", "passage": "passage: "}
+
+
+class EmbedParams(EmbedTest):
+    def setUp(self):
+        super().setUp()
+        self.folder = self.path("tiny")
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make-model"), "--bert", self.folder,
+                        "--pooling", "mean", "--normalize"], check=True)
+        self.ref = bert_ref.Bert(self.folder)
+        self.tok = BertWordPieceTokenizer(os.path.join(self.folder, "vocab.txt"), lowercase=True)
+
+    def ids(self, text, max_length=64, side="right"):
+        tok = self.tok._tokenizer       # the Tokenizer itself: truncation from either side
+        tok.enable_truncation(max_length=max_length, direction=side)
+        return tok.encode(text).ids
+
+    def want(self, texts, prompt=""):
+        return np.array([self.ref.embed(self.ids(prompt + t)) for t in texts])
+
+    def with_prompts(self, default=None):
+        folder = self.path("prompted")
+        shutil.copytree(self.folder, folder)
+        cfg = {"prompts": PROMPTS}
+        if default:
+            cfg["default_prompt_name"] = default
+        with open(os.path.join(folder, "config_sentence_transformers.json"), "w") as f:
+            json.dump(cfg, f)
+        return folder
+
+    def test_prompts(self):
+        self.worker("--model", f"m={self.folder}", "--model", f"p={self.with_prompts(default='query')}")
+        r = self.run_jobs([self.embed(TEXTS, model="p"),                          # the folder's default
+                           self.embed(TEXTS, model="p", prompt_name="passage"),
+                           self.embed(TEXTS, model="m", prompt="search_query: "),
+                           self.embed(TEXTS, model="p", prompt=""),               # none at all
+                           self.embed(TEXTS, model="m"),
+                           self.embed("x", model="p", prompt_name="nope"),
+                           self.embed("x", model="m", prompt_name="query"),
+                           self.embed("x", model="p", prompt="a", prompt_name="query")])
+        for k, prompt in enumerate(["query: ", "passage: ", "search_query: ", "", ""]):
+            np.testing.assert_allclose(self.ok(r[k]), self.want(TEXTS, prompt), atol=1e-4, err_msg=prompt)
+            self.assertEqual(list(tokens_of(r[k])), [len(self.ids(prompt + t)) for t in TEXTS],
+                             "token counts include the prompt")
+        for k, msg in ((5, "no prompt named 'nope'"), (6, "no prompt named 'query'"), (7, "not both")):
+            self.assertEqual(r[k]["error"]["code"], "bad_request")
+            self.assertIn(msg, r[k]["error"]["message"])
+
+    def test_a_default_prompt_that_is_not_a_prompt_is_refused_at_start(self):
+        folder = self.with_prompts()
+        with open(os.path.join(folder, "config_sentence_transformers.json"), "w") as f:
+            json.dump({"prompts": PROMPTS, "default_prompt_name": "doc"}, f)
+        from harness import GPUQ
+        p = subprocess.run([GPUQ, "worker", "--redis", self.redis.url, "--backend", "cpu", "--model",
+                            f"p={folder}"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("default_prompt_name doc is not one of its prompts", p.stderr)
+
+    def test_dimensions(self):
+        self.worker("--model", f"m={self.folder}")
+        full = self.want(TEXTS)
+        r = self.run_jobs([self.embed(TEXTS, dimensions=16), self.embed(TEXTS, dimensions=16, normalize=False),
+                           self.embed(TEXTS, dimensions=64), self.embed("x", dimensions=65),
+                           self.embed("x", dimensions=0)])
+        np.testing.assert_allclose(self.ok(r[0]), st_ref.truncate(full, 16, normalize=True), atol=1e-4)
+        raw = np.array([self.ref.embed(self.ids(t), normalize=False) for t in TEXTS])
+        np.testing.assert_allclose(self.ok(r[1]), raw[:, :16], atol=1e-4)
+        np.testing.assert_allclose(self.ok(r[2]), full, atol=1e-4)
+        for k in (3, 4):
+            self.assertEqual(r[k]["error"]["code"], "bad_request")
+            self.assertIn("dimensions must be 1 to 64", r[k]["error"]["message"])
+
+    def test_truncation(self):
+        self.worker("--model", f"m={self.folder}")
+        long = " ".join(f"w{i}" for i in range(80))
+        r = self.run_jobs([self.embed([long, "short"], truncate=False), self.embed(["short"], truncate=False),
+                           self.embed([long, "short"], truncation_direction="left"),
+                           self.embed([long], max_length=10, truncation_direction="left"),
+                           self.embed("x", truncation_direction="middle")])
+        self.assertEqual(r[0]["error"]["code"], "bad_request")
+        self.assertIn(f"text 0 has {len(self.ids(long, 100000))} tokens, more than max_length 64",
+                      r[0]["error"]["message"])
+        np.testing.assert_allclose(self.ok(r[1]), self.want(["short"]), atol=1e-4)
+        left = [self.ids(long, 64, "left"), self.ids("short", 64, "left")]
+        np.testing.assert_allclose(self.ok(r[2]), [self.ref.embed(i) for i in left], atol=1e-4)
+        self.assertEqual(list(tokens_of(r[2])), [64, len(left[1])])
+        np.testing.assert_allclose(self.ok(r[3])[0], self.ref.embed(self.ids(long, 10, "left")), atol=1e-4)
+        self.assertIn("right or left", r[4]["error"]["message"])
+
+    def test_compact_dtypes(self):
+        self.worker("--model", f"m={self.folder}")
+        f32 = self.ok(self.run_jobs([self.embed(TEXTS)])[0])
+        ref = self.want(TEXTS)
+        kinds = ["f16", "int8", "uint8", "binary", "ubinary"]
+        ranges = np.stack([ref.min(axis=0) - 0.01, ref.max(axis=0) + 0.01])
+        r = self.run_jobs([self.embed(TEXTS, dtype=k) for k in kinds] +
+                          [self.embed(TEXTS, dtype="int8", ranges=ranges.ravel().tolist()),
+                           self.embed(TEXTS, dtype="binary", dimensions=32),
+                           self.embed("x", dtype="int4"), self.embed("x", dtype="binary", dimensions=12),
+                           self.embed("x", dtype="int8", ranges=[1, 2]),
+                           self.embed("x", ranges=ranges.ravel().tolist())])
+        got = {k: r[i]["outputs"]["y"] for i, k in enumerate(kinds)}
+        self.assertEqual([got[k]["dtype"] for k in kinds], ["f16", "i8", "u8", "i8", "u8"])
+        y16 = np.frombuffer(got["f16"]["data"], "<f2").reshape(got["f16"]["shape"])
+        np.testing.assert_array_equal(y16, f32.astype(np.float16), "f16 is the f32 output, rounded")
+        np.testing.assert_allclose(y16.astype(np.float32), ref, atol=2e-3)
+        for k, dt in (("int8", "i1"), ("uint8", "u1")):
+            y = np.frombuffer(got[k]["data"], dt).reshape(got[k]["shape"]).astype(int)
+            self.assertLessEqual(np.abs(y - st_ref.quantize(ref, k).astype(int)).max(), 1, k)
+            np.testing.assert_array_equal(y, st_ref.quantize(f32, k).astype(int), k)
+        for k, dt in (("binary", "i1"), ("ubinary", "u1")):
+            y = np.frombuffer(got[k]["data"], dt).reshape(got[k]["shape"])
+            self.assertEqual(got[k]["shape"], [len(TEXTS), 8])
+            np.testing.assert_array_equal(y, st_ref.quantize(f32, k), k)
+            sure = np.abs(ref) > 1e-4      # signs the reference is sure of agree too
+            bits = np.unpackbits(y.view(np.uint8) ^ (0x80 if k == "binary" else 0), axis=1).astype(bool)
+            np.testing.assert_array_equal(bits[sure], (ref > 0)[sure], k)
+        y = np.frombuffer(r[5]["outputs"]["y"]["data"], "i1").reshape(len(TEXTS), 64).astype(int)
+        np.testing.assert_array_equal(y, st_ref.quantize(f32, "int8", ranges).astype(int))
+        b32 = np.frombuffer(r[6]["outputs"]["y"]["data"], "i1").reshape(len(TEXTS), 4)
+        np.testing.assert_array_equal(b32, st_ref.quantize(st_ref.truncate(f32, 32, normalize=True), "binary"))
+        for k, msg in ((7, "dtype must be"), (8, "multiple of 8"), (9, "ranges must be 128 finite numbers"),
+                       (10, "ranges go with dtype int8 or uint8")):
+            self.assertEqual(r[k]["error"]["code"], "bad_request")
+            self.assertIn(msg, r[k]["error"]["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
