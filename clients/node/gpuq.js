@@ -222,15 +222,22 @@ class Gpuq {
     }
   }
 
-  // Sentence embeddings from the text encoder `model`: one Float32Array per
-  // text, or one for a single string. options: pooling, normalize,
-  // maxLength (the model folder's defaults otherwise), and run()'s.
+  // Sentence embeddings from the text encoder `model`: one typed array per
+  // text (Float32Array unless dtype says otherwise), or one for a single
+  // string. options: pooling, normalize, maxLength, prompt, promptName,
+  // truncate, truncationDirection, dimensions, dtype (f32, f16, int8,
+  // uint8, binary, ubinary), ranges (the model folder's defaults otherwise),
+  // and run()'s.
   async embed(texts, model, options = {}) {
-    const { pooling, normalize, maxLength, params = {}, ...rest } = options;
+    const names = { pooling: 'pooling', normalize: 'normalize', maxLength: 'max_length', prompt: 'prompt',
+      promptName: 'prompt_name', truncate: 'truncate', truncationDirection: 'truncation_direction',
+      dimensions: 'dimensions', dtype: 'dtype', ranges: 'ranges' };
+    const { params = {}, ...rest } = options;
     const p = { ...params };
-    if (pooling !== undefined) p.pooling = pooling;
-    if (normalize !== undefined) p.normalize = normalize;
-    if (maxLength !== undefined) p.max_length = maxLength;
+    for (const [opt, name] of Object.entries(names)) {
+      if (rest[opt] !== undefined) p[name] = rest[opt];
+      delete rest[opt];
+    }
     const res = await this.run('embed', { text: texts }, { ...rest, model, params: p });
     const y = res.outputs.y, rows = [];
     for (let r = 0; r < y.shape[0]; r++) rows.push(y.data.slice(r * y.shape[1], (r + 1) * y.shape[1]));

@@ -66,6 +66,18 @@ export interface EmbedOptions extends RunOptions {
   pooling?: 'mean' | 'cls';
   normalize?: boolean;
   maxLength?: number;
+  /** A string put before every text, or one of the model folder's prompts by name. */
+  prompt?: string;
+  promptName?: string;
+  /** false: a text longer than maxLength is an error instead of being cut. */
+  truncate?: boolean;
+  truncationDirection?: 'right' | 'left';
+  /** Matryoshka: the first N components, normalized again when the model normalizes. */
+  dimensions?: number;
+  /** f32 (Float32Array), f16 (Uint16Array words), int8/binary (Int8Array), uint8/ubinary (Uint8Array). */
+  dtype?: 'f32' | 'f16' | 'int8' | 'uint8' | 'binary' | 'ubinary';
+  /** int8/uint8: the minimums, then the maximums, of each component. */
+  ranges?: number[];
 }
 
 export class Gpuq {
@@ -82,9 +94,9 @@ export class Gpuq {
   wait(replyTo: string, timeout?: number): Promise<Result>;
   /** Rejects with GpuqError on an error result, GpuqTimeoutError when none comes in time. */
   run(op: string, inputs: Inputs, options?: RunOptions): Promise<Result>;
-  /** Sentence embeddings: one Float32Array per text, or one for a single string. */
-  embed(texts: string, model: string, options?: EmbedOptions): Promise<Float32Array>;
-  embed(texts: string[], model: string, options?: EmbedOptions): Promise<Float32Array[]>;
+  /** Sentence embeddings: one typed array per text (Float32Array unless dtype says otherwise), or one for a single string. */
+  embed(texts: string, model: string, options?: EmbedOptions): Promise<Float32Array | Int8Array | Uint8Array | Uint16Array>;
+  embed(texts: string[], model: string, options?: EmbedOptions): Promise<Array<Float32Array | Int8Array | Uint8Array | Uint16Array>>;
   /** The stored result, error or not, or null. */
   result(jobId: string, queue?: string): Promise<Result | null>;
 }

@@ -42,6 +42,23 @@ test('embed: strings in, Float32Arrays out', () => withClient(async (gq) => {
   wantY[1].forEach((v, i) => assert.ok(close(one[i], v), `one[${i}]`));
   await assert.rejects(gq.embed('x', process.env.GPUQ_TEXT_MODEL, { pooling: 'max' }),
     (e) => e instanceof GpuqError && e.code === 'bad_request');
+  // Matryoshka dimensions, normalized again, and signs packed 8 a byte
+  const short = await gq.embed(texts, process.env.GPUQ_TEXT_MODEL, { dimensions: 16 });
+  short.forEach((row, r) => {
+    const norm = Math.hypot(...wantY[r].slice(0, 16));
+    row.forEach((v, i) => assert.ok(close(v, wantY[r][i] / norm), `short[${r}][${i}]`));
+  });
+  const bits = await gq.embed(texts, process.env.GPUQ_TEXT_MODEL, { dtype: 'ubinary' });
+  bits.forEach((row, r) => {
+    assert.ok(row instanceof Uint8Array && row.length === wantY[r].length / 8);
+    row.forEach((b, k) => {
+      let want = 0;
+      for (let j = 0; j < 8; j++) want = (want << 1) | (wantY[r][k * 8 + j] > 0 ? 1 : 0);
+      assert.strictEqual(b, want, `bits[${r}][${k}]`);
+    });
+  });
+  await assert.rejects(gq.embed('x', process.env.GPUQ_TEXT_MODEL, { promptName: 'nope' }),
+    (e) => e instanceof GpuqError && /no prompt named/.test(e.message));
 }));
 
 test('an error result rejects with GpuqError; a timeout with GpuqTimeoutError', () => withClient(async (gq) => {

@@ -58,11 +58,10 @@ class AsyncClient(Base):
             w.discard(job_id, fut)
         return res.raise_for_error()
 
-    async def embed(self, texts: Union[str, Sequence[str]], model: str, *, pooling: Optional[str] = None,
-                    normalize: Optional[bool] = None, max_length: Optional[int] = None, timeout: float = 30,
+    async def embed(self, texts: Union[str, Sequence[str]], model: str, *, timeout: float = 30,
                     **options: Any) -> np.ndarray:
         """Sentence embeddings (as Client.embed)."""
-        embed_params(pooling, normalize, max_length, options)
+        embed_params(options)
         res = await self.run("embed", {"text": texts if isinstance(texts, str) else list(texts)}, timeout=timeout,
                              model=model, **options)
         return res.outputs["y"][0] if isinstance(texts, str) else res.outputs["y"]

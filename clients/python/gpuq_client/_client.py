@@ -104,12 +104,14 @@ class Client(Base):
             w.discard(job_id, fut)
         return res.raise_for_error()
 
-    def embed(self, texts: Union[str, Sequence[str]], model: str, *, pooling: Optional[str] = None,
-              normalize: Optional[bool] = None, max_length: Optional[int] = None, timeout: float = 30,
+    def embed(self, texts: Union[str, Sequence[str]], model: str, *, timeout: float = 30,
               **options: Any) -> np.ndarray:
-        """Sentence embeddings from the text encoder `model`: f32 [len(texts), hidden], or
-        [hidden] for one str. pooling, normalize and max_length default to the model folder's."""
-        embed_params(pooling, normalize, max_length, options)
+        """Sentence embeddings from the text encoder `model`: [len(texts), dimensions], or
+        [dimensions] for one str, f32 unless dtype says otherwise. Keyword params (the model
+        folder's defaults when left out): pooling, normalize, max_length, prompt, prompt_name,
+        truncate, truncation_direction, dimensions, dtype (f32, f16, int8, uint8, binary,
+        ubinary) and ranges (int8/uint8: [2, dimensions]); other keywords go to run()."""
+        embed_params(options)
         res = self.run("embed", {"text": texts if isinstance(texts, str) else list(texts)}, timeout=timeout,
                        model=model, **options)
         return res.outputs["y"][0] if isinstance(texts, str) else res.outputs["y"]

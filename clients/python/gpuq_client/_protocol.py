@@ -69,12 +69,19 @@ class Result:
         return self
 
 
-def embed_params(pooling: Optional[str], normalize: Optional[bool], max_length: Optional[int],
-                 options: Dict[str, Any]) -> None:
-    """embed's params into options["params"]; those left None take the model folder's defaults."""
+# embed's params, taken by Client.embed as keyword arguments
+EMBED_PARAMS = ("pooling", "normalize", "max_length", "prompt", "prompt_name", "truncate",
+                "truncation_direction", "dimensions", "dtype", "ranges")
+
+
+def embed_params(options: Dict[str, Any]) -> None:
+    """embed's params, given as keyword arguments in options, into options["params"]; those left
+    None take the model folder's defaults."""
     params = dict(options.get("params") or {})
-    params.update((k, v) for k, v in (("pooling", pooling), ("normalize", normalize), ("max_length", max_length))
-                  if v is not None)
+    for k in EMBED_PARAMS:
+        v = options.pop(k, None)
+        if v is not None:
+            params[k] = v.ravel().tolist() if k == "ranges" and isinstance(v, np.ndarray) else v
     if params:
         options["params"] = params
 

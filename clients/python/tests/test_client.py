@@ -47,6 +47,14 @@ class SyncClient(unittest.TestCase):
         np.testing.assert_allclose(self.gq.embed(TEXTS[1], TEXT_MODEL), TEXT_WANT[1], atol=1e-6)   # one str: one row
         cls = self.gq.embed(tuple(TEXTS), TEXT_MODEL, pooling="cls", normalize=False, max_length=3)
         self.assertFalse(np.allclose(cls, TEXT_WANT, atol=1e-3), "params reach the worker")
+        short = self.gq.embed(TEXTS, TEXT_MODEL, dimensions=16)    # Matryoshka: cut, normalized again
+        want = TEXT_WANT[:, :16] / np.linalg.norm(TEXT_WANT[:, :16], axis=1, keepdims=True)
+        np.testing.assert_allclose(short, want, atol=1e-5)
+        bits = self.gq.embed(TEXTS, TEXT_MODEL, dtype="ubinary")
+        np.testing.assert_array_equal(bits, np.packbits(TEXT_WANT > 0, axis=1))
+        with self.assertRaises(GpuqError) as e:
+            self.gq.embed(TEXTS, TEXT_MODEL, prompt_name="nope")
+        self.assertIn("no prompt named", e.exception.message)
         with self.assertRaises(GpuqError) as e:
             self.gq.embed([], TEXT_MODEL)
         self.assertEqual(e.exception.code, "bad_request")
