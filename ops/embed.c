@@ -228,7 +228,8 @@ static int prepare(struct gpuq_task *t) {
     if ((ids && (ids->text || gpuq_dtype_is_float(ids->t.dtype))) ||
         (mask && (mask->text || gpuq_dtype_is_float(mask->t.dtype))))
         return bad(t, "inputs 'input_ids' and 'attention_mask' must be integer tensors");
-    return text ? tokenize(t, text, max_length) : take_ids(t, &ids->t, mask ? &mask->t : NULL);
+    if ((text ? tokenize(t, text, max_length) : take_ids(t, &ids->t, mask ? &mask->t : NULL)) != 0) return -1;
+    return gpuq_embed_out_check_rows(t, &params_of(t)->out);
 }
 
 static size_t out_bytes(const struct gpuq_task *t) {

@@ -53,6 +53,13 @@ int gpuq_embed_out_read(struct gpuq_task *t, int hidden, struct gpuq_embed_out *
     return 0;
 }
 
+int gpuq_embed_out_check_rows(struct gpuq_task *t, const struct gpuq_embed_out *o) {
+    if ((o->dtype == GPUQ_EMBED_INT8 || o->dtype == GPUQ_EMBED_UINT8) && !o->ranges && t->rows < 2)
+        return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "embed: dtype %s needs ranges for a job of "
+                             "one text (ranges from a single row are empty)", dtype_names[o->dtype]);
+    return 0;
+}
+
 size_t gpuq_embed_out_row_bytes(const struct gpuq_embed_out *o) {
     switch (o->dtype) {
     case GPUQ_EMBED_F32: return (size_t)o->dims * 4;
@@ -75,10 +82,10 @@ static void truncate_rows(float *y, int64_t rows, int hidden, int dims, int norm
     }
 }
 
-/* int8/uint8 as quantize_embeddings: (x - min) / ((max - min) / 255),
- * less 128 for int8, cut toward zero; the ranges are the job's, else its
- * rows' own. A value past the given range is clamped; a component whose
- * range is empty maps to the lowest value. */
+/* int8/uint8 as quantize_embeddings, in f32 as it computes them:
+ * floor((x - min) / ((max - min) / 255)) clipped to 0..255 (a step of 0
+ * taken as 1), less 128 for int8; the ranges are the job's, else its rows'
+ * own. */
 static void quantize8(struct gpuq_task *t, const struct gpuq_embed_out *o, const float *y, int64_t rows,
                       unsigned char *out) {
     int d = o->dims, n = 0;
@@ -89,6 +96,7 @@ static void quantize8(struct gpuq_task *t, const struct gpuq_embed_out *o, const
     }
     hi = lo + d;
     if (!o->ranges || gpuq_job_param_f64s(&t->job, "ranges", lo, 2 * d, &n) < 0 || n != 2 * d) {
+        /* the rows' own; float, as the embeddings are */
         for (int j = 0; j < d; j++) lo[j] = hi[j] = y[j];
         for (int64_t r = 1; r < rows; r++)
             for (int j = 0; j < d; j++) {
@@ -98,14 +106,15 @@ static void quantize8(struct gpuq_task *t, const struct gpuq_embed_out *o, const
             }
     }
     int shift = o->dtype == GPUQ_EMBED_INT8 ? 128 : 0;
-    for (int64_t r = 0; r < rows; r++)
-        for (int j = 0; j < d; j++) {
-            double step = (hi[j] - lo[j]) / 255.0;
-            double q = step > 0 ? (y[r * d + j] - lo[j]) / step - shift : -shift;
-            q = q < -shift ? -shift : q > 255 - shift ? 255 - shift : q;
-            int v = (int)q;     /* toward zero, as numpy's astype */
-            out[r * d + j] = (unsigned char)(shift ? (unsigned char)(int8_t)v : (unsigned char)v);
+    for (int j = 0; j < d; j++) {
+        float start = (float)lo[j], step = ((float)hi[j] - start) / 255.0f;
+        if (step == 0.0f) step = 1.0f;
+        for (int64_t r = 0; r < rows; r++) {
+            float q = floorf((y[r * d + j] - start) / step);
+            q = q < 0.0f ? 0.0f : q > 255.0f ? 255.0f : q;
+            out[r * d + j] = (unsigned char)((int)q - shift);  /* int8: the byte of q - 128 */
         }
+    }
     free(lo);
 }
 

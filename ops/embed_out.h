@@ -24,6 +24,10 @@ struct gpuq_embed_out {
  * hidden components. 0, or -1 with the job failed (bad_request). */
 int gpuq_embed_out_read(struct gpuq_task *t, int hidden, struct gpuq_embed_out *o);
 
+/* After the rows are known: int8/uint8 of one row needs the job's ranges,
+ * as quantize_embeddings refuses to infer them from a single embedding. */
+int gpuq_embed_out_check_rows(struct gpuq_task *t, const struct gpuq_embed_out *o);
+
 /* Bytes of one row of y as returned. */
 size_t gpuq_embed_out_row_bytes(const struct gpuq_embed_out *o);
 

@@ -2,7 +2,8 @@
 against the numpy reference (tests/ref): prompts (the job's, the folder's by
 name, the folder's default), Matryoshka dimensions, truncation the caller
 chooses, and compact dtypes with sentence-transformers' quantize_embeddings
-semantics (tests/ref/st_ref.py)."""
+semantics (tests/ref/st_ref.py, which its __main__ checks against
+sentence-transformers itself where that is installed)."""
 import json
 import os
 import shutil
@@ -128,7 +129,9 @@ class EmbedParams(EmbedTest):
                            self.embed(TEXTS, dtype="binary", dimensions=32),
                            self.embed("x", dtype="int4"), self.embed("x", dtype="binary", dimensions=12),
                            self.embed("x", dtype="int8", ranges=[1, 2]),
-                           self.embed("x", ranges=ranges.ravel().tolist())])
+                           self.embed("x", ranges=ranges.ravel().tolist()),
+                           self.embed("x", dtype="uint8"),
+                           self.embed("x", dtype="uint8", ranges=ranges.ravel().tolist())])
         got = {k: r[i]["outputs"]["y"] for i, k in enumerate(kinds)}
         self.assertEqual([got[k]["dtype"] for k in kinds], ["f16", "i8", "u8", "i8", "u8"])
         y16 = np.frombuffer(got["f16"]["data"], "<f2").reshape(got["f16"]["shape"])
@@ -145,12 +148,14 @@ class EmbedParams(EmbedTest):
             sure = np.abs(ref) > 1e-4      # signs the reference is sure of agree too
             bits = np.unpackbits(y.view(np.uint8) ^ (0x80 if k == "binary" else 0), axis=1).astype(bool)
             np.testing.assert_array_equal(bits[sure], (ref > 0)[sure], k)
+        one = np.frombuffer(r[12]["outputs"]["y"]["data"], "u1").reshape(1, 64).astype(int)
+        self.assertLessEqual(np.abs(one - st_ref.quantize(self.want(["x"]), "uint8", ranges)).max(), 1)
         y = np.frombuffer(r[5]["outputs"]["y"]["data"], "i1").reshape(len(TEXTS), 64).astype(int)
         np.testing.assert_array_equal(y, st_ref.quantize(f32, "int8", ranges).astype(int))
         b32 = np.frombuffer(r[6]["outputs"]["y"]["data"], "i1").reshape(len(TEXTS), 4)
         np.testing.assert_array_equal(b32, st_ref.quantize(st_ref.truncate(f32, 32, normalize=True), "binary"))
         for k, msg in ((7, "dtype must be"), (8, "multiple of 8"), (9, "ranges must be 128 finite numbers"),
-                       (10, "ranges go with dtype int8 or uint8")):
+                       (10, "ranges go with dtype int8 or uint8"), (11, "needs ranges for a job of one text")):
             self.assertEqual(r[k]["error"]["code"], "bad_request")
             self.assertIn(msg, r[k]["error"]["message"])
 
