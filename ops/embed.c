@@ -241,33 +241,83 @@ static int compare(const struct gpuq_task *a, const struct gpuq_task *b) {
     return pa->pooling != pb->pooling ? pa->pooling - pb->pooling : pa->normalize - pb->normalize;
 }
 
+static uint64_t hash_ids(const int32_t *ids, int n) {
+    uint64_t h = 1469598103934665603ULL;    /* FNV-1a over the ids' bytes */
+    const unsigned char *b = (const unsigned char *)ids;
+    for (size_t i = 0; i < (size_t)n * sizeof(*ids); i++) h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The batch's rows as sequences to compute, each once: rows with the same
+ * token ids (the same text, prompt and truncation; the batch key makes the
+ * encoder, pooling and normalization the same) share one. Fills ids, lens,
+ * off (each sequence's first id) and src (the sequence of each batch row);
+ * returns the sequences. table has 2^k >= 2 * rows slots. */
+static int unique_rows(const struct gpuq_piece *p, int n, int32_t *ids, int *lens, int64_t *off, int *src,
+                       int *table, size_t slots, int64_t *tokens, int *max_len) {
+    int u = 0, row = 0;
+    int64_t at = 0;
+    memset(table, 0xff, slots * sizeof(*table));
+    for (int i = 0; i < n; i++) {
+        const int64_t *toff = p[i].t->token_off;
+        const int32_t *from = params_of(p[i].t)->ids;
+        for (int64_t r = p[i].row0; r < p[i].row0 + p[i].rows; r++, row++) {
+            const int32_t *seq = from + toff[r];
+            int len = (int)(toff[r + 1] - toff[r]);
+            size_t k = hash_ids(seq, len) & (slots - 1);
+            while (table[k] >= 0 && !(lens[table[k]] == len &&
+                   !memcmp(ids + off[table[k]], seq, (size_t)len * sizeof(*seq))))
+                k = (k + 1) & (slots - 1);
+            if (table[k] < 0) {     /* a sequence not seen in this batch */
+                table[k] = u;
+                lens[u] = len;
+                off[u] = at;
+                memcpy(ids + at, seq, (size_t)len * sizeof(*seq));
+                at += len;
+                if (len > *max_len) *max_len = len;
+                u++;
+            }
+            src[row] = table[k];
+        }
+    }
+    *tokens = at;
+    return u;
+}
+
 static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
     const struct gpuq_task *t0 = p[0].t;
     const struct gpuq_bert *m = t0->model->bert;
     int64_t tokens = 0;
+    size_t slots = 16;
+    while (slots < 2 * (size_t)rows) slots *= 2;
     for (int i = 0; i < n; i++) tokens += p[i].t->token_off[p[i].row0 + p[i].rows] - p[i].t->token_off[p[i].row0];
     int32_t *ids = gpuq_ops_buf(s, 0, (size_t)tokens * sizeof(int32_t));
     int *lens = gpuq_ops_buf(s, 1, (size_t)rows * sizeof(int));
     float *y = gpuq_ops_buf(s, 2, (size_t)rows * m->hidden * sizeof(float));
-    if (!ids || !lens || !y) return GPUQ_BE_NOMEM;
-    struct gpuq_embed args = {t0->model, {ids, lens, (int)rows, (enum gpuq_bert_pool)params_of(t0)->pooling,
-                                  params_of(t0)->normalize, y}, (int)tokens, 0};
-    for (int i = 0, row = 0; i < n; i++) {
-        const int64_t *off = p[i].t->token_off;
-        const int32_t *src = params_of(p[i].t)->ids;
-        for (int64_t r = p[i].row0; r < p[i].row0 + p[i].rows; r++, row++) {
-            lens[row] = (int)(off[r + 1] - off[r]);
-            if (lens[row] > args.max_len) args.max_len = lens[row];
-            memcpy(ids, src + off[r], (size_t)lens[row] * sizeof(int32_t));
-            ids += lens[row];
-        }
-    }
+    int *src = gpuq_ops_buf(s, 3, (size_t)rows * sizeof(int));
+    int64_t *off = gpuq_ops_buf(s, 4, (size_t)rows * sizeof(int64_t));
+    int *table = gpuq_ops_buf(s, 5, slots * sizeof(int));
+    if (!ids || !lens || !y || !src || !off || !table) return GPUQ_BE_NOMEM;
+    struct gpuq_embed args = {t0->model, {ids, lens, 0, (enum gpuq_bert_pool)params_of(t0)->pooling,
+                                          params_of(t0)->normalize, y}, 0, 0};
+    int64_t unique_tokens = 0;
+    args.b.n_seq = unique_rows(p, n, ids, lens, off, src, table, slots, &unique_tokens, &args.max_len);
+    args.n_tokens = (int)unique_tokens;
     s->out[0] = y;
-    return gpuq_backend_run(s->be, GPUQ_OP_EMBED, rows, &args);
+    s->out[1] = src;
+    return gpuq_backend_run(s->be, GPUQ_OP_EMBED, args.b.n_seq, &args);
 }
 
+/* Each row takes the embedding of its sequence (computed once per batch). */
 static void scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
-    gpuq_ops_scatter_rows(p, n, s->out[0], p[0].t->model->bert->hidden);
+    const float *y = s->out[0];
+    const int *src = s->out[1];
+    size_t hidden = (size_t)p[0].t->model->bert->hidden;
+    for (int i = 0, row = 0; i < n; i++) {
+        float *out = (float *)p[i].t->out + (size_t)p[i].row0 * hidden;
+        for (int64_t r = 0; r < p[i].rows; r++, row++)
+            memcpy(out + (size_t)r * hidden, y + (size_t)src[row] * hidden, hidden * sizeof(float));
+    }
 }
 
 /* y as the job asks for it (dimensions, dtype), then the token counts

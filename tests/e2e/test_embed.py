@@ -138,7 +138,8 @@ class Drain(EmbedTest):
         n = 600
         pipe = self.r.pipeline(transaction=False)
         for i in range(n):
-            job = {"op": "embed", "model": "m", "id": f"d{i}", "inputs": {"text": text}}
+            # distinct texts: a batch computes a repeated one once
+            job = {"op": "embed", "model": "m", "id": f"d{i}", "inputs": {"text": f"{i} {text}"}}
             pipe.xadd(self.client.key("jobs"), {"job": msgpack.packb(job)})
         pipe.execute()
         bound = 2.0
@@ -290,7 +291,7 @@ class TinyModel(EmbedTest):
              "input 'text' must be a str or an array of str, not a tensor"),
             ({"op": "embed", "model": "m", "inputs": {"input_ids": "sun"}}, "bad_request",
              "must be integer tensors"),
-            (self.embed("a", prompt="query: "), "bad_request", "embed takes no param 'prompt'"),
+            (self.embed("a", instruction="query: "), "bad_request", "embed takes no param 'instruction'"),
         ]
         good = self.embed(self.texts)
         jobs = [good]

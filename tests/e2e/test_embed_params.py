@@ -159,6 +159,26 @@ class EmbedParams(EmbedTest):
             self.assertEqual(r[k]["error"]["code"], "bad_request")
             self.assertIn(msg, r[k]["error"]["message"])
 
+    def test_a_text_repeated_in_a_batch_is_computed_once(self):
+        """Jobs that repeat a text (with the same prompt and truncation) share
+        one computed row: a device with room for one sequence (nomem-above=1)
+        takes the whole batch without running it in parts, and every row is
+        the text's embedding, whatever dimensions or dtype each job asks."""
+        w = self.worker("--model", f"m={self.folder}", "--max-delay-us", "500000",
+                        env={"GPUQ_FAULT": "nomem-above=1"})
+        text = TEXTS[0]
+        r = self.run_jobs([self.embed([text] * 4), self.embed(text), self.embed(text, dimensions=8),
+                           self.embed([text, text], dtype="ubinary"), self.embed(text, prompt="")])
+        want = self.want([text])
+        np.testing.assert_allclose(self.ok(r[0]), np.repeat(want, 4, axis=0), atol=1e-4)
+        np.testing.assert_allclose(self.ok(r[1]), want, atol=1e-4)
+        np.testing.assert_allclose(self.ok(r[2]), st_ref.truncate(want, 8, normalize=True), atol=1e-4)
+        bits = np.frombuffer(r[3]["outputs"]["y"]["data"], "u1").reshape(2, 8)
+        np.testing.assert_array_equal(bits, st_ref.quantize(np.repeat(self.ok(r[1]), 2, axis=0), "ubinary"))
+        np.testing.assert_allclose(self.ok(r[4]), want, atol=1e-4)
+        self.assertEqual({x["timing"]["batch_size"] for x in r}, {9}, "one batch of 9 rows")
+        self.assertNotIn("running it in parts", w.output())
+
 
 if __name__ == "__main__":
     unittest.main()
