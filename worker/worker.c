@@ -312,14 +312,15 @@ static int fetch(struct worker *w, int claim_now) {
     int idle_ms = gpuq_webhooks_idle_ms(w->hooks, gpuq_now_us(), 100);
     if (total == 0 && w->n_done == 0 && w->sched.rows_held == 0 && idle_ms > 0) {
         int64_t room = gpuq_sched_room(&w->sched);
+        int want = room < w->cfg.max_batch ? (int)room : (int)w->cfg.max_batch;
         /* one read over all queues; on a cluster one per queue, sharing the wait */
         for (int q = 0, n; q < w->st.n_queues && total == 0; q += n) {
             n = gpuq_stream_read_span(&w->st, q);
-            if ((total = read_into(w, q, n, room < w->cfg.max_batch ? (int)room : (int)w->cfg.max_batch,
-                                   n == w->st.n_queues ? idle_ms : idle_ms * n / w->st.n_queues + 1,
+            if ((total = read_into(w, q, n, want, n == w->st.n_queues ? idle_ms : idle_ms * n / w->st.n_queues + 1,
                                    ">")) < 0)
                 return -1;
         }
+        if (total >= want) w->drained = 0;     /* a full read: more may be waiting */
     }
     return total;
 }
