@@ -198,11 +198,13 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
         return -1;
     }
     if (w->cfg.metrics_addr) {
-        const char *models[w->n_models + 1];
+        const char **models = calloc((size_t)w->n_models + 1, sizeof(*models));
+        if (!models) return -1;
         for (int i = 0; i < w->n_models; i++) models[i] = w->models[i].name;
-        if (!(w->metrics = gpuq_metrics_create(w->cfg.queues, w->cfg.n_queues, models, w->n_models,
-                                               w->be.iface->name, w->be.desc)))
-            return -1;
+        w->metrics = gpuq_metrics_create(w->cfg.queues, w->cfg.n_queues, models, w->n_models,
+                                         w->be.iface->name, w->be.desc);
+        free(models);
+        if (!w->metrics) return -1;
         if (gpuq_metrics_serve(w->metrics, w->cfg.metrics_addr, err, errlen) != 0) return -1;
         gpuq_metrics_ready(w->metrics, 1);
     }
