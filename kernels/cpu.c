@@ -40,7 +40,7 @@ const float *gpuq_cpu_round_rows(enum gpuq_precision p, const float *in, size_t 
  * double's rounding only; vector code for the host's widest of AVX-512,
  * AVX2 and the x86-64 baseline, chosen at load. */
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void gpuq_cpu_layernorm_row(const float *in, float *out, int n, const float *g, const float *b, float eps) {
+static void layernorm_row(const float *in, float *out, int n, const float *g, const float *b, float eps) {
     double mean = 0, var = 0;
 #pragma omp simd reduction(+ : mean)
     for (int j = 0; j < n; j++) mean += in[j];
@@ -49,6 +49,10 @@ void gpuq_cpu_layernorm_row(const float *in, float *out, int n, const float *g, 
     for (int j = 0; j < n; j++) var += (in[j] - mean) * (in[j] - mean);
     float inv = (float)(1.0 / sqrt(var / n + eps));
     for (int j = 0; j < n; j++) out[j] = (float)(in[j] - mean) * inv * g[j] + b[j];
+}
+
+void gpuq_cpu_layernorm_row(const float *in, float *out, int n, const float *g, const float *b, float eps) {
+    layernorm_row(in, out, n, g, b, eps);     /* the clones stay static, as in cpu_gemm.c */
 }
 
 /* ---- GEMMs ---- */

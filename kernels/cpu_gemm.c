@@ -185,6 +185,24 @@ static dnnl_primitive_t primitive(struct gpuq_cpu_gemm *g, const struct key *k, 
 
 /* ---- running ---- */
 
+/* Vector code for the host's widest of AVX-512, AVX2 and the x86-64
+ * baseline, chosen at load. Infinities round to themselves and so does
+ * the largest finite f32 to infinity, as gpuq_round_bf16 has it; a NaN is
+ * kept a NaN (made quiet, so cutting its low bits cannot make it one). */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void to_bf16(const float *in, size_t n, uint16_t *out) {
+    const uint32_t *bits = (const uint32_t *)(const void *)in;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = bits[i];
+        uint32_t r = (b & 0x7fffffffu) > 0x7f800000u ? b | 0x400000u : b + 0x7fffu + ((b >> 16) & 1);
+        out[i] = (uint16_t)(r >> 16);
+    }
+}
+
+/* The clones stay static: clang gives an exported multiversioned function
+ * no plain symbol for other files to call. */
+void gpuq_cpu_gemm_to_bf16(const float *in, size_t n, uint16_t *out) { to_bf16(in, n, out); }
+
 /* c = act(bias) where k is 0: a sum of nothing. */
 static void no_terms(const struct gpuq_cpu_gemm_args *a) {
     for (int t = 0; t < a->batch; t++)
@@ -312,16 +330,3 @@ void gpuq_cpu_gemm_threads(int n) {
 
 int gpuq_cpu_gemm_max_threads(void) { return omp_get_max_threads(); }
 
-/* Vector code for the host's widest of AVX-512, AVX2 and the x86-64
- * baseline, chosen at load. Infinities round to themselves and so does
- * the largest finite f32 to infinity, as gpuq_round_bf16 has it; a NaN is
- * kept a NaN (made quiet, so cutting its low bits cannot make it one). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void gpuq_cpu_gemm_to_bf16(const float *in, size_t n, uint16_t *out) {
-    const uint32_t *bits = (const uint32_t *)(const void *)in;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b = bits[i];
-        uint32_t r = (b & 0x7fffffffu) > 0x7f800000u ? b | 0x400000u : b + 0x7fffu + ((b >> 16) & 1);
-        out[i] = (uint16_t)(r >> 16);
-    }
-}

@@ -17,6 +17,10 @@
 
 #include "queue/job.h"
 
+/* libFuzzer's entry points */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
+
 size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 
 static void check_promises(const struct gpuq_job *job) {

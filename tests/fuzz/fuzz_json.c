@@ -8,6 +8,9 @@
 #include "queue/job.h"
 #include "queue/json.h"
 
+/* libFuzzer's entry points */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);

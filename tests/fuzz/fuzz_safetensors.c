@@ -5,6 +5,9 @@
 
 #include "kernels/safetensors.h"
 
+/* libFuzzer's entry points */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct gpuq_safetensors st;
     char err[256];

@@ -9,6 +9,9 @@
 #include "tests/tiny_tokenizer.h"
 #include "text/tokenizer.h"
 
+/* libFuzzer's entry points */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 static const char *const specs[] = {
     tiny_tokenizer_json,
     TINY_TOKENIZER_JSON("null"),
