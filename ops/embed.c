@@ -320,6 +320,19 @@ static void scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, i
     }
 }
 
+/* A row's embedding depends on the encoder, its token ids, pooling and
+ * normalization (dimensions and dtype act after, in finish). */
+static size_t cache_key(const struct gpuq_task *t, int64_t row, void (*feed)(void *ctx, const void *p, size_t n),
+                        void *ctx) {
+    const struct params *p = params_of(t);
+    const char *name = t->model->name;
+    int how[2] = {p->pooling, p->normalize};
+    feed(ctx, name, strlen(name) + 1);
+    feed(ctx, how, sizeof(how));
+    feed(ctx, p->ids + t->token_off[row], (size_t)(t->token_off[row + 1] - t->token_off[row]) * sizeof(int32_t));
+    return (size_t)t->model->bert->hidden * sizeof(float);
+}
+
 /* y as the job asks for it (dimensions, dtype), then the token counts
  * behind it, 4-byte aligned, in the same buffer. */
 static void finish(struct gpuq_task *t) {
@@ -424,7 +437,7 @@ static const char *const params[] = {"pooling", "normalize", "max_length", "prom
 const struct gpuq_op_desc gpuq_op_embed = {
     .inputs = inputs, .params = params, .text = 1, .model = 1 + GPUQ_MODEL_ENCODER,
     .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
-    .scatter = scatter, .finish = finish,
+    .scatter = scatter, .finish = finish, .cache_key = cache_key,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_embed)},
     .twin = twin, .tol = 1e-5,
 };

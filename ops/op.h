@@ -54,6 +54,10 @@ struct gpuq_task {
     int64_t rows_queued;        /* rows handed out as pieces */
     int64_t rows_done;
     void *out;                  /* out_bytes from the worker's output pool */
+    /* results kept by content (the worker's --embed-cache-ttl) */
+    char (*cache_names)[65];    /* per row: the hex digest naming its cached value, or NULL */
+    void *cache_raw;            /* the rows computed, as the cache keeps them, until published */
+    int cache_hit;              /* answered from the cache, not computed */
     /* results */
     int64_t queue_us, compute_us, batch_rows;
     int64_t total_us;           /* enqueue to publishing, set when first published */
@@ -112,6 +116,13 @@ struct gpuq_op_desc {
     void (*scatter)(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n);
     /* Sets t's outputs once all its rows are done. */
     void (*finish)(struct gpuq_task *t);
+    /* Optional, for results kept by content: feeds feed() everything row's
+     * raw output depends on (its model, inputs, and the params that act
+     * before finish), and returns the bytes of a raw row, which scatter
+     * leaves at t->out + row * bytes and finish turns into the outputs;
+     * 0 when the row cannot be cached. */
+    size_t (*cache_key)(const struct gpuq_task *t, int64_t row,
+                        void (*feed)(void *ctx, const void *p, size_t n), void *ctx);
     /* Its kernel on each kind of backend; the CPU one is always there. */
     gpuq_kernel_fn *kernel[GPUQ_BACKEND_KINDS];
     /* Sizes its buffers at start, where a kind of backend keeps some. */

@@ -228,6 +228,18 @@ void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id
     s->tx_bytes += len;
 }
 
+void gpuq_stream_put_cached(struct gpuq_stream *s, int queue, const char *name, const void *value,
+                            size_t len, int64_t ttl_s) {
+    char key[1024], ttl[24];
+    to_queue(s, queue);
+    snprintf(key, sizeof(key), "%s%.64s", s->cache_prefixes[queue], name);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
+    const char *argv[] = {"SET", key, value, "EX", ttl};
+    size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+    s->tx_bytes += len;
+    append(s, 5, argv, lens);
+}
+
 void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
                           const char *error, size_t error_len, int64_t attempts,
                           struct gpuq_str callback) {

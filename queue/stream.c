@@ -67,10 +67,11 @@ int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, co
     s->dead_keys = calloc((size_t)n_queues, sizeof(char *));
     s->hook_keys = calloc((size_t)n_queues, sizeof(char *));
     s->result_prefixes = calloc((size_t)n_queues, sizeof(char *));
+    s->cache_prefixes = calloc((size_t)n_queues, sizeof(char *));
     s->slots = calloc((size_t)n_queues, sizeof(int));
     s->down_until_us = calloc((size_t)n_queues, sizeof(int64_t));
     s->down_ms = calloc((size_t)n_queues, sizeof(int64_t));
-    if (!s->queues || !s->jobs_keys || !s->dead_keys || !s->hook_keys || !s->result_prefixes ||
+    if (!s->queues || !s->jobs_keys || !s->dead_keys || !s->hook_keys || !s->result_prefixes || !s->cache_prefixes ||
         !s->slots || !s->down_until_us || !s->down_ms)
         goto oom;
     s->n_queues = n_queues;
@@ -81,9 +82,10 @@ int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, co
         s->dead_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "dead"));
         s->hook_keys[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "webhooks"));
         s->result_prefixes[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "result:"));
+        s->cache_prefixes[i] = strdup(gpuq_stream_key(key, sizeof(key), prefix, queues[i], "cache:"));
         s->slots[i] = gpuq_key_slot(key, strlen(key));
         if (!s->queues[i] || !s->jobs_keys[i] || !s->dead_keys[i] || !s->hook_keys[i] ||
-            !s->result_prefixes[i])
+            !s->result_prefixes[i] || !s->cache_prefixes[i])
             goto oom;
     }
     return 0;
@@ -102,10 +104,12 @@ void gpuq_stream_free(struct gpuq_stream *s) {
         free(s->dead_keys[i]);
         if (s->hook_keys) free(s->hook_keys[i]);
         if (s->result_prefixes) free(s->result_prefixes[i]);
+        if (s->cache_prefixes) free(s->cache_prefixes[i]);
     }
     gpuq_stream_free_writes(s);
     free(s->hook_keys);
     free(s->result_prefixes);
+    free(s->cache_prefixes);
     free(s->slots);
     free(s->down_until_us);
     free(s->down_ms);
@@ -275,10 +279,47 @@ int gpuq_stream_owns_key(const struct gpuq_stream *s, struct gpuq_str key) {
         const char *exact[] = {s->jobs_keys[i], s->dead_keys[i], s->hook_keys[i]};
         for (int k = 0; k < 3; k++)
             if (strlen(exact[k]) == key.len && !memcmp(exact[k], key.ptr, key.len)) return 1;
-        size_t n = strlen(s->result_prefixes[i]);
-        if (key.len >= n && !memcmp(s->result_prefixes[i], key.ptr, n)) return 1;
+        const char *prefixes[] = {s->result_prefixes[i], s->cache_prefixes[i]};
+        for (int k = 0; k < 2; k++) {
+            size_t n = strlen(prefixes[k]);
+            if (key.len >= n && !memcmp(prefixes[k], key.ptr, n)) return 1;
+        }
     }
     return 0;
+}
+
+int gpuq_stream_get_cached(struct gpuq_stream *s, int q, const char *const *names, int n,
+                           redisReply **reply) {
+    size_t plen = strlen(s->cache_prefixes[q]);
+    const char **argv = calloc((size_t)n + 1, sizeof(char *));
+    char *keys = malloc((size_t)n * (plen + 65));
+    int result = -1;
+    *reply = NULL;
+    if (!argv || !keys) {
+        gpuq_stream_set_error(s, REDIS_ERR_OOM, "out of memory");
+        goto out;
+    }
+    argv[0] = "MGET";
+    for (int i = 0; i < n; i++) {
+        char *k = keys + (size_t)i * (plen + 65);
+        snprintf(k, plen + 65, "%s%.64s", s->cache_prefixes[q], names[i]);
+        argv[i + 1] = k;
+    }
+    if (s->down_until_us[q] || (!s->rc && gpuq_stream_connect(s, 2000) != 0) || gpuq_stream_use(s, q) != 0)
+        goto out;
+    redisReply *r = command(s, n + 1, argv, NULL);
+    if (!r) goto out;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
+        gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->type == REDIS_REPLY_ERROR ? r->str : "MGET: not an array");
+        freeReplyObject(r);
+        goto out;
+    }
+    *reply = r;
+    result = 0;
+out:
+    free(argv);
+    free(keys);
+    return result;
 }
 
 /* Looks for "name:<integer>" in an INFO reply; -1 when absent. */

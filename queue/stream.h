@@ -52,6 +52,7 @@ struct gpuq_stream {
     char **dead_keys;       /* P:{Q}:dead */
     char **hook_keys;       /* P:{Q}:webhooks: deliveries owed, group senders */
     char **result_prefixes; /* P:{Q}:result: */
+    char **cache_prefixes;  /* P:{Q}:cache: (results kept by content, --embed-cache-ttl) */
     char consumer[128];
     int err;                /* 0, or a REDIS_ERR_* code */
     char errstr[128];
@@ -242,8 +243,19 @@ void gpuq_stream_refused_clear(struct gpuq_stream *s);
  * -1 cannot tell. */
 int gpuq_stream_writable(struct gpuq_stream *s, size_t need);
 
+/* Reads cached values of queue q by their names (hex digests): one MGET,
+ * the reply (an array of n strings or nils) in *reply for the caller to
+ * free. 0, or -1 with errstr (the connection is kept unless it failed). */
+int gpuq_stream_get_cached(struct gpuq_stream *s, int q, const char *const *names, int n,
+                           redisReply **reply);
+
+/* Adds to the open transaction: the cached value called name under queue's
+ * cache prefix, for ttl_s seconds. */
+void gpuq_stream_put_cached(struct gpuq_stream *s, int queue, const char *name, const void *value,
+                            size_t len, int64_t ttl_s);
+
 /* Whether key is one of the served queues' own keys (jobs, dead and webhook
- * streams, result keys), which a job may not name as its reply_to. */
+ * streams, result and cache keys), which a job may not name as its reply_to. */
 int gpuq_stream_owns_key(const struct gpuq_stream *s, struct gpuq_str key);
 
 /* A clean goodbye: removes this consumer from the groups of every queue

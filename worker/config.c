@@ -45,6 +45,8 @@ static const struct opt {
     {"max-drain-ms", "GPUQ_MAX_DRAIN_MS", "N", INT, O(max_drain_ms), 0, "20000", 0, 3600000,
      "hold no more work than the backend finishes in this long, by its measured pace, so that a "
      "stop drains within it (0: rows alone bound it)"},
+    {"embed-cache-ttl", "GPUQ_EMBED_CACHE_TTL", "S", INT, O(embed_cache_ttl), 0, "0", 0, 2592000,
+     "keep embeddings computed in Redis this many seconds, and take a text's from there (0: off)"},
     {"max-result-bytes", "GPUQ_MAX_RESULT_BYTES", "N", INT, O(max_result_bytes), 0, "67108864",
      1, INT64_C(1) << 40, "largest result a job may ask for; larger ones are too_large at once"},
     {"max-attempts", "GPUQ_MAX_ATTEMPTS", "N", INT, O(max_attempts), 0, "5", 1, 1000,

@@ -22,6 +22,7 @@ struct gpuq_config {
     int64_t max_delay_us;
     int64_t max_inflight;
     int64_t max_drain_ms;
+    int64_t embed_cache_ttl;
     int64_t max_result_bytes;
     int64_t max_attempts;
     int64_t claim_idle_ms;

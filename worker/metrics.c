@@ -49,6 +49,7 @@ struct gpuq_metrics {
     double started;                 /* Unix time of creation */
     uint64_t webhooks[2];           /* failed, delivered */
     uint64_t push_failed;           /* reply pushes Redis refused */
+    uint64_t cache[2];              /* rows looked up in the cache: missed, found */
     uint64_t batch_trouble[2];      /* split (out of memory), failed */
     int64_t inflight_jobs, inflight_rows, device_bytes;
     int ready;
@@ -152,6 +153,13 @@ void gpuq_metrics_dead(struct gpuq_metrics *m, int queue, enum gpuq_err reason) 
 }
 void gpuq_metrics_push_failed(struct gpuq_metrics *m, int jobs) {
     SET(m->push_failed, m->push_failed + (uint64_t)jobs);
+}
+void gpuq_metrics_cache(struct gpuq_metrics *m, int64_t hits, int64_t misses) {
+    if (!m) return;
+    pthread_mutex_lock(&m->lock);
+    m->cache[1] += (uint64_t)hits;
+    m->cache[0] += (uint64_t)misses;
+    pthread_mutex_unlock(&m->lock);
 }
 void gpuq_metrics_webhook(struct gpuq_metrics *m, int delivered) {
     SET(m->webhooks[!!delivered], m->webhooks[!!delivered] + 1);
@@ -302,6 +310,10 @@ char *gpuq_metrics_render(struct gpuq_metrics *m, size_t *len) {
     head(f, "gpuq_reply_push_failed_total", "counter", "Results whose reply_to push Redis refused "
          "(wrong type, no permission, another slot); their result keys were written.");
     fprintf(f, "gpuq_reply_push_failed_total %llu\n", (unsigned long long)m->push_failed);
+    head(f, "gpuq_cache_rows_total", "counter", "Rows looked up in the result cache (--embed-cache-ttl), "
+         "by whether they were found");
+    fprintf(f, "gpuq_cache_rows_total{result=\"hit\"} %llu\n", (unsigned long long)m->cache[1]);
+    fprintf(f, "gpuq_cache_rows_total{result=\"miss\"} %llu\n", (unsigned long long)m->cache[0]);
     head(f, "gpuq_backend_info", "gauge", "The compute backend and device.");
     fprintf(f, "gpuq_backend_info{backend=\"%s\",device=\"", m->backend);
     value(f, m->device);

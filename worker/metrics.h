@@ -33,6 +33,7 @@ void gpuq_metrics_dead(struct gpuq_metrics *m, int queue, enum gpuq_err reason);
 void gpuq_metrics_webhook(struct gpuq_metrics *m, int delivered);
 /* Results whose reply_to push Redis refused. */
 void gpuq_metrics_push_failed(struct gpuq_metrics *m, int jobs);
+void gpuq_metrics_cache(struct gpuq_metrics *m, int64_t hits, int64_t misses);
 void gpuq_metrics_inflight(struct gpuq_metrics *m, int64_t jobs, int64_t rows);
 void gpuq_metrics_queue(struct gpuq_metrics *m, int queue, int64_t backlog, int64_t pending);
 void gpuq_metrics_device_memory(struct gpuq_metrics *m, int64_t bytes);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "worker/cache.h"
 #include "worker/log.h"
 
 #define DESC(t) gpuq_op_table[(t)->job.op]
@@ -231,8 +232,10 @@ void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b) {
         if (rc != 0)
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "%s backend: %s", s->be->iface->name,
                           s->be->errstr);
-        else if (t->rows_done == t->rows && t->job.err == GPUQ_ERR_NONE)
+        else if (t->rows_done == t->rows && t->job.err == GPUQ_ERR_NONE) {
+            if (t->cache_names) gpuq_cache_keep(t);     /* the raw rows, before finish shapes them */
             gpuq_op_table[op]->finish(t);
+        }
     }
     *b = (struct gpuq_batch){s->p, s->n, s->rows, rc, s->be->errstr, s->split, compute};
     /* packing space an outsized batch grew is given back, not kept for good */

@@ -104,6 +104,9 @@ static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
                      m->bert->normalize ? ", normalized" : "");
     }
     if (w->cfg.metrics_addr) log_info("metrics on http://%s/metrics, /healthz, /readyz", w->cfg.metrics_addr);
+    if (w->cfg.embed_cache_ttl > 0)
+        log_info("embedding cache: results kept in Redis for %lld s (P:{Q}:cache:*)",
+                 (long long)w->cfg.embed_cache_ttl);
     char queues[256] = "";
     for (int i = 0; i < w->cfg.n_queues; i++)
         snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
@@ -176,10 +179,11 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     w->slots = calloc((size_t)w->n_slots, sizeof(*w->slots));
     w->free_slots = calloc((size_t)w->n_slots, sizeof(*w->free_slots));
     w->done = calloc((size_t)w->n_slots, sizeof(*w->done));
+    w->lookups = calloc((size_t)w->n_slots, sizeof(*w->lookups));
     w->sending = calloc((size_t)w->n_slots, sizeof(*w->sending));
     w->entries = calloc((size_t)w->cfg.max_batch, sizeof(*w->entries));
     w->pieces = calloc((size_t)w->cfg.max_batch, sizeof(*w->pieces));
-    if (!w->slots || !w->free_slots || !w->done || !w->sending || !w->entries || !w->pieces ||
+    if (!w->slots || !w->free_slots || !w->done || !w->lookups || !w->sending || !w->entries || !w->pieces ||
         gpuq_sched_init(&w->sched, w->cfg.max_batch, w->cfg.max_batch_tokens, w->cfg.max_delay_us, w->cfg.max_inflight,
                         w->n_slots) != 0)
         return -1;
@@ -234,6 +238,7 @@ void gpuq_worker_finish(struct worker *w) {
     gpuq_pool_free(&w->pool);
     free(w->slots);
     free(w->free_slots);
+    free(w->lookups);
     free(w->down_told);
     free(w->rescan);
     free(w->done);

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "queue/json.h"
+#include "worker/cache.h"
 #include "worker/log.h"
 #include "worker/worker_int.h"
 
@@ -54,6 +55,7 @@ static void unhold(struct held *h) {
 /* Gives a task back: its job, output and reply reference. */
 static void drop_task(struct worker *w, struct gpuq_task *t) {
     if (t->out) gpuq_pool_put(&w->pool, t->out, t->out_bytes);
+    gpuq_cache_forget(t);
     gpuq_job_free(&t->job);
     free(t->json_job);
     free(t->own);
@@ -70,6 +72,15 @@ static void dead_letter(struct worker *w, struct gpuq_task *t, enum gpuq_err cod
     t->decoded = GPUQ_DECODE_UNDECODABLE;
     gpuq_job_fail(&t->job, code, "%s", why);
     w->done[w->n_done++] = t;
+}
+
+static void schedule(struct worker *w, struct gpuq_task *t) {
+    /* the task slots bound the jobs held, and the scheduler has room for them all */
+    if (gpuq_sched_add(&w->sched, t, gpuq_now_us()) != 0) {
+        log_error("the scheduler is full with %d task slots: a bug", w->n_slots);
+        abort();
+    }
+    t->admitted = 1;
 }
 
 static void admit(struct worker *w, struct gpuq_task *t) {
@@ -118,15 +129,37 @@ static void admit(struct worker *w, struct gpuq_task *t) {
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
     }
     if (t->decoded == GPUQ_DECODE_OK && !t->job.err) {
-        /* the task slots bound the jobs held, and the scheduler has room for them all */
-        if (gpuq_sched_add(&w->sched, t, gpuq_now_us()) != 0) {
-            log_error("the scheduler is full with %d task slots: a bug", w->n_slots);
-            abort();
+        if (w->cfg.embed_cache_ttl > 0 && gpuq_cache_name(t, gpuq_precision_name(w->be.precision)) == 0) {
+            w->lookups[w->n_lookups++] = t;     /* scheduled once the cache is read */
+            return;
         }
-        t->admitted = 1;
+        schedule(w, t);
         return;
     }
     w->done[w->n_done++] = t;
+}
+
+/* Reads the cache for the tasks admitted by the last read: a task found
+ * whole is answered at once, the rest are scheduled. */
+static void look_up(struct worker *w) {
+    int64_t hits, misses;
+    if (w->n_lookups == 0) return;
+    if (gpuq_cache_lookup(&w->st, w->lookups, w->n_lookups, &hits, &misses) != 0 && !w->cache_told) {
+        log_warn("cannot read the embedding cache (%s): computing instead", w->st.errstr);
+        w->cache_told = 1;
+    }
+    gpuq_metrics_cache(w->metrics, hits, misses);
+    for (int i = 0; i < w->n_lookups; i++) {
+        struct gpuq_task *t = w->lookups[i];
+        if (!t->cache_hit) {
+            schedule(w, t);
+            continue;
+        }
+        t->rows_done = t->rows;
+        gpuq_op_table[t->job.op]->finish(t);
+        w->done[w->n_done++] = t;
+    }
+    w->n_lookups = 0;
 }
 
 /* Turns got entries (borrowed from reply) into tasks. */
@@ -147,6 +180,7 @@ static void take(struct worker *w, int got, redisReply *reply) {
         t->held = h;
         admit(w, t);
     }
+    look_up(w);
 }
 
 static int fetch_count(struct worker *w, int count) {
@@ -586,6 +620,7 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     } else {
         gpuq_stream_put_result(&w->st, e->queue, r.id, w->sb.data, w->sb.size, ttl, job->reply_to);
     }
+    if (t->cache_raw && !job->err) gpuq_cache_put(&w->st, t, w->cfg.embed_cache_ttl);
     if (job->callback.ptr) {
         struct gpuq_str fmt = {NULL, 0};
         gpuq_job_param_str(job, "callback_format", &fmt);

@@ -45,6 +45,9 @@ struct worker {
     struct gpuq_pool pool;      /* output buffers */
     msgpack_sbuffer sb;
     int drained;                /* the last reads found nothing more waiting */
+    struct gpuq_task **lookups; /* admitted by the last read, to look up in the cache */
+    int n_lookups;
+    int cache_told;             /* a failed cache read was logged */
     int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
     char pending_from[64];
     int pending_end;            /* ... up to this queue */

@@ -179,6 +179,47 @@ class EmbedParams(EmbedTest):
         self.assertEqual({x["timing"]["batch_size"] for x in r}, {9}, "one batch of 9 rows")
         self.assertNotIn("running it in parts", w.output())
 
+    def metric(self, port, name):
+        import urllib.request
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        return sum(float(line.split()[-1]) for line in body.splitlines() if line.startswith(name))
+
+    def test_cache(self):
+        """With --embed-cache-ttl, a text embedded in the last S seconds by any
+        worker is read from Redis: the same bytes, every job's dimensions and
+        dtype applied after; the metrics count the rows found and missed."""
+        from harness import free_port
+        texts = [f"text number {i} " + TEXTS[i % len(TEXTS)] for i in range(100)]
+        port = free_port()
+        self.worker("--model", f"m={self.folder}", "--embed-cache-ttl", "60", "--metrics-addr", f"127.0.0.1:{port}")
+        first = self.run_jobs([self.embed(t) for t in texts])
+        hit = 'gpuq_cache_rows_total{result="hit"}'
+        miss = 'gpuq_cache_rows_total{result="miss"}'
+        self.assertEqual(self.metric(port, miss), 100)
+        keys = self.r.keys(self.client.key("cache:*"))
+        self.assertEqual(len(keys), 100)
+        self.assertTrue(all(0 < self.r.ttl(k) <= 60 for k in keys))
+        jobs = [self.embed(texts[i % 100]) for i in range(1000)] + [self.embed(texts[:8], dimensions=16),
+                                                                      self.embed(texts[:8], dtype="ubinary")]
+        again = self.run_jobs(jobs)
+        self.assertEqual(self.metric(port, hit), 1000 + 16)
+        self.assertEqual(self.metric(port, miss), 100, "nothing computed twice")
+        for i in range(1000):
+            self.assertEqual(again[i]["outputs"]["y"]["data"], first[i % 100]["outputs"]["y"]["data"])
+            self.assertEqual(again[i]["timing"]["batch_size"], 0, "answered without compute")
+        y = np.concatenate([self.ok(r) for r in first[:8]])
+        np.testing.assert_allclose(self.ok(again[1000]), st_ref.truncate(y, 16, normalize=True), atol=1e-6)
+        bits = np.frombuffer(again[1001]["outputs"]["y"]["data"], "u1").reshape(8, 8)
+        np.testing.assert_array_equal(bits, st_ref.quantize(y, "ubinary"))
+        # another worker, a fresh process, finds them too; another prompt does not
+        self.workers[0].stop()
+        port2 = free_port()
+        self.worker("--model", f"m={self.folder}", "--embed-cache-ttl", "60", "--metrics-addr", f"127.0.0.1:{port2}")
+        r = self.run_jobs([self.embed(texts[:10]), self.embed(texts[:10], prompt="query: ")])
+        self.assertEqual(r[0]["outputs"]["y"]["data"], b"".join(x["outputs"]["y"]["data"] for x in first[:10]))
+        self.assertEqual((self.metric(port2, hit), self.metric(port2, miss)), (10, 10))
+        np.testing.assert_allclose(self.ok(r[1]), self.want(texts[:10], "query: "), atol=1e-4)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,111 @@
+/* cache.c -- results kept by content in Redis. */
+#include "worker/cache.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DESC(t) gpuq_op_table[(t)->job.op]
+
+static void feed(void *ctx, const void *p, size_t n) { EVP_DigestUpdate(ctx, p, n); }
+
+/* Bytes of one raw row of t (its op's cache_key says), 0 when it has none. */
+static size_t row_bytes(const struct gpuq_task *t) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    size_t n = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? DESC(t)->cache_key(t, 0, feed, ctx) : 0;
+    EVP_MD_CTX_free(ctx);
+    return n;
+}
+
+int gpuq_cache_name(struct gpuq_task *t, const char *salt) {
+    if (!DESC(t)->cache_key || t->rows < 1) return -1;
+    char (*names)[65] = calloc((size_t)t->rows, sizeof(*names));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = names && ctx;
+    for (int64_t r = 0; ok && r < t->rows; r++) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+        ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, salt, strlen(salt) + 1) &&
+             DESC(t)->cache_key(t, r, feed, ctx) > 0 && EVP_DigestFinal_ex(ctx, md, &len) && len == 32;
+        for (unsigned i = 0; ok && i < 32; i++) snprintf(names[r] + 2 * i, 3, "%02x", md[i]);
+    }
+    EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        free(names);
+        return -1;
+    }
+    t->cache_names = names;
+    return 0;
+}
+
+/* The tasks of queue q among tasks: their rows' names, in order. */
+static int names_of(struct gpuq_task **tasks, int n, int q, const char **out) {
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (tasks[i]->entry.queue == q)
+            for (int64_t r = 0; r < tasks[i]->rows; r++) out[k++] = tasks[i]->cache_names[r];
+    return k;
+}
+
+int gpuq_cache_lookup(struct gpuq_stream *st, struct gpuq_task **tasks, int n, int64_t *hits,
+                      int64_t *misses) {
+    int64_t total = 0;
+    int result = 0;
+    for (int i = 0; i < n; i++) total += tasks[i]->rows;
+    const char **names = calloc((size_t)total + 1, sizeof(char *));
+    *hits = 0;
+    *misses = total;
+    if (!names) return 0;
+    for (int q = 0; q < st->n_queues; q++) {
+        int k = names_of(tasks, n, q, names);
+        redisReply *r = NULL;
+        if (k == 0) continue;
+        if (gpuq_stream_get_cached(st, q, names, k, &r) != 0) {
+            result = st->rc ? 0 : -1;   /* an error reply costs the lookup; a lost connection more */
+            continue;
+        }
+        size_t at = 0;
+        for (int i = 0; i < n; i++) {
+            struct gpuq_task *t = tasks[i];
+            if (t->entry.queue != q) continue;
+            size_t bytes = row_bytes(t), found = 0;
+            for (int64_t row = 0; row < t->rows; row++) {
+                const redisReply *v = r->element[at + (size_t)row];
+                found += v->type == REDIS_REPLY_STRING && v->len == bytes;
+            }
+            *hits += (int64_t)found;
+            *misses -= (int64_t)found;
+            if (found == (size_t)t->rows && bytes) {
+                for (int64_t row = 0; row < t->rows; row++)
+                    memcpy((char *)t->out + (size_t)row * bytes, r->element[at + (size_t)row]->str, bytes);
+                t->cache_hit = 1;
+            }
+            at += (size_t)t->rows;
+        }
+        freeReplyObject(r);
+    }
+    free(names);
+    return result;
+}
+
+void gpuq_cache_keep(struct gpuq_task *t) {
+    size_t bytes = row_bytes(t) * (size_t)t->rows;
+    if (!t->cache_names || t->cache_hit || !bytes || t->job.err || !(t->cache_raw = malloc(bytes))) return;
+    memcpy(t->cache_raw, t->out, bytes);
+}
+
+void gpuq_cache_put(struct gpuq_stream *st, const struct gpuq_task *t, int64_t ttl_s) {
+    size_t bytes = t->cache_raw ? row_bytes(t) : 0;
+    for (int64_t r = 0; bytes && r < t->rows; r++)
+        gpuq_stream_put_cached(st, t->entry.queue, t->cache_names[r], (const char *)t->cache_raw + (size_t)r * bytes,
+                               bytes, ttl_s);
+}
+
+void gpuq_cache_forget(struct gpuq_task *t) {
+    free(t->cache_names);
+    free(t->cache_raw);
+    t->cache_names = NULL;
+    t->cache_raw = NULL;
+    t->cache_hit = 0;
+}
