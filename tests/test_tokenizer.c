@@ -86,19 +86,25 @@ static void refuses(const char *json, const char *want) {
 
 static void test_refusals(void) {
     refuses("{", "tokenizer.json:");
-    refuses("{\"model\": {\"type\": \"BPE\"}}", "model type BPE, not WordPiece");
-    refuses("{\"model\": {\"type\": \"WordPiece\"}, \"normalizer\": {\"type\": \"NFKC\"}}",
-            "normalizer NFKC");
-    refuses("{\"model\": {\"type\": \"WordPiece\"}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}",
-            "pre_tokenizer Whitespace");
-    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}, "
-            "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}}", "unk_token");
-    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0}}, "
-            "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}, \"post_processor\": null}", "post_processor");
-    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"b\": 0}}, "
-            "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}}", "bad vocabulary entry");
-    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}, \"pre_tokenizer\": {\"type\": "
-            "\"BertPreTokenizer\"}, \"added_tokens\": [{\"id\": 1, \"content\": \"x\"}]}", "is normalized");
+    refuses("{\"model\": {\"type\": \"WordLevel\"}}", "model 'WordLevel' is not supported");
+    refuses("{\"model\": {\"type\": \"BPE\"}}", "BPE needs a vocab object and a merges list");
+#define WP "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"a\": 1}}, "
+    refuses(WP "\"normalizer\": {\"type\": \"Nmt\"}}", "normalizer 'Nmt' is not supported");
+    refuses(WP "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}, "
+            "{\"type\": \"ByteLevel\"}]}}", "normalizer 'ByteLevel' is not supported");
+    refuses(WP "\"pre_tokenizer\": {\"type\": \"UnicodeScripts\"}}", "pre_tokenizer 'UnicodeScripts' is not supported");
+    refuses(WP "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
+            "\"behavior\": \"Isolated\"}}", "regex \"(\"");
+    refuses(WP "\"post_processor\": {\"type\": \"Fancy\"}}", "post_processor 'Fancy' is not supported");
+    refuses(WP "\"truncation\": {\"strategy\": \"OnlyFirst\", \"max_length\": 8}}", "truncation strategy 'OnlyFirst'");
+    refuses(WP "\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"AAA\"}}",
+            "precompiled_charsmap is malformed");
+    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", "unk_token");
+    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"b\": 0}}}", "bad vocabulary entry");
+    refuses("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}", "BPE merge 0");
+    refuses("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": [], \"dropout\": 0.1}}", "dropout");
+    refuses("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]], \"unk_id\": 3}}", "unk_id");
+#undef WP
     char err[256];
     CHECK(gpuq_tok_parse(NULL, 0, NULL, 0, NULL, 0, err, sizeof err) == NULL);
     CHECK(gpuq_tok_load("/nonexistent", err, sizeof err) == NULL &&

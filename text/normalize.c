@@ -1,0 +1,247 @@
+/* normalize.c -- see normalize.h. Each normalizer reads s and writes a new
+ * string, swapped in at the end. */
+#include "text/normalize.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+/* ---- BertNormalizer ---- */
+
+/* clean_text drops NUL, U+FFFD and "other" characters (Cc, Cf, Co, Cs;
+ * unassigned code points stay) but keeps \t \n \r. */
+static int is_removed(int32_t c) {
+    if (c == 0 || c == 0xfffd) return 1;
+    if (c == '\t' || c == '\n' || c == '\r') return 0;
+    utf8proc_category_t cat = utf8proc_category(c);
+    return cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF ||
+           cat == UTF8PROC_CATEGORY_CO || cat == UTF8PROC_CATEGORY_CS;
+}
+
+static int is_chinese(int32_t c) {
+    return (c >= 0x4e00 && c <= 0x9fff) || (c >= 0x3400 && c <= 0x4dbf) ||
+           (c >= 0x20000 && c <= 0x2a6df) || (c >= 0x2a700 && c <= 0x2b73f) ||
+           (c >= 0x2b740 && c <= 0x2b81f) || (c >= 0x2b920 && c <= 0x2ceaf) ||
+           (c >= 0xf900 && c <= 0xfaff) || (c >= 0x2f800 && c <= 0x2fa1f);
+}
+
+/* Rust's char::to_lowercase: the simple mapping, except U+0130, the one
+ * character whose full lower case is two (i + combining dot above). */
+static int put_lower(struct tok_buf *o, int32_t c) {
+    if (c == 0x130) return tok_buf_put(o, "i\xcc\x87", 3);
+    return tok_buf_putc(o, utf8proc_tolower(c));
+}
+
+static int unicode_map(const struct tok_buf *s, int options, struct tok_buf *o) {
+    utf8proc_uint8_t *d = NULL;
+    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)s->s, (utf8proc_ssize_t)s->n, &d,
+                                      (utf8proc_option_t)(UTF8PROC_STABLE | options));
+    int result = n < 0 ? -1 : tok_buf_put(o, d, (size_t)n);
+    free(d);
+    return result;
+}
+
+/* Keeps the characters keep() accepts. */
+static int filter(const struct tok_buf *s, int (*drop)(int32_t), struct tok_buf *o) {
+    for (size_t i = 0; i < s->n;) {
+        int32_t c;
+        size_t k = tok_utf8_next((const unsigned char *)s->s + i, s->n - i, &c);
+        if (!drop(c) && tok_buf_put(o, s->s + i, k) != 0) return -1;
+        i += k;
+    }
+    return 0;
+}
+
+static int is_nonspacing(int32_t c) { return utf8proc_category(c) == UTF8PROC_CATEGORY_MN; }
+
+static int bert(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
+    struct tok_buf a = {0}, b = {0};
+    int result = tok_buf_put(&a, "", 0);
+    for (size_t i = 0; result == 0 && i < s->n;) {
+        int32_t c;
+        i += tok_utf8_next((const unsigned char *)s->s + i, s->n - i, &c);
+        if (n->clean_text) {
+            if (is_removed(c)) continue;
+            if (tok_is_whitespace(c)) c = ' ';
+        }
+        if (n->handle_chinese && is_chinese(c))
+            result = tok_buf_put(&a, " ", 1) || tok_buf_putc(&a, c) || tok_buf_put(&a, " ", 1);
+        else
+            result = tok_buf_putc(&a, c);
+    }
+    if (result == 0 && n->strip_accents) {
+        result = unicode_map(&a, UTF8PROC_DECOMPOSE, &b);
+        a.n = 0;
+        if (result == 0) result = tok_buf_put(&a, "", 0) || filter(&b, is_nonspacing, &a);
+    }
+    for (size_t i = 0; result == 0 && i < a.n;) {
+        int32_t c;
+        size_t k = tok_utf8_next((const unsigned char *)a.s + i, a.n - i, &c);
+        result = n->lowercase ? put_lower(o, c) : tok_buf_put(o, a.s + i, k);
+        i += k;
+    }
+    tok_buf_free(&a);
+    tok_buf_free(&b);
+    return result;
+}
+
+/* ---- the others ---- */
+
+static int lowercase(const struct tok_buf *s, struct tok_buf *o) {
+    for (size_t i = 0; i < s->n;) {
+        int32_t c;
+        i += tok_utf8_next((const unsigned char *)s->s + i, s->n - i, &c);
+        if (put_lower(o, c) != 0) return -1;
+    }
+    return 0;
+}
+
+static int strip(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
+    size_t a = 0, b = s->n;
+    while (n->left && a < b) {
+        int32_t c;
+        size_t k = tok_utf8_next((const unsigned char *)s->s + a, b - a, &c);
+        if (!tok_is_whitespace(c)) break;
+        a += k;
+    }
+    while (n->right && b > a) {
+        size_t p = b - 1;
+        while (p > a && ((unsigned char)s->s[p] & 0xc0) == 0x80) p--;
+        int32_t c;
+        tok_utf8_next((const unsigned char *)s->s + p, b - p, &c);
+        if (!tok_is_whitespace(c)) break;
+        b = p;
+    }
+    return tok_buf_put(o, s->s + a, b - a);
+}
+
+static int replace(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
+    struct tok_spans m = {0};
+    int result = tok_regex_find(n->re, s->s, s->n, &m);
+    size_t prev = 0;
+    for (size_t i = 0; result == 0 && i < m.n; i++) {
+        result = tok_buf_put(o, s->s + prev, m.v[i].a - prev) ||
+                 tok_buf_put(o, n->text, strlen(n->text));
+        prev = m.v[i].b;
+    }
+    if (result == 0) result = tok_buf_put(o, s->s + prev, s->n - prev);
+    tok_spans_free(&m);
+    return result;
+}
+
+static int apply_one(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
+    switch (n->kind) {
+    case TOK_NORM_BERT: return bert(n, s, o);
+    case TOK_NORM_NFC: return unicode_map(s, UTF8PROC_COMPOSE, o);
+    case TOK_NORM_NFD: return unicode_map(s, UTF8PROC_DECOMPOSE, o);
+    case TOK_NORM_NFKC: return unicode_map(s, UTF8PROC_COMPOSE | UTF8PROC_COMPAT, o);
+    case TOK_NORM_NFKD: return unicode_map(s, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, o);
+    case TOK_NORM_LOWERCASE: return lowercase(s, o);
+    case TOK_NORM_STRIP: return strip(n, s, o);
+    case TOK_NORM_STRIP_ACCENTS: return filter(s, tok_is_mark, o);
+    case TOK_NORM_REPLACE: return replace(n, s, o);
+    case TOK_NORM_PREPEND:
+        return (s->n ? tok_buf_put(o, n->text, strlen(n->text)) : 0) || tok_buf_put(o, s->s, s->n);
+    case TOK_NORM_PRECOMPILED: return tok_charsmap_apply(&n->charsmap, s->s, s->n, o);
+    case TOK_NORM_SEQUENCE: break;
+    }
+    return -1;
+}
+
+int tok_norm_apply(const struct tok_norm *n, struct tok_buf *s) {
+    if (n->kind == TOK_NORM_SEQUENCE) {
+        for (int i = 0; i < n->n_seq; i++)
+            if (tok_norm_apply(&n->seq[i], s) != 0) return -1;
+        return 0;
+    }
+    struct tok_buf o = {0};
+    if (tok_buf_put(&o, "", 0) != 0 || apply_one(n, s, &o) != 0) {
+        tok_buf_free(&o);
+        return -1;
+    }
+    tok_buf_free(s);
+    *s = o;
+    return 0;
+}
+
+/* ---- reading tokenizer.json ---- */
+
+static int flag(json_t *obj, const char *key, int dflt) {
+    json_t *v = json_object_get(obj, key);
+    return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+static const struct { const char *name; enum tok_norm_kind kind; } kinds[] = {
+    {"BertNormalizer", TOK_NORM_BERT}, {"NFC", TOK_NORM_NFC}, {"NFD", TOK_NORM_NFD},
+    {"NFKC", TOK_NORM_NFKC}, {"NFKD", TOK_NORM_NFKD}, {"Lowercase", TOK_NORM_LOWERCASE},
+    {"Strip", TOK_NORM_STRIP}, {"StripAccents", TOK_NORM_STRIP_ACCENTS},
+    {"Replace", TOK_NORM_REPLACE}, {"Prepend", TOK_NORM_PREPEND},
+    {"Precompiled", TOK_NORM_PRECOMPILED}, {"Sequence", TOK_NORM_SEQUENCE},
+};
+
+int tok_norm_parse(struct tok_norm *n, json_t *j, char *err, size_t errlen) {
+    memset(n, 0, sizeof *n);
+    const char *type = json_string_value(json_object_get(j, "type"));
+    size_t k = 0, nk = sizeof kinds / sizeof *kinds;
+    while (k < nk && !(type && strcmp(type, kinds[k].name) == 0)) k++;
+    if (k == nk) {
+        n->kind = TOK_NORM_NFC;   /* nothing to free */
+        snprintf(err, errlen, "tokenizer.json: normalizer '%.40s' is not supported", type ? type : "(no type)");
+        return -1;
+    }
+    n->kind = kinds[k].kind;
+    switch (n->kind) {
+    case TOK_NORM_BERT:
+        n->clean_text = flag(j, "clean_text", 1);
+        n->handle_chinese = flag(j, "handle_chinese_chars", 1);
+        n->lowercase = flag(j, "lowercase", 1);
+        n->strip_accents = flag(j, "strip_accents", n->lowercase);   /* null follows lowercase */
+        return 0;
+    case TOK_NORM_STRIP:
+        n->left = flag(j, "strip_left", 1);
+        n->right = flag(j, "strip_right", 1);
+        return 0;
+    case TOK_NORM_REPLACE: {
+        json_t *content = json_object_get(j, "content");
+        if (!json_is_string(content)) break;
+        if (!(n->re = tok_pattern_parse(json_object_get(j, "pattern"), err, errlen))) return -1;
+        return (n->text = strdup(json_string_value(content))) ? 0 : -1;
+    }
+    case TOK_NORM_PREPEND: {
+        json_t *p = json_object_get(j, "prepend");
+        if (!json_is_string(p)) break;
+        return (n->text = strdup(json_string_value(p))) ? 0 : -1;
+    }
+    case TOK_NORM_PRECOMPILED: {
+        json_t *cm = json_object_get(j, "precompiled_charsmap");
+        if (!json_is_string(cm)) break;
+        return tok_charsmap_parse(&n->charsmap, json_string_value(cm), json_string_length(cm), err, errlen);
+    }
+    case TOK_NORM_SEQUENCE: {
+        json_t *list = json_object_get(j, "normalizers");
+        if (!json_is_array(list)) break;
+        n->seq = calloc(json_array_size(list) + 1, sizeof *n->seq);
+        if (!n->seq) return -1;
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            n->n_seq++;
+            if (tok_norm_parse(&n->seq[i], json_array_get(list, i), err, errlen) != 0) return -1;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+    snprintf(err, errlen, "tokenizer.json: normalizer %s is malformed", type);
+    return -1;
+}
+
+void tok_norm_free(struct tok_norm *n) {
+    if (!n) return;
+    tok_regex_free(n->re);
+    free(n->text);
+    tok_charsmap_free(&n->charsmap);
+    for (int i = 0; i < n->n_seq; i++) tok_norm_free(&n->seq[i]);
+    free(n->seq);
+    memset(n, 0, sizeof *n);
+}
