@@ -111,6 +111,38 @@ int tok_unigram_tokenize(const struct tok_model *m, const char *s, size_t n, str
     return result;
 }
 
+/* The score as `tokenizers` reads it: serde_json (without float_roundtrip)
+ * turns the decimal digits into a u64 significand and divides or multiplies
+ * it by a power of ten, which can be an ulp off the nearest double; so equal
+ * Viterbi paths tie as they do there. The digits are the shortest that give
+ * back the nearest double, which is what Python and serde_json write. */
+static int round_trips(double d, int digits, char *buf, size_t len) {
+    snprintf(buf, len, "%.*e", digits - 1, d);
+    return strtod(buf, NULL) == d;
+}
+
+static double serde_f64(double d) {
+    char buf[40];
+    int p = 15;   /* scores mostly need 15 to 17 digits */
+    while (p < 17 && !round_trips(d, p, buf, sizeof buf)) p++;
+    if (p == 15)
+        while (p > 1 && round_trips(d, p - 1, buf, sizeof buf)) p--;
+    snprintf(buf, sizeof buf, "%.*e", p - 1, d);
+    uint64_t sig = 0;
+    int digits = 0, neg = buf[0] == '-';
+    const char *c = buf + neg;
+    for (; *c && *c != 'e'; c++)
+        if (*c >= '0' && *c <= '9') { sig = sig * 10 + (uint64_t)(*c - '0'); digits++; }
+    int exp = (*c == 'e' ? atoi(c + 1) : 0) - (digits - 1);
+    double f = (double)sig;
+    while (exp < -308 && f != 0) { f /= 1e308; exp += 308; }
+    if (exp > 308) return d;
+    snprintf(buf, sizeof buf, "1e%d", exp < 0 ? -exp : exp);
+    double pow = strtod(buf, NULL);
+    f = exp >= 0 ? f * pow : f / pow;
+    return neg ? -f : f;
+}
+
 int tok_unigram_parse(struct tok_model *m, json_t *j, char *err, size_t errlen) {
     json_t *vocab = json_object_get(j, "vocab"), *unk = json_object_get(j, "unk_id");
     size_t n = json_array_size(vocab);
@@ -131,7 +163,7 @@ int tok_unigram_parse(struct tok_model *m, json_t *j, char *err, size_t errlen) 
             snprintf(err, errlen, "tokenizer.json: bad Unigram piece %zu", i);
             return -1;
         }
-        m->scores[i] = json_number_value(score);
+        m->scores[i] = serde_f64(json_number_value(score));
         if (m->scores[i] < m->min_score) m->min_score = m->scores[i];
     }
     for (int i = 0; i < m->vocab.n_ids && i < (int)n; i++)   /* a repeated piece keeps its last id */

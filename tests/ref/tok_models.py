@@ -1,0 +1,162 @@
+"""Tokenizer folders for the tokenizer tests, built at test time into a
+temporary folder (nothing is committed): each is a tokenizer.json trained
+with the `tokenizers` trainers or converted from a SentencePiece model
+trained with the `sentencepiece` package (which gives the Precompiled
+normalizer a real XLM-R folder carries), laid out as the converters of
+Hugging Face transformers lay them out. build_all returns {name: folder}."""
+import base64
+import io
+import json
+import os
+
+import pyenv  # noqa: F401  (puts .cache/pyenv on the path)
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def training_text():
+    """The test corpus and some plain prose, repeated into enough text to train on."""
+    words = ("the of and to in is that for it as with was on be by at this an are from or which one "
+             "had not but all were when we there can been has more if will their would what so out up "
+             "about into than them only other new some could time these two may first then do any like "
+             "my now over such our man me even most made after also did many before must through back "
+             "years where much your way well down should because each just those people how too little "
+             "state good very make world still own see men work long get here between both life being "
+             "under never day same another know while last might us great old year off come since against "
+             "go came right used take three embeddings vector search tokenizer model learning").split()
+    lines = list(pyenv.corpus())
+    for i in range(3000):
+        lines.append(" ".join(words[(i * 7 + k * 13) % len(words)] for k in range(12 + i % 9)))
+    return lines
+
+
+# ---- SentencePiece model protobuf: just what a converter reads ----
+
+def _varint(b, i):
+    v = s = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << s
+        s += 7
+        if c < 0x80:
+            return v, i
+
+
+def _fields(b):
+    i = 0
+    while i < len(b):
+        key, i = _varint(b, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(b, i)
+        elif wt == 1:
+            v, i = b[i:i + 8], i + 8
+        elif wt == 2:
+            n, i = _varint(b, i)
+            v, i = b[i:i + n], i + n
+        elif wt == 5:
+            v, i = b[i:i + 4], i + 4
+        else:
+            raise ValueError("protobuf wire type %d" % wt)
+        yield num, v
+
+
+def read_spm(proto):
+    """(pieces [(text, score, type)], precompiled_charsmap bytes)"""
+    import struct
+    pieces, charsmap = [], b""
+    for num, v in _fields(proto):
+        if num == 1:
+            f = dict(_fields(v))
+            pieces.append((f[1].decode(), struct.unpack("<f", f.get(2, b"\0\0\0\0"))[0], f.get(3, 1)))
+        elif num == 3:
+            charsmap = dict(_fields(v)).get(2, b"")
+    return pieces, charsmap
+
+
+def train_spm(byte_fallback):
+    import sentencepiece as spm
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(training_text()), model_writer=out,
+                                   vocab_size=1200, model_type="unigram", character_coverage=0.995,
+                                   normalization_rule_name="nmt_nfkc", byte_fallback=byte_fallback,
+                                   hard_vocab_limit=False, num_threads=1, minloglevel=2)
+    return read_spm(out.getvalue())
+
+
+def xlmr_json(byte_fallback=False):
+    """XLM-R's layout: <s> <pad> </s> <unk> first, the pieces, <mask> last."""
+    pieces, charsmap = train_spm(byte_fallback)
+    vocab = [["<s>", 0.0], ["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0]]
+    vocab += [[p, s] for p, s, _ in pieces[3:]] + [["<mask>", 0.0]]
+    special = lambda i, c, lstrip=False: {"id": i, "content": c, "single_word": False, "lstrip": lstrip,
+                                          "rstrip": False, "normalized": False, "special": True}
+    tpl = lambda s: [{"SpecialToken": {"id": x, "type_id": 0}} if x[0] == "<" else
+                     {"Sequence": {"id": x[1], "type_id": 0}} for x in s.split()]
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [special(0, "<s>"), special(1, "<pad>"), special(2, "</s>"), special(3, "<unk>"),
+                         special(len(vocab) - 1, "<mask>", lstrip=True)],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(charsmap).decode()},
+            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                          "split": True},
+        "post_processor": {"type": "TemplateProcessing", "single": tpl("<s> $A </s>"),
+                           "pair": tpl("<s> $A </s> </s> $B </s>"),
+                           "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]},
+                                              "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}},
+        "decoder": None,
+        "model": {"type": "Unigram", "unk_id": 3, "vocab": vocab, "byte_fallback": byte_fallback},
+    }
+
+
+def roberta_json(add_prefix_space=False):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+    tok.train_from_iterator(training_text(), trainers.BpeTrainer(
+        vocab_size=1500, show_progress=False, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), add_prefix_space=add_prefix_space)
+    spec = json.loads(tok.to_str())
+    for t in spec["added_tokens"]:
+        t["lstrip"] = t["content"] == "<mask>"
+    return spec
+
+
+def qwen_json(ignore_merges=False):
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.train_from_iterator(training_text(), trainers.BpeTrainer(
+        vocab_size=1500, show_progress=False, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    eot = tok.token_to_id("<|endoftext|>")
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="$A <|endoftext|>", pair="$A <|endoftext|> $B:1 <|endoftext|>:1",
+                                      special_tokens=[("<|endoftext|>", eot)])])
+    spec = json.loads(tok.to_str())
+    spec["model"]["ignore_merges"] = ignore_merges
+    return spec
+
+
+def build_all(root):
+    """Writes each tokenizer.json into root/NAME; returns {name: folder}."""
+    specs = {"xlmr": xlmr_json(), "xlmr_bytes": xlmr_json(byte_fallback=True),
+             "roberta": roberta_json(), "roberta_prefix": roberta_json(add_prefix_space=True),
+             "qwen": qwen_json(), "qwen_ignore_merges": qwen_json(ignore_merges=True)}
+    return {name: write(root, name, spec) for name, spec in specs.items()}
+
+
+def write(root, name, spec):
+    folder = os.path.join(root, name)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "tokenizer.json"), "w") as f:
+        json.dump(spec, f)
+    return folder
