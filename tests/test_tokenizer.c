@@ -141,7 +141,8 @@ static void test_vocab(void) {
     CHECK(gpuq_vocab_find(&v, "a", 1) == 2 && gpuq_vocab_find(&v, "b", 1) == 7);
     CHECK(gpuq_vocab_find(&v, "c", 1) == -1 && gpuq_vocab_find(&v, "ab", 2) == -1);
     CHECK(gpuq_vocab_add(&v, "c", 1, 7) == -1);  /* two texts on one id */
-    CHECK(gpuq_vocab_add(&v, "d\0", 2, 3) == -1);
+    CHECK(gpuq_vocab_add(&v, "d\0", 2, 3) == 0);   /* a NUL inside a token */
+    CHECK(gpuq_vocab_find(&v, "d\0", 2) == 3 && gpuq_vocab_find(&v, "d", 1) == -1);
     CHECK(v.size == 8);
     gpuq_vocab_free(&v);
     gpuq_vocab_free(NULL);

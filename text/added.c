@@ -36,7 +36,7 @@ int tok_added_add(struct gpuq_tok *t, const char *text, int special, int single_
     a->normalized = normalized;
     free(a->match);
     struct tok_buf m = {0};
-    if (tok_buf_put(&m, text, len) != 0 || (normalized && t->norm && tok_norm_apply(t->norm, &m) != 0)) {
+    if (tok_buf_put(&m, text, len) != 0 || (normalized && t->norm && tok_norm_apply(t->norm, &m, NULL) != 0)) {
         tok_buf_free(&m);
         a->match = NULL;
         return -1;

@@ -192,12 +192,13 @@ static int merge_parts(json_t *e, const char **a, size_t *al, const char **b, si
         return 0;
     }
     const char *s = json_string_value(e);
-    const char *sp = s ? strchr(s, ' ') : NULL;
-    if (!sp || strchr(sp + 1, ' ')) return -1;
+    size_t n = json_string_length(e);
+    const char *sp = s ? memchr(s, ' ', n) : NULL;
+    if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s))) return -1;
     *a = s;
     *al = (size_t)(sp - s);
     *b = sp + 1;
-    *bl = strlen(sp + 1);
+    *bl = n - *al - 1;
     return 0;
 }
 

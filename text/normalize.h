@@ -31,8 +31,12 @@ struct tok_norm {
  * type is "normalizer 'X' is not supported"). n is freed by tok_norm_free
  * either way. */
 int tok_norm_parse(struct tok_norm *n, json_t *j, char *err, size_t errlen);
-/* Normalizes s in place (valid UTF-8 in, valid UTF-8 out). 0 or -1 on no memory. */
-int tok_norm_apply(const struct tok_norm *n, struct tok_buf *s);
+/* Normalizes s in place (valid UTF-8 in, valid UTF-8 out). 0 or -1 on no
+ * memory. When head is not NULL, *head is cleared when the first character
+ * of the result no longer lines up with the start of the original text in
+ * `tokenizers`' alignments (leading characters removed, or a match of more
+ * than one character replaced), which Metaspace's "first" scheme reads. */
+int tok_norm_apply(const struct tok_norm *n, struct tok_buf *s, int *head);
 void tok_norm_free(struct tok_norm *n);
 
 #endif

@@ -209,6 +209,7 @@ int tok_pretok_apply(const struct tok_pretok *p, struct tok_pieces *pieces) {
 
 /* ---- reading tokenizer.json ---- */
 
+#define WHITESPACE_PATTERN "\\w+|[^\\w\\s]+"
 #define GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 static int flag(json_t *obj, const char *key, int dflt) {
@@ -259,7 +260,7 @@ int tok_pretok_parse(struct tok_pretok *p, json_t *j, char *err, size_t errlen) 
     p->kind = kinds[k].kind;
     switch (p->kind) {
     case TOK_PRETOK_WHITESPACE:
-        p->re = tok_regex_new("\\w+|[^\\w\\s]+", 13, 0, err, errlen);
+        p->re = tok_regex_new(WHITESPACE_PATTERN, strlen(WHITESPACE_PATTERN), 0, err, errlen);
         return p->re ? 0 : -1;
     case TOK_PRETOK_PUNCTUATION:
         if (behavior(json_object_get(j, "behavior"), TOK_SPLIT_ISOLATED, &p->behavior) != 0) break;

@@ -59,7 +59,7 @@ struct tok_regex *tok_regex_new(const char *pattern, size_t len, int literal, ch
                                 size_t errlen) {
     struct tok_buf pat = {0};
     struct tok_regex *re = calloc(1, sizeof *re);
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     if (!re || (literal ? tok_buf_put(&pat, pattern, len) : rewrite(pattern, len, &pat)) != 0) {
         snprintf(err, errlen, "regex \"%.40s\": not supported", pattern);
         free(re);

@@ -44,9 +44,10 @@ static int encode_seq(const struct gpuq_tok *t, const char *text, size_t len, si
         }
         s.n = 0;
         result = tok_buf_put(&s, segs.text.s + g->off, g->len);
-        if (result == 0 && t->norm) result = tok_norm_apply(t->norm, &s);
+        int head = g->first;   /* Metaspace's "first": this text starts the original */
+        if (result == 0 && t->norm) result = tok_norm_apply(t->norm, &s, &head);
         sub.n = sub.text.n = 0;
-        if (result == 0) result = tok_added_split(t, 1, s.s, s.n, g->first, &sub);
+        if (result == 0) result = tok_added_split(t, 1, s.s, s.n, head, &sub);
         for (size_t j = 0; result == 0 && j < sub.n && out->n < limit; j++) {
             const struct tok_piece *w = &sub.v[j];
             if (w->id >= 0) {

@@ -171,7 +171,7 @@ struct gpuq_tok *gpuq_tok_parse(const char *tokenizer_json, size_t tj_len, const
         FAIL("tokenizer_config.json: %s (line %d)", jerr.text, jerr.line);
     t->model_max_length = max_length_of(cfg);
     if (tokenizer_json) {
-        if (!(root = json_loadb(tokenizer_json, tj_len, 0, &jerr)))
+        if (!(root = json_loadb(tokenizer_json, tj_len, JSON_ALLOW_NUL, &jerr)))
             FAIL("tokenizer.json: %s (line %d)", jerr.text, jerr.line);
         result = parse_tokenizer_json(t, root, cfg, err, errlen);
     } else if (vocab_txt) {

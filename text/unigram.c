@@ -168,7 +168,7 @@ int tok_unigram_parse(struct tok_model *m, json_t *j, char *err, size_t errlen) 
     }
     for (int i = 0; i < m->vocab.n_ids && i < (int)n; i++)   /* a repeated piece keeps its last id */
         if (m->vocab.text[i]) {
-            m->lens[i] = strlen(m->vocab.text[i]);
+            m->lens[i] = m->vocab.len[i];
             m->sorted[m->n_sorted++] = i;
         }
     qsort_r(m->sorted, (size_t)m->n_sorted, sizeof *m->sorted, by_text, m);

@@ -5,8 +5,16 @@ also with byte fallback), RoBERTa's (byte-level BPE, RobertaProcessing;
 with and without a prefix space), Qwen's (NFC, a Split regex, byte-level
 BPE, TemplateProcessing; also with ignore_merges), on the multilingual
 corpus in tests/data plus the texts below, on invalid UTF-8, on pairs, and
-truncated from either side. The tokenizers are built at test time by
-tok_models.py; the expected ids always come from the reference, live."""
+truncated from either side; the real all-MiniLM-L6-v2 (BERT) on pairs;
+and small trained models that use the other components (WordPiece behind
+NFD/Lowercase/StripAccents/Strip and Whitespace; BPE with a subword prefix,
+an end-of-word suffix and fused unknowns behind NFKC, WhitespaceSplit,
+Punctuation and Digits; Llama 2's Prepend/Replace with byte fallback;
+Unigram behind NFKD and a Replace regex with Metaspace's other prepend
+schemes; every Split behaviour, inverted or not; added tokens that are
+normalized, single-word or stripped). The tokenizers are built at test
+time by tok_models.py; the expected ids always come from the reference,
+live."""
 import json
 import os
 import shutil
@@ -29,7 +37,8 @@ EXTRA = ["<s>hello</s> <pad><unk>", "a <mask> b<mask>c  <mask>   d", "<mask>", "
          "\u0301\u0301\u0301", "\u200d\u200d", "\ufeff\ufeffbom", "tab\tand\u000bvt", "\u2581already\u2581meta space",
          "ÄÖÜ äöü ﬁ ㎏ ① Ⅻ ｶﾞ ｶﾞ", "naïve café résumé coöperate", "    leading four", "trailing four    ",
          "\U0001F469\U0001F3FD\u200d\U0001F4BB \U0001F3F3\ufe0f\u200d\U0001F308 \U0001F44B\U0001F3FF",
-         "x" * 300, "\u00e9" * 200, "\u4e2d" * 300 + " " + "a" * 50]
+         "say HELLO WORLD, hello world and Hello  World; [tag] x[tag] [tag]y ([tag])", "a <x>  b  <x>c<x>",
+         "``quoted'' text", "x" * 300, "\u00e9" * 200, "\u4e2d" * 300 + " " + "a" * 50]
 
 
 def encode_c(folder, items, max_length):
@@ -101,6 +110,14 @@ class TestTokenizers(unittest.TestCase):
     def test_qwen(self):
         self.kind("qwen")
         self.kind("qwen_ignore_merges")
+
+    def test_bert_pairs(self):
+        self.compare(pyenv.model_dir(), (512, 9))
+
+    def test_components(self):
+        for name, folder in tok_models.build_variants(self.tmp).items():
+            with self.subTest(tokenizer=name):
+                self.compare(folder, (512, 9))
 
     def test_truncation_left(self):
         for name in ("xlmr", "roberta", "qwen"):

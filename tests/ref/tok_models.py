@@ -17,7 +17,9 @@ QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?
 
 
 def training_text():
-    """The test corpus and some plain prose, repeated into enough text to train on."""
+    """The test corpus and some plain prose, enough text to train on. No NUL:
+    jansson cannot hold one in an object key, so a vocabulary with "\u0000"
+    fails the load (loudly) and is left out here."""
     words = ("the of and to in is that for it as with was on be by at this an are from or which one "
              "had not but all were when we there can been has more if will their would what so out up "
              "about into than them only other new some could time these two may first then do any like "
@@ -26,7 +28,7 @@ def training_text():
              "state good very make world still own see men work long get here between both life being "
              "under never day same another know while last might us great old year off come since against "
              "go came right used take three embeddings vector search tokenizer model learning").split()
-    lines = list(pyenv.corpus())
+    lines = [t.replace("\x00", "") for t in pyenv.corpus()]
     for i in range(3000):
         lines.append(" ".join(words[(i * 7 + k * 13) % len(words)] for k in range(12 + i % 9)))
     return lines
@@ -160,3 +162,102 @@ def write(root, name, spec):
     with open(os.path.join(folder, "tokenizer.json"), "w") as f:
         json.dump(spec, f)
     return folder
+
+
+# ---- the other components, on small trained models ----
+
+def _template(tok, cls, sep):
+    return processors.TemplateProcessing(single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+                                         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
+
+
+def _train(model, trainer, normalizer=None, pre_tokenizer=None):
+    tok = Tokenizer(model)
+    if normalizer:
+        tok.normalizer = normalizer
+    if pre_tokenizer:
+        tok.pre_tokenizer = pre_tokenizer
+    tok.train_from_iterator(training_text(), trainer)
+    return tok
+
+
+def _added(spec, *tokens):
+    """Appends added tokens (content, flags) to a tokenizer.json spec."""
+    for content, flags in tokens:   # the id is the reference's to give; any will do here
+        spec["added_tokens"].append(dict({"id": 100000 + len(spec["added_tokens"]), "content": content, "single_word": False, "lstrip": False,
+                                          "rstrip": False, "normalized": True, "special": False}, **flags))
+    return spec
+
+
+def wordpiece_json():
+    tok = _train(models.WordPiece(unk_token="[UNK]"),
+                 trainers.WordPieceTrainer(vocab_size=1200, show_progress=False, limit_alphabet=150,
+                                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]),
+                 normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents(),
+                                       normalizers.Strip()]),
+                 pre_tokenizers.Whitespace())
+    tok.post_processor = _template(tok, "[CLS]", "[SEP]")
+    return _added(json.loads(tok.to_str()), ("HeLLo World", {}), ("[tag]", {"single_word": True, "special": True,
+                                                                           "normalized": False}))
+
+
+def bpe_suffix_json():
+    tok = _train(models.BPE(unk_token="<unk>", fuse_unk=True, continuing_subword_prefix="##",
+                            end_of_word_suffix="</w>"),
+                 trainers.BpeTrainer(vocab_size=1200, show_progress=False, limit_alphabet=120,
+                                     continuing_subword_prefix="##", end_of_word_suffix="</w>",
+                                     special_tokens=["<unk>", "<cls>", "<sep>"]),
+                 normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase(),
+                                       normalizers.Strip(left=True, right=False)]),
+                 pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(),
+                                          pre_tokenizers.Digits(individual_digits=True)]))
+    tok.post_processor = processors.BertProcessing(("<sep>", tok.token_to_id("<sep>")),
+                                                   ("<cls>", tok.token_to_id("<cls>")))
+    return _added(json.loads(tok.to_str()), ("<x>", {"rstrip": True, "lstrip": True, "special": True,
+                                                     "normalized": False}))
+
+
+def llama_bytes_json():
+    """Llama 2's layout: Prepend and Replace make the Metaspace, BPE with byte fallback."""
+    tok = _train(models.BPE(), trainers.BpeTrainer(vocab_size=1000, show_progress=False, limit_alphabet=100,
+                                                    special_tokens=["<unk>", "<s>", "</s>"]),
+                 normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")]))
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    spec["model"].update(byte_fallback=True, fuse_unk=True, unk_token="<unk>")
+    spec["post_processor"] = json.loads(processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B:1", special_tokens=[("<s>", 1)]).__getstate__())
+    return spec
+
+
+def unigram_json(prepend_scheme, split):
+    tok = _train(models.Unigram(),
+                 trainers.UnigramTrainer(vocab_size=800, show_progress=False, unk_token="<unk>",
+                                         special_tokens=["<unk>", "<cls>", "<sep>"]),
+                 normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents(),
+                                       normalizers.Replace(Regex(r"``|''"), '"'), normalizers.Lowercase()]),
+                 pre_tokenizers.Sequence([pre_tokenizers.Punctuation(behavior="contiguous"),
+                                          pre_tokenizers.Metaspace(prepend_scheme=prepend_scheme, split=split)]))
+    tok.post_processor = _template(tok, "<cls>", "<sep>")
+    return json.loads(tok.to_str())
+
+
+def with_split(spec, behavior, invert):
+    """The Qwen spec with its Split's behaviour and invert changed."""
+    spec = json.loads(json.dumps(spec))
+    split = spec["pre_tokenizer"]["pretokenizers"][0]
+    split["behavior"], split["invert"] = behavior, invert
+    return spec
+
+
+def build_variants(root):
+    specs = {"wordpiece_misc": wordpiece_json(), "bpe_suffix": bpe_suffix_json(),
+             "llama_bytes": llama_bytes_json(), "unigram_first": unigram_json("first", False),
+             "unigram_never": unigram_json("never", True)}
+    qwen = qwen_json()
+    for behavior in ("Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"):
+        for invert in (False, True):
+            specs[f"split_{behavior}_{int(invert)}"] = with_split(qwen, behavior, invert)
+    return {name: write(root, name, spec) for name, spec in specs.items()}
