@@ -14,7 +14,7 @@
 static int is_removed(int32_t c) {
     if (c == 0 || c == 0xfffd) return 1;
     if (c == '\t' || c == '\n' || c == '\r') return 0;
-    utf8proc_category_t cat = utf8proc_category(c);
+    int cat = tok_category8(c);
     return cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF ||
            cat == UTF8PROC_CATEGORY_CO || cat == UTF8PROC_CATEGORY_CS;
 }
@@ -33,13 +33,28 @@ static int put_lower(struct tok_buf *o, int32_t c) {
     return tok_buf_putc(o, utf8proc_tolower(c));
 }
 
+/* NFC, NFD, NFKC or NFKD with the Unicode 9.0 tables `tokenizers` has: a
+ * later character (a starter that composes with nothing there) is kept as
+ * it is and the runs between such characters are normalized apart. */
 static int unicode_map(const struct tok_buf *s, int options, struct tok_buf *o) {
-    utf8proc_uint8_t *d = NULL;
-    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)s->s, (utf8proc_ssize_t)s->n, &d,
-                                      (utf8proc_option_t)(UTF8PROC_STABLE | options));
-    int result = n < 0 ? -1 : tok_buf_put(o, d, (size_t)n);
-    free(d);
-    return result;
+    for (size_t i = 0; i < s->n;) {
+        size_t j = i;
+        int32_t c = 0;
+        size_t k = 0;
+        while (j < s->n && (k = tok_utf8_next((const unsigned char *)s->s + j, s->n - j, &c), tok_assigned9(c)))
+            j += k;
+        if (j > i) {
+            utf8proc_uint8_t *d = NULL;
+            utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)s->s + i, (utf8proc_ssize_t)(j - i), &d,
+                                              (utf8proc_option_t)(UTF8PROC_STABLE | options));
+            int result = n < 0 ? -1 : tok_buf_put(o, d, (size_t)n);
+            free(d);
+            if (result) return -1;
+        }
+        if (j < s->n && tok_buf_put(o, s->s + j, k)) return -1;
+        i = j < s->n ? j + k : j;
+    }
+    return 0;
 }
 
 /* Drops the characters drop() accepts. */
@@ -54,7 +69,7 @@ static int filter(const struct tok_buf *s, int (*drop)(int32_t), struct tok_buf 
     return 0;
 }
 
-static int is_nonspacing(int32_t c) { return utf8proc_category(c) == UTF8PROC_CATEGORY_MN; }
+static int is_nonspacing(int32_t c) { return tok_category8(c) == UTF8PROC_CATEGORY_MN; }
 
 static int bert(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o, int *head) {
     struct tok_buf a = {0}, b = {0};

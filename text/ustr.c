@@ -5,6 +5,8 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "text/unicode_age.h"   /* generated: unicode8_assigned, unicode9_assigned */
+
 static int grow(void **p, size_t *cap, size_t need, size_t size) {
     if (need <= *cap) return 0;
     size_t n = *cap ? *cap : 16;
@@ -118,12 +120,40 @@ int tok_is_whitespace(int32_t c) {
            c == 0x205f || c == 0x3000;
 }
 
-/* ASCII punctuation (so $ + < = > ^ ` | ~ too) and every Unicode P* character. */
+/* Whether c lies in one of the sorted ranges t[0, n). */
+static int in_ranges(const uint32_t (*t)[2], size_t n, int32_t c) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {   /* the first range ending at or after c */
+        size_t mid = lo + (hi - lo) / 2;
+        if (t[mid][1] < (uint32_t)c) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && t[lo][0] <= (uint32_t)c;
+}
+
+int tok_assigned9(int32_t c) {
+    return in_ranges(unicode9_assigned, sizeof unicode9_assigned / sizeof *unicode9_assigned, c);
+}
+
+int tok_category8(int32_t c) {
+    /* categories changed since Unicode 8.0, as the reference shows them */
+    static const struct { int32_t c; utf8proc_category_t cat; } changed[] = {
+        {0x166d, UTF8PROC_CATEGORY_PO}, {0x1734, UTF8PROC_CATEGORY_MN}, {0x1885, UTF8PROC_CATEGORY_LO},
+        {0x1886, UTF8PROC_CATEGORY_LO}, {0xa9bd, UTF8PROC_CATEGORY_MC}, {0x111c9, UTF8PROC_CATEGORY_PO},
+    };
+    if (!in_ranges(unicode8_assigned, sizeof unicode8_assigned / sizeof *unicode8_assigned, c))
+        return UTF8PROC_CATEGORY_CN;
+    for (size_t i = 0; i < sizeof changed / sizeof *changed; i++)
+        if (changed[i].c == c) return changed[i].cat;
+    return utf8proc_category(c);
+}
+
+/* ASCII punctuation (so $ + < = > ^ ` | ~ too) and every P* character. */
 int tok_is_punct(int32_t c) {
     if (c < 0x80)
         return (c >= 0x21 && c <= 0x2f) || (c >= 0x3a && c <= 0x40) || (c >= 0x5b && c <= 0x60) ||
                (c >= 0x7b && c <= 0x7e);
-    utf8proc_category_t cat = utf8proc_category(c);
+    int cat = tok_category8(c);
     return cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_PO;
 }
 
@@ -133,6 +163,8 @@ int tok_is_numeric(int32_t c) {
 }
 
 int tok_is_mark(int32_t c) {
+    if (c == 0x1cf2 || c == 0x1cf3) return 1;   /* marks in 9.0, letters since */
+    if (!tok_assigned9(c) || c == 0x111c9) return 0;   /* punctuation in 9.0 */
     utf8proc_category_t cat = utf8proc_category(c);
     return cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_MC || cat == UTF8PROC_CATEGORY_ME;
 }

@@ -53,10 +53,15 @@ size_t tok_utf8_put(int32_t c, char *out);   /* up to 4 bytes */
 /* Copies raw bytes as valid UTF-8 into out (emptied first). 0 or -1. */
 int tok_utf8_clean(const char *s, size_t n, struct tok_buf *out);
 
+/* The general category as `tokenizers`' Unicode 8.0 tables have it (BERT's
+ * control, accent and punctuation classes): a later character is
+ * unassigned, and the few whose category changed since keep the old one. */
+int tok_category8(int32_t c);
 int tok_is_whitespace(int32_t c);    /* White_Space */
-int tok_is_punct(int32_t c);         /* ASCII punctuation or a P* character */
+int tok_is_punct(int32_t c);         /* ASCII punctuation or P* (Unicode 8.0) */
 int tok_is_numeric(int32_t c);       /* Nd, Nl, No */
-int tok_is_mark(int32_t c);          /* Mn, Mc, Me */
+int tok_is_mark(int32_t c);          /* Mn, Mc, Me (Unicode 9.0, as StripAccents has it) */
+int tok_assigned9(int32_t c);        /* assigned by Unicode 9.0 (the normalization forms' tables) */
 int32_t *tok_decode(const char *s, size_t n, size_t *count);   /* valid UTF-8 to code points */
 
 #endif

@@ -17,6 +17,7 @@ time by tok_models.py; the expected ids always come from the reference,
 live."""
 import json
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -127,6 +128,34 @@ class TestTokenizers(unittest.TestCase):
             folder = tok_models.write(self.tmp, name + "_left", spec)
             with self.subTest(tokenizer=name):
                 self.compare(folder, (64, 9), "left")
+
+    def test_random_bytes(self):
+        """Arbitrary bytes: slices of the corpus cut anywhere (so broken UTF-8),
+        special tokens and random bytes glued together, from a fixed seed, or
+        GPUQ_TOK_SEED for another run."""
+        rng = random.Random(int(os.environ.get("GPUQ_TOK_SEED", "22")))
+        pool = [t for t in self.texts if t] + [s.encode() for s in ("<s>", "</s>", "<mask>", "<|endoftext|>",
+                                                                     "[CLS]", "[MASK]", "<unk>", " ", "\n")]
+        def one():
+            parts = []
+            for _ in range(rng.randint(1, 6)):
+                r = rng.random()
+                if r < 0.2:
+                    parts.append(bytes(rng.randrange(256) for _ in range(rng.randint(1, 8))))
+                else:
+                    t = rng.choice(pool)
+                    a = rng.randrange(len(t))
+                    parts.append(t[a:a + rng.randint(1, 40)])
+            return b"".join(parts)
+        texts = [one() for _ in range(400)]
+        pairs = [(one(), one()) for _ in range(100)]
+        folders = dict(self.folders, bert=pyenv.model_dir())
+        for name, folder in folders.items():
+            tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+            for items in (texts, pairs):
+                got, want = encode_c(folder, items, 64), encode_hf(tok, items, 64)
+                for item, g, w in zip(items, got, want):
+                    self.assertEqual(g, w, f"{name}: {item!r}")
 
     def test_corpus_exercises(self):
         """The corpus reaches what it claims to: unknown pieces, byte fallback,
