@@ -108,7 +108,7 @@ static int match_at(const struct gpuq_tok *t, const struct tok_added_set *set, c
     return -1;
 }
 
-int tok_added_split(const struct gpuq_tok *t, int normalized, const char *s, size_t n, int first,
+int tok_added_split(const struct gpuq_tok *t, int normalized, const char *s, size_t n, size_t head,
                     struct tok_pieces *out) {
     const struct tok_added_set *set = normalized ? &t->norm_set : &t->raw_set;
     size_t done = 0;   /* start_offset: the text before it is cut */
@@ -136,10 +136,10 @@ int tok_added_split(const struct gpuq_tok *t, int normalized, const char *s, siz
             while (stop < n && tok_is_whitespace(char_at(s, n, stop)))
                 stop += tok_utf8_next((const unsigned char *)s + stop, n - stop, &(int32_t){0});
         if (start < done) start = done;   /* an earlier rstrip took it */
-        if (tok_pieces_add(out, s + done, start - done, first && done == 0, -1) ||
-            tok_pieces_add(out, s + start, stop - start, first && start == 0, a->id))
+        if (tok_pieces_add(out, s + done, start - done, head > done ? head - done : 0, -1) ||
+            tok_pieces_add(out, s + start, stop - start, 0, a->id))
             return -1;
         done = stop;
     }
-    return tok_pieces_add(out, s + done, n - done, first && done == 0, -1);
+    return tok_pieces_add(out, s + done, n - done, head > done ? head - done : 0, -1);
 }

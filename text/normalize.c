@@ -58,11 +58,10 @@ static int unicode_map(const struct tok_buf *s, int options, struct tok_buf *o) 
 }
 
 /* Drops the characters drop() accepts. */
-static int filter(const struct tok_buf *s, int (*drop)(int32_t), struct tok_buf *o, int *head) {
+static int filter(const struct tok_buf *s, int (*drop)(int32_t), struct tok_buf *o) {
     for (size_t i = 0; i < s->n;) {
         int32_t c;
         size_t k = tok_utf8_next((const unsigned char *)s->s + i, s->n - i, &c);
-        if (drop(c) && i == 0) *head = 0;
         if (!drop(c) && tok_buf_put(o, s->s + i, k) != 0) return -1;
         i += k;
     }
@@ -71,17 +70,14 @@ static int filter(const struct tok_buf *s, int (*drop)(int32_t), struct tok_buf 
 
 static int is_nonspacing(int32_t c) { return tok_category8(c) == UTF8PROC_CATEGORY_MN; }
 
-static int bert(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o, int *head) {
+static int bert(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
     struct tok_buf a = {0}, b = {0};
     int result = tok_buf_put(&a, "", 0);
     for (size_t i = 0; result == 0 && i < s->n;) {
         int32_t c;
         i += tok_utf8_next((const unsigned char *)s->s + i, s->n - i, &c);
         if (n->clean_text) {
-            if (is_removed(c)) {
-                if (!a.n) *head = 0;
-                continue;
-            }
+            if (is_removed(c)) continue;
             if (tok_is_whitespace(c)) c = ' ';
         }
         if (n->handle_chinese && is_chinese(c))
@@ -92,7 +88,7 @@ static int bert(const struct tok_norm *n, const struct tok_buf *s, struct tok_bu
     if (result == 0 && n->strip_accents) {
         result = unicode_map(&a, UTF8PROC_DECOMPOSE, &b);
         a.n = 0;
-        if (result == 0) result = tok_buf_put(&a, "", 0) || filter(&b, is_nonspacing, &a, head);
+        if (result == 0) result = tok_buf_put(&a, "", 0) || filter(&b, is_nonspacing, &a);
     }
     for (size_t i = 0; result == 0 && i < a.n;) {
         int32_t c;
@@ -116,7 +112,7 @@ static int lowercase(const struct tok_buf *s, struct tok_buf *o) {
     return 0;
 }
 
-static int strip(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o, int *head) {
+static int strip(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
     size_t a = 0, b = s->n;
     while (n->left && a < b) {
         int32_t c;
@@ -132,17 +128,12 @@ static int strip(const struct tok_norm *n, const struct tok_buf *s, struct tok_b
         if (!tok_is_whitespace(c)) break;
         b = p;
     }
-    if (a) *head = 0;
     return tok_buf_put(o, s->s + a, b - a);
 }
 
-static int replace(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o, int *head) {
+static int replace(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
     struct tok_spans m = {0};
     int result = tok_regex_find(n->re, s->s, s->n, &m);
-    if (result == 0 && m.n && m.v[0].a == 0 && m.v[0].b > 0) {   /* the new text aligns to the match's last character */
-        int32_t c;
-        if (!*n->text || tok_utf8_next((const unsigned char *)s->s, s->n, &c) != m.v[0].b) *head = 0;
-    }
     size_t prev = 0;
     for (size_t i = 0; result == 0 && i < m.n; i++) {
         result = tok_buf_put(o, s->s + prev, m.v[i].a - prev) ||
@@ -154,17 +145,17 @@ static int replace(const struct tok_norm *n, const struct tok_buf *s, struct tok
     return result;
 }
 
-static int apply_one(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o, int *head) {
+static int apply_one(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
     switch (n->kind) {
-    case TOK_NORM_BERT: return bert(n, s, o, head);
+    case TOK_NORM_BERT: return bert(n, s, o);
     case TOK_NORM_NFC: return unicode_map(s, UTF8PROC_COMPOSE, o);
     case TOK_NORM_NFD: return unicode_map(s, UTF8PROC_DECOMPOSE, o);
     case TOK_NORM_NFKC: return unicode_map(s, UTF8PROC_COMPOSE | UTF8PROC_COMPAT, o);
     case TOK_NORM_NFKD: return unicode_map(s, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, o);
     case TOK_NORM_LOWERCASE: return lowercase(s, o);
-    case TOK_NORM_STRIP: return strip(n, s, o, head);
-    case TOK_NORM_STRIP_ACCENTS: return filter(s, tok_is_mark, o, head);
-    case TOK_NORM_REPLACE: return replace(n, s, o, head);
+    case TOK_NORM_STRIP: return strip(n, s, o);
+    case TOK_NORM_STRIP_ACCENTS: return filter(s, tok_is_mark, o);
+    case TOK_NORM_REPLACE: return replace(n, s, o);
     case TOK_NORM_PREPEND:
         return (s->n ? tok_buf_put(o, n->text, strlen(n->text)) : 0) || tok_buf_put(o, s->s, s->n);
     case TOK_NORM_PRECOMPILED: return tok_charsmap_apply(&n->charsmap, s->s, s->n, o);
@@ -173,16 +164,41 @@ static int apply_one(const struct tok_norm *n, const struct tok_buf *s, struct t
     return -1;
 }
 
-int tok_norm_apply(const struct tok_norm *n, struct tok_buf *s, int *head) {
-    int ignored = 1;
-    if (!head) head = &ignored;
+/* Where the head (the bytes aligned to the original first character) ends
+ * in o = n(s): o begins with n(head), every character of which `tokenizers`
+ * aligns to the head; failing that, where a composition (or SentencePiece's
+ * map, which replaces whole graphemes) merged the head into o's first
+ * character, that character, and otherwise the part o and n(head) share. */
+static int head_after(const struct tok_norm *n, const struct tok_buf *s, const struct tok_buf *o,
+                      size_t *head) {
+    if (!*head) return 0;
+    struct tok_buf h = {0}, ho = {0};
+    int result = tok_buf_put(&h, s->s, *head < s->n ? *head : s->n) || tok_buf_put(&ho, "", 0) ||
+                 apply_one(n, &h, &ho);
+    if (result == 0) {
+        size_t k = 0;
+        while (k < ho.n && k < o->n && ho.s[k] == o->s[k]) k++;
+        if (k < ho.n) {
+            int merges = n->kind == TOK_NORM_NFC || n->kind == TOK_NORM_NFKC || n->kind == TOK_NORM_PRECOMPILED;
+            int32_t c;
+            if (merges && o->n) k = tok_utf8_next((const unsigned char *)o->s, o->n, &c);
+            else while (k > 0 && k < o->n && ((unsigned char)o->s[k] & 0xc0) == 0x80) k--;
+        }
+        *head = k;
+    }
+    tok_buf_free(&h);
+    tok_buf_free(&ho);
+    return result;
+}
+
+int tok_norm_apply(const struct tok_norm *n, struct tok_buf *s, size_t *head) {
     if (n->kind == TOK_NORM_SEQUENCE) {
         for (int i = 0; i < n->n_seq; i++)
             if (tok_norm_apply(&n->seq[i], s, head) != 0) return -1;
         return 0;
     }
     struct tok_buf o = {0};
-    if (tok_buf_put(&o, "", 0) != 0 || apply_one(n, s, &o, head) != 0) {
+    if (tok_buf_put(&o, "", 0) != 0 || apply_one(n, s, &o) != 0 || (head && head_after(n, s, &o, head) != 0)) {
         tok_buf_free(&o);
         return -1;
     }

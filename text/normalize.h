@@ -32,11 +32,10 @@ struct tok_norm {
  * either way. */
 int tok_norm_parse(struct tok_norm *n, json_t *j, char *err, size_t errlen);
 /* Normalizes s in place (valid UTF-8 in, valid UTF-8 out). 0 or -1 on no
- * memory. When head is not NULL, *head is cleared when the first character
- * of the result no longer lines up with the start of the original text in
- * `tokenizers`' alignments (leading characters removed, or a match of more
- * than one character replaced), which Metaspace's "first" scheme reads. */
-int tok_norm_apply(const struct tok_norm *n, struct tok_buf *s, int *head);
+ * memory. When head is not NULL, *head (how many first bytes of s
+ * `tokenizers` aligns to the original text's first character, which
+ * Metaspace's "first" scheme reads) becomes the result's. */
+int tok_norm_apply(const struct tok_norm *n, struct tok_buf *s, size_t *head);
 void tok_norm_free(struct tok_norm *n);
 
 #endif

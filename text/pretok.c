@@ -61,7 +61,7 @@ static int mark_regex(const char *s, size_t n, const struct tok_regex *re, int i
 }
 
 /* Folds the marks by behaviour (in place) and adds the kept spans as pieces. */
-static int emit(const char *s, struct marks *m, enum tok_split_behavior bh, int first,
+static int emit(const char *s, struct marks *m, enum tok_split_behavior bh, size_t head,
                 struct tok_pieces *out) {
     size_t k = 0;
     int prev_match = 0;
@@ -86,7 +86,7 @@ static int emit(const char *s, struct marks *m, enum tok_split_behavior bh, int 
     m->n = k;
     for (size_t i = 0; i < k; i++)
         if (!m->v[i].match &&
-            tok_pieces_add(out, s + m->v[i].a, m->v[i].b - m->v[i].a, first && m->v[i].a == 0, -1))
+            tok_pieces_add(out, s + m->v[i].a, m->v[i].b - m->v[i].a, head > m->v[i].a ? head - m->v[i].a : 0, -1))
             return -1;
     return 0;
 }
@@ -104,77 +104,85 @@ int32_t tok_byte_char(unsigned char b) {
     return 256 + n;
 }
 
-/* The piece with ' ' replaced and the prefix put, as Metaspace does. */
-static int metaspace_text(const struct tok_pretok *p, const char *s, size_t n, int first,
+/* The piece with ' ' replaced and the prefix put, as Metaspace does; *head
+ * becomes the result's (the prefix aligns to the first character). */
+static int metaspace_text(const struct tok_pretok *p, const char *s, size_t n, size_t *head,
                           struct tok_buf *o) {
     char rep[4];
-    size_t rl = tok_utf8_put(p->delimiter, rep);
+    size_t rl = tok_utf8_put(p->delimiter, rep), h = *head;
     int starts = n >= rl && memcmp(s, rep, rl) == 0;
     if (n && s[0] == ' ') starts = 1;   /* it will once replaced */
-    int put = !starts && (p->prepend == TOK_PREPEND_ALWAYS || (p->prepend == TOK_PREPEND_FIRST && first));
+    int put = !starts && (p->prepend == TOK_PREPEND_ALWAYS || (p->prepend == TOK_PREPEND_FIRST && h));
     if (put && tok_buf_put(o, rep, rl)) return -1;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (i == h) *head = o->n;
         if (s[i] == ' ' ? tok_buf_put(o, rep, rl) : tok_buf_put(o, s + i, 1)) return -1;
+    }
+    if (h >= n) *head = o->n;
     return 0;
 }
 
 /* Cuts one piece s[0, n) into out. */
-static int cut(const struct tok_pretok *p, const char *s, size_t n, int first, struct tok_pieces *out) {
+static int cut(const struct tok_pretok *p, const char *s, size_t n, size_t head, struct tok_pieces *out) {
     struct marks m = {0};
     struct tok_buf b = {0};
     int result = -1;
     switch (p->kind) {
     case TOK_PRETOK_BERT: {
         struct tok_pieces words = {0};
-        result = mark_chars(s, n, pred_space, 0, &m) || emit(s, &m, TOK_SPLIT_REMOVED, first, &words);
+        result = mark_chars(s, n, pred_space, 0, &m) || emit(s, &m, TOK_SPLIT_REMOVED, head, &words);
         for (size_t i = 0; result == 0 && i < words.n; i++) {
             const struct tok_piece *w = &words.v[i];
             m.n = 0;
             result = mark_chars(words.text.s + w->off, w->len, pred_punct, 0, &m) ||
-                     emit(words.text.s + w->off, &m, TOK_SPLIT_ISOLATED, w->first, out);
+                     emit(words.text.s + w->off, &m, TOK_SPLIT_ISOLATED, w->head, out);
         }
         tok_pieces_free(&words);
         break;
     }
     case TOK_PRETOK_WHITESPACE:
-        result = mark_regex(s, n, p->re, 1, &m) || emit(s, &m, TOK_SPLIT_REMOVED, first, out);
+        result = mark_regex(s, n, p->re, 1, &m) || emit(s, &m, TOK_SPLIT_REMOVED, head, out);
         break;
     case TOK_PRETOK_WHITESPACE_SPLIT:
-        result = mark_chars(s, n, pred_space, 0, &m) || emit(s, &m, TOK_SPLIT_REMOVED, first, out);
+        result = mark_chars(s, n, pred_space, 0, &m) || emit(s, &m, TOK_SPLIT_REMOVED, head, out);
         break;
     case TOK_PRETOK_PUNCTUATION:
-        result = mark_chars(s, n, pred_punct, 0, &m) || emit(s, &m, p->behavior, first, out);
+        result = mark_chars(s, n, pred_punct, 0, &m) || emit(s, &m, p->behavior, head, out);
         break;
     case TOK_PRETOK_CHAR_DELIMITER:
-        result = mark_chars(s, n, pred_equal, p->delimiter, &m) || emit(s, &m, TOK_SPLIT_REMOVED, first, out);
+        result = mark_chars(s, n, pred_equal, p->delimiter, &m) || emit(s, &m, TOK_SPLIT_REMOVED, head, out);
         break;
     case TOK_PRETOK_DIGITS:
         result = mark_chars(s, n, pred_digit, 0, &m) ||
-                 emit(s, &m, p->individual_digits ? TOK_SPLIT_ISOLATED : TOK_SPLIT_CONTIGUOUS, first, out);
+                 emit(s, &m, p->individual_digits ? TOK_SPLIT_ISOLATED : TOK_SPLIT_CONTIGUOUS, head, out);
         break;
     case TOK_PRETOK_SPLIT:
-        result = mark_regex(s, n, p->re, p->invert, &m) || emit(s, &m, p->behavior, first, out);
+        result = mark_regex(s, n, p->re, p->invert, &m) || emit(s, &m, p->behavior, head, out);
         break;
     case TOK_PRETOK_METASPACE:
-        result = tok_buf_put(&b, "", 0) || metaspace_text(p, s, n, first, &b);
+        result = tok_buf_put(&b, "", 0) || metaspace_text(p, s, n, &head, &b);
         if (result == 0)
             result = p->split ? mark_chars(b.s, b.n, pred_equal, p->delimiter, &m) ||
-                                    emit(b.s, &m, TOK_SPLIT_MERGED_WITH_NEXT, first, out)
-                              : tok_pieces_add(out, b.s, b.n, first, -1);
+                                    emit(b.s, &m, TOK_SPLIT_MERGED_WITH_NEXT, head, out)
+                              : tok_pieces_add(out, b.s, b.n, head, -1);
         break;
     case TOK_PRETOK_BYTE_LEVEL: {
         struct tok_pieces words = {0};
-        result = tok_buf_put(&b, " ", p->add_prefix_space && (n == 0 || s[0] != ' ')) ||
-                 tok_buf_put(&b, s, n);
+        int prefix = p->add_prefix_space && (n == 0 || s[0] != ' ');
+        result = tok_buf_put(&b, " ", (size_t)prefix) || tok_buf_put(&b, s, n);
+        if (head && prefix) head++;   /* the space aligns to the first character */
         if (result == 0)
-            result = p->re ? mark_regex(b.s, b.n, p->re, 0, &m) || emit(b.s, &m, TOK_SPLIT_ISOLATED, first, &words)
-                           : tok_pieces_add(&words, b.s, b.n, first, -1);
+            result = p->re ? mark_regex(b.s, b.n, p->re, 0, &m) || emit(b.s, &m, TOK_SPLIT_ISOLATED, head, &words)
+                           : tok_pieces_add(&words, b.s, b.n, head, -1);
         for (size_t i = 0; result == 0 && i < words.n; i++) {
             struct tok_buf mapped = {0};
             const struct tok_piece *w = &words.v[i];
-            for (size_t j = 0; result == 0 && j < w->len; j++)
+            size_t mapped_head = 0;
+            for (size_t j = 0; result == 0 && j < w->len; j++) {
                 result = tok_buf_putc(&mapped, tok_byte_char((unsigned char)words.text.s[w->off + j]));
-            if (result == 0) result = tok_pieces_add(out, mapped.s, mapped.n, w->first, -1);
+                if (j < w->head) mapped_head = mapped.n;
+            }
+            if (result == 0) result = tok_pieces_add(out, mapped.s, mapped.n, mapped_head, -1);
             tok_buf_free(&mapped);
         }
         tok_pieces_free(&words);
@@ -197,7 +205,7 @@ int tok_pretok_apply(const struct tok_pretok *p, struct tok_pieces *pieces) {
     struct tok_pieces out = {0};
     for (size_t i = 0; i < pieces->n; i++) {
         const struct tok_piece *w = &pieces->v[i];
-        if (cut(p, pieces->text.s + w->off, w->len, w->first, &out) != 0) {
+        if (cut(p, pieces->text.s + w->off, w->len, w->head, &out) != 0) {
             tok_pieces_free(&out);
             return -1;
         }

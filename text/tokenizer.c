@@ -35,7 +35,9 @@ static int encode_seq(const struct gpuq_tok *t, const char *text, size_t len, si
     struct tok_buf raw = {0}, s = {0};
     struct tok_pieces segs = {0}, sub = {0}, words = {0};
     int result = tok_utf8_clean(text, len, &raw);
-    if (result == 0) result = tok_added_split(t, 0, raw.s, raw.n, 1, &segs);
+    int32_t c0;   /* the first character is the one aligned to the original start */
+    size_t head = raw.n ? tok_utf8_next((const unsigned char *)raw.s, raw.n, &c0) : 0;
+    if (result == 0) result = tok_added_split(t, 0, raw.s, raw.n, head, &segs);
     for (size_t i = 0; result == 0 && i < segs.n && out->n < limit; i++) {
         const struct tok_piece *g = &segs.v[i];
         if (g->id >= 0) {
@@ -44,10 +46,10 @@ static int encode_seq(const struct gpuq_tok *t, const char *text, size_t len, si
         }
         s.n = 0;
         result = tok_buf_put(&s, segs.text.s + g->off, g->len);
-        int head = g->first;   /* Metaspace's "first": this text starts the original */
-        if (result == 0 && t->norm) result = tok_norm_apply(t->norm, &s, &head);
+        size_t h = g->head;
+        if (result == 0 && t->norm) result = tok_norm_apply(t->norm, &s, &h);
         sub.n = sub.text.n = 0;
-        if (result == 0) result = tok_added_split(t, 1, s.s, s.n, head, &sub);
+        if (result == 0) result = tok_added_split(t, 1, s.s, s.n, h, &sub);
         for (size_t j = 0; result == 0 && j < sub.n && out->n < limit; j++) {
             const struct tok_piece *w = &sub.v[j];
             if (w->id >= 0) {
@@ -55,7 +57,7 @@ static int encode_seq(const struct gpuq_tok *t, const char *text, size_t len, si
                 continue;
             }
             words.n = words.text.n = 0;
-            result = tok_pieces_add(&words, sub.text.s + w->off, w->len, w->first, -1);
+            result = tok_pieces_add(&words, sub.text.s + w->off, w->len, w->head, -1);
             if (result == 0) result = encode_words(t, &words, limit, out);
         }
     }

@@ -47,8 +47,9 @@ int tok_added_add(struct gpuq_tok *t, const char *text, int special, int single_
 /* Builds the match sets once all tokens are added. 0 or -1. */
 int tok_added_index(struct gpuq_tok *t);
 /* Cuts s[0, n) into pieces: added tokens (piece id set) and the text
- * between them (id -1), matching normalized tokens when normalized is set. */
-int tok_added_split(const struct gpuq_tok *t, int normalized, const char *s, size_t n, int first,
+ * between them (id -1), matching normalized tokens when normalized is set;
+ * head is s's (see struct tok_piece). */
+int tok_added_split(const struct gpuq_tok *t, int normalized, const char *s, size_t n, size_t head,
                     struct tok_pieces *out);
 /* The id of text: an added token's, else the model's; -1 when none. */
 int tok_token_to_id(const struct gpuq_tok *t, const char *text, size_t len);

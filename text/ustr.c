@@ -47,12 +47,12 @@ void tok_ids_free(struct tok_ids *ids) {
     memset(ids, 0, sizeof *ids);
 }
 
-int tok_pieces_add(struct tok_pieces *p, const char *s, size_t n, int first, int id) {
+int tok_pieces_add(struct tok_pieces *p, const char *s, size_t n, size_t head, int id) {
     if (!n) return 0;
     if (grow((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v) != 0) return -1;
     size_t off = p->text.n;
     if (tok_buf_put(&p->text, s, n) != 0) return -1;
-    p->v[p->n++] = (struct tok_piece){off, n, first, id};
+    p->v[p->n++] = (struct tok_piece){off, n, head < n ? head : n, id};
     return 0;
 }
 

@@ -20,12 +20,13 @@ struct tok_ids {
     size_t n, cap;
 };
 
-/* One pre-tokenized piece of pieces->text: its bytes, whether it begins the
- * original text (Metaspace's "first"), and a fixed id when it is an added
- * token (-1 otherwise). */
+/* One pre-tokenized piece of pieces->text: its bytes; head, how many of its
+ * first bytes `tokenizers` aligns to the original text's first character
+ * (Metaspace's "first" scheme prepends to a piece whose head is not empty);
+ * and a fixed id when it is an added token (-1 otherwise). */
 struct tok_piece {
     size_t off, len;
-    int first;
+    size_t head;
     int id;
 };
 
@@ -42,9 +43,9 @@ void tok_buf_free(struct tok_buf *b);
 int tok_ids_push(struct tok_ids *ids, int32_t id);
 void tok_ids_free(struct tok_ids *ids);
 
-/* Appends s[0, n) as a new piece; empty pieces are dropped (as `tokenizers`
- * drops empty splits). 0 or -1. */
-int tok_pieces_add(struct tok_pieces *p, const char *s, size_t n, int first, int id);
+/* Appends s[0, n) as a new piece (head clipped to n); empty pieces are
+ * dropped (as `tokenizers` drops empty splits). 0 or -1. */
+int tok_pieces_add(struct tok_pieces *p, const char *s, size_t n, size_t head, int id);
 void tok_pieces_free(struct tok_pieces *p);
 
 /* Decodes one character at s[0, n) (n >= 1); sets *c and returns its length. */
