@@ -10,11 +10,15 @@
 
 #include "text/tokenizer.h"
 
+static int hexval(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
 static int unhex(const char *s, size_t n, char *out) {
     for (size_t i = 0; i + 1 < n; i += 2) {
-        unsigned v;
-        if (sscanf(s + i, "%2x", &v) != 1) return -1;
-        out[i / 2] = (char)v;
+        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        out[i / 2] = (char)(hi << 4 | lo);
     }
     return 0;
 }

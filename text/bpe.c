@@ -122,10 +122,22 @@ static int merge_all(const struct tok_model *m, struct sym *w, int n) {
 
 /* ---- a word ---- */
 
-static int add_sym(struct sym *w, int *n, int32_t id) {
-    w[*n] = (struct sym){id, *n - 1, -1, 1};
-    if (*n) w[*n - 1].next = *n;
-    (*n)++;
+struct word {
+    struct sym *v;
+    int n, cap;
+};
+
+static int add_sym(struct word *w, int32_t id) {
+    if (w->n == w->cap) {
+        int cap = w->cap ? w->cap * 2 : 64;
+        struct sym *v = realloc(w->v, (size_t)cap * sizeof *v);
+        if (!v) return -1;
+        w->v = v;
+        w->cap = cap;
+    }
+    w->v[w->n] = (struct sym){id, w->n - 1, -1, 1};
+    if (w->n) w->v[w->n - 1].next = w->n;
+    w->n++;
     return 0;
 }
 
@@ -133,10 +145,9 @@ int tok_bpe_tokenize(const struct tok_model *m, const char *s, size_t n, struct 
     int32_t whole;
     if (m->ignore_merges && (whole = gpuq_vocab_find(&m->vocab, s, n)) >= 0) return tok_ids_push(out, whole);
     size_t plen = m->prefix ? strlen(m->prefix) : 0, slen = m->suffix ? strlen(m->suffix) : 0;
-    struct sym *w = malloc((n * (plen + slen + 4) + 1) * sizeof *w);   /* byte fallback: a symbol per byte */
+    struct word w = {0};
     char *key = malloc(plen + slen + 5);
-    int count = 0, unk_pending = 0, result = 0;
-    if (!w || !key) result = -1;
+    int unk_pending = 0, result = key ? 0 : -1;
     for (size_t i = 0; i < n && result == 0;) {
         int32_t c;
         size_t k = tok_utf8_next((const unsigned char *)s + i, n - i, &c), kl = 0;
@@ -147,9 +158,9 @@ int tok_bpe_tokenize(const struct tok_model *m, const char *s, size_t n, struct 
         if (i == n && slen) { memcpy(key + kl, m->suffix, slen); kl += slen; }
         int32_t id = gpuq_vocab_find(&m->vocab, key, kl);
         if (id >= 0) {
-            if (unk_pending) add_sym(w, &count, m->unk_id);
+            if (unk_pending) result = add_sym(&w, m->unk_id);
             unk_pending = 0;
-            add_sym(w, &count, id);
+            if (result == 0) result = add_sym(&w, id);
             continue;
         }
         if (m->byte_fallback) {
@@ -161,20 +172,20 @@ int tok_bpe_tokenize(const struct tok_model *m, const char *s, size_t n, struct 
                 if ((b[j] = gpuq_vocab_find(&m->vocab, name, 6)) < 0) break;
             }
             if (j == kl) {   /* added before a pending unknown token, as `tokenizers` does */
-                for (j = 0; j < kl; j++) add_sym(w, &count, b[j]);
+                for (j = 0; j < kl && result == 0; j++) result = add_sym(&w, b[j]);
                 continue;
             }
         }
         if (m->unk_id >= 0) {
-            if (unk_pending && !m->fuse_unk) add_sym(w, &count, m->unk_id);
+            if (unk_pending && !m->fuse_unk) result = add_sym(&w, m->unk_id);
             unk_pending = 1;
         }
     }
-    if (unk_pending) add_sym(w, &count, m->unk_id);
-    if (result == 0) result = merge_all(m, w, count);
-    for (int i = 0; i < count && result == 0; i++)
-        if (w[i].alive) result = tok_ids_push(out, w[i].id);
-    free(w);
+    if (unk_pending && result == 0) result = add_sym(&w, m->unk_id);
+    if (result == 0) result = merge_all(m, w.v, w.n);
+    for (int i = 0; i < w.n && result == 0; i++)
+        if (w.v[i].alive) result = tok_ids_push(out, w.v[i].id);
+    free(w.v);
     free(key);
     return result;
 }
