@@ -75,6 +75,33 @@ static void test_long_text(void) {
     gpuq_tok_destroy(t);
 }
 
+/* Pairs: [CLS] A [SEP] B [SEP] with type ids, cut longest first. */
+static void test_pair(void) {
+    struct gpuq_tok *t = tiny();
+    if (!t) return;
+    int32_t ids[16], types[16];
+    CHECK(gpuq_tok_special_count(t, 0) == 2 && gpuq_tok_special_count(t, 1) == 3);
+    CHECK(gpuq_tok_encode_pair(t, "un", 2, "a", 1, 16, ids, types) == 5);
+    CHECK(memcmp(ids, (int32_t[]){2, 5, 3, 11, 3}, 5 * sizeof *ids) == 0);
+    CHECK(memcmp(types, (int32_t[]){0, 0, 0, 1, 1}, 5 * sizeof *types) == 0);
+    /* 3 + 1 pieces in room for 3: the longer text gives one up */
+    CHECK(gpuq_tok_encode_pair(t, "un un un", 8, "a", 1, 6, ids, types) == 6);
+    CHECK(memcmp(ids, (int32_t[]){2, 5, 5, 3, 11, 3}, 6 * sizeof *ids) == 0);
+    /* both too long: half each, the odd one to the second */
+    CHECK(gpuq_tok_encode_pair(t, "un un un", 8, "a a a a", 7, 8, ids, types) == 8);
+    CHECK(memcmp(ids, (int32_t[]){2, 5, 5, 3, 11, 11, 11, 3}, 8 * sizeof *ids) == 0);
+    CHECK(gpuq_tok_encode_pair(t, "un", 2, "a", 1, 2, ids, types) == -1);   /* no room for the specials */
+    CHECK(gpuq_tok_encode_pair(t, "un", 2, NULL, 0, 4, ids, NULL) == 3);   /* NULL b: one text */
+    CHECK(gpuq_tok_pad_id(t) == -1 && gpuq_tok_padding_left(t) == 0);
+    gpuq_tok_destroy(t);
+    static const char cfg[] = "{\"pad_token\": \"[PAD]\", \"padding_side\": \"left\"}";
+    char err[256];
+    t = gpuq_tok_parse(tiny_tokenizer_json, sizeof tiny_tokenizer_json - 1, NULL, 0, cfg, sizeof cfg - 1, err,
+                       sizeof err);
+    CHECK(t && gpuq_tok_pad_id(t) == 0 && gpuq_tok_padding_left(t) == 1);
+    gpuq_tok_destroy(t);
+}
+
 static void refuses(const char *json, const char *want) {
     char err[256] = "";
     struct gpuq_tok *t = gpuq_tok_parse(json, strlen(json), NULL, 0, NULL, 0, err, sizeof err);
@@ -151,6 +178,7 @@ static void test_vocab(void) {
 int main(void) {
     test_pipeline();
     test_long_text();
+    test_pair();
     test_refusals();
     test_vocab_txt();
     test_vocab();
