@@ -252,8 +252,26 @@ def with_split(spec, behavior, invert):
     return spec
 
 
+def with_components(spec, normalizer, pre_tokenizer):
+    """spec with its normalizer and pre-tokenizer swapped (the vocabulary
+    still serves: what it lacks is unknown)."""
+    spec = json.loads(json.dumps(spec))
+    spec["normalizer"] = json.loads(normalizer.__getstate__()) if normalizer else None
+    spec["pre_tokenizer"] = json.loads(pre_tokenizer.__getstate__()) if pre_tokenizer else None
+    return spec
+
+
 def build_variants(root):
-    specs = {"wordpiece_misc": wordpiece_json(), "bpe_suffix": bpe_suffix_json(),
+    wordpiece = wordpiece_json()
+    specs = {"wordpiece_misc": wordpiece, "bpe_suffix": bpe_suffix_json(),
+             "wordpiece_delimiters": with_components(
+                 wordpiece, normalizers.Sequence([normalizers.NFKC(), normalizers.Strip(left=False, right=True),
+                                                  normalizers.Lowercase()]),
+                 pre_tokenizers.Sequence([pre_tokenizers.CharDelimiterSplit("-"),
+                                          pre_tokenizers.Digits(individual_digits=False),
+                                          pre_tokenizers.WhitespaceSplit(),
+                                          pre_tokenizers.Punctuation(behavior="merged_with_previous")])),
+             "wordpiece_bare": with_components(wordpiece, None, None),
              "llama_bytes": llama_bytes_json(), "unigram_first": unigram_json("first", False),
              "unigram_never": unigram_json("never", True)}
     qwen = qwen_json()
