@@ -1,7 +1,9 @@
-/* test_tokenizer.c -- the WordPiece tokenizer on a tiny vocabulary: the
- * pipeline's steps one by one, truncation, invalid UTF-8, and the loader's
- * refusals. The token-for-token comparison with Hugging Face on the real
- * model is tests/ref/test_tokenizer.py. */
+/* test_tokenizer.c -- the tokenizer on a tiny WordPiece vocabulary: the
+ * pipeline's steps one by one, truncation, pairs with type ids, invalid
+ * UTF-8, the vocab.txt path, and the loader's one-line refusals of what is
+ * not implemented. The token-for-token comparisons with Hugging Face
+ * `tokenizers` are tests/ref/test_tokenizer.py (the real BERT model),
+ * test_tokenizers.py (every pipeline kind) and test_tokenizer_unicode.py. */
 #include "text/tokenizer.h"
 #include "tests/check.h"
 #include "tests/tiny_tokenizer.h"
