@@ -115,10 +115,10 @@ static void refuses(const char *json, const char *want) {
 
 static void test_refusals(void) {
     refuses("{", "tokenizer.json:");
-    refuses("{\"model\": {\"type\": \"WordLevel\"}}", "model 'WordLevel' is not supported");
+    refuses("{\"model\": {\"type\": \"WordLevels\"}}", "model 'WordLevels' is not supported");
     refuses("{\"model\": {\"type\": \"BPE\"}}", "BPE needs a vocab object and a merges list");
 #define WP "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"a\": 1}}, "
-    refuses(WP "\"normalizer\": {\"type\": \"Nmt\"}}", "normalizer 'Nmt' is not supported");
+    refuses(WP "\"normalizer\": {\"type\": \"Nmts\"}}", "normalizer 'Nmts' is not supported");
     refuses(WP "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}, "
             "{\"type\": \"ByteLevel\"}]}}", "normalizer 'ByteLevel' is not supported");
     refuses(WP "\"pre_tokenizer\": {\"type\": \"UnicodeScripts\"}}", "pre_tokenizer 'UnicodeScripts' is not supported");

@@ -1,7 +1,7 @@
-/* model.h -- tokenizer.json's "model": WordPiece, Unigram or BPE, turning
- * one pre-tokenized piece into ids. Each lives in its own file (wordpiece.c,
- * unigram.c, bpe.c) with its parse, tokenize and free; this header is the
- * one struct they share and the calls the pipeline makes. */
+/* model.h -- tokenizer.json's "model": WordPiece, Unigram, BPE or WordLevel,
+ * turning one pre-tokenized piece into ids. Each lives in its own file
+ * (wordpiece.c, unigram.c, bpe.c, wordlevel.c) with its parse and tokenize;
+ * this header is the one struct they share and the calls the pipeline makes. */
 #ifndef GPUQ_TOK_MODEL_H
 #define GPUQ_TOK_MODEL_H
 
@@ -10,7 +10,7 @@
 #include "text/ustr.h"
 #include "text/vocab.h"
 
-enum tok_model_kind { TOK_MODEL_WORDPIECE, TOK_MODEL_UNIGRAM, TOK_MODEL_BPE };
+enum tok_model_kind { TOK_MODEL_WORDPIECE, TOK_MODEL_UNIGRAM, TOK_MODEL_BPE, TOK_MODEL_WORDLEVEL };
 
 struct tok_merge_map;   /* bpe.c */
 
@@ -40,6 +40,7 @@ int tok_model_parse(struct tok_model *m, json_t *j, char *err, size_t errlen);
 int tok_wordpiece_parse(struct tok_model *m, json_t *j, char *err, size_t errlen);
 int tok_unigram_parse(struct tok_model *m, json_t *j, char *err, size_t errlen);
 int tok_bpe_parse(struct tok_model *m, json_t *j, char *err, size_t errlen);
+int tok_wordlevel_parse(struct tok_model *m, json_t *j, char *err, size_t errlen);
 
 /* Appends the ids of piece s[0, n) (valid UTF-8, not empty). 0, or -1 on no
  * memory or a piece the model cannot encode (no unknown token to fall on). */
@@ -47,6 +48,7 @@ int tok_model_tokenize(const struct tok_model *m, const char *s, size_t n, struc
 int tok_wordpiece_tokenize(const struct tok_model *m, const char *s, size_t n, struct tok_ids *out);
 int tok_unigram_tokenize(const struct tok_model *m, const char *s, size_t n, struct tok_ids *out);
 int tok_bpe_tokenize(const struct tok_model *m, const char *s, size_t n, struct tok_ids *out);
+int tok_wordlevel_tokenize(const struct tok_model *m, const char *s, size_t n, struct tok_ids *out);
 
 void tok_model_free(struct tok_model *m);
 void tok_bpe_free(struct tok_model *m);

@@ -103,6 +103,23 @@ static int bert(const struct tok_norm *n, const struct tok_buf *s, struct tok_bu
 
 /* ---- the others ---- */
 
+/* Nmt: ASCII controls dropped, some spaces, joiners and U+2581 read as ' '. */
+static int nmt_drop(int32_t c) {
+    return (c >= 1 && c <= 8) || c == 0x0b || (c >= 0x0e && c <= 0x1f) || c == 0x7f || c == 0x8f || c == 0x9f;
+}
+
+static int nmt(const struct tok_buf *s, struct tok_buf *o) {
+    for (size_t i = 0; i < s->n;) {
+        int32_t c;
+        size_t k = tok_utf8_next((const unsigned char *)s->s + i, s->n - i, &c);
+        int space = c == 0x09 || c == 0x0a || c == 0x0c || c == 0x0d || c == 0x1680 || (c >= 0x200b && c <= 0x200f) ||
+                    c == 0x2028 || c == 0x2029 || c == 0x2581 || c == 0xfeff || c == 0xfffd;
+        if (!nmt_drop(c) && (space ? tok_buf_put(o, " ", 1) : tok_buf_put(o, s->s + i, k))) return -1;
+        i += k;
+    }
+    return 0;
+}
+
 static int lowercase(const struct tok_buf *s, struct tok_buf *o) {
     for (size_t i = 0; i < s->n;) {
         int32_t c;
@@ -159,6 +176,7 @@ static int apply_one(const struct tok_norm *n, const struct tok_buf *s, struct t
     case TOK_NORM_PREPEND:
         return (s->n ? tok_buf_put(o, n->text, strlen(n->text)) : 0) || tok_buf_put(o, s->s, s->n);
     case TOK_NORM_PRECOMPILED: return tok_charsmap_apply(&n->charsmap, s->s, s->n, o);
+    case TOK_NORM_NMT: return nmt(s, o);
     case TOK_NORM_SEQUENCE: break;
     }
     return -1;
@@ -219,7 +237,7 @@ static const struct { const char *name; enum tok_norm_kind kind; } kinds[] = {
     {"NFKC", TOK_NORM_NFKC}, {"NFKD", TOK_NORM_NFKD}, {"Lowercase", TOK_NORM_LOWERCASE},
     {"Strip", TOK_NORM_STRIP}, {"StripAccents", TOK_NORM_STRIP_ACCENTS},
     {"Replace", TOK_NORM_REPLACE}, {"Prepend", TOK_NORM_PREPEND},
-    {"Precompiled", TOK_NORM_PRECOMPILED}, {"Sequence", TOK_NORM_SEQUENCE},
+    {"Precompiled", TOK_NORM_PRECOMPILED}, {"Nmt", TOK_NORM_NMT}, {"Sequence", TOK_NORM_SEQUENCE},
 };
 
 int tok_norm_parse(struct tok_norm *n, json_t *j, char *err, size_t errlen) {

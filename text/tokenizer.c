@@ -14,6 +14,7 @@ int tok_model_tokenize(const struct tok_model *m, const char *s, size_t n, struc
     case TOK_MODEL_WORDPIECE: return tok_wordpiece_tokenize(m, s, n, out);
     case TOK_MODEL_UNIGRAM: return tok_unigram_tokenize(m, s, n, out);
     case TOK_MODEL_BPE: return tok_bpe_tokenize(m, s, n, out);
+    case TOK_MODEL_WORDLEVEL: return tok_wordlevel_tokenize(m, s, n, out);
     }
     return -1;
 }

@@ -2,11 +2,11 @@
  *
  * A tokenizer is the pipeline a model folder's tokenizer.json names, run as
  * the `tokenizers` package runs it: added tokens cut out of the text; the
- * normalizer (BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, Strip,
+ * normalizer (BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, Strip, Nmt,
  * StripAccents, Replace, Prepend, Precompiled, Sequence); the pre-tokenizer
  * (BertPreTokenizer, Whitespace, WhitespaceSplit, Punctuation,
  * CharDelimiterSplit, Metaspace, ByteLevel, Split, Digits, Sequence); the
- * model (WordPiece, Unigram, BPE with byte-level BPE); truncation
+ * model (WordPiece, Unigram, BPE with byte-level BPE, WordLevel); truncation
  * (longest first for pairs, right or left); the post-processor
  * (BertProcessing, RobertaProcessing, TemplateProcessing, ByteLevel,
  * Sequence). A folder with only vocab.txt is a BERT WordPiece pipeline, as
@@ -15,6 +15,12 @@
  *
  * Invalid UTF-8 is never an error: each maximal ill-formed subsequence reads
  * as U+FFFD, as Python's bytes.decode("utf-8", "replace") reads it.
+ *
+ * Unicode tables: BERT's control, accent and punctuation classes are
+ * Unicode 8.0's and the normalization forms 9.0's, as the reference has
+ * them. A character first assigned in Unicode 15.0 or later may still
+ * split differently in a regex pre-tokenizer (Debian's PCRE2 knows Unicode
+ * 14), in Digits or in Lowercase (utf8proc knows 15.0; the reference 16.0).
  *
  * No I/O except gpuq_tok_load, which reads the model folder. A loaded
  * tokenizer is read-only: any number of threads may encode with it. */

@@ -48,6 +48,10 @@ static int parse_model(struct tok_model *m, json_t *j, char *err, size_t errlen)
         m->kind = TOK_MODEL_BPE;
         return tok_bpe_parse(m, j, err, errlen);
     }
+    if (type && strcmp(type, "WordLevel") == 0) {
+        m->kind = TOK_MODEL_WORDLEVEL;
+        return tok_wordlevel_parse(m, j, err, errlen);
+    }
     m->kind = TOK_MODEL_WORDPIECE;   /* nothing to free */
     snprintf(err, errlen, "tokenizer.json: model '%.40s' is not supported", type ? type : "(no type)");
     return -1;

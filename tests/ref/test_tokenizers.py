@@ -11,8 +11,8 @@ NFD/Lowercase/StripAccents/Strip and Whitespace; BPE with a subword prefix,
 an end-of-word suffix and fused unknowns behind NFKC, WhitespaceSplit,
 Punctuation and Digits; Llama 2's Prepend/Replace with byte fallback;
 Unigram behind NFKD and a Replace regex with Metaspace's other prepend
-schemes; every Split behaviour, inverted or not; added tokens that are
-normalized, single-word or stripped). The tokenizers are built at test
+schemes; WordLevel behind Nmt; every Split behaviour, inverted or not;
+added tokens that are normalized, single-word or stripped). The tokenizers are built at test
 time by tok_models.py; the expected ids always come from the reference,
 live."""
 import json

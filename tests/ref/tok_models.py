@@ -244,6 +244,15 @@ def unigram_json(prepend_scheme, split):
     return json.loads(tok.to_str())
 
 
+def wordlevel_json():
+    tok = _train(models.WordLevel(unk_token="<unk>"),
+                 trainers.WordLevelTrainer(vocab_size=800, show_progress=False,
+                                           special_tokens=["<unk>", "[CLS]", "[SEP]"]),
+                 normalizers.Sequence([normalizers.Nmt(), normalizers.NFC()]), pre_tokenizers.Whitespace())
+    tok.post_processor = _template(tok, "[CLS]", "[SEP]")
+    return json.loads(tok.to_str())
+
+
 def with_split(spec, behavior, invert):
     """The Qwen spec with its Split's behaviour and invert changed."""
     spec = json.loads(json.dumps(spec))
@@ -271,7 +280,7 @@ def build_variants(root):
                                           pre_tokenizers.Digits(individual_digits=False),
                                           pre_tokenizers.WhitespaceSplit(),
                                           pre_tokenizers.Punctuation(behavior="merged_with_previous")])),
-             "wordpiece_bare": with_components(wordpiece, None, None),
+             "wordpiece_bare": with_components(wordpiece, None, None), "wordlevel_nmt": wordlevel_json(),
              "llama_bytes": llama_bytes_json(), "unigram_first": unigram_json("first", False),
              "unigram_never": unigram_json("never", True)}
     qwen = qwen_json()
