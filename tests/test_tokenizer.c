@@ -120,12 +120,12 @@ static void test_refusals(void) {
 #define WP "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"a\": 1}}, "
     refuses(WP "\"normalizer\": {\"type\": \"Nmts\"}}", "normalizer 'Nmts' is not supported");
     refuses(WP "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}, "
-            "{\"type\": \"ByteLevel\"}]}}", "normalizer 'ByteLevel' is not supported");
+            "{\"type\": \"Bytes\"}]}}", "normalizer 'Bytes' is not supported");
     refuses(WP "\"pre_tokenizer\": {\"type\": \"UnicodeScripts\"}}", "pre_tokenizer 'UnicodeScripts' is not supported");
     refuses(WP "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
             "\"behavior\": \"Isolated\"}}", "regex \"(\"");
     refuses(WP "\"post_processor\": {\"type\": \"Fancy\"}}", "post_processor 'Fancy' is not supported");
-    refuses(WP "\"truncation\": {\"strategy\": \"OnlyFirst\", \"max_length\": 8}}", "truncation strategy 'OnlyFirst'");
+    refuses(WP "\"truncation\": {\"strategy\": \"OnlyThird\", \"max_length\": 8}}", "truncation strategy 'OnlyThird'");
     refuses(WP "\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"AAA\"}}",
             "precompiled_charsmap is malformed");
     refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", "unk_token");

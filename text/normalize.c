@@ -2,6 +2,8 @@
  * string, swapped in at the end. */
 #include "text/normalize.h"
 
+#include "text/pretok.h"   /* tok_byte_char */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +179,10 @@ static int apply_one(const struct tok_norm *n, const struct tok_buf *s, struct t
         return (s->n ? tok_buf_put(o, n->text, strlen(n->text)) : 0) || tok_buf_put(o, s->s, s->n);
     case TOK_NORM_PRECOMPILED: return tok_charsmap_apply(&n->charsmap, s->s, s->n, o);
     case TOK_NORM_NMT: return nmt(s, o);
+    case TOK_NORM_BYTE_LEVEL:   /* each byte as byte-level BPE's character */
+        for (size_t i = 0; i < s->n; i++)
+            if (tok_buf_putc(o, tok_byte_char((unsigned char)s->s[i]))) return -1;
+        return 0;
     case TOK_NORM_SEQUENCE: break;
     }
     return -1;
@@ -237,7 +243,8 @@ static const struct { const char *name; enum tok_norm_kind kind; } kinds[] = {
     {"NFKC", TOK_NORM_NFKC}, {"NFKD", TOK_NORM_NFKD}, {"Lowercase", TOK_NORM_LOWERCASE},
     {"Strip", TOK_NORM_STRIP}, {"StripAccents", TOK_NORM_STRIP_ACCENTS},
     {"Replace", TOK_NORM_REPLACE}, {"Prepend", TOK_NORM_PREPEND},
-    {"Precompiled", TOK_NORM_PRECOMPILED}, {"Nmt", TOK_NORM_NMT}, {"Sequence", TOK_NORM_SEQUENCE},
+    {"Precompiled", TOK_NORM_PRECOMPILED}, {"Nmt", TOK_NORM_NMT},
+    {"ByteLevel", TOK_NORM_BYTE_LEVEL}, {"Sequence", TOK_NORM_SEQUENCE},
 };
 
 int tok_norm_parse(struct tok_norm *n, json_t *j, char *err, size_t errlen) {

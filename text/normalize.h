@@ -1,6 +1,6 @@
 /* normalize.h -- tokenizer.json's "normalizer": BertNormalizer, NFC, NFD,
  * NFKC, NFKD, Lowercase, Strip, StripAccents, Replace, Prepend, Precompiled,
- * Nmt and Sequence, each as `tokenizers` applies it to a text. */
+ * Nmt, ByteLevel and Sequence, each as `tokenizers` applies it to a text. */
 #ifndef GPUQ_TOK_NORMALIZE_H
 #define GPUQ_TOK_NORMALIZE_H
 
@@ -13,7 +13,7 @@
 enum tok_norm_kind {
     TOK_NORM_BERT, TOK_NORM_NFC, TOK_NORM_NFD, TOK_NORM_NFKC, TOK_NORM_NFKD, TOK_NORM_LOWERCASE,
     TOK_NORM_STRIP, TOK_NORM_STRIP_ACCENTS, TOK_NORM_REPLACE, TOK_NORM_PREPEND,
-    TOK_NORM_PRECOMPILED, TOK_NORM_NMT, TOK_NORM_SEQUENCE,
+    TOK_NORM_PRECOMPILED, TOK_NORM_NMT, TOK_NORM_BYTE_LEVEL, TOK_NORM_SEQUENCE,
 };
 
 struct tok_norm {

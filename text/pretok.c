@@ -188,6 +188,17 @@ static int cut(const struct tok_pretok *p, const char *s, size_t n, size_t head,
         tok_pieces_free(&words);
         break;
     }
+    case TOK_PRETOK_FIXED_LENGTH:   /* pieces of length characters */
+        result = 0;
+        for (size_t i = 0, start = 0, chars = 0; result == 0 && i < n; chars++) {
+            int32_t c;
+            i += tok_utf8_next((const unsigned char *)s + i, n - i, &c);
+            if ((chars + 1) % p->length == 0 || i == n) {
+                result = tok_pieces_add(out, s + start, i - start, head > start ? head - start : 0, -1);
+                start = i;
+            }
+        }
+        break;
     case TOK_PRETOK_SEQUENCE:
         break;
     }
@@ -252,6 +263,7 @@ static const struct { const char *name; enum tok_pretok_kind kind; } kinds[] = {
     {"WhitespaceSplit", TOK_PRETOK_WHITESPACE_SPLIT}, {"Punctuation", TOK_PRETOK_PUNCTUATION},
     {"CharDelimiterSplit", TOK_PRETOK_CHAR_DELIMITER}, {"Metaspace", TOK_PRETOK_METASPACE},
     {"ByteLevel", TOK_PRETOK_BYTE_LEVEL}, {"Split", TOK_PRETOK_SPLIT}, {"Digits", TOK_PRETOK_DIGITS},
+    {"FixedLength", TOK_PRETOK_FIXED_LENGTH},
     {"Sequence", TOK_PRETOK_SEQUENCE},
 };
 
@@ -279,6 +291,13 @@ int tok_pretok_parse(struct tok_pretok *p, json_t *j, char *err, size_t errlen) 
     case TOK_PRETOK_DIGITS:
         p->individual_digits = flag(j, "individual_digits", 0);
         return 0;
+    case TOK_PRETOK_FIXED_LENGTH: {
+        json_t *len = json_object_get(j, "length");
+        p->length = 5;
+        if (len && (!json_is_integer(len) || json_integer_value(len) < 1)) break;
+        if (len) p->length = (size_t)json_integer_value(len);
+        return 0;
+    }
     case TOK_PRETOK_SPLIT:
         if (behavior(json_object_get(j, "behavior"), TOK_SPLIT_REMOVED, &p->behavior) != 0 ||
             !json_object_get(j, "behavior"))

@@ -100,12 +100,21 @@ int gpuq_tok_encode_pair(const struct gpuq_tok *t, const char *a, size_t alen, c
     size_t budget = (size_t)(max_length - added);
     struct tok_ids ia = {0}, ib = {0};
     /* one text cut from the end: the model may stop early */
-    size_t limit = !pair && !t->trunc_left ? budget : (size_t)-1;
+    size_t limit = !pair && !t->trunc_left && t->trunc != TOK_TRUNC_ONLY_SECOND ? budget : (size_t)-1;
     int n = -1;
     if (encode_seq(t, a, alen, limit, &ia) != 0 || (pair && encode_seq(t, b, blen, limit, &ib) != 0))
         goto out;
-    if (pair) truncate_pair(&ia, &ib, budget, t->trunc_left);
-    else cut(&ia, budget, t->trunc_left);
+    if (budget && ia.n + ib.n > budget && t->trunc != TOK_TRUNC_LONGEST_FIRST) {
+        /* OnlyFirst, OnlySecond: that text gives up all, or the encoding fails */
+        struct tok_ids *target = t->trunc == TOK_TRUNC_ONLY_FIRST ? &ia : pair ? &ib : NULL;
+        size_t remove = ia.n + ib.n - budget;
+        if (!target || target->n <= remove) goto out;
+        cut(target, target->n - remove, t->trunc_left);
+    } else if (pair) {
+        truncate_pair(&ia, &ib, budget, t->trunc_left);
+    } else {
+        cut(&ia, budget, t->trunc_left);
+    }
     n = tok_post_apply(&t->post, ia.v, (int)ia.n, pair ? (ib.v ? ib.v : ids) : NULL, (int)ib.n, ids,
                        type_ids);
 out:

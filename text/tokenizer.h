@@ -3,11 +3,12 @@
  * A tokenizer is the pipeline a model folder's tokenizer.json names, run as
  * the `tokenizers` package runs it: added tokens cut out of the text; the
  * normalizer (BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, Strip, Nmt,
- * StripAccents, Replace, Prepend, Precompiled, Sequence); the pre-tokenizer
- * (BertPreTokenizer, Whitespace, WhitespaceSplit, Punctuation,
- * CharDelimiterSplit, Metaspace, ByteLevel, Split, Digits, Sequence); the
- * model (WordPiece, Unigram, BPE with byte-level BPE, WordLevel); truncation
- * (longest first for pairs, right or left); the post-processor
+ * StripAccents, Replace, Prepend, Precompiled, ByteLevel, Sequence); the
+ * pre-tokenizer (BertPreTokenizer, Whitespace, WhitespaceSplit, Punctuation,
+ * CharDelimiterSplit, Metaspace, ByteLevel, Split, Digits, FixedLength,
+ * Sequence); the model (WordPiece, Unigram, BPE with byte-level BPE,
+ * WordLevel); truncation (longest first, OnlyFirst or OnlySecond; right or
+ * left); the post-processor
  * (BertProcessing, RobertaProcessing, TemplateProcessing, ByteLevel,
  * Sequence). A folder with only vocab.txt is a BERT WordPiece pipeline, as
  * transformers builds it. A component that is not implemented fails the
@@ -50,7 +51,9 @@ void gpuq_tok_destroy(struct gpuq_tok *t);
  * fit (from the end, or the start when the folder truncates left), inside
  * the post-processor's special tokens. Returns the number of ids, or -1 when
  * max_length is under gpuq_tok_special_count(t, 0) (or 1), memory runs out,
- * or the model has no unknown token for a piece it cannot cut. */
+ * the model has no unknown token for a piece it cannot cut, or (as the
+ * reference fails) the folder's OnlyFirst/OnlySecond truncation cannot cut
+ * the text it names. */
 int gpuq_tok_encode(const struct gpuq_tok *t, const char *text, size_t len, int max_length,
                     int32_t *ids);
 

@@ -37,6 +37,7 @@ struct gpuq_tok {
     int next_id;                 /* the id the next new added token takes */
     int model_max_length;
     int pad_id, pad_left, trunc_left;
+    enum { TOK_TRUNC_LONGEST_FIRST, TOK_TRUNC_ONLY_FIRST, TOK_TRUNC_ONLY_SECOND } trunc;
 };
 
 /* Adds a token as `tokenizers` adds it (an id from the model's vocabulary

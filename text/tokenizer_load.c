@@ -94,7 +94,9 @@ static int parse_tokenizer_json(struct gpuq_tok *t, json_t *root, json_t *cfg, c
     }
     if (tok_post_parse(&t->post, json_object_get(root, "post_processor"), err, errlen) != 0) goto out;
     const char *strategy = json_string_value(json_object_get(trunc, "strategy"));
-    if (strategy && strcmp(strategy, "LongestFirst") != 0)
+    if (strategy && strcmp(strategy, "OnlyFirst") == 0) t->trunc = TOK_TRUNC_ONLY_FIRST;
+    else if (strategy && strcmp(strategy, "OnlySecond") == 0) t->trunc = TOK_TRUNC_ONLY_SECOND;
+    else if (strategy && strcmp(strategy, "LongestFirst") != 0)
         FAIL("tokenizer.json: truncation strategy '%.40s' is not supported", strategy);
     t->next_id = t->model.kind == TOK_MODEL_UNIGRAM ? (int)json_array_size(json_object_get(json_object_get(root, "model"), "vocab"))
                                                     : t->model.vocab.n_tokens;

@@ -11,8 +11,9 @@ NFD/Lowercase/StripAccents/Strip and Whitespace; BPE with a subword prefix,
 an end-of-word suffix and fused unknowns behind NFKC, WhitespaceSplit,
 Punctuation and Digits; Llama 2's Prepend/Replace with byte fallback;
 Unigram behind NFKD and a Replace regex with Metaspace's other prepend
-schemes; WordLevel behind Nmt; every Split behaviour, inverted or not;
-added tokens that are normalized, single-word or stripped). The tokenizers are built at test
+schemes; WordLevel behind Nmt; ByteLevel normalizer with FixedLength;
+every Split behaviour, inverted or not; added tokens that are normalized,
+single-word or stripped; OnlyFirst and OnlySecond truncation). The tokenizers are built at test
 time by tok_models.py; the expected ids always come from the reference,
 live."""
 import json
@@ -51,22 +52,30 @@ def encode_c(folder, items, max_length):
         raise AssertionError(f"tok_ids {folder}: {r.stderr.strip()}")
     out = []
     for line in r.stdout.splitlines():
+        if line == "error":
+            out.append("error")
+            continue
         ids, _, types = line.partition("|")
         parse = lambda s: [int(x) for x in s.split()]
         out.append((parse(ids), parse(types)) if "|" in line else parse(ids))
     return out
 
 
-def encode_hf(tok, items, max_length, direction="right"):
+def encode_hf(tok, items, max_length, direction="right", strategy="longest_first"):
+    """As encode_c; "error" where the reference raises (a text too short
+    for OnlyFirst or OnlySecond truncation)."""
     tok.no_padding()
-    tok.enable_truncation(max_length=max_length, direction=direction)
+    tok.enable_truncation(max_length=max_length, direction=direction, strategy=strategy)
     out = []
     for i in items:
-        if isinstance(i, tuple):
-            e = tok.encode(i[0].decode("utf-8", "replace"), i[1].decode("utf-8", "replace"))
-            out.append((e.ids, e.type_ids))
-        else:
-            out.append(tok.encode(i.decode("utf-8", "replace")).ids)
+        try:
+            if isinstance(i, tuple):
+                e = tok.encode(i[0].decode("utf-8", "replace"), i[1].decode("utf-8", "replace"))
+                out.append((e.ids, e.type_ids))
+            else:
+                out.append(tok.encode(i.decode("utf-8", "replace")).ids)
+        except Exception:
+            out.append("error")
     return out
 
 
@@ -83,12 +92,13 @@ class TestTokenizers(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp)
 
-    def compare(self, folder, max_lengths=(512, 64, 9), direction="right"):
+    def compare(self, folder, max_lengths=(512, 64, 9), direction="right", strategy="longest_first"):
         with open(os.path.join(folder, "tokenizer.json")) as f:
             tok = Tokenizer.from_str(f.read())
         for max_length in max_lengths:
             for items in (self.texts, self.pairs):
-                got, want = encode_c(folder, items, max_length), encode_hf(tok, items, max_length, direction)
+                got = encode_c(folder, items, max_length)
+                want = encode_hf(tok, items, max_length, direction, strategy)
                 self.assertEqual(len(got), len(items))
                 for item, g, w in zip(items, got, want):
                     self.assertEqual(g, w, f"{os.path.basename(folder)}: {item!r:.80} (max_length {max_length})")
@@ -156,6 +166,21 @@ class TestTokenizers(unittest.TestCase):
                 got, want = encode_c(folder, items, 64), encode_hf(tok, items, 64)
                 for item, g, w in zip(items, got, want):
                     self.assertEqual(g, w, f"{name}: {item!r}")
+
+    def test_truncation_strategies(self):
+        """OnlyFirst and OnlySecond (the encoding fails where the text named
+        cannot give up enough), from either side."""
+        folders = dict(self.folders, bert=pyenv.model_dir())
+        for name in ("bert", "xlmr", "qwen"):
+            with open(os.path.join(folders[name], "tokenizer.json")) as f:
+                spec = json.load(f)
+            for strategy in ("OnlyFirst", "OnlySecond"):
+                for direction in ("Right", "Left"):
+                    spec["truncation"] = {"direction": direction, "max_length": 512, "strategy": strategy, "stride": 0}
+                    folder = tok_models.write(self.tmp, f"{name}_{strategy}_{direction}", spec)
+                    snake = "only_first" if strategy == "OnlyFirst" else "only_second"
+                    with self.subTest(tokenizer=name, strategy=strategy, direction=direction):
+                        self.compare(folder, (64, 9), direction.lower(), snake)
 
     def test_corpus_exercises(self):
         """The corpus reaches what it claims to: unknown pieces, byte fallback,

@@ -284,6 +284,7 @@ def build_variants(root):
              "llama_bytes": llama_bytes_json(), "unigram_first": unigram_json("first", False),
              "unigram_never": unigram_json("never", True)}
     qwen = qwen_json()
+    specs["bytes_fixed_length"] = with_components(qwen, normalizers.ByteLevel(), pre_tokenizers.FixedLength(length=4))
     for behavior in ("Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"):
         for invert in (False, True):
             specs[f"split_{behavior}_{int(invert)}"] = with_split(qwen, behavior, invert)
