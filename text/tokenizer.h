@@ -65,8 +65,9 @@ int gpuq_tok_encode_pair(const struct gpuq_tok *t, const char *a, size_t alen, c
 
 /* How many special tokens the post-processor adds to one text (pair 0) or a pair. */
 int gpuq_tok_special_count(const struct gpuq_tok *t, int pair);
-/* The padding id (tokenizer.json's padding, else tokenizer_config.json's
- * pad_token), -1 when the folder names none; and whether it pads on the left. */
+/* The padding id (tokenizer_config.json's pad_token, else tokenizer.json's
+ * padding), -1 when the folder names none; and whether it pads on the left
+ * (padding_side, else the padding's direction). */
 int gpuq_tok_pad_id(const struct gpuq_tok *t);
 int gpuq_tok_padding_left(const struct gpuq_tok *t);
 

@@ -63,20 +63,18 @@ static int is_left(json_t *obj, const char *key) {
     return v && (strcmp(v, "Left") == 0 || strcmp(v, "left") == 0);
 }
 
-/* How the caller pads and truncates: tokenizer.json's padding and
- * truncation when set, else tokenizer_config.json's. */
+/* Which side padding and truncation take. tokenizer_config.json's
+ * padding_side and truncation_side win where set, as transformers passes
+ * them to the tokenizer; else tokenizer.json's padding and truncation. The
+ * pad id: tokenizer_config.json's pad_token, else tokenizer.json's pad_id. */
 static void read_sides(struct gpuq_tok *t, json_t *root, json_t *cfg) {
     json_t *pad = json_object_get(root, "padding"), *trunc = json_object_get(root, "truncation");
+    json_t *id = json_object_get(pad, "pad_id");
     const char *name = token_name(cfg, "pad_token", NULL);
-    t->pad_id = name ? tok_token_to_id(t, name, strlen(name)) : -1;
-    t->pad_left = is_left(cfg, "padding_side");
-    t->trunc_left = is_left(cfg, "truncation_side");
-    if (json_is_object(pad)) {
-        json_t *id = json_object_get(pad, "pad_id");
-        if (json_is_integer(id)) t->pad_id = (int)json_integer_value(id);
-        t->pad_left = is_left(pad, "direction");
-    }
-    if (json_is_object(trunc)) t->trunc_left = is_left(trunc, "direction");
+    t->pad_id = name ? tok_token_to_id(t, name, strlen(name)) : json_is_integer(id) ? (int)json_integer_value(id) : -1;
+    t->pad_left = json_object_get(cfg, "padding_side") ? is_left(cfg, "padding_side") : is_left(pad, "direction");
+    t->trunc_left = json_object_get(cfg, "truncation_side") ? is_left(cfg, "truncation_side")
+                                                             : is_left(trunc, "direction");
 }
 
 static int parse_tokenizer_json(struct gpuq_tok *t, json_t *root, json_t *cfg, char *err, size_t errlen) {
