@@ -2,7 +2,7 @@
 for token and type id for type id, for every kind of pipeline the encoders
 use: XLM-R's (Unigram, Metaspace, SentencePiece's Precompiled normalizer;
 also with byte fallback), RoBERTa's (byte-level BPE, RobertaProcessing;
-with and without a prefix space), Qwen's (NFC, a Split regex, byte-level
+with and without a prefix space; merges written "a b" or as pairs), Qwen's (NFC, a Split regex, byte-level
 BPE, TemplateProcessing; also with ignore_merges), on the multilingual
 corpus in tests/data plus the texts below, on invalid UTF-8, on pairs, and
 truncated from either side; the real all-MiniLM-L6-v2 (BERT) on pairs;

@@ -148,10 +148,17 @@ def qwen_json(ignore_merges=False):
     return spec
 
 
+def with_string_merges(spec):
+    """spec with its merges written "a b", as files before tokenizers 0.20 have them."""
+    spec = json.loads(json.dumps(spec))
+    spec["model"]["merges"] = [" ".join(m) for m in spec["model"]["merges"]]
+    return spec
+
+
 def build_all(root):
     """Writes each tokenizer.json into root/NAME; returns {name: folder}."""
     specs = {"xlmr": xlmr_json(), "xlmr_bytes": xlmr_json(byte_fallback=True),
-             "roberta": roberta_json(), "roberta_prefix": roberta_json(add_prefix_space=True),
+             "roberta": with_string_merges(roberta_json()), "roberta_prefix": roberta_json(add_prefix_space=True),
              "qwen": qwen_json(), "qwen_ignore_merges": qwen_json(ignore_merges=True)}
     return {name: write(root, name, spec) for name, spec in specs.items()}
 
