@@ -6,6 +6,7 @@ together. Characters first assigned in Unicode 15.0 or later are left out:
 PCRE2 10.42 and utf8proc 2.8 (Debian's) know Unicode 14 and 15, the
 reference's regex engines and Rust's char methods know 16, so those few
 may split differently (see text/tokenizer.h)."""
+import itertools
 import os
 import shutil
 import tempfile
@@ -66,6 +67,19 @@ class TestEveryCodePoint(unittest.TestCase):
             for sep, step in ((" ", 1), ("", 3)):
                 with self.subTest(tokenizer=name, sep=sep):
                     self.sweep(name, folder, self.cps[::step], sep)
+
+    def test_ascii(self):
+        """Each ASCII character inside and between words, and every run of
+        three from whitespace, controls, a letter and punctuation."""
+        lines = [("a" + chr(c) + "a").encode() for c in range(128)]
+        lines += [(" " + chr(c) + " x" + chr(c) * 2 + "\n" + chr(c)).encode() for c in range(128)]
+        lines += ["".join(p).encode() for p in itertools.product(" \t\n\r\x0b\x0c\x1c\x1fa.'", repeat=3)]
+        for name, folder in dict(self.core, **self.variants).items():
+            with self.subTest(tokenizer=name):
+                tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+                got, want = encode_c(folder, lines, 512), encode_hf(tok, lines, 512)
+                for line, g, w in zip(lines, got, want):
+                    self.assertEqual(g, w, f"{name}: {line!r}")
 
     def test_variants(self):
         for name, folder in self.variants.items():
