@@ -96,8 +96,9 @@ static int parse_tokenizer_json(struct gpuq_tok *t, json_t *root, json_t *cfg, c
     else if (strategy && strcmp(strategy, "OnlySecond") == 0) t->trunc = TOK_TRUNC_ONLY_SECOND;
     else if (strategy && strcmp(strategy, "LongestFirst") != 0)
         FAIL("tokenizer.json: truncation strategy '%.40s' is not supported", strategy);
-    t->next_id = t->model.kind == TOK_MODEL_UNIGRAM ? (int)json_array_size(json_object_get(json_object_get(root, "model"), "vocab"))
-                                                    : t->model.vocab.n_tokens;
+    /* new added tokens are numbered from the model's vocabulary size */
+    json_t *pieces = json_object_get(json_object_get(root, "model"), "vocab");
+    t->next_id = json_is_array(pieces) ? (int)json_array_size(pieces) : t->model.vocab.n_tokens;
     size_t i;
     json_t *val;
     json_array_foreach(json_object_get(root, "added_tokens"), i, val) {
