@@ -121,7 +121,7 @@ static void test_refusals(void) {
     refuses(WP "\"normalizer\": {\"type\": \"Nmts\"}}", "normalizer 'Nmts' is not supported");
     refuses(WP "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}, "
             "{\"type\": \"Bytes\"}]}}", "normalizer 'Bytes' is not supported");
-    refuses(WP "\"pre_tokenizer\": {\"type\": \"UnicodeScripts\"}}", "pre_tokenizer 'UnicodeScripts' is not supported");
+    refuses(WP "\"pre_tokenizer\": {\"type\": \"UnicodeScript\"}}", "pre_tokenizer 'UnicodeScript' is not supported");
     refuses(WP "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
             "\"behavior\": \"Isolated\"}}", "regex \"(\"");
     refuses(WP "\"post_processor\": {\"type\": \"Fancy\"}}", "post_processor 'Fancy' is not supported");

@@ -122,6 +122,33 @@ static int metaspace_text(const struct tok_pretok *p, const char *s, size_t n, s
     return 0;
 }
 
+/* UnicodeScripts: a cut where the script changes. A space (and a character
+ * of no script) belongs to no script and stays with the piece before it;
+ * those before the first scripted character are dropped, as there. */
+static int script_of(int32_t c) {
+    if (c == ' ') return 0;
+    if (c == 0x30fc) return tok_script9(0x4e00);   /* KATAKANA-HIRAGANA PROLONGED SOUND MARK: Han */
+    return tok_script9(c);
+}
+
+static int scripts(const char *s, size_t n, size_t head, struct tok_pieces *out) {
+    size_t start = n;   /* no piece yet */
+    int last = -1;
+    for (size_t i = 0; i < n;) {
+        int32_t c;
+        size_t k = tok_utf8_next((const unsigned char *)s + i, n - i, &c);
+        int sc = script_of(c);
+        if (sc && sc != last) {
+            if (start < i && tok_pieces_add(out, s + start, i - start, head > start ? head - start : 0, -1))
+                return -1;
+            start = i;
+        }
+        if (sc) last = sc;
+        i += k;
+    }
+    return start < n ? tok_pieces_add(out, s + start, n - start, head > start ? head - start : 0, -1) : 0;
+}
+
 /* Cuts one piece s[0, n) into out. */
 static int cut(const struct tok_pretok *p, const char *s, size_t n, size_t head, struct tok_pieces *out) {
     struct marks m = {0};
@@ -199,6 +226,9 @@ static int cut(const struct tok_pretok *p, const char *s, size_t n, size_t head,
             }
         }
         break;
+    case TOK_PRETOK_UNICODE_SCRIPTS:
+        result = scripts(s, n, head, out);
+        break;
     case TOK_PRETOK_SEQUENCE:
         break;
     }
@@ -263,7 +293,7 @@ static const struct { const char *name; enum tok_pretok_kind kind; } kinds[] = {
     {"WhitespaceSplit", TOK_PRETOK_WHITESPACE_SPLIT}, {"Punctuation", TOK_PRETOK_PUNCTUATION},
     {"CharDelimiterSplit", TOK_PRETOK_CHAR_DELIMITER}, {"Metaspace", TOK_PRETOK_METASPACE},
     {"ByteLevel", TOK_PRETOK_BYTE_LEVEL}, {"Split", TOK_PRETOK_SPLIT}, {"Digits", TOK_PRETOK_DIGITS},
-    {"FixedLength", TOK_PRETOK_FIXED_LENGTH},
+    {"FixedLength", TOK_PRETOK_FIXED_LENGTH}, {"UnicodeScripts", TOK_PRETOK_UNICODE_SCRIPTS},
     {"Sequence", TOK_PRETOK_SEQUENCE},
 };
 

@@ -1,6 +1,6 @@
 /* pretok.h -- tokenizer.json's "pre_tokenizer": BertPreTokenizer, Whitespace,
  * WhitespaceSplit, Punctuation, CharDelimiterSplit, Metaspace, ByteLevel,
- * Split, Digits, FixedLength and Sequence, cutting a normalized text into the pieces the
+ * Split, Digits, FixedLength, UnicodeScripts and Sequence, cutting a normalized text into the pieces the
  * model sees, with the split behaviours of `tokenizers` (Removed, Isolated,
  * MergedWithPrevious, MergedWithNext, Contiguous; invert). */
 #ifndef GPUQ_TOK_PRETOK_H
@@ -14,7 +14,7 @@
 enum tok_pretok_kind {
     TOK_PRETOK_BERT, TOK_PRETOK_WHITESPACE, TOK_PRETOK_WHITESPACE_SPLIT, TOK_PRETOK_PUNCTUATION,
     TOK_PRETOK_CHAR_DELIMITER, TOK_PRETOK_METASPACE, TOK_PRETOK_BYTE_LEVEL, TOK_PRETOK_SPLIT,
-    TOK_PRETOK_DIGITS, TOK_PRETOK_FIXED_LENGTH, TOK_PRETOK_SEQUENCE,
+    TOK_PRETOK_DIGITS, TOK_PRETOK_FIXED_LENGTH, TOK_PRETOK_UNICODE_SCRIPTS, TOK_PRETOK_SEQUENCE,
 };
 
 enum tok_split_behavior {

@@ -6,7 +6,7 @@
  * StripAccents, Replace, Prepend, Precompiled, ByteLevel, Sequence); the
  * pre-tokenizer (BertPreTokenizer, Whitespace, WhitespaceSplit, Punctuation,
  * CharDelimiterSplit, Metaspace, ByteLevel, Split, Digits, FixedLength,
- * Sequence); the model (WordPiece, Unigram, BPE with byte-level BPE,
+ * UnicodeScripts, Sequence); the model (WordPiece, Unigram, BPE with byte-level BPE,
  * WordLevel); truncation (longest first, OnlyFirst or OnlySecond; right or
  * left); the post-processor
  * (BertProcessing, RobertaProcessing, TemplateProcessing, ByteLevel,
@@ -18,8 +18,8 @@
  * as U+FFFD, as Python's bytes.decode("utf-8", "replace") reads it.
  *
  * Unicode tables: BERT's control, accent and punctuation classes are
- * Unicode 8.0's and the normalization forms 9.0's, as the reference has
- * them. A character first assigned in Unicode 15.0 or later may still
+ * Unicode 8.0's and the normalization forms' and scripts' 9.0's, as the
+ * reference has them. A character first assigned in Unicode 15.0 or later may still
  * split differently in a regex pre-tokenizer (Debian's PCRE2 knows Unicode
  * 14), in Digits or in Lowercase (utf8proc knows 15.0; the reference 16.0).
  *

@@ -135,6 +135,24 @@ int tok_assigned9(int32_t c) {
     return in_ranges(unicode9_assigned, sizeof unicode9_assigned / sizeof *unicode9_assigned, c);
 }
 
+static int script_lookup(int32_t c) {
+    size_t lo = 0, hi = sizeof unicode9_scripts / sizeof *unicode9_scripts;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (unicode9_scripts[mid][1] < (uint32_t)c) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < sizeof unicode9_scripts / sizeof *unicode9_scripts && unicode9_scripts[lo][0] <= (uint32_t)c
+               ? (int)unicode9_scripts[lo][2] : 0;
+}
+
+int tok_script9(int32_t c) {
+    /* scripts changed since Unicode 9.0, as the reference shows them */
+    if (c == 0x589 || c == 0x61c) return script_lookup('!');      /* Common then */
+    if (c == 0x953 || c == 0x954) return script_lookup(0x915);    /* Devanagari then */
+    return script_lookup(c);
+}
+
 int tok_category8(int32_t c) {
     /* categories changed since Unicode 8.0, as the reference shows them */
     static const struct { int32_t c; utf8proc_category_t cat; } changed[] = {

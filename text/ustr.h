@@ -63,6 +63,9 @@ int tok_is_punct(int32_t c);         /* ASCII punctuation or P* (Unicode 8.0) */
 int tok_is_numeric(int32_t c);       /* Nd, Nl, No */
 int tok_is_mark(int32_t c);          /* Mn, Mc, Me (Unicode 9.0, as StripAccents has it) */
 int tok_assigned9(int32_t c);        /* assigned by Unicode 9.0 (the normalization forms' tables) */
+/* The script of c in Unicode 9.0 as an index (Hiragana and Katakana are
+ * Han's), 0 for none: a later or unlisted code point. */
+int tok_script9(int32_t c);
 int32_t *tok_decode(const char *s, size_t n, size_t *count);   /* valid UTF-8 to code points */
 
 #endif

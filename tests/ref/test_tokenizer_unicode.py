@@ -82,6 +82,13 @@ class TestEveryCodePoint(unittest.TestCase):
                 for line, g, w in zip(lines, got, want):
                     self.assertEqual(g, w, f"{name}: {line!r}")
 
+    def test_scripts(self):
+        """UnicodeScripts cuts between each pair of neighbouring code points as
+        the reference does (its script table is Unicode 9.0's)."""
+        for sep in ("", " "):
+            with self.subTest(sep=sep):
+                self.sweep("wordpiece_scripts_only", self.variants["wordpiece_scripts_only"], self.cps, sep)
+
     def test_variants(self):
         for name, folder in self.variants.items():
             with self.subTest(tokenizer=name):

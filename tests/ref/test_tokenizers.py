@@ -13,6 +13,7 @@ an end-of-word suffix and fused unknowns behind NFKC, WhitespaceSplit,
 Punctuation and Digits; Llama 2's Prepend/Replace with byte fallback;
 Unigram behind NFKD and a Replace regex with Metaspace's other prepend
 schemes; WordLevel behind Nmt; ByteLevel normalizer with FixedLength;
+UnicodeScripts;
 every Split behaviour, inverted or not; added tokens that are normalized,
 single-word or stripped; OnlyFirst and OnlySecond truncation). The tokenizers are built at test
 time by tok_models.py; the expected ids always come from the reference,

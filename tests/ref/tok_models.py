@@ -294,6 +294,9 @@ def build_variants(root):
                                           pre_tokenizers.WhitespaceSplit(),
                                           pre_tokenizers.Punctuation(behavior="merged_with_previous")])),
              "wordpiece_bare": with_components(wordpiece, None, None), "wordlevel_nmt": wordlevel_json(),
+             "wordpiece_scripts": with_components(wordpiece, normalizers.Lowercase(), pre_tokenizers.Sequence(
+                 [pre_tokenizers.UnicodeScripts(), pre_tokenizers.WhitespaceSplit()])),
+             "wordpiece_scripts_only": with_components(wordpiece, None, pre_tokenizers.UnicodeScripts()),
              "llama_bytes": llama_bytes_json(), "unigram_first": unigram_json("first", False),
              "unigram_never": unigram_json("never", True)}
     qwen = qwen_json()
