@@ -1,6 +1,7 @@
 # package.cmake -- `cpack` in the build folder: Debian packages installing
 # under /usr. gpuq (the program, its systemd unit and docs) depends on what
-# dpkg-shlibdeps finds the program links, no CUDA library among them;
+# dpkg-shlibdeps finds the program links (libpcre2-8-0 and libutf8proc for
+# the tokenizers among them), no CUDA library;
 # gpuq-cuda adds the CUDA module (lib/gpuq/libgpuq-cuda.so) where CUDA was
 # built, for hosts with NVIDIA's driver, CUDA runtime and cuBLAS.
 set(CPACK_GENERATOR DEB)

@@ -1,7 +1,9 @@
-/* test_tokenizer.c -- the WordPiece tokenizer on a tiny vocabulary: the
- * pipeline's steps one by one, truncation, invalid UTF-8, and the loader's
- * refusals. The token-for-token comparison with Hugging Face on the real
- * model is tests/ref/test_tokenizer.py. */
+/* test_tokenizer.c -- the tokenizer on a tiny WordPiece vocabulary: the
+ * pipeline's steps one by one, truncation, pairs with type ids, invalid
+ * UTF-8, the vocab.txt path, and the loader's one-line refusals of what is
+ * not implemented. The token-for-token comparisons with Hugging Face
+ * `tokenizers` are tests/ref/test_tokenizer.py (the real BERT model),
+ * test_tokenizers.py (every pipeline kind) and test_tokenizer_unicode.py. */
 #include "text/tokenizer.h"
 #include "tests/check.h"
 #include "tests/tiny_tokenizer.h"
@@ -75,6 +77,33 @@ static void test_long_text(void) {
     gpuq_tok_destroy(t);
 }
 
+/* Pairs: [CLS] A [SEP] B [SEP] with type ids, cut longest first. */
+static void test_pair(void) {
+    struct gpuq_tok *t = tiny();
+    if (!t) return;
+    int32_t ids[16], types[16];
+    CHECK(gpuq_tok_special_count(t, 0) == 2 && gpuq_tok_special_count(t, 1) == 3);
+    CHECK(gpuq_tok_encode_pair(t, "un", 2, "a", 1, 16, ids, types) == 5);
+    CHECK(memcmp(ids, (int32_t[]){2, 5, 3, 11, 3}, 5 * sizeof *ids) == 0);
+    CHECK(memcmp(types, (int32_t[]){0, 0, 0, 1, 1}, 5 * sizeof *types) == 0);
+    /* 3 + 1 pieces in room for 3: the longer text gives one up */
+    CHECK(gpuq_tok_encode_pair(t, "un un un", 8, "a", 1, 6, ids, types) == 6);
+    CHECK(memcmp(ids, (int32_t[]){2, 5, 5, 3, 11, 3}, 6 * sizeof *ids) == 0);
+    /* both too long: half each, the odd one to the second */
+    CHECK(gpuq_tok_encode_pair(t, "un un un", 8, "a a a a", 7, 8, ids, types) == 8);
+    CHECK(memcmp(ids, (int32_t[]){2, 5, 5, 3, 11, 11, 11, 3}, 8 * sizeof *ids) == 0);
+    CHECK(gpuq_tok_encode_pair(t, "un", 2, "a", 1, 2, ids, types) == -1);   /* no room for the specials */
+    CHECK(gpuq_tok_encode_pair(t, "un", 2, NULL, 0, 4, ids, NULL) == 3);   /* NULL b: one text */
+    CHECK(gpuq_tok_pad_id(t) == -1 && gpuq_tok_padding_left(t) == 0);
+    gpuq_tok_destroy(t);
+    static const char cfg[] = "{\"pad_token\": \"[PAD]\", \"padding_side\": \"left\"}";
+    char err[256];
+    t = gpuq_tok_parse(tiny_tokenizer_json, sizeof tiny_tokenizer_json - 1, NULL, 0, cfg, sizeof cfg - 1, err,
+                       sizeof err);
+    CHECK(t && gpuq_tok_pad_id(t) == 0 && gpuq_tok_padding_left(t) == 1);
+    gpuq_tok_destroy(t);
+}
+
 static void refuses(const char *json, const char *want) {
     char err[256] = "";
     struct gpuq_tok *t = gpuq_tok_parse(json, strlen(json), NULL, 0, NULL, 0, err, sizeof err);
@@ -86,19 +115,25 @@ static void refuses(const char *json, const char *want) {
 
 static void test_refusals(void) {
     refuses("{", "tokenizer.json:");
-    refuses("{\"model\": {\"type\": \"BPE\"}}", "model type BPE, not WordPiece");
-    refuses("{\"model\": {\"type\": \"WordPiece\"}, \"normalizer\": {\"type\": \"NFKC\"}}",
-            "normalizer NFKC");
-    refuses("{\"model\": {\"type\": \"WordPiece\"}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}",
-            "pre_tokenizer Whitespace");
-    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}, "
-            "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}}", "unk_token");
-    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0}}, "
-            "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}, \"post_processor\": null}", "post_processor");
-    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"b\": 0}}, "
-            "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}}", "bad vocabulary entry");
-    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}, \"pre_tokenizer\": {\"type\": "
-            "\"BertPreTokenizer\"}, \"added_tokens\": [{\"id\": 1, \"content\": \"x\"}]}", "is normalized");
+    refuses("{\"model\": {\"type\": \"WordLevels\"}}", "model 'WordLevels' is not supported");
+    refuses("{\"model\": {\"type\": \"BPE\"}}", "BPE needs a vocab object and a merges list");
+#define WP "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"a\": 1}}, "
+    refuses(WP "\"normalizer\": {\"type\": \"Nmts\"}}", "normalizer 'Nmts' is not supported");
+    refuses(WP "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}, "
+            "{\"type\": \"Bytes\"}]}}", "normalizer 'Bytes' is not supported");
+    refuses(WP "\"pre_tokenizer\": {\"type\": \"UnicodeScript\"}}", "pre_tokenizer 'UnicodeScript' is not supported");
+    refuses(WP "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
+            "\"behavior\": \"Isolated\"}}", "regex \"(\"");
+    refuses(WP "\"post_processor\": {\"type\": \"Fancy\"}}", "post_processor 'Fancy' is not supported");
+    refuses(WP "\"truncation\": {\"strategy\": \"OnlyThird\", \"max_length\": 8}}", "truncation strategy 'OnlyThird'");
+    refuses(WP "\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"AAA\"}}",
+            "precompiled_charsmap is malformed");
+    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", "unk_token");
+    refuses("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"b\": 0}}}", "bad vocabulary entry");
+    refuses("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}", "BPE merge 0");
+    refuses("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": [], \"dropout\": 0.1}}", "dropout");
+    refuses("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]], \"unk_id\": 3}}", "unk_id");
+#undef WP
     char err[256];
     CHECK(gpuq_tok_parse(NULL, 0, NULL, 0, NULL, 0, err, sizeof err) == NULL);
     CHECK(gpuq_tok_load("/nonexistent", err, sizeof err) == NULL &&
@@ -135,7 +170,8 @@ static void test_vocab(void) {
     CHECK(gpuq_vocab_find(&v, "a", 1) == 2 && gpuq_vocab_find(&v, "b", 1) == 7);
     CHECK(gpuq_vocab_find(&v, "c", 1) == -1 && gpuq_vocab_find(&v, "ab", 2) == -1);
     CHECK(gpuq_vocab_add(&v, "c", 1, 7) == -1);  /* two texts on one id */
-    CHECK(gpuq_vocab_add(&v, "d\0", 2, 3) == -1);
+    CHECK(gpuq_vocab_add(&v, "d\0", 2, 3) == 0);   /* a NUL inside a token */
+    CHECK(gpuq_vocab_find(&v, "d\0", 2) == 3 && gpuq_vocab_find(&v, "d", 1) == -1);
     CHECK(v.size == 8);
     gpuq_vocab_free(&v);
     gpuq_vocab_free(NULL);
@@ -144,6 +180,7 @@ static void test_vocab(void) {
 int main(void) {
     test_pipeline();
     test_long_text();
+    test_pair();
     test_refusals();
     test_vocab_txt();
     test_vocab();

@@ -1,20 +1,30 @@
-/* tokenizer.h -- Hugging Face BERT WordPiece tokenization, id for id.
+/* tokenizer.h -- Hugging Face tokenizers, id for id.
  *
- * Reproduces what the `tokenizers` package does with a BertNormalizer,
- * BertPreTokenizer and WordPiece model, as sentence-transformers calls it:
- * added (special) tokens typed in a text are matched literally first; the
- * rest is cleaned (control characters dropped, whitespace folded to ' '),
- * CJK ideographs padded with spaces, accents stripped (NFD, nonspacing marks
- * dropped) and lower-cased as the config says, split on whitespace and
- * punctuation, and each word cut into the longest vocabulary pieces ("##"
- * after the first), [UNK] for a word with no cut or over
- * max_input_chars_per_word characters; then [CLS] ... [SEP], truncated.
+ * A tokenizer is the pipeline a model folder's tokenizer.json names, run as
+ * the `tokenizers` package runs it: added tokens cut out of the text; the
+ * normalizer (BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, Strip, Nmt,
+ * StripAccents, Replace, Prepend, Precompiled, ByteLevel, Sequence); the
+ * pre-tokenizer (BertPreTokenizer, Whitespace, WhitespaceSplit, Punctuation,
+ * CharDelimiterSplit, Metaspace, ByteLevel, Split, Digits, FixedLength,
+ * UnicodeScripts, Sequence); the model (WordPiece, Unigram, BPE with byte-level BPE,
+ * WordLevel); truncation (longest first, OnlyFirst or OnlySecond; right or
+ * left); the post-processor
+ * (BertProcessing, RobertaProcessing, TemplateProcessing, ByteLevel,
+ * Sequence). A folder with only vocab.txt is a BERT WordPiece pipeline, as
+ * transformers builds it. A component that is not implemented fails the
+ * load with one line naming it.
  *
  * Invalid UTF-8 is never an error: each maximal ill-formed subsequence reads
- * as U+FFFD, as Python's bytes.decode("utf-8", "replace") reads it, which the
- * cleanup then drops like the real U+FFFD.
+ * as U+FFFD, as Python's bytes.decode("utf-8", "replace") reads it.
  *
- * No I/O except gpuq_tok_load, which reads the model folder. */
+ * Unicode tables: BERT's control, accent and punctuation classes are
+ * Unicode 8.0's and the normalization forms' and scripts' 9.0's, as the
+ * reference has them. A character first assigned in Unicode 15.0 or later may still
+ * split differently in a regex pre-tokenizer (Debian's PCRE2 knows Unicode
+ * 14), in Digits or in Lowercase (utf8proc knows 15.0; the reference 16.0).
+ *
+ * No I/O except gpuq_tok_load, which reads the model folder. A loaded
+ * tokenizer is read-only: any number of threads may encode with it. */
 #ifndef GPUQ_TOKENIZER_H
 #define GPUQ_TOKENIZER_H
 
@@ -37,11 +47,29 @@ struct gpuq_tok *gpuq_tok_parse(const char *tokenizer_json, size_t tj_len,
 
 void gpuq_tok_destroy(struct gpuq_tok *t);
 
-/* Tokenizes text[0, len) into ids[0, max_length): [CLS] pieces [SEP], the
- * pieces cut from the end to fit. Returns the number of ids (2 at least), or
- * -1 when max_length < 2 or memory runs out. */
+/* Tokenizes text[0, len) into ids[0, max_length): the model's ids cut to
+ * fit (from the end, or the start when the folder truncates left), inside
+ * the post-processor's special tokens. Returns the number of ids, or -1 when
+ * max_length is under gpuq_tok_special_count(t, 0) (or 1), memory runs out,
+ * the model has no unknown token for a piece it cannot cut, or (as the
+ * reference fails) the folder's OnlyFirst/OnlySecond truncation cannot cut
+ * the text it names. */
 int gpuq_tok_encode(const struct gpuq_tok *t, const char *text, size_t len, int max_length,
                     int32_t *ids);
+
+/* The same for a pair (a, b) as `tokenizers` encodes (a, b) with
+ * truncation at max_length: the longer text cut first. b NULL encodes a
+ * alone. type_ids, when not NULL, gets the token type of each id. */
+int gpuq_tok_encode_pair(const struct gpuq_tok *t, const char *a, size_t alen, const char *b,
+                         size_t blen, int max_length, int32_t *ids, int32_t *type_ids);
+
+/* How many special tokens the post-processor adds to one text (pair 0) or a pair. */
+int gpuq_tok_special_count(const struct gpuq_tok *t, int pair);
+/* The padding id (tokenizer_config.json's pad_token, else tokenizer.json's
+ * padding), -1 when the folder names none; and whether it pads on the left
+ * (padding_side, else the padding's direction). */
+int gpuq_tok_pad_id(const struct gpuq_tok *t);
+int gpuq_tok_padding_left(const struct gpuq_tok *t);
 
 int gpuq_tok_vocab_size(const struct gpuq_tok *t);      /* highest id + 1 */
 /* tokenizer_config.json's model_max_length; 0 when absent or huge. */

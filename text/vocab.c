@@ -29,14 +29,13 @@ static size_t probe(const struct gpuq_vocab *v, const char *s, size_t n) {
     for (;; i = (i + 1) & (v->n_slots - 1)) {
         int32_t e = v->slots[i];
         if (!e) return i;
-        const char *t = v->text[e - 1];
-        if (strlen(t) == n && memcmp(t, s, n) == 0) return i;
+        if (v->len[e - 1] == n && memcmp(v->text[e - 1], s, n) == 0) return i;
     }
 }
 
 int gpuq_vocab_add(struct gpuq_vocab *v, const char *text, size_t len, int id) {
     if (id < 0 || id >= MAX_ID || (size_t)v->n_tokens * 2 + 2 > v->n_slots) return -1;
-    if (memchr(text, 0, len)) return -1;   /* ids are found by C strings */
+    if (len > UINT32_MAX) return -1;
     if (id >= v->n_ids) {
         int n = v->n_ids ? v->n_ids : 64;
         while (n <= id) n *= 2;
@@ -44,6 +43,10 @@ int gpuq_vocab_add(struct gpuq_vocab *v, const char *text, size_t len, int id) {
         if (!nt) return -1;
         memset(nt + v->n_ids, 0, (size_t)(n - v->n_ids) * sizeof *nt);
         v->text = nt;
+        uint32_t *nl = realloc(v->len, (size_t)n * sizeof *nl);
+        if (!nl) return -1;
+        memset(nl + v->n_ids, 0, (size_t)(n - v->n_ids) * sizeof *nl);
+        v->len = nl;
         v->n_ids = n;
     }
     if (id >= v->size) v->size = id + 1;
@@ -53,7 +56,9 @@ int gpuq_vocab_add(struct gpuq_vocab *v, const char *text, size_t len, int id) {
         if (old == id) return 0;
         if (v->text[id]) return -1;   /* two texts on one id */
         v->text[id] = v->text[old];
+        v->len[id] = v->len[old];
         v->text[old] = NULL;
+        v->len[old] = 0;
         v->slots[i] = id + 1;
         return 0;
     }
@@ -63,6 +68,7 @@ int gpuq_vocab_add(struct gpuq_vocab *v, const char *text, size_t len, int id) {
     memcpy(copy, text, len);
     copy[len] = 0;
     v->text[id] = copy;
+    v->len[id] = (uint32_t)len;
     v->slots[i] = id + 1;
     v->n_tokens++;
     return 0;
@@ -78,6 +84,7 @@ void gpuq_vocab_free(struct gpuq_vocab *v) {
     if (!v) return;
     for (int i = 0; i < v->n_ids; i++) free(v->text[i]);
     free(v->text);
+    free(v->len);
     free(v->slots);
     memset(v, 0, sizeof *v);
 }

@@ -7,7 +7,8 @@
 #include <stdint.h>
 
 struct gpuq_vocab {
-    char **text;       /* [n_ids]: NULL where no token has that id */
+    char **text;       /* [n_ids]: NULL where no token has that id; NUL-terminated */
+    uint32_t *len;     /* [n_ids]: the text's length (a token may hold a NUL) */
     int n_ids;
     int32_t *slots;    /* [n_slots]: id + 1, 0 when empty */
     size_t n_slots;

