@@ -21,7 +21,8 @@ struct params {
     struct gpuq_embed_out out;  /* what y becomes: dimensions and dtype */
     const char *prompt;         /* prepended to every text (the job's or the folder's), or NULL */
     size_t prompt_len;
-    int truncate, left;         /* truncate (else too long is an error), and from the left */
+    int truncate;               /* truncate (else too long is an error) */
+    int side;                   /* 0: as the folder truncates; 1: from the right; 2: the left */
 };
 _Static_assert(sizeof(struct params) <= GPUQ_OP_PARAMS, "embed params fit a task");
 
@@ -64,8 +65,9 @@ static int read_params(struct gpuq_task *t, int *max_length) {
         gpuq_embed_out_read(t, m->hidden, &p->out) != 0)
         return -1;
     if (dir.ptr) {
-        if (dir.len == 4 && !memcmp(dir.ptr, "left", 4)) p->left = 1;
-        else if (!(dir.len == 5 && !memcmp(dir.ptr, "right", 5))) return bad(t, "truncation_direction must be right or left");
+        if (dir.len == 4 && !memcmp(dir.ptr, "left", 4)) p->side = 2;
+        else if (dir.len == 5 && !memcmp(dir.ptr, "right", 5)) p->side = 1;
+        else return bad(t, "truncation_direction must be right or left");
     }
     if (pool.ptr) {
         if (pool.len == 4 && !memcmp(pool.ptr, "mean", 4)) p->pooling = GPUQ_BERT_POOL_MEAN;
@@ -115,9 +117,28 @@ static int prompted(const struct params *p, struct gpuq_str s, char **buf, size_
     return 0;
 }
 
+/* Cuts a whole encoding ids[0, got) to max_length from the given side,
+ * keeping the special tokens the post-processor put around the pieces
+ * (those of an empty text, empty[0, n_empty): the longest split of them
+ * into a head and a tail that the encoding starts and ends with). */
+static int cut(int32_t *ids, int got, int max_length, int left, const int32_t *empty, int n_empty) {
+    int head = n_empty;
+    for (; head >= 0; head--)
+        if (!memcmp(ids, empty, (size_t)head * sizeof(*ids)) &&
+            !memcmp(ids + got - (n_empty - head), empty + head, (size_t)(n_empty - head) * sizeof(*ids)))
+            break;
+    if (head < 0 || n_empty >= max_length) head = 0, n_empty = 0;  /* no such split: cut plainly */
+    int keep = max_length - n_empty, tail = n_empty - head, pieces = got - n_empty;
+    int from = left ? head + pieces - keep : head;
+    memmove(ids + head, ids + from, (size_t)keep * sizeof(*ids));
+    memmove(ids + head + keep, ids + got - tail, (size_t)tail * sizeof(*ids));
+    return max_length;
+}
+
 /* Tokenizes every text (prompt first), cut to max_length as the params
- * say: from the right, from the left (the special tokens kept), or not at
- * all (a longer text fails the job, naming its length). */
+ * say: as the folder truncates, from the right or the left (the special
+ * tokens kept), or not at all (a longer text fails the job, naming its
+ * length). */
 static int tokenize(struct gpuq_task *t, const struct gpuq_input *text, int max_length) {
     const struct gpuq_tok *tok = t->model->tok;
     const struct params *p = params_of(t);
@@ -133,13 +154,14 @@ static int tokenize(struct gpuq_task *t, const struct gpuq_input *text, int max_
         }
         /* whole when it may not be cut, or cut from the left: normalization
          * can turn one character into several, so room for 8 tokens a byte */
-        int whole = !p->truncate || p->left;
+        int whole = !p->truncate || p->side;
         int limit = whole ? (int)(8 * s.len + 16) : max_length;
         int32_t *ids = grow(t, n + (size_t)limit, &cap);
         if (!ids) goto out;
         int got = gpuq_tok_encode(tok, s.ptr, s.len, limit, ids + n);
         if (got < 0) {
-            gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed: out of memory tokenizing");
+            gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "embed: text %lld cannot be tokenized (the "
+                          "tokenizer has no unknown token for it, or memory ran out)", (long long)r);
             goto out;
         }
         if (got > max_length && !p->truncate) {
@@ -147,9 +169,10 @@ static int tokenize(struct gpuq_task *t, const struct gpuq_input *text, int max_
                           "max_length %d (truncate is false)", (long long)r, got, max_length);
             goto out;
         }
-        if (got > max_length) {     /* left: the first token, the last max_length - 1 */
-            memmove(ids + n + 1, ids + n + got - (max_length - 1), (size_t)(max_length - 1) * sizeof(int32_t));
-            got = max_length;
+        if (got > max_length) {
+            int32_t empty[16];
+            int n_empty = gpuq_tok_encode(tok, "", 0, 16, empty);
+            got = cut(ids + n, got, max_length, p->side == 2, empty, n_empty > 0 ? n_empty : 0);
         }
         ((int64_t *)t->own)[r] = (int64_t)n;
         n += (size_t)got;
