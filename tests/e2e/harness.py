@@ -203,3 +203,12 @@ class WorkerTest(unittest.TestCase):
 
     def path(self, name):
         return os.path.join(self.tmp, name)
+
+    def wait_for(self, cond, timeout=20, what="condition"):
+        """Until cond() holds, polling; fails the test after timeout seconds."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}")

@@ -160,6 +160,13 @@ class ClusterTest(WorkerTest):
                 pass
             time.sleep(0.1)
 
+    def wait_taken_over(self, slot, master):
+        """Until a replica of the dead master serves slot."""
+        deadline = time.time() + 30
+        while self.cluster.master_of(slot).port == master.port:
+            self.assertLess(time.time(), deadline, "no replica took over")
+            time.sleep(0.1)
+
     def replies(self, key):
         return [msgpack.unpackb(b, raw=False)["id"] for b in self.c.lrange(key, 0, -1)]
 
@@ -318,10 +325,7 @@ class Failover(ClusterTest):
         for p in producers:
             p.start()
         master.kill()
-        deadline = time.time() + 30
-        while self.cluster.master_of(slot).port == master.port:
-            self.assertLess(time.time(), deadline, "no replica took over")
-            time.sleep(0.1)
+        self.wait_taken_over(slot, master)
         self.cluster.wait_ok()
         self.c.close()
         self.c = RedisCluster(host="127.0.0.1", port=self.cluster.alive()[0].port)
@@ -355,10 +359,7 @@ class Failover(ClusterTest):
             oids = [f"{o}-{i}" for i in range(50)]
             self.enqueue(o, oids, f"{PREFIX}:{{{o}}}:r")
             self.wait_answered(o, oids, w, timeout=20)
-        deadline = time.time() + 30
-        while self.cluster.master_of(slot).port == master.port:
-            self.assertLess(time.time(), deadline, "no replica took over")
-            time.sleep(0.1)
+        self.wait_taken_over(slot, master)
         self.cluster.wait_ok()
         self.c.close()
         self.c = RedisCluster(host="127.0.0.1", port=seed.port)

@@ -32,14 +32,6 @@ class Faults(WorkerTest):
                 pipe.execute()
         pipe.execute()
 
-    def wait_for(self, cond, timeout=20, what="condition"):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if cond():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}")
-
     def drained(self):
         return (self.r.xlen(self.client.key("jobs")) == 0 and
                 self.r.xpending(self.client.key("jobs"), "workers")["pending"] == 0)

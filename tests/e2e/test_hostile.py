@@ -50,14 +50,6 @@ class Hostile(WorkerTest):
             pipe.xadd(self.client.key("jobs"), {"job": msgpack.packb(self.mlp(id=f"j{i}"))})
         pipe.execute()
 
-    def wait_for(self, cond, timeout=10, what="condition"):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if cond():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}")
-
     def test_acked_entries_leave_the_stream(self):
         n = 300
         self.enqueue_many(n)
