@@ -95,6 +95,7 @@ struct gpuq_entry {
     int is_json;                /* payload came from field json, not job */
     int deleted;                /* a pending entry whose fields were deleted */
     int64_t deliveries;         /* times delivered, this one included */
+    int reread;                 /* read again by the live consumer that held it: no poison */
     const redisReply *fields;   /* all the entry's fields, name then value */
     int64_t enqueued_ms;        /* from the entry id */
 };

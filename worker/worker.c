@@ -85,7 +85,7 @@ static void schedule(struct worker *w, struct gpuq_task *t) {
 
 static void admit(struct worker *w, struct gpuq_task *t) {
     const struct gpuq_entry *e = &t->entry;
-    if (e->deliveries > w->cfg.max_attempts && !e->deleted) {
+    if (e->deliveries > w->cfg.max_attempts && !e->deleted && !e->reread) {
         char why[160];
         snprintf(why, sizeof(why), "delivered %lld times, more than --max-attempts %lld: its worker "
                  "died each time", (long long)e->deliveries, (long long)w->cfg.max_attempts);
@@ -220,6 +220,9 @@ static int read_into(struct worker *w, int first, int n, int count, int block_ms
     if (got <= 0) return got;
     if (from[0] != '>') {
         int seen = seen_before(w, got);
+        /* this life held them: never poison, whatever Redis counts (a count
+         * set back only when the XCLAIM got through before another drop) */
+        for (int i = 0; i < seen; i++) w->entries[i].reread = 1;
         if (seen > 0 && gpuq_stream_undeliver(&w->st, w->entries, seen, 0) != 0) {
             freeReplyObject(reply);
             return -1;

@@ -159,8 +159,9 @@ class Drain(EmbedTest):
         self.assertEqual(rc, 0, log)
         self.assertRegex(log, r"draining \d+ jobs")
         self.assertRegex(log, r"drained in [0-9.]+ s")
-        # the batch under way finishes too: at most one more batch's worth
-        self.assertLess(took, 3 * bound + 5, log[-2000:])
+        # the batch under way finishes too, and the pace is an estimate: within
+        # a few bounds, where holding --max-inflight would take about 35 s
+        self.assertLess(took, 20, log[-2000:])
         answered = len(self.r.keys(self.client.key("result:*")))
         pending = self.r.xpending(self.client.key("jobs"), "workers")["pending"]
         back = re.search(r"handed back (\d+) jobs", log)
