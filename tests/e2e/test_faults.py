@@ -54,7 +54,8 @@ class Faults(WorkerTest):
         t_free = time.time()
         self.wait_for(lambda: len(self.r.keys(self.client.key("result:*"))) > answered, timeout=5,
                       what="the first result after memory was freed")
-        self.assertLess(time.time() - t_free, 1.0, "resumed too late after memory was freed")
+        # it looks every 250 ms; 1.5 s leaves a loaded machine its margin
+        self.assertLess(time.time() - t_free, 1.5, "resumed too late after memory was freed")
         self.wait_for(self.drained, timeout=60, what="the drain")
         self.assertEqual(len(self.r.keys(self.client.key("result:*"))), n)
         self.assertEqual(self.r.xlen(self.client.key("dead")), 0)
