@@ -5,10 +5,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DESC(t) gpuq_op_table[(t)->job.op]
 
 static void feed(void *ctx, const void *p, size_t n) { EVP_DigestUpdate(ctx, p, n); }
+
+/* Feeds the file at path (its name too, so files cannot stand in for one
+ * another). 1 when it was read, 0 when absent, -1 on a read error. */
+static int feed_file(EVP_MD_CTX *ctx, const char *path, const char *name) {
+    FILE *f = fopen(path, "rb");
+    static char buf[1 << 16];
+    size_t n;
+    if (!f) return 0;
+    EVP_DigestUpdate(ctx, name, strlen(name) + 1);
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) EVP_DigestUpdate(ctx, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    return bad ? -1 : 1;
+}
+
+int gpuq_cache_fingerprint(const char *path, char out[65]) {
+    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt",
+                                        "tokenizer_config.json", "modules.json", "1_Pooling/config.json",
+                                        "sentence_bert_config.json", "config_sentence_transformers.json"};
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    struct stat st;
+    int read = 0, bad = !ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) || stat(path, &st) != 0;
+    int folder = !bad && S_ISDIR(st.st_mode), rc = bad || folder ? 0 : feed_file(ctx, path, "");
+    if (rc > 0) read++;
+    for (size_t i = 0; !bad && folder && i < sizeof(files) / sizeof(files[0]); i++) {
+        char full[4096];
+        snprintf(full, sizeof(full), "%s/%s", path, files[i]);
+        int got = feed_file(ctx, full, files[i]);
+        bad |= got < 0;
+        read += got > 0;
+    }
+    bad |= rc < 0 || !read || !EVP_DigestFinal_ex(ctx, md, &len) || len != 32;
+    EVP_MD_CTX_free(ctx);
+    for (unsigned i = 0; !bad && i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return bad ? -1 : 0;
+}
 
 /* Bytes of one raw row of t (its op's cache_key says), 0 when it has none. */
 static size_t row_bytes(const struct gpuq_task *t) {

@@ -8,6 +8,7 @@
 #include "ops/table.h"
 #include "ops/twin.h"
 #include "worker/log.h"
+#include "worker/cache.h"
 #include "worker/worker_int.h"
 
 /* Loads the models, and each on the backend. A device that cannot take a
@@ -192,6 +193,18 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     if (gpuq_stream_init(&w->st, &url, w->cfg.prefix, w->cfg.queues, w->cfg.n_queues,
                          w->cfg.consumer) != 0)
         return -1;
+    if (w->cfg.embed_cache_ttl > 0) {   /* cached rows are named by what made them */
+        if (!(w->salts = calloc((size_t)w->n_models + 1, sizeof(*w->salts)))) return -1;
+        for (int i = 0; i < w->n_models; i++) {
+            char fp[65];
+            if (gpuq_cache_fingerprint(strchr(w->cfg.models[i], '=') + 1, fp) != 0) {
+                snprintf(err, errlen, "--model %s: cannot read its files to name its cached results",
+                         w->models[i].name);
+                return -1;
+            }
+            snprintf(w->salts[i], sizeof(w->salts[i]), "%s:%s", fp, gpuq_precision_name(w->be.precision));
+        }
+    }
     if (!(w->down_told = calloc((size_t)w->cfg.n_queues, 1)) ||
         !(w->rescan = calloc((size_t)w->cfg.n_queues, 1)))
         return -1;
@@ -240,6 +253,7 @@ void gpuq_worker_finish(struct worker *w) {
     free(w->free_slots);
     free(w->lookups);
     free(w->down_told);
+    free(w->salts);
     free(w->rescan);
     free(w->done);
     free(w->sending);

@@ -129,7 +129,7 @@ static void admit(struct worker *w, struct gpuq_task *t) {
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
     }
     if (t->decoded == GPUQ_DECODE_OK && !t->job.err) {
-        if (w->cfg.embed_cache_ttl > 0 && gpuq_cache_name(t, gpuq_precision_name(w->be.precision)) == 0) {
+        if (w->salts && t->model && gpuq_cache_name(t, w->salts[t->model - w->models]) == 0) {
             w->lookups[w->n_lookups++] = t;     /* scheduled once the cache is read */
             return;
         }

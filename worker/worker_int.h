@@ -48,6 +48,7 @@ struct worker {
     struct gpuq_task **lookups; /* admitted by the last read, to look up in the cache */
     int n_lookups;
     int cache_told;             /* a failed cache read was logged */
+    char (*salts)[96];          /* per model: its fingerprint and the precision, naming cached rows */
     int pending_queue;          /* reading our own pending entries: this queue; -1 when done */
     char pending_from[64];
     int pending_end;            /* ... up to this queue */

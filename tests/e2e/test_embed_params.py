@@ -219,6 +219,17 @@ class EmbedParams(EmbedTest):
         self.assertEqual(r[0]["outputs"]["y"]["data"], b"".join(x["outputs"]["y"]["data"] for x in first[:10]))
         self.assertEqual((self.metric(port2, hit), self.metric(port2, miss)), (10, 10))
         np.testing.assert_allclose(self.ok(r[1]), self.want(texts[:10], "query: "), atol=1e-4)
+        # a model changed behind the same name never reads its predecessor's
+        self.workers[1].stop()
+        with open(os.path.join(self.folder, "config.json")) as f:
+            cfg = json.load(f)
+        cfg["a_new_field"] = 1
+        with open(os.path.join(self.folder, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        port3 = free_port()
+        self.worker("--model", f"m={self.folder}", "--embed-cache-ttl", "60", "--metrics-addr", f"127.0.0.1:{port3}")
+        self.run_jobs([self.embed(texts[:10])])
+        self.assertEqual((self.metric(port3, hit), self.metric(port3, miss)), (0, 10))
 
 
 if __name__ == "__main__":
