@@ -148,9 +148,14 @@ class Drain(EmbedTest):
         w = self.worker("--model", f"m={MODEL}", "--cpu-threads", "2", "--max-drain-ms",
                         str(int(bound * 1000)), "--max-inflight", "256", "--max-batch", "16")
         first = time.time()
-        while len(self.r.keys(self.client.key("result:*"))) < 20:   # paces measured
+        while len(self.r.keys(self.client.key("result:*"))) < 4:
             self.assertLess(time.time() - first, 120, w.output())
-            time.sleep(0.05)
+            time.sleep(0.01)
+        first = time.time()     # from the first batch's end: this machine's pace, now
+        while (done := len(self.r.keys(self.client.key("result:*")))) < 36:
+            self.assertLess(time.time() - first, 120, w.output())
+            time.sleep(0.01)
+        per_text = (time.time() - first) / (done - 4)
         t0 = time.time()
         w.proc.send_signal(signal.SIGTERM)
         rc = w.proc.wait(timeout=60)
@@ -159,9 +164,10 @@ class Drain(EmbedTest):
         self.assertEqual(rc, 0, log)
         self.assertRegex(log, r"draining \d+ jobs")
         self.assertRegex(log, r"drained in [0-9.]+ s")
-        # the batch under way finishes too, and the pace is an estimate: within
-        # a few bounds, where holding --max-inflight would take about 35 s
-        self.assertLess(took, 20, log[-2000:])
+        # the batch under way finishes too, and the pace is an estimate: the
+        # bound, two batches of 16 and a margin, where finishing all it held
+        # (--max-inflight, 256) would take some 220 texts' time
+        self.assertLess(took, bound + 32 * per_text + 3, f"{per_text:.3f} s a text\n" + log[-2000:])
         answered = len(self.r.keys(self.client.key("result:*")))
         pending = self.r.xpending(self.client.key("jobs"), "workers")["pending"]
         back = re.search(r"handed back (\d+) jobs", log)
