@@ -93,7 +93,13 @@ struct gpuq_conn *gpuq_cli_connect(const struct gpuq_cli_target *t, const char *
         return NULL;
     }
     /* on a cluster, every key of the queue is in its slot: speak to its master */
-    if (gpuq_cluster_detect(c, err, sizeof(err)) == 1) {
+    int cluster = gpuq_cluster_detect(c, err, sizeof(err));
+    if (cluster < 0) {     /* the first command: a TLS or protocol mismatch shows here */
+        fprintf(stderr, "gpuq %s: cannot use Redis at %s: %s\n", who,
+                gpuq_redis_url_where(&url, where, sizeof(where)), err);
+        gpuq_conn_free(c);
+        c = NULL;
+    } else if (cluster == 1) {
         char key[512];
         gpuq_stream_key(key, sizeof(key), t->prefix, t->queue, "jobs");
         gpuq_conn_free(c);

@@ -73,7 +73,7 @@ static struct gpuq_conn *open_node(struct gpuq_cluster *c, int i) {
     snprintf(u.host, sizeof(u.host), "%s", n->host);
     u.port = n->port;
     u.path[0] = 0;
-    char err[96];
+    char err[192];
     if (!(n->rc = gpuq_redis_connect(&u, c->tls, c->timeout_ms, err, sizeof(err))))
         snprintf(c->err, sizeof(c->err), "%s:%d: %s", n->host, n->port, err);
     return n->rc;
@@ -111,7 +111,7 @@ out:
 }
 
 int gpuq_cluster_refresh(struct gpuq_cluster *c) {
-    char err[96];
+    char err[192];
     struct gpuq_conn *seed = gpuq_redis_connect(&c->url, c->tls, c->timeout_ms, err, sizeof(err));
     if (seed) {
         int rc = read_slots(c, seed, c->url.host);

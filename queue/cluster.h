@@ -25,7 +25,7 @@ struct gpuq_cluster {
     int n_nodes;                /* every master seen, kept across refreshes */
     struct gpuq_cluster_node nodes[GPUQ_CLUSTER_NODES];
     int16_t owner[GPUQ_SLOTS];  /* node of each slot, -1 when none holds it */
-    char err[128];
+    char err[256];
 };
 
 /* Whether c speaks to a cluster node (INFO cluster): 1, 0 (also when INFO

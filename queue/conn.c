@@ -24,13 +24,16 @@ static void set_error(struct gpuq_conn *c, int type, const char *str) {
 static void take_error(struct gpuq_conn *c) {
     int tcp = c->rc->connection_type == REDIS_CONN_TCP;
     set_error(c, c->rc->err ? c->rc->err : REDIS_ERR_IO, c->rc->err ? c->rc->errstr : "I/O error");
-    if (tcp && !c->answered && c->err == REDIS_ERR_EOF)
+    if (tcp && !c->answered && (c->err == REDIS_ERR_EOF || strstr(c->errstr, strerror(ECONNRESET))))
         snprintf(c->errstr + strlen(c->errstr), sizeof(c->errstr) - strlen(c->errstr),
                  " (a TLS port? rediss:// speaks TLS)");
 }
 
 /* After a failed SSL_read or SSL_write: why, in hiredis's words where
- * hiredis has some, so that callers and logs read the same either way. */
+ * hiredis has some, so that callers and logs read the same either way.
+ * Under TLS 1.3 a server that wants a client certificate says so after the
+ * handshake, and its alert is often lost to the reset: a TLS connection
+ * dropped before its first reply says that may be why. */
 static void ssl_error(struct gpuq_conn *c, int ret) {
     int e = SSL_get_error(c->ssl, ret), saved = errno;
     char buf[128];
@@ -45,6 +48,10 @@ static void ssl_error(struct gpuq_conn *c, int ret) {
         snprintf(buf, sizeof(buf), "TLS: %s", gpuq_tls_reason("I/O error"));
         set_error(c, REDIS_ERR_IO, buf);
     }
+    if (!c->answered && (c->err == REDIS_ERR_EOF ||
+                         (e == SSL_ERROR_SYSCALL && (saved == ECONNRESET || saved == EPIPE))))
+        snprintf(c->errstr + strlen(c->errstr), sizeof(c->errstr) - strlen(c->errstr),
+                 " (refused after the handshake: no client certificate it trusts? --redis-cert)");
     ERR_clear_error();
 }
 

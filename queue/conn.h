@@ -15,7 +15,7 @@
 
 struct gpuq_conn {
     int err;                /* 0, or a REDIS_ERR_* code: the connection is then useless */
-    char errstr[128];
+    char errstr[192];
     redisContext *rc;       /* the socket (connect, timeouts, keepalive, close) */
     struct ssl_st *ssl;     /* TLS: the session over rc's socket; NULL over TCP */
     redisReader *reader;    /* TLS: replies parsed from what ssl decrypts */

@@ -226,7 +226,7 @@ static int connect_cluster(struct gpuq_stream *s, int timeout_ms) {
 }
 
 int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
-    char err[128];
+    char err[256];
     if (s->cl) gpuq_cluster_close(s->cl);
     else if (s->rc) gpuq_conn_free(s->rc);
     s->rc = NULL;

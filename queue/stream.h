@@ -55,7 +55,7 @@ struct gpuq_stream {
     char **result_prefixes; /* P:{Q}:result: */
     char consumer[128];
     int err;                /* 0, or a REDIS_ERR_* code */
-    char errstr[128];
+    char errstr[256];
     int64_t max_value;      /* the largest value Redis takes (proto-max-bulk-len) */
     struct gpuq_cluster *cl;    /* on a cluster: the slot map and a connection per master;
                                  * rc is then the connection of the queue last used */

@@ -2,11 +2,13 @@
 #include "queue/tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct gpuq_tls {
     SSL_CTX *ctx;
@@ -20,10 +22,24 @@ const char *gpuq_tls_reason(const char *fallback) {
     return why ? why : fallback;
 }
 
+/* Whether flag's file can be read; when not, why in err. OpenSSL's own
+ * words for a missing file are "system lib". */
+static int readable(const char *flag, const char *path, char *err, size_t errlen) {
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (path && !f) snprintf(err, errlen, "%s %s: %s", flag, path, strerror(errno));
+    if (f) fclose(f);
+    return !path || f;
+}
+
 struct gpuq_tls *gpuq_tls_create(const struct gpuq_tls_opts *o, char *err, size_t errlen) {
-    struct gpuq_tls *t = calloc(1, sizeof(*t));
+    struct gpuq_tls *t = NULL;
     const char *key = o->key_file ? o->key_file : o->cert_file;
+    if (!readable("--redis-ca", o->ca_file, err, errlen) ||
+        !readable("--redis-cert", o->cert_file, err, errlen) ||
+        !readable("--redis-key", o->key_file, err, errlen))
+        return NULL;
     ERR_clear_error();
+    t = calloc(1, sizeof(*t));
     if (!t || !(t->ctx = SSL_CTX_new(TLS_client_method()))) {
         snprintf(err, errlen, "TLS: %s", gpuq_tls_reason("out of memory"));
         goto fail;
@@ -52,7 +68,11 @@ struct gpuq_tls *gpuq_tls_create(const struct gpuq_tls_opts *o, char *err, size_
     }
     if (o->cert_file && (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1 ||
                          SSL_CTX_check_private_key(t->ctx) != 1)) {
-        snprintf(err, errlen, "--redis-key %s: %s", key, gpuq_tls_reason("not the certificate's key"));
+        if (o->key_file)
+            snprintf(err, errlen, "--redis-key %s: %s", key, gpuq_tls_reason("not the certificate's key"));
+        else
+            snprintf(err, errlen, "--redis-cert %s: no private key in it (--redis-key FILE)", key);
+        ERR_clear_error();
         goto fail;
     }
     return t;
@@ -72,8 +92,14 @@ void gpuq_tls_destroy(struct gpuq_tls *t) {
 static void handshake_error(SSL *ssl, int ret, char *err, size_t errlen) {
     long v = SSL_get_verify_result(ssl);
     int e = SSL_get_error(ssl, ret);
+    int untrusted = v == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+                    v == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+                    v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                    v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+                    v == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
     if (v != X509_V_OK) {
-        snprintf(err, errlen, "TLS: certificate verify failed: %s", X509_verify_cert_error_string(v));
+        snprintf(err, errlen, "TLS: certificate verify failed: %s%s", X509_verify_cert_error_string(v),
+                 untrusted ? " (not from a CA trusted here: --redis-ca?)" : "");
         ERR_clear_error();
         return;
     }
@@ -83,7 +109,7 @@ static void handshake_error(SSL *ssl, int ret, char *err, size_t errlen) {
     if (e == SSL_ERROR_SYSCALL && !code)
         snprintf(err, errlen, "TLS: the server closed the connection in the handshake");
     else if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-        snprintf(err, errlen, "TLS: the handshake timed out");
+        snprintf(err, errlen, "TLS: no handshake in time (a plain TCP port? redis:// speaks TCP)");
     else
         snprintf(err, errlen, "TLS: %s%s", gpuq_tls_reason("handshake failed"),
                  plain ? " (a plain TCP port? redis:// speaks TCP)" : "");
