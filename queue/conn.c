@@ -45,8 +45,13 @@ static void ssl_error(struct gpuq_conn *c, int ret) {
     } else if (e == SSL_ERROR_SYSCALL && !ERR_peek_error()) {
         set_error(c, REDIS_ERR_IO, strerror(saved));
     } else {
-        snprintf(buf, sizeof(buf), "TLS: %s", gpuq_tls_reason("I/O error"));
+        int r = ERR_GET_REASON(ERR_peek_last_error());
+        int refused = r == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED || r == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
+                      r == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE || r == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN;
+        snprintf(buf, sizeof(buf), "TLS: %s%s", gpuq_tls_reason("I/O error"),
+                 refused ? " (Redis wants a client certificate it trusts: --redis-cert)" : "");
         set_error(c, REDIS_ERR_IO, buf);
+        return;
     }
     if (!c->answered && (c->err == REDIS_ERR_EOF ||
                          (e == SSL_ERROR_SYSCALL && (saved == ECONNRESET || saved == EPIPE))))
