@@ -186,6 +186,6 @@ fail:
 out:
     for (int i = 0; i < ids.n; i++) free(ids.v[i]);
     free(ids.v);
-    if (c) gpuq_conn_free(c);
+    gpuq_conn_free(c);
     return result;
 }

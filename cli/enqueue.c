@@ -538,7 +538,7 @@ int gpuq_enqueue_main(int argc, char **argv) {
 fail:
     fprintf(stderr, "gpuq enqueue: %s\n", err);
 out:
-    if (c) gpuq_conn_free(c);
+    gpuq_conn_free(c);
     for (int i = 0; i < a.n_inputs; i++) free(a.inputs[i].owned);
     msgpack_sbuffer_destroy(&a.meta_packed);
     return result;

@@ -103,12 +103,9 @@ fail:
 
 void gpuq_conn_free(struct gpuq_conn *c) {
     if (!c) return;
-    if (c->ssl) {
-        /* a goodbye the server may take, never waited on (the peer may be gone) */
-        if (!c->err) SSL_shutdown(c->ssl);
-        SSL_free(c->ssl);
-        ERR_clear_error();
-    }
+    /* no close_notify: closing the socket is goodbye enough for Redis, as
+     * over TCP, and writing it to a peer already gone would raise SIGPIPE */
+    SSL_free(c->ssl);
     if (c->reader) redisReaderFree(c->reader);
     if (c->rc) redisFree(c->rc);
     free(c->obuf);
