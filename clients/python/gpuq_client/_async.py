@@ -10,6 +10,10 @@ import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
 from ._client import DEFAULT_URL, Base, is_cluster, reader_pool, tls_options
+
+# redis.asyncio's cluster client speaks TLS from redis-py 4.4 on; before, it
+# drops the TLS settings and speaks plain TCP to a TLS port
+ASYNC_CLUSTER_TLS = tuple(int(p) for p in redis.__version__.split(".")[:2] if p.isdigit()) >= (4, 4)
 from ._protocol import GpuqTimeoutError, Result, decode_result, embed_params
 from ._waiters import Waiters
 
@@ -26,6 +30,9 @@ class AsyncClient(Base):
                  ssl_keyfile: Optional[str] = None):
         super().__init__(prefix, queue)
         tls = tls_options(url, ssl_ca_certs, ssl_certfile, ssl_keyfile)
+        if cluster and not redis_client and tls and not ASYNC_CLUSTER_TLS:
+            raise RuntimeError("AsyncClient(cluster=True) over rediss:// needs redis-py 4.4 or later "
+                               f"(this is {redis.__version__}); Client(cluster=True) works")
         if cluster and not redis_client:
             redis_client = RedisCluster.from_url(url, max_connections=max_connections, **tls)
         self.r = redis_client or redis.asyncio.Redis(
