@@ -30,9 +30,10 @@ class Cluster:
         more = ("--tls-cluster", "yes", "--tls-replication", "yes") if tls else ()
         self.nodes = [Redis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                             "--cluster-node-timeout", "1000", *more, tls=tls) for _ in range(n)]
-        cli_tls = ["--tls", "--cacert", tls.ca, "--cert", tls.client[0], "--key", tls.client[1]] if tls else []
+        # redis-cli's flags to speak to the nodes
+        self.cli = ["--tls", "--cacert", tls.ca, "--cert", tls.client[0], "--key", tls.client[1]] if tls else []
         try:
-            subprocess.run(["redis-cli", *cli_tls, "--cluster", "create",
+            subprocess.run(["redis-cli", *self.cli, "--cluster", "create",
                             *[f"127.0.0.1:{n.port}" for n in self.nodes],
                             "--cluster-replicas", "1", "--cluster-yes"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60)
@@ -269,7 +270,7 @@ class Reshard(ClusterTest):
         # move every slot from the source's first one to the queue's: reshard takes them in order
         first = min(lo for lo, hi, m, *_ in src.client.execute_command("CLUSTER", "SLOTS")
                     if int(m[1]) == src.port and lo <= slot)
-        subprocess.run(["redis-cli", "--cluster", "reshard", f"127.0.0.1:{src.port}",
+        subprocess.run(["redis-cli", *self.cluster.cli, "--cluster", "reshard", f"127.0.0.1:{src.port}",
                         "--cluster-from", self.cluster.node_id(src), "--cluster-to",
                         self.cluster.node_id(dst), "--cluster-slots", str(slot - first + 1),
                         "--cluster-pipeline", "1000", "--cluster-yes"], check=True, stdout=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""The cluster suite's serving, ASK and failover tests again on a Redis
+"""The cluster suite's serving, resharding and failover tests again on a Redis
 Cluster that speaks only TLS (clients, cluster bus, replication): every
 node connection the worker opens, those after MOVED and ASK included, is
 TLS with the certificate checked against 127.0.0.1."""
@@ -21,7 +21,9 @@ class TLSServe(test_cluster.Serve):
     tls = True
 
 
-class TLSMigrate(test_cluster.Migrate):
+# (not Migrate: on this branch's base its test does not see the batch it
+# means to hold, over TCP as over TLS; Reshard meets ASK under load too)
+class TLSReshard(test_cluster.Reshard):
     tls = True
 
 
