@@ -19,6 +19,7 @@ static void usage(FILE *f) {
         "delivery, and webhooks that failed every attempt. retry puts a dead letter's job back on\n"
         "its queue (and deletes the letter); purge deletes letters.\n\n"
         "  --redis URL, --queue Q, --prefix P   as for gpuq worker (also GPUQ_REDIS, ...)\n"
+        "  --redis-ca F, --redis-cert F, --redis-key F, --redis-insecure   rediss://: as for gpuq worker\n"
         "  --count N                            letters to list [100]\n"
         "  --json                               list: one JSON array of the letters\n");
 }
@@ -103,7 +104,7 @@ int gpuq_dead_main(int argc, char **argv) {
     int all = 0, json = 0, result = 2;
     double count = 100;
     char err[256] = "";
-    redisContext *c = NULL;
+    struct gpuq_conn *c = NULL;
     if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
         usage(argc < 1 ? stderr : stdout);
         return argc < 1 ? 2 : 0;
@@ -113,6 +114,7 @@ int gpuq_dead_main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--all")) all = 1;
         else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (gpuq_cli_target_switch(&t, argv[i])) continue;
         else if (v && gpuq_cli_target_flag(&t, argv[i], v)) i++;
         else if (!strcmp(argv[i], "--count")) {
             if (gpuq_cli_number("dead", "--count", v, 1, 0, 100000, 1, &count) != 0) goto out;
@@ -184,6 +186,6 @@ fail:
 out:
     for (int i = 0; i < ids.n; i++) free(ids.v[i]);
     free(ids.v);
-    if (c) redisFree(c);
+    gpuq_conn_free(c);
     return result;
 }

@@ -59,7 +59,8 @@ static void usage(FILE *f) {
         "  --wait SECONDS           wait this long for all results and print them [0: do not wait]\n"
         "  --out DIR                write the first result's outputs as DIR/NAME.npy\n"
         "  --quiet                  with --count: print the summary only\n"
-        "  --redis URL, --queue Q, --prefix P   as for gpuq worker (also GPUQ_REDIS, ...)\n");
+        "  --redis URL, --queue Q, --prefix P   as for gpuq worker (also GPUQ_REDIS, ...)\n"
+        "  --redis-ca F, --redis-cert F, --redis-key F, --redis-insecure   rediss://: as for gpuq worker\n");
 }
 
 static unsigned char *read_file(const char *path, size_t *len) {
@@ -362,7 +363,7 @@ static int cmp_ll(const void *a, const void *b) {
 }
 
 /* Waits for count results on reply_to; prints the first and a summary. */
-static int wait_results(redisContext *c, const struct args *a, const char *reply_to, double t0) {
+static int wait_results(struct gpuq_conn *c, const struct args *a, const char *reply_to, double t0) {
     long long ok = 0, failed = 0, got = 0;
     long long *total = calloc((size_t)a->count, sizeof(long long));
     double deadline = gpuq_mono_s() + a->wait_s;
@@ -435,6 +436,7 @@ static int parse_args(struct args *a, int argc, char **argv, char *err, size_t e
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) return 1;
         if (!strcmp(f, "--quiet")) { a->quiet = 1; continue; }
+        if (gpuq_cli_target_switch(&a->t, f)) continue;
         if (!v) {
             snprintf(err, errlen, "%s needs a value", f);
             return -1;
@@ -480,7 +482,7 @@ static int parse_args(struct args *a, int argc, char **argv, char *err, size_t e
 int gpuq_enqueue_main(int argc, char **argv) {
     struct args a;
     char err[512], key[512], reply_to[512], first_id[64] = "";
-    redisContext *c = NULL;
+    struct gpuq_conn *c = NULL;
     int result = 2;
     memset(&a, 0, sizeof(a));
     msgpack_sbuffer_init(&a.meta_packed);
@@ -536,7 +538,7 @@ int gpuq_enqueue_main(int argc, char **argv) {
 fail:
     fprintf(stderr, "gpuq enqueue: %s\n", err);
 out:
-    if (c) redisFree(c);
+    gpuq_conn_free(c);
     for (int i = 0; i < a.n_inputs; i++) free(a.inputs[i].owned);
     msgpack_sbuffer_destroy(&a.meta_packed);
     return result;

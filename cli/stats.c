@@ -35,6 +35,8 @@ static int parse(struct gpuq_cli_target *t, struct flags *f, int argc, char **ar
         } else if (!strcmp(argv[i], f->number)) {
             if (gpuq_cli_number(f->who, argv[i], v, f->min, f->above, f->max, 0, &f->value) != 0) return -2;
             i++;
+        } else if (gpuq_cli_target_switch(t, argv[i])) {
+            continue;
         } else if (v && gpuq_cli_target_flag(t, argv[i], v)) {
             i++;
         } else {
@@ -103,7 +105,8 @@ int gpuq_stats_main(int argc, char **argv) {
                "Shows a queue: stream length, backlog (not yet delivered), pending (delivered, not\n"
                "acked), dead letters, webhooks owed, consumers with their pending and idle time, and\n"
                "results per second over the window [1 s]. --json prints one JSON object. Exit status:\n"
-               "0, 1 no such queue or a Redis error, 2 bad flags or no Redis.\n");
+               "0, 1 no such queue or a Redis error, 2 bad flags or no Redis. rediss:// takes\n"
+               "--redis-ca, --redis-cert, --redis-key and --redis-insecure, as for gpuq worker.\n");
         return 0;
     }
     int pos = parse(&c, &f, argc, argv);
@@ -111,7 +114,7 @@ int gpuq_stats_main(int argc, char **argv) {
         if (pos >= 0) fprintf(stderr, "gpuq stats: unexpected argument '%s' (see gpuq stats --help)\n", argv[pos]);
         return 2;
     }
-    redisContext *rc = gpuq_cli_connect(&c, "stats");
+    struct gpuq_conn *rc = gpuq_cli_connect(&c, "stats");
     if (!rc) return 2;
     struct gpuq_queue_stats a, b;
     char err[256];
@@ -136,7 +139,7 @@ int gpuq_stats_main(int argc, char **argv) {
 fail:
     fprintf(stderr, "gpuq stats: %s\n", err);
 out:
-    redisFree(rc);
+    gpuq_conn_free(rc);
     return result;
 }
 
@@ -147,7 +150,8 @@ int gpuq_wait_main(int argc, char **argv) {
         printf("usage: gpuq wait ID [--timeout SECONDS] [--json] [--queue Q] [--redis URL] [--prefix P]\n\n"
                "Waits until job ID's result is stored (P:{Q}:result:ID), then prints it (--json: as one\n"
                "line of JSON, tensor data in base64). Exit status: 0 ok, 1 an error result, 3 no result\n"
-               "within the timeout [30 s].\n");
+               "within the timeout [30 s]. rediss:// takes --redis-ca, --redis-cert, --redis-key and\n"
+               "--redis-insecure, as for gpuq worker.\n");
         return 0;
     }
     int id = parse(&c, &f, argc, argv);
@@ -155,7 +159,7 @@ int gpuq_wait_main(int argc, char **argv) {
         if (id == -1) fprintf(stderr, "gpuq wait: name a job id (see gpuq wait --help)\n");
         return 2;
     }
-    redisContext *rc = gpuq_cli_connect(&c, "wait");
+    struct gpuq_conn *rc = gpuq_cli_connect(&c, "wait");
     if (!rc) return 2;
     char err[256], *bytes = NULL;
     size_t len = 0;
@@ -166,7 +170,7 @@ int gpuq_wait_main(int argc, char **argv) {
         struct timespec ts = {0, 20 * 1000000};
         nanosleep(&ts, NULL);
     }
-    redisFree(rc);
+    gpuq_conn_free(rc);
     if (got < 0) {
         fprintf(stderr, "gpuq wait: %s\n", err);
         return 1;

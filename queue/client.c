@@ -1,12 +1,12 @@
-/* client.c -- connecting, enqueueing and waiting on hiredis. */
+/* client.c -- connecting, enqueueing and waiting. */
 #include "queue/client.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int run(redisContext *c, int argc, const char **argv, char *err, size_t errlen) {
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+static int run(struct gpuq_conn *c, int argc, const char **argv, char *err, size_t errlen) {
+    redisReply *r = gpuq_conn_command_argv(c, argc, argv, NULL);
     int result = 0;
     if (!r || r->type == REDIS_REPLY_ERROR) {
         snprintf(err, errlen, "%s: %s", argv[0], r ? r->str : c->errstr);
@@ -16,15 +16,10 @@ static int run(redisContext *c, int argc, const char **argv, char *err, size_t e
     return result;
 }
 
-redisContext *gpuq_redis_connect(const struct gpuq_redis_url *u, int timeout_ms, char *err,
-                                 size_t errlen) {
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    redisContext *c = u->path[0] ? redisConnectUnixWithTimeout(u->path, tv)
-                                 : redisConnectWithTimeout(u->host, u->port, tv);
-    if (!c || c->err) {
-        snprintf(err, errlen, "%s", c ? c->errstr : "out of memory");
-        goto fail;
-    }
+struct gpuq_conn *gpuq_redis_connect(const struct gpuq_redis_url *u, struct gpuq_tls *tls,
+                                     int timeout_ms, char *err, size_t errlen) {
+    struct gpuq_conn *c = gpuq_conn_open(u, tls, timeout_ms, err, errlen);
+    if (!c) return NULL;
     if (u->password[0]) {
         const char *a3[] = {"AUTH", u->user, u->password};
         if (run(c, u->user[0] ? 3 : 2, u->user[0] ? a3 : (const char *[]){"AUTH", u->password}, err,
@@ -39,25 +34,25 @@ redisContext *gpuq_redis_connect(const struct gpuq_redis_url *u, int timeout_ms,
     }
     return c;
 fail:
-    if (c) redisFree(c);
+    gpuq_conn_free(c);
     return NULL;
 }
 
-int gpuq_client_enqueue(redisContext *c, const char *stream_key, char *const *jobs,
+int gpuq_client_enqueue(struct gpuq_conn *c, const char *stream_key, char *const *jobs,
                         const size_t *lens, int n, char *first_id, size_t id_cap, char *err,
                         size_t errlen) {
     int result = 0;
     for (int i = 0; i < n; i++) {
         const char *argv[] = {"XADD", stream_key, "*", "job", jobs[i]};
         size_t argl[] = {4, strlen(stream_key), 1, 3, lens[i]};
-        if (redisAppendCommandArgv(c, 5, argv, argl) != REDIS_OK) {
+        if (gpuq_conn_append(c, 5, argv, argl) != 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
     }
     for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+        if (gpuq_conn_reply(c, &r) != 0) {
             snprintf(err, errlen, "XADD: %s", c->errstr);
             return -1;
         }
@@ -72,11 +67,11 @@ int gpuq_client_enqueue(redisContext *c, const char *stream_key, char *const *jo
     return result;
 }
 
-int gpuq_client_wait(redisContext *c, const char *list, double timeout_s, char **bytes,
+int gpuq_client_wait(struct gpuq_conn *c, const char *list, double timeout_s, char **bytes,
                      size_t *len, char *err, size_t errlen) {
     char t[32];
     snprintf(t, sizeof(t), "%.3f", timeout_s);
-    redisReply *r = redisCommand(c, "BLPOP %s %s", list, t);
+    redisReply *r = gpuq_conn_command(c, "BLPOP %s %s", list, t);
     int result = -1;
     if (!r) {
         snprintf(err, errlen, "BLPOP: %s", c->errstr);
@@ -101,8 +96,8 @@ int gpuq_client_wait(redisContext *c, const char *list, double timeout_s, char *
     return result;
 }
 
-static int64_t xlen(redisContext *c, const char *key) {
-    redisReply *r = redisCommand(c, "XLEN %s", key);
+static int64_t xlen(struct gpuq_conn *c, const char *key) {
+    redisReply *r = gpuq_conn_command(c, "XLEN %s", key);
     int64_t n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     freeReplyObject(r);
     return n;
@@ -123,7 +118,7 @@ static const char *field_str(const redisReply *f, const char *name) {
     return NULL;
 }
 
-int gpuq_client_stats(redisContext *c, const char *prefix, const char *queue,
+int gpuq_client_stats(struct gpuq_conn *c, const char *prefix, const char *queue,
                       struct gpuq_queue_stats *st, char *err, size_t errlen) {
     char jobs[512], dead[512], hooks[512];
     snprintf(jobs, sizeof(jobs), "%s:{%s}:jobs", prefix, queue);
@@ -131,7 +126,7 @@ int gpuq_client_stats(redisContext *c, const char *prefix, const char *queue,
     snprintf(hooks, sizeof(hooks), "%s:{%s}:webhooks", prefix, queue);
     memset(st, 0, sizeof(*st));
     st->backlog = st->pending = st->read = -1;
-    redisReply *t = redisCommand(c, "TYPE %s", jobs);   /* XLEN says 0 for a missing key */
+    redisReply *t = gpuq_conn_command(c, "TYPE %s", jobs);   /* XLEN says 0 for a missing key */
     int missing = t && t->type == REDIS_REPLY_STATUS && !strcmp(t->str, "none");
     freeReplyObject(t);
     if ((st->length = missing ? -1 : xlen(c, jobs)) < 0 && c->err) {
@@ -140,7 +135,7 @@ int gpuq_client_stats(redisContext *c, const char *prefix, const char *queue,
     }
     st->dead = xlen(c, dead);
     st->hooks = xlen(c, hooks);
-    redisReply *r = redisCommand(c, "XINFO GROUPS %s", jobs);
+    redisReply *r = gpuq_conn_command(c, "XINFO GROUPS %s", jobs);
     for (size_t g = 0; r && r->type == REDIS_REPLY_ARRAY && g < r->elements; g++) {
         const char *name = field_str(r->element[g], "name");
         if (!name || strcmp(name, "workers") != 0) continue;
@@ -149,7 +144,7 @@ int gpuq_client_stats(redisContext *c, const char *prefix, const char *queue,
         st->read = field_int(r->element[g], "entries-read");
     }
     freeReplyObject(r);
-    r = redisCommand(c, "XINFO CONSUMERS %s workers", jobs);
+    r = gpuq_conn_command(c, "XINFO CONSUMERS %s workers", jobs);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && st->n_consumers < 32; i++) {
         const char *name = field_str(r->element[i], "name");
         snprintf(st->consumers[st->n_consumers].name, sizeof(st->consumers[0].name), "%s", name ? name : "?");
@@ -165,12 +160,12 @@ int gpuq_client_stats(redisContext *c, const char *prefix, const char *queue,
     return 0;
 }
 
-int gpuq_client_result(redisContext *c, const char *prefix, const char *queue, const char *id,
+int gpuq_client_result(struct gpuq_conn *c, const char *prefix, const char *queue, const char *id,
                        char **bytes, size_t *len, char *err, size_t errlen) {
     char key[1024];
     snprintf(key, sizeof(key), "%s:{%s}:result:%s", prefix, queue, id);
     const char *argv[] = {"GET", key};
-    redisReply *r = redisCommandArgv(c, 2, argv, NULL);
+    redisReply *r = gpuq_conn_command_argv(c, 2, argv, NULL);
     int result = -1;
     if (!r) {
         snprintf(err, errlen, "GET: %s", c->errstr);

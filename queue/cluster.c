@@ -1,5 +1,5 @@
-/* cluster.c -- Redis Cluster routing on hiredis: the slot map, a connection
- * per master, MOVED and ASK. */
+/* cluster.c -- Redis Cluster routing: the slot map, a connection per
+ * master (TCP or TLS, as the seed's URL says), MOVED and ASK. */
 #include "queue/cluster.h"
 
 #include <stdio.h>
@@ -8,8 +8,8 @@
 
 #include "queue/client.h"
 
-int gpuq_cluster_detect(redisContext *c, char *err, size_t errlen) {
-    redisReply *r = redisCommand(c, "INFO cluster");
+int gpuq_cluster_detect(struct gpuq_conn *c, char *err, size_t errlen) {
+    redisReply *r = gpuq_conn_command(c, "INFO cluster");
     if (!r) {
         snprintf(err, errlen, "INFO cluster: %s", c->errstr);
         return -1;
@@ -20,10 +20,12 @@ int gpuq_cluster_detect(redisContext *c, char *err, size_t errlen) {
     return on;
 }
 
-struct gpuq_cluster *gpuq_cluster_create(const struct gpuq_redis_url *seed, int timeout_ms) {
+struct gpuq_cluster *gpuq_cluster_create(const struct gpuq_redis_url *seed, struct gpuq_tls *tls,
+                                         int timeout_ms) {
     struct gpuq_cluster *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
     c->url = *seed;
+    c->tls = tls;
     c->url.db = 0;      /* a cluster has only db 0 */
     c->timeout_ms = timeout_ms;
     memset(c->owner, 0xff, sizeof(c->owner));
@@ -33,7 +35,7 @@ struct gpuq_cluster *gpuq_cluster_create(const struct gpuq_redis_url *seed, int 
 void gpuq_cluster_close(struct gpuq_cluster *c) {
     for (int i = 0; c && i < c->n_nodes; i++)
         if (c->nodes[i].rc) {
-            redisFree(c->nodes[i].rc);
+            gpuq_conn_free(c->nodes[i].rc);
             c->nodes[i].rc = NULL;
         }
 }
@@ -63,24 +65,24 @@ static int node(struct gpuq_cluster *c, const char *host, size_t host_len, int p
 }
 
 /* The open connection to node i, (re)opened when needed; NULL with err. */
-static redisContext *open_node(struct gpuq_cluster *c, int i) {
+static struct gpuq_conn *open_node(struct gpuq_cluster *c, int i) {
     struct gpuq_cluster_node *n = &c->nodes[i];
     if (n->rc && !n->rc->err) return n->rc;
-    if (n->rc) redisFree(n->rc);
+    if (n->rc) gpuq_conn_free(n->rc);
     struct gpuq_redis_url u = c->url;
     snprintf(u.host, sizeof(u.host), "%s", n->host);
     u.port = n->port;
     u.path[0] = 0;
-    char err[96];
-    if (!(n->rc = gpuq_redis_connect(&u, c->timeout_ms, err, sizeof(err))))
+    char err[192];
+    if (!(n->rc = gpuq_redis_connect(&u, c->tls, c->timeout_ms, err, sizeof(err))))
         snprintf(c->err, sizeof(c->err), "%s:%d: %s", n->host, n->port, err);
     return n->rc;
 }
 
 /* Reads CLUSTER SLOTS over rc into the map; host stands in for a node that
  * does not know its own address. */
-static int read_slots(struct gpuq_cluster *c, redisContext *rc, const char *host) {
-    redisReply *r = redisCommand(rc, "CLUSTER SLOTS");
+static int read_slots(struct gpuq_cluster *c, struct gpuq_conn *rc, const char *host) {
+    redisReply *r = gpuq_conn_command(rc, "CLUSTER SLOTS");
     int result = -1;
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         snprintf(c->err, sizeof(c->err), "CLUSTER SLOTS: %s", !r ? rc->errstr
@@ -109,24 +111,24 @@ out:
 }
 
 int gpuq_cluster_refresh(struct gpuq_cluster *c) {
-    char err[96];
-    redisContext *seed = gpuq_redis_connect(&c->url, c->timeout_ms, err, sizeof(err));
+    char err[192];
+    struct gpuq_conn *seed = gpuq_redis_connect(&c->url, c->tls, c->timeout_ms, err, sizeof(err));
     if (seed) {
         int rc = read_slots(c, seed, c->url.host);
-        redisFree(seed);
+        gpuq_conn_free(seed);
         if (rc == 0) return 0;
     } else {
         snprintf(c->err, sizeof(c->err), "%s", err);
     }
     /* the seed may be the master that died: ask the others */
     for (int i = 0; i < c->n_nodes; i++) {
-        redisContext *rc = open_node(c, i);
+        struct gpuq_conn *rc = open_node(c, i);
         if (rc && read_slots(c, rc, c->nodes[i].host) == 0) return 0;
     }
     return -1;
 }
 
-redisContext *gpuq_cluster_conn(struct gpuq_cluster *c, int slot) {
+struct gpuq_conn *gpuq_cluster_conn(struct gpuq_cluster *c, int slot) {
     int n = c->owner[slot];
     if (n < 0) {
         snprintf(c->err, sizeof(c->err), "no cluster node holds slot %d", slot);
@@ -167,15 +169,15 @@ int gpuq_cluster_moved(struct gpuq_cluster *c, const char *err) {
 
 redisReply *gpuq_cluster_command(struct gpuq_cluster *c, int slot, int argc, const char **argv,
                                  const size_t *lens) {
-    redisContext *rc = gpuq_cluster_conn(c, slot);
+    struct gpuq_conn *rc = gpuq_cluster_conn(c, slot);
     int asking = 0;
     for (int hop = 0; rc; hop++) {
         redisReply *r = NULL;
-        if (asking && (redisAppendCommand(rc, "ASKING") != REDIS_OK ||
-                       redisGetReply(rc, (void **)&r) != REDIS_OK))
+        if (asking && (gpuq_conn_appendf(rc, "ASKING") != 0 ||
+                       gpuq_conn_reply(rc, &r) != 0))
             break;
         if (r) freeReplyObject(r);
-        if (!(r = redisCommandArgv(rc, argc, argv, lens))) break;
+        if (!(r = gpuq_conn_command_argv(rc, argc, argv, lens))) break;
         int moved = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "MOVED ", 6);
         asking = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "ASK ", 4);
         if ((!moved && !asking) || hop == 5) return r;
@@ -192,10 +194,10 @@ redisReply *gpuq_cluster_command(struct gpuq_cluster *c, int slot, int argc, con
     return NULL;
 }
 
-redisContext *gpuq_cluster_connect_slot(const struct gpuq_redis_url *seed, int slot, int timeout_ms,
-                                        char *err, size_t errlen) {
-    struct gpuq_cluster *c = gpuq_cluster_create(seed, timeout_ms);
-    redisContext *rc = NULL;
+struct gpuq_conn *gpuq_cluster_connect_slot(const struct gpuq_redis_url *seed, struct gpuq_tls *tls,
+                                            int slot, int timeout_ms, char *err, size_t errlen) {
+    struct gpuq_cluster *c = gpuq_cluster_create(seed, tls, timeout_ms);
+    struct gpuq_conn *rc = NULL;
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return NULL;

@@ -27,12 +27,12 @@ static void parse(const redisReply *e, struct gpuq_dead *d) {
     }
 }
 
-static redisReply *range(redisContext *c, const char *key, const char *start, const char *end,
+static redisReply *range(struct gpuq_conn *c, const char *key, const char *start, const char *end,
                          int count, char *err, size_t errlen) {
     char n[24];
     snprintf(n, sizeof(n), "%d", count);
     const char *argv[] = {"XRANGE", key, start, end, "COUNT", n};
-    redisReply *r = redisCommandArgv(c, 6, argv, NULL);
+    redisReply *r = gpuq_conn_command_argv(c, 6, argv, NULL);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         snprintf(err, errlen, "XRANGE: %s", r ? (r->type == REDIS_REPLY_ERROR ? r->str : "bad reply") : c->errstr);
         freeReplyObject(r);
@@ -41,7 +41,7 @@ static redisReply *range(redisContext *c, const char *key, const char *start, co
     return r;
 }
 
-int gpuq_dead_list(redisContext *c, const char *prefix, const char *queue, const char *start,
+int gpuq_dead_list(struct gpuq_conn *c, const char *prefix, const char *queue, const char *start,
                    int count, void (*fn)(void *ud, const struct gpuq_dead *d), void *ud,
                    char *err, size_t errlen) {
     char key[512];
@@ -61,7 +61,7 @@ int gpuq_dead_list(redisContext *c, const char *prefix, const char *queue, const
     return n;
 }
 
-int gpuq_dead_retry(redisContext *c, const char *prefix, const char *queue, const char *id,
+int gpuq_dead_retry(struct gpuq_conn *c, const char *prefix, const char *queue, const char *id,
                     char *err, size_t errlen) {
     char dead[512], jobs[512];
     gpuq_stream_key(dead, sizeof(dead), prefix, queue, "dead");
@@ -77,14 +77,14 @@ int gpuq_dead_retry(redisContext *c, const char *prefix, const char *queue, cons
             const char *argv[] = {"XADD", jobs, "*", d.job.ptr[0] == '{' ? "json" : "job", d.job.ptr};
             size_t lens[] = {4, strlen(jobs), 1, strlen(argv[3]), d.job.len};
             const char *del[] = {"XDEL", dead, id};
-            redisAppendCommand(c, "MULTI");
-            redisAppendCommandArgv(c, 5, argv, lens);
-            redisAppendCommandArgv(c, 3, del, NULL);
-            redisAppendCommand(c, "EXEC");
+            gpuq_conn_appendf(c, "MULTI");
+            gpuq_conn_append(c, 5, argv, lens);
+            gpuq_conn_append(c, 3, del, NULL);
+            gpuq_conn_appendf(c, "EXEC");
             result = 1;
             for (int i = 0; i < 4; i++) {
                 redisReply *x = NULL;
-                if (redisGetReply(c, (void **)&x) != REDIS_OK) {
+                if (gpuq_conn_reply(c, &x) != 0) {
                     snprintf(err, errlen, "retry: %s", c->errstr);
                     result = -1;
                     break;
@@ -101,17 +101,17 @@ int gpuq_dead_retry(redisContext *c, const char *prefix, const char *queue, cons
     return result;
 }
 
-long long gpuq_dead_purge(redisContext *c, const char *prefix, const char *queue, const char *id,
+long long gpuq_dead_purge(struct gpuq_conn *c, const char *prefix, const char *queue, const char *id,
                           char *err, size_t errlen) {
     char dead[512];
     gpuq_stream_key(dead, sizeof(dead), prefix, queue, "dead");
-    redisReply *r = id ? redisCommand(c, "XDEL %s %s", dead, id) : redisCommand(c, "XLEN %s", dead);
+    redisReply *r = id ? gpuq_conn_command(c, "XDEL %s %s", dead, id) : gpuq_conn_command(c, "XLEN %s", dead);
     long long n = -1;
     if (r && r->type == REDIS_REPLY_INTEGER) n = r->integer;
     else snprintf(err, errlen, "%s", r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
     freeReplyObject(r);
     if (!id && n >= 0) {
-        r = redisCommand(c, "DEL %s", dead);
+        r = gpuq_conn_command(c, "DEL %s", dead);
         if (!r || r->type == REDIS_REPLY_ERROR) n = -1, snprintf(err, errlen, "DEL failed");
         freeReplyObject(r);
     }

@@ -2,9 +2,9 @@
 #ifndef GPUQ_DEAD_H
 #define GPUQ_DEAD_H
 
-#include <hiredis/hiredis.h>
 #include <stdint.h>
 
+#include "queue/conn.h"
 #include "queue/job.h"
 
 struct gpuq_dead {
@@ -17,19 +17,19 @@ struct gpuq_dead {
 
 /* Calls fn for up to count dead letters from start ("-": the oldest).
  * Returns how many, or -1 with err. */
-int gpuq_dead_list(redisContext *c, const char *prefix, const char *queue, const char *start,
+int gpuq_dead_list(struct gpuq_conn *c, const char *prefix, const char *queue, const char *start,
                    int count, void (*fn)(void *ud, const struct gpuq_dead *d), void *ud,
                    char *err, size_t errlen);
 
 /* Puts dead letter id back on its queue (XADD job, XDEL dead, one
  * transaction). Returns 1 when done, 0 when it had no job bytes to put back
  * or does not exist, -1 with err. */
-int gpuq_dead_retry(redisContext *c, const char *prefix, const char *queue, const char *id,
+int gpuq_dead_retry(struct gpuq_conn *c, const char *prefix, const char *queue, const char *id,
                     char *err, size_t errlen);
 
 /* Deletes dead letter id, or all of them when id is NULL. Returns how many
  * were deleted, or -1 with err. */
-long long gpuq_dead_purge(redisContext *c, const char *prefix, const char *queue, const char *id,
+long long gpuq_dead_purge(struct gpuq_conn *c, const char *prefix, const char *queue, const char *id,
                           char *err, size_t errlen);
 
 #endif

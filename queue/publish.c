@@ -106,7 +106,7 @@ static void append(struct gpuq_stream *s, int argc, const char **argv, const siz
  * carries (-1: none), so its reply can be told apart. */
 static void send_now(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens, int tag) {
     if (!s->rc || grow((void **)&s->tags, &s->cap_tags, s->queued + 1, sizeof(int)) != 0 ||
-        redisAppendCommandArgv(s->rc, argc, argv, lens) != REDIS_OK) {
+        gpuq_conn_append(s->rc, argc, argv, lens) != 0) {
         s->failed = 1;
         return;
     }
@@ -377,7 +377,7 @@ int gpuq_stream_send(struct gpuq_stream *s) {
     if (argv && lens && s->rc) {
         send_now(s, 1, multi, NULL, -1);
         if (grow((void **)&s->tags, &s->cap_tags, s->queued + s->n_cmds, sizeof(int)) != 0 ||
-            (s->txbuf_len && redisAppendFormattedCommand(s->rc, s->txbuf, s->txbuf_len) != REDIS_OK))
+            (s->txbuf_len && gpuq_conn_append_formatted(s->rc, s->txbuf, s->txbuf_len) != 0))
             s->failed = 1;
         for (int i = 0; i < s->n_cmds && !s->failed; i++) s->tags[s->queued++] = -1;
         send_pushes(s, 0, argv, lens);
@@ -398,12 +398,10 @@ int gpuq_stream_send(struct gpuq_stream *s) {
         send_now(s, 1, end, NULL, -1);
     }
     s->sent = s->queued;
-    int done = 0;
-    while (!done)
-        if (redisBufferWrite(s->rc, &done) != REDIS_OK) {
-            gpuq_stream_drop(s);
-            return -1;
-        }
+    if (gpuq_conn_flush(s->rc) != 0) {
+        gpuq_stream_drop(s);
+        return -1;
+    }
     return 0;
 }
 
@@ -433,7 +431,7 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
     if (!s->rc) return GPUQ_COMMIT_LOST;
     for (int i = 0; i < expect; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(s->rc, (void **)&r) != REDIS_OK || !r) {
+        if (gpuq_conn_reply(s->rc, &r) != 0 || !r) {
             gpuq_stream_drop(s);
             return GPUQ_COMMIT_LOST;
         }

@@ -1,4 +1,4 @@
-/* stream.c -- Redis Streams consumer on hiredis: connecting and reading
+/* stream.c -- Redis Streams consumer: connecting and reading
  * (the writing half is publish.c). */
 #include "queue/stream.h"
 
@@ -23,14 +23,14 @@ void gpuq_stream_drop(struct gpuq_stream *s) {
                           : s->cl && s->cl->err[0] ? s->cl->err : "I/O error");
     /* on a cluster every connection goes: the reconnect reads the map again */
     if (s->cl) gpuq_cluster_close(s->cl);
-    else redisFree(s->rc);
+    else gpuq_conn_free(s->rc);
     s->rc = NULL;
 }
 
 int gpuq_stream_use(struct gpuq_stream *s, int q) {
     if (!s->cl) return 0;
     s->slot = s->slots[q];
-    redisContext *rc = gpuq_cluster_conn(s->cl, s->slot);
+    struct gpuq_conn *rc = gpuq_cluster_conn(s->cl, s->slot);
     if (!rc) {
         gpuq_stream_set_error(s, REDIS_ERR_IO, s->cl->err);
         gpuq_cluster_close(s->cl);
@@ -55,11 +55,12 @@ char *gpuq_stream_key(char *buf, size_t cap, const char *prefix, const char *que
     return buf;
 }
 
-int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, const char *prefix,
-                     char *const *queues, int n_queues, const char *consumer) {
+int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, struct gpuq_tls *tls,
+                     const char *prefix, char *const *queues, int n_queues, const char *consumer) {
     char key[512];
     memset(s, 0, sizeof(*s));
     s->url = *url;
+    s->tls = tls;
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
     snprintf(s->consumer, sizeof(s->consumer), "%s", consumer);
     s->queues = calloc((size_t)n_queues, sizeof(char *));
@@ -97,7 +98,7 @@ oom:
 void gpuq_stream_free(struct gpuq_stream *s) {
     if (!s) return;
     if (s->cl) gpuq_cluster_destroy(s->cl);
-    else if (s->rc) redisFree(s->rc);
+    else if (s->rc) gpuq_conn_free(s->rc);
     for (int i = 0; i < s->n_queues; i++) {
         free(s->queues[i]);
         free(s->jobs_keys[i]);
@@ -136,7 +137,7 @@ static redisReply *command(struct gpuq_stream *s, int argc, const char **argv, c
         }
         return r;
     }
-    redisReply *r = redisCommandArgv(s->rc, argc, argv, lens);
+    redisReply *r = gpuq_conn_command_argv(s->rc, argc, argv, lens);
     if (!r) gpuq_stream_drop(s);
     return r;
 }
@@ -170,9 +171,8 @@ int gpuq_stream_down(const struct gpuq_stream *s, int q) { return s->down_until_
 static int connect_queue(struct gpuq_stream *s, int q) {
     if (gpuq_stream_use(s, q) != 0) return -1;
     /* replies to a BLOCK read come within a second; 30 s means Redis is gone */
-    struct timeval rtv = {30, 0};
-    redisSetTimeout(s->rc, rtv);
-    redisEnableKeepAlive(s->rc);
+    gpuq_conn_set_timeout(s->rc, 30000);
+    gpuq_conn_keepalive(s->rc);
     const char *argv[] = {"XGROUP", "CREATE", s->jobs_keys[q], GPUQ_GROUP, "0", "MKSTREAM"};
     const char *hooks[] = {"XGROUP", "CREATE", s->hook_keys[q], GPUQ_HOOK_GROUP, "0", "MKSTREAM"};
     /* out of memory, Redis refuses even a group that exists: go on, and
@@ -217,7 +217,7 @@ static int connect_queues(struct gpuq_stream *s) {
 /* Connects to a cluster: the map (from the seed or any master seen
  * before), then a connection per master as the queues need them. */
 static int connect_cluster(struct gpuq_stream *s, int timeout_ms) {
-    if (!s->cl && !(s->cl = gpuq_cluster_create(&s->url, timeout_ms))) {
+    if (!s->cl && !(s->cl = gpuq_cluster_create(&s->url, s->tls, timeout_ms))) {
         gpuq_stream_set_error(s, REDIS_ERR_OOM, "out of memory");
         return -1;
     }
@@ -230,15 +230,15 @@ static int connect_cluster(struct gpuq_stream *s, int timeout_ms) {
 }
 
 int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
-    char err[128];
+    char err[256];
     if (s->cl) gpuq_cluster_close(s->cl);
-    else if (s->rc) redisFree(s->rc);
+    else if (s->rc) gpuq_conn_free(s->rc);
     s->rc = NULL;
     s->err = 0;
     s->sent = 0;    /* a new connection owes no replies */
     /* a cluster's seed may be a master that died: the map knows the others */
     if (s->cl) return connect_cluster(s, timeout_ms) != 0 ? -1 : connect_queues(s);
-    if (!(s->rc = gpuq_redis_connect(&s->url, timeout_ms, err, sizeof(err)))) {
+    if (!(s->rc = gpuq_redis_connect(&s->url, s->tls, timeout_ms, err, sizeof(err)))) {
         gpuq_stream_set_error(s, REDIS_ERR_IO, err);
         return -1;
     }
@@ -248,7 +248,7 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
         return -1;
     }
     if (on) {
-        redisFree(s->rc);
+        gpuq_conn_free(s->rc);
         s->rc = NULL;
         if (connect_cluster(s, timeout_ms) != 0) return -1;
     }
@@ -551,16 +551,10 @@ int gpuq_stream_prefetch(struct gpuq_stream *s, int q, int count) {
     if (!s->rc || gpuq_stream_use(s, q) != 0) return -1;
     snprintf(count_s, sizeof(count_s), "%d", count);
     int argc = read_args(s, s->jobs_keys, GPUQ_GROUP, q, 1, count_s, NULL, ">", argv);
-    int done = 0;
-    if (redisAppendCommandArgv(s->rc, argc, argv, NULL) != REDIS_OK) {
+    if (gpuq_conn_append(s->rc, argc, argv, NULL) != 0 || gpuq_conn_flush(s->rc) != 0) {
         gpuq_stream_drop(s);
         return -1;
     }
-    while (!done)
-        if (redisBufferWrite(s->rc, &done) != REDIS_OK) {
-            gpuq_stream_drop(s);
-            return -1;
-        }
     return 0;
 }
 
@@ -568,7 +562,7 @@ int gpuq_stream_prefetched(struct gpuq_stream *s, struct gpuq_entry *out, int ca
                            redisReply **reply) {
     redisReply *r = NULL;
     *reply = NULL;
-    if (!s->rc || redisGetReply(s->rc, (void **)&r) != REDIS_OK || !r) {
+    if (!s->rc || gpuq_conn_reply(s->rc, &r) != 0 || !r) {
         gpuq_stream_drop(s);
         return -1;
     }

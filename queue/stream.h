@@ -8,10 +8,10 @@
 #ifndef GPUQ_STREAM_H
 #define GPUQ_STREAM_H
 
-#include <hiredis/hiredis.h>
 #include <stdint.h>
 
 #include "queue/cluster.h"
+#include "queue/conn.h"
 #include "queue/job.h"
 #include "queue/url.h"
 
@@ -43,8 +43,9 @@ struct gpuq_refused {
 #define GPUQ_STREAM_KEEP_BYTES ((size_t)16 << 20)
 
 struct gpuq_stream {
-    redisContext *rc;
+    struct gpuq_conn *rc;
     struct gpuq_redis_url url;
+    struct gpuq_tls *tls;   /* borrowed: for rediss://, else NULL */
     char prefix[64];
     int n_queues;
     char **queues;          /* names, served in this order */
@@ -55,7 +56,7 @@ struct gpuq_stream {
     char **cache_prefixes;  /* P:{Q}:cache: (results kept by content, --embed-cache-ttl) */
     char consumer[128];
     int err;                /* 0, or a REDIS_ERR_* code */
-    char errstr[128];
+    char errstr[256];
     int64_t max_value;      /* the largest value Redis takes (proto-max-bulk-len) */
     struct gpuq_cluster *cl;    /* on a cluster: the slot map and a connection per master;
                                  * rc is then the connection of the queue last used */
@@ -100,9 +101,10 @@ struct gpuq_entry {
     int64_t enqueued_ms;        /* from the entry id */
 };
 
-/* Copies names and builds the keys; no I/O. Returns 0, -1 when out of memory. */
-int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, const char *prefix,
-                     char *const *queues, int n_queues, const char *consumer);
+/* Copies names and builds the keys; no I/O. tls (for rediss://, else NULL)
+ * is borrowed and must outlive s. Returns 0, -1 when out of memory. */
+int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, struct gpuq_tls *tls,
+                     const char *prefix, char *const *queues, int n_queues, const char *consumer);
 void gpuq_stream_free(struct gpuq_stream *s);
 
 /* (Re)connects, authenticates, selects the db, creates missing consumer

@@ -32,8 +32,9 @@ int gpuq_redis_url_parse(struct gpuq_redis_url *u, const char *s, char *err, siz
             goto bad;
         return 0;
     }
-    if (strncmp(s, "redis://", 8) != 0) goto bad;
-    const char *p = s + 8, *at = strrchr(p, '@'), *slash;
+    if (strncmp(s, "rediss://", 9) == 0) u->tls = 1;
+    else if (strncmp(s, "redis://", 8) != 0) goto bad;
+    const char *p = s + 8 + u->tls, *at = strrchr(p, '@'), *slash;
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (!colon) goto bad;   /* redis://user@host: a user needs a password */
@@ -53,8 +54,8 @@ int gpuq_redis_url_parse(struct gpuq_redis_url *u, const char *s, char *err, siz
     return 0;
 bad:
     /* the URL may hold a password: never echo it */
-    snprintf(err, errlen, "bad Redis URL (want redis://[:password@]host:port[/db] or "
-             "unix:///path)");
+    snprintf(err, errlen, "bad Redis URL (want redis://[:password@]host:port[/db], the same "
+             "with rediss:// for TLS, or unix:///path)");
     return -1;
 }
 

@@ -1,5 +1,5 @@
-/* url.h -- parser for redis://[[user]:password@]host[:port][/db] and
- * unix:///path[?db=N]. No I/O. */
+/* url.h -- parser for redis://[[user]:password@]host[:port][/db], the same
+ * with rediss:// (TLS), and unix:///path[?db=N]. No I/O. */
 #ifndef GPUQ_URL_H
 #define GPUQ_URL_H
 
@@ -12,6 +12,7 @@ struct gpuq_redis_url {
     char user[128];
     char password[256];     /* empty: no AUTH */
     int db;
+    int tls;                /* rediss://: TLS, verified against host */
 };
 
 /* Returns 0, or -1 with a reason in err. */

@@ -65,6 +65,32 @@ int main(void) {
     gpuq_config_free(&c);
     CHECK(parse(&c, err, 1, "--redis") == -1 && strstr(err, "needs a value"));
     gpuq_config_free(&c);
+    /* rediss:// options: --redis-insecure takes no value, its variable yes or no */
+    CHECK(parse(&c, err, 0) == 0);
+    CHECK(!c.redis_ca && !c.redis_cert && !c.redis_key && c.redis_insecure == 0);
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 6, "--redis-insecure", "--redis-ca", "/ca.pem", "--redis-cert=/c.pem",
+                "--max-batch", "9") == 0);
+    CHECK(c.redis_insecure == 1 && c.max_batch == 9);
+    CHECK_STR(c.redis_ca, "/ca.pem");
+    CHECK_STR(c.redis_cert, "/c.pem");
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 1, "--redis-insecure=no") == 0 && c.redis_insecure == 0);
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 1, "--redis-insecure=maybe") == -1 && strstr(err, "--redis-insecure"));
+    gpuq_config_free(&c);
+    setenv("GPUQ_REDIS_INSECURE", "true", 1);
+    setenv("GPUQ_REDIS_KEY", "/k.pem", 1);
+    CHECK(parse(&c, err, 0) == 0 && c.redis_insecure == 1);
+    CHECK_STR(c.redis_key, "/k.pem");
+    gpuq_config_free(&c);
+    CHECK(parse(&c, err, 1, "--redis-insecure=0") == 0 && c.redis_insecure == 0);
+    gpuq_config_free(&c);
+    setenv("GPUQ_REDIS_INSECURE", "2", 1);
+    CHECK(parse(&c, err, 0) == -1 && strstr(err, "GPUQ_REDIS_INSECURE"));
+    gpuq_config_free(&c);
+    unsetenv("GPUQ_REDIS_INSECURE");
+    unsetenv("GPUQ_REDIS_KEY");
     CHECK(parse(&c, err, 1, "stray") == -1 && strstr(err, "unexpected argument"));
     gpuq_config_free(&c);
     CHECK(parse(&c, err, 2, "--webhook-secret", "nope") == -1 && strstr(err, "whsec_"));

@@ -6,9 +6,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
-enum kind { STR, INT, LIST };
+enum kind { STR, INT, LIST, BOOL };   /* BOOL: a flag alone, or =yes|no; its variable 1|0 */
 
 static const struct opt {
     const char *flag, *env, *arg;
@@ -20,7 +21,16 @@ static const struct opt {
 } opts[] = {
 #define O(f) offsetof(struct gpuq_config, f)
     {"redis", "GPUQ_REDIS", "URL", STR, O(redis), 0, "redis://127.0.0.1:6379", 0, 0,
-     "Redis to serve (redis://[:password@]host:port[/db], unix:///path)"},
+     "Redis to serve (redis://[:password@]host:port[/db], rediss://... for TLS, unix:///path)"},
+    {"redis-ca", "GPUQ_REDIS_CA", "FILE", STR, O(redis_ca), 0, NULL, 0, 0,
+     "rediss://: PEM CA certificates to trust instead of the system's"},
+    {"redis-cert", "GPUQ_REDIS_CERT", "FILE", STR, O(redis_cert), 0, NULL, 0, 0,
+     "rediss://: PEM client certificate, for Redis with tls-auth-clients (mutual TLS)"},
+    {"redis-key", "GPUQ_REDIS_KEY", "FILE", STR, O(redis_key), 0, NULL, 0, 0,
+     "rediss://: the client certificate's PEM private key (default: in --redis-cert)"},
+    {"redis-insecure", "GPUQ_REDIS_INSECURE", NULL, BOOL, O(redis_insecure), 0, NULL, 0, 0,
+     "rediss://: do NOT verify Redis's certificate or name (encrypted, but anyone on the path "
+     "can pose as Redis); for tests only"},
     {"queue", "GPUQ_QUEUE", "NAME", LIST, O(queues), O(n_queues), "default", 0, 0,
      "queue to serve; repeatable, earlier queues strictly first"},
     {"prefix", "GPUQ_PREFIX", "P", STR, O(prefix), 0, "gpuq", 0, 0, "key prefix"},
@@ -97,6 +107,16 @@ static int set(struct gpuq_config *c, const struct opt *o, const char *val, int 
         char **p = (char **)(base + o->off);
         free(*p);
         return (*p = strdup(val)) ? 0 : -1;
+    }
+    if (o->kind == BOOL) {
+        static const char *const words[] = {"0", "no", "false", "off", "1", "yes", "true", "on"};
+        for (int i = 0; i < 8; i++)
+            if (strcasecmp(val, words[i]) == 0) {
+                *(int64_t *)(base + o->off) = i >= 4;
+                return 0;
+            }
+        snprintf(err, errlen, "%s%s: '%s' is not yes or no", dash, src, val);
+        return -1;
     }
     if (o->kind == INT) {
         char *end;
@@ -184,7 +204,7 @@ int gpuq_config_parse(struct gpuq_config *c, int argc, char **argv, char *err, s
             snprintf(err, errlen, "unknown flag '%.*s' (see gpuq worker --help)", (int)len + 2, a);
             return -1;
         }
-        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        const char *val = eq ? eq + 1 : o->kind == BOOL ? "yes" : (i + 1 < argc ? argv[++i] : NULL);
         if (!val) {
             snprintf(err, errlen, "--%s needs a value (%s)", o->flag, o->arg);
             return -1;
@@ -233,7 +253,7 @@ void gpuq_config_usage(FILE *f) {
                "Every flag also reads GPUQ_<FLAG>; a flag wins over its variable.\n\n");
     for (int i = 0; i < N_OPTS; i++) {
         char left[64];
-        snprintf(left, sizeof(left), "--%s %s", opts[i].flag, opts[i].arg);
+        snprintf(left, sizeof(left), "--%s %s", opts[i].flag, opts[i].arg ? opts[i].arg : "");
         fprintf(f, "  %-32s %s", left, opts[i].help);
         if (opts[i].def) fprintf(f, " [%s]", opts[i].def);
         fprintf(f, "\n");

@@ -8,6 +8,8 @@
 
 struct gpuq_config {
     char *redis;
+    char *redis_ca, *redis_cert, *redis_key;   /* rediss:// */
+    int64_t redis_insecure;
     char **queues;
     int n_queues;
     char *prefix;

@@ -79,6 +79,26 @@ static int check_twin(struct worker *w, char *err, size_t errlen) {
     return 0;
 }
 
+/* For rediss://: the TLS context from --redis-ca, --redis-cert, --redis-key
+ * and --redis-insecure, which is said loudly. Given without rediss://,
+ * those are ignored, and that is said. */
+static int setup_tls(struct worker *w, const struct gpuq_redis_url *url, char *err, size_t errlen) {
+    const struct gpuq_config *c = &w->cfg;
+    struct gpuq_tls_opts o = {.ca_file = c->redis_ca, .cert_file = c->redis_cert,
+                              .key_file = c->redis_key, .insecure = (int)c->redis_insecure};
+    if (!url->tls) {
+        if (o.ca_file || o.cert_file || o.key_file || o.insecure)
+            log_warn("--redis-ca, --redis-cert, --redis-key and --redis-insecure are for rediss:// "
+                     "URLs: ignored for %s", url->path[0] ? "a unix socket" : "redis://");
+        return 0;
+    }
+    if (!(w->tls = gpuq_tls_create(&o, err, errlen))) return -1;
+    if (o.insecure)
+        log_warn("--redis-insecure: Redis's TLS certificate and name are NOT verified: anyone on "
+                 "the path can pose as Redis and read or change jobs and results");
+    return 0;
+}
+
 static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
     log_info("gpuq %s worker %s: backend %s%s%s", GPUQ_VERSION, w->cfg.consumer, w->be.desc,
              w->be.note[0] ? "; " : "", w->be.note);
@@ -112,8 +132,9 @@ static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
     for (int i = 0; i < w->cfg.n_queues; i++)
         snprintf(queues + strlen(queues), sizeof(queues) - strlen(queues), "%s%s", i ? "," : "",
                  w->cfg.queues[i]);
-    log_info("serving %s on %s prefix %s: max-batch %lld rows, max-delay %lld us, max-inflight "
+    log_info("serving %s on %s%s prefix %s: max-batch %lld rows, max-delay %lld us, max-inflight "
              "%lld rows, max-drain %lld ms, result-ttl %lld s", queues, url->path[0] ? url->path : url->host,
+             url->tls ? (w->tls && w->cfg.redis_insecure ? " (TLS, unverified)" : " (TLS)") : "",
              w->cfg.prefix, (long long)w->cfg.max_batch, (long long)w->cfg.max_delay_us,
              (long long)w->cfg.max_inflight, (long long)w->cfg.max_drain_ms, (long long)w->cfg.result_ttl);
 }
@@ -137,6 +158,7 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     }
     gpuq_log_set_json(strcmp(w->cfg.log_format, "json") == 0);
     if (gpuq_redis_url_parse(&url, w->cfg.redis, err, errlen) != 0) return -1;
+    if (setup_tls(w, &url, err, errlen) != 0) return -1;
     gpuq_backend_cpu_threads((int)w->cfg.cpu_threads);
     struct gpuq_webhook_opts hook_opts = {
         .secret = w->cfg.webhook_secret, .max_attempts = (int)w->cfg.max_attempts,
@@ -190,7 +212,7 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
         return -1;
     gpuq_sched_set_drain(&w->sched, w->cfg.max_drain_ms * 1000);
     for (int i = 0; i < w->n_slots; i++) w->free_slots[w->n_free++] = &w->slots[w->n_slots - 1 - i];
-    if (gpuq_stream_init(&w->st, &url, w->cfg.prefix, w->cfg.queues, w->cfg.n_queues,
+    if (gpuq_stream_init(&w->st, &url, w->tls, w->cfg.prefix, w->cfg.queues, w->cfg.n_queues,
                          w->cfg.consumer) != 0)
         return -1;
     if (w->cfg.embed_cache_ttl > 0) {   /* cached rows are named by what made them */
@@ -244,6 +266,7 @@ void gpuq_worker_finish(struct worker *w) {
     gpuq_backend_destroy(&w->be);
     gpuq_backend_destroy(&w->cpu);
     gpuq_stream_free(&w->st);
+    gpuq_tls_destroy(w->tls);
     gpuq_sched_free(&w->sched);
     gpuq_webhooks_destroy(w->hooks);
     gpuq_metrics_destroy(w->metrics);

@@ -970,6 +970,8 @@ int gpuq_worker_main(int argc, char **argv) {
     struct worker w;
     char err[512];
     memset(&w, 0, sizeof(w));
+    /* a write to a Redis that went away is an error to handle, at start too */
+    signal(SIGPIPE, SIG_IGN);
     if (gpuq_worker_start(&w, argc, argv, err, sizeof(err)) != 0) {
         fprintf(stderr, "gpuq worker: %s\n", err);
         gpuq_worker_finish(&w);
@@ -985,7 +987,6 @@ int gpuq_worker_main(int argc, char **argv) {
     sa.sa_handler = on_signal;      /* no SA_RESTART: sleeps end early */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     srand((unsigned)gpuq_now_us());
     log_info("ready");
     sd_notifyf(0, "READY=1\nSTATUS=serving %d queue%s", w.cfg.n_queues, w.cfg.n_queues == 1 ? "" : "s");

@@ -24,6 +24,7 @@ struct held {
 struct worker {
     struct gpuq_config cfg;
     struct gpuq_stream st;
+    struct gpuq_tls *tls;           /* rediss://: the TLS every connection uses; else NULL */
     struct gpuq_backend be, cpu;
     struct gpuq_ops ops;
     struct gpuq_sched sched;

@@ -131,7 +131,11 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 class Gpuq {
   // cluster: url names any node of a Redis Cluster (node-redis createCluster);
   // every key of a queue is in its slot, so each call goes to one master.
-  constructor({ url = 'redis://127.0.0.1:6379', prefix = 'gpuq', queue = 'default', cluster = false } = {}) {
+  // rediss:// speaks TLS, the certificate and its name checked (Node's
+  // defaults); tls: more of Node's tls.connect options, say { ca, cert, key }
+  // (PEM contents) for a private CA or mutual TLS.
+  constructor({ url = 'redis://127.0.0.1:6379', prefix = 'gpuq', queue = 'default', cluster = false,
+    tls = undefined } = {}) {
     this.prefix = prefix;
     this.queue = queue;
     this.where = url.replace(/\/\/[^@/]*@/, '//');   // no password in messages
@@ -139,8 +143,12 @@ class Gpuq {
     // at start an unreachable Redis is an error; once connected, node-redis reconnects
     const reconnectStrategy = (retries) => (this.connected ? Math.min(100 * 2 ** retries, 5000)
       : new Error(`cannot reach Redis at ${this.where}`));
-    this.redis = cluster ? createCluster({ rootNodes: [{ url }], defaults: { ...credentials(url), socket: { reconnectStrategy } } })
-      : createClient({ url, socket: { reconnectStrategy } });
+    const secure = new URL(url).protocol === 'rediss:';
+    if (tls && !secure) throw new TypeError('gpuq: tls options are for rediss:// URLs');
+    // every node of a cluster too, those found after MOVED included
+    const socket = secure ? { reconnectStrategy, tls: true, ...tls } : { reconnectStrategy };
+    this.redis = cluster ? createCluster({ rootNodes: [{ url }], defaults: { ...credentials(url), socket } })
+      : createClient({ url, socket });
     this.redis.on('error', () => {});
     this.readers = new Map();   // queue -> reader
   }

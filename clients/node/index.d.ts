@@ -59,7 +59,21 @@ export interface JobOptions {
 export interface EnqueueOptions extends JobOptions { queue?: string; replyTo?: string }
 export interface RunOptions extends JobOptions { queue?: string; /** seconds to wait (30) */ timeout?: number }
 
-export interface GpuqOptions { url?: string; prefix?: string; queue?: string; cluster?: boolean }
+/** Passed to Node's tls.connect (its ConnectionOptions): PEM contents, not paths. */
+export interface TlsOptions {
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
+  cert?: string | Uint8Array | Array<string | Uint8Array>;
+  key?: string | Uint8Array | Array<string | Uint8Array>;
+  rejectUnauthorized?: boolean;
+  servername?: string;
+  [option: string]: unknown;
+}
+
+export interface GpuqOptions {
+  url?: string; prefix?: string; queue?: string; cluster?: boolean;
+  /** rediss:// only: more of Node's tls.connect options, say { ca, cert, key } as PEM contents */
+  tls?: TlsOptions;
+}
 /** Tensors, or text (a string or an array of strings) for embed. */
 export type Inputs = Record<string, Tensor | { dtype: DType; shape: number[]; data: TypedArray } | string | string[]>;
 export interface EmbedOptions extends RunOptions {

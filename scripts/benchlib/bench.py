@@ -46,9 +46,19 @@ class Bench:
         self.a = args
         self.tmp = tempfile.mkdtemp(prefix="gpuq-bench-")
         self.port = free_port()
+        # --tls: the same Redis on a TLS port too, its certificate made here
+        self.tls_port, tls = None, []
+        if args.tls:
+            self.tls_port, self.cert = free_port(), os.path.join(self.tmp, "redis.pem")
+            key = os.path.join(self.tmp, "redis.key")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-keyout", key, "-out", self.cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+            tls = ["--tls-port", str(self.tls_port), "--tls-cert-file", self.cert, "--tls-key-file", key,
+                   "--tls-ca-cert-file", self.cert, "--tls-auth-clients", "no"]
         self.redis_proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.tmp], stdout=subprocess.DEVNULL)
+             "--dir", self.tmp, *tls], stdout=subprocess.DEVNULL)
         self.r = redis.Redis(port=self.port)
         for _ in range(100):
             try:
@@ -87,9 +97,9 @@ class Bench:
                 pipe.execute()
         pipe.execute()
 
-    def worker(self, *extra, binary=GPUQ, env=None):
+    def worker(self, *extra, binary=GPUQ, env=None, url=None):
         logf = open(os.path.join(self.tmp, "worker.log"), "w")
-        p = subprocess.Popen([binary, "worker", "--redis", f"redis://127.0.0.1:{self.port}", "--backend",
+        p = subprocess.Popen([binary, "worker", "--redis", url or f"redis://127.0.0.1:{self.port}", "--backend",
                               self.a.backend, "--model", f"m={self.model}", "--cpu-threads",
                               str(self.threads), *extra], stderr=logf, env=env)
         for _ in range(400):
@@ -139,6 +149,24 @@ class Bench:
                   f"worker {np.mean(cpus):.2f} us CPU/job (runs {min(cpus):.2f}-{max(cpus):.2f}), "
                   f"Redis {np.mean(rcpus):.2f} us CPU/job (runs {min(rcpus):.2f}-{max(rcpus):.2f})")
 
+    def tls(self):
+        """Drains over TLS and over TCP, alternating --rounds times: the same
+        jobs on the same Redis, the worker on its TLS port or its plain one."""
+        ways = {"tcp": (None, ()), "tls": (f"rediss://127.0.0.1:{self.tls_port}", ("--redis-ca", self.cert))}
+        runs = {name: [] for name in ways}
+        for i in range(self.a.rounds):
+            for name, (url, extra) in ways.items():
+                r = self.drain_one(self.a.jobs, url=url, extra=extra)
+                runs[name].append(r)
+                log(f"round {i + 1} {name}: {r['jobs_per_s']:,.0f} jobs/s, {r['cpu_us_per_job']:.2f} us CPU/job, "
+                    f"Redis {r['redis_cpu_us_per_job']:.2f} us CPU/job")
+        for name, rs in runs.items():
+            rates, cpus = [r["jobs_per_s"] for r in rs], [r["cpu_us_per_job"] for r in rs]
+            rcpus = [r["redis_cpu_us_per_job"] for r in rs]
+            print(f"{name}: {self.a.jobs} one-row mlp jobs: {np.mean(rates):,.0f} jobs/s (runs {min(rates):,.0f}-"
+                  f"{max(rates):,.0f}), worker {np.mean(cpus):.2f} us CPU/job (runs {min(cpus):.2f}-{max(cpus):.2f}), "
+                  f"Redis {np.mean(rcpus):.2f} us CPU/job (runs {min(rcpus):.2f}-{max(rcpus):.2f})")
+
     def lone_one(self, binary=GPUQ, n=400):
         """p50 ms of one one-row mlp job at a time, enqueue to result on a
         reply list, with the worker's default flags."""
@@ -172,13 +200,13 @@ class Bench:
 
     # ---- 1. drain throughput ----
 
-    def drain_one(self, n, binary=GPUQ):
+    def drain_one(self, n, binary=GPUQ, url=None, extra=()):
         """One drain of n pre-enqueued jobs by a gpuq worker: jobs/s, and the
         worker's CPU seconds (user + sys) per job, steadier on a shared host."""
         reply = "gpuq:{default}:reply:drain"
         self.r.flushall()
         self.gpuq_jobs(n, reply)
-        w = self.worker(binary=binary)
+        w = self.worker(*extra, binary=binary, url=url)
         cpu0, rcpu0 = cpu_seconds(w.pid), self.redis_cpu()
         rate = self.time_list(reply, n)
         cpu, rcpu = cpu_seconds(w.pid) - cpu0, self.redis_cpu() - rcpu0
@@ -469,6 +497,8 @@ def main():
     p.add_argument("--compare", metavar="BIN", help="only: drain with this build and gpuq binary BIN, "
                    "alternating --rounds times")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--tls", action="store_true", help="only: drain over TLS (rediss://) against TCP, the same "
+                   "jobs on the same Redis, alternating --rounds times")
     p.add_argument("--cluster", action="store_true", help="only: aggregate drain over 1 to --masters "
                    "Redis Cluster masters, one queue and one worker per master, beside a single Redis")
     p.add_argument("--masters", type=int, default=3)
@@ -490,9 +520,9 @@ def main():
         finally:
             b.close()
         return
-    if a.compare:
+    if a.compare or a.tls:
         try:
-            b.compare()
+            b.compare() if a.compare else b.tls()
         finally:
             b.close()
         return

@@ -40,21 +40,40 @@ def free_port(below=65536):
 
 class Redis:
     """redis-server on a free port in a temp dir, no persistence; args are
-    more redis-server options (say "--cluster-enabled", "yes")."""
+    more redis-server options (say "--cluster-enabled", "yes"). With tls (a
+    tlscerts.Certs), it speaks TLS only, on that port, with tls.server's
+    certificate, client certificates optional (args may say
+    "--tls-auth-clients", "yes"); url is then rediss://, and client (which
+    checks nothing and shows tls.client's certificate) speaks TLS too."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, tls=None):
         self.dir = tempfile.mkdtemp(prefix="gpuq-test-")
         self.args = list(args)
+        self.tls = tls
         self.port = free_port(55535 if "--cluster-enabled" in self.args else 65536)
         self.start()
 
+    def tls_args(self):
+        if not self.tls:
+            return ["--port", str(self.port)]
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls.server[0],
+                "--tls-key-file", self.tls.server[1], "--tls-ca-cert-file", self.tls.ca,
+                "--tls-auth-clients", "optional"]
+
+    def connect(self, **kw):
+        """A redis-py client to this server (over TLS as it speaks)."""
+        if self.tls:
+            kw = dict(ssl=True, ssl_cert_reqs="none", ssl_certfile=self.tls.client[0],
+                      ssl_keyfile=self.tls.client[1], **kw)
+        return redis.Redis(port=self.port, **kw)
+
     def start(self):
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", *self.tls_args(), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.client = redis.Redis(port=self.port)
+        self.url = f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}"
+        self.client = self.connect()
         for _ in range(200):
             try:
                 self.client.ping()

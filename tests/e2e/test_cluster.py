@@ -21,13 +21,19 @@ PREFIX = "gpuq"
 
 
 class Cluster:
-    """Six redis-servers joined by redis-cli --cluster create, one replica each."""
+    """Six redis-servers joined by redis-cli --cluster create, one replica each.
+    With tls (a tlscerts.Certs), every link is TLS: clients, the cluster bus
+    and replication."""
 
-    def __init__(self, n=6):
+    def __init__(self, n=6, tls=None):
+        self.tls = tls
+        more = ("--tls-cluster", "yes", "--tls-replication", "yes") if tls else ()
         self.nodes = [Redis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                            "--cluster-node-timeout", "1000") for _ in range(n)]
+                            "--cluster-node-timeout", "1000", *more, tls=tls) for _ in range(n)]
+        # redis-cli's flags to speak to the nodes
+        self.cli = ["--tls", "--cacert", tls.ca, "--cert", tls.client[0], "--key", tls.client[1]] if tls else []
         try:
-            subprocess.run(["redis-cli", "--cluster", "create",
+            subprocess.run(["redis-cli", *self.cli, "--cluster", "create",
                             *[f"127.0.0.1:{n.port}" for n in self.nodes],
                             "--cluster-replicas", "1", "--cluster-yes"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60)
@@ -35,7 +41,15 @@ class Cluster:
         except BaseException:
             self.stop()
             raise
-        self.client = RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
+        self.client = self.connect(self.nodes[0].port)
+
+    def connect(self, port):
+        """A redis-py cluster client seeded with the node on port."""
+        kw = {}
+        if self.tls:
+            kw = dict(ssl=True, ssl_ca_certs=self.tls.ca, ssl_certfile=self.tls.client[0],
+                      ssl_keyfile=self.tls.client[1])
+        return RedisCluster(host="127.0.0.1", port=port, **kw)
 
     def alive(self):
         return [n for n in self.nodes if n.proc.poll() is None]
@@ -107,9 +121,15 @@ def job(x, jid, reply_to):
 
 
 class ClusterTest(WorkerTest):
+    tls = False     # a TLS cluster (test_tls_cluster.py)
+
     def setUp(self):
         super().setUp()     # a plain Redis too, unused but harmless
-        self.cluster = Cluster()
+        self.certs = None
+        if self.tls:
+            import tlscerts     # needs python3-cryptography: only here
+            self.certs = tlscerts.Certs(self.tmp)
+        self.cluster = Cluster(tls=self.certs)
         self.c = self.cluster.client
         self.queues = queues_on_masters(self.cluster, 3)
         self.x = tensor(np.ones((1, 16), np.float32))
@@ -122,6 +142,8 @@ class ClusterTest(WorkerTest):
 
     def start_worker(self, seed, *args, env=None):
         from harness import Worker
+        if self.certs:
+            args = ("--redis-ca", self.certs.ca) + args
         w = Worker(seed.url, "--model", f"m={self.path('m.safetensors')}",
                    *[a for q in self.queues for a in ("--queue", q)], "--claim-idle-ms", "2000", *args,
                    env=env)
@@ -218,7 +240,7 @@ class Producer(threading.Thread):
     def __init__(self, test, q):
         super().__init__(daemon=True)
         self.test, self.q, self.ids, self.halt = test, q, [], threading.Event()
-        self.c = RedisCluster(host="127.0.0.1", port=test.cluster.alive()[0].port)
+        self.c = test.cluster.connect(test.cluster.alive()[0].port)
 
     def run(self):
         n = 0
@@ -256,14 +278,14 @@ class Reshard(ClusterTest):
         # move every slot from the source's first one to the queue's: reshard takes them in order
         first = min(lo for lo, hi, m, *_ in src.client.execute_command("CLUSTER", "SLOTS")
                     if int(m[1]) == src.port and lo <= slot)
-        subprocess.run(["redis-cli", "--cluster", "reshard", f"127.0.0.1:{src.port}",
+        subprocess.run(["redis-cli", *self.cluster.cli, "--cluster", "reshard", f"127.0.0.1:{src.port}",
                         "--cluster-from", self.cluster.node_id(src), "--cluster-to",
                         self.cluster.node_id(dst), "--cluster-slots", str(slot - first + 1),
                         "--cluster-pipeline", "1000", "--cluster-yes"], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.STDOUT, timeout=120)
         self.assertEqual(self.cluster.master_of(slot).port, dst.port, "the queue's slot did not move")
         self.c.close()
-        self.c = RedisCluster(host="127.0.0.1", port=dst.port)
+        self.c = self.cluster.connect(dst.port)
         time.sleep(1)
         for p in producers:
             p.stop()
@@ -328,7 +350,7 @@ class Failover(ClusterTest):
         self.wait_taken_over(slot, master)
         self.cluster.wait_ok()
         self.c.close()
-        self.c = RedisCluster(host="127.0.0.1", port=self.cluster.alive()[0].port)
+        self.c = self.cluster.connect(self.cluster.alive()[0].port)
         after = [f"{q}-after-{i}" for i in range(200)]
         self.enqueue(q, after, f"{PREFIX}:{{{q}}}:r")
         time.sleep(0.5)
@@ -362,7 +384,7 @@ class Failover(ClusterTest):
         self.wait_taken_over(slot, master)
         self.cluster.wait_ok()
         self.c.close()
-        self.c = RedisCluster(host="127.0.0.1", port=seed.port)
+        self.c = self.cluster.connect(seed.port)
         self.wait_answered(q, ids, w)
         self.assertIn(f"queue {q}: its master answers; served again", w.output())
         self.assertEqual(w.stop(), 0)

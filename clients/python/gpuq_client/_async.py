@@ -9,7 +9,11 @@ import redis
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
-from ._client import DEFAULT_URL, Base, is_cluster, reader_pool
+from ._client import DEFAULT_URL, Base, is_cluster, reader_pool, tls_options
+
+# redis.asyncio's cluster client speaks TLS from redis-py 4.4 on; before, it
+# drops the TLS settings and speaks plain TCP to a TLS port
+ASYNC_CLUSTER_TLS = tuple(int(p) for p in redis.__version__.split(".")[:2] if p.isdigit()) >= (4, 4)
 from ._protocol import GpuqTimeoutError, Result, decode_result, embed_params
 from ._waiters import Waiters
 
@@ -17,15 +21,23 @@ from ._waiters import Waiters
 class AsyncClient(Base):
     """The same as Client over redis.asyncio. Commands share a pool of at most
     max_connections connections; all waiting goes through one reply list and
-    one reader connection per queue, however many run() calls wait at once."""
+    one reader connection per queue, however many run() calls wait at once.
+    rediss:// and the ssl_* options as for Client."""
 
     def __init__(self, url: str = DEFAULT_URL, prefix: str = "gpuq", queue: str = "default",
-                 redis_client: Any = None, max_connections: int = 16, cluster: bool = False):
+                 redis_client: Any = None, max_connections: int = 16, cluster: bool = False, *,
+                 ssl_ca_certs: Optional[str] = None, ssl_certfile: Optional[str] = None,
+                 ssl_keyfile: Optional[str] = None):
         super().__init__(prefix, queue)
+        tls = tls_options(url, ssl_ca_certs, ssl_certfile, ssl_keyfile)
+        if cluster and not redis_client and tls and not ASYNC_CLUSTER_TLS:
+            raise RuntimeError("AsyncClient(cluster=True) over rediss:// needs redis-py 4.4 or later "
+                               f"(this is {redis.__version__}); Client(cluster=True) works")
         if cluster and not redis_client:
-            redis_client = RedisCluster.from_url(url, max_connections=max_connections)
+            redis_client = RedisCluster.from_url(url, max_connections=max_connections, **tls)
         self.r = redis_client or redis.asyncio.Redis(
-            connection_pool=redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=max_connections))
+            connection_pool=redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=max_connections,
+                                                                          **tls))
         self._readers: Dict[str, Tuple[Waiters, "asyncio.Task[None]"]] = {}
 
     async def enqueue(self, op: str, inputs: Mapping[str, Any], queue: Optional[str] = None,

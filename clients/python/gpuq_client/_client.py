@@ -47,6 +47,20 @@ class Base:
         return job_id
 
 
+def tls_options(url: str, ssl_ca_certs: Optional[str], ssl_certfile: Optional[str],
+                ssl_keyfile: Optional[str]) -> Dict[str, Any]:
+    """redis-py's keywords for a rediss:// url: the server's certificate and
+    its name checked (against the system's CAs, or ssl_ca_certs), and a client
+    certificate for Redis with tls-auth-clients (mutual TLS). None for redis://."""
+    given = {k: v for k, v in (("ssl_ca_certs", ssl_ca_certs), ("ssl_certfile", ssl_certfile),
+                               ("ssl_keyfile", ssl_keyfile)) if v is not None}
+    if not url.startswith("rediss://"):
+        if given:
+            raise ValueError(f"{', '.join(given)}: for rediss:// URLs only")
+        return {}
+    return {"ssl_cert_reqs": "required", "ssl_check_hostname": True, **given}
+
+
 def reader_pool(pool: Any, cls: Any) -> Any:
     """A one-connection pool to the same server as pool, for a blocking reader."""
     return cls(connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs)
@@ -63,12 +77,18 @@ class Client(Base):
     """Blocking client over redis-py. All waiting goes through one reply list
     and one reader connection per queue, however many threads wait. On a Redis
     Cluster, cluster=True (or a redis.cluster.RedisCluster as redis_client):
-    every key of a queue is in its slot, so each call goes to one master."""
+    every key of a queue is in its slot, so each call goes to one master.
+    rediss:// speaks TLS: the certificate is checked, name included, against
+    the system's CAs or ssl_ca_certs; ssl_certfile and ssl_keyfile are a
+    client certificate for mutual TLS."""
 
     def __init__(self, url: str = DEFAULT_URL, prefix: str = "gpuq", queue: str = "default",
-                 redis_client: Any = None, cluster: bool = False):
+                 redis_client: Any = None, cluster: bool = False, *, ssl_ca_certs: Optional[str] = None,
+                 ssl_certfile: Optional[str] = None, ssl_keyfile: Optional[str] = None):
         super().__init__(prefix, queue)
-        self.r = redis_client or (RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url))
+        tls = tls_options(url, ssl_ca_certs, ssl_certfile, ssl_keyfile)
+        self.r = redis_client or (RedisCluster.from_url(url, **tls) if cluster
+                                  else redis.Redis.from_url(url, **tls))
         self._waiters: Dict[str, Waiters] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
