@@ -1,4 +1,5 @@
-/* worker.c -- the serving loop (start-up is in start.c).
+/* worker.c -- the serving loop (start-up is in start.c, publishing in
+ * publish.c, the webhook streams in hooks.c).
  *
  * One thread turns the wheel: fetch while there is room (the backlog beyond
  * --max-inflight rows stays in Redis), hand each job to the scheduler (or
@@ -11,7 +12,6 @@
 #include "worker/worker.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +53,7 @@ static void unhold(struct held *h) {
 }
 
 /* Gives a task back: its job, output and reply reference. */
-static void drop_task(struct worker *w, struct gpuq_task *t) {
+void gpuq_worker_drop_task(struct worker *w, struct gpuq_task *t) {
     if (t->out) gpuq_pool_put(&w->pool, t->out, t->out_bytes);
     gpuq_cache_forget(t);
     gpuq_job_free(&t->job);
@@ -362,163 +362,6 @@ static int fetch(struct worker *w, int claim_now) {
     return total;
 }
 
-static void back_off(struct worker *w, const char *what);
-
-/* ---- webhooks ---- */
-
-/* Hands entries read from the webhook streams to the module: new ones (a
- * claimed one may be held already), or with ids, those read again for the
- * deliveries asked by ids (in order). An entry deleted while pending
- * (finished by another worker) is only acked. */
-static int hooks_take(struct worker *w, int got, int claimed, const char *const *ids, int n_ids,
-                      int64_t now) {
-    for (int i = 0, k = 0; i < got; i++) {
-        struct gpuq_entry *e = &w->entries[i];
-        if (!e->deleted && ids) {
-            while (k < n_ids && strcmp(ids[k], e->id.ptr) != 0) k++;
-            if (k < n_ids) gpuq_webhooks_attach(w->hooks, ids[k], e, now);
-            continue;
-        }
-        if (!e->deleted) {
-            /* no room cannot happen (reads ask for no more than the room):
-             * the entry would stay pending, for a claim */
-            if ((!claimed || !gpuq_webhooks_holds(w->hooks, e->queue, e->id)) &&
-                gpuq_webhooks_add(w->hooks, e, now) != 0)
-                log_error("webhook entry %s not taken", e->id.ptr);
-            continue;
-        }
-        gpuq_stream_begin(&w->st);
-        gpuq_stream_hook_done(&w->st, e->queue, e->id);
-        int rc = gpuq_stream_commit(&w->st);
-        if (rc == GPUQ_COMMIT_LOST) return -1;
-        if (rc < 0) back_off(w, "a webhook ack");   /* it stays pending meanwhile */
-    }
-    return 0;
-}
-
-/* Reads again the entries of deliveries due for an attempt: between
- * attempts only their ids are held. Returns -1 when Redis failed. */
-static int hooks_load(struct worker *w, int64_t now) {
-    int chunk = w->cfg.max_batch < 64 ? (int)w->cfg.max_batch : 64;
-    if (gpuq_webhooks_due(w->hooks, now) == 0) return 0;
-    for (int q = 0; q < w->st.n_queues; q++) {
-        const char *ids[GPUQ_WEBHOOKS_MAX_TRANSFERS];
-        int n = gpuq_webhooks_ids(w->hooks, q, 1, ids, GPUQ_WEBHOOKS_MAX_TRANSFERS);
-        for (int at = 0; at < n; at += chunk) {
-            redisReply *reply = NULL;
-            int len = n - at < chunk ? n - at : chunk;
-            int got = gpuq_stream_load_hooks(&w->st, q, ids + at, len, w->entries, chunk, &reply);
-            int rc = got < 0 ? -1 : hooks_take(w, got, 0, ids + at, len, now);
-            freeReplyObject(reply);
-            if (rc < 0) return -1;
-        }
-    }
-    gpuq_webhooks_loaded(w->hooks);     /* what did not come back is no longer ours */
-    return 0;
-}
-
-/* Records finished deliveries in one transaction. Returns 0, 1 when Redis
- * refused it (all deliveries held are forgotten), -1 when Redis failed. */
-static int hooks_commit(struct worker *w, struct gpuq_delivery **done, int n) {
-    gpuq_stream_begin(&w->st);
-    for (int i = 0; i < n; i++) {
-        struct gpuq_delivery *d = done[i];
-        struct gpuq_str id = {d->entry_id, strlen(d->entry_id)};
-        if (!d->delivered) {
-            char msg[256];
-            snprintf(msg, sizeof(msg), "%d attempts to %.*s failed; the last: %s", d->attempts,
-                     (int)(d->url.len > 120 ? 120 : d->url.len), d->url.ptr ? d->url.ptr : "", d->error);
-            msgpack_sbuffer_clear(&w->sb);
-            gpuq_error_encode(&w->sb, GPUQ_ERR_WEBHOOK_FAILED, msg);
-            gpuq_stream_put_dead(&w->st, d->queue, d->job, w->sb.data, w->sb.size, d->attempts, d->url);
-            log_warn("webhook dead letter: %s", msg);
-            gpuq_metrics_dead(w->metrics, d->queue, GPUQ_ERR_WEBHOOK_FAILED);
-        }
-        gpuq_stream_hook_done(&w->st, d->queue, id);
-    }
-    int rc = gpuq_stream_commit(&w->st);
-    if (rc == GPUQ_COMMIT_LOST) return -1;
-    if (rc < 0) {   /* refused: the deliveries stay pending in Redis, claimed again when stale */
-        back_off(w, "webhook outcomes");
-        gpuq_webhooks_forget_all(w->hooks);
-        return 1;
-    }
-    for (int i = 0; i < n; i++) {
-        done[i]->delivered ? w->n_delivered++ : w->n_hooks_failed++;
-        gpuq_metrics_webhook(w->metrics, done[i]->delivered);
-        gpuq_webhooks_forget(w->hooks, done[i]);
-    }
-    return 0;
-}
-
-/* Moves transfers along and records finished deliveries (delivered: acked
- * and deleted; not: a dead letter too), one transaction per group of
- * queues that may share one. Returns -1 when Redis failed. */
-static int hooks_record(struct worker *w) {
-    struct gpuq_delivery *done[64];
-    int n = gpuq_webhooks_pump(w->hooks, gpuq_now_us(), done, 64), rc = 0;
-    for (int i = 0, k; i < n && rc == 0; i = k) {
-        k = i + 1;
-        for (int j = i + 1; j < n; j++)
-            if (gpuq_stream_one_tx(&w->st, done[i]->queue, done[j]->queue)) {
-                struct gpuq_delivery *d = done[j];
-                memmove(done + k + 1, done + k, (size_t)(j - k) * sizeof(*done));
-                done[k++] = d;
-            }
-        rc = hooks_commit(w, done + i, k - i);
-    }
-    return rc < 0 ? -1 : 0;
-}
-
-/* Records finished deliveries, then takes stale deliveries (on the claim
- * tick) and new ones (whenever there is room and there may be some), keeps
- * held ones fresh and starts those due. Returns -1 when Redis failed. */
-static int hooks_step(struct worker *w, int claim_now) {
-    struct gpuq_entry *e = w->entries;
-    int cap = (int)w->cfg.max_batch, got;
-    redisReply *reply = NULL;
-    if (hooks_record(w) < 0) return -1;     /* first: what it frees is taken at once */
-    int64_t now = gpuq_now_us();
-    if (claim_now) {
-        for (int q = 0; q < w->st.n_queues; q++) {
-            const char *ids[GPUQ_WEBHOOKS_MAX_HELD];
-            int n = gpuq_webhooks_ids(w->hooks, q, 0, ids, GPUQ_WEBHOOKS_MAX_HELD);
-            for (int at = 0; at < n; at += 64)
-                if (gpuq_stream_touch_hooks(&w->st, q, ids + at, n - at < 64 ? n - at : 64) != 0) return -1;
-            int room = gpuq_webhooks_room(w->hooks);
-            if (room <= 0) continue;
-            got = gpuq_stream_claim(&w->st, GPUQ_STREAM_HOOKS, q, w->cfg.claim_idle_ms,
-                                    room < cap ? room : cap, e, cap, &reply);
-            int rc = got < 0 ? -1 : hooks_take(w, got, 1, NULL, 0, now);
-            freeReplyObject(reply);
-            reply = NULL;
-            if (rc < 0) return -1;
-        }
-    }
-    /* new deliveries: when this worker wrote some, when room came free, or
-     * when the last read may have left more; not on a timer */
-    int room = gpuq_webhooks_room(w->hooks);
-    uint64_t freed = gpuq_webhooks_freed(w->hooks);
-    if (room > 0 && (w->hooks_written || w->hooks_more || freed != w->hooks_freed || claim_now)) {
-        w->hooks_written = 0;
-        w->hooks_freed = freed;
-        w->hooks_more = 0;
-        /* one read over all queues; on a cluster one per queue */
-        for (int q = 0, span; q < w->st.n_queues && (room = gpuq_webhooks_room(w->hooks)) > 0; q += span) {
-            int want = room < cap ? room : cap;
-            span = gpuq_stream_read_span(&w->st, q);
-            if ((got = gpuq_stream_read_hooks(&w->st, q, span, want, e, cap, &reply)) < 0) return -1;
-            w->hooks_more |= got == want;
-            int rc = hooks_take(w, got, 0, NULL, 0, now);
-            freeReplyObject(reply);
-            reply = NULL;
-            if (rc < 0) return -1;
-        }
-    }
-    if (hooks_load(w, now) < 0) return -1;
-    return 0;
-}
-
 /* ---- prefetching ---- */
 
 /* Behind a sent transaction, asks for the new entries of the first queue
@@ -550,210 +393,7 @@ static int prefetch_take(struct worker *w, int count) {
     return got;
 }
 
-/* ---- publishing ---- */
-
-/* Encodes t's result into w->sb: as it is, or, when it is larger than
- * Redis takes (a value over proto-max-bulk-len makes Redis drop the
- * connection rather than answer), as a too_large error in its place. */
-static int encode_result(struct worker *w, struct gpuq_task *t, struct gpuq_result *r) {
-    msgpack_sbuffer_clear(&w->sb);
-    if (gpuq_result_encode(&w->sb, r) != 0) return -1;
-    /* JSON text takes a third more for base64 */
-    int64_t size = (int64_t)w->sb.size * (t->entry.is_json ? 4 : 3) / 3;
-    if (size <= w->st.max_value - 4096) return 0;
-    gpuq_job_fail(&t->job, GPUQ_ERR_TOO_LARGE, "result of %lld bytes is larger than Redis takes "
-                  "(proto-max-bulk-len %lld)", (long long)size, (long long)w->st.max_value);
-    r->err = t->job.err;
-    r->errmsg = t->job.errmsg;
-    msgpack_sbuffer_clear(&w->sb);
-    return gpuq_result_encode(&w->sb, r);
-}
-
-/* Adds t's writes to the open transaction: result, reply push, webhook
- * record or dead letter, and its ack. Nothing is counted here: a
- * transaction Redis refuses is built again from the same tasks. */
-static void publish_one(struct worker *w, struct gpuq_task *t) {
-    const struct gpuq_entry *e = &t->entry;
-    if (e->deleted) {   /* deleted while pending: nothing to run or answer */
-        gpuq_stream_ack(&w->st, e->queue, e->id);
-        return;
-    }
-    if (t->decoded == GPUQ_DECODE_UNDECODABLE) {
-        msgpack_sbuffer_clear(&w->sb);
-        gpuq_error_encode(&w->sb, t->job.err, t->job.errmsg);
-        gpuq_stream_put_dead(&w->st, e->queue, e->payload, w->sb.data, w->sb.size,
-                             e->deliveries ? e->deliveries : 1, (struct gpuq_str){NULL, 0});
-        gpuq_stream_ack(&w->st, e->queue, e->id);
-        return;
-    }
-    struct gpuq_job *job = &t->job;
-    if (!t->total_us) {     /* first published; a job failed before compute queued all along */
-        t->total_us = gpuq_now_us() - e->enqueued_ms * 1000;
-        if (!t->queue_us && job->err) t->queue_us = t->total_us;
-    }
-    struct gpuq_result r = {
-        .id = job->id.ptr ? job->id : e->id,
-        .err = job->err,
-        .errmsg = job->errmsg,
-        .outputs = t->outputs,
-        .n_outputs = t->n_outputs,
-        .meta = job->meta,
-        .queue_us = t->queue_us,
-        .compute_us = t->compute_us,
-        .total_us = t->total_us,
-        .batch_size = t->batch_rows,
-        .worker = w->cfg.consumer,
-    };
-    if (encode_result(w, t, &r) != 0) {
-        log_error("job %.*s: out of memory encoding its result", (int)r.id.len, r.id.ptr);
-        w->st.failed = 1;   /* leave it pending rather than ack it unanswered */
-        return;
-    }
-    int64_t ttl = job->result_ttl >= 0 ? job->result_ttl : w->cfg.result_ttl;
-    if (e->is_json) {   /* answered in the language it was asked in */
-        size_t n;
-        char *text = gpuq_json_from_msgpack(w->sb.data, w->sb.size, &n);
-        if (!text) {
-            log_error("job %.*s: out of memory writing its JSON result", (int)r.id.len, r.id.ptr);
-            w->st.failed = 1;
-            return;
-        }
-        gpuq_stream_put_result(&w->st, e->queue, r.id, text, n, ttl, job->reply_to);
-        free(text);
-    } else {
-        gpuq_stream_put_result(&w->st, e->queue, r.id, w->sb.data, w->sb.size, ttl, job->reply_to);
-    }
-    if (t->cache_raw && !job->err) gpuq_cache_put(&w->st, t, w->cfg.embed_cache_ttl);
-    if (job->callback.ptr) {
-        struct gpuq_str fmt = {NULL, 0};
-        gpuq_job_param_str(job, "callback_format", &fmt);
-        gpuq_stream_put_hook(&w->st, e->queue, r.id, job->callback, fmt.len == 7, w->sb.data,
-                             w->sb.size, e->payload);
-        w->hooks_written = 1;
-    }
-    gpuq_stream_ack(&w->st, e->queue, e->id);
-}
-
-/* Once t's writes are applied: logs and counts what happened to it. */
-static void account(struct worker *w, const struct gpuq_task *t) {
-    const struct gpuq_entry *e = &t->entry;
-    const struct gpuq_job *job = &t->job;
-    struct gpuq_str id = job->id.ptr ? job->id : e->id;
-    struct gpuq_log_fields f = {id.ptr, (int)id.len, w->st.queues[e->queue],
-                                job->op >= 0 ? gpuq_op_name((enum gpuq_op)job->op) : NULL, job->model.ptr,
-                                (int)job->model.len, job->err ? gpuq_err_code(job->err) : NULL};
-    if (e->deleted) {
-        log_info("entry %s on %s was deleted while pending; acked", e->id.ptr, w->st.queues[e->queue]);
-    } else if (t->decoded == GPUQ_DECODE_UNDECODABLE) {
-        gpuq_log_job(GPUQ_LOG_WARN, &f, "dead letter %s on %s: %s", e->id.ptr, w->st.queues[e->queue],
-                     job->errmsg);
-        gpuq_metrics_dead(w->metrics, e->queue, job->err);
-        w->n_dead++;
-    } else {
-        if (job->err) {
-            gpuq_log_job(GPUQ_LOG_INFO, &f, "job failed: %s", job->errmsg);
-            w->n_failed++;
-        } else {
-            w->n_ok++;
-        }
-        gpuq_metrics_job(w->metrics, e->queue, job->op, t->model ? (int)(t->model - w->models) : -1,
-                         job->err, t->queue_us / 1e6, t->compute_us ? t->compute_us / 1e6 : -1,
-                         t->total_us / 1e6);
-    }
-}
-
-/* Reply lists Redis refused in the last transaction: their jobs' results
- * were written and acked, only the pushes were lost. */
-static void report_refused(struct worker *w) {
-    for (int i = 0; i < w->st.n_refused; i++) {
-        const struct gpuq_refused *f = &w->st.refused[i];
-        log_warn("reply_to '%.*s': push refused for %d job%s, whose results are stored and acked: %s",
-                 (int)(f->len > 80 ? 80 : f->len), f->key, f->jobs, f->jobs == 1 ? "" : "s", f->err);
-        gpuq_metrics_push_failed(w->metrics, f->jobs);
-        w->n_push_failed += (uint64_t)f->jobs;
-    }
-    gpuq_stream_refused_clear(&w->st);
-}
-
-/* A transaction bigger than this is cut: Redis buffers all of it before
- * applying any (client-query-buffer-limit), and so does the worker. */
-#define PUBLISH_BYTES (64 << 20)
-
-/* Sends answered tasks' writes as one transaction, without waiting: the
- * next batch computes while Redis applies it. At least one task goes; more
- * while the transaction stays under PUBLISH_BYTES. */
-static int publish_send(struct worker *w) {
-    if (w->n_done == 0 || gpuq_now_us() < w->refused_until_us) return 0;
-    int n = 0, kept = 0, q = w->done[0]->entry.queue;
-    gpuq_stream_begin(&w->st);
-    /* on a cluster, the tasks of the first one's queue; the others wait their turn */
-    for (int i = 0; i < w->n_done; i++) {
-        struct gpuq_task *t = w->done[i];
-        if (n > 0 && (w->st.tx_bytes >= PUBLISH_BYTES || !gpuq_stream_one_tx(&w->st, q, t->entry.queue))) {
-            w->done[kept++] = t;
-            continue;
-        }
-        publish_one(w, t);
-        w->sending[n++] = t;
-    }
-    w->n_sending = n;
-    w->n_done = kept;
-    return gpuq_stream_send(&w->st);
-}
-
-/* The sent tasks go back to be published again, ahead of the others. */
-static void unsend(struct worker *w) {
-    memmove(w->done + w->n_sending, w->done, (size_t)w->n_done * sizeof(*w->done));
-    memcpy(w->done, w->sending, (size_t)w->n_sending * sizeof(*w->done));
-    w->n_done += w->n_sending;
-    w->n_sending = 0;
-}
-
-/* Redis refused a transaction's writes: wait 100 ms, doubling to 5 s. */
-static void back_off(struct worker *w, const char *what) {
-    w->refused_ms = w->refused_ms ? (w->refused_ms * 2 > 5000 ? 5000 : w->refused_ms * 2) : 100;
-    w->refused_until_us = gpuq_now_us() + w->refused_ms * 1000;
-    /* out of memory or a read-only replica: looking whether that passed is cheap */
-    w->refused_probe = !strncmp(w->st.errstr, "OOM", 3) || !strncmp(w->st.errstr, "READONLY", 8);
-    w->refused_bytes = w->st.tx_bytes;
-    log_warn("redis refused %s (%s); nothing acked, trying again in %lld ms", what, w->st.errstr,
-             (long long)w->refused_ms);
-}
-
-/* Reads the sent transaction's replies, then lets its tasks go. When Redis
- * refused it (out of memory, read-only), the tasks are kept and published
- * again after a backoff of 100 ms doubling to 5 s; when it refused some
- * reply lists, at once without those pushes. Returns -1 only when the
- * connection is lost. */
-static int publish_wait(struct worker *w) {
-    if (w->n_sending == 0) return 0;
-    int rc = gpuq_stream_wait(&w->st);
-    if (rc == GPUQ_COMMIT_LOST) {
-        log_error("could not write %d results (%s); they stay pending", w->n_sending, w->st.errstr);
-        return -1;
-    }
-    if (rc == GPUQ_COMMIT_RETRY || rc == GPUQ_COMMIT_REFUSED) {
-        unsend(w);
-        if (rc == GPUQ_COMMIT_REFUSED) back_off(w, "the results");
-        return 0;
-    }
-    if (w->refused_ms) log_info("redis takes writes again");
-    w->refused_ms = w->refused_until_us = 0;
-    if (rc == GPUQ_COMMIT_PARTIAL) log_warn("results written, but a command failed: %s", w->st.errstr);
-    report_refused(w);
-    for (int i = 0; i < w->n_sending; i++) {
-        account(w, w->sending[i]);
-        if (w->sending[i]->admitted) gpuq_sched_release(&w->sched, w->sending[i]);
-        drop_task(w, w->sending[i]);
-    }
-    w->n_sending = 0;
-    if (w->sb.alloc > GPUQ_STREAM_KEEP_BYTES) {     /* an outsized result was encoded */
-        msgpack_sbuffer_destroy(&w->sb);
-        msgpack_sbuffer_init(&w->sb);
-        malloc_trim(0);     /* and what it and its batch freed goes back to the system */
-    }
-    return 0;
-}
+/* ---- waiting out a refusal ---- */
 
 /* While Redis refuses writes: waits out the backoff, but when it refused
  * for want of memory (or as a replica), looks every 250 ms whether that
@@ -816,7 +456,7 @@ static int run_batch(struct worker *w, int force, int64_t *wait_us) {
 static void forget_all(struct worker *w) {
     while (gpuq_ops_pending(&w->ops) > 0) finish_batch(w);
     for (int i = 0; i < w->n_slots; i++)
-        if (w->slots[i].held) drop_task(w, &w->slots[i]);
+        if (w->slots[i].held) gpuq_worker_drop_task(w, &w->slots[i]);
     w->sched.n = 0;
     w->sched.rows_held = 0;
     w->sched.held_us = 0;
@@ -883,7 +523,7 @@ static int hand_back(struct worker *w, int64_t since_us) {
             for (int i = 0; i < n; i++) gpuq_sched_add(&w->sched, back[i], gpuq_now_us());
             break;
         }
-        for (int i = 0; i < n; i++) drop_task(w, back[i]);
+        for (int i = 0; i < n; i++) gpuq_worker_drop_task(w, back[i]);
         total += n;
     }
     return total;
@@ -923,15 +563,15 @@ static void serve(struct worker *w) {
         int claim_now = claim_due(w);
         int fetched = fetch(w, claim_now);
         int prefetch;
-        if (fetched >= 0 && publish_send(w) == 0 && (prefetch = prefetch_send(w)) >= 0) {
+        if (fetched >= 0 && gpuq_worker_publish_send(w) == 0 && (prefetch = prefetch_send(w)) >= 0) {
             /* nothing more can join a batch when the worker may not fetch; and
              * with the backend idle and nothing more waiting, waiting for
              * more only adds latency: batches grow while the backend is busy */
             int force = stopping(w) || gpuq_sched_room(&w->sched) <= 0 ||
                         (w->drained && gpuq_ops_pending(&w->ops) == 0);
             int ran = run_batch(w, force, &wait_us);    /* while Redis applies the last */
-            int got = publish_wait(w) == 0 ? prefetch_take(w, prefetch) : -1;
-            if (got >= 0 && hooks_step(w, claim_now) == 0 && sample(w) == 0) {
+            int got = gpuq_worker_publish_wait(w) == 0 ? prefetch_take(w, prefetch) : -1;
+            if (got >= 0 && gpuq_worker_hooks_step(w, claim_now) == 0 && sample(w) == 0) {
                 if (!fetched && !got && !ran && w->n_done == 0) {
                     int64_t poll = w->cfg.max_delay_us / 8 > 100 ? w->cfg.max_delay_us / 8 : 100;
                     if (wait_us > 0 && wait_us < poll) poll = wait_us;

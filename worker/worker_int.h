@@ -76,4 +76,23 @@ struct worker {
 int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t errlen);
 void gpuq_worker_finish(struct worker *w);
 
+/* Gives a task back: its job, output, cache rows and reply reference
+ * (worker.c). */
+void gpuq_worker_drop_task(struct worker *w, struct gpuq_task *t);
+
+/* Webhook deliveries (hooks.c): records finished ones, then takes stale
+ * ones (on the claim tick) and new ones, keeps held ones fresh and starts
+ * those due. Returns -1 when Redis failed. */
+int gpuq_worker_hooks_step(struct worker *w, int claim_now);
+
+/* Publishing (publish.c). Sends answered tasks' writes as one transaction
+ * without waiting; 0, or -1 when Redis failed. */
+int gpuq_worker_publish_send(struct worker *w);
+/* Reads the sent transaction's replies and lets its tasks go, or keeps
+ * them to send again after a backoff when Redis refused it. Returns -1
+ * only when the connection is lost. */
+int gpuq_worker_publish_wait(struct worker *w);
+/* Redis refused writes: the next attempt waits 100 ms, doubling to 5 s. */
+void gpuq_worker_back_off(struct worker *w, const char *what);
+
 #endif
