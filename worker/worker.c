@@ -12,6 +12,7 @@
 #include "worker/worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,23 +25,31 @@
 #include "worker/log.h"
 #include "worker/worker_int.h"
 
-static volatile sig_atomic_t stop_requested;
-/* when the stop was asked for: the drain bound counts from then, though the
- * loop sees the flag only once the batch under way has finished */
-static volatile int64_t stop_asked_us;
+/* SIGTERM and SIGINT are blocked in every thread from the start, so that
+ * none lands in a compute thread (oneDNN's OpenMP pool) or cuts a syscall
+ * short there; the loop takes them with sigtimedwait, and its sleeps are
+ * waits for them. */
+static sigset_t stop_signals;
+static int stop_requested;
+static int64_t stop_asked_us;   /* when the loop took the stop: the drain bound counts from then */
 
-static void on_signal(int sig) {
-    (void)sig;
-    if (!stop_requested) stop_asked_us = gpuq_now_us();    /* clock_gettime: signal-safe */
-    stop_requested = 1;
+/* Takes a pending stop signal, waiting for one up to us (0: not at all). */
+static void take_signals(int64_t us) {
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+    if (stop_requested) return;
+    if (sigtimedwait(&stop_signals, NULL, &ts) > 0) {
+        stop_requested = 1;
+        stop_asked_us = gpuq_now_us();
+    }
 }
 
 /* No new work: asked to stop, or the device is lost. */
 static int stopping(const struct worker *w) { return stop_requested || w->device_lost; }
 
+/* Sleeps us, or less when asked to stop. */
 static void sleep_us(int64_t us) {
-    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested) {}
+    int64_t end = gpuq_now_us() + us;
+    while (!stop_requested && (us = end - gpuq_now_us()) > 0) take_signals(us);
 }
 
 /* ---- admitting jobs ---- */
@@ -540,7 +549,7 @@ static void serve(struct worker *w) {
     int told_stopping = 0;
     int64_t stop_us = 0;
     tell_down(w);
-    while (serving(w)) {
+    while (take_signals(0), serving(w)) {
         if (stopping(w) && !told_stopping) {    /* a Type=notify unit: the drain has begun */
             sd_notify(0, "STOPPING=1\nSTATUS=stopping: finishing the jobs held");
             told_stopping = 1;
@@ -612,6 +621,11 @@ int gpuq_worker_main(int argc, char **argv) {
     memset(&w, 0, sizeof(w));
     /* a write to a Redis that went away is an error to handle, at start too */
     signal(SIGPIPE, SIG_IGN);
+    /* before any thread exists, so that every one inherits the mask */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     if (gpuq_worker_start(&w, argc, argv, err, sizeof(err)) != 0) {
         fprintf(stderr, "gpuq worker: %s\n", err);
         gpuq_worker_finish(&w);
@@ -622,11 +636,6 @@ int gpuq_worker_main(int argc, char **argv) {
         gpuq_worker_finish(&w);
         return 0;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;      /* no SA_RESTART: sleeps end early */
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     srand((unsigned)gpuq_now_us());
     log_info("ready");
     sd_notifyf(0, "READY=1\nSTATUS=serving %d queue%s", w.cfg.n_queues, w.cfg.n_queues == 1 ? "" : "s");
