@@ -57,6 +57,7 @@ struct gpuq_task {
     /* results kept by content (the worker's --embed-cache-ttl) */
     char (*cache_names)[65];    /* per row: the hex digest naming its cached value, or NULL */
     void *cache_raw;            /* the rows computed, as the cache keeps them, until published */
+    size_t cache_row_bytes;     /* the bytes of one raw row, as its op's cache_key says */
     int cache_hit;              /* answered from the cache, not computed */
     /* results */
     int64_t queue_us, compute_us, batch_rows;

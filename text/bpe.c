@@ -270,19 +270,7 @@ int tok_bpe_parse(struct tok_model *m, json_t *j, char *err, size_t errlen) {
         snprintf(err, errlen, "tokenizer.json: BPE dropout is not supported");
         return -1;
     }
-    if (gpuq_vocab_init(&m->vocab, (int)json_object_size(vocab)) != 0) {
-        snprintf(err, errlen, "tokenizer.json: vocabulary too large");
-        return -1;
-    }
-    const char *key;
-    size_t klen;
-    json_t *val;
-    json_object_keylen_foreach(vocab, key, klen, val) {
-        if (!json_is_integer(val) || gpuq_vocab_add(&m->vocab, key, klen, (int)json_integer_value(val)) != 0) {
-            snprintf(err, errlen, "tokenizer.json: bad vocabulary entry \"%.40s\"", key);
-            return -1;
-        }
-    }
+    if (tok_model_vocab(m, vocab, err, errlen) != 0) return -1;
     m->prefix = opt_string(j, "continuing_subword_prefix");
     m->suffix = opt_string(j, "end_of_word_suffix");
     m->fuse_unk = json_is_true(json_object_get(j, "fuse_unk"));

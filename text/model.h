@@ -34,9 +34,8 @@ struct tok_model {
     struct tok_merge_map *merges;
 };
 
-/* Reads the "model" object. 0, or -1 with a reason; m is freed by
+/* Reads a model's "model" object. 0, or -1 with a reason; m is freed by
  * tok_model_free either way. */
-int tok_model_parse(struct tok_model *m, json_t *j, char *err, size_t errlen);
 int tok_wordpiece_parse(struct tok_model *m, json_t *j, char *err, size_t errlen);
 int tok_unigram_parse(struct tok_model *m, json_t *j, char *err, size_t errlen);
 int tok_bpe_parse(struct tok_model *m, json_t *j, char *err, size_t errlen);
@@ -49,6 +48,10 @@ int tok_wordpiece_tokenize(const struct tok_model *m, const char *s, size_t n, s
 int tok_unigram_tokenize(const struct tok_model *m, const char *s, size_t n, struct tok_ids *out);
 int tok_bpe_tokenize(const struct tok_model *m, const char *s, size_t n, struct tok_ids *out);
 int tok_wordlevel_tokenize(const struct tok_model *m, const char *s, size_t n, struct tok_ids *out);
+
+/* m->vocab from a model's "vocab" object of token to id (WordPiece, BPE,
+ * WordLevel). 0, or -1 with a reason. */
+int tok_model_vocab(struct tok_model *m, json_t *vocab, char *err, size_t errlen);
 
 void tok_model_free(struct tok_model *m);
 void tok_bpe_free(struct tok_model *m);

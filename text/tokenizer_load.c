@@ -251,6 +251,23 @@ void gpuq_tok_destroy(struct gpuq_tok *t) {
     free(t);
 }
 
+int tok_model_vocab(struct tok_model *m, json_t *vocab, char *err, size_t errlen) {
+    if (gpuq_vocab_init(&m->vocab, (int)json_object_size(vocab)) != 0) {
+        snprintf(err, errlen, "tokenizer.json: vocabulary too large");
+        return -1;
+    }
+    const char *key;
+    size_t klen;
+    json_t *val;
+    json_object_keylen_foreach(vocab, key, klen, val) {
+        if (!json_is_integer(val) || gpuq_vocab_add(&m->vocab, key, klen, (int)json_integer_value(val)) != 0) {
+            snprintf(err, errlen, "tokenizer.json: bad vocabulary entry \"%.40s\"", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void tok_model_free(struct tok_model *m) {
     gpuq_vocab_free(&m->vocab);
     free(m->prefix);

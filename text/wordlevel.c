@@ -17,19 +17,7 @@ int tok_wordlevel_parse(struct tok_model *m, json_t *j, char *err, size_t errlen
         snprintf(err, errlen, "tokenizer.json: model.vocab is not an object");
         return -1;
     }
-    if (gpuq_vocab_init(&m->vocab, (int)json_object_size(vocab)) != 0) {
-        snprintf(err, errlen, "tokenizer.json: vocabulary too large");
-        return -1;
-    }
-    const char *key;
-    size_t klen;
-    json_t *val;
-    json_object_keylen_foreach(vocab, key, klen, val) {
-        if (!json_is_integer(val) || gpuq_vocab_add(&m->vocab, key, klen, (int)json_integer_value(val)) != 0) {
-            snprintf(err, errlen, "tokenizer.json: bad vocabulary entry \"%.40s\"", key);
-            return -1;
-        }
-    }
+    if (tok_model_vocab(m, vocab, err, errlen) != 0) return -1;
     const char *unk = json_string_value(json_object_get(j, "unk_token"));
     if (!unk) unk = "<unk>";
     m->unk_id = gpuq_vocab_find(&m->vocab, unk, strlen(unk));

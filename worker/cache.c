@@ -49,24 +49,17 @@ int gpuq_cache_fingerprint(const char *path, char out[65]) {
     return bad ? -1 : 0;
 }
 
-/* Bytes of one raw row of t (its op's cache_key says), 0 when it has none. */
-static size_t row_bytes(const struct gpuq_task *t) {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    size_t n = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? DESC(t)->cache_key(t, 0, feed, ctx) : 0;
-    EVP_MD_CTX_free(ctx);
-    return n;
-}
-
 int gpuq_cache_name(struct gpuq_task *t, const char *salt) {
     if (!DESC(t)->cache_key || t->rows < 1) return -1;
     char (*names)[65] = calloc((size_t)t->rows, sizeof(*names));
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = names && ctx;
+    size_t bytes = 0;
     for (int64_t r = 0; ok && r < t->rows; r++) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned len = 0;
         ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, salt, strlen(salt) + 1) &&
-             DESC(t)->cache_key(t, r, feed, ctx) > 0 && EVP_DigestFinal_ex(ctx, md, &len) && len == 32;
+             (bytes = DESC(t)->cache_key(t, r, feed, ctx)) > 0 && EVP_DigestFinal_ex(ctx, md, &len) && len == 32;
         for (unsigned i = 0; ok && i < 32; i++) snprintf(names[r] + 2 * i, 3, "%02x", md[i]);
     }
     EVP_MD_CTX_free(ctx);
@@ -75,6 +68,7 @@ int gpuq_cache_name(struct gpuq_task *t, const char *salt) {
         return -1;
     }
     t->cache_names = names;
+    t->cache_row_bytes = bytes;
     return 0;
 }
 
@@ -108,7 +102,7 @@ int gpuq_cache_lookup(struct gpuq_stream *st, struct gpuq_task **tasks, int n, i
         for (int i = 0; i < n; i++) {
             struct gpuq_task *t = tasks[i];
             if (t->entry.queue != q) continue;
-            size_t bytes = row_bytes(t), found = 0;
+            size_t bytes = t->cache_row_bytes, found = 0;
             for (int64_t row = 0; row < t->rows; row++) {
                 const redisReply *v = r->element[at + (size_t)row];
                 found += v->type == REDIS_REPLY_STRING && v->len == bytes;
@@ -129,13 +123,13 @@ int gpuq_cache_lookup(struct gpuq_stream *st, struct gpuq_task **tasks, int n, i
 }
 
 void gpuq_cache_keep(struct gpuq_task *t) {
-    size_t bytes = row_bytes(t) * (size_t)t->rows;
+    size_t bytes = t->cache_row_bytes * (size_t)t->rows;
     if (!t->cache_names || t->cache_hit || !bytes || t->job.err || !(t->cache_raw = malloc(bytes))) return;
     memcpy(t->cache_raw, t->out, bytes);
 }
 
 void gpuq_cache_put(struct gpuq_stream *st, const struct gpuq_task *t, int64_t ttl_s) {
-    size_t bytes = t->cache_raw ? row_bytes(t) : 0;
+    size_t bytes = t->cache_raw ? t->cache_row_bytes : 0;
     for (int64_t r = 0; bytes && r < t->rows; r++)
         gpuq_stream_put_cached(st, t->entry.queue, t->cache_names[r], (const char *)t->cache_raw + (size_t)r * bytes,
                                bytes, ttl_s);
@@ -146,5 +140,6 @@ void gpuq_cache_forget(struct gpuq_task *t) {
     free(t->cache_raw);
     t->cache_names = NULL;
     t->cache_raw = NULL;
+    t->cache_row_bytes = 0;
     t->cache_hit = 0;
 }

@@ -80,6 +80,15 @@ class EmbedTest(WorkerTest):
             got[r["id"]] = r
         return [got[f"j{i}"] for i in range(len(jobs))]
 
+    def tiny_model(self):
+        """A random 2-layer, hidden-64 encoder folder (scripts/make-model), its
+        numpy reference and its vocab.txt tokenizer, in self.folder/ref/tok."""
+        self.folder = self.path("tiny")
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make-model"), "--bert", self.folder,
+                        "--pooling", "mean", "--normalize"], check=True)
+        self.ref = bert_ref.Bert(self.folder)
+        self.tok = BertWordPieceTokenizer(os.path.join(self.folder, "vocab.txt"), lowercase=True)
+
     def embed(self, texts, model="m", **params):
         return {"op": "embed", "model": model, "inputs": {"text": texts}, "params": params}
 
@@ -228,11 +237,7 @@ class TinyModel(EmbedTest):
 
     def setUp(self):
         super().setUp()
-        self.folder = self.path("tiny")
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make-model"), "--bert", self.folder,
-                        "--pooling", "mean", "--normalize"], check=True)
-        self.ref = bert_ref.Bert(self.folder)
-        self.tok = BertWordPieceTokenizer(os.path.join(self.folder, "vocab.txt"), lowercase=True)
+        self.tiny_model()
         self.tok.enable_truncation(max_length=64)
 
     def ids(self, texts):

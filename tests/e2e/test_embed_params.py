@@ -20,12 +20,11 @@ import pyenv  # noqa: E402,F401  (puts the project's PyPI folder on the path)
 try:
     import bert_ref  # noqa: E402
     import st_ref  # noqa: E402
-    from tokenizers.implementations import BertWordPieceTokenizer  # noqa: E402
 except ImportError as e:
     print(f"SKIPPED: {e} (scripts/setup installs tokenizers)")
     sys.exit(77)
 
-from test_embed import ROOT, EmbedTest, tokens_of  # noqa: E402
+from test_embed import EmbedTest, tokens_of  # noqa: E402
 
 TEXTS = ["The weather is lovely today.", "It's sunny!", "qwerty uiop asdf " * 3, "[MASK] x",
          "a b c d e f g h"]
@@ -35,11 +34,7 @@ PROMPTS = {"query": "query: ", "passage": "passage: "}
 class EmbedParams(EmbedTest):
     def setUp(self):
         super().setUp()
-        self.folder = self.path("tiny")
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make-model"), "--bert", self.folder,
-                        "--pooling", "mean", "--normalize"], check=True)
-        self.ref = bert_ref.Bert(self.folder)
-        self.tok = BertWordPieceTokenizer(os.path.join(self.folder, "vocab.txt"), lowercase=True)
+        self.tiny_model()
 
     def ids(self, text, max_length=64, side="right"):
         tok = self.tok._tokenizer       # the Tokenizer itself: truncation from either side
