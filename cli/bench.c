@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli/target.h"
+#include "models/mlp/mlp.h"
 #include "ops/mlp.h"
 #include "ops/op.h"
 #include "ops/table.h"
@@ -27,7 +28,7 @@ static int run_batch(struct gpuq_ops_slot *s, const struct gpuq_model *m, const 
         memcpy(in, x, (size_t)rows * gpuq_model_in_dim(m) * sizeof(float));
         s->out[0] = out;
         s->rows = rows;
-        struct gpuq_mlp args = {m, in, rows, out};
+        struct gpuq_mlp_args args = {m, in, rows, out};
         rc = gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args);
     }
     if (rc != 0) fprintf(stderr, "gpuq bench-compute: %s\n", be->errstr);
@@ -85,8 +86,9 @@ int gpuq_bench_main(int argc, char **argv) {
         return 2;
     }
     be.precision = (enum gpuq_precision)gpuq_precision_from_name(precision);
-    if (m.kind != GPUQ_MODEL_MLP || be.iface->model_load(&be, &m) != 0) {
-        fprintf(stderr, "gpuq bench-compute: %s\n", m.kind != GPUQ_MODEL_MLP ? "not an mlp" : be.errstr);
+    const struct gpuq_mlp *net = gpuq_model_mlp(&m);
+    if (!net || be.iface->model_load(&be, &m) != 0) {
+        fprintf(stderr, "gpuq bench-compute: %s\n", !net ? "not an mlp" : be.errstr);
         return 2;
     }
     int d_in = gpuq_model_in_dim(&m), d_out = gpuq_model_out_dim(&m);
@@ -105,7 +107,7 @@ int gpuq_bench_main(int argc, char **argv) {
         if (b > 0 && finish_batch(&slot[(b - 1) & 1], y, d_out) != 0) return 1;
     }
     double dt = gpuq_mono_s() - t0, flops = 0;
-    for (int l = 0; l < m.n_layers; l++) flops += 2.0 * m.layers[l].d_in * m.layers[l].d_out;
+    for (int l = 0; l < net->n_layers; l++) flops += 2.0 * net->layers[l].d_in * net->layers[l].d_out;
     printf("backend=%s precision=%s jobs=%ld batch=%ld seconds=%.4f jobs_per_s=%.0f gflops=%.2f\n", be.iface->name,
            precision, jobs, batch, dt, jobs / dt, flops * jobs / dt / 1e9);
     free(x);

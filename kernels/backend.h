@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kernels/model.h"
+#include "models/model.h"
 #include "ops/list.h"
 
 #ifdef __cplusplus

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/bert.h"
 #include "kernels/tensor.h"
 
 struct cpu_ctx {
@@ -93,58 +92,45 @@ static void describe(struct gpuq_backend *be) {
 
 /* ---- models ---- */
 
-/* Rounds n weights in place to p: 0, or -1 when one is beyond p's range. */
-static int round_weights(enum gpuq_precision p, float *w, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(w[i] = gpuq_cpu_round(p, w[i]))) return -1;
-    return 0;
-}
+struct rounding {
+    struct gpuq_backend *be;
+    int bf16;       /* also a bf16 copy of each GEMM matrix */
+    int rc, i;
+};
 
-/* A bf16 copy of the n weights at w (made once), into *w16. -1 when out of memory. */
-static int copy_bf16(uint16_t **w16, const float *const *w, const size_t *n, int parts) {
-    size_t total = 0;
-    for (int i = 0; i < parts; i++) total += n[i];
-    if (*w16) return 0;
-    if (!(*w16 = malloc(total * sizeof **w16))) return -1;
-    for (size_t i = 0, off = 0; i < (size_t)parts; off += n[i], i++) gpuq_cpu_gemm_to_bf16(w[i], n[i], *w16 + off);
-    return 0;
+/* A GEMM matrix (w16 not NULL) rounded in place to what the GEMMs will
+ * see, and with bf16 given its bf16 copy (made once). */
+static void round_weight(void *ctx, const struct gpuq_weight *w) {
+    struct rounding *r = ctx;
+    enum gpuq_precision p = r->be->precision;
+    r->i++;
+    if (r->rc || !w->w16) return;
+    for (size_t i = 0; i < w->n; i++)
+        if (!isfinite((*w->data)[i] = gpuq_cpu_round(p, (*w->data)[i]))) {
+            snprintf(r->be->errstr, sizeof(r->be->errstr), "weight %d has a value beyond %s's range", r->i,
+                     gpuq_precision_name(p));
+            r->rc = GPUQ_BE_FAILED;
+            return;
+        }
+    if (!r->bf16 || *w->w16) return;
+    if (!(*w->w16 = malloc(w->n * sizeof(uint16_t)))) {
+        snprintf(r->be->errstr, sizeof(r->be->errstr), "out of memory for weight %d's bf16 copy", r->i);
+        r->rc = GPUQ_BE_NOMEM;
+        return;
+    }
+    gpuq_cpu_gemm_to_bf16(*w->data, w->n, *w->w16);
 }
 
 /* Host weights are used in place; with reduced precision the GEMMs'
  * matrices (an mlp's layers, an encoder's four dense ones per layer) are
  * first rounded to what the GEMMs will see, as the CUDA backend's copies
- * are; with bf16, where the host's oneDNN has a bf16 matmul, the model also
- * gets a bf16 copy of them (w16, freed with the model) for the GEMMs to take. */
+ * are; with bf16, where the host's oneDNN has a bf16 matmul, they also get
+ * a bf16 copy (w16, freed with the model) for the GEMMs to take. */
 static int cpu_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
-    enum gpuq_precision p = be->precision;
-    int n = p == GPUQ_PREC_F32 ? 0 : m->kind == GPUQ_MODEL_MLP ? m->n_layers
-          : m->kind == GPUQ_MODEL_ENCODER ? m->bert->n_layers : 0;
-    int bf16 = gpuq_cpu_bf16(be);
-    for (int l = 0; l < n; l++) {
-        int bad, nomem = 0;
-        if (m->kind == GPUQ_MODEL_MLP) {
-            struct gpuq_mlp_layer *L = &m->layers[l];
-            size_t size = (size_t)L->d_in * L->d_out;
-            bad = round_weights(p, L->w, size);
-            if (!bad && bf16) nomem = copy_bf16(&L->w16, (const float *const[]){L->w}, &size, 1);
-        } else {
-            struct gpuq_bert_layer *L = &m->bert->layers[l];
-            size_t h = (size_t)m->bert->hidden, i = (size_t)m->bert->intermediate;
-            bad = round_weights(p, L->qkv_w, 3 * h * h) | round_weights(p, L->attn_w, h * h) |
-                  round_weights(p, L->ffn_w1, i * h) | round_weights(p, L->ffn_w2, h * i);
-            const float *w[] = {L->qkv_w, L->attn_w, L->ffn_w1, L->ffn_w2};
-            size_t sizes[] = {3 * h * h, h * h, i * h, h * i};
-            if (!bad && bf16) nomem = copy_bf16(&L->w16, w, sizes, 4);
-        }
-        if (bad || nomem) {
-            if (nomem) snprintf(be->errstr, sizeof(be->errstr), "out of memory for layer %d's bf16 copy", l);
-            else snprintf(be->errstr, sizeof(be->errstr), "layer %d has a weight beyond %s's range", l,
-                          gpuq_precision_name(p));
-            return nomem ? GPUQ_BE_NOMEM : GPUQ_BE_FAILED;
-        }
-    }
-    describe(be);
-    return 0;
+    struct rounding r = {be, gpuq_cpu_bf16(be), 0, 0};
+    if (be->precision != GPUQ_PREC_F32) gpuq_model_weights(m, round_weight, &r);
+    if (r.rc == 0) describe(be);
+    return r.rc;
 }
 
 static void cpu_model_free(struct gpuq_backend *be, struct gpuq_model *m) { (void)be, (void)m; }

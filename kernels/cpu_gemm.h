@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kernels/model.h"
+#include "models/model.h"
 
 struct gpuq_cpu_gemm;
 

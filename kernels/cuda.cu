@@ -11,6 +11,8 @@
 
 #include "kernels/cuda.h"
 #include "kernels/cuda_int.h"
+#include "models/index/index.h"
+#include "models/mlp/mlp.h"
 
 /* ---- failures ---- */
 
@@ -192,20 +194,21 @@ static void cuda_index_free(struct gpuq_model *m) {
 }
 
 static int cuda_index_load(struct gpuq_backend *be, struct gpuq_model *m) {
-    if (m->n_rows >= (int64_t)UINT32_MAX) {
+    const struct gpuq_index *ix = gpuq_model_index(m);
+    if (ix->n_rows >= (int64_t)UINT32_MAX) {
         snprintf(be->errstr, sizeof(be->errstr), "an index of %lld rows is too large (< 2^32)",
-                 (long long)m->n_rows);
+                 (long long)ix->n_rows);
         return GPUQ_BE_FAILED;
     }
     struct cuda_index *d = (struct cuda_index *)calloc(1, sizeof(*d));
     if (!d) return GPUQ_BE_NOMEM;
     m->backend_data = d;
-    size_t emb = (size_t)m->n_rows * m->dim * sizeof(float), norms = (size_t)m->n_rows * sizeof(float);
+    size_t emb = (size_t)ix->n_rows * ix->dim * sizeof(float), norms = (size_t)ix->n_rows * sizeof(float);
     cudaError_t e;
     if ((e = cudaMalloc((void **)&d->emb, emb)) != cudaSuccess ||
         (e = cudaMalloc((void **)&d->norms, norms)) != cudaSuccess ||
-        (e = cudaMemcpy(d->emb, m->embeddings, emb, cudaMemcpyHostToDevice)) != cudaSuccess ||
-        (e = cudaMemcpy(d->norms, m->norms, norms, cudaMemcpyHostToDevice)) != cudaSuccess) {
+        (e = cudaMemcpy(d->emb, ix->embeddings, emb, cudaMemcpyHostToDevice)) != cudaSuccess ||
+        (e = cudaMemcpy(d->norms, ix->norms, norms, cudaMemcpyHostToDevice)) != cudaSuccess) {
         int rc = cuda_fail(be, e, __FILE__, __LINE__);
         cuda_index_free(m);
         return rc;
@@ -228,9 +231,12 @@ static void mlp_free(struct gpuq_model *m) {
 
 static void cuda_model_free(struct gpuq_backend *be, struct gpuq_model *m) {
     (void)be;
-    if (m->kind == GPUQ_MODEL_MLP) mlp_free(m);
-    else if (m->kind == GPUQ_MODEL_INDEX) cuda_index_free(m);
-    else cuda_bert_free(m);
+    switch (gpuq_model_arch(m)) {
+    case GPUQ_ARCH_MLP: mlp_free(m); break;
+    case GPUQ_ARCH_INDEX: cuda_index_free(m); break;
+    case GPUQ_ARCH_ENCODER: cuda_encoder_free(m); break;
+    default: break;     /* nothing was loaded: model_load refused it */
+    }
 }
 
 int cuda_upload(struct gpuq_backend *be, void **dst, const float *src, size_t floats) {
@@ -259,21 +265,22 @@ int cuda_upload_weights(struct gpuq_backend *be, void **dst, const float *w, siz
 
 static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     struct cuda_ctx *c = cuda_of(be);
-    if (m->kind == GPUQ_MODEL_ENCODER) return cuda_bert_load(be, m);    /* ops/embed.cu */
-    if (m->kind == GPUQ_MODEL_INDEX) {
+    if (gpuq_model_arch(m) == GPUQ_ARCH_ENCODER) return cuda_encoder_load(be, m);    /* kernels/encoder.cu */
+    if (gpuq_model_arch(m) == GPUQ_ARCH_INDEX) {
         int rc = cuda_index_load(be, m);
-        if (rc == 0 && m->dim > c->knn_dim) c->knn_dim = m->dim;
+        if (rc == 0 && gpuq_model_in_dim(m) > c->knn_dim) c->knn_dim = gpuq_model_in_dim(m);
         return rc;
     }
+    const struct gpuq_mlp *net = gpuq_model_mlp(m);
     struct cuda_mlp *d = (struct cuda_mlp *)calloc(1, sizeof(*d));
     if (!d) return GPUQ_BE_NOMEM;
     m->backend_data = d;
-    d->w = (void **)calloc((size_t)m->n_layers, sizeof(void *));
-    d->b = (float **)calloc((size_t)m->n_layers, sizeof(float *));
+    d->w = (void **)calloc((size_t)net->n_layers, sizeof(void *));
+    d->b = (float **)calloc((size_t)net->n_layers, sizeof(float *));
     int rc = d->w && d->b ? 0 : GPUQ_BE_NOMEM;
-    if (rc == 0) d->n = m->n_layers;
-    for (int i = 0; rc == 0 && i < m->n_layers; i++) {
-        const struct gpuq_mlp_layer *L = &m->layers[i];
+    if (rc == 0) d->n = net->n_layers;
+    for (int i = 0; rc == 0 && i < net->n_layers; i++) {
+        const struct gpuq_mlp_layer *L = &net->layers[i];
         rc = cuda_upload_weights(be, &d->w[i], L->w, (size_t)L->d_in * L->d_out);
         if (rc == 0) rc = cuda_upload(be, (void **)&d->b[i], L->b, (size_t)L->d_out);
     }
@@ -282,7 +289,7 @@ static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
         return rc;
     }
     int in = gpuq_model_in_dim(m);
-    if (m->max_width > c->mlp_width) c->mlp_width = m->max_width;
+    if (net->max_width > c->mlp_width) c->mlp_width = net->max_width;
     if (in > c->mlp_width) c->mlp_width = in;
     if (in > c->mlp_in) c->mlp_in = in;
     if (gpuq_model_out_dim(m) > c->mlp_out) c->mlp_out = gpuq_model_out_dim(m);

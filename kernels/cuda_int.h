@@ -107,9 +107,13 @@ int cuda_convert(struct gpuq_backend *be, cudaStream_t st, void *dst, const floa
 int cuda_upload(struct gpuq_backend *be, void **dst, const float *src, size_t n);
 int cuda_upload_weights(struct gpuq_backend *be, void **dst, const float *src, size_t n);
 
-/* An encoder's weights on the device, in model->backend_data (ops/embed.cu). */
-int cuda_bert_load(struct gpuq_backend *be, struct gpuq_model *m);
-void cuda_bert_free(struct gpuq_model *m);
+/* A text encoder on the device (kernels/encoder.cu): its weights, in
+ * model->backend_data, and one batch's forward pass (kernels/encoder.h). */
+struct gpuq_encode_batch;
+extern "C" int cuda_encoder_load(struct gpuq_backend *be, struct gpuq_model *m);
+extern "C" void cuda_encoder_free(struct gpuq_model *m);
+extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_model *model,
+                                    const struct gpuq_encode_batch *b, int n_tokens, int max_len);
 
 /* Scores of one knn query block are computed this many index rows at a
  * time: CUDA_KNN_BLOCK, fewer for many queries so that the score block

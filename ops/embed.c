@@ -1,8 +1,8 @@
 /* embed.c -- the embed op: sentence embeddings from a text encoder
- * (kernels/bert.h). Input `text` (a str or an array of str, one row each)
+ * (models/encoder/encoder.h, of any family). Input `text` (a str or an array of str, one row each)
  * is tokenized at admission, so the scheduler batches by tokens; or
  * pre-tokenized `input_ids` [rows, seq], right-padded, with an optional
- * `attention_mask`. Outputs y f32 [rows, hidden] and tokens i32 [rows].
+ * `attention_mask`. Outputs y [rows, the encoder's width] and tokens i32 [rows].
  * Jobs on one model with the same pooling and normalization share a
  * padding-free batch: their tokens back to back. */
 #include <stdlib.h>
@@ -35,12 +35,12 @@ static int bad(struct gpuq_task *t, const char *what) {
 /* The prompt: the job's own, or one of the folder's by name, or the
  * folder's default. */
 static int read_prompt(struct gpuq_task *t, struct params *p) {
-    const struct gpuq_bert *m = t->model->bert;
+    const struct gpuq_encoder *m = gpuq_model_encoder(t->model);
     struct gpuq_str text = {NULL, 0}, name = {NULL, 0};
     if (gpuq_job_param_str(&t->job, "prompt", &text) < 0 || gpuq_job_param_str(&t->job, "prompt_name", &name) < 0)
         return -1;
     if (text.ptr && name.ptr) return bad(t, "give prompt or prompt_name, not both");
-    if (name.ptr && !(p->prompt = gpuq_bert_prompt(m, name.ptr, name.len)))
+    if (name.ptr && !(p->prompt = gpuq_encoder_prompt(m, name.ptr, name.len)))
         return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "embed: the model has no prompt named '%.*s'",
                              (int)(name.len > 40 ? 40 : name.len), name.ptr);
     if (text.ptr) p->prompt = text.ptr, p->prompt_len = text.len;
@@ -52,7 +52,7 @@ static int read_prompt(struct gpuq_task *t, struct params *p) {
 
 static int read_params(struct gpuq_task *t, int *max_length) {
     struct gpuq_job *job = &t->job;
-    const struct gpuq_bert *m = t->model->bert;
+    const struct gpuq_encoder *m = gpuq_model_encoder(t->model);
     struct params *p = gpuq_task_params(t);
     struct gpuq_str pool = {NULL, 0}, dir = {NULL, 0};
     int64_t len = m->max_length;
@@ -62,21 +62,18 @@ static int read_params(struct gpuq_task *t, int *max_length) {
     if (gpuq_job_param_str(job, "pooling", &pool) < 0 || gpuq_job_param_bool(job, "normalize", &p->normalize) < 0 ||
         gpuq_job_param_i64(job, "max_length", &len) < 0 || gpuq_job_param_bool(job, "truncate", &p->truncate) < 0 ||
         gpuq_job_param_str(job, "truncation_direction", &dir) < 0 || read_prompt(t, p) != 0 ||
-        gpuq_embed_out_read(t, m->hidden, &p->out) != 0)
+        gpuq_embed_out_read(t, gpuq_encoder_dim(m), &p->out) != 0)
         return -1;
     if (dir.ptr) {
         if (dir.len == 4 && !memcmp(dir.ptr, "left", 4)) p->side = 2;
         else if (dir.len == 5 && !memcmp(dir.ptr, "right", 5)) p->side = 1;
         else return bad(t, "truncation_direction must be right or left");
     }
-    if (pool.ptr) {
-        if (pool.len == 4 && !memcmp(pool.ptr, "mean", 4)) p->pooling = GPUQ_BERT_POOL_MEAN;
-        else if (pool.len == 3 && !memcmp(pool.ptr, "cls", 3)) p->pooling = GPUQ_BERT_POOL_CLS;
-        else return bad(t, "pooling must be mean or cls");
-    }
-    if (len < 2 || len > m->max_pos)
+    if (pool.ptr && (p->pooling = gpuq_pool_from_name(pool.ptr, pool.len)) < 0)
+        return bad(t, "pooling must be mean, cls, max, mean_sqrt_len, lasttoken or weightedmean");
+    if (len < 2 || len > gpuq_encoder_max_tokens(m))
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "embed: max_length must be 2 to %d",
-                             m->max_pos);
+                             gpuq_encoder_max_tokens(m));
     *max_length = (int)len;
     return 0;
 }
@@ -202,11 +199,11 @@ static int64_t int_at(const struct gpuq_tensor *x, int64_t i) {
 /* Pre-tokenized rows: each row's length is its mask's sum, the mask ones
  * then zeros; the ids it counts must be in the vocabulary. */
 static int take_ids(struct gpuq_task *t, const struct gpuq_tensor *ids, const struct gpuq_tensor *mask) {
-    const struct gpuq_bert *m = t->model->bert;
+    const struct gpuq_encoder *m = gpuq_model_encoder(t->model);
     if (ids->dtype != GPUQ_DTYPE_I32 && ids->dtype != GPUQ_DTYPE_I64) return bad(t, "input_ids must be i32 or i64");
-    if (ids->ndim != 2 || ids->shape[1] > m->max_pos)
+    if (ids->ndim != 2 || ids->shape[1] > gpuq_encoder_max_tokens(m))
         return gpuq_job_fail(&t->job, GPUQ_ERR_SHAPE_MISMATCH, "embed: input_ids must be [rows, seq] "
-                             "with seq at most %d", m->max_pos);
+                             "with seq at most %d", gpuq_encoder_max_tokens(m));
     if (mask && (mask->ndim != 2 || mask->shape[0] != ids->shape[0] || mask->shape[1] != ids->shape[1]))
         return gpuq_job_fail(&t->job, GPUQ_ERR_SHAPE_MISMATCH, "embed: attention_mask must have "
                              "input_ids' shape");
@@ -256,7 +253,7 @@ static int prepare(struct gpuq_task *t) {
 }
 
 static size_t out_bytes(const struct gpuq_task *t) {
-    return (size_t)t->rows * ((size_t)t->model->bert->hidden * sizeof(float) + sizeof(int32_t));
+    return (size_t)t->rows * ((size_t)gpuq_model_out_dim(t->model) * sizeof(float) + sizeof(int32_t));
 }
 
 static int compare(const struct gpuq_task *a, const struct gpuq_task *b) {
@@ -309,19 +306,19 @@ static int unique_rows(const struct gpuq_piece *p, int n, int32_t *ids, int *len
 
 static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
     const struct gpuq_task *t0 = p[0].t;
-    const struct gpuq_bert *m = t0->model->bert;
+    int dim = gpuq_model_out_dim(t0->model);
     int64_t tokens = 0;
     size_t slots = 16;
     while (slots < 2 * (size_t)rows) slots *= 2;
     for (int i = 0; i < n; i++) tokens += p[i].t->token_off[p[i].row0 + p[i].rows] - p[i].t->token_off[p[i].row0];
     int32_t *ids = gpuq_ops_buf(s, 0, (size_t)tokens * sizeof(int32_t));
     int *lens = gpuq_ops_buf(s, 1, (size_t)rows * sizeof(int));
-    float *y = gpuq_ops_buf(s, 2, (size_t)rows * m->hidden * sizeof(float));
+    float *y = gpuq_ops_buf(s, 2, (size_t)rows * dim * sizeof(float));
     int *src = gpuq_ops_buf(s, 3, (size_t)rows * sizeof(int));
     int64_t *off = gpuq_ops_buf(s, 4, (size_t)rows * sizeof(int64_t));
     int *table = gpuq_ops_buf(s, 5, slots * sizeof(int));
     if (!ids || !lens || !y || !src || !off || !table) return GPUQ_BE_NOMEM;
-    struct gpuq_embed args = {t0->model, {ids, lens, 0, (enum gpuq_bert_pool)params_of(t0)->pooling,
+    struct gpuq_embed args = {t0->model, {ids, lens, 0, (enum gpuq_pool)params_of(t0)->pooling,
                                           params_of(t0)->normalize, y}, 0, 0};
     int64_t unique_tokens = 0;
     args.b.n_seq = unique_rows(p, n, ids, lens, off, src, table, slots, &unique_tokens, &args.max_len);
@@ -335,7 +332,7 @@ static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t ro
 static void scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
     const float *y = s->out[0];
     const int *src = s->out[1];
-    size_t hidden = (size_t)p[0].t->model->bert->hidden;
+    size_t hidden = (size_t)gpuq_model_out_dim(p[0].t->model);
     for (int i = 0, row = 0; i < n; i++) {
         float *out = (float *)p[i].t->out + (size_t)p[i].row0 * hidden;
         for (int64_t r = 0; r < p[i].rows; r++, row++)
@@ -353,14 +350,14 @@ static size_t cache_key(const struct gpuq_task *t, int64_t row, void (*feed)(voi
     feed(ctx, name, strlen(name) + 1);
     feed(ctx, how, sizeof(how));
     feed(ctx, p->ids + t->token_off[row], (size_t)(t->token_off[row + 1] - t->token_off[row]) * sizeof(int32_t));
-    return (size_t)t->model->bert->hidden * sizeof(float);
+    return (size_t)gpuq_model_out_dim(t->model) * sizeof(float);
 }
 
 /* y as the job asks for it (dimensions, dtype), then the token counts
  * behind it, 4-byte aligned, in the same buffer. */
 static void finish(struct gpuq_task *t) {
     const struct params *p = params_of(t);
-    int hidden = t->model->bert->hidden;
+    int hidden = gpuq_model_out_dim(t->model);
     enum gpuq_dtype dt;
     int64_t shape[2] = {t->rows, 0};
     shape[1] = gpuq_embed_out_finish(t, &p->out, p->normalize, t->out, t->rows, hidden, &dt);
@@ -372,63 +369,80 @@ static void finish(struct gpuq_task *t) {
     gpuq_ops_set_output(t, 1, "tokens", GPUQ_DTYPE_I32, tokens, 1, shape);
 }
 
-/* ---- the CPU kernel: kernels/bert_cpu.c ---- */
+/* ---- the CPU kernel: kernels/encoder_cpu.c ---- */
 
 static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_embed *a = l->args;
-    const struct gpuq_bert *m = a->model->bert;
-    float *scratch = gpuq_cpu_scratch(be, 0, gpuq_bert_scratch_floats(m, a->n_tokens, a->max_len));
+    const struct gpuq_encoder *m = gpuq_model_encoder(a->model);
+    float *scratch = gpuq_cpu_scratch(be, 0, gpuq_encoder_scratch_floats(m, a->n_tokens, a->max_len));
     if (!scratch) return GPUQ_BE_NOMEM;
-    return gpuq_bert_forward(be, m, &a->b, scratch);
+    return gpuq_encoder_forward_cpu(be, m, &a->b, scratch);
 }
 
 /* ---- twin: random encoders, from one-token sequences to several key tiles ---- */
 
 enum { TWIN_VOCAB = 50 };
 
-/* A random encoder: layers layers, hidden h in heads heads, positions for
- * max_pos tokens. -1 when out of memory (m then frees what it holds). */
-static int random_bert(struct gpuq_twin_run *r, struct gpuq_bert *m, int h, int heads, int layers, int max_pos) {
-    size_t hh = (size_t)h, in = 2 * hh;
-    *m = (struct gpuq_bert){.hidden = h, .heads = heads, .intermediate = (int)in, .max_pos = max_pos,
-                            .vocab = TWIN_VOCAB, .ln_eps = 1e-12f};
-    if (!(m->layers = calloc((size_t)layers, sizeof(*m->layers)))) return -1;
-    m->n_layers = layers;
-    float **e[] = {&m->word_emb, &m->pos_emb, &m->type_emb, &m->emb_ln_g, &m->emb_ln_b};
-    size_t en[] = {TWIN_VOCAB * hh, (size_t)max_pos * hh, hh, hh, hh};
-    int ok = 1;
-    for (int i = 0; i < 5; i++) ok &= (*e[i] = gpuq_twin_floats(r, en[i])) != NULL;
-    for (int l = 0; l < layers; l++) {
-        struct gpuq_bert_layer *ly = &m->layers[l];
-        float **w[] = {&ly->qkv_w, &ly->qkv_b, &ly->attn_w, &ly->attn_b, &ly->ln1_g, &ly->ln1_b,
-                       &ly->ffn_w1, &ly->ffn_b1, &ly->ffn_w2, &ly->ffn_b2, &ly->ln2_g, &ly->ln2_b};
-        size_t n[] = {3 * hh * hh, 3 * hh, hh * hh, hh, hh, hh, in * hh, in, hh * in, hh, hh, hh};
-        for (int i = 0; i < 12; i++) ok &= (*w[i] = gpuq_twin_floats(r, n[i])) != NULL;
-    }
-    return ok ? 0 : -1;
+/* The shapes the twin draws, one per way families differ. */
+struct twin_shape {
+    int h, heads, layers;
+    enum gpuq_pool pool;
+    int normalize;
+    int pad_id;         /* -1: BERT's positions; else RoBERTa's, and no token types */
+    int rel_buckets;    /* MPNet's relative bias */
+    int dense;          /* a Dense module to this width (tanh), or 0 */
+};
+
+struct fill {
+    struct gpuq_twin_run *r;
+    int ok;
+};
+
+static void fill_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {
+    struct fill *f = ctx;
+    (void)slot, (void)layer, (void)d0, (void)d1;
+    if (!*w->data) f->ok &= (*w->data = gpuq_twin_floats(f->r, w->n)) != NULL;
 }
 
-/* One batch of sequences of the given lengths through a random encoder,
- * on both backends: mean pooling normalized, or cls as it is. */
-static void twin_batch(struct gpuq_twin_run *r, int h, int heads, int layers, const int *lens, int n_seq,
-                       int cls) {
-    int t = 0, longest = 0;
+/* A random encoder of the shape with positions for max_len tokens. -1
+ * when out of memory (e then frees what it holds). */
+static int random_encoder(struct gpuq_twin_run *r, struct gpuq_encoder *e, const struct twin_shape *sh, int max_len) {
+    *e = (struct gpuq_encoder){.family = "twin", .hidden = sh->h, .heads = sh->heads, .n_layers = sh->layers,
+                               .intermediate = 2 * sh->h, .vocab = TWIN_VOCAB, .n_types = sh->pad_id < 0 ? 2 : 0,
+                               .ln_eps = 1e-12f, .act = GPUQ_ACT_GELU, .pad_id = sh->pad_id,
+                               .rel_buckets = sh->rel_buckets, .rel_max_distance = 128};
+    e->max_pos = max_len + (sh->pad_id < 0 ? 0 : sh->pad_id + 1);
+    if (!(e->layers = calloc((size_t)sh->layers, sizeof(*e->layers)))) return -1;
+    if (sh->dense) {
+        if (!(e->dense = calloc(1, sizeof(*e->dense)))) return -1;
+        e->n_dense = 1;
+        *e->dense = (struct gpuq_dense){.d_in = sh->h, .d_out = sh->dense, .act = GPUQ_ACT_TANH};
+    }
+    struct fill f = {r, 1};
+    gpuq_encoder_weights(e, fill_weight, &f);
+    return f.ok ? 0 : -1;
+}
+
+/* One batch of sequences of the given lengths through a random encoder of
+ * the shape, on both backends. */
+static void twin_batch(struct gpuq_twin_run *r, const struct twin_shape *sh, const int *lens, int n_seq) {
+    static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_ENCODER};
+    int t = 0, longest = 0, dim = sh->dense ? sh->dense : sh->h;
     for (int s = 0; s < n_seq; s++) t += lens[s], longest = lens[s] > longest ? lens[s] : longest;
-    struct gpuq_bert m;
-    struct gpuq_model model = {.name = "twin", .kind = GPUQ_MODEL_ENCODER, .bert = &m};
+    struct gpuq_encoder e;
+    struct gpuq_model model = {.name = "twin", .family = &arch, .impl = &e};
     int32_t *ids = malloc((size_t)t * sizeof(*ids));
-    float *y = calloc((size_t)n_seq * h, sizeof(float)), *want = calloc((size_t)n_seq * h, sizeof(float));
+    float *y = calloc((size_t)n_seq * dim, sizeof(float)), *want = calloc((size_t)n_seq * dim, sizeof(float));
     for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (TWIN_VOCAB - 1));
-    if (random_bert(r, &m, h, heads, layers, longest) == 0 && ids && y && want && gpuq_twin_load(r, &model) == 0) {
-        struct gpuq_embed on_be = {&model, {ids, lens, n_seq, cls ? GPUQ_BERT_POOL_CLS : GPUQ_BERT_POOL_MEAN,
-                                            !cls, y}, t, longest};
+    if (random_encoder(r, &e, sh, longest) == 0 && ids && y && want && gpuq_twin_load(r, &model) == 0) {
+        struct gpuq_embed on_be = {&model, {ids, lens, n_seq, sh->pool, sh->normalize, y}, t, longest};
         struct gpuq_embed on_cpu = on_be;
         on_cpu.b.out = want;
         if (gpuq_twin_both(r, n_seq, &on_be, &on_cpu) == 0)
-            gpuq_twin_note(r, gpuq_twin_err(y, want, (size_t)n_seq * h, 0));
+            gpuq_twin_note(r, gpuq_twin_err(y, want, (size_t)n_seq * dim, 0));
         r->be->iface->model_free(r->be, &model);
     }
-    gpuq_bert_free(&m);
+    gpuq_encoder_free(&e);
     free(ids), free(y), free(want);
 }
 
@@ -443,14 +457,21 @@ static void twin(struct gpuq_twin_run *r) {
      * in double instead of f32 strays up to 8e-3 (bf16) and 1e-3 (f16) from
      * itself on these encoders, over 40 seeds, most in the cls case */
     gpuq_twin_precision(r, 2e-2, 4e-3);
+    /* BERT's shape; RoBERTa's positions and MPNet's relative bias with a
+     * Dense module and the other poolings */
+    static const struct twin_shape bert = {64, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0},
+                                   mpnet = {64, 2, 1, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24};
     if (!r->large) {
-        twin_batch(r, 64, 2, 1, small, 5, 0);
-    } else {
-        twin_batch(r, 128, 4, 2, large, 7, 0);
-        twin_batch(r, 128, 2, 2, large, 7, 1);
-        twin_batch(r, 192, 2, 2, large, 7, 0);
-        twin_batch(r, 256, 2, 1, large, 7, 0);
+        twin_batch(r, &bert, small, 5);
+        twin_batch(r, &mpnet, small, 5);
+        return;
     }
+    static const struct twin_shape shapes[] = {
+        {128, 4, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0}, {128, 2, 2, GPUQ_POOL_CLS, 0, -1, 0, 0},
+        {192, 2, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0}, {256, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0},
+        {128, 4, 2, GPUQ_POOL_MAX, 0, 1, 0, 0}, {128, 4, 2, GPUQ_POOL_MEAN_SQRT_LEN, 0, 0, 32, 0},
+        {128, 2, 1, GPUQ_POOL_LAST, 1, 1, 16, 96}, {64, 2, 2, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) twin_batch(r, &shapes[i], large, 7);
 }
 
 static const char *const inputs[] = {"text", "input_ids", "attention_mask", NULL};
@@ -458,7 +479,7 @@ static const char *const params[] = {"pooling", "normalize", "max_length", "prom
                                      "truncate", "truncation_direction", "dimensions", "dtype", "ranges", NULL};
 
 const struct gpuq_op_desc gpuq_op_embed = {
-    .inputs = inputs, .params = params, .text = 1, .model = 1 + GPUQ_MODEL_ENCODER,
+    .inputs = inputs, .params = params, .text = 1, .arch = 1 + GPUQ_ARCH_ENCODER,
     .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
     .scatter = scatter, .finish = finish, .cache_key = cache_key,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_embed)},

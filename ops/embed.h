@@ -4,17 +4,17 @@
 #define GPUQ_OP_EMBED_H
 
 #include "kernels/backend.h"
-#include "kernels/bert.h"
+#include "kernels/encoder.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* One padding-free batch through a loaded encoder (model->bert; a backend
- * keeps its copy of the weights in model->backend_data). */
+/* One padding-free batch through a loaded text encoder (gpuq_model_encoder;
+ * a backend keeps its copy of the weights in model->backend_data). */
 struct gpuq_embed {
     const struct gpuq_model *model;
-    struct gpuq_bert_batch b;
+    struct gpuq_encode_batch b;
     int n_tokens, max_len;      /* the batch's tokens, its longest sequence */
 };
 

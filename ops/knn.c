@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "models/family.h"
+#include "models/index/index.h"
 #include "ops/knn.h"
 #include "ops/op.h"
 #include "ops/twin.h"
@@ -23,15 +25,15 @@ static int prepare(struct gpuq_task *t) {
     struct gpuq_job *job = &t->job;
     struct params *p = gpuq_task_params(t);
     const struct gpuq_tensor *q = gpuq_job_input(job, "q");
-    if (q->ndim != 2 || q->shape[1] != t->model->dim)
+    if (q->ndim != 2 || q->shape[1] != gpuq_model_in_dim(t->model))
         return gpuq_job_fail(job, GPUQ_ERR_SHAPE_MISMATCH, "knn index '%s' wants q [rows, %d]",
-                             t->model->name, t->model->dim);
+                             t->model->name, gpuq_model_in_dim(t->model));
     int64_t k = 10;
     if (gpuq_job_param_i64(job, "k", &k) < 0) return -1;
-    if (k < 1 || k > t->model->n_rows || k > 4096)
+    if (k < 1 || k > gpuq_model_index(t->model)->n_rows || k > 4096)
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "knn: k is %lld; want 1 <= k <= %lld "
                              "(the index size, at most 4096)", (long long)k,
-                             (long long)(t->model->n_rows < 4096 ? t->model->n_rows : 4096));
+                             (long long)(gpuq_model_index(t->model)->n_rows < 4096 ? gpuq_model_index(t->model)->n_rows : 4096));
     p->metric = GPUQ_METRIC_COSINE;
     struct gpuq_str m = {NULL, 0};
     if (gpuq_job_param_str(job, "metric", &m) < 0) return -1;
@@ -66,7 +68,7 @@ static float *scores_of(const struct gpuq_task *t) {
 }
 
 static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
-    int kmax = 0, d = p[0].t->model->dim;
+    int kmax = 0, d = gpuq_model_in_dim(p[0].t->model);
     for (int i = 0; i < n; i++)
         if (P(p[i].t)->k > kmax) kmax = P(p[i].t)->k;
     float *q = gpuq_ops_buf(s, 0, (size_t)rows * d * sizeof(float));
@@ -133,7 +135,7 @@ static void sift_down(int lowest, float *s, int64_t *ix, int k, int i) {
 
 static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_knn *q = l->args;
-    const struct gpuq_model *ix = q->index;
+    const struct gpuq_index *ix = gpuq_model_index(q->index);
     int d = ix->dim, k = q->k, lowest = q->metric == GPUQ_METRIC_L2;
     int64_t n = ix->n_rows;
     /* scratch: queries [rows, d] | a block of scores [rows, KNN_BLOCK] | |q|^2 [rows] */
@@ -196,7 +198,9 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
 static void twin(struct gpuq_twin_run *r) {
     int n = r->large ? 40000 : 20000, d = r->large ? 64 : 8, rows = r->large ? 33 : 3;
     static const int ks_small[] = {1, 20}, ks_large[] = {1, 100, 4096};
-    struct gpuq_model ix = {.kind = GPUQ_MODEL_INDEX, .n_rows = n, .dim = d};
+    static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_INDEX};
+    struct gpuq_index ix = {.n_rows = n, .dim = d};
+    struct gpuq_model model = {.name = "twin", .family = &arch, .impl = &ix};
     ix.embeddings = gpuq_twin_floats(r, (size_t)n * d);
     ix.norms = malloc((size_t)n * sizeof(float));
     float *q = gpuq_twin_floats(r, (size_t)rows * d), *huge = malloc((size_t)rows * d * sizeof(float));
@@ -211,12 +215,12 @@ static void twin(struct gpuq_twin_run *r) {
         for (int j = 0; j < d; j++) n2 += (double)ix.embeddings[(size_t)e * d + j] * ix.embeddings[(size_t)e * d + j];
         ix.norms[e] = (float)sqrt(n2);
     }
-    if (gpuq_twin_ran(r, r->be->iface->model_load(r->be, &ix)) != 0) goto out;
+    if (gpuq_twin_ran(r, r->be->iface->model_load(r->be, &model)) != 0) goto out;
     for (int ki = 0; ki < (r->large ? 3 : 2); ki++)
         for (int metric = GPUQ_METRIC_COSINE; metric <= GPUQ_METRIC_L2; metric++) {
             int k = r->large ? ks_large[ki] : ks_small[ki];
             const float *qm = metric == GPUQ_METRIC_COSINE ? huge : q;
-            struct gpuq_knn a = {&ix, (enum gpuq_metric)metric, k, qm, rows, i1, s1}, b = a;
+            struct gpuq_knn a = {&model, (enum gpuq_metric)metric, k, qm, rows, i1, s1}, b = a;
             b.indices = i2, b.scores = s2;
             if (gpuq_twin_both(r, rows, &a, &b) != 0) break;
             /* near-equal scores may swap places; each rank's score must match */
@@ -224,7 +228,7 @@ static void twin(struct gpuq_twin_run *r) {
                 if (i1[j] < 0 || i1[j] >= n) gpuq_twin_note(r, INFINITY);
             gpuq_twin_note(r, gpuq_twin_err(s1, s2, (size_t)rows * k, 0));
         }
-    r->be->iface->model_free(r->be, &ix);
+    r->be->iface->model_free(r->be, &model);
 out:
     free(ix.embeddings), free(ix.norms), free(q), free(huge), free(s1), free(s2), free(i1), free(i2);
 }
@@ -233,7 +237,7 @@ static const char *const inputs[] = {"q", NULL};
 static const char *const params[] = {"k", "metric", NULL};
 
 const struct gpuq_op_desc gpuq_op_knn = {
-    .inputs = inputs, .params = params, .required = 1, .model = 1 + GPUQ_MODEL_INDEX,
+    .inputs = inputs, .params = params, .required = 1, .arch = 1 + GPUQ_ARCH_INDEX,
     .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
     .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_knn)},

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "kernels/cuda_int.h"
+#include "models/index/index.h"
 #include "ops/knn.h"
 
 typedef unsigned long long u64;
@@ -170,8 +171,8 @@ extern "C" int gpuq_cuda_knn(struct gpuq_backend *be, const struct gpuq_launch *
     const struct gpuq_knn *q = (const struct gpuq_knn *)l->args;
     cudaStream_t st = cuda_cur(be)->stream;
     cublasHandle_t blas = cuda_cur(be)->blas;
-    const struct gpuq_model *ix = q->index;
-    const struct cuda_index *di = (const struct cuda_index *)ix->backend_data;
+    const struct gpuq_index *ix = gpuq_model_index(q->index);
+    const struct cuda_index *di = (const struct cuda_index *)q->index->backend_data;
     int d = ix->dim, k = q->k, rows = q->rows, blk = cuda_knn_block(rows);
     int64_t n = ix->n_rows;
     size_t rk = (size_t)rows * k;

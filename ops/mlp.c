@@ -4,6 +4,8 @@
 #include <stdlib.h>
 
 #include "kernels/cpu.h"
+#include "models/family.h"
+#include "models/mlp/mlp.h"
 #include "ops/mlp.h"
 #include "ops/op.h"
 #include "ops/twin.h"
@@ -15,7 +17,7 @@ static int prepare(struct gpuq_task *t) {
     if (x->ndim != 2 || x->shape[1] != d_in)
         return gpuq_job_fail(job, GPUQ_ERR_SHAPE_MISMATCH, "mlp '%s' wants x [rows, %d]",
                              t->model->name, d_in);
-    if (x->shape[0] > GPUQ_MAX_ELEMS / t->model->max_width)
+    if (x->shape[0] > GPUQ_MAX_ELEMS / gpuq_model_mlp(t->model)->max_width)
         return gpuq_job_fail(job, GPUQ_ERR_TOO_LARGE, "mlp: too many rows");
     t->rows = x->shape[0];
     return 0;
@@ -32,7 +34,7 @@ static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t ro
     if (!x || !y) return GPUQ_BE_NOMEM;
     gpuq_ops_pack_rows(p, n, "x", gpuq_model_in_dim(m), x);
     s->out[0] = y;
-    struct gpuq_mlp args = {m, x, (int)rows, y};
+    struct gpuq_mlp_args args = {m, x, (int)rows, y};
     return gpuq_backend_run(s->be, GPUQ_OP_MLP, rows, &args);
 }
 
@@ -70,8 +72,8 @@ static void bias_act(float *y, const float *bias, int rows, int cols, enum gpuq_
 }
 
 static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
-    const struct gpuq_mlp *a = l->args;
-    const struct gpuq_model *m = a->m;
+    const struct gpuq_mlp_args *a = l->args;
+    const struct gpuq_mlp *m = gpuq_model_mlp(a->m);
     size_t width = (size_t)(m->max_width > m->layers[0].d_in ? m->max_width : m->layers[0].d_in);
     float *s[GPUQ_CPU_SCRATCH] = {NULL};
     for (int i = 0; i < (be->precision == GPUQ_PREC_F32 ? 2 : 3); i++)
@@ -105,9 +107,10 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
 static void twin(struct gpuq_twin_run *r) {
     int widths[3] = {32, 64, 16}, rows = 8;
     if (r->large) widths[0] = 256, widths[1] = 512, widths[2] = 128, rows = 100;
+    static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_MLP};
     struct gpuq_mlp_layer layers[2];
-    struct gpuq_model m = {.kind = GPUQ_MODEL_MLP, .n_layers = 2, .layers = layers,
-                           .act = GPUQ_ACT_GELU, .max_width = widths[1]};
+    struct gpuq_mlp net = {.n_layers = 2, .layers = layers, .act = GPUQ_ACT_GELU, .max_width = widths[1]};
+    struct gpuq_model m = {.name = "twin", .family = &arch, .impl = &net};
     for (int l = 0; l < 2; l++) {
         layers[l] = (struct gpuq_mlp_layer){widths[l], widths[l + 1],
                                             gpuq_twin_floats(r, (size_t)widths[l] * widths[l + 1]),
@@ -119,7 +122,7 @@ static void twin(struct gpuq_twin_run *r) {
     int scaled = gpuq_twin_precision(r, 1e-2, 2e-3);
     if (x && y && want && layers[0].w && layers[0].b && layers[1].w && layers[1].b &&
         gpuq_twin_load(r, &m) == 0) {
-        struct gpuq_mlp on_be = {&m, x, rows, y}, on_cpu = {&m, x, rows, want};
+        struct gpuq_mlp_args on_be = {&m, x, rows, y}, on_cpu = {&m, x, rows, want};
         if (gpuq_twin_both(r, rows, &on_be, &on_cpu) == 0) gpuq_twin_note(r, gpuq_twin_err(y, want, ny, scaled));
         r->be->iface->model_free(r->be, &m);
     }
@@ -130,7 +133,7 @@ static void twin(struct gpuq_twin_run *r) {
 static const char *const inputs[] = {"x", NULL};
 
 const struct gpuq_op_desc gpuq_op_mlp = {
-    .inputs = inputs, .required = 1, .model = 1 + GPUQ_MODEL_MLP,
+    .inputs = inputs, .required = 1, .arch = 1 + GPUQ_ARCH_MLP,
     .prepare = prepare, .out_bytes = out_bytes, .pack = pack, .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_mlp)},
     .reserve = {[GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_mlp_reserve)},

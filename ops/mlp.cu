@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "kernels/cuda_int.h"
+#include "models/mlp/mlp.h"
 #include "ops/mlp.h"
 
 /* y = act(y + bias) over [rows, cols]; with next, the result goes there
@@ -37,13 +38,13 @@ static int bias_act(struct gpuq_backend *be, cudaStream_t st, float *y, void *ne
 }
 
 extern "C" int gpuq_cuda_mlp(struct gpuq_backend *be, const struct gpuq_launch *l) {
-    const struct gpuq_mlp *a = (const struct gpuq_mlp *)l->args;
-    const struct gpuq_model *m = a->m;
+    const struct gpuq_mlp_args *a = (const struct gpuq_mlp_args *)l->args;
+    const struct gpuq_mlp *m = gpuq_model_mlp(a->m);
     const float *x = a->x;
     float *y = a->y;
     int rows = a->rows;
     struct cuda_slot *s = cuda_cur(be);
-    const struct cuda_mlp *d = (const struct cuda_mlp *)m->backend_data;
+    const struct cuda_mlp *d = (const struct cuda_mlp *)a->m->backend_data;
     enum gpuq_precision p = be->precision;
     size_t width = (size_t)m->max_width;
     if ((size_t)m->layers[0].d_in > width) width = (size_t)m->layers[0].d_in;
@@ -75,7 +76,7 @@ extern "C" int gpuq_cuda_mlp(struct gpuq_backend *be, const struct gpuq_launch *
         in = out;
         out = t;
     }
-    CU(cudaMemcpyAsync(y, in, (size_t)rows * gpuq_model_out_dim(m) * 4, cudaMemcpyDeviceToHost,
+    CU(cudaMemcpyAsync(y, in, (size_t)rows * gpuq_model_out_dim(a->m) * 4, cudaMemcpyDeviceToHost,
                        s->stream));
     return 0;
 }

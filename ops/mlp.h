@@ -11,7 +11,7 @@ extern "C" {
 
 /* y [rows, d_out] = mlp(x [rows, d_in]) through a loaded model, in the
  * backend's precision. */
-struct gpuq_mlp {
+struct gpuq_mlp_args {
     const struct gpuq_model *m;
     const float *x;
     int rows;

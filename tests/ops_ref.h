@@ -5,6 +5,9 @@
 
 #include "check.h"
 #include "kernels/backend.h"
+#include "models/family.h"
+#include "models/index/index.h"
+#include "models/mlp/mlp.h"
 #include "ops/image_preprocess.h"
 #include "ops/knn.h"
 #include "ops/layernorm.h"
@@ -29,7 +32,8 @@ static inline void ref_matmul(const struct gpuq_matmul *mm, const float *a, cons
         }
 }
 
-static inline void ref_mlp(const struct gpuq_model *m, const float *x, int rows, float *y) {
+static inline void ref_mlp(const struct gpuq_model *model, const float *x, int rows, float *y) {
+    const struct gpuq_mlp *m = gpuq_model_mlp(model);
     float *in = malloc((size_t)rows * 4096 * sizeof(float)), *out = malloc((size_t)rows * 4096 * sizeof(float));
     memcpy(in, x, (size_t)rows * m->layers[0].d_in * sizeof(float));
     for (int l = 0; l < m->n_layers; l++) {
@@ -61,9 +65,12 @@ static inline float *rand_floats(size_t n, unsigned *seed) {
 }
 
 /* A random mlp with the given widths (widths[0] = d_in). */
-static inline void rand_mlp(struct gpuq_model *m, const int *widths, int n_layers, enum gpuq_act act,
+static inline void rand_mlp(struct gpuq_model *model, const int *widths, int n_layers, enum gpuq_act act,
                      unsigned *seed) {
-    memset(m, 0, sizeof(*m));
+    memset(model, 0, sizeof(*model));
+    struct gpuq_mlp *m = calloc(1, sizeof(*m));
+    model->family = &gpuq_family_mlp;
+    model->impl = m;
     m->n_layers = n_layers;
     m->act = act;
     m->layers = calloc((size_t)n_layers, sizeof(*m->layers));
@@ -121,7 +128,7 @@ static inline void check_backend(struct gpuq_backend *be, double tol) {
             float *x = rand_floats((size_t)rows * widths[w][0], &seed);
             float *y = calloc((size_t)rows * widths[w][2], sizeof(float));
             float *want = calloc((size_t)rows * widths[w][2], sizeof(float));
-            struct gpuq_mlp args = {&m, x, rows, y};
+            struct gpuq_mlp_args args = {&m, x, rows, y};
             CHECK(gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args) == 0 && be_sync(be) == 0);
             ref_mlp(&m, x, rows, want);
             double worst = 0;
@@ -153,7 +160,8 @@ static int cmp_hit(const void *x, const void *y) {
 }
 
 static inline void check_knn(struct gpuq_backend *be, double tol, unsigned *seed) {
-    struct gpuq_model ix = {.kind = GPUQ_MODEL_INDEX, .n_rows = 300, .dim = 16};
+    struct gpuq_index ix = {.n_rows = 300, .dim = 16};
+    struct gpuq_model model = {.name = "ix", .family = &gpuq_family_index, .impl = &ix};
     ix.embeddings = rand_floats(300 * 16, seed);
     memcpy(ix.embeddings + 16 * 7, ix.embeddings + 16 * 3, 16 * sizeof(float));   /* a tie */
     ix.norms = malloc(300 * sizeof(float));
@@ -162,14 +170,14 @@ static inline void check_knn(struct gpuq_backend *be, double tol, unsigned *seed
         for (int j = 0; j < 16; j++) n2 += (double)ix.embeddings[r * 16 + j] * ix.embeddings[r * 16 + j];
         ix.norms[r] = (float)sqrt(n2);
     }
-    CHECK(be->iface->model_load(be, &ix) == 0);
+    CHECK(be->iface->model_load(be, &model) == 0);
     int rows = 9, k = 7;
     float *q = rand_floats((size_t)rows * 16, seed), *scores = malloc((size_t)rows * k * sizeof(float));
     memcpy(q, ix.embeddings + 16 * 3, 16 * sizeof(float));    /* row 0 finds rows 3 and 7 */
     int64_t *idx = malloc((size_t)rows * k * sizeof(int64_t));
     struct ref_hit hits[300];
     for (int metric = GPUQ_METRIC_COSINE; metric <= GPUQ_METRIC_L2; metric++) {
-        struct gpuq_knn args = {&ix, (enum gpuq_metric)metric, k, q, rows, idx, scores};
+        struct gpuq_knn args = {&model, (enum gpuq_metric)metric, k, q, rows, idx, scores};
         CHECK(gpuq_backend_run(be, GPUQ_OP_KNN, rows, &args) == 0 && be_sync(be) == 0);
         ref_lowest = metric == GPUQ_METRIC_L2;
         int bad = 0;
@@ -198,7 +206,7 @@ static inline void check_knn(struct gpuq_backend *be, double tol, unsigned *seed
         CHECK(bad == 0);
         if (metric != GPUQ_METRIC_DOT) CHECK(idx[0] == 3 && idx[1] == 7);   /* tie to the lower index */
     }
-    be->iface->model_free(be, &ix);
+    be->iface->model_free(be, &model);
     free(ix.embeddings), free(ix.norms), free(q), free(scores), free(idx);
 }
 

@@ -59,7 +59,7 @@ static int f32_layernorm(struct gpuq_backend *be, const struct gpuq_launch *l) {
 
 static int f32_knn(struct gpuq_backend *be, const struct gpuq_launch *l) {
     struct gpuq_knn a = *(const struct gpuq_knn *)l->args;
-    int d = a.index->dim;
+    int d = gpuq_model_in_dim(a.index);
     float *q = malloc((size_t)a.rows * d * sizeof(float));
     memcpy(q, a.q, (size_t)a.rows * d * sizeof(float));
     for (int r = 0; r < a.rows; r++) {
@@ -130,15 +130,15 @@ static void check_precision(struct gpuq_backend *be, enum gpuq_precision p, doub
     float *x = rand_floats((size_t)rows * 256, &seed), *y = calloc((size_t)rows * 256, sizeof(float));
     float *want = calloc((size_t)rows * 256, sizeof(float));
     float *w0 = malloc(64 * 48 * sizeof(float));
-    memcpy(w0, m.layers[0].w, 64 * 48 * sizeof(float));
+    memcpy(w0, gpuq_model_mlp(&m)->layers[0].w, 64 * 48 * sizeof(float));
     be->precision = p;
     CHECK(be->iface->model_load(be, &m) == 0);
-    struct gpuq_mlp args = {&m, x, rows, y};
+    struct gpuq_mlp_args args = {&m, x, rows, y};
     CHECK(gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args) == 0);
     double err = 0;
     for (int r = 0; r < rows; r++)
         for (int o = 0; o < 48; o++) {
-            double s = m.layers[0].b[o];
+            double s = gpuq_model_mlp(&m)->layers[0].b[o];
             for (int i = 0; i < 64; i++) s += (double)round(x[r * 64 + i]) * round(w0[o * 64 + i]);
             err = fmax(err, fabs(y[r * 48 + o] - s) / (1 + fabs(s)));
         }
@@ -148,11 +148,11 @@ static void check_precision(struct gpuq_backend *be, enum gpuq_precision p, doub
     /* two layers: against f32 */
     rand_mlp(&m, two, 2, GPUQ_ACT_RELU, &seed);
     be->precision = GPUQ_PREC_F32;
-    args = (struct gpuq_mlp){&m, x, rows, want};
+    args = (struct gpuq_mlp_args){&m, x, rows, want};
     CHECK(gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args) == 0);
     be->precision = p;
     CHECK(be->iface->model_load(be, &m) == 0);
-    args = (struct gpuq_mlp){&m, x, rows, y};
+    args = (struct gpuq_mlp_args){&m, x, rows, y};
     CHECK(gpuq_backend_run(be, GPUQ_OP_MLP, rows, &args) == 0);
     err = gpuq_twin_err(y, want, (size_t)rows * 256, 1);
     printf("  256-1024-256 relu, %s: error %.3g of the largest output against f32 (bound %.3g)\n",

@@ -87,13 +87,13 @@ static void check_to_cpu(struct gpuq_backend *cpu) {
     static const int widths[] = {16, 8};
     struct gpuq_model m;
     rand_mlp(&m, widths, 1, GPUQ_ACT_NONE, &seed);
-    m.kind = GPUQ_MODEL_MLP;
     struct gpuq_ops o = {.be = &dev, .cpu = cpu, .models = &m, .n_models = 1};
     CHECK(gpuq_ops_to_cpu(&o, GPUQ_OP_MLP) == 0);
     CHECK(!gpuq_ops_on_backend(&o, GPUQ_OP_MLP) && gpuq_ops_on_backend(&o, GPUQ_OP_SOFTMAX));
     CHECK(cpu->precision == GPUQ_PREC_BF16);
     int rounded = 1;
-    for (int i = 0; i < 16 * 8; i++) rounded &= m.layers[0].w[i] == gpuq_round_bf16(m.layers[0].w[i]);
+    const float *w = gpuq_model_mlp(&m)->layers[0].w;
+    for (int i = 0; i < 16 * 8; i++) rounded &= w[i] == gpuq_round_bf16(w[i]);
     CHECK(rounded);
     cpu->precision = GPUQ_PREC_F32;
     gpuq_model_free(&m);

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "kernels/model.h"
-#include "kernels/safetensors.h"
+#include "models/model.h"
+#include "models/index/index.h"
+#include "models/mlp/mlp.h"
+#include "models/safetensors.h"
 
 static unsigned char image[1 << 16];
 
@@ -120,9 +122,10 @@ static void test_models(void) {
     snprintf(header, sizeof(header), mlp, ",\"__metadata__\":{\"activation\":\"silu\"}");
     const char *path = write_file("mlp.safetensors", build(header, data, sizeof(data)));
     CHECK(gpuq_model_load(&m, "m", path, err, sizeof(err)) == 0);
-    CHECK(m.kind == GPUQ_MODEL_MLP && m.n_layers == 2 && m.act == GPUQ_ACT_SILU);
-    CHECK(gpuq_model_in_dim(&m) == 3 && gpuq_model_out_dim(&m) == 1 && m.max_width == 2);
-    CHECK(m.layers[1].w[1] == 9.0f && m.layers[0].b[1] == 7.0f);
+    const struct gpuq_mlp *net = gpuq_model_mlp(&m);
+    CHECK(net && net->n_layers == 2 && net->act == GPUQ_ACT_SILU && !gpuq_model_index(&m));
+    CHECK(gpuq_model_in_dim(&m) == 3 && gpuq_model_out_dim(&m) == 1 && net->max_width == 2);
+    CHECK(net->layers[1].w[1] == 9.0f && net->layers[0].b[1] == 7.0f);
     gpuq_model_free(&m);
     unlink(path);
 
@@ -150,7 +153,8 @@ static void test_models(void) {
                       build("{\"embeddings\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[0,24]}}",
                             data, sizeof(data)));
     CHECK(gpuq_model_load(&m, "ix", path, err, sizeof(err)) == 0);
-    CHECK(m.kind == GPUQ_MODEL_INDEX && m.n_rows == 3 && m.dim == 2 && m.embeddings[5] == 5.0f);
+    const struct gpuq_index *ix = gpuq_model_index(&m);
+    CHECK(ix && ix->n_rows == 3 && ix->dim == 2 && ix->embeddings[5] == 5.0f && !gpuq_model_mlp(&m));
     gpuq_model_free(&m);
     unlink(path);
 

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/bert.h"
 #include "ops/table.h"
 #include "ops/twin.h"
 #include "worker/log.h"
@@ -44,7 +43,7 @@ static int load_models(struct worker *w, unsigned *to_cpu, char *err, size_t err
             return -1;
         }
         for (int op = 0; rc != 0 && op < GPUQ_OP_COUNT; op++)
-            if (gpuq_op_table[op]->model == 1 + (int)m->kind && !(*to_cpu & 1u << op)) {
+            if (gpuq_op_table[op]->arch == 1 + (int)gpuq_model_arch(m) && !(*to_cpu & 1u << op)) {
                 log_warn("--model %s: not on the %s backend (%s): %s is served by the CPU backend", name,
                          w->be.iface->name, w->be.errstr, gpuq_op_name((enum gpuq_op)op));
                 *to_cpu |= 1u << op;
@@ -112,17 +111,9 @@ static void log_summary(struct worker *w, const struct gpuq_redis_url *url) {
                      gpuq_op_name((enum gpuq_op)op));
     if (cpu_ops[0]) log_info("ops on the CPU backend:%s", cpu_ops);
     for (int i = 0; i < w->n_models; i++) {
-        const struct gpuq_model *m = &w->models[i];
-        if (m->kind == GPUQ_MODEL_MLP)
-            log_info("model %s: mlp %d layers, %d -> %d, %s", m->name, m->n_layers,
-                     gpuq_model_in_dim(m), gpuq_model_out_dim(m), gpuq_act_name(m->act));
-        else if (m->kind == GPUQ_MODEL_INDEX)
-            log_info("model %s: index %lld x %d", m->name, (long long)m->n_rows, m->dim);
-        else
-            log_info("model %s: text encoder, %d layers, hidden %d, max_length %d, %s pooling%s",
-                     m->name, m->bert->n_layers, m->bert->hidden, m->bert->max_length,
-                     m->bert->pooling == GPUQ_BERT_POOL_CLS ? "cls" : "mean",
-                     m->bert->normalize ? ", normalized" : "");
+        char what[256];
+        gpuq_model_describe(&w->models[i], what, sizeof what);
+        log_info("model %s: %s", w->models[i].name, what);
     }
     if (w->cfg.metrics_addr) log_info("metrics on http://%s/metrics, /healthz, /readyz", w->cfg.metrics_addr);
     if (w->cfg.embed_cache_ttl > 0)

@@ -290,7 +290,7 @@ class TinyModel(EmbedTest):
              "shape_mismatch", "at most 64"),
             ({"op": "embed", "model": "m", "inputs": {"text": "a", "input_ids": tensor(ids)}}, "bad_request", "not both"),
             ({"op": "embed", "model": "m", "inputs": {}}, "bad_request", "not both"),
-            (self.embed("a", pooling="max"), "bad_request", "mean or cls"),
+            (self.embed("a", pooling="maximum"), "bad_request", "mean, cls, max"),
             (self.embed("a", max_length=1), "bad_request", "max_length must be 2 to 64"),
             (self.embed("a", normalize="yes"), "bad_request", "normalize"),
             (self.embed(["a"] * 16), "too_large", "max-result-bytes"),

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "kernels/safetensors.h"
+#include "models/safetensors.h"
 
 /* libFuzzer's entry points */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,4 +1,4 @@
-"""The C BERT encoder (tests/bert_embed) against the numpy reference in
+"""The C BERT encoder (tests/encoder_embed) against the numpy reference in
 bert_ref.py: first the reference against the figures the sentence-transformers
 documentation publishes for all-MiniLM-L6-v2, then the C side against the
 reference on every text of the corpus, batching invariance, random tiny
@@ -32,7 +32,7 @@ STS = (["The new movie is awesome", "The cat sits outside", "A man is playing gu
 def c_embed(folder, texts, *args):
     """(token counts, embeddings) from the C driver for texts (str or bytes)."""
     inp = "".join((t if isinstance(t, bytes) else t.encode()).hex() + "\n" for t in texts)
-    r = subprocess.run([pyenv.tool("bert_embed"), folder, *map(str, args)], input=inp,
+    r = subprocess.run([pyenv.tool("encoder_embed"), folder, *map(str, args)], input=inp,
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stderr.strip())
@@ -189,24 +189,29 @@ class TestTinyModels(unittest.TestCase):
     def test_refusals(self):
         folder = self.make("bad", "--pooling", "mean")
         cfg, pool = os.path.join(folder, "config.json"), os.path.join(folder, "1_Pooling", "config.json")
-        self.edit_json(cfg, model_type="roberta")
-        self.refused(folder, "config.json: model_type \"roberta\" is not bert")
-        self.edit_json(cfg, model_type="bert", hidden_act="relu")
-        self.refused(folder, "hidden_act \"relu\" is not gelu")
+        self.edit_json(cfg, model_type="gpt2")
+        self.refused(folder, "config.json: model_type \"gpt2\" is not served (served: bert, distilbert, roberta, "
+                             "xlm-roberta, camembert, mpnet)")
+        self.edit_json(cfg, model_type="bert", hidden_act="gelu_new")
+        self.refused(folder, "hidden_act \"gelu_new\" is not served (gelu, relu)")
         self.edit_json(cfg, hidden_act="gelu", num_attention_heads=5)
-        self.refused(folder, "not a multiple of num_attention_heads 5")
+        self.refused(folder, "the hidden size 64 is not a multiple of the 5 heads")
         self.edit_json(cfg, num_attention_heads=4, hidden_size=32)
         self.refused(folder, "model.safetensors: tensor embeddings.word_embeddings.weight: dim 1 is 64, want 32")
         self.edit_json(cfg, hidden_size=64)
         self.edit_json(pool, pooling_mode_max_tokens=True)
-        self.refused(folder, "pooling must be exactly one of cls_token and mean_tokens")
+        self.refused(folder, "2 pooling modes are on; one is served")
         self.edit_json(pool, pooling_mode_max_tokens=False)
         mods = os.path.join(folder, "modules.json")
         with open(mods) as f:
             saved = f.read()
         with open(mods, "w") as f:
             json.dump(json.loads(saved) + [{"path": "2_Dense", "type": "sentence_transformers.models.Dense"}], f)
-        self.refused(folder, "modules.json: module sentence_transformers.models.Dense at 2_Dense is not supported")
+        self.refused(folder, "2_Dense/config.json: missing")
+        with open(mods, "w") as f:
+            json.dump(json.loads(saved) + [{"path": "2_LayerNorm", "type": "sentence_transformers.models.LayerNorm"}], f)
+        self.refused(folder, "modules.json: module sentence_transformers.models.LayerNorm at 2_LayerNorm is not "
+                             "served here")
         with open(mods, "w") as f:
             f.write(saved)
         c_embed(folder, ["x"])   # whole again

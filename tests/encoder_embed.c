@@ -1,6 +1,6 @@
-/* bert_embed.c -- test driver: sentence embeddings of texts with a model
- * folder's tokenizer and encoder on the CPU.
- *   bert_embed DIR [--batch N] [--max-length N] [--pool mean|cls] [--normalize 0|1]
+/* encoder_embed.c -- test driver: sentence embeddings of texts with a model
+ * folder of any encoder family (its tokenizer and encoder) on the CPU.
+ *   encoder_embed DIR [--batch N] [--max-length N] [--pool MODE] [--normalize 0|1]
  *              [--precision f32|bf16|f16] < texts
  * Each input line is one text as hex; each output line is its token count
  * then its embedding. Texts go through the encoder N per padding-free batch
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/bert.h"
 #include "kernels/cpu.h"
+#include "kernels/encoder.h"
 #include "text/tokenizer.h"
 
 struct texts {
@@ -42,43 +42,46 @@ static void read_texts(struct texts *tx) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: bert_embed DIR [--batch N] [--max-length N] [--pool mean|cls] [--normalize 0|1]\n");
+        fprintf(stderr, "usage: encoder_embed DIR [--batch N] [--max-length N] [--pool MODE] [--normalize 0|1]\n");
         return 2;
     }
-    char err[512];
-    struct gpuq_bert m;
-    struct gpuq_tok *tok = gpuq_tok_load(argv[1], err, sizeof err);
-    if (!tok || gpuq_bert_load(&m, argv[1], err, sizeof err) != 0) {
-        fprintf(stderr, "bert_embed: %s\n", err);
-        gpuq_tok_destroy(tok);
+    char err[1024];
+    struct gpuq_model model;
+    if (gpuq_model_load(&model, "test", argv[1], err, sizeof err) != 0) {
+        fprintf(stderr, "encoder_embed: %s\n", err);
         return 2;
     }
-    struct gpuq_bert_batch b = {.pooling = m.pooling, .normalize = m.normalize};
+    if (!gpuq_model_encoder(&model)) {
+        fprintf(stderr, "encoder_embed: not a text encoder\n");
+        return 2;
+    }
+    const struct gpuq_encoder *m = gpuq_model_encoder(&model);
+    const struct gpuq_tok *tok = model.tok;
+    struct gpuq_encode_batch b = {.pooling = m->pooling, .normalize = m->normalize};
     struct gpuq_backend be = {.precision = GPUQ_PREC_F32};   /* rounds the weights for --precision */
-    int per_batch = 1 << 30, max_length = m.max_length;
+    int per_batch = 1 << 30, max_length = m->max_length, dim = gpuq_encoder_dim(m);
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--batch")) per_batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-length")) max_length = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--pool")) b.pooling = strcmp(argv[i + 1], "cls") ? GPUQ_BERT_POOL_MEAN : GPUQ_BERT_POOL_CLS;
+        else if (!strcmp(argv[i], "--pool")) b.pooling = (enum gpuq_pool)gpuq_pool_from_name(argv[i + 1], strlen(argv[i + 1]));
         else if (!strcmp(argv[i], "--normalize")) b.normalize = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--precision")) be.precision = (enum gpuq_precision)gpuq_precision_from_name(argv[i + 1]);
     }
-    struct gpuq_model model = {.kind = GPUQ_MODEL_ENCODER, .bert = &m};
     const char *why = (int)be.precision < 0 ? "--precision: want f32, bf16 or f16"
+                      : (int)b.pooling < 0 ? "--pool: not a pooling mode"
                       : gpuq_backend_cpu_open(&be) != 0 ? "cannot open the CPU backend"
                       : be.iface->model_load(&be, &model) != 0 ? be.errstr : NULL;
     if (why) {
-        fprintf(stderr, "bert_embed: %s\n", why);
+        fprintf(stderr, "encoder_embed: %s\n", why);
         if (be.iface) be.iface->destroy(&be);
-        gpuq_bert_free(&m);
-        gpuq_tok_destroy(tok);
+        gpuq_model_free(&model);
         return 2;
     }
     struct texts tx;
     read_texts(&tx);
     int32_t *ids = malloc((size_t)(tx.n + 1) * (size_t)max_length * sizeof *ids);
     int *lens = malloc((size_t)(tx.n + 1) * sizeof *lens);
-    float *out = malloc((size_t)(tx.n + 1) * (size_t)m.hidden * sizeof *out);
+    float *out = malloc((size_t)(tx.n + 1) * (size_t)dim * sizeof *out);
     int total = 0;
     for (int i = 0; i < tx.n; i++) {
         lens[i] = gpuq_tok_encode(tok, tx.s[i], tx.len[i], max_length, ids + total);
@@ -90,13 +93,13 @@ int main(int argc, char **argv) {
             t += lens[i];
             longest = lens[i] > longest ? lens[i] : longest;
         }
-        float *scratch = malloc(gpuq_bert_scratch_floats(&m, t, longest) * sizeof *scratch);
+        float *scratch = malloc(gpuq_encoder_scratch_floats(m, t, longest) * sizeof *scratch);
         b.ids = ids + off;
         b.lens = lens + first;
         b.n_seq = n;
-        b.out = out + (size_t)first * m.hidden;
-        if (gpuq_bert_forward(&be, &m, &b, scratch) != 0) {
-            fprintf(stderr, "bert_embed: %s\n", be.errstr);
+        b.out = out + (size_t)first * dim;
+        if (gpuq_encoder_forward_cpu(&be, m, &b, scratch) != 0) {
+            fprintf(stderr, "encoder_embed: %s\n", be.errstr);
             return 1;
         }
         free(scratch);
@@ -104,7 +107,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < tx.n; i++) {
         printf("%d", lens[i]);
-        for (int j = 0; j < m.hidden; j++) printf(" %.9g", out[(size_t)i * m.hidden + j]);
+        for (int j = 0; j < dim; j++) printf(" %.9g", out[(size_t)i * dim + j]);
         printf("\n");
         free(tx.s[i]);
     }
@@ -114,7 +117,6 @@ int main(int argc, char **argv) {
     free(lens);
     free(out);
     be.iface->destroy(&be);
-    gpuq_bert_free(&m);
-    gpuq_tok_destroy(tok);
+    gpuq_model_free(&model);
     return 0;
 }

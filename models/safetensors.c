@@ -1,5 +1,5 @@
 /* safetensors.c -- validating safetensors reader on top of jansson. */
-#include "kernels/safetensors.h"
+#include "models/safetensors.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -1,0 +1,416 @@
+/* encoder.cu -- the text encoder on CUDA (kernels/encoder.h): the twin of
+ * kernels/encoder_cpu.c.
+ *
+ * Padding-free, as on the CPU: the batch's tokens are back to back, every
+ * dense layer is one cuBLAS GEMM over the real tokens, and attention is one
+ * fused kernel over (sequence, head, 16 query rows) that streams the
+ * sequence's keys through shared memory with an online softmax, so a batch
+ * of sequences of any lengths is one launch. The rest is a kernel each:
+ * embeddings + LayerNorm, residual + bias + LayerNorm, bias + activation,
+ * pooling; the Dense modules are f32 cuBLAS GEMMs and a bias + activation
+ * kernel. Position rows, and the relative bias's buckets, are worked out on
+ * the host with the batch.
+ * LayerNorm statistics, mean pooling and the L2 norm are summed in double,
+ * as on the CPU. The weights are uploaded once, at model load.
+ *
+ * In reduced precision (bf16, f16) the four weight matrices of a layer and
+ * every GEMM's input are rounded to it (tensor cores, f32 sums); the kernel
+ * that makes a GEMM's input writes it rounded. Everything else is f32. */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kernels/cuda_int.h"
+#include "kernels/encoder.h"
+
+/* ---- the weights on the device ---- */
+
+enum { N_E = GPUQ_ENC_REL_BIAS + 1 };
+
+struct dev_layer {
+    void *w[GPUQ_ENC_LAYER_SLOTS];      /* GEMM matrices in the precision, the rest f32 */
+};
+
+struct dev_encoder {
+    float *e[N_E];
+    struct dev_layer *layers;
+    int n_layers;
+    float **dense_w, **dense_b;         /* f32 */
+    int n_dense;
+    enum gpuq_precision prec;   /* of the matrices and the GEMMs' inputs */
+};
+
+/* The head sizes the attention kernel serves: a lane holds up to 4 of a
+ * row's columns. */
+#define ATT_MAX_HEAD 128
+
+extern "C" void cuda_encoder_free(struct gpuq_model *m) {
+    struct dev_encoder *d = (struct dev_encoder *)m->backend_data;
+    if (!d) return;
+    for (int i = 0; i < N_E; i++) cudaFree(d->e[i]);
+    for (int l = 0; d->layers && l < d->n_layers; l++)
+        for (int i = 0; i < GPUQ_ENC_LAYER_SLOTS; i++) cudaFree(d->layers[l].w[i]);
+    for (int i = 0; i < d->n_dense; i++) {
+        if (d->dense_w) cudaFree(d->dense_w[i]);
+        if (d->dense_b) cudaFree(d->dense_b[i]);
+    }
+    free(d->layers);
+    free(d->dense_w);
+    free(d->dense_b);
+    free(d);
+    m->backend_data = NULL;
+}
+
+struct upload {
+    struct gpuq_backend *be;
+    struct dev_encoder *d;
+    int rc;
+};
+
+/* Each weight of the encoder's list to its place on the device: GEMM
+ * matrices (w16 slot) in the precision, the rest f32. */
+static void upload_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {
+    struct upload *u = (struct upload *)ctx;
+    (void)d0, (void)d1;
+    if (u->rc) return;
+    void **dst = slot < N_E ? (void **)&u->d->e[slot]
+                 : slot < GPUQ_ENC_SLOTS ? &u->d->layers[layer].w[slot - GPUQ_ENC_FIRST_LAYER_SLOT]
+                 : d1 ? (void **)&u->d->dense_w[layer] : (void **)&u->d->dense_b[layer];
+    u->rc = w->w16 ? cuda_upload_weights(u->be, dst, *w->data, w->n) : cuda_upload(u->be, dst, *w->data, w->n);
+}
+
+extern "C" int cuda_encoder_load(struct gpuq_backend *be, struct gpuq_model *m) {
+    struct gpuq_encoder *e = gpuq_model_encoder(m);
+    if (e->hidden / e->heads > ATT_MAX_HEAD) {
+        snprintf(be->errstr, sizeof(be->errstr), "attention heads of %d columns (over %d) are not served "
+                 "on CUDA", e->hidden / e->heads, ATT_MAX_HEAD);
+        return GPUQ_BE_UNSERVED;
+    }
+    struct dev_encoder *d = (struct dev_encoder *)calloc(1, sizeof(*d));
+    if (!d) return GPUQ_BE_NOMEM;
+    m->backend_data = d;
+    d->prec = be->precision;
+    d->layers = (struct dev_layer *)calloc((size_t)e->n_layers, sizeof(*d->layers));
+    d->dense_w = (float **)calloc((size_t)e->n_dense + 1, sizeof(float *));
+    d->dense_b = (float **)calloc((size_t)e->n_dense + 1, sizeof(float *));
+    if (!d->layers || !d->dense_w || !d->dense_b) {
+        cuda_encoder_free(m);
+        return GPUQ_BE_NOMEM;
+    }
+    d->n_layers = e->n_layers;
+    d->n_dense = e->n_dense;
+    struct upload u = {be, d, 0};
+    gpuq_encoder_weights(e, upload_weight, &u);
+    if (u.rc != 0) cuda_encoder_free(m);
+    return u.rc;
+}
+
+/* ---- kernels ---- */
+
+struct emb_tables {
+    const float *e[N_E];    /* e[GPUQ_ENC_TYPE] NULL: no token types */
+};
+
+/* x[t] = LayerNorm(word[id] + pos[its position row] + type), one block
+ * per token; pos holds each token's position row. */
+__global__ static void embed_kernel(const int *ids, const int *pos, struct emb_tables et, float eps, int h, float *x,
+                                    void *low, int prec) {
+    const float *const *e = et.e;
+    int t = blockIdx.x;
+    const float *w = e[GPUQ_ENC_WORD] + (size_t)ids[t] * h, *pe = e[GPUQ_ENC_POS] + (size_t)pos[t] * h;
+    const float *type = e[GPUQ_ENC_TYPE];
+    float *row = x + (size_t)t * h;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) row[j] = w[j] + pe[j] + (type ? type[j] : 0.0f);
+    layernorm_row(row, row, h, e[GPUQ_ENC_LN_G], e[GPUQ_ENC_LN_B], eps, low, (size_t)t * h, prec);
+}
+
+/* x[t] = LayerNorm(x[t] + (y[t] + bias)): the residual after a projection. */
+__global__ static void add_ln_kernel(float *x, const float *y, const float *bias, const float *g,
+                                     const float *b, float eps, int h, void *low, int prec) {
+    size_t at = (size_t)blockIdx.x * h;
+    float *row = x + at;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) row[j] += y[at + j] + bias[j];
+    layernorm_row(row, row, h, g, b, eps, low, at, prec);
+}
+
+/* dst = act(y + bias), over [rows, cols]; dst may be y. */
+__global__ static void bias_act_kernel(const float *y, void *dst, int prec, const float *bias, long long n,
+                                       int cols, int act) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i < n; i += (long long)gridDim.x * blockDim.x) {
+        float v = y[i] + bias[i % cols];
+        put(dst, (size_t)i, prec, gpuq_act_apply((enum gpuq_act)act, v));
+    }
+}
+
+#define ATT_QT 16                       /* query rows per block */
+#define ATT_KT 32                       /* keys per tile: one per lane */
+#define ATT_WARPS 4
+#define ATT_RPW (ATT_QT / ATT_WARPS)    /* query rows per warp */
+
+static size_t att_smem(int dh) { return (size_t)(ATT_QT * dh + ATT_KT * (dh + 1) + ATT_KT * dh) * sizeof(float); }
+
+/* ctx = softmax(Q K^T * scale) V for one sequence (blockIdx.x), one head
+ * (blockIdx.y) and ATT_QT of its query rows (blockIdx.z), q, k and v read
+ * from qkv [tokens, 3h] plus their bias. Each warp keeps ATT_RPW rows'
+ * running max, sum and output (a lane holds columns lane + 32 j, j < DPL)
+ * while the keys pass through shared memory ATT_KT at a time: one score
+ * per lane, then the tile's probabilities weigh its values. With rel
+ * (MPNet), each score gains rel[bucket[key - query + rel_span] * heads +
+ * head]. */
+struct rel_bias {
+    const float *table;     /* [buckets, heads], or NULL */
+    const int *bucket;      /* [2 * rel_span + 1] */
+    int span;
+};
+
+template <int DPL>
+__global__ static void attention_kernel(const float *qkv, const float *bias, const int *off, int h, int dh,
+                                        float scale, void *ctx, int prec, struct rel_bias rel) {
+    extern __shared__ float sm[];
+    float *qs = sm, *ks = qs + ATT_QT * dh, *vs = ks + ATT_KT * (dh + 1);   /* ks padded: no bank conflicts */
+    int start = off[blockIdx.x], n = off[blockIdx.x + 1] - start, q0 = blockIdx.z * ATT_QT;
+    if (q0 >= n) return;    /* the whole block, before any barrier */
+    int qn = min(ATT_QT, n - q0), col = blockIdx.y * dh, ld = 3 * h;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int i = threadIdx.x; i < qn * dh; i += blockDim.x) {
+        int r = i / dh, c = i - r * dh;
+        qs[i] = qkv[(size_t)(start + q0 + r) * ld + col + c] + bias[col + c];
+    }
+    float top[ATT_RPW], sum[ATT_RPW], acc[ATT_RPW][DPL];
+#pragma unroll
+    for (int i = 0; i < ATT_RPW; i++) {
+        top[i] = -INFINITY;
+        sum[i] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < DPL; j++) acc[i][j] = 0.0f;
+    }
+    for (int k0 = 0; k0 < n; k0 += ATT_KT) {
+        int kn = min(ATT_KT, n - k0);
+        __syncthreads();    /* the last tile is used up (and the queries are in) */
+        for (int i = threadIdx.x; i < kn * dh; i += blockDim.x) {
+            int r = i / dh, c = i - r * dh;
+            const float *row = qkv + (size_t)(start + k0 + r) * ld;
+            ks[r * (dh + 1) + c] = row[h + col + c] + bias[h + col + c];
+            vs[i] = row[2 * h + col + c] + bias[2 * h + col + c];
+        }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < ATT_RPW; i++) {
+            int r = warp + i * ATT_WARPS;
+            if (r >= qn) continue;  /* the same for the whole warp */
+            float s = -INFINITY;
+            if (lane < kn) {
+                float dot = 0.0f;
+                for (int c = 0; c < dh; c++) dot += qs[r * dh + c] * ks[lane * (dh + 1) + c];
+                s = dot * scale;
+                if (rel.table)
+                    s += rel.table[rel.bucket[k0 + lane - (q0 + r) + rel.span] * gridDim.y + blockIdx.y];
+            }
+            float now = fmaxf(top[i], warp_max(s));
+            float p = lane < kn ? expf(s - now) : 0.0f;
+            float fade = expf(top[i] - now);    /* 0 on the first tile */
+            sum[i] = sum[i] * fade + warp_sum(p);
+            top[i] = now;
+#pragma unroll
+            for (int j = 0; j < DPL; j++) acc[i][j] *= fade;
+            for (int k = 0; k < kn; k++) {
+                float pk = __shfl_sync(0xffffffffu, p, k);
+#pragma unroll
+                for (int j = 0; j < DPL; j++)
+                    if (lane + 32 * j < dh) acc[i][j] += pk * vs[k * dh + lane + 32 * j];
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < ATT_RPW; i++) {
+        int r = warp + i * ATT_WARPS;
+        if (r >= qn) continue;
+        size_t at = (size_t)(start + q0 + r) * h + col;
+#pragma unroll
+        for (int j = 0; j < DPL; j++)
+            if (lane + 32 * j < dh) put(ctx, at + lane + 32 * j, prec, acc[i][j] / sum[i]);
+    }
+}
+
+/* out[s] = sentence-transformers' pooling (enum gpuq_pool) of sequence
+ * s's rows of x, sums in double as on the CPU; one block per sequence. */
+__global__ static void pool_kernel(const float *x, const int *off, int h, int mode, float *out) {
+    int start = off[blockIdx.x], n = off[blockIdx.x + 1] - start;
+    float *y = out + (size_t)blockIdx.x * h;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) {
+        if (mode == GPUQ_POOL_CLS || mode == GPUQ_POOL_LAST) {
+            y[j] = x[(size_t)(start + (mode == GPUQ_POOL_CLS ? 0 : n - 1)) * h + j];
+            continue;
+        }
+        double acc = mode == GPUQ_POOL_MAX ? -INFINITY : 0.0, wsum = 0.0;
+        for (int r = 0; r < n; r++) {
+            double v = x[(size_t)(start + r) * h + j], w = mode == GPUQ_POOL_WEIGHTED_MEAN ? r + 1 : 1;
+            if (mode == GPUQ_POOL_MAX) acc = fmax(acc, v);
+            else acc += w * v, wsum += w;
+        }
+        y[j] = (float)(mode == GPUQ_POOL_MAX ? acc : mode == GPUQ_POOL_MEAN_SQRT_LEN ? acc / sqrt((double)n)
+                       : acc / wsum);
+    }
+}
+
+/* Each row of y [rows, h] divided by max(|row|, 1e-12); one block per row. */
+__global__ static void normalize_kernel(float *y, int h) {
+    float *row = y + (size_t)blockIdx.x * h;
+    double n2 = 0.0;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) n2 += (double)row[j] * row[j];
+    n2 = block_reduce(n2, 0);
+    double norm = sqrt(n2) > 1e-12 ? sqrt(n2) : 1e-12;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) row[j] = (float)(row[j] / norm);
+}
+
+/* ---- the forward pass ---- */
+
+/* y [t, out] = x [t, in] W^T, W [out, in] row-major (column-major:
+ * Y^T = W^T' X^T), x and W in the precision, y f32. */
+static int dense(struct gpuq_backend *be, enum gpuq_precision p, const void *w, const void *x, int t, int in,
+                 int out, float *y) {
+    cublasHandle_t blas = cuda_cur(be)->blas;
+    float one = 1.0f, zero = 0.0f;
+    if (p == GPUQ_PREC_F32)
+        BLAS(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, t, in, &one, (const float *)w, in,
+                         (const float *)x, in, &zero, y, out));
+    else {
+        cudaDataType_t lt = p == GPUQ_PREC_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+        BLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, t, in, &one, w, lt, in, x, lt, in, &zero, y,
+                          CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return 0;
+}
+
+static int attention(struct gpuq_backend *be, const struct gpuq_encoder *m, const float *qkv, const float *bias,
+                     const int *off, int n_seq, int max_len, void *ctx, int prec, struct rel_bias rel) {
+    int dh = m->hidden / m->heads;
+    dim3 grid((unsigned)n_seq, (unsigned)m->heads, (unsigned)((max_len + ATT_QT - 1) / ATT_QT));
+    size_t smem = att_smem(dh);
+    cudaStream_t st = cuda_cur(be)->stream;
+    float scale = 1.0f / sqrtf((float)dh);
+    if (dh <= 32)
+        attention_kernel<1><<<grid, 32 * ATT_WARPS, smem, st>>>(qkv, bias, off, m->hidden, dh, scale, ctx, prec, rel);
+    else if (dh <= 64)
+        attention_kernel<2><<<grid, 32 * ATT_WARPS, smem, st>>>(qkv, bias, off, m->hidden, dh, scale, ctx, prec, rel);
+    else
+        attention_kernel<4><<<grid, 32 * ATT_WARPS, smem, st>>>(qkv, bias, off, m->hidden, dh, scale, ctx, prec, rel);
+    LAUNCHED();
+    return 0;
+}
+
+/* Device buffers of the current slot: ids, position rows, sequence starts
+ * and buckets; x; the QKV (and each projection's) output; the attention
+ * context then the feed-forward's middle; their rounded copies; the pooled
+ * output and the Dense modules' (two of the widest). */
+enum { B_META, B_X, B_QKV, B_MID, B_LOW, B_OUT };
+
+#define LW(L, slot) ((L)->w[(slot) - GPUQ_ENC_FIRST_LAYER_SLOT])
+
+/* One layer, x in place: the GEMMs read x (or its rounded copy in low). */
+static int layer(struct gpuq_backend *be, const struct gpuq_encoder *m, const struct dev_layer *L,
+                 enum gpuq_precision p, void *const *buf, const int *off, int n_seq, int max_len, int t,
+                 struct rel_bias rel) {
+    cudaStream_t st = cuda_cur(be)->stream;
+    int h = m->hidden, inter = m->intermediate, rc;
+    float *x = (float *)buf[B_X], *qkv = (float *)buf[B_QKV], *mid = (float *)buf[B_MID];
+    void *low = p == GPUQ_PREC_F32 ? NULL : buf[B_LOW];
+    const void *x_in = low ? low : x;
+    void *mid_in = low ? low : mid;
+    long long n = (long long)t * inter;
+    const float *const *v = (const float *const *)L->w;
+#define V(slot) v[(slot) - GPUQ_ENC_FIRST_LAYER_SLOT]
+    if ((rc = dense(be, p, LW(L, GPUQ_ENC_QKV_W), x_in, t, h, 3 * h, qkv)) ||
+        (rc = attention(be, m, qkv, V(GPUQ_ENC_QKV_B), off, n_seq, max_len, mid_in, (int)p, rel)) ||
+        (rc = dense(be, p, LW(L, GPUQ_ENC_ATTN_W), mid_in, t, h, h, qkv)))
+        return rc;
+    add_ln_kernel<<<t, CUDA_THREADS, 0, st>>>(x, qkv, V(GPUQ_ENC_ATTN_B), V(GPUQ_ENC_LN1_G), V(GPUQ_ENC_LN1_B),
+                                              m->ln_eps, h, low, (int)p);
+    LAUNCHED();
+    if ((rc = dense(be, p, LW(L, GPUQ_ENC_FFN_W1), x_in, t, h, inter, mid))) return rc;
+    bias_act_kernel<<<blocks_for(n), CUDA_THREADS, 0, st>>>(mid, mid_in, (int)p, V(GPUQ_ENC_FFN_B1), n, inter,
+                                                            (int)m->act);
+    LAUNCHED();
+    if ((rc = dense(be, p, LW(L, GPUQ_ENC_FFN_W2), mid_in, t, inter, h, qkv))) return rc;
+    add_ln_kernel<<<t, CUDA_THREADS, 0, st>>>(x, qkv, V(GPUQ_ENC_FFN_B2), V(GPUQ_ENC_LN2_G), V(GPUQ_ENC_LN2_B),
+                                              m->ln_eps, h, low, (int)p);
+#undef V
+    LAUNCHED();
+    return 0;
+}
+
+/* Pooling, the Dense modules (f32) and normalization, into out on the host. */
+static int head(struct gpuq_backend *be, const struct gpuq_encoder *m, const struct dev_encoder *d,
+                const struct gpuq_encode_batch *b, const float *x, const int *off, float *work, size_t half) {
+    cudaStream_t st = cuda_cur(be)->stream;
+    int n = b->n_seq, rc, width = m->hidden;
+    float *y = work;
+    pool_kernel<<<n, CUDA_THREADS, 0, st>>>(x, off, m->hidden, (int)b->pooling, y);
+    LAUNCHED();
+    for (int i = 0; i < m->n_dense; i++) {
+        const struct gpuq_dense *D = &m->dense[i];
+        float *to = y == work ? work + half : work;
+        long long cells = (long long)n * D->d_out;
+        if ((rc = dense(be, GPUQ_PREC_F32, d->dense_w[i], y, n, D->d_in, D->d_out, to))) return rc;
+        bias_act_kernel<<<blocks_for(cells), CUDA_THREADS, 0, st>>>(to, to, (int)GPUQ_PREC_F32, d->dense_b[i], cells,
+                                                                    D->d_out, (int)D->act);
+        LAUNCHED();
+        y = to, width = D->d_out;
+    }
+    if (b->normalize) {
+        normalize_kernel<<<n, CUDA_THREADS, 0, st>>>(y, width);
+        LAUNCHED();
+    }
+    return cuda_down(be, b->out, y, (size_t)n * width * 4);
+}
+
+extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_model *model,
+                                    const struct gpuq_encode_batch *b, int n_tokens, int max_len) {
+    const struct gpuq_encoder *m = gpuq_model_encoder(model);
+    const struct dev_encoder *d = (const struct dev_encoder *)model->backend_data;
+    if (!d) {
+        snprintf(be->errstr, sizeof(be->errstr), "the encoder is not on the device");
+        return GPUQ_BE_FAILED;
+    }
+    int n_seq = b->n_seq, t = n_tokens, h = m->hidden, rc, span = max_len - 1;
+    int n_buckets = m->rel_buckets ? 2 * span + 1 : 0;
+    size_t wide = (size_t)(m->intermediate > h ? m->intermediate : h), tokens = (size_t)t, head_w = (size_t)h;
+    for (int i = 0; i < m->n_dense; i++) head_w = (size_t)m->dense[i].d_out > head_w ? (size_t)m->dense[i].d_out : head_w;
+    enum gpuq_precision p = d->prec;
+    /* on the host: each token's position row, the sequences' first tokens
+     * then the end, and the bucket of each distance from -span to span */
+    size_t n_meta = tokens + (size_t)n_seq + 1 + (size_t)n_buckets;
+    int *meta = (int *)cuda_host(be, cuda_of(be)->cur, GPUQ_STAGING, n_meta * sizeof(int));
+    if (!meta) return GPUQ_BE_NOMEM;
+    int *pos = meta, *starts = pos + t, *buckets = starts + n_seq + 1;
+    starts[0] = 0;
+    for (int s = 0; s < n_seq; s++) {
+        int seen = 0;
+        starts[s + 1] = starts[s] + b->lens[s];
+        for (int q = 0; q < b->lens[s]; q++)
+            pos[starts[s] + q] = gpuq_encoder_position(m, b->ids[starts[s] + q], q, &seen);
+    }
+    for (int i = 0; i < n_buckets; i++) buckets[i] = gpuq_encoder_rel_bucket(i - span, m->rel_buckets, m->rel_max_distance);
+    void *buf[B_OUT + 1] = {0};
+    size_t bytes[B_OUT + 1] = {(tokens + n_meta) * sizeof(int), tokens * h * 4, tokens * 3 * h * 4,
+                               tokens * wide * 4, p == GPUQ_PREC_F32 ? 0 : tokens * wide * 2,
+                               2 * (size_t)n_seq * head_w * 4};
+    for (int i = 0; i <= B_OUT; i++)
+        if (bytes[i] && (rc = cuda_dev(be, i, bytes[i], &buf[i]))) return rc;
+    int *ids = (int *)buf[B_META], *dpos = ids + t, *off = dpos + t, *dbuckets = off + n_seq + 1;
+    if ((rc = cuda_up(be, ids, b->ids, tokens * sizeof(int))) || (rc = cuda_up(be, dpos, meta, n_meta * sizeof(int))))
+        return rc;
+    cudaStream_t st = cuda_cur(be)->stream;
+    void *low = p == GPUQ_PREC_F32 ? NULL : buf[B_LOW];
+    struct emb_tables et;
+    for (int i = 0; i < N_E; i++) et.e[i] = d->e[i];
+    if (!m->n_types) et.e[GPUQ_ENC_TYPE] = NULL;
+    embed_kernel<<<t, CUDA_THREADS, 0, st>>>(ids, dpos, et, m->ln_eps, h, (float *)buf[B_X], low, (int)p);
+    LAUNCHED();
+    struct rel_bias rel = {m->rel_buckets ? d->e[GPUQ_ENC_REL_BIAS] : NULL, dbuckets, span};
+    for (int i = 0; i < m->n_layers; i++)
+        if ((rc = layer(be, m, &d->layers[i], p, buf, off, n_seq, max_len, t, rel))) return rc;
+    return head(be, m, d, b, (const float *)buf[B_X], off, (float *)buf[B_OUT], (size_t)n_seq * head_w);
+}

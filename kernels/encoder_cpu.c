@@ -1,0 +1,254 @@
+/* encoder_cpu.c -- the text encoder's forward pass on the CPU (oneDNN
+ * GEMMs, kernels/cpu_gemm.h); what it computes is kernels/encoder.h's.
+ *
+ * Padding-free: the batch's tokens are concatenated, so every dense layer is
+ * one GEMM over the real tokens only, and attention runs per sequence and
+ * head on its own [n, n] scores (the heads batched in one GEMM); no mask,
+ * no padding to compute. Biases, and GELU after the first feed-forward
+ * GEMM, are the GEMMs' own post-ops. In reduced precision each dense GEMM's
+ * input is rounded first: into x16 as bf16 where the GEMMs take bf16 (the
+ * GELU output leaves its GEMM in bf16, into inter), else rounded in f32:
+ * LayerNorm outputs into ctx, which is free before attention and after the
+ * output projection; the context and the GELU output in place. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu.h"
+#include "kernels/encoder.h"
+
+/* The GEMM input for a dense layer: x[n] as precision p's GEMMs take it:
+ * into x16 as bf16 where the layer has a bf16 copy (w16), else rounded to p
+ * into dst (which may be x). */
+struct dense_in {
+    const float *x;
+    const uint16_t *x16;
+};
+
+static struct dense_in dense_in(struct gpuq_backend *be, const float *x, size_t n, const uint16_t *w16,
+                                uint16_t *x16, float *dst) {
+    if (w16) {
+        gpuq_cpu_gemm_to_bf16(x, n, x16);
+        return (struct dense_in){NULL, x16};
+    }
+    return (struct dense_in){gpuq_cpu_round_rows(be->precision, x, n, dst), NULL};
+}
+
+/* y[t, out] = act(x[t, in] W^T + b), W [out, in] row-major, its bf16 copy
+ * w16 or NULL; y of type y_type (bf16: the next GEMM's input as is). */
+static int dense(struct gpuq_backend *be, struct dense_in x, int t, int in, const float *w,
+                 const uint16_t *w16, const float *b, int out, enum gpuq_act act, void *y,
+                 enum gpuq_cpu_gemm_type y_type) {
+    struct gpuq_cpu_gemm_args a = {
+        .batch = 1, .m = t, .n = out, .k = in, .type = w16 ? GPUQ_CPU_GEMM_BF16 : GPUQ_CPU_GEMM_F32,
+        .a = w16 ? (const void *)x.x16 : x.x, .a_row = in, .a_col = 1,
+        .b = w16 ? (const void *)w16 : w, .b_row = 1, .b_col = in,
+        .c = y, .c_row = out, .c_col = 1, .c_type = y_type, .alpha = 1.0f, .bias = b, .act = act};
+    return gpuq_cpu_gemm(be, &a);
+}
+
+/* x[r] = LayerNorm(x[r] + add[r]) over h, for t rows (add may be NULL). */
+static void add_layernorm(float *x, const float *add, int t, int h, const float *g, const float *b,
+                          float eps) {
+    for (int r = 0; r < t; r++) {
+        float *v = x + (size_t)r * h;
+        if (add)
+            for (int j = 0; j < h; j++) v[j] += add[(size_t)r * h + j];
+        gpuq_cpu_layernorm_row(v, v, h, g, b, eps);
+    }
+}
+
+/* e^x for x <= 0 (a shifted score), within 2 ulp of expf, where it is
+ * not below f32's normal range (e^-87), in straight-line arithmetic the
+ * compiler vectorizes: x = n ln 2 + r, |r| <= ln 2 / 2, e^r by Cephes'
+ * polynomial, 2^n put in the exponent bits. */
+static inline float exp_nonpositive(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+/* Each of rows rows of n scores to its softmax. Vector code for the host's
+ * widest of AVX-512, AVX2 and the x86-64 baseline, chosen at load. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void softmax_rows(float *s, int rows, int n) {
+    for (int r = 0; r < rows; r++) {
+        float *v = s + (size_t)r * n, mx = v[0], sum = 0;
+#pragma omp simd reduction(max : mx)
+        for (int j = 1; j < n; j++) mx = v[j] > mx ? v[j] : mx;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < n; j++) sum += v[j] = exp_nonpositive(v[j] - mx);
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++) v[j] *= inv;
+    }
+}
+
+/* ctx[n, h] = softmax(Q K^T / sqrt(d) + bias) V, all heads at once (two
+ * batched GEMMs over the heads), for one sequence whose q, k, v rows sit in
+ * qkv [n, 3h]; scores holds heads * n * n floats; bias, where not NULL,
+ * is [heads, n, n]. */
+static int attention(struct gpuq_backend *be, const float *qkv, int n, int h, int heads, const float *bias,
+                     float *scores, float *ctx) {
+    int64_t d = h / heads, nn = (int64_t)n * n;
+    struct gpuq_cpu_gemm_args qk = {
+        .batch = heads, .m = n, .n = n, .k = d, .type = GPUQ_CPU_GEMM_F32,
+        .a = qkv, .a_row = 3 * h, .a_col = 1, .a_batch = d,
+        .b = qkv + h, .b_row = 1, .b_col = 3 * h, .b_batch = d,
+        .c = scores, .c_row = n, .c_col = 1, .c_batch = nn, .alpha = 1.0f / sqrtf((float)d)};
+    struct gpuq_cpu_gemm_args pv = {
+        .batch = heads, .m = n, .n = d, .k = n, .type = GPUQ_CPU_GEMM_F32,
+        .a = scores, .a_row = n, .a_col = 1, .a_batch = nn,
+        .b = qkv + 2 * h, .b_row = 3 * h, .b_col = 1, .b_batch = d,
+        .c = ctx, .c_row = h, .c_col = 1, .c_batch = d, .alpha = 1.0f};
+    int rc = gpuq_cpu_gemm(be, &qk);
+    if (rc) return rc;
+    if (bias)
+        for (int64_t i = 0; i < heads * nn; i++) scores[i] += bias[i];
+    softmax_rows(scores, heads * n, n);
+    return gpuq_cpu_gemm(be, &pv);
+}
+
+int gpuq_encoder_rel_bucket(int rel, int buckets, int max_distance) {
+    int n = -rel, half = buckets / 2, exact = half / 2, ret = n < 0 ? half : 0;
+    n = n < 0 ? -n : n;
+    if (n < exact) return ret + n;
+    /* f32 throughout, as torch computes it: log(n / exact) / log(max / exact) * (half - exact) */
+    float big = logf((float)n / (float)exact) / (float)log((double)max_distance / exact) * (float)(half - exact);
+    int v = exact + (int)big;
+    return ret + (v < half - 1 ? v : half - 1);
+}
+
+/* The widest of the hidden size and the Dense modules' outputs. */
+static size_t head_width(const struct gpuq_encoder *e) {
+    size_t w = (size_t)e->hidden;
+    for (int d = 0; d < e->n_dense; d++) w = (size_t)e->dense[d].d_out > w ? (size_t)e->dense[d].d_out : w;
+    return w;
+}
+
+size_t gpuq_encoder_scratch_floats(const struct gpuq_encoder *e, int n_tokens, int max_len) {
+    size_t h = (size_t)e->hidden, wide = (size_t)(e->intermediate > e->hidden ? e->intermediate : e->hidden);
+    size_t head = head_width(e);
+    size_t sq = (size_t)e->heads * max_len * max_len;
+    return (size_t)n_tokens * (5 * h + (size_t)e->intermediate) + sq + ((size_t)n_tokens * wide + 1) / 2 +
+           (e->rel_buckets ? sq : 0) + 2 * (size_t)n_tokens * head;
+}
+
+/* The relative position bias of an n-token sequence, [heads, n, n]. */
+static void rel_bias(const struct gpuq_encoder *e, int n, float *bias) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            const float *row = e->emb[GPUQ_ENC_REL_BIAS] +
+                               (size_t)gpuq_encoder_rel_bucket(j - i, e->rel_buckets, e->rel_max_distance) * e->heads;
+            for (int hd = 0; hd < e->heads; hd++) bias[((size_t)hd * n + i) * n + j] = row[hd];
+        }
+}
+
+/* y [h] = sentence-transformers' pooling of a sequence's n rows x [n, h]. */
+static void pool_one(enum gpuq_pool mode, const float *x, int n, int h, float *y) {
+    if (mode == GPUQ_POOL_CLS || mode == GPUQ_POOL_LAST) {
+        memcpy(y, x + (size_t)(mode == GPUQ_POOL_CLS ? 0 : n - 1) * h, (size_t)h * sizeof *y);
+        return;
+    }
+    for (int j = 0; j < h; j++) {
+        double acc = mode == GPUQ_POOL_MAX ? -INFINITY : 0, wsum = 0;
+        for (int r = 0; r < n; r++) {
+            double v = x[(size_t)r * h + j], w = mode == GPUQ_POOL_WEIGHTED_MEAN ? r + 1 : 1;
+            if (mode == GPUQ_POOL_MAX) acc = v > acc ? v : acc;
+            else acc += w * v, wsum += w;
+        }
+        y[j] = (float)(mode == GPUQ_POOL_MAX ? acc : mode == GPUQ_POOL_MEAN_SQRT_LEN ? acc / sqrt((double)n)
+                       : acc / wsum);
+    }
+}
+
+/* Pooling, the Dense modules and normalization into b->out; work holds
+ * 2 * n_seq * the widest of them. */
+static int head(struct gpuq_backend *be, const struct gpuq_encoder *e, const struct gpuq_encode_batch *b,
+                const float *x, float *work) {
+    int h = e->hidden, dim = gpuq_encoder_dim(e), rc = 0;
+    size_t half = (size_t)b->n_seq * head_width(e);
+    float *y = e->n_dense ? work : b->out;
+    for (int s = 0, off = 0; s < b->n_seq; off += b->lens[s], s++)
+        pool_one(b->pooling, x + (size_t)off * h, b->lens[s], h, y + (size_t)s * h);
+    for (int d = 0; d < e->n_dense && !rc; d++) {
+        const struct gpuq_dense *D = &e->dense[d];
+        float *to = d == e->n_dense - 1 ? b->out : y == work ? work + half : work;
+        rc = gpuq_cpu_dense(be, y, NULL, b->n_seq, D->d_in, D->w, NULL, D->d_out, D->b, D->act, to);
+        y = to;
+    }
+    for (int s = 0; s < b->n_seq && b->normalize && !rc; s++) {   /* as torch's F.normalize */
+        float *v = b->out + (size_t)s * dim;
+        double n2 = 0;
+        for (int j = 0; j < dim; j++) n2 += (double)v[j] * v[j];
+        double norm = sqrt(n2) > 1e-12 ? sqrt(n2) : 1e-12;
+        for (int j = 0; j < dim; j++) v[j] = (float)(v[j] / norm);
+    }
+    return rc;
+}
+
+/* x [t, h] = LayerNorm(word + position + type 0) of every token. */
+static void embed_tokens(const struct gpuq_encoder *e, const struct gpuq_encode_batch *b, float *x) {
+    int h = e->hidden;
+    const float *type = e->n_types ? e->emb[GPUQ_ENC_TYPE] : NULL;
+    for (int s = 0, r = 0; s < b->n_seq; s++) {
+        int seen = 0;
+        for (int q = 0; q < b->lens[s]; q++, r++) {
+            const float *w = e->emb[GPUQ_ENC_WORD] + (size_t)b->ids[r] * h;
+            const float *pe = e->emb[GPUQ_ENC_POS] + (size_t)gpuq_encoder_position(e, b->ids[r], q, &seen) * h;
+            float *v = x + (size_t)r * h;
+            for (int j = 0; j < h; j++) v[j] = w[j] + pe[j] + (type ? type[j] : 0.0f);
+        }
+    }
+}
+
+int gpuq_encoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_encoder *e,
+                             const struct gpuq_encode_batch *b, float *scratch) {
+    int h = e->hidden, inner = e->intermediate, t = 0, heads = e->heads, rc = 0, longest = 0;
+    for (int s = 0; s < b->n_seq; s++) t += b->lens[s], longest = b->lens[s] > longest ? b->lens[s] : longest;
+    size_t th = (size_t)t * h, ti = (size_t)t * inner, sq = (size_t)heads * longest * longest;
+    float *x = scratch, *qkv = x + th, *ctx = qkv + 3 * th, *inter = ctx + th, *scores = inter + ti;
+    uint16_t *x16 = (uint16_t *)(scores + sq);
+    size_t wide = (size_t)(inner > h ? inner : h);
+    float *bias = scores + sq + ((size_t)t * wide + 1) / 2, *work = bias + (e->rel_buckets ? sq : 0);
+    int bf16 = gpuq_cpu_bf16(be);
+    const enum gpuq_cpu_gemm_type f32 = GPUQ_CPU_GEMM_F32;
+    embed_tokens(e, b, x);
+    add_layernorm(x, NULL, t, h, e->emb[GPUQ_ENC_LN_G], e->emb[GPUQ_ENC_LN_B], e->ln_eps);
+    for (int l = 0; l < e->n_layers && !rc; l++) {
+        const struct gpuq_enc_layer *ly = &e->layers[l];
+        const uint16_t *const *w16 = (const uint16_t *const *)ly->w16, *none[4] = {NULL};
+        if (!bf16) w16 = none;
+        rc = dense(be, dense_in(be, x, th, w16[0], x16, ctx), t, h, GPUQ_LW(ly, GPUQ_ENC_QKV_W), w16[0],
+                   GPUQ_LW(ly, GPUQ_ENC_QKV_B), 3 * h, GPUQ_ACT_NONE, qkv, f32);
+        for (int s = 0, off = 0; s < b->n_seq && !rc; off += b->lens[s], s++) {
+            if (e->rel_buckets) rel_bias(e, b->lens[s], bias);
+            rc = attention(be, qkv + (size_t)off * 3 * h, b->lens[s], h, heads, e->rel_buckets ? bias : NULL,
+                           scores, ctx + (size_t)off * h);
+        }
+        /* qkv is free again */
+        if (!rc) rc = dense(be, dense_in(be, ctx, th, w16[1], x16, ctx), t, h, GPUQ_LW(ly, GPUQ_ENC_ATTN_W), w16[1],
+                            GPUQ_LW(ly, GPUQ_ENC_ATTN_B), h, GPUQ_ACT_NONE, qkv, f32);
+        if (rc) break;
+        add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN1_G), GPUQ_LW(ly, GPUQ_ENC_LN1_B), e->ln_eps);
+        /* in bf16 the activation's output leaves the GEMM rounded, as the next one takes it */
+        int direct = w16[2] && w16[3];
+        rc = dense(be, dense_in(be, x, th, w16[2], x16, ctx), t, h, GPUQ_LW(ly, GPUQ_ENC_FFN_W1), w16[2],
+                   GPUQ_LW(ly, GPUQ_ENC_FFN_B1), inner, e->act, inter, direct ? GPUQ_CPU_GEMM_BF16 : f32);
+        struct dense_in mid = direct ? (struct dense_in){NULL, (const uint16_t *)inter}
+                                     : dense_in(be, inter, ti, w16[3], x16, inter);
+        if (!rc) rc = dense(be, mid, t, inner, GPUQ_LW(ly, GPUQ_ENC_FFN_W2), w16[3], GPUQ_LW(ly, GPUQ_ENC_FFN_B2), h,
+                            GPUQ_ACT_NONE, qkv, f32);
+        if (!rc) add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN2_G), GPUQ_LW(ly, GPUQ_ENC_LN2_B), e->ln_eps);
+    }
+    return rc ? rc : head(be, e, b, x, work);
+}

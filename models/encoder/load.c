@@ -1,0 +1,208 @@
+/* load.c -- an encoder folder of any family of this arch: config.json by
+ * the family's reader, model.safetensors by its tensor names, the
+ * tokenizer, then the sentence-transformers files (st.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/encoder/encoder.h"
+#include "models/folder.h"
+#include "models/safetensors.h"
+#include "text/tokenizer.h"
+
+int gpuq_encoder_dim(const struct gpuq_encoder *e) {
+    return e->n_dense ? e->dense[e->n_dense - 1].d_out : e->hidden;
+}
+
+int gpuq_encoder_max_tokens(const struct gpuq_encoder *e) {
+    return e->pad_id < 0 ? e->max_pos : e->max_pos - e->pad_id - 1;
+}
+
+int gpuq_encoder_bert_config(struct gpuq_encoder *e, json_t *c, char *err, size_t errlen) {
+    e->hidden = gpuq_json_int(c, "hidden_size", 1, 1 << 14);
+    e->heads = gpuq_json_int(c, "num_attention_heads", 1, 1 << 10);
+    e->n_layers = gpuq_json_int(c, "num_hidden_layers", 1, 1 << 10);
+    e->intermediate = gpuq_json_int(c, "intermediate_size", 1, 1 << 16);
+    e->max_pos = gpuq_json_int(c, "max_position_embeddings", 1, 1 << 16);
+    e->vocab = gpuq_json_int(c, "vocab_size", 1, 1 << 24);
+    e->n_types = json_object_get(c, "type_vocab_size") ? gpuq_json_int(c, "type_vocab_size", 1, 1 << 10) : 2;
+    if (e->hidden < 0 || e->heads < 0 || e->n_layers < 0 || e->intermediate < 0 || e->max_pos < 0 ||
+        e->vocab < 0 || e->n_types < 0) {
+        snprintf(err, errlen, "config.json: hidden_size, num_attention_heads, num_hidden_layers, "
+                 "intermediate_size, max_position_embeddings, vocab_size and type_vocab_size must be positive "
+                 "integers");
+        return -1;
+    }
+    json_t *eps = json_object_get(c, "layer_norm_eps");
+    e->ln_eps = json_is_number(eps) ? (float)json_number_value(eps) : 1e-12f;
+    int act = gpuq_act_from_name(gpuq_json_str(c, "hidden_act", "gelu"));
+    if (act != GPUQ_ACT_GELU && act != GPUQ_ACT_RELU) {
+        snprintf(err, errlen, "config.json: hidden_act \"%.40s\" is not served (gelu, relu)",
+                 gpuq_json_str(c, "hidden_act", "?"));
+        return -1;
+    }
+    e->act = (enum gpuq_act)act;
+    const char *pos = gpuq_json_str(c, "position_embedding_type", "absolute");
+    if (strcmp(pos, "absolute") != 0) {
+        snprintf(err, errlen, "config.json: position_embedding_type \"%.40s\" is not served (absolute)", pos);
+        return -1;
+    }
+    return 0;
+}
+
+void gpuq_encoder_weights(struct gpuq_encoder *e, gpuq_enc_weight_fn *fn, void *ctx) {
+    int64_t h = e->hidden, in = e->intermediate;
+    int64_t emb[GPUQ_ENC_REL_BIAS + 1][2] = {{e->vocab, h}, {e->max_pos, h}, {e->n_types, h}, {h, 0}, {h, 0},
+                                             {e->rel_buckets, e->heads}};
+    for (int s = 0; s <= GPUQ_ENC_REL_BIAS; s++) {
+        if ((s == GPUQ_ENC_TYPE && !e->n_types) || (s == GPUQ_ENC_REL_BIAS && !e->rel_buckets)) continue;
+        struct gpuq_weight w = {&e->emb[s], (size_t)(emb[s][0] * (emb[s][1] ? emb[s][1] : 1)), NULL};
+        fn(ctx, &w, s, -1, emb[s][0], emb[s][1]);
+    }
+    const int64_t shape[GPUQ_ENC_LAYER_SLOTS][2] = {{3 * h, h}, {3 * h, 0}, {h, h}, {h, 0}, {h, 0}, {h, 0},
+                                                    {in, h}, {in, 0}, {h, in}, {h, 0}, {h, 0}, {h, 0}};
+    for (int l = 0; e->layers && l < e->n_layers; l++) {
+        struct gpuq_enc_layer *ly = &e->layers[l];
+        for (int i = 0; i < GPUQ_ENC_LAYER_SLOTS; i++) {
+            int slot = GPUQ_ENC_FIRST_LAYER_SLOT + i, m = -1;
+            m = slot == GPUQ_ENC_QKV_W ? 0 : slot == GPUQ_ENC_ATTN_W ? 1 : slot == GPUQ_ENC_FFN_W1 ? 2
+                : slot == GPUQ_ENC_FFN_W2 ? 3 : -1;
+            struct gpuq_weight w = {&ly->w[i], (size_t)(shape[i][0] * (shape[i][1] ? shape[i][1] : 1)),
+                                    m >= 0 ? &ly->w16[m] : NULL};
+            fn(ctx, &w, slot, l, shape[i][0], shape[i][1]);
+        }
+    }
+    for (int d = 0; d < e->n_dense; d++) {
+        struct gpuq_dense *D = &e->dense[d];
+        struct gpuq_weight w = {&D->w, (size_t)D->d_in * D->d_out, NULL}, b = {&D->b, (size_t)D->d_out, NULL};
+        fn(ctx, &w, GPUQ_ENC_SLOTS, d, D->d_out, D->d_in);
+        fn(ctx, &b, GPUQ_ENC_SLOTS, d, D->d_out, 0);
+    }
+}
+
+static void free_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {
+    (void)ctx, (void)slot, (void)layer, (void)d0, (void)d1;
+    free(*w->data);
+    *w->data = NULL;
+    if (w->w16) {
+        free(*w->w16);
+        *w->w16 = NULL;
+    }
+}
+
+void gpuq_encoder_free(struct gpuq_encoder *e) {
+    if (!e) return;
+    gpuq_encoder_weights(e, free_weight, NULL);
+    free(e->layers);
+    free(e->dense);
+    for (int i = 0; i < e->n_prompts; i++) {
+        free(e->prompt_names[i]);
+        free(e->prompts[i]);
+    }
+    free(e->prompt_names);
+    free(e->prompts);
+    memset(e, 0, sizeof *e);
+}
+
+/* ---- the weights, by the family's names ---- */
+
+struct reader {
+    const struct gpuq_encoder_spec *spec;
+    const struct gpuq_safetensors *st;
+    const char *prefix;
+    char *err;
+    size_t errlen;
+    int failed;
+};
+
+/* Tensor `name` (layer for %d) under the prefix as f32 of the given shape;
+ * a LayerNorm's weight and bias may be its old gamma and beta. */
+static float *take(struct reader *r, const char *name, int layer, int64_t d0, int64_t d1) {
+    char base[256], full[300];
+    int64_t shape[2] = {d0, d1};
+    snprintf(base, sizeof base, name, layer);
+    snprintf(full, sizeof full, "%s%s", r->prefix, base);
+    size_t n = strlen(full);
+    if (!gpuq_safetensors_get(r->st, full) && n > 16 && !strcmp(full + n - 16, "LayerNorm.weight"))
+        strcpy(full + n - 6, "gamma");
+    else if (!gpuq_safetensors_get(r->st, full) && n > 14 && !strcmp(full + n - 14, "LayerNorm.bias"))
+        strcpy(full + n - 4, "beta");
+    return gpuq_safetensors_f32(r->st, full, d1 ? 2 : 1, shape, r->err, r->errlen);
+}
+
+static void read_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {
+    struct reader *r = ctx;
+    if (r->failed || slot >= GPUQ_ENC_SLOTS) return;   /* the Dense modules are st.c's */
+    const char *const *names = r->spec->names[slot];
+    if (!names[0]) {
+        snprintf(r->err, r->errlen, "the family names no tensor for slot %d", slot);
+        r->failed = 1;
+        return;
+    }
+    if (!names[1]) {
+        r->failed = !(*w->data = take(r, names[0], layer, d0, d1));
+        return;
+    }
+    /* three parts stacked: each a third of the rows */
+    if (!(*w->data = malloc(w->n * sizeof(float)))) {
+        snprintf(r->err, r->errlen, "out of memory");
+        r->failed = 1;
+        return;
+    }
+    for (int p = 0; p < 3 && !r->failed; p++) {
+        float *part = take(r, names[p], layer, d0 / 3, d1);
+        if (part) memcpy(*w->data + w->n / 3 * (size_t)p, part, w->n / 3 * sizeof(float));
+        r->failed = !part;
+        free(part);
+    }
+}
+
+static int read_weights(struct gpuq_encoder *e, const struct gpuq_encoder_spec *spec, const char *dir, char *err,
+                        size_t errlen) {
+    struct gpuq_safetensors st;
+    char path[4096], why[256] = "out of memory", first[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (gpuq_safetensors_load(&st, path, err, errlen) != 0) return -1;
+    snprintf(first, sizeof first, "%s%s", spec->prefix, spec->names[GPUQ_ENC_WORD][0]);
+    struct reader r = {spec, &st, gpuq_safetensors_get(&st, first) ? spec->prefix : "", why, sizeof why, 0};
+    if ((e->layers = calloc((size_t)e->n_layers, sizeof *e->layers))) gpuq_encoder_weights(e, read_weight, &r);
+    else r.failed = 1;
+    if (r.failed) snprintf(err, errlen, "%s: %s", path, why);
+    gpuq_safetensors_free(&st);
+    return r.failed ? -1 : 0;
+}
+
+int gpuq_encoder_load(struct gpuq_model *m, const struct gpuq_source *src, char *err, size_t errlen) {
+    const struct gpuq_encoder_spec *spec = m->family->spec;
+    struct gpuq_encoder *e = calloc(1, sizeof *e);
+    char why[384];
+    if (!e) {
+        snprintf(err, errlen, "%s: out of memory", src->path);
+        return -1;
+    }
+    m->impl = e;
+    e->family = m->family->name;
+    e->pad_id = -1;
+    if (spec->config(e, src->config, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s/%s", src->path, why);
+        return -1;
+    }
+    if (e->hidden % e->heads) {
+        snprintf(err, errlen, "%s/config.json: the hidden size %d is not a multiple of the %d heads", src->path,
+                 e->hidden, e->heads);
+        return -1;
+    }
+    if (!(e->ln_eps >= 0 && e->ln_eps < 1) || gpuq_encoder_max_tokens(e) < 2) {
+        snprintf(err, errlen, "%s/config.json: bad layer_norm_eps, or fewer than 2 positions", src->path);
+        return -1;
+    }
+    if (read_weights(e, spec, src->path, err, errlen) != 0 || gpuq_encoder_read_st(e, src->path, err, errlen) != 0 ||
+        !(m->tok = gpuq_tok_load(src->path, err, errlen)))
+        return -1;
+    if (gpuq_tok_vocab_size(m->tok) > e->vocab) {
+        snprintf(err, errlen, "%s: the tokenizer has %d ids, the model's vocabulary %d", src->path,
+                 gpuq_tok_vocab_size(m->tok), e->vocab);
+        return -1;
+    }
+    return 0;
+}
