@@ -29,14 +29,38 @@ import os
 
 import numpy as np
 
-from bert_ref import _erf, _json, _layernorm, read_safetensors, round_to
+from bert_ref import _json, _layernorm, read_safetensors, round_to
 
 # ---------------------------------------------------------------------------
 # shared pieces
 # ---------------------------------------------------------------------------
 
+
+def erf(x):
+    """erf to a few ulps of float64 (checked against math.erf in the
+    validation script), vectorised: the Maclaurin series below |x| 2.5, the
+    continued fraction of erfc above (erf is 1 in float64 past 6). bert_ref's
+    cheaper approximation is off by up to 1.5e-7, which would hide a real
+    difference from transformers at that size."""
+    x = np.asarray(x, np.float64)
+    a = np.abs(x)
+    small = np.minimum(a, 2.5)
+    term = small.copy()
+    total = small.copy()
+    for n in range(1, 45):
+        term = term * -(small * small) / n
+        total = total + term / (2 * n + 1)
+    series = 2 / math.sqrt(math.pi) * total
+    big = np.clip(a, 2.5, 6.0)
+    t = big.copy()
+    for k in range(50, 0, -1):
+        t = big + (k / 2) / t
+    tail = 1 - np.exp(-big * big) / (math.sqrt(math.pi) * t)
+    return np.sign(x) * np.where(a < 2.5, series, np.where(a < 6.0, tail, 1.0))
+
+
 ACTIVATIONS = {
-    "gelu": lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+    "gelu": lambda x: 0.5 * x * (1 + erf(x / math.sqrt(2))),
     "gelu_new": lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))),
     "gelu_pytorch_tanh": lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))),
     "relu": lambda x: np.maximum(x, 0),
@@ -124,8 +148,7 @@ def mpnet_bucket(relative_position, num_buckets=32, max_distance=128):
     ret = (n < 0).astype(np.int64) * num_buckets
     n = np.abs(n)
     max_exact = num_buckets // 2
-    with np.errstate(divide="ignore"):
-        logn = np.log(n.astype(np.float32) / np.float32(max_exact))
+    logn = np.log(np.maximum(n, 1).astype(np.float32) / np.float32(max_exact))   # n < max_exact: not used
     large = max_exact + (logn / np.float32(math.log(max_distance / max_exact))
                          * np.float32(num_buckets - max_exact)).astype(np.int64)
     large = np.minimum(large, num_buckets - 1)
