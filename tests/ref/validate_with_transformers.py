@@ -106,7 +106,6 @@ sentence-transformers 6.3.0), the worst over 7 texts (one past max_length):
   note: camembert: transformers' CamembertTokenizer drops the trailing space that tokenizers keeps as a token ('query: ': ['<s>', '▁', '<unk>', 'u', 'ery', '<unk>', '</s>'] vs ['<s>', '▁', 'q', 'u', 'ery', ':', '▁', '</s>'])
   note: xlm-roberta: transformers' XLMRobertaTokenizer drops the trailing space that tokenizers keeps as a token ('query: ': ['<s>', '▁', '<unk>', 'u', 'ery', '<unk>', '</s>'] vs ['<s>', '▁', 'q', 'u', 'ery', ':', '▁', '</s>'])
 The SPLADE-tiny rows ran with its folder's path as the argument."""
-import math
 import os
 import subprocess
 import sys
