@@ -112,14 +112,14 @@ struct emb_tables {
     const float *e[N_E];    /* e[GPUQ_ENC_TYPE] NULL: no token types */
 };
 
-/* x[t] = LayerNorm(word[id] + pos[its position row] + type), one block
- * per token; pos holds each token's position row. */
-__global__ static void embed_kernel(const int *ids, const int *pos, struct emb_tables et, float eps, int h, float *x,
-                                    void *low, int prec) {
+/* x[t] = LayerNorm(word[id] + pos[its position row] + type[its type]),
+ * one block per token; pos and types hold each token's rows. */
+__global__ static void embed_kernel(const int *ids, const int *pos, const int *types, struct emb_tables et, float eps,
+                                    int h, float *x, void *low, int prec) {
     const float *const *e = et.e;
     int t = blockIdx.x;
     const float *w = e[GPUQ_ENC_WORD] + (size_t)ids[t] * h, *pe = e[GPUQ_ENC_POS] + (size_t)pos[t] * h;
-    const float *type = e[GPUQ_ENC_TYPE];
+    const float *type = e[GPUQ_ENC_TYPE] ? e[GPUQ_ENC_TYPE] + (size_t)types[t] * h : NULL;
     float *row = x + (size_t)t * h;
     for (int j = threadIdx.x; j < h; j += blockDim.x) row[j] = w[j] + pe[j] + (type ? type[j] : 0.0f);
     layernorm_row(row, row, h, e[GPUQ_ENC_LN_G], e[GPUQ_ENC_LN_B], eps, low, (size_t)t * h, prec);
@@ -379,12 +379,14 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     size_t wide = (size_t)(m->intermediate > h ? m->intermediate : h), tokens = (size_t)t, head_w = (size_t)h;
     for (int i = 0; i < m->n_dense; i++) head_w = (size_t)m->dense[i].d_out > head_w ? (size_t)m->dense[i].d_out : head_w;
     enum gpuq_precision p = d->prec;
-    /* on the host: each token's position row, the sequences' first tokens
-     * then the end, and the bucket of each distance from -span to span */
-    size_t n_meta = tokens + (size_t)n_seq + 1 + (size_t)n_buckets;
+    /* on the host: each token's position row and type row, the sequences'
+     * first tokens then the end, and the bucket of each distance from -span
+     * to span */
+    size_t n_meta = 2 * tokens + (size_t)n_seq + 1 + (size_t)n_buckets;
     int *meta = (int *)cuda_host(be, cuda_of(be)->cur, GPUQ_STAGING, n_meta * sizeof(int));
     if (!meta) return GPUQ_BE_NOMEM;
-    int *pos = meta, *starts = pos + t, *buckets = starts + n_seq + 1;
+    int *pos = meta, *types = pos + t, *starts = types + t, *buckets = starts + n_seq + 1;
+    for (int r = 0; r < t; r++) types[r] = gpuq_encoder_type(m, b->types, r);
     starts[0] = 0;
     for (int s = 0; s < n_seq; s++) {
         int seen = 0;
@@ -399,7 +401,7 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
                                2 * (size_t)n_seq * head_w * 4};
     for (int i = 0; i <= B_OUT; i++)
         if (bytes[i] && (rc = cuda_dev(be, i, bytes[i], &buf[i]))) return rc;
-    int *ids = (int *)buf[B_META], *dpos = ids + t, *off = dpos + t, *dbuckets = off + n_seq + 1;
+    int *ids = (int *)buf[B_META], *dpos = ids + t, *dtypes = dpos + t, *off = dtypes + t, *dbuckets = off + n_seq + 1;
     if ((rc = cuda_up(be, ids, b->ids, tokens * sizeof(int))) || (rc = cuda_up(be, dpos, meta, n_meta * sizeof(int))))
         return rc;
     cudaStream_t st = cuda_cur(be)->stream;
@@ -407,7 +409,7 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     struct emb_tables et;
     for (int i = 0; i < N_E; i++) et.e[i] = d->e[i];
     if (!m->n_types) et.e[GPUQ_ENC_TYPE] = NULL;
-    embed_kernel<<<t, CUDA_THREADS, 0, st>>>(ids, dpos, et, m->ln_eps, h, (float *)buf[B_X], low, (int)p);
+    embed_kernel<<<t, CUDA_THREADS, 0, st>>>(ids, dpos, dtypes, et, m->ln_eps, h, (float *)buf[B_X], low, (int)p);
     LAUNCHED();
     struct rel_bias rel = {m->rel_buckets ? d->e[GPUQ_ENC_REL_BIAS] : NULL, dbuckets, span};
     for (int i = 0; i < m->n_layers; i++)

@@ -31,6 +31,8 @@ extern "C" {
 struct gpuq_encode_batch {
     const int32_t *ids;       /* [n_tokens], every id < vocab */
     const int *lens;          /* [n_seq], each 1 .. gpuq_encoder_max_tokens */
+    const int32_t *types;     /* [n_tokens] token types (a pair's second text: 1), or NULL: all 0;
+                                 read only where the encoder has more than one type */
     int n_seq;
     enum gpuq_pool pooling;
     int normalize;
@@ -53,6 +55,12 @@ static inline int gpuq_encoder_position(const struct gpuq_encoder *e, int32_t id
     if (e->pad_id < 0) return q;
     if (id == e->pad_id) return e->pad_id;
     return e->pad_id + ++*seen;
+}
+
+/* Token r's type row: its type where the encoder has more than one (and
+ * the type is one of them), else 0. */
+static inline int gpuq_encoder_type(const struct gpuq_encoder *e, const int32_t *types, int r) {
+    return types && e->n_types > 1 && types[r] > 0 && types[r] < e->n_types ? types[r] : 0;
 }
 
 /* MPNet's (T5's bidirectional) bucket of a key at distance rel = key -

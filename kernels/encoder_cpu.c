@@ -205,8 +205,9 @@ static void embed_tokens(const struct gpuq_encoder *e, const struct gpuq_encode_
         for (int q = 0; q < b->lens[s]; q++, r++) {
             const float *w = e->emb[GPUQ_ENC_WORD] + (size_t)b->ids[r] * h;
             const float *pe = e->emb[GPUQ_ENC_POS] + (size_t)gpuq_encoder_position(e, b->ids[r], q, &seen) * h;
+            const float *te = type ? type + (size_t)gpuq_encoder_type(e, b->types, r) * h : NULL;
             float *v = x + (size_t)r * h;
-            for (int j = 0; j < h; j++) v[j] = w[j] + pe[j] + (type ? type[j] : 0.0f);
+            for (int j = 0; j < h; j++) v[j] = w[j] + pe[j] + (te ? te[j] : 0.0f);
         }
     }
 }

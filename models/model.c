@@ -88,6 +88,22 @@ int gpuq_model_load(struct gpuq_model *m, const char *name, const char *path, ch
 
 enum gpuq_arch gpuq_model_arch(const struct gpuq_model *m) { return m->family->arch; }
 
+int gpuq_model_can(const struct gpuq_model *m, enum gpuq_cap cap) {
+    const struct gpuq_encoder *e = gpuq_model_encoder(m);
+    switch (cap) {
+    case GPUQ_CAP_MLP: return gpuq_model_mlp(m) != NULL;
+    case GPUQ_CAP_INDEX: return gpuq_model_index(m) != NULL;
+    case GPUQ_CAP_EMBED: return e && !e->scorer;
+    case GPUQ_CAP_SCORE: return e && e->scorer;
+    default: return 0;
+    }
+}
+
+const char *gpuq_cap_name(enum gpuq_cap cap) {
+    static const char *const names[GPUQ_CAPS] = {"mlp model", "knn index", "text encoder", "sequence classifier"};
+    return names[cap];
+}
+
 struct gpuq_mlp *gpuq_model_mlp(const struct gpuq_model *m) {
     return m->family && m->family->arch == GPUQ_ARCH_MLP ? m->impl : NULL;
 }
@@ -168,6 +184,11 @@ void gpuq_model_describe(const struct gpuq_model *m, char *buf, size_t len) {
                  gpuq_model_out_dim(m), gpuq_act_name(mlp->act));
     } else if (ix) {
         snprintf(buf, len, "index %lld x %d", (long long)ix->n_rows, ix->dim);
+    } else if (e && e->scorer) {
+        snprintf(buf, len, "%s sequence classifier, %d layers, hidden %d, max_length %d, %d label%s (%s%s), "
+                 "rerank activation %s, classify function %s", e->family, e->n_layers, e->hidden, e->max_length,
+                 e->n_labels, e->n_labels == 1 ? "" : "s", e->labels[0], e->n_labels > 1 ? ", ..." : "",
+                 gpuq_score_fn_name(e->rerank_fn), gpuq_score_fn_name(e->classify_fn));
     } else if (e) {
         char dense[64] = "";
         if (e->n_dense) snprintf(dense, sizeof dense, ", %d Dense to %d", e->n_dense, gpuq_encoder_dim(e));

@@ -25,6 +25,15 @@ enum gpuq_arch {
     GPUQ_ARCHS
 };
 
+/* What an op may ask of a model. */
+enum gpuq_cap {
+    GPUQ_CAP_MLP,           /* rows through dense layers */
+    GPUQ_CAP_INDEX,         /* rows to search */
+    GPUQ_CAP_EMBED,         /* texts to pooled embeddings */
+    GPUQ_CAP_SCORE,         /* texts or pairs to one logit per label (a sequence classifier) */
+    GPUQ_CAPS
+};
+
 struct gpuq_family;
 struct gpuq_tok;
 
@@ -44,6 +53,8 @@ int gpuq_model_load(struct gpuq_model *m, const char *name, const char *path, ch
 void gpuq_model_free(struct gpuq_model *m);
 
 enum gpuq_arch gpuq_model_arch(const struct gpuq_model *m);
+int gpuq_model_can(const struct gpuq_model *m, enum gpuq_cap cap);
+const char *gpuq_cap_name(enum gpuq_cap cap);     /* "text encoder", ... */
 
 /* The model as its arch's struct, or NULL when it is of another arch. */
 struct gpuq_mlp *gpuq_model_mlp(const struct gpuq_model *m);

@@ -318,8 +318,8 @@ static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t ro
     int64_t *off = gpuq_ops_buf(s, 4, (size_t)rows * sizeof(int64_t));
     int *table = gpuq_ops_buf(s, 5, slots * sizeof(int));
     if (!ids || !lens || !y || !src || !off || !table) return GPUQ_BE_NOMEM;
-    struct gpuq_embed args = {t0->model, {ids, lens, 0, (enum gpuq_pool)params_of(t0)->pooling,
-                                          params_of(t0)->normalize, y}, 0, 0};
+    struct gpuq_embed args = {t0->model, {.ids = ids, .lens = lens, .pooling = (enum gpuq_pool)params_of(t0)->pooling,
+                                          .normalize = params_of(t0)->normalize, .out = y}, 0, 0};
     int64_t unique_tokens = 0;
     args.b.n_seq = unique_rows(p, n, ids, lens, off, src, table, slots, &unique_tokens, &args.max_len);
     args.n_tokens = (int)unique_tokens;
@@ -435,7 +435,8 @@ static void twin_batch(struct gpuq_twin_run *r, const struct twin_shape *sh, con
     float *y = calloc((size_t)n_seq * dim, sizeof(float)), *want = calloc((size_t)n_seq * dim, sizeof(float));
     for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (TWIN_VOCAB - 1));
     if (random_encoder(r, &e, sh, longest) == 0 && ids && y && want && gpuq_twin_load(r, &model) == 0) {
-        struct gpuq_embed on_be = {&model, {ids, lens, n_seq, sh->pool, sh->normalize, y}, t, longest};
+        struct gpuq_embed on_be = {&model, {.ids = ids, .lens = lens, .n_seq = n_seq, .pooling = sh->pool,
+                                            .normalize = sh->normalize, .out = y}, t, longest};
         struct gpuq_embed on_cpu = on_be;
         on_cpu.b.out = want;
         if (gpuq_twin_both(r, n_seq, &on_be, &on_cpu) == 0)
@@ -479,7 +480,7 @@ static const char *const params[] = {"pooling", "normalize", "max_length", "prom
                                      "truncate", "truncation_direction", "dimensions", "dtype", "ranges", NULL};
 
 const struct gpuq_op_desc gpuq_op_embed = {
-    .inputs = inputs, .params = params, .text = 1, .arch = 1 + GPUQ_ARCH_ENCODER,
+    .inputs = inputs, .params = params, .text = 1, .needs = 1 + GPUQ_CAP_EMBED,
     .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
     .scatter = scatter, .finish = finish, .cache_key = cache_key,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_embed)},

@@ -237,7 +237,7 @@ static const char *const inputs[] = {"q", NULL};
 static const char *const params[] = {"k", "metric", NULL};
 
 const struct gpuq_op_desc gpuq_op_knn = {
-    .inputs = inputs, .params = params, .required = 1, .arch = 1 + GPUQ_ARCH_INDEX,
+    .inputs = inputs, .params = params, .required = 1, .needs = 1 + GPUQ_CAP_INDEX,
     .prepare = prepare, .out_bytes = out_bytes, .compare = compare, .pack = pack,
     .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_knn)},

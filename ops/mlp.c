@@ -133,7 +133,7 @@ static void twin(struct gpuq_twin_run *r) {
 static const char *const inputs[] = {"x", NULL};
 
 const struct gpuq_op_desc gpuq_op_mlp = {
-    .inputs = inputs, .required = 1, .arch = 1 + GPUQ_ARCH_MLP,
+    .inputs = inputs, .required = 1, .needs = 1 + GPUQ_CAP_MLP,
     .prepare = prepare, .out_bytes = out_bytes, .pack = pack, .scatter = scatter, .finish = finish,
     .kernel = {[GPUQ_BACKEND_CPU] = cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_mlp)},
     .reserve = {[GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_mlp_reserve)},

@@ -99,7 +99,7 @@ struct gpuq_op_desc {
     int required;               /* the first `required` of them must be there */
     int u8;                     /* inputs are u8 (images), else f32, f16, bf16 or f64 */
     int text;                   /* inputs are text or integer tensors (embed) */
-    int arch;                   /* 1 + the enum gpuq_arch of the model it needs; 0: none */
+    int needs;                  /* 1 + the enum gpuq_cap its model must have; 0: it takes none */
     /* Checks the job (its inputs are checked by then) and parses its
      * params into gpuq_task_params(t); sets t->rows and, to split only at
      * multiples of more than a row, t->unit. 0, or -1 with the job failed. */

@@ -50,7 +50,8 @@ static void run_in(const struct gpuq_encoder *m, enum gpuq_precision p, const in
         longest = lens[s] > longest ? lens[s] : longest;
     }
     float *scratch = malloc(gpuq_encoder_scratch_floats(m, t, longest) * sizeof *scratch);
-    struct gpuq_encode_batch b = {ids, lens, n_seq, pool, normalize, out};
+    struct gpuq_encode_batch b = {.ids = ids, .lens = lens, .n_seq = n_seq, .pooling = pool, .normalize = normalize,
+                                  .out = out};
     struct gpuq_backend be = {.precision = p};
     CHECK(gpuq_backend_cpu_open(&be) == 0);
     CHECK(gpuq_encoder_forward_cpu(&be, m, &b, scratch) == 0);

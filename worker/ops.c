@@ -77,17 +77,16 @@ static int want_params(struct gpuq_job *job, const struct gpuq_op_desc *d) {
     return 0;
 }
 
-/* The model named in the job, of the arch the op wants. */
-static int find_model(struct gpuq_ops *o, struct gpuq_task *t, enum gpuq_arch arch) {
+/* The model named in the job, with what the op needs. */
+static int find_model(struct gpuq_ops *o, struct gpuq_task *t, enum gpuq_cap cap) {
     struct gpuq_job *job = &t->job;
-    static const char *const what_of[GPUQ_ARCHS] = {"mlp model", "knn index", "text encoder"};
-    const char *what = what_of[arch];
+    const char *what = gpuq_cap_name(cap);
     if (!job->model.ptr)
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s needs a model", gpuq_op_name(job->op));
     for (int i = 0; i < o->n_models; i++)
         if (strlen(o->models[i].name) == job->model.len &&
             memcmp(o->models[i].name, job->model.ptr, job->model.len) == 0 &&
-            gpuq_model_arch(&o->models[i]) == arch)
+            gpuq_model_can(&o->models[i], cap))
             t->model = &o->models[i];
     if (!t->model)
         return gpuq_job_fail(job, GPUQ_ERR_UNKNOWN_MODEL, "no %s '%.*s' on this worker", what,
@@ -101,7 +100,7 @@ int gpuq_ops_prepare(struct gpuq_ops *o, struct gpuq_task *t) {
     const struct gpuq_op_desc *d = DESC(t);
     t->unit = 1;
     t->dtype = t->job.n_inputs ? t->job.inputs[0].t.dtype : GPUQ_DTYPE_F32;
-    if (d->arch && find_model(o, t, (enum gpuq_arch)(d->arch - 1)) != 0) return -1;
+    if (d->needs && find_model(o, t, (enum gpuq_cap)(d->needs - 1)) != 0) return -1;
     if (want_inputs(&t->job, d) != 0 || want_params(&t->job, d) != 0 || d->prepare(t) != 0) return -1;
     if (t->rows < 1)
         return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "%s: no rows", gpuq_op_name(t->job.op));
@@ -130,8 +129,8 @@ int gpuq_ops_to_cpu(struct gpuq_ops *o, enum gpuq_op op) {
     const struct gpuq_op_desc *d = gpuq_op_table[op];
     o->be->kernel[op] = NULL;
     o->cpu->precision = o->be->precision;
-    for (int i = 0; d->arch && i < o->n_models; i++)
-        if ((int)gpuq_model_arch(&o->models[i]) == d->arch - 1 && o->cpu->iface->model_load(o->cpu, &o->models[i]) != 0)
+    for (int i = 0; d->needs && i < o->n_models; i++)
+        if (gpuq_model_can(&o->models[i], (enum gpuq_cap)(d->needs - 1)) && o->cpu->iface->model_load(o->cpu, &o->models[i]) != 0)
             return -1;
     return 0;
 }

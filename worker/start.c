@@ -43,7 +43,8 @@ static int load_models(struct worker *w, unsigned *to_cpu, char *err, size_t err
             return -1;
         }
         for (int op = 0; rc != 0 && op < GPUQ_OP_COUNT; op++)
-            if (gpuq_op_table[op]->arch == 1 + (int)gpuq_model_arch(m) && !(*to_cpu & 1u << op)) {
+            if (gpuq_op_table[op]->needs && gpuq_model_can(m, (enum gpuq_cap)(gpuq_op_table[op]->needs - 1)) &&
+                !(*to_cpu & 1u << op)) {
                 log_warn("--model %s: not on the %s backend (%s): %s is served by the CPU backend", name,
                          w->be.iface->name, w->be.errstr, gpuq_op_name((enum gpuq_op)op));
                 *to_cpu |= 1u << op;

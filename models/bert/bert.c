@@ -6,6 +6,8 @@
 static const struct gpuq_encoder_spec spec = {
     .names = GPUQ_BERT_NAMES,
     .prefix = "bert.",
+    .head = {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"},
+    .head_act = GPUQ_ACT_TANH,
     .config = gpuq_encoder_bert_config,
 };
 

@@ -53,6 +53,8 @@ static const struct gpuq_encoder_spec spec = {
         [GPUQ_ENC_LN2_B] = {L "output_layer_norm.bias"},
     },
     .prefix = "distilbert.",
+    .head = {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"},
+    .head_act = GPUQ_ACT_RELU,
     .config = config,
 };
 

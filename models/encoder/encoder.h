@@ -54,6 +54,10 @@ struct gpuq_dense {
     enum gpuq_act act;
 };
 
+/* What a sequence scorer's logits become: rerank's activation, classify's `function`. */
+enum gpuq_score_fn { GPUQ_FN_NONE, GPUQ_FN_SIGMOID, GPUQ_FN_SOFTMAX, GPUQ_FN_TANH };
+const char *gpuq_score_fn_name(enum gpuq_score_fn f);
+
 struct gpuq_encoder {
     const char *family;                 /* its name, for logs */
     int hidden, heads, n_layers, intermediate;
@@ -76,6 +80,14 @@ struct gpuq_encoder {
     struct gpuq_dense *dense;
     int normalize;
     int max_length;                     /* in tokens, the specials included */
+    /* a sequence scorer (config.json's architectures name a
+     * *ForSequenceClassification): its head is the Dense list above on the
+     * first token (CLS pooling), one logit per label; else 0 */
+    int scorer;
+    int n_labels;
+    char **labels;                      /* id2label, in index order */
+    enum gpuq_score_fn rerank_fn;       /* sentence-transformers' CrossEncoder activation */
+    enum gpuq_score_fn classify_fn;     /* from problem_type and the label count */
     /* config_sentence_transformers.json: named prompts, and the one used
      * when a job names none (-1: none) */
     int n_prompts;
@@ -96,6 +108,10 @@ struct gpuq_encoder_spec {
      * layer tensors take the layer for %d; NULL: the family has none */
     const char *names[GPUQ_ENC_SLOTS][3];
     const char *prefix;                 /* that model.safetensors may put before every name */
+    /* a *ForSequenceClassification head, names in full: the pre-classifier
+     * (BERT's pooler) weight and bias, then the classifier's; NULL: none */
+    const char *head[4];
+    enum gpuq_act head_act;             /* after the pre-classifier */
     /* reads config.json's sizes into e (hidden, heads, n_layers,
      * intermediate, max_pos, vocab, n_types, ln_eps, act, pad_id,
      * rel_buckets): 0, or -1 with err */

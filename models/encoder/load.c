@@ -101,6 +101,8 @@ void gpuq_encoder_free(struct gpuq_encoder *e) {
     }
     free(e->prompt_names);
     free(e->prompts);
+    for (int i = 0; e->labels && i < e->n_labels; i++) free(e->labels[i]);
+    free(e->labels);
     memset(e, 0, sizeof *e);
 }
 
@@ -157,6 +159,28 @@ static void read_weight(void *ctx, const struct gpuq_weight *w, int slot, int la
     }
 }
 
+/* A *ForSequenceClassification head as two Dense modules on the first
+ * token: the pre-classifier [h, h] with the family's activation, then the
+ * classifier [labels, h]. */
+static int read_head(struct gpuq_encoder *e, const struct gpuq_encoder_spec *spec, const struct gpuq_safetensors *st,
+                     char *err, size_t errlen) {
+    if (!spec->head[0]) return snprintf(err, errlen, "this family has no sequence-classification head"), -1;
+    const struct gpuq_tensor *out = gpuq_safetensors_get(st, spec->head[2]);
+    if (!out || out->ndim != 2 || out->shape[0] < 1 || out->shape[0] > 1 << 16)
+        return snprintf(err, errlen, "no classifier %s [labels, %d]", spec->head[2], e->hidden), -1;
+    if (!(e->dense = calloc(2, sizeof *e->dense))) return snprintf(err, errlen, "out of memory"), -1;
+    e->n_dense = 2;
+    e->dense[0] = (struct gpuq_dense){.d_in = e->hidden, .d_out = e->hidden, .act = spec->head_act};
+    e->dense[1] = (struct gpuq_dense){.d_in = e->hidden, .d_out = (int)out->shape[0], .act = GPUQ_ACT_NONE};
+    for (int i = 0; i < 2; i++) {
+        int64_t ws[2] = {e->dense[i].d_out, e->hidden}, bs[1] = {e->dense[i].d_out};
+        if (!(e->dense[i].w = gpuq_safetensors_f32(st, spec->head[2 * i], 2, ws, err, errlen)) ||
+            !(e->dense[i].b = gpuq_safetensors_f32(st, spec->head[2 * i + 1], 1, bs, err, errlen)))
+            return -1;
+    }
+    return 0;
+}
+
 static int read_weights(struct gpuq_encoder *e, const struct gpuq_encoder_spec *spec, const char *dir, char *err,
                         size_t errlen) {
     struct gpuq_safetensors st;
@@ -167,9 +191,81 @@ static int read_weights(struct gpuq_encoder *e, const struct gpuq_encoder_spec *
     struct reader r = {spec, &st, gpuq_safetensors_get(&st, first) ? spec->prefix : "", why, sizeof why, 0};
     if ((e->layers = calloc((size_t)e->n_layers, sizeof *e->layers))) gpuq_encoder_weights(e, read_weight, &r);
     else r.failed = 1;
+    if (!r.failed && e->scorer) r.failed = read_head(e, spec, &st, why, sizeof why) != 0;
     if (r.failed) snprintf(err, errlen, "%s: %s", path, why);
     gpuq_safetensors_free(&st);
     return r.failed ? -1 : 0;
+}
+
+const char *gpuq_score_fn_name(enum gpuq_score_fn f) {
+    static const char *const names[] = {"none", "sigmoid", "softmax", "tanh"};
+    return names[f];
+}
+
+/* config.json's architectures name a sequence classifier. */
+static int is_scorer(json_t *c) {
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(c, "architectures"), i, a) {
+        const char *s = json_is_string(a) ? json_string_value(a) : "";
+        size_t n = strlen(s), k = strlen("ForSequenceClassification");
+        if (n > k && !strcmp(s + n - k, "ForSequenceClassification")) return 1;
+    }
+    return 0;
+}
+
+/* A torch.nn activation's path as a score function; -1 for one that is not served. */
+static int torch_fn(const char *path) {
+    static const char *const names[][2] = {{"Identity", "none"}, {"Sigmoid", "sigmoid"}, {"Tanh", "tanh"},
+                                           {"Softmax", "softmax"}};
+    const char *dot = strrchr(path, '.');
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(dot ? dot + 1 : path, names[i][0]))
+            return i == 0 ? GPUQ_FN_NONE : i == 1 ? GPUQ_FN_SIGMOID : i == 2 ? GPUQ_FN_TANH : GPUQ_FN_SOFTMAX;
+    return -1;
+}
+
+/* The labels (id2label in index order, else LABEL_i), classify's default
+ * function (problem_type, else sigmoid for one label and softmax for more,
+ * as transformers' pipeline) and rerank's activation (sentence-transformers'
+ * CrossEncoder: the activation_fn its files name, else sigmoid for one label
+ * and none for more). */
+static int read_labels(struct gpuq_encoder *e, json_t *c, const char *dir, char *err, size_t errlen) {
+    int n = e->dense[e->n_dense - 1].d_out, absent;
+    e->n_labels = n;
+    if (!(e->labels = calloc((size_t)n, sizeof *e->labels))) return snprintf(err, errlen, "out of memory"), -1;
+    json_t *names = json_object_get(c, "id2label");
+    for (int i = 0; i < n; i++) {
+        char key[16], dflt[24];
+        snprintf(key, sizeof key, "%d", i);
+        snprintf(dflt, sizeof dflt, "LABEL_%d", i);
+        if (!(e->labels[i] = strdup(gpuq_json_str(names, key, dflt)))) return snprintf(err, errlen, "out of memory"), -1;
+    }
+    const char *problem = gpuq_json_str(c, "problem_type", "");
+    e->classify_fn = !strcmp(problem, "multi_label_classification") ? GPUQ_FN_SIGMOID
+                     : !strcmp(problem, "regression") ? GPUQ_FN_NONE
+                     : !strcmp(problem, "single_label_classification") ? GPUQ_FN_SOFTMAX
+                     : n == 1 ? GPUQ_FN_SIGMOID : GPUQ_FN_SOFTMAX;
+    e->rerank_fn = n == 1 ? GPUQ_FN_SIGMOID : GPUQ_FN_NONE;
+    json_t *cst = gpuq_folder_json(dir, "config_sentence_transformers.json", &absent, err, errlen);
+    const char *paths[3] = {gpuq_json_str(cst, "activation_fn", NULL),
+                            gpuq_json_str(json_object_get(c, "sentence_transformers"), "activation_fn", NULL),
+                            gpuq_json_str(c, "sbert_ce_default_activation_function", NULL)};
+    int rc = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!paths[i] || strncmp(paths[i], "torch.", 6) != 0) continue;   /* only torch's, as there */
+        int fn = torch_fn(paths[i]);
+        if (fn < 0) {
+            snprintf(err, errlen, "%s: activation_fn %.80s is not served (Identity, Sigmoid, Tanh, Softmax)", dir,
+                     paths[i]);
+            rc = -1;
+        } else {
+            e->rerank_fn = (enum gpuq_score_fn)fn;
+        }
+        break;
+    }
+    json_decref(cst);
+    return rc;
 }
 
 int gpuq_encoder_load(struct gpuq_model *m, const struct gpuq_source *src, char *err, size_t errlen) {
@@ -196,7 +292,10 @@ int gpuq_encoder_load(struct gpuq_model *m, const struct gpuq_source *src, char 
         snprintf(err, errlen, "%s/config.json: bad layer_norm_eps, or fewer than 2 positions", src->path);
         return -1;
     }
-    if (read_weights(e, spec, src->path, err, errlen) != 0 || gpuq_encoder_read_st(e, src->path, err, errlen) != 0 ||
+    e->scorer = is_scorer(src->config);
+    if (read_weights(e, spec, src->path, err, errlen) != 0 ||
+        (e->scorer && read_labels(e, src->config, src->path, err, errlen) != 0) ||
+        gpuq_encoder_read_st(e, src->path, err, errlen) != 0 ||
         !(m->tok = gpuq_tok_load(src->path, err, errlen)))
         return -1;
     if (gpuq_tok_vocab_size(m->tok) > e->vocab) {

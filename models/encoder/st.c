@@ -40,10 +40,17 @@ static int read_pooling(struct gpuq_encoder *e, const char *dir, const char *pat
     snprintf(name, sizeof name, "%s/config.json", path);
     json_t *c = gpuq_folder_json(dir, name, &absent, err, errlen);
     if (!c) return -1;
-    const char *key;
+    const char *key, *named = gpuq_json_str(c, "pooling_mode", NULL);
     json_t *v;
+    if (named) {    /* newer folders name the mode: "mean", "cls", ... */
+        int mode = gpuq_pool_from_name(named, strlen(named));
+        if (mode < 0 && !strcmp(named, "mean_sqrt_len_tokens")) mode = GPUQ_POOL_MEAN_SQRT_LEN;
+        if (mode < 0) FAIL("%s/%s: pooling_mode %.40s is not one this worker knows", dir, name, named);
+        e->pooling = (enum gpuq_pool)mode;
+        n++;
+    }
     json_object_foreach(c, key, v) {
-        if (strncmp(key, "pooling_mode_", 13) != 0 || !json_is_true(v)) continue;
+        if (named || strncmp(key, "pooling_mode_", 13) != 0 || !json_is_true(v)) continue;
         int mode = -1;
         for (int i = 0; i < GPUQ_POOLS; i++)
             if (!strcmp(key, pool_keys[i])) mode = i;
@@ -206,7 +213,9 @@ out:
 }
 
 int gpuq_encoder_read_st(struct gpuq_encoder *e, const char *dir, char *err, size_t errlen) {
-    if (read_modules(e, dir, err, errlen) != 0 || read_max_length(e, dir, err, errlen) != 0) return -1;
+    if (e->scorer) e->pooling = GPUQ_POOL_CLS;     /* its head reads the first token; no modules */
+    else if (read_modules(e, dir, err, errlen) != 0) return -1;
+    if (read_max_length(e, dir, err, errlen) != 0) return -1;
     return read_prompts(e, dir, err, errlen);
 }
 

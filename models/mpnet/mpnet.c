@@ -46,6 +46,9 @@ static const struct gpuq_encoder_spec spec = {
         [GPUQ_ENC_LN2_B] = {L "output.LayerNorm.bias"},
     },
     .prefix = "mpnet.",
+    .head = {"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight",
+             "classifier.out_proj.bias"},
+    .head_act = GPUQ_ACT_TANH,
     .config = config,
 };
 

@@ -21,6 +21,9 @@ static int config(struct gpuq_encoder *e, json_t *c, char *err, size_t errlen) {
 static const struct gpuq_encoder_spec spec = {
     .names = GPUQ_BERT_NAMES,
     .prefix = "roberta.",
+    .head = {"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight",
+             "classifier.out_proj.bias"},
+    .head_act = GPUQ_ACT_TANH,
     .config = config,
 };
 

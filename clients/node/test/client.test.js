@@ -40,7 +40,7 @@ test('embed: strings in, Float32Arrays out', () => withClient(async (gq) => {
   });
   const one = await gq.embed(texts[1], process.env.GPUQ_TEXT_MODEL, { pooling: 'mean', maxLength: 64 });
   wantY[1].forEach((v, i) => assert.ok(close(one[i], v), `one[${i}]`));
-  await assert.rejects(gq.embed('x', process.env.GPUQ_TEXT_MODEL, { pooling: 'max' }),
+  await assert.rejects(gq.embed('x', process.env.GPUQ_TEXT_MODEL, { pooling: 'maximum' }),
     (e) => e instanceof GpuqError && e.code === 'bad_request');
   // Matryoshka dimensions, normalized again, and signs packed 8 a byte
   const short = await gq.embed(texts, process.env.GPUQ_TEXT_MODEL, { dimensions: 16 });
