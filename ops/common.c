@@ -33,6 +33,12 @@ void gpuq_ops_set_output(struct gpuq_task *t, int i, const char *name, enum gpuq
     memcpy(y->shape, shape, (size_t)ndim * sizeof(int64_t));
     y->data = data;
     y->nbytes = (size_t)gpuq_tensor_numel(y) * gpuq_dtype_size(dt);
+    t->outputs[i].texts = NULL;
+    if (i + 1 > t->n_outputs) t->n_outputs = i + 1;
+}
+
+void gpuq_ops_set_texts(struct gpuq_task *t, int i, const char *name, const struct gpuq_str *texts, int64_t n) {
+    t->outputs[i] = (struct gpuq_output){.name = name, .texts = texts, .n_texts = n};
     if (i + 1 > t->n_outputs) t->n_outputs = i + 1;
 }
 

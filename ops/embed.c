@@ -244,7 +244,8 @@ static int prepare(struct gpuq_task *t) {
     if (read_params(t, &max_length) != 0) return -1;
     if (!text == !ids) return bad(t, "give input 'text' or 'input_ids', not both");
     if (mask && !ids) return bad(t, "attention_mask goes with input_ids");
-    if (text && !text->text) return bad(t, "input 'text' must be a str or an array of str, not a tensor");
+    if (text && (!text->text || text->pairs))
+        return bad(t, "input 'text' must be a str or an array of str, not a tensor or pairs");
     if ((ids && (ids->text || gpuq_dtype_is_float(ids->t.dtype))) ||
         (mask && (mask->text || gpuq_dtype_is_float(mask->t.dtype))))
         return bad(t, "inputs 'input_ids' and 'attention_mask' must be integer tensors");
@@ -379,73 +380,7 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     return gpuq_encoder_forward_cpu(be, m, &a->b, scratch);
 }
 
-/* ---- twin: random encoders, from one-token sequences to several key tiles ---- */
-
-enum { TWIN_VOCAB = 50 };
-
-/* The shapes the twin draws, one per way families differ. */
-struct twin_shape {
-    int h, heads, layers;
-    enum gpuq_pool pool;
-    int normalize;
-    int pad_id;         /* -1: BERT's positions; else RoBERTa's, and no token types */
-    int rel_buckets;    /* MPNet's relative bias */
-    int dense;          /* a Dense module to this width (tanh), or 0 */
-};
-
-struct fill {
-    struct gpuq_twin_run *r;
-    int ok;
-};
-
-static void fill_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {
-    struct fill *f = ctx;
-    (void)slot, (void)layer, (void)d0, (void)d1;
-    if (!*w->data) f->ok &= (*w->data = gpuq_twin_floats(f->r, w->n)) != NULL;
-}
-
-/* A random encoder of the shape with positions for max_len tokens. -1
- * when out of memory (e then frees what it holds). */
-static int random_encoder(struct gpuq_twin_run *r, struct gpuq_encoder *e, const struct twin_shape *sh, int max_len) {
-    *e = (struct gpuq_encoder){.family = "twin", .hidden = sh->h, .heads = sh->heads, .n_layers = sh->layers,
-                               .intermediate = 2 * sh->h, .vocab = TWIN_VOCAB, .n_types = sh->pad_id < 0 ? 2 : 0,
-                               .ln_eps = 1e-12f, .act = GPUQ_ACT_GELU, .pad_id = sh->pad_id,
-                               .rel_buckets = sh->rel_buckets, .rel_max_distance = 128};
-    e->max_pos = max_len + (sh->pad_id < 0 ? 0 : sh->pad_id + 1);
-    if (!(e->layers = calloc((size_t)sh->layers, sizeof(*e->layers)))) return -1;
-    if (sh->dense) {
-        if (!(e->dense = calloc(1, sizeof(*e->dense)))) return -1;
-        e->n_dense = 1;
-        *e->dense = (struct gpuq_dense){.d_in = sh->h, .d_out = sh->dense, .act = GPUQ_ACT_TANH};
-    }
-    struct fill f = {r, 1};
-    gpuq_encoder_weights(e, fill_weight, &f);
-    return f.ok ? 0 : -1;
-}
-
-/* One batch of sequences of the given lengths through a random encoder of
- * the shape, on both backends. */
-static void twin_batch(struct gpuq_twin_run *r, const struct twin_shape *sh, const int *lens, int n_seq) {
-    static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_ENCODER};
-    int t = 0, longest = 0, dim = sh->dense ? sh->dense : sh->h;
-    for (int s = 0; s < n_seq; s++) t += lens[s], longest = lens[s] > longest ? lens[s] : longest;
-    struct gpuq_encoder e;
-    struct gpuq_model model = {.name = "twin", .family = &arch, .impl = &e};
-    int32_t *ids = malloc((size_t)t * sizeof(*ids));
-    float *y = calloc((size_t)n_seq * dim, sizeof(float)), *want = calloc((size_t)n_seq * dim, sizeof(float));
-    for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (TWIN_VOCAB - 1));
-    if (random_encoder(r, &e, sh, longest) == 0 && ids && y && want && gpuq_twin_load(r, &model) == 0) {
-        struct gpuq_embed on_be = {&model, {.ids = ids, .lens = lens, .n_seq = n_seq, .pooling = sh->pool,
-                                            .normalize = sh->normalize, .out = y}, t, longest};
-        struct gpuq_embed on_cpu = on_be;
-        on_cpu.b.out = want;
-        if (gpuq_twin_both(r, n_seq, &on_be, &on_cpu) == 0)
-            gpuq_twin_note(r, gpuq_twin_err(y, want, (size_t)n_seq * dim, 0));
-        r->be->iface->model_free(r->be, &model);
-    }
-    gpuq_encoder_free(&e);
-    free(ids), free(y), free(want);
-}
+/* ---- twin: random encoders (ops/encoder_twin.c), from one-token sequences to several key tiles ---- */
 
 /* Small (at every CUDA worker's start): heads of 32 columns, as sentence
  * encoders have, over two key and three query tiles. Large: heads of 32,
@@ -460,19 +395,19 @@ static void twin(struct gpuq_twin_run *r) {
     gpuq_twin_precision(r, 2e-2, 4e-3);
     /* BERT's shape; RoBERTa's positions and MPNet's relative bias with a
      * Dense module and the other poolings */
-    static const struct twin_shape bert = {64, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0},
-                                   mpnet = {64, 2, 1, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24};
+    static const struct gpuq_encoder_twin bert = {64, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0},
+                                   mpnet = {64, 2, 1, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24, 0};
     if (!r->large) {
-        twin_batch(r, &bert, small, 5);
-        twin_batch(r, &mpnet, small, 5);
+        gpuq_encoder_twin_batch(r, &bert, small, 5);
+        gpuq_encoder_twin_batch(r, &mpnet, small, 5);
         return;
     }
-    static const struct twin_shape shapes[] = {
-        {128, 4, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0}, {128, 2, 2, GPUQ_POOL_CLS, 0, -1, 0, 0},
-        {192, 2, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0}, {256, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0},
-        {128, 4, 2, GPUQ_POOL_MAX, 0, 1, 0, 0}, {128, 4, 2, GPUQ_POOL_MEAN_SQRT_LEN, 0, 0, 32, 0},
-        {128, 2, 1, GPUQ_POOL_LAST, 1, 1, 16, 96}, {64, 2, 2, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24}};
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) twin_batch(r, &shapes[i], large, 7);
+    static const struct gpuq_encoder_twin shapes[] = {
+        {128, 4, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0}, {128, 2, 2, GPUQ_POOL_CLS, 0, -1, 0, 0, 0},
+        {192, 2, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0}, {256, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0},
+        {128, 4, 2, GPUQ_POOL_MAX, 0, 1, 0, 0, 0}, {128, 4, 2, GPUQ_POOL_MEAN_SQRT_LEN, 0, 0, 32, 0, 0},
+        {128, 2, 1, GPUQ_POOL_LAST, 1, 1, 16, 96, 0}, {64, 2, 2, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24, 0}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) gpuq_encoder_twin_batch(r, &shapes[i], large, 7);
 }
 
 static const char *const inputs[] = {"text", "input_ids", "attention_mask", NULL};

@@ -20,6 +20,24 @@ struct gpuq_embed {
 
 int gpuq_cuda_embed(struct gpuq_backend *be, const struct gpuq_launch *l);
 
+/* The twin check's random encoders (ops/encoder_twin.c), one per way the
+ * families differ. */
+struct gpuq_encoder_twin {
+    int h, heads, layers;
+    enum gpuq_pool pool;
+    int normalize;
+    int pad_id;         /* -1: BERT's positions and two token types; else RoBERTa's, no types */
+    int rel_buckets;    /* MPNet's relative bias */
+    int dense;          /* a Dense module to this width (tanh), or 0 */
+    int labels;         /* a classifier's head with this many labels (CLS pooling, random token types), or 0 */
+};
+
+struct gpuq_twin_run;
+
+/* One batch of sequences of the given lengths through a random encoder of
+ * the shape, on the twin run's backend and the CPU, for its op. */
+void gpuq_encoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_encoder_twin *sh, const int *lens, int n_seq);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,7 @@
 #define GPUQ_MAX_ELEMS ((int64_t)INT32_MAX)
 #define GPUQ_OPS_BUFS 6
 #define GPUQ_OP_PARAMS 192      /* bytes of an op's params struct, at most */
+#define GPUQ_OP_OUTPUTS 4       /* outputs of a job, at most */
 
 struct gpuq_task {
     struct gpuq_entry entry;
@@ -62,7 +63,7 @@ struct gpuq_task {
     /* results */
     int64_t queue_us, compute_us, batch_rows;
     int64_t total_us;           /* enqueue to publishing, set when first published */
-    struct gpuq_output outputs[2];
+    struct gpuq_output outputs[GPUQ_OP_OUTPUTS];
     int n_outputs;
 };
 
@@ -152,6 +153,9 @@ void *gpuq_ops_buf(struct gpuq_ops_slot *s, int i, size_t bytes);
 /* Sets output i (0 or 1) of t as a tensor of the given shape at data. */
 void gpuq_ops_set_output(struct gpuq_task *t, int i, const char *name, enum gpuq_dtype dt,
                          void *data, int ndim, const int64_t *shape);
+
+/* Sets output i of t as n strings (borrowed: they must live as long as t). */
+void gpuq_ops_set_texts(struct gpuq_task *t, int i, const char *name, const struct gpuq_str *texts, int64_t n);
 
 /* For ops on x [rows, cols], batched per cols: sets t->rows and *cols.
  * 0, or -1 with the job failed when x is not 2-D. */

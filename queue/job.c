@@ -204,7 +204,8 @@ static void take_name(struct gpuq_job *job, const msgpack_object *o, const char 
     *out = v;
 }
 
-/* A str, or a non-empty array of str, each at most GPUQ_MAX_TEXT_BYTES. */
+/* A str, a non-empty array of str, or a non-empty array of pairs (arrays
+ * of two str); each text at most GPUQ_MAX_TEXT_BYTES. */
 static int decode_text(struct gpuq_job *job, struct gpuq_input *in, const msgpack_object *o) {
     int name_len = (int)(in->name.len > 40 ? 40 : in->name.len);
     int one = o->type == MSGPACK_OBJECT_STR;
@@ -212,18 +213,27 @@ static int decode_text(struct gpuq_job *job, struct gpuq_input *in, const msgpac
     if (n == 0)
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': an empty list of texts",
                              name_len, in->name.ptr);
+    int pairs = !one && o->via.array.ptr[0].type == MSGPACK_OBJECT_ARRAY;
     for (uint32_t i = 0; i < n; i++) {
-        const msgpack_object *s = one ? o : &o->via.array.ptr[i];
-        if (s->type != MSGPACK_OBJECT_STR)
-            return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': text %u is not a "
-                                 "string", name_len, in->name.ptr, i);
-        if (s->via.str.size > GPUQ_MAX_TEXT_BYTES)
-            return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': text %u has %u bytes, "
-                                 "more than %d", name_len, in->name.ptr, i, s->via.str.size,
-                                 GPUQ_MAX_TEXT_BYTES);
+        const msgpack_object *row = one ? o : &o->via.array.ptr[i];
+        if (pairs && (row->type != MSGPACK_OBJECT_ARRAY || row->via.array.size != 2))
+            return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': pair %u is not an array of "
+                                 "two strings", name_len, in->name.ptr, i);
+        for (uint32_t k = 0; k < (pairs ? 2u : 1u); k++) {
+            const msgpack_object *s = pairs ? &row->via.array.ptr[k] : row;
+            if (s->type != MSGPACK_OBJECT_STR)
+                return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, pairs ? "input '%.*s': pair %u is not an array "
+                                     "of two strings" : "input '%.*s': text %u is not a string", name_len,
+                                     in->name.ptr, i);
+            if (s->via.str.size > GPUQ_MAX_TEXT_BYTES)
+                return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': text %u has %u bytes, "
+                                     "more than %d", name_len, in->name.ptr, i, s->via.str.size,
+                                     GPUQ_MAX_TEXT_BYTES);
+        }
     }
     in->text = o;
     in->n_texts = n;
+    in->pairs = pairs;
     return 0;
 }
 
@@ -418,6 +428,11 @@ const struct gpuq_tensor *gpuq_job_input(const struct gpuq_job *job, const char 
     return in && !in->text ? &in->t : NULL;
 }
 
+struct gpuq_str gpuq_input_pair(const struct gpuq_input *in, int64_t i, int second) {
+    const msgpack_object *s = &in->text->via.array.ptr[i].via.array.ptr[second ? 1 : 0];
+    return (struct gpuq_str){s->via.str.ptr, s->via.str.size};
+}
+
 struct gpuq_str gpuq_input_text(const struct gpuq_input *in, int64_t i) {
     const msgpack_object *s = in->text->type == MSGPACK_OBJECT_STR ? in->text
                                                                     : &in->text->via.array.ptr[i];
@@ -531,8 +546,15 @@ int gpuq_result_encode(msgpack_sbuffer *sb, const struct gpuq_result *r) {
     rc |= pack_cstr(&pk, "status") | pack_cstr(&pk, ok ? "ok" : "error");
     rc |= pack_cstr(&pk, "outputs") | msgpack_pack_map(&pk, ok ? (size_t)r->n_outputs : 0);
     for (int i = 0; ok && i < r->n_outputs; i++) {
-        rc |= pack_cstr(&pk, r->outputs[i].name);
-        rc |= pack_tensor(&pk, &r->outputs[i].t);
+        const struct gpuq_output *out = &r->outputs[i];
+        rc |= pack_cstr(&pk, out->name);
+        if (!out->texts) {
+            rc |= pack_tensor(&pk, &out->t);
+            continue;
+        }
+        rc |= msgpack_pack_array(&pk, (size_t)out->n_texts);
+        for (int64_t k = 0; k < out->n_texts; k++)
+            rc |= msgpack_pack_str_with_body(&pk, out->texts[k].ptr, out->texts[k].len);
     }
     rc |= pack_cstr(&pk, "error");
     if (ok) rc |= msgpack_pack_nil(&pk);

@@ -42,6 +42,7 @@ struct gpuq_input {
     struct gpuq_tensor t;       /* a tensor input */
     const msgpack_object *text; /* a text input, else NULL */
     int64_t n_texts;            /* its rows */
+    int pairs;                  /* text rows are pairs of str (gpuq_input_pair) */
 };
 
 struct gpuq_job {
@@ -79,8 +80,10 @@ int gpuq_job_fail(struct gpuq_job *job, enum gpuq_err code, const char *fmt, ...
 const struct gpuq_tensor *gpuq_job_input(const struct gpuq_job *job, const char *name);
 /* The input called name, tensor or text, or NULL. */
 const struct gpuq_input *gpuq_job_find(const struct gpuq_job *job, const char *name);
-/* Text i (< in->n_texts) of a text input. */
+/* Text i (< in->n_texts) of a text input of single texts; the first or
+ * second text of pair i of one of pairs. */
 struct gpuq_str gpuq_input_text(const struct gpuq_input *in, int64_t i);
+struct gpuq_str gpuq_input_pair(const struct gpuq_input *in, int64_t i, int second);
 
 /* Typed params: 0 when absent (out untouched), 1 when read, -1 (and the job
  * failed with bad_request) when present with the wrong type. */
@@ -99,6 +102,8 @@ const char *gpuq_err_code(enum gpuq_err err);
 struct gpuq_output {
     const char *name;
     struct gpuq_tensor t;
+    const struct gpuq_str *texts;   /* not NULL: the output is these n_texts strings, not t */
+    int64_t n_texts;
 };
 
 struct gpuq_result {

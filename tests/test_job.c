@@ -305,7 +305,7 @@ static void test_undecodable(void) {
 
 static void test_result(void) {
     float data[2] = {1.5f, -2.0f};
-    struct gpuq_output out = {"y", {GPUQ_DTYPE_F32, 2, {1, 2}, data, sizeof(data)}};
+    struct gpuq_output out = {.name = "y", .t = {GPUQ_DTYPE_F32, 2, {1, 2}, data, sizeof(data)}};
     msgpack_object meta = {.type = MSGPACK_OBJECT_BOOLEAN, .via.boolean = true};
     struct gpuq_result r = {.id = {"abc", 3}, .outputs = &out, .n_outputs = 1, .meta = &meta,
                             .queue_us = 10, .compute_us = 20, .total_us = 40, .batch_size = 7,

@@ -83,14 +83,18 @@ static int find_model(struct gpuq_ops *o, struct gpuq_task *t, enum gpuq_cap cap
     const char *what = gpuq_cap_name(cap);
     if (!job->model.ptr)
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s needs a model", gpuq_op_name(job->op));
+    const struct gpuq_model *named = NULL;
     for (int i = 0; i < o->n_models; i++)
-        if (strlen(o->models[i].name) == job->model.len &&
-            memcmp(o->models[i].name, job->model.ptr, job->model.len) == 0 &&
-            gpuq_model_can(&o->models[i], cap))
-            t->model = &o->models[i];
-    if (!t->model)
-        return gpuq_job_fail(job, GPUQ_ERR_UNKNOWN_MODEL, "no %s '%.*s' on this worker", what,
-                             (int)(job->model.len > 64 ? 64 : job->model.len), job->model.ptr);
+        if (strlen(o->models[i].name) == job->model.len && memcmp(o->models[i].name, job->model.ptr, job->model.len) == 0)
+            named = &o->models[i];
+    int len = (int)(job->model.len > 64 ? 64 : job->model.len);
+    if (!named) return gpuq_job_fail(job, GPUQ_ERR_UNKNOWN_MODEL, "no %s '%.*s' on this worker", what, len, job->model.ptr);
+    for (int c = 0; c < GPUQ_CAPS && !gpuq_model_can(named, cap); c++)
+        if (gpuq_model_can(named, (enum gpuq_cap)c))
+            return gpuq_job_fail(job, GPUQ_ERR_UNKNOWN_MODEL, "%s wants a %s; model '%.*s' is %s %s",
+                                 gpuq_op_name(job->op), what, len, job->model.ptr, c == GPUQ_CAP_MLP ? "an" : "a",
+                                 gpuq_cap_name((enum gpuq_cap)c));
+    t->model = named;
     return 0;
 }
 

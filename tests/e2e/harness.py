@@ -139,7 +139,7 @@ def tensor(a, dtype=None):
 
 
 def from_tensor(t):
-    dt = {"f32": "<f4", "i64": "<i8", "f16": "<f2", "f64": "<f8"}[t["dtype"]]
+    dt = {"f32": "<f4", "i64": "<i8", "i32": "<i4", "f16": "<f2", "f64": "<f8", "u8": "u1", "i8": "i1"}[t["dtype"]]
     return np.frombuffer(t["data"], dtype=dt).reshape(t["shape"])
 
 

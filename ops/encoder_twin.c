@@ -1,0 +1,72 @@
+/* encoder_twin.c -- the twin check of the ops that run a text encoder
+ * (embed, rerank, classify): random encoders of each family's shape
+ * through the backend and the CPU. */
+#include <stdlib.h>
+
+#include "models/family.h"
+#include "ops/embed.h"
+#include "ops/twin.h"
+
+enum { TWIN_VOCAB = 50 };
+
+struct fill {
+    struct gpuq_twin_run *r;
+    int ok;
+};
+
+static void fill_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {
+    struct fill *f = ctx;
+    (void)slot, (void)layer, (void)d0, (void)d1;
+    if (!*w->data) f->ok &= (*w->data = gpuq_twin_floats(f->r, w->n)) != NULL;
+}
+
+/* A random encoder of the shape with positions for max_len tokens. -1
+ * when out of memory (e then frees what it holds). */
+static int random_encoder(struct gpuq_twin_run *r, struct gpuq_encoder *e, const struct gpuq_encoder_twin *sh, int max_len) {
+    *e = (struct gpuq_encoder){.family = "twin", .hidden = sh->h, .heads = sh->heads, .n_layers = sh->layers,
+                               .intermediate = 2 * sh->h, .vocab = TWIN_VOCAB, .n_types = sh->pad_id < 0 ? 2 : 0,
+                               .ln_eps = 1e-12f, .act = GPUQ_ACT_GELU, .pad_id = sh->pad_id,
+                               .rel_buckets = sh->rel_buckets, .rel_max_distance = 128};
+    e->max_pos = max_len + (sh->pad_id < 0 ? 0 : sh->pad_id + 1);
+    if (!(e->layers = calloc((size_t)sh->layers, sizeof(*e->layers)))) return -1;
+    if (sh->labels) {   /* a classifier's head: pre-classifier, then one logit per label */
+        if (!(e->dense = calloc(2, sizeof(*e->dense)))) return -1;
+        e->n_dense = 2;
+        e->dense[0] = (struct gpuq_dense){.d_in = sh->h, .d_out = sh->h, .act = GPUQ_ACT_TANH};
+        e->dense[1] = (struct gpuq_dense){.d_in = sh->h, .d_out = sh->labels, .act = GPUQ_ACT_NONE};
+        e->scorer = 1;
+        e->n_labels = sh->labels;
+    } else if (sh->dense) {
+        if (!(e->dense = calloc(1, sizeof(*e->dense)))) return -1;
+        e->n_dense = 1;
+        *e->dense = (struct gpuq_dense){.d_in = sh->h, .d_out = sh->dense, .act = GPUQ_ACT_TANH};
+    }
+    struct fill f = {r, 1};
+    gpuq_encoder_weights(e, fill_weight, &f);
+    return f.ok ? 0 : -1;
+}
+
+void gpuq_encoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_encoder_twin *sh, const int *lens, int n_seq) {
+    static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_ENCODER};
+    int t = 0, longest = 0, dim = sh->labels ? sh->labels : sh->dense ? sh->dense : sh->h;
+    for (int s = 0; s < n_seq; s++) t += lens[s], longest = lens[s] > longest ? lens[s] : longest;
+    struct gpuq_encoder e;
+    struct gpuq_model model = {.name = "twin", .family = &arch, .impl = &e};
+    int32_t *ids = malloc((size_t)t * sizeof(*ids)), *types = sh->labels ? malloc((size_t)t * sizeof(*types)) : NULL;
+    float *y = calloc((size_t)n_seq * dim, sizeof(float)), *want = calloc((size_t)n_seq * dim, sizeof(float));
+    for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (TWIN_VOCAB - 1));
+    for (int i = 0; types && i < t; i++) types[i] = gpuq_twin_rnd(r) > 0;
+    if (random_encoder(r, &e, sh, longest) == 0 && ids && (types || !sh->labels) && y && want && gpuq_twin_load(r, &model) == 0) {
+        struct gpuq_embed on_be = {&model, {.ids = ids, .lens = lens, .types = types, .n_seq = n_seq,
+                                            .pooling = sh->labels ? GPUQ_POOL_CLS : sh->pool,
+                                            .normalize = sh->labels ? 0 : sh->normalize, .out = y}, t, longest};
+        struct gpuq_embed on_cpu = on_be;
+        on_cpu.b.out = want;
+        if (gpuq_twin_both(r, n_seq, &on_be, &on_cpu) == 0)
+            gpuq_twin_note(r, gpuq_twin_err(y, want, (size_t)n_seq * dim, 0));
+        r->be->iface->model_free(r->be, &model);
+    }
+    gpuq_encoder_free(&e);
+    free(ids), free(types), free(y), free(want);
+}
+
