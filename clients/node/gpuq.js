@@ -78,7 +78,8 @@ class Result {
     this.timing = raw.timing || {};
     this.worker = raw.worker;
     this.outputs = {};
-    for (const [k, v] of Object.entries(raw.outputs || {})) this.outputs[k] = decodeTensor(v);
+    // tensors; a text output (classify's labels, rerank's texts) stays an array of strings
+    for (const [k, v] of Object.entries(raw.outputs || {})) this.outputs[k] = Array.isArray(v) ? v : decodeTensor(v);
   }
   get ok() { return this.status === 'ok'; }
   raiseForError() {
@@ -103,6 +104,18 @@ const FIELDS = {
   model: 'model', params: 'params', id: 'id', replyTo: 'reply_to', callback: 'callback', priority: 'priority',
   timeoutMs: 'timeout_ms', deadlineMs: 'deadline_ms', resultTtl: 'result_ttl', meta: 'meta',
 };
+
+// run()'s options for an op: those named in names (option -> param) move
+// into params; the rest stay, with model.
+function opParams(options, model, names) {
+  const { params = {}, ...rest } = options;
+  const p = { ...params };
+  for (const [opt, name] of Object.entries(names)) {
+    if (rest[opt] !== undefined) p[name] = rest[opt];
+    delete rest[opt];
+  }
+  return { ...rest, model, params: p };
+}
 
 // A text input (embed): a string, or an array of strings.
 const isText = (v) => typeof v === 'string' || (Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string'));
@@ -237,18 +250,41 @@ class Gpuq {
   // uint8, binary, ubinary), ranges (the model folder's defaults otherwise),
   // and run()'s.
   async embed(texts, model, options = {}) {
-    const names = { pooling: 'pooling', normalize: 'normalize', maxLength: 'max_length', prompt: 'prompt',
+    const res = await this.run('embed', { text: texts }, opParams(options, model, {
+      pooling: 'pooling', normalize: 'normalize', maxLength: 'max_length', prompt: 'prompt',
       promptName: 'prompt_name', truncate: 'truncate', truncationDirection: 'truncation_direction',
-      dimensions: 'dimensions', dtype: 'dtype', ranges: 'ranges' };
-    const { params = {}, ...rest } = options;
-    const p = { ...params };
-    for (const [opt, name] of Object.entries(names)) {
-      if (rest[opt] !== undefined) p[name] = rest[opt];
-      delete rest[opt];
-    }
-    const res = await this.run('embed', { text: texts }, { ...rest, model, params: p });
+      dimensions: 'dimensions', dtype: 'dtype', ranges: 'ranges' }));
     const y = res.outputs.y, rows = [];
     for (let r = 0; r < y.shape[0]; r++) rows.push(y.data.slice(r * y.shape[1], (r + 1) * y.shape[1]));
+    return typeof texts === 'string' ? rows[0] : rows;
+  }
+
+  // The documents scored against query by the cross-encoder `model`,
+  // highest first: [{ index, score }] (and text with returnText). options:
+  // topN, rawScores, returnText, maxLength, and run()'s.
+  async rerank(query, documents, model, options = {}) {
+    if (typeof query !== 'string' || !Array.isArray(documents)) {
+      throw new TypeError('rerank takes a query string and an array of document strings');
+    }
+    const res = await this.run('rerank', { query, documents }, opParams(options, model, {
+      topN: 'top_n', rawScores: 'raw_scores', returnText: 'return_text', maxLength: 'max_length' }));
+    const { scores, order, texts } = res.outputs;
+    return Array.from(order.data, (i, n) => ({ index: i, score: scores.data[i], ...(texts ? { text: texts[n] } : {}) }));
+  }
+
+  // Labels for each text from the sequence classifier `model`: per text,
+  // [{ label, score }] highest first (one array for a single string).
+  // options: topK, function (softmax, sigmoid, none), maxLength, and run()'s.
+  async classify(texts, model, options = {}) {
+    const res = await this.run('classify', { text: texts }, opParams(options, model, {
+      topK: 'top_k', function: 'function', maxLength: 'max_length' }));
+    const { scores, labels, top } = res.outputs, n = labels.length, rows = [];
+    for (let r = 0; r < scores.shape[0]; r++) {
+      const row = scores.data.slice(r * n, (r + 1) * n);
+      const idx = top ? Array.from(top.data.slice(r * top.shape[1], (r + 1) * top.shape[1]))
+        : [...row.keys()].sort((a, b) => row[b] - row[a] || a - b);
+      rows.push(idx.map((j) => ({ label: labels[j], score: row[j] })));
+    }
     return typeof texts === 'string' ? rows[0] : rows;
   }
 

@@ -23,7 +23,8 @@ export class Result {
   raw: Record<string, unknown>;
   id: string;
   status: 'ok' | 'error';
-  outputs: Record<string, Tensor>;
+  /** Tensors; a text output (classify's labels, rerank's texts) is an array of strings. */
+  outputs: Record<string, Tensor | string[]>;
   error?: ErrorInfo;
   meta?: unknown;
   timing: Timing;
@@ -76,6 +77,19 @@ export interface GpuqOptions {
 }
 /** Tensors, or text (a string or an array of strings) for embed. */
 export type Inputs = Record<string, Tensor | { dtype: DType; shape: number[]; data: TypedArray } | string | string[]>;
+export interface RerankOptions extends RunOptions {
+  topN?: number;
+  rawScores?: boolean;
+  returnText?: boolean;
+  maxLength?: number;
+}
+
+export interface ClassifyOptions extends RunOptions {
+  topK?: number;
+  function?: 'softmax' | 'sigmoid' | 'none';
+  maxLength?: number;
+}
+
 export interface EmbedOptions extends RunOptions {
   pooling?: 'mean' | 'cls';
   normalize?: boolean;
@@ -108,6 +122,11 @@ export class Gpuq {
   wait(replyTo: string, timeout?: number): Promise<Result>;
   /** Rejects with GpuqError on an error result, GpuqTimeoutError when none comes in time. */
   run(op: string, inputs: Inputs, options?: RunOptions): Promise<Result>;
+  /** The documents scored against query by a cross-encoder, highest first. */
+  rerank(query: string, documents: string[], model: string, options?: RerankOptions): Promise<Array<{ index: number; score: number; text?: string }>>;
+  /** Labels for each text from a sequence classifier, highest first; one array for a single string. */
+  classify(texts: string, model: string, options?: ClassifyOptions): Promise<Array<{ label: string; score: number }>>;
+  classify(texts: string[], model: string, options?: ClassifyOptions): Promise<Array<Array<{ label: string; score: number }>>>;
   /** Sentence embeddings: one typed array per text (Float32Array unless dtype says otherwise), or one for a single string. */
   embed(texts: string, model: string, options?: EmbedOptions): Promise<Float32Array | Int8Array | Uint8Array | Uint16Array>;
   embed(texts: string[], model: string, options?: EmbedOptions): Promise<Array<Float32Array | Int8Array | Uint8Array | Uint16Array>>;

@@ -30,6 +30,20 @@ test('run: an mlp result, not stored unless asked', () => withClient(async (gq) 
   assert.strictEqual((await gq.result('node-kept')).id, 'node-kept');
 }));
 
+test('rerank and classify: documents ranked, labels scored', () => withClient(async (gq) => {
+  const docs = JSON.parse(process.env.GPUQ_CE_DOCS), wantR = JSON.parse(process.env.GPUQ_RERANK_WANT);
+  const wantC = JSON.parse(process.env.GPUQ_CLASSIFY_WANT), query = JSON.parse(process.env.GPUQ_TEXTS)[1];
+  const order = [...wantR.keys()].sort((a, b) => wantR[b] - wantR[a] || a - b);
+  const ranked = await gq.rerank(query, docs, process.env.GPUQ_CE_MODEL, { returnText: true, topN: 3 });
+  assert.deepStrictEqual(ranked.map((r) => r.index), order.slice(0, 3));
+  assert.deepStrictEqual(ranked.map((r) => r.text), order.slice(0, 3).map((i) => docs[i]));
+  ranked.forEach((r) => assert.ok(close(r.score, wantR[r.index]), `score ${r.index}`));
+  const labelled = await gq.classify(docs, process.env.GPUQ_CE_MODEL);
+  labelled.forEach((row, i) => assert.ok(row[0].label === 'LABEL_0' && close(row[0].score, wantC[i][0])));
+  await assert.rejects(gq.rerank(query, docs, process.env.GPUQ_CE_MODEL, { topN: 0 }),
+    (e) => e instanceof GpuqError && e.code === 'bad_request');
+}));
+
 test('embed: strings in, Float32Arrays out', () => withClient(async (gq) => {
   const texts = JSON.parse(process.env.GPUQ_TEXTS), wantY = JSON.parse(process.env.GPUQ_TEXT_WANT);
   const rows = await gq.embed(texts, process.env.GPUQ_TEXT_MODEL);

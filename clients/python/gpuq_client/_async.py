@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import redis
@@ -14,7 +14,8 @@ from ._client import DEFAULT_URL, Base, is_cluster, reader_pool, tls_options
 # redis.asyncio's cluster client speaks TLS from redis-py 4.4 on; before, it
 # drops the TLS settings and speaks plain TCP to a TLS port
 ASYNC_CLUSTER_TLS = tuple(int(p) for p in redis.__version__.split(".")[:2] if p.isdigit()) >= (4, 4)
-from ._protocol import GpuqTimeoutError, Result, decode_result, embed_params
+from ._protocol import (GpuqTimeoutError, Result, decode_result, embed_params, labelled, op_params, ranking,
+                        rerank_inputs)
 from ._waiters import Waiters
 
 
@@ -77,6 +78,21 @@ class AsyncClient(Base):
         res = await self.run("embed", {"text": texts if isinstance(texts, str) else list(texts)}, timeout=timeout,
                              model=model, **options)
         return res.outputs["y"][0] if isinstance(texts, str) else res.outputs["y"]
+
+    async def rerank(self, query: str, documents: Sequence[str], model: str, *, timeout: float = 30,
+                     **options: Any) -> List[Dict[str, Any]]:
+        """The documents ranked against query (as Client.rerank)."""
+        op_params(options, ("top_n", "raw_scores", "return_text", "max_length"))
+        return ranking(await self.run("rerank", rerank_inputs(query, documents), timeout=timeout, model=model,
+                                      **options))
+
+    async def classify(self, texts: Union[str, Sequence[str]], model: str, *, timeout: float = 30,
+                       **options: Any) -> Any:
+        """Labels for each text (as Client.classify)."""
+        op_params(options, ("top_k", "function", "max_length"))
+        one = isinstance(texts, str)
+        return labelled(await self.run("classify", {"text": texts if one else list(texts)}, timeout=timeout,
+                                       model=model, **options), one)
 
     async def result(self, job_id: str, queue: Optional[str] = None) -> Optional[Result]:
         """The stored result of job_id (error or not), or None."""

@@ -4,14 +4,15 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import uuid
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import redis
 from redis.cluster import RedisCluster
 
 import numpy as np
 
-from ._protocol import GpuqTimeoutError, Result, decode_result, embed_params, encode_job
+from ._protocol import (GpuqTimeoutError, Result, decode_result, embed_params, encode_job, labelled, op_params,
+                        ranking, rerank_inputs)
 from ._waiters import Waiters
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
@@ -135,6 +136,25 @@ class Client(Base):
         res = self.run("embed", {"text": texts if isinstance(texts, str) else list(texts)}, timeout=timeout,
                        model=model, **options)
         return res.outputs["y"][0] if isinstance(texts, str) else res.outputs["y"]
+
+    def rerank(self, query: str, documents: Sequence[str], model: str, *, timeout: float = 30,
+               **options: Any) -> List[Dict[str, Any]]:
+        """The documents scored against query by the cross-encoder `model`, highest first:
+        [{"index", "score"}] (and "text" with return_text=True). Keyword params: top_n,
+        raw_scores, return_text, max_length; other keywords go to run()."""
+        op_params(options, ("top_n", "raw_scores", "return_text", "max_length"))
+        return ranking(self.run("rerank", rerank_inputs(query, documents), timeout=timeout, model=model,
+                                **options))
+
+    def classify(self, texts: Union[str, Sequence[str]], model: str, *, timeout: float = 30,
+                 **options: Any) -> Any:
+        """Labels for each text from the sequence classifier `model`: per text, [{"label",
+        "score"}] highest first (one list for a single str). Keyword params: top_k, function
+        (softmax, sigmoid, none), max_length; other keywords go to run()."""
+        op_params(options, ("top_k", "function", "max_length"))
+        one = isinstance(texts, str)
+        return labelled(self.run("classify", {"text": texts if one else list(texts)}, timeout=timeout, model=model,
+                                 **options), one)
 
     def result(self, job_id: str, queue: Optional[str] = None) -> Optional[Result]:
         """The stored result of job_id (error or not), or None."""

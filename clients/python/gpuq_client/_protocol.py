@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import msgpack
 import numpy as np
@@ -51,7 +51,9 @@ class Result:
         self.raw = raw
         self.id: Optional[str] = raw.get("id")
         self.status: Optional[str] = raw.get("status")
-        self.outputs: Dict[str, np.ndarray] = {k: from_tensor(v) for k, v in (raw.get("outputs") or {}).items()}
+        # tensors as numpy arrays; a text output (classify's labels, rerank's texts) as a list of str
+        self.outputs: Dict[str, Any] = {k: from_tensor(v) if isinstance(v, Mapping) else v
+                                        for k, v in (raw.get("outputs") or {}).items()}
         self.error: Optional[Dict[str, str]] = raw.get("error")
         self.meta: Any = raw.get("meta")
         self.timing: Dict[str, int] = raw.get("timing") or {}
@@ -72,6 +74,39 @@ class Result:
 # embed's params, taken by Client.embed as keyword arguments
 EMBED_PARAMS = ("pooling", "normalize", "max_length", "prompt", "prompt_name", "truncate",
                 "truncation_direction", "dimensions", "dtype", "ranges")
+
+
+def op_params(options: Dict[str, Any], names: Sequence[str]) -> None:
+    """The op's params among options' keyword arguments, into options["params"] (None: left out)."""
+    params = dict(options.get("params") or {})
+    for k in names:
+        v = options.pop(k, None)
+        if v is not None:
+            params[k] = v
+    if params:
+        options["params"] = params
+
+
+def rerank_inputs(query: str, documents: Sequence[str]) -> Dict[str, Any]:
+    if not isinstance(query, str) or isinstance(documents, str):
+        raise TypeError("rerank takes a query str and a list of document strs")
+    return {"query": query, "documents": list(documents)}
+
+
+def ranking(res: Result) -> List[Dict[str, Any]]:
+    """rerank's result: [{"index", "score"[, "text"]}], highest score first."""
+    scores, order, texts = res.outputs["scores"], res.outputs["order"], res.outputs.get("texts")
+    return [dict({"index": int(i), "score": float(scores[i])}, **({"text": texts[n]} if texts else {}))
+            for n, i in enumerate(order)]
+
+
+def labelled(res: Result, one: bool) -> Any:
+    """classify's result: per row, [{"label", "score"}] highest first (all labels, or the top_k)."""
+    scores, labels, top = res.outputs["scores"], res.outputs["labels"], res.outputs.get("top")
+    rows = [[{"label": labels[j], "score": float(row[j])}
+             for j in (top[r] if top is not None else np.argsort(-row, kind="stable"))]
+            for r, row in enumerate(scores)]
+    return rows[0] if one else rows
 
 
 def embed_params(options: Dict[str, Any]) -> None:

@@ -21,6 +21,9 @@ WANT = np.array(json.loads(os.environ["GPUQ_WANT"]), np.float32)
 X = np.array([[1, 2, 3, 4]], np.float32)
 TEXT_MODEL, TEXTS = os.environ["GPUQ_TEXT_MODEL"], json.loads(os.environ["GPUQ_TEXTS"])
 TEXT_WANT = np.array(json.loads(os.environ["GPUQ_TEXT_WANT"]), np.float32)
+CE_MODEL, CE_DOCS = os.environ["GPUQ_CE_MODEL"], json.loads(os.environ["GPUQ_CE_DOCS"])
+RERANK_WANT = np.array(json.loads(os.environ["GPUQ_RERANK_WANT"]), np.float32)
+CLASSIFY_WANT = np.array(json.loads(os.environ["GPUQ_CLASSIFY_WANT"]), np.float32)
 
 
 class SyncClient(unittest.TestCase):
@@ -60,6 +63,30 @@ class SyncClient(unittest.TestCase):
         self.assertEqual(e.exception.code, "bad_request")
         y = asyncio.run(self.async_embed())
         np.testing.assert_allclose(y, TEXT_WANT, atol=1e-6)
+
+    def test_rerank_and_classify(self):
+        ranked = self.gq.rerank(TEXTS[1], CE_DOCS, CE_MODEL, return_text=True, top_n=3)
+        order = np.argsort(-RERANK_WANT, kind="stable")[:3]
+        self.assertEqual([r["index"] for r in ranked], list(order))
+        self.assertEqual([r["text"] for r in ranked], [CE_DOCS[i] for i in order])
+        np.testing.assert_allclose([r["score"] for r in ranked], RERANK_WANT[order], rtol=1e-5)
+        labelled = self.gq.classify(CE_DOCS, CE_MODEL)
+        self.assertEqual([row[0]["label"] for row in labelled], ["LABEL_0"] * len(CE_DOCS))
+        np.testing.assert_allclose([row[0]["score"] for row in labelled], CLASSIFY_WANT[:, 0], rtol=1e-5)
+        self.assertEqual(len(self.gq.classify(CE_DOCS[0], CE_MODEL)), 1)     # one str: one list of labels
+        with self.assertRaises(GpuqError) as e:
+            self.gq.rerank(TEXTS[1], CE_DOCS, CE_MODEL, top_n=0)
+        self.assertEqual(e.exception.code, "bad_request")
+        ranked = asyncio.run(self.async_rerank())
+        self.assertEqual([r["index"] for r in ranked], list(np.argsort(-RERANK_WANT, kind="stable")))
+
+    @staticmethod
+    async def async_rerank():
+        gq = AsyncClient(URL)
+        try:
+            return await gq.rerank(TEXTS[1], CE_DOCS, CE_MODEL)
+        finally:
+            await gq.close()
 
     @staticmethod
     async def async_embed():
