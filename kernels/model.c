@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "kernels/bert.h"
+#include "kernels/index_bits.h"
 #include "kernels/safetensors.h"
 #include "text/tokenizer.h"
 
@@ -93,8 +94,8 @@ int gpuq_model_load(struct gpuq_model *m, const char *name, const char *path, ch
     if (gpuq_safetensors_get(&st, "embeddings")) {
         int64_t shape[2] = {-1, -1};
         m->kind = GPUQ_MODEL_INDEX;
-        if (st.n_entries != 1) {
-            snprintf(why, sizeof(why), "an index holds only the tensor embeddings");
+        if (st.n_entries != 1 + (gpuq_safetensors_get(&st, "binary") != NULL)) {
+            snprintf(why, sizeof(why), "an index holds only the tensors embeddings and binary");
             goto fail;
         }
         if (!(m->embeddings = gpuq_safetensors_f32(&st, "embeddings", 2, shape, why, sizeof(why)))) goto fail;
@@ -106,6 +107,7 @@ int gpuq_model_load(struct gpuq_model *m, const char *name, const char *path, ch
             for (int j = 0; j < m->dim; j++) s += (double)m->embeddings[r * m->dim + j] * m->embeddings[r * m->dim + j];
             m->norms[r] = (float)sqrt(s);
         }
+        if (gpuq_index_bits_load(m, &st, why, sizeof(why)) != 0) goto fail;
     } else if (gpuq_safetensors_get(&st, "layers.0.weight")) {
         if (load_mlp(m, &st, why, sizeof(why)) != 0) goto fail;
     } else {
@@ -132,6 +134,7 @@ void gpuq_model_free(struct gpuq_model *m) {
     free(m->layers);
     free(m->embeddings);
     free(m->norms);
+    free(m->bits);
     if (m->bert) gpuq_bert_free(m->bert);
     free(m->bert);
     gpuq_tok_destroy(m->tok);

@@ -2,7 +2,8 @@
  * and text encoders from a model folder (kernels/bert.h).
  *
  * An mlp file holds layers.<i>.weight [d_out, d_in] and layers.<i>.bias
- * [d_out]; an index file holds embeddings [N, d]. Weights are converted to
+ * [d_out]; an index file holds embeddings [N, d], and may hold binary [N, d/8]
+ * (kernels/index_bits.h). Weights are converted to
  * f32 and owned by the model; a backend may attach its own copy (device
  * memory) through backend_data. */
 #ifndef GPUQ_MODEL_H
@@ -38,6 +39,8 @@ struct gpuq_model {
     int dim;
     float *embeddings;          /* [n_rows, dim] */
     float *norms;               /* [n_rows]: L2 norm of each embedding */
+    uint8_t *bits;              /* [n_rows, bits_stride]: packed bits (kernels/index_bits.h) */
+    int bits_stride;            /* bytes, a multiple of 8 */
     /* encoder */
     struct gpuq_bert *bert;
     struct gpuq_tok *tok;

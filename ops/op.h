@@ -98,6 +98,7 @@ struct gpuq_op_desc {
     const char *const *params;  /* its param names, NULL-terminated (NULL: none) */
     int required;               /* the first `required` of them must be there */
     int u8;                     /* inputs are u8 (images), else f32, f16, bf16 or f64 */
+    int bits;                   /* ... or u8 or i8 as well (packed bits: knn) */
     int text;                   /* inputs are text or integer tensors (embed) */
     int model;                  /* 1 + the enum gpuq_model_kind it needs; 0: none */
     /* Checks the job (its inputs are checked by then) and parses its
@@ -109,6 +110,10 @@ struct gpuq_op_desc {
     /* Orders tasks by what must match to share a batch, beyond op, input
      * dtype and model; NULL: nothing more. */
     int (*compare)(const struct gpuq_task *a, const struct gpuq_task *b);
+    /* Optional: whether t runs on the CPU backend where the op has a device
+     * kernel (a path that kernel lacks); tasks that differ in it never
+     * compare equal. */
+    int (*cpu_only)(const struct gpuq_task *t);
     /* Packs pieces (rows is their sum) and starts them on s->be, leaving
      * s->out saying where the outputs will be; may reorder p. 0 or an enum
      * gpuq_status. */
