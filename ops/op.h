@@ -24,6 +24,7 @@
 #define GPUQ_MAX_ELEMS ((int64_t)INT32_MAX)
 #define GPUQ_OPS_BUFS 6
 #define GPUQ_OP_PARAMS 192      /* bytes of an op's params struct, at most */
+#define GPUQ_OP_OUTPUTS 5       /* outputs of a job, at most */
 
 struct gpuq_task {
     struct gpuq_entry entry;
@@ -53,6 +54,7 @@ struct gpuq_task {
     uint64_t seq;
     int64_t rows_queued;        /* rows handed out as pieces */
     int64_t rows_done;
+    int64_t rows_freed;         /* rows done before the task was, no longer counted as held */
     void *out;                  /* out_bytes from the worker's output pool */
     /* results kept by content (the worker's --embed-cache-ttl) */
     char (*cache_names)[65];    /* per row: the hex digest naming its cached value, or NULL */
@@ -62,7 +64,7 @@ struct gpuq_task {
     /* results */
     int64_t queue_us, compute_us, batch_rows;
     int64_t total_us;           /* enqueue to publishing, set when first published */
-    struct gpuq_output outputs[2];
+    struct gpuq_output outputs[GPUQ_OP_OUTPUTS];
     int n_outputs;
 };
 
@@ -154,7 +156,7 @@ extern const struct gpuq_op_desc *const gpuq_op_table[GPUQ_OP_COUNT];
  * staging when it has some. NULL with s->be->errstr set. */
 void *gpuq_ops_buf(struct gpuq_ops_slot *s, int i, size_t bytes);
 
-/* Sets output i (0 or 1) of t as a tensor of the given shape at data. */
+/* Sets output i (< GPUQ_OP_OUTPUTS) of t as a tensor of the given shape at data. */
 void gpuq_ops_set_output(struct gpuq_task *t, int i, const char *name, enum gpuq_dtype dt,
                          void *data, int ndim, const int64_t *shape);
 
