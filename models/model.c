@@ -155,6 +155,7 @@ void gpuq_model_free(struct gpuq_model *m) {
     } else if (m->impl) {
         gpuq_model_weights(m, free_weight, NULL);
         if (m->family->arch == GPUQ_ARCH_MLP) free(((struct gpuq_mlp *)m->impl)->layers);
+        if (m->family->arch == GPUQ_ARCH_INDEX) free(((struct gpuq_index *)m->impl)->bits);
     }
     free(m->impl);
     gpuq_tok_destroy(m->tok);

@@ -10,6 +10,7 @@
 
 #include "kernels/cpu.h"
 #include "ops/embed.h"
+#include "ops/embed_chunk.h"
 #include "ops/embed_out.h"
 #include "ops/op.h"
 #include "ops/twin.h"
@@ -23,6 +24,7 @@ struct params {
     size_t prompt_len;
     int truncate;               /* truncate (else too long is an error) */
     int side;                   /* 0: as the folder truncates; 1: from the right; 2: the left */
+    struct gpuq_embed_chunk chunk;      /* long texts in windows (ops/embed_chunk.h) */
 };
 _Static_assert(sizeof(struct params) <= GPUQ_OP_PARAMS, "embed params fit a task");
 
@@ -75,7 +77,7 @@ static int read_params(struct gpuq_task *t, int *max_length) {
         return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "embed: max_length must be 2 to %d",
                              gpuq_encoder_max_tokens(m));
     *max_length = (int)len;
-    return 0;
+    return gpuq_embed_chunk_read(t, (int)len, gpuq_tok_special_count(t->model->tok, 0), &p->chunk);
 }
 
 /* t->own: token_off [rows + 1] (int64), then the ids; grown to hold ids
@@ -145,6 +147,12 @@ static int tokenize(struct gpuq_task *t, const struct gpuq_input *text, int max_
     t->rows = text->n_texts;
     for (int64_t r = 0; r < t->rows; r++) {
         struct gpuq_str s;
+        if (gpuq_input_text(text, r).len > GPUQ_MAX_TEXT_BYTES) {
+            gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "embed: text %lld has %zu bytes, more than %d "
+                          "(a longer one needs chunk)", (long long)r, gpuq_input_text(text, r).len,
+                          GPUQ_MAX_TEXT_BYTES);
+            goto out;
+        }
         if (prompted(p, gpuq_input_text(text, r), &joined, &tcap, &s) != 0) {
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed: out of memory tokenizing");
             goto out;
@@ -249,12 +257,21 @@ static int prepare(struct gpuq_task *t) {
     if ((ids && (ids->text || gpuq_dtype_is_float(ids->t.dtype))) ||
         (mask && (mask->text || gpuq_dtype_is_float(mask->t.dtype))))
         return bad(t, "inputs 'input_ids' and 'attention_mask' must be integer tensors");
-    if ((text ? tokenize(t, text, max_length) : take_ids(t, &ids->t, mask ? &mask->t : NULL)) != 0) return -1;
-    return gpuq_embed_out_check_rows(t, &params_of(t)->out);
+    struct params *p = gpuq_task_params(t);
+    if (p->chunk.tokens && !text) return bad(t, "chunk goes with input 'text'");
+    if (p->chunk.tokens) {
+        if (gpuq_embed_chunk_tokenize(t, text, p->prompt, p->prompt_len, &p->chunk,
+                                      &p->ids) != 0)
+            return -1;
+    } else if ((text ? tokenize(t, text, max_length) : take_ids(t, &ids->t, mask ? &mask->t : NULL)) != 0) {
+        return -1;
+    }
+    return gpuq_embed_out_check_rows(t, &p->out);
 }
 
 static size_t out_bytes(const struct gpuq_task *t) {
-    return (size_t)t->rows * ((size_t)gpuq_model_out_dim(t->model) * sizeof(float) + sizeof(int32_t));
+    return (size_t)t->rows * ((size_t)gpuq_model_out_dim(t->model) * sizeof(float) + sizeof(int32_t)) +
+           gpuq_embed_chunk_out_bytes(&params_of(t)->chunk, t->rows);
 }
 
 static int compare(const struct gpuq_task *a, const struct gpuq_task *b) {
@@ -360,14 +377,19 @@ static void finish(struct gpuq_task *t) {
     const struct params *p = params_of(t);
     int hidden = gpuq_model_out_dim(t->model);
     enum gpuq_dtype dt;
-    int64_t shape[2] = {t->rows, 0};
-    shape[1] = gpuq_embed_out_finish(t, &p->out, p->normalize, t->out, t->rows, hidden, &dt);
+    int64_t shape[2] = {gpuq_embed_chunk_pool(t, &p->chunk, t->out, hidden, p->normalize), 0};
+    if (shape[0] < 0) {
+        gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed: out of memory pooling chunks");
+        return;
+    }
+    shape[1] = gpuq_embed_out_finish(t, &p->out, p->normalize, t->out, shape[0], hidden, &dt);
     if (t->job.err) return;
-    size_t y_bytes = (size_t)t->rows * gpuq_embed_out_row_bytes(&p->out);
+    size_t y_bytes = (size_t)shape[0] * gpuq_embed_out_row_bytes(&p->out);
     int32_t *tokens = (int32_t *)((char *)t->out + ((y_bytes + 3) & ~(size_t)3));
-    for (int64_t r = 0; r < t->rows; r++) tokens[r] = (int32_t)(t->token_off[r + 1] - t->token_off[r]);
+    for (int64_t r = 0; r < shape[0]; r++) tokens[r] = gpuq_embed_chunk_tokens(t, &p->chunk, r);
     gpuq_ops_set_output(t, 0, "y", dt, t->out, 2, shape);
     gpuq_ops_set_output(t, 1, "tokens", GPUQ_DTYPE_I32, tokens, 1, shape);
+    gpuq_embed_chunk_outputs(t, &p->chunk, 2);
 }
 
 /* ---- the CPU kernel: kernels/encoder_cpu.c ---- */
@@ -412,7 +434,8 @@ static void twin(struct gpuq_twin_run *r) {
 
 static const char *const inputs[] = {"text", "input_ids", "attention_mask", NULL};
 static const char *const params[] = {"pooling", "normalize", "max_length", "prompt", "prompt_name",
-                                     "truncate", "truncation_direction", "dimensions", "dtype", "ranges", NULL};
+                                     "truncate", "truncation_direction", "dimensions", "dtype", "ranges",
+                                     "chunk", NULL};
 
 const struct gpuq_op_desc gpuq_op_embed = {
     .inputs = inputs, .params = params, .text = 1, .needs = 1 + GPUQ_CAP_EMBED,

@@ -24,7 +24,7 @@
 #define GPUQ_MAX_ELEMS ((int64_t)INT32_MAX)
 #define GPUQ_OPS_BUFS 6
 #define GPUQ_OP_PARAMS 192      /* bytes of an op's params struct, at most */
-#define GPUQ_OP_OUTPUTS 4       /* outputs of a job, at most */
+#define GPUQ_OP_OUTPUTS 5       /* outputs of a job, at most */
 
 struct gpuq_task {
     struct gpuq_entry entry;
@@ -54,6 +54,7 @@ struct gpuq_task {
     uint64_t seq;
     int64_t rows_queued;        /* rows handed out as pieces */
     int64_t rows_done;
+    int64_t rows_freed;         /* rows done before the task was, no longer counted as held */
     void *out;                  /* out_bytes from the worker's output pool */
     /* results kept by content (the worker's --embed-cache-ttl) */
     char (*cache_names)[65];    /* per row: the hex digest naming its cached value, or NULL */
@@ -99,6 +100,7 @@ struct gpuq_op_desc {
     const char *const *params;  /* its param names, NULL-terminated (NULL: none) */
     int required;               /* the first `required` of them must be there */
     int u8;                     /* inputs are u8 (images), else f32, f16, bf16 or f64 */
+    int bits;                   /* ... or u8 or i8 as well (packed bits: knn) */
     int text;                   /* inputs are text or integer tensors (embed) */
     int needs;                  /* 1 + the enum gpuq_cap its model must have; 0: it takes none */
     /* Checks the job (its inputs are checked by then) and parses its
@@ -110,6 +112,10 @@ struct gpuq_op_desc {
     /* Orders tasks by what must match to share a batch, beyond op, input
      * dtype and model; NULL: nothing more. */
     int (*compare)(const struct gpuq_task *a, const struct gpuq_task *b);
+    /* Optional: whether t runs on the CPU backend where the op has a device
+     * kernel (a path that kernel lacks); tasks that differ in it never
+     * compare equal. */
+    int (*cpu_only)(const struct gpuq_task *t);
     /* Packs pieces (rows is their sum) and starts them on s->be, leaving
      * s->out saying where the outputs will be; may reorder p. 0 or an enum
      * gpuq_status. */
@@ -150,7 +156,7 @@ extern const struct gpuq_op_desc *const gpuq_op_table[GPUQ_OP_COUNT];
  * staging when it has some. NULL with s->be->errstr set. */
 void *gpuq_ops_buf(struct gpuq_ops_slot *s, int i, size_t bytes);
 
-/* Sets output i (0 or 1) of t as a tensor of the given shape at data. */
+/* Sets output i (< GPUQ_OP_OUTPUTS) of t as a tensor of the given shape at data. */
 void gpuq_ops_set_output(struct gpuq_task *t, int i, const char *name, enum gpuq_dtype dt,
                          void *data, int ndim, const int64_t *shape);
 

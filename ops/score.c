@@ -47,6 +47,9 @@ int gpuq_score_tokenize(struct gpuq_task *t, int64_t rows, gpuq_score_row_fn *ro
     for (int64_t r = 0; r < rows; r++) {
         struct gpuq_str a, b = {NULL, 0};
         row(t, r, &a, &b);
+        if (a.len > GPUQ_MAX_TEXT_BYTES || b.len > GPUQ_MAX_TEXT_BYTES)
+            return gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "%s: row %lld has a text of more than %d bytes",
+                                 gpuq_op_name(t->job.op), (long long)r, GPUQ_MAX_TEXT_BYTES);
         if (!(ids = grow(t, rows, n + (size_t)max_length, &cap))) return -1;
         int got = gpuq_tok_encode_pair(t->model->tok, a.ptr, a.len, b.ptr, b.len, (int)max_length, ids + n,
                                        ids + cap + n);

@@ -205,7 +205,7 @@ static void take_name(struct gpuq_job *job, const msgpack_object *o, const char 
 }
 
 /* A str, a non-empty array of str, or a non-empty array of pairs (arrays
- * of two str); each text at most GPUQ_MAX_TEXT_BYTES. */
+ * of two str); each text at most GPUQ_MAX_DOC_BYTES. */
 static int decode_text(struct gpuq_job *job, struct gpuq_input *in, const msgpack_object *o) {
     int name_len = (int)(in->name.len > 40 ? 40 : in->name.len);
     int one = o->type == MSGPACK_OBJECT_STR;
@@ -225,10 +225,10 @@ static int decode_text(struct gpuq_job *job, struct gpuq_input *in, const msgpac
                 return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, pairs ? "input '%.*s': pair %u is not an array "
                                      "of two strings" : "input '%.*s': text %u is not a string", name_len,
                                      in->name.ptr, i);
-            if (s->via.str.size > GPUQ_MAX_TEXT_BYTES)
+            if (s->via.str.size > GPUQ_MAX_DOC_BYTES)
                 return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "input '%.*s': text %u has %u bytes, "
                                      "more than %d", name_len, in->name.ptr, i, s->via.str.size,
-                                     GPUQ_MAX_TEXT_BYTES);
+                                     GPUQ_MAX_DOC_BYTES);
         }
     }
     in->text = o;
@@ -492,6 +492,16 @@ int gpuq_job_param_str(struct gpuq_job *job, const char *key, struct gpuq_str *o
         return 1;
     }
     return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "param %s must be a string", key);
+}
+
+int gpuq_job_param_map(struct gpuq_job *job, const char *key, const msgpack_object **out) {
+    const msgpack_object *v = param(job, key);
+    if (!v) return 0;
+    if (v->type == MSGPACK_OBJECT_MAP) {
+        *out = v;
+        return 1;
+    }
+    return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "param %s must be a map", key);
 }
 
 int gpuq_job_param_f64s(struct gpuq_job *job, const char *key, double *out, int max, int *n) {

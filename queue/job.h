@@ -31,11 +31,14 @@ struct gpuq_str {
 
 #define GPUQ_MAX_INPUTS 8
 #define GPUQ_MAX_ID_LEN 512
-/* A text input's strings are at most this many bytes each. */
+/* A text input's strings are at most GPUQ_MAX_DOC_BYTES each (a document
+ * the embed op cuts into chunks); an op that takes a text whole takes at
+ * most GPUQ_MAX_TEXT_BYTES. */
 #define GPUQ_MAX_TEXT_BYTES 65536
+#define GPUQ_MAX_DOC_BYTES (8 << 20)
 
 /* An input is a tensor, or text: a msgpack str (one row) or a non-empty
- * array of str (one row each), every str at most GPUQ_MAX_TEXT_BYTES.
+ * array of str (one row each), every str at most GPUQ_MAX_DOC_BYTES.
  * Text bytes are taken as they are; invalid UTF-8 is the op's to read. */
 struct gpuq_input {
     struct gpuq_str name;
@@ -91,6 +94,7 @@ int gpuq_job_param_f64(struct gpuq_job *job, const char *key, double *out);
 int gpuq_job_param_i64(struct gpuq_job *job, const char *key, int64_t *out);
 int gpuq_job_param_bool(struct gpuq_job *job, const char *key, int *out);
 int gpuq_job_param_str(struct gpuq_job *job, const char *key, struct gpuq_str *out);
+int gpuq_job_param_map(struct gpuq_job *job, const char *key, const msgpack_object **out);
 /* A number or an array of at most max numbers; *n says how many were read. */
 int gpuq_job_param_f64s(struct gpuq_job *job, const char *key, double *out, int max, int *n);
 

@@ -177,7 +177,7 @@ static inline void check_knn(struct gpuq_backend *be, double tol, unsigned *seed
     int64_t *idx = malloc((size_t)rows * k * sizeof(int64_t));
     struct ref_hit hits[300];
     for (int metric = GPUQ_METRIC_COSINE; metric <= GPUQ_METRIC_L2; metric++) {
-        struct gpuq_knn args = {&model, (enum gpuq_metric)metric, k, q, rows, idx, scores};
+        struct gpuq_knn args = {&model, (enum gpuq_metric)metric, k, q, rows, idx, scores, NULL, NULL};
         CHECK(gpuq_backend_run(be, GPUQ_OP_KNN, rows, &args) == 0 && be_sync(be) == 0);
         ref_lowest = metric == GPUQ_METRIC_L2;
         int bad = 0;

@@ -148,7 +148,7 @@ static void test_invalid_tensors(void) {
 }
 
 /* Text inputs: a str or a non-empty array of str, each at most
- * GPUQ_MAX_TEXT_BYTES; anything else is bad_request. */
+ * GPUQ_MAX_DOC_BYTES; anything else is bad_request. */
 static void text_job(int n, const char *const *texts, size_t long_len) {
     reset();
     msgpack_pack_map(&pk, 2);
@@ -174,11 +174,11 @@ static void text_job(int n, const char *const *texts, size_t long_len) {
 static void test_text_inputs(void) {
     struct gpuq_job job;
     const char *texts[] = {"one", "", "caf\xc3\xa9 \xff"}, *with_int[] = {"a", NULL};
-    text_job(3, texts, GPUQ_MAX_TEXT_BYTES);
+    text_job(3, texts, GPUQ_MAX_DOC_BYTES);
     CHECK(decode(&job) == GPUQ_DECODE_OK);
     const struct gpuq_input *in = gpuq_job_find(&job, "text");
     CHECK(in && in->text && in->n_texts == 4 && !gpuq_job_input(&job, "text"));
-    CHECK(gpuq_input_text(in, 1).len == 0 && gpuq_input_text(in, 3).len == GPUQ_MAX_TEXT_BYTES);
+    CHECK(gpuq_input_text(in, 1).len == 0 && gpuq_input_text(in, 3).len == GPUQ_MAX_DOC_BYTES);
     CHECK(gpuq_input_text(in, 2).len == 7 && !memcmp(gpuq_input_text(in, 2).ptr, texts[2], 7));
     gpuq_job_free(&job);
     text_job(-1, texts, 0);
@@ -190,8 +190,8 @@ static void test_text_inputs(void) {
     expect_invalid(GPUQ_ERR_BAD_REQUEST, "an empty list of texts");
     text_job(2, with_int, 0);
     expect_invalid(GPUQ_ERR_BAD_REQUEST, "text 1 is not a string");
-    text_job(1, texts, GPUQ_MAX_TEXT_BYTES + 1);
-    expect_invalid(GPUQ_ERR_BAD_REQUEST, "text 1 has 65537 bytes, more than 65536");
+    text_job(1, texts, GPUQ_MAX_DOC_BYTES + 1);
+    expect_invalid(GPUQ_ERR_BAD_REQUEST, "text 1 has 8388609 bytes, more than 8388608");
 }
 
 static void test_invalid_fields(void) {

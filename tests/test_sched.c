@@ -151,8 +151,9 @@ static void test_tokens(void) {
     gpuq_sched_add(&s, &tasks[2], 0);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);     /* 4 + 3; 5 more would not fit */
     CHECK(p[0].t == &tasks[1] && p[1].t == &tasks[0] && p[1].row0 == 0 && p[1].rows == 1);
-    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);     /* 5, then the short task's 4 */
-    CHECK(p[0].t == &tasks[0] && p[0].row0 == 1 && p[0].rows == 1 && p[1].t == &tasks[2]);
+    /* the short task's 4, then 5: a task under way yields to one not started */
+    CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);
+    CHECK(p[0].t == &tasks[2] && p[1].t == &tasks[0] && p[1].row0 == 1 && p[1].rows == 1);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 1);     /* 40 tokens, alone */
     CHECK(p[0].t == &tasks[0] && p[0].row0 == 2 && p[0].rows == 1);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 0 && wait == 1000);  /* 2 tokens wait */

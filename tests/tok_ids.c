@@ -3,7 +3,10 @@
  * Each input line is one text as hex (any bytes, invalid UTF-8 included),
  * or a pair as two hex texts joined by ','; each output line is the ids,
  * space-separated, and for a pair '|' and the type ids. "error" when the
- * encoder fails. Exit 2 on a load error. */
+ * encoder fails. Exit 2 on a load error.
+ *   tok_ids DIR spans < texts
+ * prints each text's tokens before truncation and special tokens as
+ * id:start:end:word (gpuq_tok_spans). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,25 @@ static int unhex(const char *s, size_t n, char *out) {
         if (hi < 0 || lo < 0) return -1;
         out[i / 2] = (char)(hi << 4 | lo);
     }
+    return 0;
+}
+
+/* One text's tokens with their spans. */
+static int spans_line(const struct gpuq_tok *t, const char *line, size_t n) {
+    char *a = malloc(n / 2 + 1);
+    struct gpuq_tok_spans s = {0};
+    if (!a || unhex(line, n, a) != 0) {
+        free(a);
+        return -1;
+    }
+    if (gpuq_tok_spans(t, a, n / 2, &s) != 0) printf("error");
+    else
+        for (size_t i = 0; i < s.n; i++)
+            printf(i ? " %d:%lld:%lld:%d" : "%d:%lld:%lld:%d", s.ids[i], (long long)s.start[i],
+                   (long long)s.end[i], s.word[i]);
+    printf("\n");
+    gpuq_tok_spans_free(&s);
+    free(a);
     return 0;
 }
 
@@ -67,7 +89,8 @@ int main(int argc, char **argv) {
     int rc = 0;
     while ((n = getline(&line, &cap, stdin)) > 0) {
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
-        if (run_line(t, line, (size_t)n, max_length, ids, types) != 0) { rc = 1; break; }
+        if ((strcmp(argv[2], "spans") == 0 ? spans_line(t, line, (size_t)n)
+                                           : run_line(t, line, (size_t)n, max_length, ids, types)) != 0) { rc = 1; break; }
     }
     free(line);
     free(ids);

@@ -164,7 +164,7 @@ static int replace(const struct tok_norm *n, const struct tok_buf *s, struct tok
     return result;
 }
 
-static int apply_one(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
+int tok_norm_apply_one(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o) {
     switch (n->kind) {
     case TOK_NORM_BERT: return bert(n, s, o);
     case TOK_NORM_NFC: return unicode_map(s, UTF8PROC_COMPOSE, o);
@@ -198,7 +198,7 @@ static int head_after(const struct tok_norm *n, const struct tok_buf *s, const s
     if (!*head) return 0;
     struct tok_buf h = {0}, ho = {0};
     int result = tok_buf_put(&h, s->s, *head < s->n ? *head : s->n) || tok_buf_put(&ho, "", 0) ||
-                 apply_one(n, &h, &ho);
+                 tok_norm_apply_one(n, &h, &ho);
     if (result == 0) {
         size_t k = 0;
         while (k < ho.n && k < o->n && ho.s[k] == o->s[k]) k++;
@@ -222,7 +222,7 @@ int tok_norm_apply(const struct tok_norm *n, struct tok_buf *s, size_t *head) {
         return 0;
     }
     struct tok_buf o = {0};
-    if (tok_buf_put(&o, "", 0) != 0 || apply_one(n, s, &o) != 0 || (head && head_after(n, s, &o, head) != 0)) {
+    if (tok_buf_put(&o, "", 0) != 0 || tok_norm_apply_one(n, s, &o) != 0 || (head && head_after(n, s, &o, head) != 0)) {
         tok_buf_free(&o);
         return -1;
     }

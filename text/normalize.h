@@ -38,4 +38,14 @@ int tok_norm_parse(struct tok_norm *n, json_t *j, char *err, size_t errlen);
 int tok_norm_apply(const struct tok_norm *n, struct tok_buf *s, size_t *head);
 void tok_norm_free(struct tok_norm *n);
 
+/* One normalizer that is not a Sequence: o (empty) becomes n(s). 0 or -1. */
+int tok_norm_apply_one(const struct tok_norm *n, const struct tok_buf *s, struct tok_buf *o);
+
+/* Normalizes s in place as tok_norm_apply does, and sets *align (malloc'd,
+ * the caller frees; NULL for an empty result) to where each byte of the
+ * result comes from: the input bytes [align[i][0], align[i][1]), as
+ * `tokenizers`' NormalizedString aligns them (text/norm_align.c says how
+ * exactly). 0 or -1 on no memory. */
+int tok_norm_apply_aligned(const struct tok_norm *n, struct tok_buf *s, uint32_t (**align)[2]);
+
 #endif

@@ -114,7 +114,12 @@ bad:
 
 static int parse_one(struct tok_post *p, json_t *j, int *seen, char *err, size_t errlen) {
     const char *type = json_string_value(json_object_get(j, "type"));
-    if (type && strcmp(type, "ByteLevel") == 0) return 0;   /* offsets only */
+    if (type && (strcmp(type, "ByteLevel") == 0 || strcmp(type, "RobertaProcessing") == 0)) {
+        json_t *trim = json_object_get(j, "trim_offsets"), *prefix = json_object_get(j, "add_prefix_space");
+        p->trim_offsets = !json_is_boolean(trim) || json_is_true(trim);
+        p->prefix_space = !json_is_boolean(prefix) || json_is_true(prefix);
+        if (strcmp(type, "ByteLevel") == 0) return 0;   /* offsets only */
+    }
     if (type && strcmp(type, "Sequence") == 0) {
         json_t *list = json_object_get(j, "processors");
         for (size_t i = 0; i < json_array_size(list); i++)

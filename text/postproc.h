@@ -21,6 +21,7 @@ struct tok_post {
     int32_t cls, sep;                      /* Bert, Roberta */
     struct tok_tpl_piece *tpl[2];          /* Template: single, pair */
     int n_tpl[2];
+    int trim_offsets, prefix_space;        /* ByteLevel, Roberta: offsets lose the spaces of their tokens */
 };
 
 /* Reads "post_processor" (NULL or null: none). 0, or -1 with a reason. */

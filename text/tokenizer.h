@@ -63,6 +63,28 @@ int gpuq_tok_encode(const struct gpuq_tok *t, const char *text, size_t len, int 
 int gpuq_tok_encode_pair(const struct gpuq_tok *t, const char *a, size_t alen, const char *b,
                          size_t blen, int max_length, int32_t *ids, int32_t *type_ids);
 
+/* A text's tokens before truncation and special tokens, each with the bytes
+ * of the original text it comes from, [start, end), as `tokenizers`'
+ * encode(text, add_special_tokens=False).offsets has them: for the
+ * normalizers and pre-tokenizers that text/spans.c and text/norm_align.c
+ * name; word is 1 where a token begins a pre-tokenized word (or is an added
+ * token), so that a cut before it splits no word. */
+struct gpuq_tok_spans {
+    int32_t *ids;
+    int64_t *start, *end;
+    uint8_t *word;
+    size_t n, cap;
+};
+
+/* Fills out (zeroed, or reused after gpuq_tok_spans_free) with the tokens
+ * of text[0, len). 0, or -1 on no memory or a piece the model cannot cut. */
+int gpuq_tok_spans(const struct gpuq_tok *t, const char *text, size_t len, struct gpuq_tok_spans *out);
+void gpuq_tok_spans_free(struct gpuq_tok_spans *s);
+
+/* The post-processor's special tokens around ids[0, n) of one text, into
+ * out (room for n + gpuq_tok_special_count(t, 0)). Returns the count. */
+int gpuq_tok_wrap(const struct gpuq_tok *t, const int32_t *ids, int n, int32_t *out);
+
 /* How many special tokens the post-processor adds to one text (pair 0) or a pair. */
 int gpuq_tok_special_count(const struct gpuq_tok *t, int pair);
 /* The padding id (tokenizer_config.json's pad_token, else tokenizer.json's

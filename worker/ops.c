@@ -38,10 +38,13 @@ static int want_inputs(struct gpuq_job *job, const struct gpuq_op_desc *d) {
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s takes no input '%.*s'", op,
                                  short_len(&in->name), in->name.ptr);
         if (in->text && d->text) continue;      /* which input takes text is the op's to say */
-        if (in->text || (!d->text && (d->u8 ? in->t.dtype != GPUQ_DTYPE_U8 : !gpuq_dtype_is_float(in->t.dtype))))
+        int bits = d->bits && (in->t.dtype == GPUQ_DTYPE_U8 || in->t.dtype == GPUQ_DTYPE_I8);
+        if (in->text || (!d->text && (d->u8 ? in->t.dtype != GPUQ_DTYPE_U8
+                                            : !gpuq_dtype_is_float(in->t.dtype) && !bits)))
             return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s: input '%.*s' must be %s", op,
                                  short_len(&in->name), in->name.ptr,
-                                 d->u8 ? "a u8 tensor" : "an f32, f16, bf16 or f64 tensor");
+                                 d->u8 ? "a u8 tensor" : d->bits ? "an f32, f16, bf16 or f64 tensor, "
+                                 "or u8 or i8 packed bits" : "an f32, f16, bf16 or f64 tensor");
         for (int k = 0; k < in->t.ndim; k++)
             if (in->t.shape[k] == 0)
                 return gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "%s: input '%.*s' is empty", op,
@@ -196,7 +199,8 @@ void gpuq_ops_start(struct gpuq_ops *o, const struct gpuq_piece *p, int n) {
     enum gpuq_op op = (enum gpuq_op)p[0].t->job.op;
     o->next ^= 1;
     o->n_pending++;
-    s->be = gpuq_ops_on_backend(o, op) ? o->be : o->cpu;
+    const struct gpuq_op_desc *d = gpuq_op_table[op];
+    s->be = gpuq_ops_on_backend(o, op) && !(d->cpu_only && d->cpu_only(p[0].t)) ? o->be : o->cpu;
     memcpy(s->p, p, (size_t)n * sizeof(*p));
     s->n = n;
     s->rows = sum_rows(p, n);

@@ -81,7 +81,16 @@ static void learn(struct gpuq_sched *s, const struct gpuq_piece *p, int n, int64
 void gpuq_sched_finished(struct gpuq_sched *s, const struct gpuq_piece *p, int n, int64_t us, int ok) {
     for (int i = 0; i < n; i++) {
         struct gpuq_task *t = p[i].t;
-        if (t->rows_done < t->rows) continue;
+        if (t->rows_done < t->rows) {
+            /* a task of many batches under way: its done rows and their time
+             * leave the bounds, so that the worker reads on beside it */
+            int64_t left = t->cost_us * (t->rows - t->rows_done) / t->rows;
+            s->held_us -= t->cost_us - left;
+            t->cost_us = left;
+            s->rows_held -= p[i].rows;
+            t->rows_freed += p[i].rows;
+            continue;
+        }
         s->held_us -= t->cost_us;
         t->cost_us = 0;
     }
@@ -125,7 +134,7 @@ int64_t gpuq_sched_room(const struct gpuq_sched *s) {
 }
 
 void gpuq_sched_release(struct gpuq_sched *s, struct gpuq_task *t) {
-    s->rows_held -= t->rows;
+    s->rows_held -= t->rows - t->rows_freed;
     s->held_us -= t->cost_us;   /* a task that never ran (its deadline passed) */
     t->cost_us = 0;
 }
@@ -164,6 +173,28 @@ int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct gpuq_task **o
     return got;
 }
 
+/* Whether q[i], under way (some of its rows handed out), yields to a task
+ * after it in [i, end) of the same queue, priority and deadline with none
+ * handed out. */
+static int yields(const struct gpuq_sched *s, int i, int end) {
+    const struct gpuq_task *t = s->q[i];
+    if (!t->rows_queued) return 0;
+    for (int j = i + 1; j < end; j++) {
+        const struct gpuq_task *u = s->q[j];
+        if (u->entry.queue != t->entry.queue || u->job.priority != t->job.priority ||
+            u->deadline_ms != t->deadline_ms)
+            return 0;
+        if (!u->rows_queued) return 1;
+    }
+    return 0;
+}
+
+static int took(const struct gpuq_piece *out, int n, const struct gpuq_task *t) {
+    for (int i = 0; i < n; i++)
+        if (out[i].t == t) return 1;
+    return 0;
+}
+
 /* The most rows of t from row0 on, at most left of them, that weigh at
  * most room. */
 static int64_t fit(const struct gpuq_task *t, int64_t row0, int64_t left, int64_t room) {
@@ -198,21 +229,32 @@ int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq
         }
     }
     if (best < 0) return 0;
-    int n = 0;
+    int n = 0, stop = 0, first_pass = 0;
     int64_t load = 0, budget = s->q[best]->token_off ? s->max_tokens : s->max_batch;
-    for (int i = best; i < best_end && n < max && load < budget; i++) {
-        struct gpuq_task *t = s->q[i];
-        int64_t left = t->rows - t->rows_queued, take = fit(t, t->rows_queued, left, budget - load);
-        take -= take % t->unit;
-        if (take == 0) {
-            if (load > 0 && t->token_off) continue;   /* a later job's texts may fit */
-            if (load > 0) break;    /* the next unit does not fit: it leads the next batch */
-            take = left < t->unit ? left : t->unit;     /* one unit larger than a batch */
+    /* first pass: a task already under way yields to one of its rank not yet
+     * started, so that a job of many batches never holds a newer one back by
+     * more than one batch; second pass: those that yielded */
+    for (int pass = 0; pass < 2 && !stop; pass++)
+        for (int i = best; i < best_end && n < max && load < budget; i++) {
+            struct gpuq_task *t = s->q[i];
+            if (t->rows_queued == t->rows || (pass == 0 && yields(s, i, best_end)) ||
+                (pass == 1 && took(out, first_pass, t)))
+                continue;
+            int64_t left = t->rows - t->rows_queued, take = fit(t, t->rows_queued, left, budget - load);
+            take -= take % t->unit;
+            if (take == 0) {
+                if (load > 0 && t->token_off) continue;   /* a later job's texts may fit */
+                if (load > 0) {     /* the next unit does not fit: it leads the next batch */
+                    stop = 1;
+                    break;
+                }
+                take = left < t->unit ? left : t->unit;     /* one unit larger than a batch */
+            }
+            out[n++] = (struct gpuq_piece){t, t->rows_queued, take};
+            load += weight(t, t->rows_queued, take);
+            t->rows_queued += take;
+            if (pass == 0) first_pass = n;
         }
-        out[n++] = (struct gpuq_piece){t, t->rows_queued, take};
-        load += weight(t, t->rows_queued, take);
-        t->rows_queued += take;
-    }
     compact(s);
     return n;
 }

@@ -35,7 +35,7 @@ struct gpuq_sched {
     int n_pace;
     struct gpuq_task **q;   /* tasks with rows still to hand out, by key then order */
     int n, cap;
-    int64_t rows_held;      /* rows admitted and not yet released */
+    int64_t rows_held;      /* rows admitted and not yet released, less those done of a task under way */
     uint64_t seq;
 };
 

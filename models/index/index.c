@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "models/family.h"
+#include "models/index/bits.h"
 
 static int recognise(const struct gpuq_source *src) {
     return gpuq_safetensors_get(src->st, "embeddings") != NULL;
@@ -23,7 +24,8 @@ static int load(struct gpuq_model *model, const struct gpuq_source *src, char *e
     int64_t shape[2] = {-1, -1};
     struct gpuq_index *ix = calloc(1, sizeof *ix);
     if (!(model->impl = ix)) return snprintf(err, errlen, "out of memory"), -1;
-    if (src->st->n_entries != 1) return snprintf(err, errlen, "an index holds only the tensor embeddings"), -1;
+    if (src->st->n_entries != 1 + (gpuq_safetensors_get(src->st, "binary") != NULL))
+        return snprintf(err, errlen, "an index holds only the tensors embeddings and binary"), -1;
     if (!(ix->embeddings = gpuq_safetensors_f32(src->st, "embeddings", 2, shape, err, errlen))) return -1;
     ix->n_rows = gpuq_safetensors_get(src->st, "embeddings")->shape[0];
     ix->dim = (int)gpuq_safetensors_get(src->st, "embeddings")->shape[1];
@@ -33,7 +35,7 @@ static int load(struct gpuq_model *model, const struct gpuq_source *src, char *e
         for (int j = 0; j < ix->dim; j++) s += (double)ix->embeddings[r * ix->dim + j] * ix->embeddings[r * ix->dim + j];
         ix->norms[r] = (float)sqrt(s);
     }
-    return 0;
+    return gpuq_index_bits_load(ix, src->st, err, errlen);
 }
 
 const struct gpuq_family gpuq_family_index = {

@@ -507,12 +507,22 @@ def main():
     p.add_argument("--embed", type=int, metavar="N", help="only: the embedding benchmark on N sentences, "
                    "gpuq (f32, bf16, f32 capped at AVX2, and the build --compare names) against ONNX "
                    "Runtime and numpy workers, with the CPU GEMM rate (writes embed.md and embed.json)")
+    p.add_argument("--knn-binary", type=int, metavar="N", help="only: binary knn's recall@10 and speed against "
+                   "f32 on N sentences embedded with all-MiniLM-L6-v2 (writes knn_binary.md and knn_binary.json)")
+    p.add_argument("--knn-queries", type=int, default=1000, help="held-out queries for --knn-binary")
     a = p.parse_args()
     if a.cluster:
         import cluster_bench
         cluster_bench.run(a)
         return
     b = Bench(a)
+    if a.knn_binary:
+        import knn_binary_bench
+        try:
+            knn_binary_bench.run(b, a.knn_binary, a.knn_queries, a.out)
+        finally:
+            b.close()
+        return
     if a.embed:
         import embed_bench
         try:

@@ -94,9 +94,10 @@ class Redis:
 def save_safetensors(path, tensors, metadata=None):
     header, blobs, off = {}, [], 0
     for name, a in tensors.items():
-        a = np.ascontiguousarray(a, dtype=np.float32)
+        st = {np.dtype(np.uint8): "U8", np.dtype(np.int8): "I8"}.get(np.asarray(a).dtype, "F32")
+        a = np.ascontiguousarray(a, dtype=np.float32 if st == "F32" else a.dtype)
         b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        header[name] = {"dtype": st, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
     if metadata:

@@ -118,5 +118,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (n < gpuq_tok_special_count(t, pair) || n > max_length) abort();
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= gpuq_tok_vocab_size(t) || types[i] < 0 || types[i] > 1) abort();
+    /* the whole text's tokens with their bytes: within the text (not always in
+     * order: `tokenizers` trims a ByteLevel token's offsets past its neighbour's) */
+    struct gpuq_tok_spans sp = {0};
+    if (gpuq_tok_spans(t, text, len, &sp) == 0)
+        for (size_t i = 0; i < sp.n; i++)
+            if (sp.ids[i] < 0 || sp.ids[i] >= gpuq_tok_vocab_size(t) || sp.start[i] < 0 ||
+                sp.start[i] > sp.end[i] || sp.end[i] > (int64_t)len)
+                abort();
+    gpuq_tok_spans_free(&sp);
     return 0;
 }

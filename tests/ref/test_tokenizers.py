@@ -24,6 +24,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+import unicodedata
 import unittest
 
 import pyenv
@@ -186,6 +187,49 @@ class TestTokenizers(unittest.TestCase):
                     snake = "only_first" if strategy == "OnlyFirst" else "only_second"
                     with self.subTest(tokenizer=name, strategy=strategy, direction=direction):
                         self.compare(folder, (64, 9), direction.lower(), snake)
+
+    def test_offsets(self):
+        """Each token's bytes in the original text (gpuq_tok_spans) against
+        `tokenizers`' encode(text, add_special_tokens=False).offsets, for
+        every tokenizer here and the real MiniLM: exact, except where the
+        normalizer composes across characters (NFC, NFKC, Precompiled on a
+        text that is not NFC) or maps several white-space characters as one
+        (Precompiled on "\\r\\n" and Unicode line separators), where the span must
+        still cover the reference's (docs/protocol.md)."""
+        folders = dict(self.folders, minilm=pyenv.model_dir(), **tok_models.build_variants(self.tmp))
+        texts = [t.encode() for t in pyenv.corpus() + EXTRA]
+        composes = lambda t: any("".join(unicodedata.normalize(f, c) for c in t) != unicodedata.normalize(f, t)
+                                 for f in ("NFC", "NFKC"))
+        coarse = lambda name, t: (composes(t) and name != "minilm") or \
+            (name.startswith("xlmr") and ("\u2028" in t or "\r\n" in t))
+        exact = 0
+        for name, folder in folders.items():
+            with open(os.path.join(folder, "tokenizer.json")) as f:
+                tok = Tokenizer.from_str(f.read())
+            tok.no_truncation()
+            tok.no_padding()
+            r = subprocess.run([pyenv.tool("tok_ids"), folder, "spans"], input="".join(t.hex() + "\n" for t in texts),
+                               capture_output=True, text=True)
+            lines = r.stdout.splitlines()
+            self.assertEqual(len(lines), len(texts), r.stderr)
+            for t, line in zip(texts, lines):
+                s = t.decode()
+                e = tok.encode(s, add_special_tokens=False)
+                at = [0]    # character offsets (Python's) to bytes
+                for ch in s:
+                    at.append(at[-1] + len(ch.encode()))
+                want = [(at[a], at[b]) for a, b in e.offsets]
+                got = [tuple(int(x) for x in w.split(":")) for w in line.split()]
+                msg = f"{name}: {s!r:.60}"
+                self.assertEqual([g[0] for g in got], e.ids, msg)
+                spans = [(g[1], g[2]) for g in got]
+                if coarse(name, s):
+                    for (ga, gb), (wa, wb) in zip(spans, want):
+                        self.assertTrue(ga <= wa and gb >= wb, f"{msg}: {(ga, gb)} does not cover {(wa, wb)}")
+                else:
+                    self.assertEqual(spans, want, msg)
+                    exact += 1
+        self.assertGreater(exact, len(folders) * (len(texts) - 6))
 
     def test_corpus_exercises(self):
         """The corpus reaches what it claims to: unknown pieces, byte fallback,
