@@ -82,6 +82,10 @@ static void upload_weight(void *ctx, const struct gpuq_weight *w, int slot, int 
 
 extern "C" int cuda_encoder_load(struct gpuq_backend *be, struct gpuq_model *m) {
     struct gpuq_encoder *e = gpuq_model_encoder(m);
+    if (e->mlm) {
+        snprintf(be->errstr, sizeof(be->errstr), "the masked-LM head (sparse vectors) is not served on CUDA");
+        return GPUQ_BE_UNSERVED;
+    }
     if (e->hidden / e->heads > ATT_MAX_HEAD) {
         snprintf(be->errstr, sizeof(be->errstr), "attention heads of %d columns (over %d) are not served "
                  "on CUDA", e->hidden / e->heads, ATT_MAX_HEAD);

@@ -93,14 +93,16 @@ int gpuq_model_can(const struct gpuq_model *m, enum gpuq_cap cap) {
     switch (cap) {
     case GPUQ_CAP_MLP: return gpuq_model_mlp(m) != NULL;
     case GPUQ_CAP_INDEX: return gpuq_model_index(m) != NULL;
-    case GPUQ_CAP_EMBED: return e && !e->scorer;
+    case GPUQ_CAP_EMBED: return e && !e->scorer && !e->mlm;
+    case GPUQ_CAP_SPARSE: return e && e->mlm;
     case GPUQ_CAP_SCORE: return e && e->scorer;
     default: return 0;
     }
 }
 
 const char *gpuq_cap_name(enum gpuq_cap cap) {
-    static const char *const names[GPUQ_CAPS] = {"mlp model", "knn index", "text encoder", "sequence classifier"};
+    static const char *const names[GPUQ_CAPS] = {"mlp model", "knn index", "text encoder", "sequence classifier",
+                                                 "sparse encoder"};
     return names[cap];
 }
 
@@ -190,6 +192,9 @@ void gpuq_model_describe(const struct gpuq_model *m, char *buf, size_t len) {
                  "rerank activation %s, classify function %s", e->family, e->n_layers, e->hidden, e->max_length,
                  e->n_labels, e->n_labels == 1 ? "" : "s", e->labels[0], e->n_labels > 1 ? ", ..." : "",
                  gpuq_score_fn_name(e->rerank_fn), gpuq_score_fn_name(e->classify_fn));
+    } else if (e && e->mlm) {
+        snprintf(buf, len, "%s sparse encoder (masked-LM head, %d terms%s), %d layers, hidden %d, max_length %d",
+                 e->family, e->vocab, e->mlm->decoder ? "" : ", tied", e->n_layers, e->hidden, e->max_length);
     } else if (e) {
         char dense[64] = "";
         if (e->n_dense) snprintf(dense, sizeof dense, ", %d Dense to %d", e->n_dense, gpuq_encoder_dim(e));

@@ -31,6 +31,7 @@ enum gpuq_cap {
     GPUQ_CAP_INDEX,         /* rows to search */
     GPUQ_CAP_EMBED,         /* texts to pooled embeddings */
     GPUQ_CAP_SCORE,         /* texts or pairs to one logit per label (a sequence classifier) */
+    GPUQ_CAP_SPARSE,        /* texts to sparse vectors over the vocabulary (a masked-LM head) */
     GPUQ_CAPS
 };
 

@@ -8,6 +8,9 @@ static const struct gpuq_encoder_spec spec = {
     .prefix = "bert.",
     .head = {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"},
     .head_act = GPUQ_ACT_TANH,
+    .mlm = {"cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias",
+            "cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias",
+            "cls.predictions.decoder.weight", "cls.predictions.bias"},
     .config = gpuq_encoder_bert_config,
 };
 

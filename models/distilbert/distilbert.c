@@ -55,6 +55,8 @@ static const struct gpuq_encoder_spec spec = {
     .prefix = "distilbert.",
     .head = {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"},
     .head_act = GPUQ_ACT_RELU,
+    .mlm = {"vocab_transform.weight", "vocab_transform.bias", "vocab_layer_norm.weight", "vocab_layer_norm.bias",
+            "vocab_projector.weight", "vocab_projector.bias"},
     .config = config,
 };
 

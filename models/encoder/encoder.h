@@ -54,6 +54,14 @@ struct gpuq_dense {
     enum gpuq_act act;
 };
 
+/* A masked-language-model head (a *ForMaskedLM folder; SPLADE's): the
+ * transform (dense [h, h], the encoder's activation, LayerNorm), then one
+ * logit per vocabulary entry: decoder [vocab, h] (the word embeddings when
+ * tied: NULL here) plus bias [vocab]. */
+struct gpuq_mlm {
+    float *w, *b, *ln_g, *ln_b, *decoder, *bias;
+};
+
 /* What a sequence scorer's logits become: rerank's activation, classify's `function`. */
 enum gpuq_score_fn { GPUQ_FN_NONE, GPUQ_FN_SIGMOID, GPUQ_FN_SOFTMAX, GPUQ_FN_TANH };
 const char *gpuq_score_fn_name(enum gpuq_score_fn f);
@@ -88,6 +96,7 @@ struct gpuq_encoder {
     char **labels;                      /* id2label, in index order */
     enum gpuq_score_fn rerank_fn;       /* sentence-transformers' CrossEncoder activation */
     enum gpuq_score_fn classify_fn;     /* from problem_type and the label count */
+    struct gpuq_mlm *mlm;               /* a masked-LM head (sparse vectors), or NULL */
     /* config_sentence_transformers.json: named prompts, and the one used
      * when a job names none (-1: none) */
     int n_prompts;
@@ -112,6 +121,10 @@ struct gpuq_encoder_spec {
      * (BERT's pooler) weight and bias, then the classifier's; NULL: none */
     const char *head[4];
     enum gpuq_act head_act;             /* after the pre-classifier */
+    /* a *ForMaskedLM head, names in full: the transform's weight and bias,
+     * its LayerNorm's weight and bias, the decoder (absent when tied to the
+     * word embeddings) and the bias; NULL: none */
+    const char *mlm[6];
     /* reads config.json's sizes into e (hidden, heads, n_layers,
      * intermediate, max_pos, vocab, n_types, ln_eps, act, pad_id,
      * rel_buckets): 0, or -1 with err */

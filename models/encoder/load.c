@@ -72,6 +72,15 @@ void gpuq_encoder_weights(struct gpuq_encoder *e, gpuq_enc_weight_fn *fn, void *
             fn(ctx, &w, slot, l, shape[i][0], shape[i][1]);
         }
     }
+    if (e->mlm) {
+        struct gpuq_mlm *M = e->mlm;
+        float **v[6] = {&M->w, &M->b, &M->ln_g, &M->ln_b, &M->decoder, &M->bias};
+        int64_t d0[6] = {h, h, h, h, e->vocab, e->vocab}, d1[6] = {h, 0, 0, 0, h, 0};
+        for (int i = 0; i < 6; i++) {
+            struct gpuq_weight w = {v[i], (size_t)(d0[i] * (d1[i] ? d1[i] : 1)), NULL};
+            if (i != 4 || M->decoder) fn(ctx, &w, GPUQ_ENC_SLOTS + 1, i, d0[i], d1[i]);
+        }
+    }
     for (int d = 0; d < e->n_dense; d++) {
         struct gpuq_dense *D = &e->dense[d];
         struct gpuq_weight w = {&D->w, (size_t)D->d_in * D->d_out, NULL}, b = {&D->b, (size_t)D->d_out, NULL};
@@ -95,6 +104,7 @@ void gpuq_encoder_free(struct gpuq_encoder *e) {
     gpuq_encoder_weights(e, free_weight, NULL);
     free(e->layers);
     free(e->dense);
+    free(e->mlm);
     for (int i = 0; i < e->n_prompts; i++) {
         free(e->prompt_names[i]);
         free(e->prompts[i]);
@@ -181,8 +191,36 @@ static int read_head(struct gpuq_encoder *e, const struct gpuq_encoder_spec *spe
     return 0;
 }
 
-static int read_weights(struct gpuq_encoder *e, const struct gpuq_encoder_spec *spec, const char *dir, char *err,
+/* Tensor name in full as f32 of the given shape; a LayerNorm's weight and
+ * bias may be its old gamma and beta. */
+static float *take_full(const struct gpuq_safetensors *st, const char *name, int64_t d0, int64_t d1, char *err,
                         size_t errlen) {
+    struct reader r = {NULL, st, "", err, errlen, 0};
+    return take(&r, name, 0, d0, d1);
+}
+
+/* A *ForMaskedLM head: the transform, its LayerNorm, the decoder (the word
+ * embeddings when the folder has none: tied) and the bias. */
+static int read_mlm(struct gpuq_encoder *e, const struct gpuq_encoder_spec *spec, const struct gpuq_safetensors *st,
+                    char *err, size_t errlen) {
+    if (!spec->mlm[0]) return snprintf(err, errlen, "this family has no masked-language-model head"), -1;
+    struct gpuq_mlm *M = e->mlm = calloc(1, sizeof *e->mlm);
+    int64_t h = e->hidden, v = e->vocab;
+    if (!M) return snprintf(err, errlen, "out of memory"), -1;
+    if (!(M->w = take_full(st, spec->mlm[0], h, h, err, errlen)) || !(M->b = take_full(st, spec->mlm[1], h, 0, err, errlen)) ||
+        !(M->ln_g = take_full(st, spec->mlm[2], h, 0, err, errlen)) ||
+        !(M->ln_b = take_full(st, spec->mlm[3], h, 0, err, errlen)))
+        return -1;
+    if (gpuq_safetensors_get(st, spec->mlm[4]) && !(M->decoder = take_full(st, spec->mlm[4], v, h, err, errlen)))
+        return -1;
+    char alt[160];      /* the bias may sit with the decoder: "....decoder.bias" */
+    snprintf(alt, sizeof alt, "%.*sbias", (int)(strlen(spec->mlm[4]) - strlen("weight")), spec->mlm[4]);
+    const char *bias = gpuq_safetensors_get(st, spec->mlm[5]) ? spec->mlm[5] : alt;
+    return (M->bias = take_full(st, bias, v, 0, err, errlen)) ? 0 : -1;
+}
+
+static int read_weights(struct gpuq_encoder *e, const struct gpuq_encoder_spec *spec, const char *dir, int is_mlm,
+                        char *err, size_t errlen) {
     struct gpuq_safetensors st;
     char path[4096], why[256] = "out of memory", first[256];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -192,6 +230,7 @@ static int read_weights(struct gpuq_encoder *e, const struct gpuq_encoder_spec *
     if ((e->layers = calloc((size_t)e->n_layers, sizeof *e->layers))) gpuq_encoder_weights(e, read_weight, &r);
     else r.failed = 1;
     if (!r.failed && e->scorer) r.failed = read_head(e, spec, &st, why, sizeof why) != 0;
+    if (!r.failed && is_mlm) r.failed = read_mlm(e, spec, &st, why, sizeof why) != 0;
     if (r.failed) snprintf(err, errlen, "%s: %s", path, why);
     gpuq_safetensors_free(&st);
     return r.failed ? -1 : 0;
@@ -202,14 +241,14 @@ const char *gpuq_score_fn_name(enum gpuq_score_fn f) {
     return names[f];
 }
 
-/* config.json's architectures name a sequence classifier. */
-static int is_scorer(json_t *c) {
+/* config.json's architectures name a *<head>: "ForSequenceClassification", "ForMaskedLM". */
+static int has_head(json_t *c, const char *head) {
     size_t i;
     json_t *a;
     json_array_foreach(json_object_get(c, "architectures"), i, a) {
         const char *s = json_is_string(a) ? json_string_value(a) : "";
-        size_t n = strlen(s), k = strlen("ForSequenceClassification");
-        if (n > k && !strcmp(s + n - k, "ForSequenceClassification")) return 1;
+        size_t n = strlen(s), k = strlen(head);
+        if (n > k && !strcmp(s + n - k, head)) return 1;
     }
     return 0;
 }
@@ -292,8 +331,8 @@ int gpuq_encoder_load(struct gpuq_model *m, const struct gpuq_source *src, char 
         snprintf(err, errlen, "%s/config.json: bad layer_norm_eps, or fewer than 2 positions", src->path);
         return -1;
     }
-    e->scorer = is_scorer(src->config);
-    if (read_weights(e, spec, src->path, err, errlen) != 0 ||
+    e->scorer = has_head(src->config, "ForSequenceClassification");
+    if (read_weights(e, spec, src->path, !e->scorer && has_head(src->config, "ForMaskedLM"), err, errlen) != 0 ||
         (e->scorer && read_labels(e, src->config, src->path, err, errlen) != 0) ||
         gpuq_encoder_read_st(e, src->path, err, errlen) != 0 ||
         !(m->tok = gpuq_tok_load(src->path, err, errlen)))

@@ -214,6 +214,7 @@ out:
 
 int gpuq_encoder_read_st(struct gpuq_encoder *e, const char *dir, char *err, size_t errlen) {
     if (e->scorer) e->pooling = GPUQ_POOL_CLS;     /* its head reads the first token; no modules */
+    else if (e->mlm) e->pooling = GPUQ_POOL_MAX;   /* SPLADE's max over the tokens; no modules */
     else if (read_modules(e, dir, err, errlen) != 0) return -1;
     if (read_max_length(e, dir, err, errlen) != 0) return -1;
     return read_prompts(e, dir, err, errlen);

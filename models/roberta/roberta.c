@@ -24,6 +24,8 @@ static const struct gpuq_encoder_spec spec = {
     .head = {"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight",
              "classifier.out_proj.bias"},
     .head_act = GPUQ_ACT_TANH,
+    .mlm = {"lm_head.dense.weight", "lm_head.dense.bias", "lm_head.layer_norm.weight", "lm_head.layer_norm.bias",
+            "lm_head.decoder.weight", "lm_head.bias"},
     .config = config,
 };
 
