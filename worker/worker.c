@@ -639,6 +639,7 @@ int gpuq_worker_main(int argc, char **argv) {
         return 0;
     }
     srand((unsigned)gpuq_now_us());
+    gpuq_worker_advertise(&w, 0);   /* listed as live from the start */
     log_info("ready");
     sd_notifyf(0, "READY=1\nSTATUS=serving %d queue%s", w.cfg.n_queues, w.cfg.n_queues == 1 ? "" : "s");
     serve(&w);
