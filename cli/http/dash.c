@@ -83,6 +83,7 @@ static void overview(struct gpuq_http_req *r) {
             json_array_append_new(queues, json_pack("{s:s, s:s}", "name", q, "error", c ? err : "cannot reach Redis"));
             continue;
         }
+        if (st.backlog < 0 && st.length >= 0) st.backlog = st.length;     /* no worker yet: no group */
         json_array_append_new(queues, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:i}", "name", q,
                                                 "length", (json_int_t)st.length, "backlog", (json_int_t)st.backlog,
                                                 "pending", (json_int_t)st.pending, "dead", (json_int_t)st.dead,

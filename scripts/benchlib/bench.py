@@ -507,7 +507,14 @@ def main():
     p.add_argument("--embed", type=int, metavar="N", help="only: the embedding benchmark on N sentences, "
                    "gpuq (f32, bf16, f32 capped at AVX2, and the build --compare names) against ONNX "
                    "Runtime and numpy workers, with the CPU GEMM rate (writes embed.md and embed.json)")
+    p.add_argument("--http", type=float, metavar="SECONDS", help="only: embedding requests through gpuq http "
+                   "against the Python client straight to Redis, SECONDS each (writes http.md and http.json)")
+    p.add_argument("--callers", type=int, default=16, help="with --http: concurrent callers")
     a = p.parse_args()
+    if a.http:
+        import http_bench
+        print(http_bench.run(a.http, a.callers, a.out))
+        return
     if a.cluster:
         import cluster_bench
         cluster_bench.run(a)

@@ -17,21 +17,22 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WHEELS = os.path.join(ROOT, ".cache", "pypi-http")
 BUILD = os.path.dirname(os.path.abspath(GPUQ))
 VENV = os.path.join(BUILD, "http-venv")
-CLIENTS = ["openai==3.63.0", "langchain-openai==1.8.1", "selenium==4.51.0"]
+CLIENTS = ["openai==3.63.0", "langchain-openai==1.8.1", "selenium==4.51.0", "redis==5.0.8"]
+PYPI = os.path.join(ROOT, ".cache", "pypi")     # redis-py's wheel, for the dashboard's driver
 
 
 def client_venv():
     """The venv's python, made once per build folder; None when the wheels
     are not there (scripts/setup fetches them)."""
     py = os.path.join(VENV, "bin", "python")
-    marker = os.path.join(VENV, ".installed")
+    marker = os.path.join(VENV, ".installed-" + hashlib.sha256(" ".join(CLIENTS).encode()).hexdigest()[:12])
     if os.path.exists(marker):
         return py
     if not os.path.exists(os.path.join(WHEELS, ".complete")):
         return None
     subprocess.run([sys.executable, "-m", "venv", "--clear", VENV], check=True)
     subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
-                    "--find-links", WHEELS, *CLIENTS], check=True)
+                    "--find-links", WHEELS, "--find-links", PYPI, *CLIENTS], check=True)
     open(marker, "w").close()
     return py
 

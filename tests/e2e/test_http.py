@@ -185,6 +185,14 @@ class Jobs(HttpTest):
         st, _, bad = self.front.post("/v1/jobs?wait=10", {"op": "nope", "inputs": {}})
         self.assertEqual((st, bad["status"], bad["error"]["code"]), (200, "error", "unknown_op"))
 
+    def test_enqueue_sends_texts(self):
+        p = subprocess.run([GPUQ, "enqueue", "--redis", self.redis.url, "--op", "embed", "--model", "m", "--text",
+                            TEXTS[0], "--text", TEXTS[1], "--wait", "20"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("output y: f32 [2, 64]", p.stdout)
+        _, tokens = self.embed_op(TEXTS[:2])
+        self.assertIn(f"output tokens: i32 [2] {tokens[0]} {tokens[1]}", p.stdout)
+
     def test_models_are_the_live_workers(self):
         st, _, models = self.front.get("/v1/models")
         self.assertEqual(st, 200)
