@@ -177,6 +177,10 @@ static enum MHD_Result send_answer(struct gpuq_http_req *r) {
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     r->queued = 1;
+    /* counted as answered now, not when the connection is done with it:
+     * the client may be asking again by then */
+    gpuq_http_metrics_request(r->route, r->status, gpuq_mono_s() - r->t0);
+    gpuq_http_metrics_inflight(-1);
     return ok;
 }
 
@@ -266,8 +270,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r) return;
     if (r->waiting) gpuq_waiter_remove(r->srv->waiter, &r->wait);
     if (r->holds_slot) __atomic_sub_fetch(&r->key->in_flight, 1, __ATOMIC_ACQ_REL);
-    gpuq_http_metrics_request(r->route, r->queued ? r->status : 499, gpuq_mono_s() - r->t0);
-    gpuq_http_metrics_inflight(-1);
+    if (!r->queued) {   /* never answered: the client went away, or the connection failed */
+        gpuq_http_metrics_request(r->route, 499, gpuq_mono_s() - r->t0);
+        gpuq_http_metrics_inflight(-1);
+    }
     if (r->ctx_free) r->ctx_free(r->ctx);
     free(r->wait.bytes);
     free(r->resp);
