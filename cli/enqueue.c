@@ -33,6 +33,8 @@ struct args {
     int n_params;
     struct input inputs[MAX_ARGS];
     int n_inputs;
+    const char *texts[MAX_ARGS];    /* --text: the input "text", one row each */
+    int n_texts;
     long long priority, timeout_ms, deadline_ms, result_ttl, count;
     double wait_s;
     int quiet;
@@ -49,6 +51,7 @@ static void usage(FILE *f) {
     fprintf(f, "\n"
         "  --input NAME=SOURCE      SOURCE: a .npy file, or rand:D1xD2[...][:dtype] (uniform in\n"
         "                           [-1, 1), or [0, 255] for u8; dtype f32 by default); repeatable\n"
+        "  --text TEXT              a text of the input \"text\" (embed): one row each; repeatable\n"
         "  --model NAME             model or index the op runs on\n"
         "  --param KEY=VALUE        true/false, a number, [n,n,...] or a string; repeatable\n"
         "  --id ID                  job id (ID-0, ID-1, ... with --count)\n"
@@ -199,7 +202,12 @@ static void encode_job(msgpack_sbuffer *sb, const struct args *a, long long i, c
     pack_str(&pk, "op");
     pack_str(&pk, a->op);
     pack_str(&pk, "inputs");
-    msgpack_pack_map(&pk, (size_t)a->n_inputs);
+    msgpack_pack_map(&pk, (size_t)a->n_inputs + (a->n_texts > 0));
+    if (a->n_texts) {
+        pack_str(&pk, "text");
+        msgpack_pack_array(&pk, (size_t)a->n_texts);
+        for (int k = 0; k < a->n_texts; k++) pack_str(&pk, a->texts[k]);
+    }
     for (int k = 0; k < a->n_inputs; k++) {
         const struct gpuq_tensor *t = &a->inputs[k].t;
         pack_str(&pk, a->inputs[k].name);
@@ -299,6 +307,10 @@ static void print_result(const msgpack_object *r, const char *out_dir) {
                 int64_t x;
                 memcpy(&x, (const char *)t.data + j * 8, 8);
                 v = (double)x;
+            } else if (t.dtype == GPUQ_DTYPE_I32) {
+                int32_t x;
+                memcpy(&x, (const char *)t.data + j * 4, 4);
+                v = x;
             } else {
                 float x;
                 memcpy(&x, (const char *)t.data + j * 4, 4);
@@ -452,6 +464,11 @@ static int parse_args(struct args *a, int argc, char **argv, char *err, size_t e
         else if (!strcmp(f, "--out")) a->out = v;
         else if (!strcmp(f, "--input")) { if (add_input(a, v, err, errlen)) return -1; }
         else if (!strcmp(f, "--param") && strchr(v, '=') && a->n_params < MAX_ARGS) a->params[a->n_params++] = v;
+        else if (!strcmp(f, "--text") && a->n_texts < MAX_ARGS) a->texts[a->n_texts++] = v;
+        else if (!strcmp(f, "--text")) {
+            snprintf(err, errlen, "--text: at most %d", MAX_ARGS);
+            return -1;
+        }
         else if ((k = number_flag(f)) >= 0) {
             const struct number *d = &numbers[k];
             if (gpuq_cli_number("enqueue", f, v, d->lo, d->above, d->hi, d->integer, &n) != 0) return -2;

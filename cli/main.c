@@ -6,6 +6,7 @@
 #include "cli/bench.h"
 #include "cli/dead.h"
 #include "cli/enqueue.h"
+#include "cli/http/main.h"
 #include "cli/stats.h"
 #include "worker/worker.h"
 
@@ -18,6 +19,7 @@ static void usage(FILE *f) {
                "  stats      a queue at a glance: backlog, pending, consumers, results/s\n"
                "  wait       wait for a job's result by id and print it\n"
                "  dead       list, retry or purge dead letters\n"
+               "  http       serve HTTP: OpenAI- and TEI-compatible embeddings, jobs, a dashboard\n"
                "  bench-compute  the batched GEMMs of an mlp with no queue: the ceiling\n"
                "  version    print the version\n"
                "  help       this text\n\n"
@@ -36,6 +38,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "wait") == 0) return gpuq_wait_main(argc - 2, argv + 2);
     if (strcmp(cmd, "bench-compute") == 0) return gpuq_bench_main(argc - 2, argv + 2);
     if (strcmp(cmd, "dead") == 0) return gpuq_dead_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "http") == 0) return gpuq_http_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("gpuq %s\n", GPUQ_VERSION);
         return 0;

@@ -365,6 +365,27 @@ int gpuq_stream_leave(struct gpuq_stream *s) {
     return left;
 }
 
+int gpuq_stream_advertise(struct gpuq_stream *s, const char *info, size_t len, int64_t keep_s) {
+    if (!s->rc) return -1;
+    char key[512], keep[24];
+    snprintf(keep, sizeof(keep), "%lld", (long long)keep_s);
+    for (int q = 0; q < s->n_queues; q++) {
+        if (s->down_until_us[q] || gpuq_stream_use(s, q) != 0) continue;
+        gpuq_stream_key(key, sizeof(key), s->prefix, s->queues[q], "workers");
+        const char *set[] = {"HSET", key, s->consumer, info};
+        const size_t set_l[] = {4, strlen(key), strlen(s->consumer), len};
+        const char *del[] = {"HDEL", key, s->consumer};
+        const char *exp[] = {"EXPIRE", key, keep};
+        redisReply *r = info ? command(s, 4, set, set_l) : command(s, 3, del, NULL);
+        if (!r) return -1;
+        freeReplyObject(r);
+        if (!info) continue;
+        if (!(r = command(s, 3, exp, NULL))) return -1;
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
 /* The enqueue time an entry id carries. A client may choose its own ids:
  * clamped so that microseconds from it never overflow. */
 static int64_t id_ms(const char *id) {

@@ -266,6 +266,14 @@ int gpuq_stream_owns_key(const struct gpuq_stream *s, struct gpuq_str key);
  * Returns how many it removed, or -1 with errstr. */
 int gpuq_stream_leave(struct gpuq_stream *s);
 
+/* Presence: writes info (JSON text describing this worker) as field
+ * <consumer> of every served queue's hash P:{Q}:workers, and keeps the hash
+ * for keep_s seconds; with info NULL, removes the field (a clean stop).
+ * Readers judge an entry live by the expires_ms it carries. Returns 0, or
+ * -1 with errstr when the connection was lost (an error reply is ignored:
+ * presence is advice, never a reason to stop serving). */
+int gpuq_stream_advertise(struct gpuq_stream *s, const char *info, size_t len, int64_t keep_s);
+
 /* Builds P:{Q}:jobs style keys into buf; returns buf. */
 char *gpuq_stream_key(char *buf, size_t cap, const char *prefix, const char *queue,
                       const char *suffix);

@@ -9,7 +9,7 @@ static int size_class(size_t bytes) {
     return c;
 }
 
-void *gpuq_pool_get(struct gpuq_pool *p, size_t bytes) {
+void *gpuq_pool_get(struct gpuq_out_pool *p, size_t bytes) {
     int c = size_class(bytes);
     if (c >= GPUQ_POOL_CLASSES) return NULL;
     void *b = p->free[c];
@@ -20,7 +20,7 @@ void *gpuq_pool_get(struct gpuq_pool *p, size_t bytes) {
     return malloc((size_t)1 << c);
 }
 
-void gpuq_pool_put(struct gpuq_pool *p, void *buf, size_t bytes) {
+void gpuq_pool_put(struct gpuq_out_pool *p, void *buf, size_t bytes) {
     if (!buf) return;
     int c = size_class(bytes);
     if (c > GPUQ_POOL_KEEP) {   /* an outsized job's: give it back, not to the pool */
@@ -31,7 +31,7 @@ void gpuq_pool_put(struct gpuq_pool *p, void *buf, size_t bytes) {
     p->free[c] = buf;
 }
 
-void gpuq_pool_free(struct gpuq_pool *p) {
+void gpuq_pool_free(struct gpuq_out_pool *p) {
     for (int c = 0; c < GPUQ_POOL_CLASSES; c++)
         while (p->free[c]) {
             void *b = p->free[c];

@@ -580,7 +580,8 @@ static void serve(struct worker *w) {
                         (w->drained && gpuq_ops_pending(&w->ops) == 0);
             int ran = run_batch(w, force, &wait_us);    /* while Redis applies the last */
             int got = gpuq_worker_publish_wait(w) == 0 ? prefetch_take(w, prefetch) : -1;
-            if (got >= 0 && gpuq_worker_hooks_step(w, claim_now) == 0 && sample(w) == 0) {
+            if (got >= 0 && gpuq_worker_hooks_step(w, claim_now) == 0 && sample(w) == 0 &&
+                gpuq_worker_advertise(w, 0) == 0) {
                 if (!fetched && !got && !ran && w->n_done == 0) {
                     int64_t poll = w->cfg.max_delay_us / 8 > 100 ? w->cfg.max_delay_us / 8 : 100;
                     if (wait_us > 0 && wait_us < poll) poll = wait_us;
@@ -609,6 +610,7 @@ static void serve(struct worker *w) {
         log_error("exiting with status 1 after losing the device: %lld rows held stay pending, to "
                   "be claimed by other workers after --claim-idle-ms", (long long)w->sched.rows_held);
     forget_all(w);      /* what is still held stays pending in Redis */
+    if (w->st.rc) gpuq_worker_advertise(w, 1);
     if (!w->device_lost && w->st.rc) {
         int left = gpuq_stream_leave(&w->st);
         if (left > 0) log_info("left the consumer groups: nothing pending under %s", w->cfg.consumer);
@@ -637,6 +639,7 @@ int gpuq_worker_main(int argc, char **argv) {
         return 0;
     }
     srand((unsigned)gpuq_now_us());
+    gpuq_worker_advertise(&w, 0);   /* listed as live from the start */
     log_info("ready");
     sd_notifyf(0, "READY=1\nSTATUS=serving %d queue%s", w.cfg.n_queues, w.cfg.n_queues == 1 ? "" : "s");
     serve(&w);

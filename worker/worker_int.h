@@ -31,6 +31,7 @@ struct worker {
     struct gpuq_webhooks *hooks;
     struct gpuq_metrics *metrics;   /* NULL without --metrics-addr */
     int64_t last_sample_us;
+    int64_t last_advert_us;     /* presence last written (advert.c) */
     struct gpuq_model *models;
     int n_models;
     int n_slots;
@@ -43,7 +44,7 @@ struct worker {
     int n_sending;
     struct gpuq_entry *entries; /* one read's worth */
     struct gpuq_piece *pieces;
-    struct gpuq_pool pool;      /* output buffers */
+    struct gpuq_out_pool pool;      /* output buffers */
     msgpack_sbuffer sb;
     int drained;                /* the last reads found nothing more waiting */
     struct gpuq_task **lookups; /* admitted by the last read, to look up in the cache */
@@ -84,6 +85,11 @@ void gpuq_worker_drop_task(struct worker *w, struct gpuq_task *t);
  * ones (on the claim tick) and new ones, keeps held ones fresh and starts
  * those due. Returns -1 when Redis failed. */
 int gpuq_worker_hooks_step(struct worker *w, int claim_now);
+
+/* Presence (advert.c): writes what this worker serves to each queue's
+ * P:{Q}:workers every two seconds (stop: removes it). -1 when Redis was
+ * lost. */
+int gpuq_worker_advertise(struct worker *w, int stop);
 
 /* Publishing (publish.c). Sends answered tasks' writes as one transaction
  * without waiting; 0, or -1 when Redis failed. */

@@ -510,7 +510,14 @@ def main():
     p.add_argument("--knn-binary", type=int, metavar="N", help="only: binary knn's recall@10 and speed against "
                    "f32 on N sentences embedded with all-MiniLM-L6-v2 (writes knn_binary.md and knn_binary.json)")
     p.add_argument("--knn-queries", type=int, default=1000, help="held-out queries for --knn-binary")
+    p.add_argument("--http", type=float, metavar="SECONDS", help="only: embedding requests through gpuq http "
+                   "against the Python client straight to Redis, SECONDS each (writes http.md and http.json)")
+    p.add_argument("--callers", type=int, default=16, help="with --http: concurrent callers")
     a = p.parse_args()
+    if a.http:
+        import http_bench
+        print(http_bench.run(a.http, a.callers, a.out))
+        return
     if a.cluster:
         import cluster_bench
         cluster_bench.run(a)
