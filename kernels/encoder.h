@@ -36,7 +36,8 @@ struct gpuq_encode_batch {
     int n_seq;
     enum gpuq_pool pooling;
     int normalize;
-    float *out;               /* [n_seq, gpuq_encoder_dim] */
+    float *out;               /* [n_seq, gpuq_encoder_dim]; with a masked-LM head [n_seq, vocab]:
+                                 SPLADE's max over the tokens of log(1 + ReLU(logits)) */
 };
 
 /* Floats of scratch the CPU forward needs for a batch of n_tokens tokens

@@ -135,12 +135,16 @@ static size_t head_width(const struct gpuq_encoder *e) {
     return w;
 }
 
+#define SPARSE_BLOCK 64
+
 size_t gpuq_encoder_scratch_floats(const struct gpuq_encoder *e, int n_tokens, int max_len) {
     size_t h = (size_t)e->hidden, wide = (size_t)(e->intermediate > e->hidden ? e->intermediate : e->hidden);
     size_t head = head_width(e);
     size_t sq = (size_t)e->heads * max_len * max_len;
+    size_t tail = 2 * (size_t)n_tokens * head;
+    if (e->mlm && tail < (size_t)SPARSE_BLOCK * (h + (size_t)e->vocab)) tail = (size_t)SPARSE_BLOCK * (h + (size_t)e->vocab);
     return (size_t)n_tokens * (5 * h + (size_t)e->intermediate) + sq + ((size_t)n_tokens * wide + 1) / 2 +
-           (e->rel_buckets ? sq : 0) + 2 * (size_t)n_tokens * head;
+           (e->rel_buckets ? sq : 0) + tail;
 }
 
 /* The relative position bias of an n-token sequence, [heads, n, n]. */
@@ -192,6 +196,35 @@ static int head(struct gpuq_backend *be, const struct gpuq_encoder *e, const str
         for (int j = 0; j < dim; j++) n2 += (double)v[j] * v[j];
         double norm = sqrt(n2) > 1e-12 ? sqrt(n2) : 1e-12;
         for (int j = 0; j < dim; j++) v[j] = (float)(v[j] / norm);
+    }
+    return rc;
+}
+
+/* SPLADE's vector of each sequence: the masked-LM logits of its tokens,
+ * log(1 + ReLU), the max over the tokens, into b->out [n_seq, vocab]; in
+ * blocks of SPARSE_BLOCK tokens, t [block, h] then logits [block, vocab] in
+ * work. */
+static int sparse(struct gpuq_backend *be, const struct gpuq_encoder *e, const struct gpuq_encode_batch *b,
+                  const float *x, float *work) {
+    const struct gpuq_mlm *M = e->mlm;
+    int h = e->hidden, v = e->vocab, rc = 0;
+    float *t = work, *logits = work + (size_t)SPARSE_BLOCK * h;
+    const float *dec = M->decoder ? M->decoder : e->emb[GPUQ_ENC_WORD];
+    memset(b->out, 0, (size_t)b->n_seq * v * sizeof(float));     /* log1p(relu(.)) >= 0 */
+    for (int s = 0, off = 0; s < b->n_seq && !rc; off += b->lens[s], s++) {
+        float *y = b->out + (size_t)s * v;
+        for (int r0 = 0; r0 < b->lens[s] && !rc; r0 += SPARSE_BLOCK) {
+            int n = b->lens[s] - r0 < SPARSE_BLOCK ? b->lens[s] - r0 : SPARSE_BLOCK;
+            rc = gpuq_cpu_dense(be, x + (size_t)(off + r0) * h, NULL, n, h, M->w, NULL, h, M->b, e->act, t);
+            for (int r = 0; r < n && !rc; r++) gpuq_cpu_layernorm_row(t + (size_t)r * h, t + (size_t)r * h, h,
+                                                                      M->ln_g, M->ln_b, e->ln_eps);
+            if (!rc) rc = gpuq_cpu_dense(be, t, NULL, n, h, dec, NULL, v, M->bias, GPUQ_ACT_NONE, logits);
+            for (int r = 0; r < n && !rc; r++)
+                for (int j = 0; j < v; j++) {
+                    float z = logits[(size_t)r * v + j];
+                    if (z > 0 && (z = log1pf(z)) > y[j]) y[j] = z;
+                }
+        }
     }
     return rc;
 }
@@ -251,5 +284,5 @@ int gpuq_encoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_encoder 
                             GPUQ_ACT_NONE, qkv, f32);
         if (!rc) add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN2_G), GPUQ_LW(ly, GPUQ_ENC_LN2_B), e->ln_eps);
     }
-    return rc ? rc : head(be, e, b, x, work);
+    return rc ? rc : e->mlm ? sparse(be, e, b, x, work) : head(be, e, b, x, work);
 }

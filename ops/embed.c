@@ -417,18 +417,18 @@ static void twin(struct gpuq_twin_run *r) {
     gpuq_twin_precision(r, 2e-2, 4e-3);
     /* BERT's shape; RoBERTa's positions and MPNet's relative bias with a
      * Dense module and the other poolings */
-    static const struct gpuq_encoder_twin bert = {64, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0},
-                                   mpnet = {64, 2, 1, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24, 0};
+    static const struct gpuq_encoder_twin bert = {64, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0, 0},
+                                   mpnet = {64, 2, 1, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24, 0, 0};
     if (!r->large) {
         gpuq_encoder_twin_batch(r, &bert, small, 5);
         gpuq_encoder_twin_batch(r, &mpnet, small, 5);
         return;
     }
     static const struct gpuq_encoder_twin shapes[] = {
-        {128, 4, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0}, {128, 2, 2, GPUQ_POOL_CLS, 0, -1, 0, 0, 0},
-        {192, 2, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0}, {256, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0},
-        {128, 4, 2, GPUQ_POOL_MAX, 0, 1, 0, 0, 0}, {128, 4, 2, GPUQ_POOL_MEAN_SQRT_LEN, 0, 0, 32, 0, 0},
-        {128, 2, 1, GPUQ_POOL_LAST, 1, 1, 16, 96, 0}, {64, 2, 2, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24, 0}};
+        {128, 4, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0, 0}, {128, 2, 2, GPUQ_POOL_CLS, 0, -1, 0, 0, 0, 0},
+        {192, 2, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0, 0}, {256, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0, 0},
+        {128, 4, 2, GPUQ_POOL_MAX, 0, 1, 0, 0, 0, 0}, {128, 4, 2, GPUQ_POOL_MEAN_SQRT_LEN, 0, 0, 32, 0, 0, 0},
+        {128, 2, 1, GPUQ_POOL_LAST, 1, 1, 16, 96, 0, 0}, {64, 2, 2, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24, 0, 0}};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) gpuq_encoder_twin_batch(r, &shapes[i], large, 7);
 }
 

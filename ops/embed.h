@@ -30,6 +30,7 @@ struct gpuq_encoder_twin {
     int rel_buckets;    /* MPNet's relative bias */
     int dense;          /* a Dense module to this width (tanh), or 0 */
     int labels;         /* a classifier's head with this many labels (CLS pooling, random token types), or 0 */
+    int mlm;            /* a masked-LM head (sparse vectors over the vocabulary), tied */
 };
 
 struct gpuq_twin_run;

@@ -36,6 +36,8 @@ static int random_encoder(struct gpuq_twin_run *r, struct gpuq_encoder *e, const
         e->dense[1] = (struct gpuq_dense){.d_in = sh->h, .d_out = sh->labels, .act = GPUQ_ACT_NONE};
         e->scorer = 1;
         e->n_labels = sh->labels;
+    } else if (sh->mlm) {
+        if (!(e->mlm = calloc(1, sizeof(*e->mlm)))) return -1;
     } else if (sh->dense) {
         if (!(e->dense = calloc(1, sizeof(*e->dense)))) return -1;
         e->n_dense = 1;
@@ -48,7 +50,7 @@ static int random_encoder(struct gpuq_twin_run *r, struct gpuq_encoder *e, const
 
 void gpuq_encoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_encoder_twin *sh, const int *lens, int n_seq) {
     static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_ENCODER};
-    int t = 0, longest = 0, dim = sh->labels ? sh->labels : sh->dense ? sh->dense : sh->h;
+    int t = 0, longest = 0, dim = sh->mlm ? TWIN_VOCAB : sh->labels ? sh->labels : sh->dense ? sh->dense : sh->h;
     for (int s = 0; s < n_seq; s++) t += lens[s], longest = lens[s] > longest ? lens[s] : longest;
     struct gpuq_encoder e;
     struct gpuq_model model = {.name = "twin", .family = &arch, .impl = &e};

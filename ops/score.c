@@ -12,6 +12,8 @@
 
 const struct gpuq_encoder *gpuq_score_model(const struct gpuq_task *t) { return gpuq_model_encoder(t->model); }
 
+int gpuq_score_width(const struct gpuq_encoder *m) { return m->mlm ? m->vocab : m->n_labels; }
+
 /* t->own: token_off [rows + 1] (int64), then ids, then types, room for cap
  * tokens each; grown. NULL (the job failed) when out of memory. */
 static int32_t *grow(struct gpuq_task *t, int64_t rows, size_t need, size_t *cap) {
@@ -73,7 +75,7 @@ int gpuq_score_pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_
     int32_t *ids = gpuq_ops_buf(s, 0, (size_t)tokens * sizeof(int32_t));
     int32_t *types = gpuq_ops_buf(s, 1, (size_t)tokens * sizeof(int32_t));
     int *lens = gpuq_ops_buf(s, 2, (size_t)rows * sizeof(int));
-    float *y = gpuq_ops_buf(s, 3, (size_t)rows * m->n_labels * sizeof(float));
+    float *y = gpuq_ops_buf(s, 3, (size_t)rows * gpuq_score_width(m) * sizeof(float));
     if (!ids || !types || !lens || !y) return GPUQ_BE_NOMEM;
     struct gpuq_embed args = {p[0].t->model, {.ids = ids, .lens = lens, .types = types, .n_seq = (int)rows,
                                               .pooling = GPUQ_POOL_CLS, .out = y}, (int)tokens, 0};
@@ -96,7 +98,7 @@ int gpuq_score_pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_
 
 void gpuq_score_scatter(const struct gpuq_ops_slot *s, const struct gpuq_piece *p, int n) {
     const float *y = s->out[0];
-    size_t labels = (size_t)gpuq_score_model(p[0].t)->n_labels;
+    size_t labels = (size_t)gpuq_score_width(gpuq_score_model(p[0].t));
     for (int i = 0; i < n; i++) {
         memcpy((float *)p[i].t->out + (size_t)p[i].row0 * labels, y, (size_t)p[i].rows * labels * sizeof(float));
         y += (size_t)p[i].rows * labels;
@@ -125,8 +127,8 @@ void gpuq_score_apply(enum gpuq_score_fn f, float *v, int n) {
 
 void gpuq_score_twin(struct gpuq_twin_run *r) {
     static const int small[] = {1, 40, 9}, large[] = {1, 70, 33, 16, 17, 5, 32};
-    static const struct gpuq_encoder_twin one = {64, 2, 1, GPUQ_POOL_CLS, 0, -1, 0, 0, 1},
-                                          three = {128, 4, 2, GPUQ_POOL_CLS, 0, 1, 0, 0, 3};
+    static const struct gpuq_encoder_twin one = {64, 2, 1, GPUQ_POOL_CLS, 0, -1, 0, 0, 1, 0},
+                                          three = {128, 4, 2, GPUQ_POOL_CLS, 0, 1, 0, 0, 3, 0};
     gpuq_twin_precision(r, 2e-2, 4e-3);     /* as embed's */
     if (!r->large) {
         gpuq_encoder_twin_batch(r, &one, small, 3);
@@ -134,4 +136,11 @@ void gpuq_score_twin(struct gpuq_twin_run *r) {
     }
     gpuq_encoder_twin_batch(r, &one, large, 7);
     gpuq_encoder_twin_batch(r, &three, large, 7);
+}
+
+void gpuq_score_sparse_twin(struct gpuq_twin_run *r) {
+    static const int lens[] = {1, 40, 9, 70};
+    static const struct gpuq_encoder_twin splade = {64, 2, 1, GPUQ_POOL_MAX, 0, -1, 0, 0, 0, 1};
+    gpuq_twin_precision(r, 2e-2, 4e-3);
+    gpuq_encoder_twin_batch(r, &splade, lens, r->large ? 4 : 2);
 }

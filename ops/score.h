@@ -1,4 +1,5 @@
-/* score.h -- what the sequence-classifier ops (rerank, classify) share:
+/* score.h -- what the ops on an encoder's head (rerank, classify,
+ * embed_sparse) share:
  * rows of one text or a pair, tokenized at admission (a pair with its
  * token types, cut longest first as `tokenizers` cuts it), batched by
  * tokens through the model's head; each row's logits [labels], f32, at the
@@ -33,9 +34,12 @@ void gpuq_score_apply(enum gpuq_score_fn f, float *v, int n);
 /* The twin check of both ops: random classifiers with token types. */
 struct gpuq_twin_run;
 void gpuq_score_twin(struct gpuq_twin_run *r);
+void gpuq_score_sparse_twin(struct gpuq_twin_run *r);     /* embed_sparse's: a random masked-LM head */
 
-/* The model's head. */
+/* The model's head, and the width of a row's logits: its labels, or the
+ * vocabulary for a masked-LM head (embed_sparse). */
 const struct gpuq_encoder *gpuq_score_model(const struct gpuq_task *t);
+int gpuq_score_width(const struct gpuq_encoder *m);
 
 #ifdef __cplusplus
 extern "C" {
