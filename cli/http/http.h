@@ -122,6 +122,12 @@ int gpuq_http_result_f32(const struct gpuq_http_result *res, const char *name, c
                          int64_t *rows, int64_t *cols);
 int gpuq_http_result_i32(const struct gpuq_http_result *res, const char *name, const int32_t **data,
                          int64_t *n);
+/* Output name of dtype ("f32", "i32", "i64") and rank: its shape and data
+ * (borrowed, unaligned: memcpy it). 0, or -1 when absent or otherwise. */
+int gpuq_http_result_tensor(const struct gpuq_http_result *res, const char *name, const char *dtype, int rank,
+                            int64_t *shape, const void **data);
+/* A text output (a list of strings) as a JSON array, or NULL. */
+json_t *gpuq_http_result_texts(const struct gpuq_http_result *res, const char *name);
 /* The result answered by finish with no result: timed out (504) or the
  * front door stopping (503). 1 when it answered, 0 when there is a result. */
 int gpuq_http_result_missing(struct gpuq_http_req *r);
@@ -131,7 +137,10 @@ int gpuq_http_result_missing(struct gpuq_http_req *r);
 void gpuq_http_embeddings(struct gpuq_http_req *r);    /* openai.c: POST /v1/embeddings */
 void gpuq_http_models(struct gpuq_http_req *r);        /* openai.c: GET /v1/models */
 void gpuq_http_tei_embed(struct gpuq_http_req *r);     /* tei.c: POST /embed */
-void gpuq_http_tei_unserved(struct gpuq_http_req *r);  /* tei.c: /rerank, /predict, ... */
+void gpuq_http_tei_unserved(struct gpuq_http_req *r);  /* tei.c: /tokenize */
+void gpuq_http_tei_rerank(struct gpuq_http_req *r);    /* tei_ops.c: POST /rerank */
+void gpuq_http_tei_predict(struct gpuq_http_req *r);   /* tei_ops.c: POST /predict */
+void gpuq_http_tei_sparse(struct gpuq_http_req *r);    /* tei_ops.c: POST /embed_sparse */
 void gpuq_http_jobs_post(struct gpuq_http_req *r);     /* jobs_api.c: POST /v1/jobs */
 void gpuq_http_jobs_get(struct gpuq_http_req *r);      /* jobs_api.c: GET /v1/jobs/{id} */
 void gpuq_http_dash_page(struct gpuq_http_req *r);     /* dash.c: GET / */
@@ -146,6 +155,8 @@ json_t *gpuq_http_live_workers(struct gpuq_http *srv, const char *queue);
  * the one encoder live workers advertise on r's queue. NULL with the answer
  * set when there is none or several. */
 const char *gpuq_http_pick_model(struct gpuq_http_req *r, char *buf, size_t cap);
+/* The same for a route whose models advertise one of ops (NULL-terminated). */
+const char *gpuq_http_pick_model_for(struct gpuq_http_req *r, const char *const *ops, char *buf, size_t cap);
 
 /* A query parameter of the request, or NULL. */
 const char *gpuq_http_query(struct gpuq_http_req *r, const char *name);

@@ -67,6 +67,7 @@ int gpuq_http_result_ok(const struct gpuq_http_result *res, const char **code, c
 /* Output name with dtype and rank: its shape and data. */
 static int output(const struct gpuq_http_result *res, const char *name, const char *dtype, uint32_t rank,
                   int64_t *shape, const char **data, size_t *nbytes) {
+    uint64_t size = !strcmp(dtype, "i64") || !strcmp(dtype, "f64") ? 8 : 4;
     const msgpack_object *t = get(res->outputs, name);
     const msgpack_object *dt = get(t, "dtype"), *sh = get(t, "shape"), *d = get(t, "data");
     if (!dt || dt->type != MSGPACK_OBJECT_STR || dt->via.str.size != strlen(dtype) ||
@@ -79,7 +80,7 @@ static int output(const struct gpuq_http_result *res, const char *name, const ch
         shape[i] = (int64_t)sh->via.array.ptr[i].via.u64;
         n *= sh->via.array.ptr[i].via.u64;
     }
-    if (n * 4 != d->via.bin.size) return -1;
+    if (n * size != d->via.bin.size) return -1;
     *data = d->via.bin.ptr;
     *nbytes = d->via.bin.size;
     return 0;
@@ -106,6 +107,27 @@ int gpuq_http_result_i32(const struct gpuq_http_result *res, const char *name, c
     *data = (const int32_t *)(const void *)p;
     *n = shape[0];
     return 0;
+}
+
+int gpuq_http_result_tensor(const struct gpuq_http_result *res, const char *name, const char *dtype, int rank,
+                            int64_t *shape, const void **data) {
+    const char *p;
+    size_t nb;
+    if (output(res, name, dtype, (uint32_t)rank, shape, &p, &nb) != 0) return -1;
+    *data = p;
+    return 0;
+}
+
+json_t *gpuq_http_result_texts(const struct gpuq_http_result *res, const char *name) {
+    const msgpack_object *t = get(res->outputs, name);
+    if (!t || t->type != MSGPACK_OBJECT_ARRAY) return NULL;
+    json_t *out = json_array();
+    for (uint32_t i = 0; out && i < t->via.array.size; i++) {
+        const msgpack_object *s = &t->via.array.ptr[i];
+        json_array_append_new(out, s->type == MSGPACK_OBJECT_STR ? json_stringn(s->via.str.ptr, s->via.str.size)
+                                                                 : json_null());
+    }
+    return out;
 }
 
 int gpuq_http_result_missing(struct gpuq_http_req *r) {

@@ -27,7 +27,7 @@ static enum gpuq_http_route route_of(const char *path, int *is_api) {
     if (!strcmp(path, "/embed")) return GPUQ_HTTP_ROUTE_EMBED;
     if (!strcmp(path, "/rerank") || !strcmp(path, "/predict") || !strcmp(path, "/embed_sparse") ||
         !strcmp(path, "/tokenize"))
-        return GPUQ_HTTP_ROUTE_TEI_OTHER;
+        return GPUQ_HTTP_ROUTE_TEI_OTHER;   /* tei_ops.c's, or 501 */
     if (!strcmp(path, "/v1/jobs")) return GPUQ_HTTP_ROUTE_JOBS_POST;
     if (!strncmp(path, "/v1/jobs/", 9)) return GPUQ_HTTP_ROUTE_JOBS_GET;
     if (!strcmp(path, "/") || !strcmp(path, "/index.html")) return GPUQ_HTTP_ROUTE_DASHBOARD;
@@ -68,7 +68,12 @@ static void run_route(struct gpuq_http_req *r) {
     case GPUQ_HTTP_ROUTE_EMBEDDINGS: gpuq_http_embeddings(r); break;
     case GPUQ_HTTP_ROUTE_MODELS: gpuq_http_models(r); break;
     case GPUQ_HTTP_ROUTE_EMBED: gpuq_http_tei_embed(r); break;
-    case GPUQ_HTTP_ROUTE_TEI_OTHER: gpuq_http_tei_unserved(r); break;
+    case GPUQ_HTTP_ROUTE_TEI_OTHER:
+        if (!strcmp(r->path, "/rerank")) gpuq_http_tei_rerank(r);
+        else if (!strcmp(r->path, "/predict")) gpuq_http_tei_predict(r);
+        else if (!strcmp(r->path, "/embed_sparse")) gpuq_http_tei_sparse(r);
+        else gpuq_http_tei_unserved(r);
+        break;
     case GPUQ_HTTP_ROUTE_JOBS_POST: gpuq_http_jobs_post(r); break;
     case GPUQ_HTTP_ROUTE_JOBS_GET: gpuq_http_jobs_get(r); break;
     case GPUQ_HTTP_ROUTE_DASHBOARD: gpuq_http_dash_page(r); break;

@@ -1,6 +1,6 @@
 /* tei.c -- text-embeddings-inference's API: POST /embed answered as TEI
- * answers it ([[floats]], errors as {"error", "error_type"}), and its other
- * routes answered 501 until the ops they need are served. */
+ * answers it ([[floats]], errors as {"error", "error_type"}); /rerank,
+ * /predict and /embed_sparse are tei_ops.c's; /tokenize is answered 501. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,8 +102,6 @@ out:
 }
 
 void gpuq_http_tei_unserved(struct gpuq_http_req *r) {
-    const char *op = strcmp(r->path, "/rerank") == 0 ? "rerank" : strcmp(r->path, "/predict") == 0 ? "classify"
-                     : strcmp(r->path, "/embed_sparse") == 0 ? "embed_sparse" : "tokenize";
-    gpuq_http_fail(r, 501, "unknown_op", "%s is not served yet: the workers have no '%s' op (only /embed, "
-                   "/v1/embeddings and /v1/jobs are)", r->path, op);
+    gpuq_http_fail(r, 501, "unknown_op", "%s is not served: the workers have no tokenize op (the embed ops "
+                   "return each text's token count)", r->path);
 }

@@ -41,7 +41,19 @@ json_t *gpuq_http_live_workers(struct gpuq_http *srv, const char *queue) {
 }
 
 const char *gpuq_http_pick_model(struct gpuq_http_req *r, char *buf, size_t cap) {
-    if (r->srv->cfg.default_model) return r->srv->cfg.default_model;
+    static const char *const embed[] = {"embed", NULL};
+    return gpuq_http_pick_model_for(r, embed, buf, cap);
+}
+
+static int one_of(const char *op, const char *const *ops) {
+    for (; op && *ops; ops++)
+        if (!strcmp(op, *ops)) return 1;
+    return 0;
+}
+
+const char *gpuq_http_pick_model_for(struct gpuq_http_req *r, const char *const *ops, char *buf, size_t cap) {
+    int embedding = !strcmp(ops[0], "embed");
+    if (embedding && r->srv->cfg.default_model) return r->srv->cfg.default_model;
     json_t *workers = gpuq_http_live_workers(r->srv, r->queue);
     size_t i, j;
     json_t *w, *m;
@@ -50,7 +62,7 @@ const char *gpuq_http_pick_model(struct gpuq_http_req *r, char *buf, size_t cap)
     json_array_foreach(workers, i, w) json_array_foreach(json_object_get(w, "models"), j, m) {
         const char *op = json_string_value(json_object_get(m, "op"));
         const char *name = json_string_value(json_object_get(m, "name"));
-        if (!op || strcmp(op, "embed") || !name || !strcmp(name, buf)) continue;
+        if (!one_of(op, ops) || !name || !strcmp(name, buf)) continue;
         if (found++) break;
         snprintf(buf, cap, "%s", name);
     }
@@ -58,8 +70,9 @@ const char *gpuq_http_pick_model(struct gpuq_http_req *r, char *buf, size_t cap)
     if (found == 1) return buf;
     if (found == 0)
         gpuq_http_fail(r, r->route == GPUQ_HTTP_ROUTE_EMBED ? 424 : 400, "unknown_model",
-                       "no model named, and no live worker on queue '%s' serves an embedding model "
-                       "(start one with --model NAME=DIR, or name one with --default-model)", r->queue);
+                       "no model named, and no live worker on queue '%s' serves a model for %s "
+                       "(start one with --model NAME=DIR%s)", r->queue, ops[0],
+                       embedding ? ", or name one with --default-model" : "");
     else
         gpuq_http_fail(r, 400, "unknown_model", "no model named, and the workers on queue '%s' serve "
                        "several: name one ('model', or --default-model)", r->queue);

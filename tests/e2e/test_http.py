@@ -158,11 +158,90 @@ class Tei(HttpTest):
             self.assertEqual(st, status, (body, err))
             self.assertEqual(set(err) - {"code"}, {"error", "error_type"}, err)
             self.assertIsInstance(err["error"], str)
-        for path in ("/rerank", "/predict", "/embed_sparse", "/tokenize"):
+        st, _, err = self.front.post("/tokenize", {"inputs": "a"})
+        self.assertEqual((st, err["code"]), (501, "unknown_op"))
+        for path, op in (("/rerank", "rerank"), ("/predict", "classify"), ("/embed_sparse", "embed_sparse")):
             st, _, err = self.front.post(path, {"query": "q", "texts": ["a"], "inputs": "a"})
-            self.assertEqual(st, 501, path)
-            self.assertIn("not served yet", err["error"])
-            self.assertEqual(err["code"], "unknown_op")
+            self.assertEqual((st, err["code"]), (400, "unknown_model"), path)   # only an embedder is live
+            self.assertIn(f"serves a model for {op}", err["error"])
+        for path, body in (("/rerank", {"query": 3, "texts": ["a"]}), ("/rerank", {"query": "q", "texts": []}),
+                           ("/rerank", {"query": "q", "texts": ["a", 2]}), ("/predict", {"inputs": [["a"]]}),
+                           ("/embed_sparse", {"inputs": 5}), ("/rerank", {"query": "q", "texts": ["a"] * 3000})):
+            st, _, err = self.front.post(path, body)
+            self.assertIn(st, (413, 422), (path, body, err))
+            self.assertEqual(set(err) - {"code"}, {"error", "error_type"}, err)
+
+
+class TeiOps(HttpTest):
+    """/rerank, /predict and /embed_sparse in TEI's shapes (its docs/openapi.json: RerankRequest ->
+    [Rank {index, score, text?}] best first; PredictRequest -> [Prediction {score, label}] best first,
+    a list of them per input for a batch; EmbedSparseRequest -> [[SparseValue {index, value}]]), each
+    equal to the op's own result through Redis."""
+    with_worker = False
+
+    def setUp(self):
+        super().setUp()
+        make = os.path.join(ROOT, "scripts", "make-model")
+        for name, args in (("ce", ["--family", "bert", "--head", "classify", "1"]),
+                           ("nli", ["--family", "xlm-roberta", "--head", "classify", "3"]),
+                           ("splade", ["--family", "bert", "--head", "mlm"])):
+            subprocess.run([sys.executable, make, *args[:2], self.path(name), *args[2:]], check=True,
+                           capture_output=True)
+        self.worker("--model", f"ce={self.path('ce')}", "--model", f"nli={self.path('nli')}",
+                    "--model", f"splade={self.path('splade')}")
+
+    def op(self, op, model, inputs, **params):
+        reply = self.client.key("reply:ref")
+        self.client.enqueue({"op": op, "model": model, "id": "ref", "reply_to": reply, "inputs": inputs,
+                             "params": params})
+        r = self.client.wait(reply)
+        self.assertEqual(r["status"], "ok", r.get("error"))
+        return r["outputs"]
+
+    def test_rerank(self):
+        docs = ["sunny in Paris", "a cat", "", "rain in Paris"]
+        want = from_tensor(self.op("rerank", "ce", {"query": "weather in Paris", "documents": docs})["scores"])
+        st, _, got = self.front.post("/rerank", {"query": "weather in Paris", "texts": docs, "return_text": True})
+        self.assertEqual(st, 200, got)
+        order = list(np.argsort(-want, kind="stable"))
+        self.assertEqual([g["index"] for g in got], order)
+        self.assertEqual([g["text"] for g in got], [docs[i] for i in order])
+        np.testing.assert_allclose([g["score"] for g in got], want[order], rtol=1e-6)
+        self.assertEqual(set(got[0]), {"index", "score", "text"})
+        st, _, raw = self.front.post("/rerank", {"query": "weather in Paris", "texts": docs, "raw_scores": True,
+                                                 "model": "ce"})
+        self.assertEqual(st, 200, raw)
+        self.assertEqual(set(raw[0]), {"index", "score"})
+        logits = from_tensor(self.op("rerank", "ce", {"query": "weather in Paris", "documents": docs},
+                                     raw_scores=True)["scores"])
+        np.testing.assert_allclose([g["score"] for g in raw], logits[order], rtol=1e-6)
+
+    def test_predict(self):
+        texts = ["I love it", "I hate it", "meh"]
+        out = self.op("classify", "nli", {"text": texts})
+        want, labels = from_tensor(out["scores"]), out["labels"]
+        st, _, got = self.front.post("/predict", {"inputs": texts, "model": "nli"})
+        self.assertEqual(st, 200, got)
+        self.assertEqual(len(got), 3)
+        for row, w in zip(got, want):
+            self.assertEqual([p["label"] for p in row], [labels[j] for j in np.argsort(-w, kind="stable")])
+            np.testing.assert_allclose([p["score"] for p in row], np.sort(w)[::-1], rtol=1e-6)
+        st, _, one = self.front.post("/predict", {"inputs": "I love it", "model": "nli"})
+        self.assertEqual((st, [p["label"] for p in one]), (200, [p["label"] for p in got[0]]))
+        pair = self.op("classify", "nli", {"pairs": [["a man plays", "someone makes music"]]})
+        st, _, p = self.front.post("/predict", {"inputs": ["a man plays", "someone makes music"], "model": "nli"})
+        self.assertEqual(st, 200, p)                  # two strings: one pair, as TEI reads them
+        self.assertAlmostEqual(p[0]["score"], float(from_tensor(pair["scores"]).max()), places=6)
+
+    def test_embed_sparse(self):
+        texts = ["the weather is lovely", "rain"]
+        out = self.op("embed_sparse", "splade", {"text": texts})
+        idx, val, off = (from_tensor(out[k]) for k in ("indices", "values", "offsets"))
+        st, _, got = self.front.post("/embed_sparse", {"inputs": texts})
+        self.assertEqual(st, 200, got)
+        for r, row in enumerate(got):
+            self.assertEqual([v["index"] for v in row], list(idx[off[r]:off[r + 1]]))
+            np.testing.assert_allclose([v["value"] for v in row], val[off[r]:off[r + 1]], rtol=1e-6)
 
 
 class Jobs(HttpTest):
