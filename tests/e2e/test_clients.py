@@ -169,18 +169,28 @@ class Clients(WorkerTest):
         return p
 
     def check_gateway(self, base, proc):
+        """/embed: texts in, their embeddings out; /search: the nearest texts by cosine, the
+        candidates re-ordered by the cross-encoder (the gateway runs with GPUQ_RERANK_MODEL=ce)."""
         wait_http(base + "/healthz", proc)
-        x = [[0.5, -1.0, 2.0, 0.0], [1, 1, 1, 1]]
-        status, body = post(base + "/embed", {"x": x})
+        status, body = post(base + "/embed", {"texts": TEXTS})
         self.assertEqual(status, 200, body)
-        np.testing.assert_allclose(body["y"], mlp_ref(self.layers, np.array(x, np.float32)), rtol=1e-5, atol=1e-5)
-        self.assertEqual(post(base + "/embed", {"x": [[1.0, 2.0]]})[0], 422)
+        np.testing.assert_allclose(body["embeddings"], json.loads(self.env["GPUQ_TEXT_WANT"]), atol=1e-6)
+        self.assertIn(post(base + "/embed", {"texts": []})[0], (400, 422))
+        self.assertIn(post(base + "/embed", {"x": [[1.0, 2.0]]})[0], (400, 422))
         status, body = post(base + "/search", {"query": DOCS[3], "k": 2})
         self.assertEqual(status, 200, body)
-        self.assertEqual([r["text"] for r in body["results"]][0], DOCS[3])
-        self.assertAlmostEqual(body["results"][0]["score"], 1.0, places=4)
-        self.assertEqual(len(body["results"]), 2)
-        self.assertGreaterEqual(body["results"][0]["score"], body["results"][1]["score"])
+        got = body["results"]
+        self.assertEqual(len(got), 2)
+        # the cross-encoder's scores of every document against the query, through the protocol
+        want = self.scores("rerank", {"query": DOCS[3], "documents": DOCS})
+        best = sorted(range(len(DOCS)), key=lambda i: (-want[i], i))[:2]     # 4 k covers all 5 documents
+        self.assertEqual([r["text"] for r in got], [DOCS[i] for i in best])
+        np.testing.assert_allclose([r["rerank_score"] for r in got], [want[i] for i in best], rtol=1e-5)
+        cos = {DOCS[3]: 1.0}
+        for r in got:
+            self.assertLessEqual(r["score"], 1.0 + 1e-5)
+            if r["text"] in cos:
+                self.assertAlmostEqual(r["score"], cos[r["text"]], places=4)
 
     def test_python_package(self):
         """Built as a wheel from its sdist, installed in a clean venv: the client's tests pass there."""
@@ -204,7 +214,9 @@ class Clients(WorkerTest):
         with open(os.path.join(PY_CLIENT, "examples", "fastapi_gateway.py")) as f:
             doc = f.read()
         self.assertIn("python3 -m uvicorn fastapi_gateway:app", doc)
-        self.assertIn("GPUQ_MODEL_NAME", doc)
+        self.assertIn("GPUQ_RERANK_MODEL", doc)
+        with open(os.path.join(PY_CLIENT, "examples", "docs.json")) as f:
+            self.assertGreater(len(json.load(f)), 10)       # the sample documents ship with it
         # its index builder writes what the worker's own embeddings make
         sh([python, "fastapi_gateway.py", self.path("docs.json"), self.path("built.safetensors")],
            cwd=os.path.join(PY_CLIENT, "examples"), env=self.env)
@@ -215,7 +227,7 @@ class Clients(WorkerTest):
         np.testing.assert_array_equal(np.frombuffer(built[n:], "<f4"), np.frombuffer(want[-len(DOCS) * 256:], "<f4"))
         port = free_port()
         p = self.start([python, "-m", "uvicorn", "fastapi_gateway:app", "--port", str(port), "--log-level",
-                        "warning"], os.path.join(PY_CLIENT, "examples"), {})
+                        "warning"], os.path.join(PY_CLIENT, "examples"), {"GPUQ_RERANK_MODEL": "ce"})
         self.check_gateway(f"http://127.0.0.1:{port}", p)
 
     def node_or_skip(self):
@@ -247,7 +259,7 @@ class Clients(WorkerTest):
         proj = npm_project("node-gw", NODE_CLIENT)
         shutil.copy(os.path.join(NODE_CLIENT, "examples", "gateway.js"), proj)
         port = free_port()
-        p = self.start(["node", "gateway.js"], proj, dict(NODE_ENV, PORT=str(port)))
+        p = self.start(["node", "gateway.js"], proj, dict(NODE_ENV, PORT=str(port), GPUQ_RERANK_MODEL="ce"))
         self.check_gateway(f"http://127.0.0.1:{port}", p)
 
 
