@@ -50,6 +50,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gpuq_job_param_str(&job, "metric", &s);
         gpuq_job_param_f64s(&job, "mean", arr, 16, &n);
         for (int k = 0; k < job.n_inputs; k++) {
+            /* decoded texts and pairs are safe to read in full */
+            const struct gpuq_input *in = &job.inputs[k];
+            volatile uint8_t seen = 0;
+            for (int64_t r = 0; in->text && r < in->n_texts; r++)
+                for (int second = 0; second < (in->pairs ? 2 : 1); second++) {
+                    struct gpuq_str t = in->pairs ? gpuq_input_pair(in, r, second) : gpuq_input_text(in, r);
+                    if (t.len > GPUQ_MAX_DOC_BYTES) abort();
+                    for (size_t j = 0; j < t.len; j++) seen += (uint8_t)t.ptr[j];
+                }
+            (void)seen;
+            if (in->text) continue;
             /* decoded tensors are safe to read in full */
             const struct gpuq_tensor *t = &job.inputs[k].t;
             volatile uint8_t sum = 0;
@@ -82,7 +93,8 @@ static int maps_of(msgpack_object *o, msgpack_object **out, int n, int cap) {
 
 static const char *const protocol_keys[] = {
     "op", "inputs", "params", "model", "id", "reply_to", "callback", "deadline_ms", "timeout_ms",
-    "priority", "result_ttl", "meta", "dtype", "shape", "data", "x", "a", "b", "q", "image",
+    "priority", "result_ttl", "meta", "dtype", "shape", "data", "x", "a", "b", "q", "image", "text", "pairs",
+    "query", "documents",
 };
 
 static void mutate_map(msgpack_zone *z, msgpack_object *m, unsigned *seed) {
