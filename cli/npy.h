@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 
 /* Parses a .npy image; t->data points into buf. Returns 0 or -1 with err. */
 int gpuq_npy_parse(struct gpuq_tensor *t, const unsigned char *buf, size_t len, char *err,

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 
 struct cpu_ctx {
     struct gpuq_cpu_gemm *gemm;

@@ -6,7 +6,7 @@
 #ifndef GPUQ_SAFETENSORS_H
 #define GPUQ_SAFETENSORS_H
 
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 
 struct gpuq_st_entry {
     char *name;

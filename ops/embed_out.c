@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 
 static const char *const dtype_names[] = {"f32", "f16", "int8", "uint8", "binary", "ubinary"};
 #define N_DTYPES (int)(sizeof(dtype_names) / sizeof(dtype_names[0]))

@@ -9,7 +9,7 @@
 #include <msgpack.h>
 #include <stdint.h>
 
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 #include "ops/list.h"
 
 enum gpuq_err {

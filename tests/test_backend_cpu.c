@@ -2,7 +2,7 @@
  * reduced-precision mlp, and the twin check the CUDA test and the worker's
  * start-up use. */
 #include "ops_ref.h"
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 #include "ops/op.h"
 
 /* bf16 and f16 rounding: nearest, ties to even, overflow to infinity. */

@@ -5,7 +5,7 @@
  * fixed-size part and a rest, and the empty cases. */
 #include "kernels/backend.h"
 #include "kernels/cpu_gemm.h"
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 #include "tests/check.h"
 
 static float at(const void *p, enum gpuq_cpu_gemm_type t, int64_t i) {

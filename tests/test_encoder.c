@@ -8,7 +8,7 @@
 #include "kernels/cpu.h"
 #include "kernels/encoder.h"
 #include "models/model.h"
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 #include "tests/check.h"
 
 enum { H = 64, HEADS = 4, LAYERS = 2, INTER = 128, POS = 32, VOCAB = 50 };

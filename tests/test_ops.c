@@ -2,7 +2,7 @@
  * that fails: a failed batch's slot is waited for before it is packed
  * again; and an op moved to the CPU keeps the backend's mlp precision. */
 #include "ops_ref.h"
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 #include "worker/ops.h"
 
 /* A stream backend whose softmax fails with status: each call leaves work

@@ -1,4 +1,5 @@
 /* cache.c -- results kept by content in Redis. */
+#include "base/invariant.h"
 #include "worker/cache.h"
 
 #include <openssl/evp.h>
@@ -7,7 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define DESC(t) gpuq_op_table[(t)->job.op]
+/* the op's descriptor: only decoded jobs (a valid op) reach here */
+#define DESC(t) (GPUQ_INVARIANT((t)->job.op >= 0 && (t)->job.op < GPUQ_OP_COUNT), gpuq_op_table[(t)->job.op])
 
 static void feed(void *ctx, const void *p, size_t n) { EVP_DigestUpdate(ctx, p, n); }
 

@@ -1,5 +1,6 @@
 /* ops.c -- the dispatcher: admission through the op table, batch keys,
  * and running batches on a backend. */
+#include "base/invariant.h"
 #include "worker/clock.h"
 #include "worker/ops.h"
 
@@ -11,7 +12,8 @@
 #include "worker/cache.h"
 #include "worker/log.h"
 
-#define DESC(t) gpuq_op_table[(t)->job.op]
+/* the op's descriptor: only decoded jobs (a valid op) reach here */
+#define DESC(t) (GPUQ_INVARIANT((t)->job.op >= 0 && (t)->job.op < GPUQ_OP_COUNT), gpuq_op_table[(t)->job.op])
 /* Packing space larger than this (16 MiB) is freed after its batch. */
 #define KEEP_BYTES ((size_t)16 << 20)
 

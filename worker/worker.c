@@ -20,6 +20,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "base/invariant.h"
 #include "queue/json.h"
 #include "worker/cache.h"
 #include "worker/log.h"
@@ -70,7 +71,14 @@ void gpuq_worker_drop_task(struct worker *w, struct gpuq_task *t) {
     free(t->own);
     unhold(t->held);
     memset(t, 0, sizeof(*t));
+    GPUQ_INVARIANT(w->n_free < w->n_slots);
     w->free_slots[w->n_free++] = t;
+}
+
+/* t is answered: published with the next batch of results. */
+static void answered(struct worker *w, struct gpuq_task *t) {
+    GPUQ_INVARIANT(w->n_done < w->n_slots);
+    w->done[w->n_done++] = t;
 }
 
 /* An entry that will not run: answered with a dead letter, never an error result. */
@@ -80,7 +88,7 @@ static void dead_letter(struct worker *w, struct gpuq_task *t, enum gpuq_err cod
     t->job.op = -1;     /* not decoded: its log lines name no op */
     t->decoded = GPUQ_DECODE_UNDECODABLE;
     gpuq_job_fail(&t->job, code, "%s", why);
-    w->done[w->n_done++] = t;
+    answered(w, t);
 }
 
 static void schedule(struct worker *w, struct gpuq_task *t) {
@@ -145,7 +153,7 @@ static void admit(struct worker *w, struct gpuq_task *t) {
         schedule(w, t);
         return;
     }
-    w->done[w->n_done++] = t;
+    answered(w, t);
 }
 
 /* Reads the cache for the tasks admitted by the last read: a task found
@@ -165,8 +173,9 @@ static void look_up(struct worker *w) {
             continue;
         }
         t->rows_done = t->rows;
+        GPUQ_INVARIANT(t->job.op >= 0 && t->job.op < GPUQ_OP_COUNT);
         gpuq_op_table[t->job.op]->finish(t);
-        w->done[w->n_done++] = t;
+        answered(w, t);
     }
     w->n_lookups = 0;
 }
@@ -179,10 +188,7 @@ static void take(struct worker *w, int got, redisReply *reply) {
         return;     /* they stay pending for us; read again after a reconnect */
     }
     *h = (struct held){reply, got};
-    if (got > w->n_free) {     /* every read asks for no more than the free slots */
-        log_error("read %d entries with %d task slots free: a bug", got, w->n_free);
-        abort();
-    }
+    GPUQ_INVARIANT(got <= w->n_free);      /* every read asks for no more than the free slots */
     for (int i = 0; i < got; i++) {
         struct gpuq_task *t = w->free_slots[--w->n_free];
         t->entry = w->entries[i];
@@ -435,7 +441,7 @@ static void finish_batch(struct worker *w) {
     if (b.rc != 0) gpuq_metrics_batch_trouble(w->metrics, 1);
     for (int i = 0; i < b.n; i++) {
         struct gpuq_task *t = b.p[i].t;
-        if (t->rows_done == t->rows) w->done[w->n_done++] = t;
+        if (t->rows_done == t->rows) answered(w, t);
     }
 }
 
@@ -450,7 +456,7 @@ static int run_batch(struct worker *w, int force, int64_t *wait_us) {
     for (int i = 0; i < n; i++) {
         gpuq_job_fail(&expired[i]->job, GPUQ_ERR_DEADLINE_EXCEEDED, "deadline passed %lld ms "
                       "before the job could start", (long long)(now / 1000 - expired[i]->deadline_ms));
-        w->done[w->n_done++] = expired[i];
+        answered(w, expired[i]);
     }
     n = w->device_lost ? 0 : gpuq_sched_next(&w->sched, now, force, w->pieces, (int)w->cfg.max_batch,
                                               wait_us);

@@ -1,5 +1,5 @@
 /* tensor.c -- dtype table and conversions to f32. */
-#include "kernels/tensor.h"
+#include "base/tensor.h"
 
 #include <math.h>
 #include <string.h>
