@@ -504,6 +504,8 @@ def main():
     p.add_argument("--masters", type=int, default=3)
     p.add_argument("--webhooks", type=int, default=0, metavar="N",
                    help="only the webhook benchmark, with N webhooks for throughput (webhooks.md)")
+    p.add_argument("--rerank", type=int, metavar="Q", help="only: Q rerank jobs of 100 documents each, gpuq "
+                   "against a careful ONNX Runtime worker (writes rerank.md and rerank.json)")
     p.add_argument("--embed", type=int, metavar="N", help="only: the embedding benchmark on N sentences, "
                    "gpuq (f32, bf16, f32 capped at AVX2, and the build --compare names) against ONNX "
                    "Runtime and numpy workers, with the CPU GEMM rate (writes embed.md and embed.json)")
@@ -527,6 +529,13 @@ def main():
         import knn_binary_bench
         try:
             knn_binary_bench.run(b, a.knn_binary, a.knn_queries, a.out)
+        finally:
+            b.close()
+        return
+    if a.rerank:
+        import rerank_bench
+        try:
+            rerank_bench.run(b, a.rerank, a.out)
         finally:
             b.close()
         return

@@ -38,12 +38,14 @@ def weights(folder):
 
 # ---- the ONNX graph, from the same safetensors ----
 
-def onnx_graph(folder, hf_export=False):
+def onnx_graph(folder, hf_export=False, scorer=False):
     """The encoder as an ONNX graph. hf_export: attention, its mask and GELU
     spelled as PyTorch's export of Hugging Face's BertModel spells them
     (separate q, k, v projections, a -10000 mask, Div by sqrt(2) before
     Erf), which is what onnxruntime.transformers' optimizer recognizes and
-    fuses into its Attention and Gelu kernels."""
+    fuses into its Attention and Gelu kernels. scorer: a cross-encoder
+    (BertForSequenceClassification): token_type_ids in, the pooler (dense,
+    tanh) and classifier on the first token, then sigmoid: y [batch, 1]."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     m, w = weights(folder)
@@ -92,7 +94,12 @@ def onnx_graph(folder, hf_export=False):
                        seq, const("axis0", np.array([0]))], "pos")
     x = op("Gather", [const("word_emb", w["embeddings.word_embeddings.weight"]), "input_ids"], "words")
     x = op("Add", [x, pos], "x_pos")
-    x = op("Add", [x, const("type_emb", w["embeddings.token_type_embeddings.weight"][0])], "x_emb")
+    if scorer:
+        types = op("Gather", [const("type_table", w["embeddings.token_type_embeddings.weight"]), "token_type_ids"],
+                   "types")
+        x = op("Add", [x, types], "x_emb")
+    else:
+        x = op("Add", [x, const("type_emb", w["embeddings.token_type_embeddings.weight"][0])], "x_emb")
     x = layernorm(x, "embeddings.LayerNorm", "x0")
     maskf = op("Cast", ["attention_mask"], "maskf", to=TensorProto.FLOAT)
     if hf_export:
@@ -130,21 +137,28 @@ def onnx_graph(folder, hf_export=False):
                p + "gelu")
         f = dense(f, p + "output.dense", p + "ffn")
         x = layernorm(op("Add", [x, f], p + "res2"), p + "output.LayerNorm", p + f"x{i + 2}")
-    if m.pooling == "cls":
+    if scorer:
+        y = op("Gather", [x, const("i0", np.array(0))], "first", axis=1)
+        y = op("Tanh", [dense(y, "pooler.dense", "pooler")], "pooled")
+        y = op("Sigmoid", [dense(y, "classifier", "logit")], "scored")
+    elif m.pooling == "cls":
         y = op("Gather", [x, const("i0", np.array(0))], "pooled", axis=1)
     else:
         m3 = op("Unsqueeze", [maskf, const("axis2", np.array([2]))], "mask3")
         total = op("ReduceSum", [op("Mul", [x, m3], "xm"), const("axis1", np.array([1]))], "sum", keepdims=0)
         y = op("Div", [total, op("ReduceSum", [m3, "axis1"], "count", keepdims=0)], "pooled")
-    if m.normalize:
+    if m.normalize and not scorer:
         norm = op("Max", [op("ReduceL2", [y], "l2", axes=[1], keepdims=1),
                           const("eps", np.float32(1e-12))], "norm")
         y = op("Div", [y, norm], "normed")
     op("Identity", [y], "y")
-    graph = helper.make_graph(nodes, "bert", [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", h])], inits)
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])]
+    if scorer:
+        inputs.append(helper.make_tensor_value_info("token_type_ids", TensorProto.INT64, ["batch", "seq"]))
+    graph = helper.make_graph(nodes, "bert", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1 if scorer else h])],
+                              inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model.SerializeToString()
