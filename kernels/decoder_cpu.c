@@ -40,15 +40,19 @@ static void rmsnorm_rows(const float *x, float *y, int rows, int n, const float 
 }
 
 /* cs [max_len, hd]: per position, the cosines of its hd / 2 angles then
- * their sines; angle i of position p is p * theta^(-2i / hd). */
+ * their sines; angle i of position p is p * theta^(-2i / hd), in f32 as
+ * transformers' rotary embedding computes it (its inv_freq, and the angle
+ * a product in f32), so long sequences turn as they do there. */
 static void rope_table(const struct gpuq_decoder *d, int max_len, float *cs) {
     int half = d->head_dim / 2;
-    for (int p = 0; p < max_len; p++)
-        for (int i = 0; i < half; i++) {
-            double a = p * pow(d->rope_theta, -2.0 * i / d->head_dim);
-            cs[(size_t)p * d->head_dim + i] = (float)cos(a);
-            cs[(size_t)p * d->head_dim + half + i] = (float)sin(a);
+    for (int i = 0; i < half; i++) {
+        float inv = 1.0f / powf((float)d->rope_theta, (float)(2 * i) / (float)d->head_dim);
+        for (int p = 0; p < max_len; p++) {
+            float a = (float)p * inv;
+            cs[(size_t)p * d->head_dim + i] = cosf(a);
+            cs[(size_t)p * d->head_dim + half + i] = sinf(a);
         }
+    }
 }
 
 /* v [hd] rotated by position row cs (rotate-half: element i pairs with

@@ -196,7 +196,7 @@ def hidden(folder, family, what):
     return ref, t
 
 
-def st_embed(folder, what, prompt=False):
+def st_embed(folder, what, prompt=False, batch_size=3):
     from sentence_transformers import SentenceTransformer
     ref = encoder_ref.load(folder)
     t = tok(folder, ref.max_length)
@@ -205,13 +205,13 @@ def st_embed(folder, what, prompt=False):
         # the ids and prompt length sentence-transformers itself uses: its
         # transformers tokenizer may part from tokenizers on the prompt's
         # trailing space (see check_tokenizer)
-        got = st.encode(TEXTS, prompt_name="query", convert_to_numpy=True, batch_size=3)
+        got = st.encode(TEXTS, prompt_name="query", convert_to_numpy=True, batch_size=batch_size)
         want = []
         for x in TEXTS:
-            f = st.preprocess([x], prompt="query: ")
+            f = st.preprocess([x], prompt=st.prompts["query"])
             want.append(ref.embed(f["input_ids"][0].tolist(), prompt_length=int(f["prompt_length"])))
     else:
-        got = st.encode(TEXTS, convert_to_numpy=True, batch_size=3)
+        got = st.encode(TEXTS, convert_to_numpy=True, batch_size=batch_size)
         want = [ref.embed(t.encode(x).ids) for x in TEXTS]
     for g, w in zip(got, want):
         record(what, float(np.abs(g - w).max()), cosine(g, w))
@@ -293,6 +293,17 @@ def main():
         if family != "mpnet":
             f = make(tmp, family + "-mlm", family, "--head", "mlm", "--seed", "6")
             mlm(f, family)
+    for family in ("qwen3", "qwen2"):
+        # decoders: hidden states through Qwen3Model / Qwen2Model; the
+        # sentence-transformers folder (last-token pooling, Normalize) in
+        # batches of 3 and of 7, which its tokenizer pads on the left, with
+        # and without Qwen3-Embedding's query prompt; weights under "model."
+        f = make(tmp, family, family, "--normalize")
+        hidden(f, family, family)
+        st_embed(f, f"{family} ST lasttoken+Normalize")
+        st_embed(f, f"{family} ST lasttoken+Normalize, query prompt", prompt=True, batch_size=7)
+        f = make(tmp, family + "-prefixed", family, "--prefix", "model.", "--seed", "3")
+        hidden(f, family, f"{family} weights under model.")
     real = pyenv.model_dir()
     hidden(real, "bert", "real all-MiniLM-L6-v2")
     st_embed(real, "real all-MiniLM-L6-v2 ST")
