@@ -3,8 +3,10 @@
  *
  * Padding-free, as the encoder: the batch's tokens are concatenated, every
  * projection is one GEMM over the real tokens only, and attention runs per
- * sequence on its own [n, n] scores, causal (the scores above the diagonal
- * computed and dropped: half a small GEMM, and no mask to build). Grouped
+ * sequence, causal, in blocks of ATT_BLOCK queries: a block's scores cover
+ * the keys up to its last query only (those above the diagonal inside the
+ * block computed and dropped), so a long sequence needs heads * ATT_BLOCK *
+ * n floats of scores, not heads * n * n, and half the work. Grouped
  * heads read their key/value head in place: the query heads that share one
  * are the same offset r within each group, so for each r one GEMM batched
  * over the groups strides the queries by a group and the keys by a head. */
@@ -13,6 +15,8 @@
 
 #include "kernels/cpu.h"
 #include "kernels/decoder.h"
+
+#define ATT_BLOCK 128
 
 /* y[t, out] = x[t, in] W^T (+ bias), the input as precision p's GEMMs take
  * it: bf16 into x16 where the layer has a bf16 copy, else rounded in place
@@ -80,58 +84,70 @@ static void qk_prepare(const struct gpuq_decoder *d, const struct gpuq_dec_layer
         }
 }
 
-/* Each of rows rows of n scores (row i of each head: query position i) to
- * its causal softmax: keys 0 .. i, the rest 0. */
-static void causal_softmax(float *s, int heads, int n) {
+/* A block's scores [heads, m, keys] (row i: query position q0 + i) to
+ * their causal softmax: keys 0 .. q0 + i, the rest 0. */
+static void causal_softmax(float *s, int heads, int m, int keys, int q0) {
     for (int hh = 0; hh < heads; hh++)
-        for (int i = 0; i < n; i++) {
-            float *v = s + ((size_t)hh * n + i) * n, mx = v[0], sum = 0;
-            for (int j = 1; j <= i; j++) mx = v[j] > mx ? v[j] : mx;
-            for (int j = 0; j <= i; j++) sum += v[j] = expf(v[j] - mx);
+        for (int i = 0; i < m; i++) {
+            int last = q0 + i;
+            float *v = s + ((size_t)hh * m + i) * keys, mx = v[0], sum = 0;
+            for (int j = 1; j <= last; j++) mx = v[j] > mx ? v[j] : mx;
+            for (int j = 0; j <= last; j++) sum += v[j] = expf(v[j] - mx);
             float inv = 1.0f / sum;
-            for (int j = 0; j <= i; j++) v[j] *= inv;
-            memset(v + i + 1, 0, (size_t)(n - 1 - i) * sizeof *v);
+            for (int j = 0; j <= last; j++) v[j] *= inv;
+            memset(v + last + 1, 0, (size_t)(keys - 1 - last) * sizeof *v);
         }
 }
 
 /* ctx [n, heads * hd] = causal softmax(Q K^T / sqrt(hd)) V for one
  * sequence whose q, k, v rows sit in qkv [n, (heads + 2 kv) * hd]; query
- * head g * rep + r reads key/value head g. scores holds heads * n * n. */
+ * head g * rep + r reads key/value head g. scores holds heads *
+ * min(n, ATT_BLOCK) * n floats. */
 static int attention(struct gpuq_backend *be, const struct gpuq_decoder *d, const float *qkv, int n, float *scores,
                      float *ctx) {
     int64_t hd = d->head_dim, w = gpuq_decoder_qkv_width(d), kv = d->kv_heads, rep = d->heads / d->kv_heads;
-    int64_t nn = (int64_t)n * n, qd = d->heads * hd;
+    int64_t qd = d->heads * hd;
     int rc = 0;
-    for (int64_t r = 0; r < rep && !rc; r++) {
-        struct gpuq_cpu_gemm_args qk = {
-            .batch = (int)kv, .m = n, .n = n, .k = hd, .type = GPUQ_CPU_GEMM_F32,
-            .a = qkv + r * hd, .a_row = w, .a_col = 1, .a_batch = rep * hd,
-            .b = qkv + qd, .b_row = 1, .b_col = w, .b_batch = hd,
-            .c = scores + r * nn, .c_row = n, .c_col = 1, .c_batch = rep * nn,
-            .alpha = 1.0f / sqrtf((float)hd)};
-        rc = gpuq_cpu_gemm(be, &qk);
-    }
-    if (rc) return rc;
-    causal_softmax(scores, d->heads, n);
-    for (int64_t r = 0; r < rep && !rc; r++) {
-        struct gpuq_cpu_gemm_args pv = {
-            .batch = (int)kv, .m = n, .n = hd, .k = n, .type = GPUQ_CPU_GEMM_F32,
-            .a = scores + r * nn, .a_row = n, .a_col = 1, .a_batch = rep * nn,
-            .b = qkv + qd + kv * hd, .b_row = w, .b_col = 1, .b_batch = hd,
-            .c = ctx + r * hd, .c_row = qd, .c_col = 1, .c_batch = rep * hd, .alpha = 1.0f};
-        rc = gpuq_cpu_gemm(be, &pv);
+    for (int q0 = 0; q0 < n && !rc; q0 += ATT_BLOCK) {
+        int m = n - q0 < ATT_BLOCK ? n - q0 : ATT_BLOCK, keys = q0 + m;
+        int64_t mk = (int64_t)m * keys;
+        const float *q = qkv + (size_t)q0 * w;
+        for (int64_t r = 0; r < rep && !rc; r++) {
+            struct gpuq_cpu_gemm_args qk = {
+                .batch = (int)kv, .m = m, .n = keys, .k = hd, .type = GPUQ_CPU_GEMM_F32,
+                .a = q + r * hd, .a_row = w, .a_col = 1, .a_batch = rep * hd,
+                .b = qkv + qd, .b_row = 1, .b_col = w, .b_batch = hd,
+                .c = scores + r * mk, .c_row = keys, .c_col = 1, .c_batch = rep * mk,
+                .alpha = 1.0f / sqrtf((float)hd)};
+            rc = gpuq_cpu_gemm(be, &qk);
+        }
+        if (rc) break;
+        causal_softmax(scores, d->heads, m, keys, q0);
+        for (int64_t r = 0; r < rep && !rc; r++) {
+            struct gpuq_cpu_gemm_args pv = {
+                .batch = (int)kv, .m = m, .n = hd, .k = keys, .type = GPUQ_CPU_GEMM_F32,
+                .a = scores + r * mk, .a_row = keys, .a_col = 1, .a_batch = rep * mk,
+                .b = qkv + qd + kv * hd, .b_row = w, .b_col = 1, .b_batch = hd,
+                .c = ctx + (size_t)q0 * qd + r * hd, .c_row = qd, .c_col = 1, .c_batch = rep * hd, .alpha = 1.0f};
+            rc = gpuq_cpu_gemm(be, &pv);
+        }
     }
     return rc;
 }
 
+/* Floats of scores for a longest sequence of max_len. */
+static size_t score_floats(const struct gpuq_decoder *d, int max_len) {
+    return (size_t)d->heads * (size_t)(max_len < ATT_BLOCK ? max_len : ATT_BLOCK) * (size_t)max_len;
+}
+
 /* The scratch, in order: x, xn [t, h]; qkv [t, w]; ctx [t, heads * hd];
- * proj [t, h]; gate/up [t, 2 i]; act [t, i]; scores [heads, L, L]; the
+ * proj [t, h]; gate/up [t, 2 i]; act [t, i]; scores (score_floats); the
  * rotary table [L, hd]; the bf16 GEMM input; the head's work. */
 size_t gpuq_decoder_scratch_floats(const struct gpuq_decoder *d, int n_tokens, int max_len) {
     size_t t = (size_t)n_tokens, h = (size_t)d->hidden, qd = (size_t)d->heads * d->head_dim, in = (size_t)d->intermediate;
     size_t wide = h > qd ? h : qd, L = (size_t)max_len;
     wide = wide > in ? wide : in;
-    return t * (3 * h + (size_t)gpuq_decoder_qkv_width(d) + qd + 3 * in) + (size_t)d->heads * L * L +
+    return t * (3 * h + (size_t)gpuq_decoder_qkv_width(d) + qd + 3 * in) + score_floats(d, max_len) +
            L * (size_t)d->head_dim + (t * wide + 1) / 2 + gpuq_encoder_head_floats(&d->st, n_tokens);
 }
 
@@ -143,7 +159,7 @@ int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder 
     size_t th = (size_t)t * h;
     float *x = scratch, *xn = x + th, *qkv = xn + th, *ctx = qkv + (size_t)t * w, *proj = ctx + (size_t)t * qd;
     float *gu = proj + th, *act = gu + (size_t)t * 2 * inner, *scores = act + (size_t)t * inner;
-    float *cs = scores + (size_t)d->heads * longest * longest;
+    float *cs = scores + score_floats(d, longest);
     uint16_t *x16 = (uint16_t *)(cs + (size_t)longest * d->head_dim);
     size_t wide = (size_t)(h > qd ? h : qd);
     wide = wide > (size_t)inner ? wide : (size_t)inner;

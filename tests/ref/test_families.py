@@ -109,6 +109,32 @@ class TestFamilies(unittest.TestCase):
                 h = ref.hidden_states(ids[1])
                 np.testing.assert_allclose(ref.hidden_states(ids[1][:4]), h[:4], atol=1e-12)
 
+    def test_decoder_long_sequences(self):
+        """Sequences past one block of queries (128): the causal attention's
+        blocks, each with the keys up to its last query, against the
+        reference, alone and batched with short ones."""
+        folder = os.path.join(self.tmp, "qwen3-long")
+        a = options("lasttoken", 0, True)
+        a.positions = 400
+        family_models.write("qwen3", folder, a, np.random.default_rng(2))
+        ref = encoder_ref.load(folder)
+        tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+        tok.no_padding()
+        tok.enable_truncation(max_length=ref.max_length)
+        corpus = pyenv.corpus()
+        texts = [" ".join(corpus[:40]), " ".join(corpus[10:25]), "short", " ".join(corpus[30:38])]
+        ids = [tok.encode(t).ids for t in texts]
+        self.assertGreater(len(ids[0]), 256)
+        self.assertGreater(len(ids[1]), 128)
+        counts, got = c_embed(folder, texts)
+        self.assertEqual(counts, [len(i) for i in ids])
+        want = np.array([ref.embed(i) for i in ids])
+        worst = cosines(got, want).min()
+        print(f"qwen3 long {[len(i) for i in ids]} tokens: worst cosine {worst:.7f}")
+        self.assertGreaterEqual(worst, 0.9999)
+        _, alone = c_embed(folder, texts, "--batch", 1)
+        np.testing.assert_allclose(alone, got, atol=2e-6)
+
     def test_padding_id_in_a_text(self):
         """RoBERTa's and MPNet's positions skip a padding id written in the
         text itself (it keeps the padding row): the reference, as
