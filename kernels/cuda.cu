@@ -266,6 +266,12 @@ int cuda_upload_weights(struct gpuq_backend *be, void **dst, const float *w, siz
 static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     struct cuda_ctx *c = cuda_of(be);
     if (gpuq_model_arch(m) == GPUQ_ARCH_ENCODER) return cuda_encoder_load(be, m);    /* kernels/encoder.cu */
+    if (gpuq_model_arch(m) == GPUQ_ARCH_DECODER) {
+        /* no CUDA forward for decoders yet: the worker serves their ops on the CPU backend */
+        snprintf(be->errstr, sizeof(be->errstr), "decoder embedders (qwen3, qwen2) have no CUDA forward pass "
+                 "yet");
+        return GPUQ_BE_UNSERVED;
+    }
     if (gpuq_model_arch(m) == GPUQ_ARCH_INDEX) {
         int rc = cuda_index_load(be, m);
         if (rc == 0 && gpuq_model_in_dim(m) > c->knn_dim) c->knn_dim = gpuq_model_in_dim(m);

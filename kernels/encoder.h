@@ -50,6 +50,16 @@ size_t gpuq_encoder_scratch_floats(const struct gpuq_encoder *e, int n_tokens, i
 int gpuq_encoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_encoder *e,
                              const struct gpuq_encode_batch *b, float *scratch);
 
+/* The sentence-transformers modules after a text model's last hidden
+ * states x [n_tokens, e->hidden] (an encoder's, or a decoder's st):
+ * pooling per sequence (b->pooling), the Dense modules (f32) and the
+ * optional L2 normalization (b->normalize), into b->out; work holds
+ * gpuq_encoder_head_floats(e, b->n_seq) floats. 0, or an enum gpuq_status
+ * with be->errstr. */
+size_t gpuq_encoder_head_floats(const struct gpuq_encoder *e, int n_seq);
+int gpuq_encoder_head_cpu(struct gpuq_backend *be, const struct gpuq_encoder *e, const struct gpuq_encode_batch *b,
+                          const float *x, float *work);
+
 /* The position row of token q of a sequence (the encoder's scheme); *seen
  * counts the sequence's tokens that are not padding so far (start at 0). */
 static inline int gpuq_encoder_position(const struct gpuq_encoder *e, int32_t id, int q, int *seen) {

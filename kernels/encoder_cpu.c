@@ -139,9 +139,8 @@ static size_t head_width(const struct gpuq_encoder *e) {
 
 size_t gpuq_encoder_scratch_floats(const struct gpuq_encoder *e, int n_tokens, int max_len) {
     size_t h = (size_t)e->hidden, wide = (size_t)(e->intermediate > e->hidden ? e->intermediate : e->hidden);
-    size_t head = head_width(e);
     size_t sq = (size_t)e->heads * max_len * max_len;
-    size_t tail = 2 * (size_t)n_tokens * head;
+    size_t tail = gpuq_encoder_head_floats(e, n_tokens);
     if (e->mlm && tail < (size_t)SPARSE_BLOCK * (h + (size_t)e->vocab)) tail = (size_t)SPARSE_BLOCK * (h + (size_t)e->vocab);
     return (size_t)n_tokens * (5 * h + (size_t)e->intermediate) + sq + ((size_t)n_tokens * wide + 1) / 2 +
            (e->rel_buckets ? sq : 0) + tail;
@@ -175,10 +174,12 @@ static void pool_one(enum gpuq_pool mode, const float *x, int n, int h, float *y
     }
 }
 
-/* Pooling, the Dense modules and normalization into b->out; work holds
- * 2 * n_seq * the widest of them. */
-static int head(struct gpuq_backend *be, const struct gpuq_encoder *e, const struct gpuq_encode_batch *b,
-                const float *x, float *work) {
+size_t gpuq_encoder_head_floats(const struct gpuq_encoder *e, int n_seq) {
+    return 2 * (size_t)n_seq * head_width(e);
+}
+
+int gpuq_encoder_head_cpu(struct gpuq_backend *be, const struct gpuq_encoder *e, const struct gpuq_encode_batch *b,
+                          const float *x, float *work) {
     int h = e->hidden, dim = gpuq_encoder_dim(e), rc = 0;
     size_t half = (size_t)b->n_seq * head_width(e);
     float *y = e->n_dense ? work : b->out;
@@ -284,5 +285,5 @@ int gpuq_encoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_encoder 
                             GPUQ_ACT_NONE, qkv, f32);
         if (!rc) add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN2_G), GPUQ_LW(ly, GPUQ_ENC_LN2_B), e->ln_eps);
     }
-    return rc ? rc : e->mlm ? sparse(be, e, b, x, work) : head(be, e, b, x, work);
+    return rc ? rc : e->mlm ? sparse(be, e, b, x, work) : gpuq_encoder_head_cpu(be, e, b, x, work);
 }

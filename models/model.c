@@ -8,6 +8,7 @@
 
 #include <sys/stat.h>
 
+#include "models/decoder/decoder.h"
 #include "models/encoder/encoder.h"
 #include "models/family.h"
 #include "models/folder.h"
@@ -93,7 +94,7 @@ int gpuq_model_can(const struct gpuq_model *m, enum gpuq_cap cap) {
     switch (cap) {
     case GPUQ_CAP_MLP: return gpuq_model_mlp(m) != NULL;
     case GPUQ_CAP_INDEX: return gpuq_model_index(m) != NULL;
-    case GPUQ_CAP_EMBED: return e && !e->scorer && !e->mlm;
+    case GPUQ_CAP_EMBED: return (e && !e->scorer && !e->mlm) || gpuq_model_decoder(m);
     case GPUQ_CAP_SPARSE: return e && e->mlm;
     case GPUQ_CAP_SCORE: return e && e->scorer;
     default: return 0;
@@ -118,6 +119,15 @@ struct gpuq_encoder *gpuq_model_encoder(const struct gpuq_model *m) {
     return m->family && m->family->arch == GPUQ_ARCH_ENCODER ? m->impl : NULL;
 }
 
+struct gpuq_decoder *gpuq_model_decoder(const struct gpuq_model *m) {
+    return m->family && m->family->arch == GPUQ_ARCH_DECODER ? m->impl : NULL;
+}
+
+const struct gpuq_encoder *gpuq_model_text(const struct gpuq_model *m) {
+    const struct gpuq_decoder *d = gpuq_model_decoder(m);
+    return d ? &d->st : gpuq_model_encoder(m);
+}
+
 struct walk {
     gpuq_weight_fn *fn;
     void *ctx;
@@ -136,6 +146,7 @@ void gpuq_model_weights(struct gpuq_model *m, gpuq_weight_fn *fn, void *ctx) {
     case GPUQ_ARCH_MLP: gpuq_mlp_weights(m->impl, fn, ctx); break;
     case GPUQ_ARCH_INDEX: gpuq_index_weights(m->impl, fn, ctx); break;
     case GPUQ_ARCH_ENCODER: gpuq_encoder_weights(m->impl, encoder_weight, &k); break;
+    case GPUQ_ARCH_DECODER: gpuq_decoder_weights(m->impl, encoder_weight, &k); break;
     default: abort();   /* an arch added to the enum but not here */
     }
 }
@@ -154,6 +165,8 @@ void gpuq_model_free(struct gpuq_model *m) {
     if (!m) return;
     if (m->impl && m->family->arch == GPUQ_ARCH_ENCODER) {
         gpuq_encoder_free(m->impl);
+    } else if (m->impl && m->family->arch == GPUQ_ARCH_DECODER) {
+        gpuq_decoder_free(m->impl);
     } else if (m->impl) {
         gpuq_model_weights(m, free_weight, NULL);
         if (m->family->arch == GPUQ_ARCH_MLP) free(((struct gpuq_mlp *)m->impl)->layers);
@@ -174,7 +187,7 @@ int gpuq_model_in_dim(const struct gpuq_model *m) {
 int gpuq_model_out_dim(const struct gpuq_model *m) {
     const struct gpuq_mlp *mlp = gpuq_model_mlp(m);
     const struct gpuq_index *ix = gpuq_model_index(m);
-    const struct gpuq_encoder *e = gpuq_model_encoder(m);
+    const struct gpuq_encoder *e = gpuq_model_text(m);
     return mlp ? mlp->layers[mlp->n_layers - 1].d_out : ix ? (int)ix->n_rows : e ? gpuq_encoder_dim(e) : 0;
 }
 
@@ -182,11 +195,19 @@ void gpuq_model_describe(const struct gpuq_model *m, char *buf, size_t len) {
     const struct gpuq_mlp *mlp = gpuq_model_mlp(m);
     const struct gpuq_index *ix = gpuq_model_index(m);
     const struct gpuq_encoder *e = gpuq_model_encoder(m);
+    const struct gpuq_decoder *d = gpuq_model_decoder(m);
     if (mlp) {
         snprintf(buf, len, "mlp %d layers, %d -> %d, %s", mlp->n_layers, gpuq_model_in_dim(m),
                  gpuq_model_out_dim(m), gpuq_act_name(mlp->act));
     } else if (ix) {
         snprintf(buf, len, "index %lld x %d", (long long)ix->n_rows, ix->dim);
+    } else if (d) {
+        char dense[64] = "";
+        if (d->st.n_dense) snprintf(dense, sizeof dense, ", %d Dense to %d", d->st.n_dense, gpuq_encoder_dim(&d->st));
+        snprintf(buf, len, "%s decoder embedder, %d layers, hidden %d, %d heads over %d key/value heads of %d, "
+                 "rope_theta %g%s, max_length %d, %s pooling%s%s", d->family, d->n_layers, d->hidden, d->heads,
+                 d->kv_heads, d->head_dim, d->rope_theta, d->qk_norm ? ", q/k norm" : "", d->st.max_length,
+                 gpuq_pool_name(d->st.pooling), dense, d->st.normalize ? ", normalized" : "");
     } else if (e && e->scorer) {
         snprintf(buf, len, "%s sequence classifier, %d layers, hidden %d, max_length %d, %d label%s (%s%s), "
                  "rerank activation %s, classify function %s", e->family, e->n_layers, e->hidden, e->max_length,

@@ -22,6 +22,7 @@ enum gpuq_arch {
     GPUQ_ARCH_MLP,          /* dense layers with an activation between: struct gpuq_mlp */
     GPUQ_ARCH_INDEX,        /* rows to search: struct gpuq_index */
     GPUQ_ARCH_ENCODER,      /* a text encoder and its pooling: struct gpuq_encoder */
+    GPUQ_ARCH_DECODER,      /* a causal decoder embedder and its pooling: struct gpuq_decoder */
     GPUQ_ARCHS
 };
 
@@ -61,6 +62,12 @@ const char *gpuq_cap_name(enum gpuq_cap cap);     /* "text encoder", ... */
 struct gpuq_mlp *gpuq_model_mlp(const struct gpuq_model *m);
 struct gpuq_index *gpuq_model_index(const struct gpuq_model *m);
 struct gpuq_encoder *gpuq_model_encoder(const struct gpuq_model *m);
+struct gpuq_decoder *gpuq_model_decoder(const struct gpuq_model *m);
+
+/* A text model's sentence-transformers side (pooling, Dense, Normalize,
+ * max_length, prompts; its width, vocabulary and positions), whatever its
+ * arch: an encoder itself, a decoder's st. NULL for a model without text. */
+const struct gpuq_encoder *gpuq_model_text(const struct gpuq_model *m);
 
 /* Width of a row in (mlp, index; 0 for text) and out (mlp, index: its rows;
  * an encoder: its embedding). */

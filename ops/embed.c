@@ -1,5 +1,7 @@
 /* embed.c -- the embed op: sentence embeddings from a text encoder
- * (models/encoder/encoder.h, of any family). Input `text` (a str or an array of str, one row each)
+ * (models/encoder/encoder.h, of any family) or a decoder embedder
+ * (models/decoder/decoder.h), through its sentence-transformers modules
+ * (gpuq_model_text). Input `text` (a str or an array of str, one row each)
  * is tokenized at admission, so the scheduler batches by tokens; or
  * pre-tokenized `input_ids` [rows, seq], right-padded, with an optional
  * `attention_mask`. Outputs y [rows, the encoder's width] and tokens i32 [rows].
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "kernels/decoder.h"
 #include "ops/embed.h"
 #include "ops/embed_chunk.h"
 #include "ops/embed_out.h"
@@ -37,7 +40,7 @@ static int bad(struct gpuq_task *t, const char *what) {
 /* The prompt: the job's own, or one of the folder's by name, or the
  * folder's default. */
 static int read_prompt(struct gpuq_task *t, struct params *p) {
-    const struct gpuq_encoder *m = gpuq_model_encoder(t->model);
+    const struct gpuq_encoder *m = gpuq_model_text(t->model);
     struct gpuq_str text = {NULL, 0}, name = {NULL, 0};
     if (gpuq_job_param_str(&t->job, "prompt", &text) < 0 || gpuq_job_param_str(&t->job, "prompt_name", &name) < 0)
         return -1;
@@ -54,7 +57,7 @@ static int read_prompt(struct gpuq_task *t, struct params *p) {
 
 static int read_params(struct gpuq_task *t, int *max_length) {
     struct gpuq_job *job = &t->job;
-    const struct gpuq_encoder *m = gpuq_model_encoder(t->model);
+    const struct gpuq_encoder *m = gpuq_model_text(t->model);
     struct params *p = gpuq_task_params(t);
     struct gpuq_str pool = {NULL, 0}, dir = {NULL, 0};
     int64_t len = m->max_length;
@@ -207,7 +210,7 @@ static int64_t int_at(const struct gpuq_tensor *x, int64_t i) {
 /* Pre-tokenized rows: each row's length is its mask's sum, the mask ones
  * then zeros; the ids it counts must be in the vocabulary. */
 static int take_ids(struct gpuq_task *t, const struct gpuq_tensor *ids, const struct gpuq_tensor *mask) {
-    const struct gpuq_encoder *m = gpuq_model_encoder(t->model);
+    const struct gpuq_encoder *m = gpuq_model_text(t->model);
     if (ids->dtype != GPUQ_DTYPE_I32 && ids->dtype != GPUQ_DTYPE_I64) return bad(t, "input_ids must be i32 or i64");
     if (ids->ndim != 2 || ids->shape[1] > gpuq_encoder_max_tokens(m))
         return gpuq_job_fail(&t->job, GPUQ_ERR_SHAPE_MISMATCH, "embed: input_ids must be [rows, seq] "
@@ -392,10 +395,15 @@ static void finish(struct gpuq_task *t) {
     gpuq_embed_chunk_outputs(t, &p->chunk, 2);
 }
 
-/* ---- the CPU kernel: kernels/encoder_cpu.c ---- */
+/* ---- the CPU kernel: kernels/encoder_cpu.c, kernels/decoder_cpu.c ---- */
 
 static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_embed *a = l->args;
+    const struct gpuq_decoder *d = gpuq_model_decoder(a->model);
+    if (d) {
+        float *scratch = gpuq_cpu_scratch(be, 0, gpuq_decoder_scratch_floats(d, a->n_tokens, a->max_len));
+        return scratch ? gpuq_decoder_forward_cpu(be, d, &a->b, scratch) : GPUQ_BE_NOMEM;
+    }
     const struct gpuq_encoder *m = gpuq_model_encoder(a->model);
     float *scratch = gpuq_cpu_scratch(be, 0, gpuq_encoder_scratch_floats(m, a->n_tokens, a->max_len));
     if (!scratch) return GPUQ_BE_NOMEM;

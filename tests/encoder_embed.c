@@ -1,5 +1,6 @@
 /* encoder_embed.c -- test driver: sentence embeddings of texts with a model
- * folder of any encoder family (its tokenizer and encoder) on the CPU.
+ * folder of any encoder or decoder family (its tokenizer, its forward pass
+ * and sentence-transformers modules) on the CPU.
  *   encoder_embed DIR [--batch N] [--max-length N] [--pool MODE] [--normalize 0|1]
  *              [--precision f32|bf16|f16] < texts
  * Each input line is one text as hex; each output line is its token count
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "kernels/decoder.h"
 #include "kernels/encoder.h"
 #include "text/tokenizer.h"
 
@@ -51,11 +53,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "encoder_embed: %s\n", err);
         return 2;
     }
-    if (!gpuq_model_encoder(&model)) {
-        fprintf(stderr, "encoder_embed: not a text encoder\n");
+    if (!gpuq_model_can(&model, GPUQ_CAP_EMBED)) {
+        fprintf(stderr, "encoder_embed: not a text embedder\n");
         return 2;
     }
-    const struct gpuq_encoder *m = gpuq_model_encoder(&model);
+    const struct gpuq_encoder *m = gpuq_model_text(&model);
+    const struct gpuq_decoder *dec = gpuq_model_decoder(&model);
     const struct gpuq_tok *tok = model.tok;
     struct gpuq_encode_batch b = {.pooling = m->pooling, .normalize = m->normalize};
     struct gpuq_backend be = {.precision = GPUQ_PREC_F32};   /* rounds the weights for --precision */
@@ -93,12 +96,13 @@ int main(int argc, char **argv) {
             t += lens[i];
             longest = lens[i] > longest ? lens[i] : longest;
         }
-        float *scratch = malloc(gpuq_encoder_scratch_floats(m, t, longest) * sizeof *scratch);
+        size_t floats = dec ? gpuq_decoder_scratch_floats(dec, t, longest) : gpuq_encoder_scratch_floats(m, t, longest);
+        float *scratch = malloc(floats * sizeof *scratch);
         b.ids = ids + off;
         b.lens = lens + first;
         b.n_seq = n;
         b.out = out + (size_t)first * dim;
-        if (gpuq_encoder_forward_cpu(&be, m, &b, scratch) != 0) {
+        if ((dec ? gpuq_decoder_forward_cpu(&be, dec, &b, scratch) : gpuq_encoder_forward_cpu(&be, m, &b, scratch)) != 0) {
             fprintf(stderr, "encoder_embed: %s\n", be.errstr);
             return 1;
         }

@@ -561,6 +561,9 @@ def load(folder, precision="f32"):
     if c is None:
         raise FileNotFoundError(os.path.join(folder, "config.json"))
     kind = c.get("model_type")
+    if kind in ("qwen3", "qwen2"):   # the decoder embedders: decoder_ref.py
+        import decoder_ref
+        return decoder_ref.load(folder, precision)
     if kind not in FAMILIES:
         raise ValueError(f"config.json: model_type {kind!r} is not one of {sorted(FAMILIES)}")
     return FAMILIES[kind](folder, precision)

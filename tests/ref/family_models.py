@@ -1,5 +1,8 @@
 """Random tiny model folders of each encoder family's exact shape (hidden 64,
-4 heads, 2 layers, intermediate 128), laid out as transformers and
+4 heads, 2 layers, intermediate 128), and of each decoder embedder's (Qwen3,
+Qwen2: hidden 64, 4 query heads over 2 key/value heads of 16, 2 layers,
+intermediate 128, a byte-level BPE tokenizer appending <|endoftext|>,
+last-token pooling, Normalize and instruction prompts, as Qwen3-Embedding), laid out as transformers and
 sentence-transformers save them: config.json with the keys transformers
 writes for the family, model.safetensors under the family's tensor names,
 tokenizer.json of the family's kind (trained here with `tokenizers`, or
@@ -135,6 +138,80 @@ def config(family, vocab, positions, hidden_act, architectures):
     return dict(c, classifier_dropout=None, position_embedding_type="absolute", type_vocab_size=1, use_cache=True)
 
 
+# ---- decoder embedders (Qwen3, Qwen2) ----
+
+DECODERS = ("qwen3", "qwen2")
+KV_HEADS, HEAD_DIM = 2, 16
+# Qwen3-Embedding's prompts (config_sentence_transformers.json)
+DECODER_PROMPTS = {"query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\n"
+                            "Query:", "document": ""}
+
+
+def decoder_tokenizer(max_length):
+    """Qwen2's byte-level BPE (NFC, its split regex, ByteLevel) trained on the
+    corpus, appending <|endoftext|> as Qwen3-Embedding's does, and its
+    tokenizer_config.json (left padding, as Qwen3-Embedding)."""
+    import tok_models
+    spec = tok_models.qwen_json()
+    cfg = {"add_prefix_space": False, "bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+           "unk_token": None, "errors": "replace", "padding_side": "left", "split_special_tokens": False,
+           "tokenizer_class": "Qwen2Tokenizer", "model_max_length": max_length,
+           "clean_up_tokenization_spaces": False}
+    return spec, cfg
+
+
+def decoder_config(family, vocab, positions, eot):
+    c = {"architectures": ["Qwen3ForCausalLM" if family == "qwen3" else "Qwen2ForCausalLM"],
+         "attention_dropout": 0.0, "bos_token_id": eot, "eos_token_id": eot, "hidden_act": "silu",
+         "hidden_size": H, "initializer_range": 0.02, "intermediate_size": INTER,
+         "max_position_embeddings": positions, "max_window_layers": LAYERS, "model_type": family,
+         "num_attention_heads": HEADS, "num_hidden_layers": LAYERS, "num_key_value_heads": KV_HEADS,
+         "rms_norm_eps": 1e-6, "rope_scaling": None, "sliding_window": None, "tie_word_embeddings": True,
+         "torch_dtype": "float32", "transformers_version": "4.51.3", "use_cache": True,
+         "use_sliding_window": False, "vocab_size": vocab}
+    if family == "qwen3":
+        return dict(c, attention_bias=False, head_dim=HEAD_DIM, rope_theta=1000000)
+    return dict(c, rope_theta=10000.0)
+
+
+def decoder_weights(family, vocab, rng):
+    """Qwen3Model's / Qwen2Model's tensors (no "model." prefix, as
+    Qwen3-Embedding's model.safetensors)."""
+    r = lambda *shape: rng.standard_normal(shape) * 0.2
+    lin = lambda o, i: r(o, i) / np.sqrt(i) * 5
+    t = {"embed_tokens.weight": r(vocab, H) * 5, "norm.weight": 1 + r(H)}
+    q, kv = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    for i in range(LAYERS):
+        p = f"layers.{i}."
+        t[p + "input_layernorm.weight"], t[p + "post_attention_layernorm.weight"] = 1 + r(H), 1 + r(H)
+        for name, rows in (("q_proj", q), ("k_proj", kv), ("v_proj", kv)):
+            t[p + f"self_attn.{name}.weight"] = lin(rows, H)
+            if family == "qwen2":
+                t[p + f"self_attn.{name}.bias"] = r(rows)
+        if family == "qwen3":
+            t[p + "self_attn.q_norm.weight"], t[p + "self_attn.k_norm.weight"] = 1 + r(HEAD_DIM), 1 + r(HEAD_DIM)
+        t[p + "self_attn.o_proj.weight"] = lin(H, q)
+        t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"] = lin(INTER, H), lin(INTER, H)
+        t[p + "mlp.down_proj.weight"] = lin(H, INTER)
+    return t
+
+
+def write_decoder(family, folder, a, rng, save=None):
+    positions = a.positions or 64
+    os.makedirs(folder, exist_ok=True)
+    spec, tok_cfg = decoder_tokenizer(positions)
+    vocab = vocab_size(spec)
+    eot = next(t["id"] for t in spec["added_tokens"] if t["content"] == "<|endoftext|>")
+    _dump(folder, "tokenizer.json", spec)
+    _dump(folder, "tokenizer_config.json", tok_cfg)
+    _dump(folder, "config.json", decoder_config(family, vocab, positions, eot))
+    t = decoder_weights(family, vocab, rng)
+    prefix = a.prefix or ""
+    (save or write_safetensors)(os.path.join(folder, "model.safetensors"), {prefix + k: v for k, v in t.items()},
+                                dtype=a.dtype)
+    write_st(folder, a, rng, save, positions, DECODER_PROMPTS, "lasttoken")
+
+
 # ---- weights ----
 
 def weights(family, vocab, positions, rng, head):
@@ -211,6 +288,8 @@ def write(family, folder, a, rng, save=None):
     """Writes the folder for family from make-model's options a (pooling,
     include_prompt, dense, dense_act, dense_bias, normalize, head,
     score_activation, positions, hidden_act, prefix, dtype)."""
+    if family in DECODERS:
+        return write_decoder(family, folder, a, rng, save)
     head = None
     if a.head:
         if a.head[0] == "classify" and len(a.head) == 2:
@@ -259,7 +338,14 @@ def write(family, folder, a, rng, save=None):
         return
     if head and head[0] == "mlm":
         raise SystemExit("--head mlm takes no --pooling")
-    modes = (a.pooling or "mean").split(",")
+    write_st(folder, a, rng, save, positions, {"query": "query: ", "document": "passage: "}, "mean")
+
+
+def write_st(folder, a, rng, save, positions, prompts, pooling):
+    """The sentence-transformers files: modules.json, the Pooling (a.pooling,
+    else pooling), Dense and Normalize modules, sentence_bert_config.json and
+    config_sentence_transformers.json with the prompts."""
+    modes = (a.pooling or pooling).split(",")
     mods = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
     pool = {"word_embedding_dimension": H}
@@ -290,5 +376,5 @@ def write(family, folder, a, rng, save=None):
     _dump(folder, "modules.json", mods)
     _dump(folder, "sentence_bert_config.json", {"max_seq_length": positions, "do_lower_case": False})
     _dump(folder, "config_sentence_transformers.json",
-          {"prompts": {"query": "query: ", "document": "passage: "}, "default_prompt_name": None,
+          {"prompts": prompts, "default_prompt_name": None,
            "similarity_fn_name": "cosine"})

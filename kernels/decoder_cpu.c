@@ -1,0 +1,198 @@
+/* decoder_cpu.c -- the decoder embedder's forward pass on the CPU (oneDNN
+ * GEMMs, kernels/cpu_gemm.h); what it computes is kernels/decoder.h's.
+ *
+ * Padding-free, as the encoder: the batch's tokens are concatenated, every
+ * projection is one GEMM over the real tokens only, and attention runs per
+ * sequence, causal, in blocks of ATT_BLOCK queries: a block's scores cover
+ * the keys up to its last query only (those above the diagonal inside the
+ * block computed and dropped), so a long sequence needs heads * ATT_BLOCK *
+ * n floats of scores, not heads * n * n, and half the work. Grouped
+ * heads read their key/value head in place: the query heads that share one
+ * are the same offset r within each group, so for each r one GEMM batched
+ * over the groups strides the queries by a group and the keys by a head. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu.h"
+#include "kernels/decoder.h"
+
+#define ATT_BLOCK 128
+
+/* y[t, out] = x[t, in] W^T (+ bias), the input as precision p's GEMMs take
+ * it: bf16 into x16 where the layer has a bf16 copy, else rounded in place
+ * (x is a GEMM input only). */
+static int gemm(struct gpuq_backend *be, float *x, int64_t t, int64_t in, const float *w, const uint16_t *w16,
+                const float *bias, int64_t out, float *y, uint16_t *x16) {
+    if (w16) {
+        gpuq_cpu_gemm_to_bf16(x, (size_t)(t * in), x16);
+        return gpuq_cpu_dense(be, NULL, x16, t, in, w, w16, out, bias, GPUQ_ACT_NONE, y);
+    }
+    const float *xin = gpuq_cpu_round_rows(be->precision, x, (size_t)(t * in), x);
+    return gpuq_cpu_dense(be, xin, NULL, t, in, w, NULL, out, bias, GPUQ_ACT_NONE, y);
+}
+
+/* y = RMSNorm(x) * g over n values, the mean square in double; y may be x. */
+static void rmsnorm(const float *x, float *y, int n, const float *g, float eps) {
+    double ss = 0;
+    for (int j = 0; j < n; j++) ss += (double)x[j] * x[j];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int j = 0; j < n; j++) y[j] = g[j] * (x[j] * scale);
+}
+
+static void rmsnorm_rows(const float *x, float *y, int rows, int n, const float *g, float eps) {
+    for (int r = 0; r < rows; r++) rmsnorm(x + (size_t)r * n, y + (size_t)r * n, n, g, eps);
+}
+
+/* cs [max_len, hd]: per position, the cosines of its hd / 2 angles then
+ * their sines; angle i of position p is p * theta^(-2i / hd), in f32 as
+ * transformers' rotary embedding computes it (its inv_freq, and the angle
+ * a product in f32), so long sequences turn as they do there. */
+static void rope_table(const struct gpuq_decoder *d, int max_len, float *cs) {
+    int half = d->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float inv = 1.0f / powf((float)d->rope_theta, (float)(2 * i) / (float)d->head_dim);
+        for (int p = 0; p < max_len; p++) {
+            float a = (float)p * inv;
+            cs[(size_t)p * d->head_dim + i] = cosf(a);
+            cs[(size_t)p * d->head_dim + half + i] = sinf(a);
+        }
+    }
+}
+
+/* v [hd] rotated by position row cs (rotate-half: element i pairs with
+ * i + hd / 2). */
+static void rope(float *v, const float *cs, int hd) {
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float x1 = v[i], x2 = v[i + half], c = cs[i], s = cs[half + i];
+        v[i] = x1 * c - x2 * s;
+        v[i + half] = x2 * c + x1 * s;
+    }
+}
+
+/* Qwen3's RMSNorm per head of q and k, then the rotary positions, on the
+ * qkv rows of one sequence of n tokens (positions 0 .. n - 1). */
+static void qk_prepare(const struct gpuq_decoder *d, const struct gpuq_dec_layer *ly, float *qkv, int n,
+                       const float *cs) {
+    int hd = d->head_dim, w = gpuq_decoder_qkv_width(d), heads = d->heads + d->kv_heads;
+    for (int p = 0; p < n; p++)
+        for (int hh = 0; hh < heads; hh++) {
+            float *v = qkv + (size_t)p * w + (size_t)hh * hd;
+            if (d->qk_norm)
+                rmsnorm(v, v, hd, ly->w[hh < d->heads ? GPUQ_DEC_Q_NORM : GPUQ_DEC_K_NORM], d->rms_eps);
+            rope(v, cs + (size_t)p * hd, hd);
+        }
+}
+
+/* A block's scores [heads, m, keys] (row i: query position q0 + i) to
+ * their causal softmax: keys 0 .. q0 + i, the rest 0. */
+static void causal_softmax(float *s, int heads, int m, int keys, int q0) {
+    for (int hh = 0; hh < heads; hh++)
+        for (int i = 0; i < m; i++) {
+            int last = q0 + i;
+            float *v = s + ((size_t)hh * m + i) * keys, mx = v[0], sum = 0;
+            for (int j = 1; j <= last; j++) mx = v[j] > mx ? v[j] : mx;
+            for (int j = 0; j <= last; j++) sum += v[j] = expf(v[j] - mx);
+            float inv = 1.0f / sum;
+            for (int j = 0; j <= last; j++) v[j] *= inv;
+            memset(v + last + 1, 0, (size_t)(keys - 1 - last) * sizeof *v);
+        }
+}
+
+/* ctx [n, heads * hd] = causal softmax(Q K^T / sqrt(hd)) V for one
+ * sequence whose q, k, v rows sit in qkv [n, (heads + 2 kv) * hd]; query
+ * head g * rep + r reads key/value head g. scores holds heads *
+ * min(n, ATT_BLOCK) * n floats. */
+static int attention(struct gpuq_backend *be, const struct gpuq_decoder *d, const float *qkv, int n, float *scores,
+                     float *ctx) {
+    int64_t hd = d->head_dim, w = gpuq_decoder_qkv_width(d), kv = d->kv_heads, rep = d->heads / d->kv_heads;
+    int64_t qd = d->heads * hd;
+    int rc = 0;
+    for (int q0 = 0; q0 < n && !rc; q0 += ATT_BLOCK) {
+        int m = n - q0 < ATT_BLOCK ? n - q0 : ATT_BLOCK, keys = q0 + m;
+        int64_t mk = (int64_t)m * keys;
+        const float *q = qkv + (size_t)q0 * w;
+        for (int64_t r = 0; r < rep && !rc; r++) {
+            struct gpuq_cpu_gemm_args qk = {
+                .batch = (int)kv, .m = m, .n = keys, .k = hd, .type = GPUQ_CPU_GEMM_F32,
+                .a = q + r * hd, .a_row = w, .a_col = 1, .a_batch = rep * hd,
+                .b = qkv + qd, .b_row = 1, .b_col = w, .b_batch = hd,
+                .c = scores + r * mk, .c_row = keys, .c_col = 1, .c_batch = rep * mk,
+                .alpha = 1.0f / sqrtf((float)hd)};
+            rc = gpuq_cpu_gemm(be, &qk);
+        }
+        if (rc) break;
+        causal_softmax(scores, d->heads, m, keys, q0);
+        for (int64_t r = 0; r < rep && !rc; r++) {
+            struct gpuq_cpu_gemm_args pv = {
+                .batch = (int)kv, .m = m, .n = hd, .k = keys, .type = GPUQ_CPU_GEMM_F32,
+                .a = scores + r * mk, .a_row = keys, .a_col = 1, .a_batch = rep * mk,
+                .b = qkv + qd + kv * hd, .b_row = w, .b_col = 1, .b_batch = hd,
+                .c = ctx + (size_t)q0 * qd + r * hd, .c_row = qd, .c_col = 1, .c_batch = rep * hd, .alpha = 1.0f};
+            rc = gpuq_cpu_gemm(be, &pv);
+        }
+    }
+    return rc;
+}
+
+/* Floats of scores for a longest sequence of max_len. */
+static size_t score_floats(const struct gpuq_decoder *d, int max_len) {
+    return (size_t)d->heads * (size_t)(max_len < ATT_BLOCK ? max_len : ATT_BLOCK) * (size_t)max_len;
+}
+
+/* The scratch, in order: x, xn [t, h]; qkv [t, w]; ctx [t, heads * hd];
+ * proj [t, h]; gate/up [t, 2 i]; act [t, i]; scores (score_floats); the
+ * rotary table [L, hd]; the bf16 GEMM input; the head's work. */
+size_t gpuq_decoder_scratch_floats(const struct gpuq_decoder *d, int n_tokens, int max_len) {
+    size_t t = (size_t)n_tokens, h = (size_t)d->hidden, qd = (size_t)d->heads * d->head_dim, in = (size_t)d->intermediate;
+    size_t wide = h > qd ? h : qd, L = (size_t)max_len;
+    wide = wide > in ? wide : in;
+    return t * (3 * h + (size_t)gpuq_decoder_qkv_width(d) + qd + 3 * in) + score_floats(d, max_len) +
+           L * (size_t)d->head_dim + (t * wide + 1) / 2 + gpuq_encoder_head_floats(&d->st, n_tokens);
+}
+
+int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder *d,
+                             const struct gpuq_encode_batch *b, float *scratch) {
+    int h = d->hidden, inner = d->intermediate, w = gpuq_decoder_qkv_width(d), qd = d->heads * d->head_dim;
+    int t = 0, longest = 0, rc = 0;
+    for (int s = 0; s < b->n_seq; s++) t += b->lens[s], longest = b->lens[s] > longest ? b->lens[s] : longest;
+    size_t th = (size_t)t * h;
+    float *x = scratch, *xn = x + th, *qkv = xn + th, *ctx = qkv + (size_t)t * w, *proj = ctx + (size_t)t * qd;
+    float *gu = proj + th, *act = gu + (size_t)t * 2 * inner, *scores = act + (size_t)t * inner;
+    float *cs = scores + score_floats(d, longest);
+    uint16_t *x16 = (uint16_t *)(cs + (size_t)longest * d->head_dim);
+    size_t wide = (size_t)(h > qd ? h : qd);
+    wide = wide > (size_t)inner ? wide : (size_t)inner;
+    float *work = cs + (size_t)longest * d->head_dim + ((size_t)t * wide + 1) / 2;
+    int bf16 = gpuq_cpu_bf16(be);
+    for (int r = 0; r < t; r++) memcpy(x + (size_t)r * h, d->embed + (size_t)b->ids[r] * h, (size_t)h * sizeof *x);
+    rope_table(d, longest, cs);
+    for (int l = 0; l < d->n_layers && !rc; l++) {
+        const struct gpuq_dec_layer *ly = &d->layers[l];
+        const uint16_t *const *w16 = (const uint16_t *const *)ly->w16, *none[GPUQ_DEC_W16S] = {NULL};
+        if (!bf16) w16 = none;
+        rmsnorm_rows(x, xn, t, h, ly->w[GPUQ_DEC_IN_NORM], d->rms_eps);
+        rc = gemm(be, xn, t, h, ly->w[GPUQ_DEC_QKV_W], w16[GPUQ_DEC_W16_QKV], ly->w[GPUQ_DEC_QKV_B], w, qkv, x16);
+        for (int s = 0, off = 0; s < b->n_seq && !rc; off += b->lens[s], s++) {
+            qk_prepare(d, ly, qkv + (size_t)off * w, b->lens[s], cs);
+            rc = attention(be, d, qkv + (size_t)off * w, b->lens[s], scores, ctx + (size_t)off * qd);
+        }
+        if (!rc) rc = gemm(be, ctx, t, qd, ly->w[GPUQ_DEC_O_W], w16[GPUQ_DEC_W16_O], NULL, h, proj, x16);
+        if (rc) break;
+        for (size_t i = 0; i < th; i++) x[i] += proj[i];
+        rmsnorm_rows(x, xn, t, h, ly->w[GPUQ_DEC_POST_NORM], d->rms_eps);
+        rc = gemm(be, xn, t, h, ly->w[GPUQ_DEC_GATE_UP_W], w16[GPUQ_DEC_W16_GATE_UP], NULL, 2 * inner, gu, x16);
+        if (rc) break;
+        for (int r = 0; r < t; r++) {   /* SiLU(gate) * up */
+            const float *g = gu + (size_t)r * 2 * inner, *u = g + inner;
+            float *a = act + (size_t)r * inner;
+            for (int j = 0; j < inner; j++) a[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+        }
+        rc = gemm(be, act, t, inner, ly->w[GPUQ_DEC_DOWN_W], w16[GPUQ_DEC_W16_DOWN], NULL, h, proj, x16);
+        if (!rc)
+            for (size_t i = 0; i < th; i++) x[i] += proj[i];
+    }
+    if (rc) return rc;
+    rmsnorm_rows(x, xn, t, h, d->norm, d->rms_eps);
+    return gpuq_encoder_head_cpu(be, &d->st, b, xn, work);
+}
