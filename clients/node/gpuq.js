@@ -259,6 +259,35 @@ class Gpuq {
     return typeof texts === 'string' ? rows[0] : rows;
   }
 
+  // A long text embedded in overlapping windows of `tokens` tokens
+  // (`overlap` shared by neighbours): [{ text, start, end, embedding }],
+  // start and end the window's byte span in the text's UTF-8. options:
+  // tokens (required), overlap, and embed()'s.
+  async embedDocument(text, model, options = {}) {
+    const { tokens, overlap = 0, params = {}, ...rest } = options;
+    const res = await this.run('embed', { text }, opParams({ ...rest, params: { ...params, chunk: { tokens, overlap } } },
+      model, { pooling: 'pooling', normalize: 'normalize', prompt: 'prompt', promptName: 'prompt_name',
+        dimensions: 'dimensions', dtype: 'dtype' }));
+    const { y, char_start: start, char_end: end } = res.outputs, raw = Buffer.from(text, 'utf8'), w = y.shape[1];
+    return Array.from(start.data, (a, r) => ({ text: raw.subarray(Number(a), Number(end.data[r])).toString('utf8'),
+      start: Number(a), end: Number(end.data[r]), embedding: y.data.slice(r * w, (r + 1) * w) }));
+  }
+
+  // SPLADE vectors from the sparse encoder `model`: per text { indices,
+  // values } (Int32Array, Float32Array; indices increasing), and tokens with
+  // returnTokens (needs topK); one object for a single string. options: topK,
+  // returnTokens, maxLength, and run()'s.
+  async embedSparse(texts, model, options = {}) {
+    const res = await this.run('embed_sparse', { text: texts }, opParams(options, model, {
+      topK: 'top_k', returnTokens: 'return_tokens', maxLength: 'max_length' }));
+    const { indices, values, offsets, tokens } = res.outputs, rows = [];
+    for (let r = 0; r + 1 < offsets.data.length; r++) {
+      const a = Number(offsets.data[r]), b = Number(offsets.data[r + 1]);
+      rows.push({ indices: indices.data.slice(a, b), values: values.data.slice(a, b), ...(tokens ? { tokens: tokens.slice(a, b) } : {}) });
+    }
+    return typeof texts === 'string' ? rows[0] : rows;
+  }
+
   // The documents scored against query by the cross-encoder `model`,
   // highest first: [{ index, score }] (and text with returnText). options:
   // topN, rawScores, returnText, maxLength, and run()'s.

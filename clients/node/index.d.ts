@@ -77,6 +77,14 @@ export interface GpuqOptions {
 }
 /** Tensors, or text (a string or an array of strings) for embed. */
 export type Inputs = Record<string, Tensor | { dtype: DType; shape: number[]; data: TypedArray } | string | string[]>;
+export interface SparseOptions extends RunOptions {
+  topK?: number;
+  returnTokens?: boolean;
+  maxLength?: number;
+}
+
+export interface SparseRow { indices: Int32Array; values: Float32Array; tokens?: string[] }
+
 export interface RerankOptions extends RunOptions {
   topN?: number;
   rawScores?: boolean;
@@ -122,6 +130,11 @@ export class Gpuq {
   wait(replyTo: string, timeout?: number): Promise<Result>;
   /** Rejects with GpuqError on an error result, GpuqTimeoutError when none comes in time. */
   run(op: string, inputs: Inputs, options?: RunOptions): Promise<Result>;
+  /** A long text in overlapping token windows: each window's text, UTF-8 byte span and embedding. */
+  embedDocument(text: string, model: string, options: EmbedOptions & { tokens: number; overlap?: number }): Promise<Array<{ text: string; start: number; end: number; embedding: Float32Array }>>;
+  /** SPLADE vectors: per text its nonzero indices (increasing) and values; one object for a single string. */
+  embedSparse(texts: string, model: string, options?: SparseOptions): Promise<SparseRow>;
+  embedSparse(texts: string[], model: string, options?: SparseOptions): Promise<SparseRow[]>;
   /** The documents scored against query by a cross-encoder, highest first. */
   rerank(query: string, documents: string[], model: string, options?: RerankOptions): Promise<Array<{ index: number; score: number; text?: string }>>;
   /** Labels for each text from a sequence classifier, highest first; one array for a single string. */

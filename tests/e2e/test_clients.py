@@ -122,23 +122,32 @@ class Clients(WorkerTest):
         ce = self.path("ce")
         subprocess.run([os.path.join(ROOT, "scripts", "make-model"), "--family", "bert", ce, "--head", "classify",
                         "1"], check=True)
-        first = self.worker("--model", f"text={text}", "--model", f"ce={ce}")
+        sp = self.path("sp")      # and a tiny masked-LM head: the clients' embed_sparse()
+        subprocess.run([os.path.join(ROOT, "scripts", "make-model"), "--family", "bert", sp, "--head", "mlm"],
+                       check=True)
+        first = self.worker("--model", f"text={text}", "--model", f"ce={ce}", "--model", f"sp={sp}")
         docs_y, text_y = self.embed(DOCS), self.embed(TEXTS)
         ce_scores = self.scores("rerank", {"query": TEXTS[1], "documents": DOCS})
         ce_probs = self.scores("classify", {"text": DOCS})
+        sparse = self.outputs("embed_sparse", "sp", {"text": DOCS})
+        doc = " ".join(DOCS * 6)     # a document of several windows of 16 tokens
+        chunks = self.outputs("embed", "text", {"text": doc}, chunk={"tokens": 16, "overlap": 4})
         first.stop()
         save_safetensors(self.path("docs.safetensors"), {"embeddings": docs_y})
         with open(self.path("docs.json"), "w") as f:
             json.dump(DOCS, f)
         self.worker("--model", f"encoder={self.path('m.safetensors')}",
                     "--model", f"idx={self.path('idx.safetensors')}", "--model", f"text={text}",
-                    "--model", f"docs={self.path('docs.safetensors')}", "--model", f"ce={ce}")
+                    "--model", f"docs={self.path('docs.safetensors')}", "--model", f"ce={ce}", "--model", f"sp={sp}")
         self.env = dict(os.environ, GPUQ_REDIS=self.redis.url, GPUQ_MODEL_NAME="encoder", GPUQ_KNN_NAME="idx",
                         GPUQ_WANT=json.dumps(mlp_ref(self.layers, self.X)[0].tolist()),
                         GPUQ_TEXT_MODEL="text", GPUQ_INDEX_NAME="docs", GPUQ_DOCS=self.path("docs.json"),
                         GPUQ_TEXTS=json.dumps(TEXTS), GPUQ_TEXT_WANT=json.dumps(text_y.tolist()),
                         GPUQ_CE_MODEL="ce", GPUQ_CE_DOCS=json.dumps(DOCS), GPUQ_RERANK_WANT=json.dumps(ce_scores.tolist()),
-                        GPUQ_CLASSIFY_WANT=json.dumps(ce_probs.tolist()))
+                        GPUQ_CLASSIFY_WANT=json.dumps(ce_probs.tolist()), GPUQ_SPARSE_MODEL="sp",
+                        GPUQ_SPARSE_WANT=json.dumps({k: sparse[k].tolist() for k in ("indices", "values", "offsets")}),
+                        GPUQ_DOC=doc, GPUQ_DOC_WANT=json.dumps({k: chunks[k].tolist()
+                                                                for k in ("y", "char_start", "char_end")}))
         self.procs = []
 
     def embed(self, texts):
@@ -148,6 +157,15 @@ class Clients(WorkerTest):
         r = self.client.wait("gpuq:{default}:r")
         self.assertEqual(r["status"], "ok", r.get("error"))
         return np.frombuffer(r["outputs"]["y"]["data"], "<f4").reshape(r["outputs"]["y"]["shape"])
+
+    def outputs(self, op, model, inputs, **params):
+        """The outputs of op on model, as numpy arrays, through the protocol itself."""
+        self.client.enqueue({"op": op, "model": model, "inputs": inputs, "params": params, "id": op,
+                             "reply_to": "gpuq:{default}:r"})
+        r = self.client.wait("gpuq:{default}:r")
+        self.assertEqual(r["status"], "ok", r.get("error"))
+        dt = {"f32": "<f4", "i32": "<i4", "i64": "<i8"}
+        return {k: np.frombuffer(v["data"], dt[v["dtype"]]).reshape(v["shape"]) for k, v in r["outputs"].items()}
 
     def scores(self, op, inputs):
         """The `scores` of op on the worker's cross-encoder `ce`, through the protocol itself."""
@@ -249,7 +267,7 @@ class Clients(WorkerTest):
         p = subprocess.run(["node", "--test", "test/"], cwd=proj, capture_output=True, text=True, timeout=300,
                            env=dict(self.env, GPUQ_MSGPACK_ID="py-msgpack", **NODE_ENV))
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertRegex(p.stdout, r"# pass 9\b")
+        self.assertRegex(p.stdout, r"# pass 10\b")
         self.assertRegex(p.stdout, r"# fail 0\b")
         linked = npm_project("node-folder", NODE_CLIENT)
         sh(["node", "-e", "require('gpuq-client').tensor('f32', [1], [1])"], cwd=linked, env=dict(self.env, **NODE_ENV))

@@ -44,6 +44,21 @@ test('rerank and classify: documents ranked, labels scored', () => withClient(as
     (e) => e instanceof GpuqError && e.code === 'bad_request');
 }));
 
+test('embedSparse and embedDocument: ragged rows, windows with their spans', () => withClient(async (gq) => {
+  const docs = JSON.parse(process.env.GPUQ_CE_DOCS), want = JSON.parse(process.env.GPUQ_SPARSE_WANT);
+  const rows = await gq.embedSparse(docs, process.env.GPUQ_SPARSE_MODEL);
+  rows.forEach((row, r) => {
+    const a = want.offsets[r], b = want.offsets[r + 1];
+    assert.deepStrictEqual(Array.from(row.indices), want.indices.slice(a, b));
+    row.values.forEach((v, i) => assert.ok(close(v, want.values[a + i]), `values[${r}][${i}]`));
+  });
+  const doc = process.env.GPUQ_DOC, wantDoc = JSON.parse(process.env.GPUQ_DOC_WANT);
+  const chunks = await gq.embedDocument(doc, process.env.GPUQ_TEXT_MODEL, { tokens: 16, overlap: 4 });
+  assert.deepStrictEqual(chunks.map((c) => c.start), wantDoc.char_start);
+  assert.deepStrictEqual(chunks.map((c) => c.end), wantDoc.char_end);
+  chunks.forEach((c, r) => c.embedding.forEach((v, j) => assert.ok(close(v, wantDoc.y[r][j]), `chunk ${r}`)));
+}));
+
 test('embed: strings in, Float32Arrays out', () => withClient(async (gq) => {
   const texts = JSON.parse(process.env.GPUQ_TEXTS), wantY = JSON.parse(process.env.GPUQ_TEXT_WANT);
   const rows = await gq.embed(texts, process.env.GPUQ_TEXT_MODEL);

@@ -14,8 +14,8 @@ from ._client import DEFAULT_URL, Base, is_cluster, reader_pool, tls_options
 # redis.asyncio's cluster client speaks TLS from redis-py 4.4 on; before, it
 # drops the TLS settings and speaks plain TCP to a TLS port
 ASYNC_CLUSTER_TLS = tuple(int(p) for p in redis.__version__.split(".")[:2] if p.isdigit()) >= (4, 4)
-from ._protocol import (GpuqTimeoutError, Result, decode_result, embed_params, labelled, op_params, ranking,
-                        rerank_inputs)
+from ._protocol import (GpuqTimeoutError, Result, chunks_of, decode_result, embed_params, labelled, op_params,
+                        ranking, rerank_inputs, sparse_rows)
 from ._waiters import Waiters
 
 
@@ -78,6 +78,21 @@ class AsyncClient(Base):
         res = await self.run("embed", {"text": texts if isinstance(texts, str) else list(texts)}, timeout=timeout,
                              model=model, **options)
         return res.outputs["y"][0] if isinstance(texts, str) else res.outputs["y"]
+
+    async def embed_document(self, text: str, model: str, *, tokens: int, overlap: int = 0, timeout: float = 30,
+                             **options: Any) -> List[Dict[str, Any]]:
+        """A long text's windows and their embeddings (as Client.embed_document)."""
+        embed_params(options)
+        options.setdefault("params", {})["chunk"] = {"tokens": tokens, "overlap": overlap}
+        return chunks_of(await self.run("embed", {"text": text}, timeout=timeout, model=model, **options), text)
+
+    async def embed_sparse(self, texts: Union[str, Sequence[str]], model: str, *, timeout: float = 30,
+                           **options: Any) -> Any:
+        """SPLADE vectors (as Client.embed_sparse)."""
+        op_params(options, ("top_k", "return_tokens", "max_length"))
+        one = isinstance(texts, str)
+        return sparse_rows(await self.run("embed_sparse", {"text": texts if one else list(texts)}, timeout=timeout,
+                                          model=model, **options), one)
 
     async def rerank(self, query: str, documents: Sequence[str], model: str, *, timeout: float = 30,
                      **options: Any) -> List[Dict[str, Any]]:

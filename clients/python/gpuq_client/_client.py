@@ -11,8 +11,8 @@ from redis.cluster import RedisCluster
 
 import numpy as np
 
-from ._protocol import (GpuqTimeoutError, Result, decode_result, embed_params, encode_job, labelled, op_params,
-                        ranking, rerank_inputs)
+from ._protocol import (GpuqTimeoutError, Result, chunks_of, decode_result, embed_params, encode_job, labelled,
+                        op_params, ranking, rerank_inputs, sparse_rows)
 from ._waiters import Waiters
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
@@ -136,6 +136,25 @@ class Client(Base):
         res = self.run("embed", {"text": texts if isinstance(texts, str) else list(texts)}, timeout=timeout,
                        model=model, **options)
         return res.outputs["y"][0] if isinstance(texts, str) else res.outputs["y"]
+
+    def embed_document(self, text: str, model: str, *, tokens: int, overlap: int = 0, timeout: float = 30,
+                       **options: Any) -> List[Dict[str, Any]]:
+        """A long text embedded in overlapping windows of `tokens` tokens (`overlap` shared by
+        neighbours): [{"text", "start", "end", "embedding"}], start and end the window's byte
+        span in the text's UTF-8. Other keywords as embed()'s."""
+        embed_params(options)
+        options.setdefault("params", {})["chunk"] = {"tokens": tokens, "overlap": overlap}
+        return chunks_of(self.run("embed", {"text": text}, timeout=timeout, model=model, **options), text)
+
+    def embed_sparse(self, texts: Union[str, Sequence[str]], model: str, *, timeout: float = 30,
+                     **options: Any) -> Any:
+        """SPLADE vectors from the sparse encoder `model`: per text {"indices", "values"} (numpy,
+        indices increasing), and "tokens" with return_tokens=True (needs top_k); one dict for a
+        single str. Keyword params: top_k, return_tokens, max_length."""
+        op_params(options, ("top_k", "return_tokens", "max_length"))
+        one = isinstance(texts, str)
+        return sparse_rows(self.run("embed_sparse", {"text": texts if one else list(texts)}, timeout=timeout,
+                                    model=model, **options), one)
 
     def rerank(self, query: str, documents: Sequence[str], model: str, *, timeout: float = 30,
                **options: Any) -> List[Dict[str, Any]]:

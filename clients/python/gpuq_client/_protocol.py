@@ -73,7 +73,7 @@ class Result:
 
 # embed's params, taken by Client.embed as keyword arguments
 EMBED_PARAMS = ("pooling", "normalize", "max_length", "prompt", "prompt_name", "truncate",
-                "truncation_direction", "dimensions", "dtype", "ranges")
+                "truncation_direction", "dimensions", "dtype", "ranges", "chunk")
 
 
 def op_params(options: Dict[str, Any], names: Sequence[str]) -> None:
@@ -107,6 +107,24 @@ def labelled(res: Result, one: bool) -> Any:
              for j in (top[r] if top is not None else np.argsort(-row, kind="stable"))]
             for r, row in enumerate(scores)]
     return rows[0] if one else rows
+
+
+def sparse_rows(res: Result, one: bool) -> Any:
+    """embed_sparse's ragged rows: per text {"indices", "values"[, "tokens"]}."""
+    idx, val, off, tok = (res.outputs.get(k) for k in ("indices", "values", "offsets", "tokens"))
+    rows = [dict({"indices": idx[off[r]:off[r + 1]], "values": val[off[r]:off[r + 1]]},
+                 **({"tokens": tok[off[r]:off[r + 1]]} if tok is not None else {}))
+            for r in range(len(off) - 1)]
+    return rows[0] if one else rows
+
+
+def chunks_of(res: Result, text: str) -> List[Dict[str, Any]]:
+    """embed's windows of one document: [{"text", "start", "end", "embedding"}], start and
+    end being byte offsets into the text's UTF-8."""
+    raw = text.encode()
+    y, start, end = res.outputs["y"], res.outputs["char_start"], res.outputs["char_end"]
+    return [{"text": raw[a:b].decode(errors="replace"), "start": int(a), "end": int(b), "embedding": row}
+            for row, a, b in zip(y, start, end)]
 
 
 def embed_params(options: Dict[str, Any]) -> None:

@@ -24,6 +24,8 @@ TEXT_WANT = np.array(json.loads(os.environ["GPUQ_TEXT_WANT"]), np.float32)
 CE_MODEL, CE_DOCS = os.environ["GPUQ_CE_MODEL"], json.loads(os.environ["GPUQ_CE_DOCS"])
 RERANK_WANT = np.array(json.loads(os.environ["GPUQ_RERANK_WANT"]), np.float32)
 CLASSIFY_WANT = np.array(json.loads(os.environ["GPUQ_CLASSIFY_WANT"]), np.float32)
+SPARSE_MODEL, SPARSE_WANT = os.environ["GPUQ_SPARSE_MODEL"], json.loads(os.environ["GPUQ_SPARSE_WANT"])
+DOC, DOC_WANT = os.environ["GPUQ_DOC"], json.loads(os.environ["GPUQ_DOC_WANT"])
 
 
 class SyncClient(unittest.TestCase):
@@ -79,6 +81,21 @@ class SyncClient(unittest.TestCase):
         self.assertEqual(e.exception.code, "bad_request")
         ranked = asyncio.run(self.async_rerank())
         self.assertEqual([r["index"] for r in ranked], list(np.argsort(-RERANK_WANT, kind="stable")))
+
+    def test_embed_sparse_and_documents(self):
+        rows = self.gq.embed_sparse(CE_DOCS, SPARSE_MODEL)
+        off = SPARSE_WANT["offsets"]
+        for r, row in enumerate(rows):
+            np.testing.assert_array_equal(row["indices"], SPARSE_WANT["indices"][off[r]:off[r + 1]])
+            np.testing.assert_allclose(row["values"], SPARSE_WANT["values"][off[r]:off[r + 1]], rtol=1e-6)
+        top = self.gq.embed_sparse(CE_DOCS[0], SPARSE_MODEL, top_k=3, return_tokens=True)
+        self.assertEqual((len(top["indices"]), len(top["tokens"])), (3, 3))
+        chunks = self.gq.embed_document(DOC, TEXT_MODEL, tokens=16, overlap=4)
+        self.assertEqual([c["start"] for c in chunks], DOC_WANT["char_start"])
+        self.assertEqual([c["end"] for c in chunks], DOC_WANT["char_end"])
+        np.testing.assert_allclose([c["embedding"] for c in chunks], DOC_WANT["y"], atol=1e-6)
+        self.assertTrue(all(c["text"] == DOC.encode()[c["start"]:c["end"]].decode() for c in chunks))
+        self.assertGreater(len(chunks), 3)
 
     @staticmethod
     async def async_rerank():
