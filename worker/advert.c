@@ -24,8 +24,30 @@ static const char *op_of(const struct gpuq_model *m) {
            : e && e->n_labels == 1 ? "rerank" : "classify";
 }
 
+static int by_value(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* {"jobs", "p50", "p99"}: the enqueue-to-result latency in ms of the jobs
+ * answered since the last entry (the last GPUQ_LATENCIES of them), then
+ * forgotten; NULL when there were none. */
+static json_t *latency(struct worker *w) {
+    int64_t n = w->n_latency < GPUQ_LATENCIES ? w->n_latency : GPUQ_LATENCIES;
+    if (n == 0) return NULL;
+    int64_t *v = malloc((size_t)n * sizeof(*v));
+    if (!v) return NULL;
+    memcpy(v, w->latency_us, (size_t)n * sizeof(*v));
+    qsort(v, (size_t)n, sizeof(*v), by_value);
+    json_t *o = json_pack("{s:I, s:f, s:f}", "jobs", (json_int_t)w->n_latency, "p50", v[(n - 1) / 2] / 1e3, "p99",
+                          v[(n * 99 + 99) / 100 - 1] / 1e3);
+    free(v);
+    w->n_latency = 0;
+    return o;
+}
+
 /* The worker's description as JSON text (malloc'd), or NULL. */
-static char *describe(const struct worker *w, int64_t now_ms) {
+static char *describe(struct worker *w, int64_t now_ms) {
     static int64_t started_ms;
     if (!started_ms) started_ms = now_ms;
     json_t *models = json_array(), *queues = json_array();
@@ -52,6 +74,9 @@ static char *describe(const struct worker *w, int64_t now_ms) {
                              "max_batch_tokens", (json_int_t)w->cfg.max_batch_tokens,
                              "jobs_ok", (json_int_t)w->n_ok, "jobs_failed", (json_int_t)w->n_failed,
                              "started_ms", (json_int_t)started_ms, "seen_ms", (json_int_t)now_ms, "expires_ms", (json_int_t)(now_ms + LIVE_MS));
+    json_t *lat = latency(w);
+    if (info && lat) json_object_set_new(info, "latency_ms", lat);
+    else json_decref(lat);
     char *text = info ? json_dumps(info, JSON_COMPACT) : NULL;
     json_decref(info);
     return text;

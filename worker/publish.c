@@ -119,6 +119,7 @@ static void account(struct worker *w, const struct gpuq_task *t) {
         } else {
             w->n_ok++;
         }
+        w->latency_us[w->n_latency++ % GPUQ_LATENCIES] = t->total_us;
         gpuq_metrics_job(w->metrics, e->queue, job->op, t->model ? (int)(t->model - w->models) : -1,
                          job->err, t->queue_us / 1e6, t->compute_us ? t->compute_us / 1e6 : -1,
                          t->total_us / 1e6);

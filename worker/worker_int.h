@@ -32,6 +32,11 @@ struct worker {
     struct gpuq_metrics *metrics;   /* NULL without --metrics-addr */
     int64_t last_sample_us;
     int64_t last_advert_us;     /* presence last written (advert.c) */
+    /* the enqueue-to-result latency of the jobs answered since then (the
+     * last GPUQ_LATENCIES of them), for the presence entry's percentiles */
+#define GPUQ_LATENCIES 1024
+    int64_t latency_us[GPUQ_LATENCIES];
+    int64_t n_latency;
     struct gpuq_model *models;
     int n_models;
     int n_slots;

@@ -60,6 +60,8 @@ try:
     until(lambda: d.find_elements(By.CSS_SELECTOR, "#workers tbody tr"), "a live worker")
     seen["drained"] = True
     seen["workers"] = len(d.find_elements(By.CSS_SELECTOR, "#workers tbody tr"))
+    lat = lambda: d.find_element(By.CSS_SELECTOR, "#workers td.latency").text   # noqa: E731
+    seen["latency"] = until(lambda: lat() if "/" in lat() else None, "the worker's latency percentiles")
     d.save_screenshot(os.path.join(a["shots"], "3-drained.png"))
     # a dead letter whose job is good: Retry puts it back, the worker runs it
     replay = json.dumps({"op": "softmax", "id": "replayed", "inputs": {"x": {"dtype": "f32", "shape": [1, 2],

@@ -40,6 +40,8 @@ class Dashboard(WorkerTest):
         self.assertEqual(seen["backlog"], 25)
         self.assertTrue(seen["drained"])
         self.assertEqual(seen["workers"], 1)
+        p50, p99 = (float(x) for x in seen["latency"].split(" / "))    # the 25 jobs, enqueue to result
+        self.assertTrue(0 < p50 <= p99, seen["latency"])
         self.assertIn("worker died 5 times", seen["dead_text"])
         self.assertTrue(seen["retried"])
         self.assertIn("retried", seen["status"])
