@@ -4,6 +4,7 @@
 
 #include "check.h"
 #include "worker/webhook.h"
+#include "worker/webhook_sign.h"
 
 static void encodes(const char *in, size_t n, const char *want) {
     char *got = gpuq_webhook_header_value(in, n);

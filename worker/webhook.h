@@ -101,17 +101,4 @@ void gpuq_webhooks_forget_all(struct gpuq_webhooks *wh);
  * transfer is in flight, so the caller sleeps its own way. */
 int gpuq_webhooks_wait(struct gpuq_webhooks *wh, int timeout_ms);
 
-/* Standard Webhooks signature "v1,<base64 HMAC-SHA256 of id.ts.body>" into
- * out. Returns 0, or -1 when out of memory. */
-int gpuq_webhook_sign(const unsigned char *key, size_t key_len, const char *id, long long ts,
-                      const char *body, size_t body_len, char *out, size_t cap);
-
-/* A header value from job-controlled bytes: bytes outside visible ASCII,
- * and '%', percent-encoded. Returns a malloc'd string, or NULL. */
-char *gpuq_webhook_header_value(const char *s, size_t n);
-
-/* Whether s is a W3C traceparent this worker passes on (version 00 form:
- * lowercase hex, non-zero ids; a later version's first four fields). */
-int gpuq_webhook_traceparent_ok(const char *s, size_t n);
-
 #endif
