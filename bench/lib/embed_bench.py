@@ -397,9 +397,9 @@ def drain(b, texts, start, reply, timeout=None):
 
 def gemm_limit(env=None):
     """The CPU backend's GEMM rate on the encoder's dense shapes, one thread
-    (tests/bench_cpu_gemm): one dict per shape and type."""
+    (bench/bench_cpu_gemm): one dict per shape and type."""
     import subprocess
-    tool = os.path.join(ROOT, "build", "tests", "bench_cpu_gemm")
+    tool = os.path.join(ROOT, "build", "bench", "bench_cpu_gemm")
     out = subprocess.check_output([tool, "1"], text=True, env=env and dict(os.environ, **env))
     return [json.loads(line) for line in out.splitlines()]
 
@@ -482,7 +482,7 @@ def run(b, n, out_dir):
                      f"{r['tokens']} | {r['max_abs_diff_to_gpuq']:.1e} | {r['min_cosine_to_gpuq']:.6f} / "
                      f"{r['mean_cosine_to_gpuq']:.6f} |")
     lines += ["", "What each ran:", ""] + [f"- {k}: {v}" for k, v in kernels.items()]
-    lines += ["", "The limit: the CPU backend's GEMM (tests/bench_cpu_gemm, one thread, x [m, k] times "
+    lines += ["", "The limit: the CPU backend's GEMM (bench/bench_cpu_gemm, one thread, x [m, k] times "
               "w [n, k] transposed, as the encoder's dense layers):", "",
               "| m × n × k | type | GFLOP/s | kernel |", "| --- | --- | --- | --- |"]
     lines += [f"| {g['m']} × {g['n']} × {g['k']} | {g['type']} | {g['gflops']:.0f} | {g['kernel']} |" for g in limit]

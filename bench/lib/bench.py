@@ -504,6 +504,8 @@ def main():
     p.add_argument("--masters", type=int, default=3)
     p.add_argument("--webhooks", type=int, default=0, metavar="N",
                    help="only the webhook benchmark, with N webhooks for throughput (webhooks.md)")
+    p.add_argument("--embed-cache", type=int, metavar="N", help="only: N embed jobs with 0%% and 50%% repeated texts, "
+                   "with and without --embed-cache-ttl (writes embed_cache.md and embed_cache.json)")
     p.add_argument("--rerank", type=int, metavar="Q", help="only: Q rerank jobs of 100 documents each, gpuq "
                    "against a careful ONNX Runtime worker (writes rerank.md and rerank.json)")
     p.add_argument("--embed", type=int, metavar="N", help="only: the embedding benchmark on N sentences, "
@@ -529,6 +531,13 @@ def main():
         import knn_binary_bench
         try:
             knn_binary_bench.run(b, a.knn_binary, a.knn_queries, a.out)
+        finally:
+            b.close()
+        return
+    if a.embed_cache:
+        import embed_cache_bench
+        try:
+            embed_cache_bench.run(b, a.embed_cache, a.out)
         finally:
             b.close()
         return
