@@ -127,7 +127,7 @@ int gpuq_embed_chunk_tokenize(struct gpuq_task *t, const struct gpuq_input *text
                 joined = g, jcap = prompt_len + s.len;
             }
             memcpy(joined, prompt, prompt_len);
-            memcpy(joined + prompt_len, s.ptr, s.len);
+            if (s.len) memcpy(joined + prompt_len, s.ptr, s.len);
             s = (struct gpuq_str){joined, prompt_len + s.len};
         }
         if (gpuq_tok_spans(tok, s.ptr, s.len, &all[d]) != 0) {
@@ -176,8 +176,9 @@ int gpuq_embed_chunk_tokenize(struct gpuq_task *t, const struct gpuq_input *text
                 goto nomem;
             }
             scratch = g;
-            memcpy(scratch, a->ids, (size_t)p * sizeof(*scratch));
-            memcpy(scratch + p, a->ids + s, (size_t)(e - s) * sizeof(*scratch));
+            /* an empty text has no ids at all (a->ids NULL): copy only what there is */
+            if (p) memcpy(scratch, a->ids, (size_t)p * sizeof(*scratch));
+            if (e > s) memcpy(scratch + p, a->ids + s, (size_t)(e - s) * sizeof(*scratch));
             off[r] = at;
             at += gpuq_tok_wrap(tok, scratch, (int)len, out + at);
             /* the window's bytes in the text (the prompt's not counted) */

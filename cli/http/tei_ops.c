@@ -117,8 +117,7 @@ static void rerank_done(struct gpuq_http_req *r) {
             if (texts) json_object_set(o, "text", json_array_get(texts, (size_t)at));
             json_array_append_new(out, o);
         }
-        gpuq_http_answer_json(r, 200, out);
-        json_decref(out);
+        gpuq_http_answer_json(r, 200, out);     /* takes out */
     }
     gpuq_http_result_free(res);
 }
@@ -180,8 +179,7 @@ static void predict_done(struct gpuq_http_req *r) {
         }
         /* one input (a string, or one pair): one list, as TEI answers */
         json_t *one = r->ctx ? json_incref(json_array_get(rows, 0)) : json_incref(rows);
-        gpuq_http_answer_json(r, 200, one);
-        json_decref(one);
+        gpuq_http_answer_json(r, 200, one);     /* takes one */
         json_decref(rows);
     }
     json_decref(labels);
@@ -253,8 +251,7 @@ static void sparse_done(struct gpuq_http_req *r) {
                                                      (double)f32_at(val, j)));
             json_array_append_new(out, row);
         }
-        gpuq_http_answer_json(r, 200, out);
-        json_decref(out);
+        gpuq_http_answer_json(r, 200, out);     /* takes out */
     }
     gpuq_http_result_free(res);
 }
