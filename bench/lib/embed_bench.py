@@ -358,10 +358,11 @@ def serve(kind, port, folder, threads, max_batch=64, device="cpu", dtype="f32"):
 
 # ---- the drains, in one run on the bench's Redis ----
 
-def drain(b, texts, start, reply, timeout=None):
+def drain(b, texts, start, reply, timeout=None, before_stop=None):
     """Enqueues one job per text, starts a worker (start() -> Popen, once it
     is ready), times the drain; sentences/s, worker CPU ms per sentence, and
-    the results by id. Past timeout seconds, RuntimeError says how far it got."""
+    the results by id. Past timeout seconds, RuntimeError says how far it got.
+    before_stop() (a dict) runs once drained, with the worker still up."""
     import subprocess  # noqa: F401  (start() uses it)
     from bench import cpu_seconds
     b.r.flushall()
@@ -384,6 +385,7 @@ def drain(b, texts, start, reply, timeout=None):
             time.sleep(0.01)
         rate = len(texts) / (time.time() - t0)
         cpu = cpu_seconds(p.pid) - cpu0
+        extra = before_stop() if before_stop else {}
     finally:
         p.kill()
         p.wait()
@@ -392,7 +394,8 @@ def drain(b, texts, start, reply, timeout=None):
         r = msgpack.unpackb(raw)
         got[r["id"]] = (np.frombuffer(r["outputs"]["y"]["data"], "<f4"),
                         int(np.frombuffer(r["outputs"]["tokens"]["data"], "<i4")[0]))
-    return {"sentences": len(texts), "sentences_per_s": rate, "cpu_ms_per_sentence": cpu / len(texts) * 1e3}, got
+    return dict({"sentences": len(texts), "sentences_per_s": rate, "cpu_ms_per_sentence": cpu / len(texts) * 1e3},
+                **extra), got
 
 
 def gemm_limit(env=None):
