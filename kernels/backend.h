@@ -119,7 +119,8 @@ static inline int gpuq_backend_run(struct gpuq_backend *be, enum gpuq_op op, int
 
 /* Wraps be so that its ops fail as a failing device would, for tests:
  * spec "nomem-above=ROWS" (ops on more rows: out of memory) or
- * "model-nomem=1" (no model fits) or "lost-after=N" (the device is lost
+ * "model-nomem=1" (no model fits) or "refuse-model=NAME" (that model's
+ * family is not served here) or "lost-after=N" (the device is lost
  * after N op calls). 0, or -1 with err. */
 int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, size_t errlen);
 

@@ -16,6 +16,7 @@ struct fault_ctx {
     long long nomem_above;      /* -1: off */
     long long lost_after;       /* -1: off */
     long long model_nomem;      /* nonzero: no model fits */
+    char refuse[64];            /* the one model this device does not serve, or "" */
     long long slow_ms;          /* each kernel call takes this much longer */
     long long calls;
 };
@@ -59,9 +60,14 @@ static void fault_destroy(struct gpuq_backend *be) {
 
 static int fault_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     INNER(be)->precision = be->precision;
-    if (((struct fault_ctx *)be->ctx)->model_nomem) {
+    const struct fault_ctx *f = be->ctx;
+    if (f->model_nomem) {
         snprintf(be->errstr, sizeof(be->errstr), "out of memory for the model (injected fault)");
         return GPUQ_BE_NOMEM;
+    }
+    if (f->refuse[0] && !strcmp(m->name, f->refuse)) {
+        snprintf(be->errstr, sizeof(be->errstr), "this model is not served here (injected fault)");
+        return GPUQ_BE_UNSERVED;
     }
     return pass(be, INNER(be)->iface->model_load(INNER(be), m));
 }
@@ -109,6 +115,11 @@ static void *fault_staging(struct gpuq_backend *be, int slot, int i, size_t byte
 static int parse(struct fault_ctx *f, const char *spec) {
     const char *eq = strchr(spec, '=');
     if (!eq) return -1;
+    if ((size_t)(eq - spec) == strlen("refuse-model") && !strncmp(spec, "refuse-model", strlen("refuse-model"))) {
+        if (!eq[1] || strlen(eq + 1) >= sizeof(f->refuse)) return -1;
+        snprintf(f->refuse, sizeof(f->refuse), "%s", eq + 1);
+        return 0;
+    }
     char *end;
     errno = 0;
     long long v = strtoll(eq + 1, &end, 10);
@@ -132,7 +143,7 @@ int gpuq_backend_fault(struct gpuq_backend *be, const char *spec, char *err, siz
     if (!f) return -1;
     f->nomem_above = f->lost_after = -1;
     if (parse(f, spec) != 0) {
-        snprintf(err, errlen, "fault spec '%s': want nomem-above=ROWS, model-nomem=1, lost-after=N or slow-ms=MS", spec);
+        snprintf(err, errlen, "fault spec '%s': want nomem-above=ROWS, model-nomem=1, refuse-model=NAME, lost-after=N or slow-ms=MS", spec);
         free(f);
         return -1;
     }

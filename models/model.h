@@ -45,6 +45,7 @@ struct gpuq_model {
     void *impl;                 /* the family's own data, of its arch's struct */
     struct gpuq_tok *tok;       /* text models: the folder's tokenizer; else NULL */
     void *backend_data;         /* owned by the backend that set it */
+    int on_cpu;                 /* the device backend could not take it: its batches run on the CPU backend */
 };
 
 /* Loads path as model `name`, by the first family in models/families.def

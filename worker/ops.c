@@ -202,7 +202,8 @@ void gpuq_ops_start(struct gpuq_ops *o, const struct gpuq_piece *p, int n) {
     o->next ^= 1;
     o->n_pending++;
     const struct gpuq_op_desc *d = gpuq_op_table[op];
-    s->be = gpuq_ops_on_backend(o, op) && !(d->cpu_only && d->cpu_only(p[0].t)) ? o->be : o->cpu;
+    const struct gpuq_model *m = p[0].t->model;     /* a batch shares its model */
+    s->be = gpuq_ops_on_backend(o, op) && !(d->cpu_only && d->cpu_only(p[0].t)) && !(m && m->on_cpu) ? o->be : o->cpu;
     memcpy(s->p, p, (size_t)n * sizeof(*p));
     s->n = n;
     s->rows = sum_rows(p, n);

@@ -10,11 +10,11 @@
 #include "worker/cache.h"
 #include "worker/worker_int.h"
 
-/* Loads the models, and each on the backend. A device that cannot take a
- * model (out of memory, a shape its kernels do not serve) leaves the ops of
- * that kind of model to the CPU backend: their bits in *to_cpu. Any other
- * failure ends the start. */
-static int load_models(struct worker *w, unsigned *to_cpu, char *err, size_t errlen) {
+/* Loads the models, and each on the backend. A model the device cannot
+ * take (out of memory, a family or shape its kernels do not serve) is
+ * prepared on the CPU backend instead and its batches run there; the
+ * other models' stay on the device. Any other failure ends the start. */
+static int load_models(struct worker *w, char *err, size_t errlen) {
     w->models = calloc((size_t)w->cfg.n_models + 1, sizeof(*w->models));
     if (!w->models) return -1;
     for (int i = 0; i < w->cfg.n_models; i++) {
@@ -42,13 +42,15 @@ static int load_models(struct worker *w, unsigned *to_cpu, char *err, size_t err
             snprintf(err, errlen, "--model %s: %s backend: %s", name, w->be.iface->name, w->be.errstr);
             return -1;
         }
-        for (int op = 0; rc != 0 && op < GPUQ_OP_COUNT; op++)
-            if (gpuq_op_table[op]->needs && gpuq_model_can(m, (enum gpuq_cap)(gpuq_op_table[op]->needs - 1)) &&
-                !(*to_cpu & 1u << op)) {
-                log_warn("--model %s: not on the %s backend (%s): %s is served by the CPU backend", name,
-                         w->be.iface->name, w->be.errstr, gpuq_op_name((enum gpuq_op)op));
-                *to_cpu |= 1u << op;
-            }
+        if (rc == 0) continue;
+        log_warn("--model %s: not on the %s backend (%s): its jobs run on the CPU backend", name,
+                 w->be.iface->name, w->be.errstr);
+        m->on_cpu = 1;
+        w->cpu.precision = w->be.precision;
+        if (w->cpu.iface->model_load(&w->cpu, m) != 0) {
+            snprintf(err, errlen, "--model %s: cpu backend: %s", name, w->cpu.errstr);
+            return -1;
+        }
     }
     return 0;
 }
@@ -168,16 +170,10 @@ int gpuq_worker_start(struct worker *w, int argc, char **argv, char *err, size_t
     if (fault && *fault && gpuq_backend_fault(&w->be, fault, err, errlen) != 0) return -1;
     w->be.precision = (enum gpuq_precision)precision;
     if (gpuq_backend_cpu_init(&w->cpu) != 0) return -1;
-    unsigned to_cpu = 0;
-    if (load_models(w, &to_cpu, err, errlen) != 0) return -1;
+    if (load_models(w, err, errlen) != 0) return -1;
     w->ops = (struct gpuq_ops){.be = &w->be, .cpu = &w->cpu, .models = w->models,
                                .n_models = w->n_models, .max_result_bytes = w->cfg.max_result_bytes};
     if (gpuq_ops_init(&w->ops, (int)w->cfg.max_batch) != 0) return -1;
-    for (int op = 0; op < GPUQ_OP_COUNT; op++)
-        if ((to_cpu & 1u << op) && gpuq_ops_to_cpu(&w->ops, (enum gpuq_op)op) != 0) {
-            snprintf(err, errlen, "%s on the CPU backend: %s", gpuq_op_name((enum gpuq_op)op), w->cpu.errstr);
-            return -1;
-        }
     /* buffers are sized for the ops the device kept */
     int rc = w->be.iface->reserve ? w->be.iface->reserve(&w->be, (int)w->cfg.max_batch) : 0;
     if (rc == GPUQ_BE_NOMEM) {

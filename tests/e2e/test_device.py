@@ -130,7 +130,28 @@ class DeviceFaults(WorkerTest):
         np.testing.assert_allclose(from_tensor(res["outputs"]["y"]),
                                    np.maximum(x @ w1.T + b1, 0) @ w2.T + b2, rtol=1e-5, atol=1e-5)
         self.assertIn(f"--model m: not on the {BACKEND} backend (out of memory for the model", w.output())
-        self.assertIn("ops on the CPU backend: mlp", w.output())
+        self.assertIn("its jobs run on the CPU backend", w.output())
+
+    def test_a_model_the_device_refuses_leaves_the_others_there(self):
+        """A family the device does not serve (a decoder, a masked-LM head on CUDA) sends that
+        model's batches to the CPU backend; the op stays on the device for the other models."""
+        la = make_mlp(self.path("a.safetensors"), [8, 16, 4], seed=4)
+        lb = make_mlp(self.path("b.safetensors"), [8, 12, 4], seed=5)
+        w = self.worker("--model", f"a={self.path('a.safetensors')}", "--model", f"b={self.path('b.safetensors')}",
+                        env={"GPUQ_FAULT": "refuse-model=b"})
+        x = self.rng.standard_normal((3, 8)).astype(np.float32)
+        reply = self.client.key("reply:split")
+        for name in ("a", "b"):
+            self.client.enqueue({"op": "mlp", "model": name, "id": name, "inputs": {"x": tensor(x)}, "reply_to": reply})
+        got = {r["id"]: r for r in (self.client.wait(reply, timeout=20) for _ in range(2))}
+        for name, ((w1, b1), (w2, b2)) in (("a", la), ("b", lb)):
+            self.assertEqual(got[name]["status"], "ok", got[name]["error"])
+            np.testing.assert_allclose(from_tensor(got[name]["outputs"]["y"]),
+                                       np.maximum(x @ w1.T + b1, 0) @ w2.T + b2, rtol=1e-5, atol=1e-5)
+        log = w.output()
+        self.assertIn(f"--model b: not on the {BACKEND} backend (this model is not served here", log)
+        self.assertNotIn("--model a: not on the", log)
+        self.assertNotIn("ops on the CPU backend", log)     # mlp stays on the device for a
 
 
 class Precision(WorkerTest):
