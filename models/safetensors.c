@@ -223,3 +223,17 @@ float *gpuq_safetensors_f32(const struct gpuq_safetensors *st, const char *name,
     gpuq_tensor_to_f32(t, out);
     return out;
 }
+
+float *gpuq_safetensors_take(const struct gpuq_safetensors *st, const char *prefix, const char *name, int layer,
+                             int64_t d0, int64_t d1, char *err, size_t errlen) {
+    char base[256], full[300];
+    int64_t shape[2] = {d0, d1};
+    snprintf(base, sizeof base, name, layer);
+    snprintf(full, sizeof full, "%s%s", prefix, base);
+    size_t n = strlen(full);
+    if (!gpuq_safetensors_get(st, full) && n > 16 && !strcmp(full + n - 16, "LayerNorm.weight"))
+        strcpy(full + n - 6, "gamma");
+    else if (!gpuq_safetensors_get(st, full) && n > 14 && !strcmp(full + n - 14, "LayerNorm.bias"))
+        strcpy(full + n - 4, "beta");
+    return gpuq_safetensors_f32(st, full, d1 ? 2 : 1, shape, err, errlen);
+}

@@ -42,6 +42,12 @@ const char *gpuq_safetensors_meta(const struct gpuq_safetensors *st, const char 
 float *gpuq_safetensors_f32(const struct gpuq_safetensors *st, const char *name, int ndim,
                             const int64_t *shape, char *err, size_t errlen);
 
+/* A model's weight: prefix + name (its %d the layer) as f32 of shape [d0]
+ * (d1 0) or [d0, d1] (-1: any size); a LayerNorm's weight and bias may
+ * stand under their old names, gamma and beta. NULL with a reason in err. */
+float *gpuq_safetensors_take(const struct gpuq_safetensors *st, const char *prefix, const char *name, int layer,
+                             int64_t d0, int64_t d1, char *err, size_t errlen);
+
 /* Frees what st holds; accepts a zeroed struct. */
 void gpuq_safetensors_free(struct gpuq_safetensors *st);
 

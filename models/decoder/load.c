@@ -81,11 +81,7 @@ struct reader {
 };
 
 static float *take(struct reader *r, const char *name, int layer, int64_t d0, int64_t d1) {
-    char base[256], full[300];
-    int64_t shape[2] = {d0, d1};
-    snprintf(base, sizeof base, name, layer);
-    snprintf(full, sizeof full, "%s%s", r->prefix, base);
-    return gpuq_safetensors_f32(r->st, full, d1 ? 2 : 1, shape, r->err, r->errlen);
+    return gpuq_safetensors_take(r->st, r->prefix, name, layer, d0, d1, r->err, r->errlen);
 }
 
 static void read_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {

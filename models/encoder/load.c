@@ -127,19 +127,8 @@ struct reader {
     int failed;
 };
 
-/* Tensor `name` (layer for %d) under the prefix as f32 of the given shape;
- * a LayerNorm's weight and bias may be its old gamma and beta. */
 static float *take(struct reader *r, const char *name, int layer, int64_t d0, int64_t d1) {
-    char base[256], full[300];
-    int64_t shape[2] = {d0, d1};
-    snprintf(base, sizeof base, name, layer);
-    snprintf(full, sizeof full, "%s%s", r->prefix, base);
-    size_t n = strlen(full);
-    if (!gpuq_safetensors_get(r->st, full) && n > 16 && !strcmp(full + n - 16, "LayerNorm.weight"))
-        strcpy(full + n - 6, "gamma");
-    else if (!gpuq_safetensors_get(r->st, full) && n > 14 && !strcmp(full + n - 14, "LayerNorm.bias"))
-        strcpy(full + n - 4, "beta");
-    return gpuq_safetensors_f32(r->st, full, d1 ? 2 : 1, shape, r->err, r->errlen);
+    return gpuq_safetensors_take(r->st, r->prefix, name, layer, d0, d1, r->err, r->errlen);
 }
 
 static void read_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {
@@ -195,8 +184,7 @@ static int read_head(struct gpuq_encoder *e, const struct gpuq_encoder_spec *spe
  * bias may be its old gamma and beta. */
 static float *take_full(const struct gpuq_safetensors *st, const char *name, int64_t d0, int64_t d1, char *err,
                         size_t errlen) {
-    struct reader r = {NULL, st, "", err, errlen, 0};
-    return take(&r, name, 0, d0, d1);
+    return gpuq_safetensors_take(st, "", name, 0, d0, d1, err, errlen);
 }
 
 /* A *ForMaskedLM head: the transform, its LayerNorm, the decoder (the word
