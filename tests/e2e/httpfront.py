@@ -2,6 +2,7 @@
 HTTP requests to it, and a clean venv with the real clients people point at
 it (openai, langchain-openai, selenium), installed offline from the wheels
 scripts/setup keeps in .cache/pypi-http."""
+import fcntl
 import hashlib
 import http.client
 import json
@@ -23,17 +24,19 @@ PYPI = os.path.join(ROOT, ".cache", "pypi")     # redis-py's wheel, for the dash
 
 def client_venv():
     """The venv's python, made once per build folder; None when the wheels
-    are not there (scripts/setup fetches them)."""
+    are not there (scripts/setup fetches them). The suites that use it may
+    run at once (ctest -j): the first makes it under a lock, the others wait."""
     py = os.path.join(VENV, "bin", "python")
     marker = os.path.join(VENV, ".installed-" + hashlib.sha256(" ".join(CLIENTS).encode()).hexdigest()[:12])
-    if os.path.exists(marker):
-        return py
     if not os.path.exists(os.path.join(WHEELS, ".complete")):
         return None
-    subprocess.run([sys.executable, "-m", "venv", "--clear", VENV], check=True)
-    subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
-                    "--find-links", WHEELS, "--find-links", PYPI, *CLIENTS], check=True)
-    open(marker, "w").close()
+    with open(VENV + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(marker):
+            subprocess.run([sys.executable, "-m", "venv", "--clear", VENV], check=True)
+            subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
+                            "--find-links", WHEELS, "--find-links", PYPI, *CLIENTS], check=True)
+            open(marker, "w").close()
     return py
 
 
