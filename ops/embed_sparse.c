@@ -43,24 +43,44 @@ static int prepare(struct gpuq_task *t) {
     return gpuq_score_tokenize(t, text->n_texts, row);
 }
 
-/* Each row dense [vocab] (the values are then packed in place at the
- * front), the offsets, the indices (vocab, or top_k, a row at most) and the
- * tokens. */
-static size_t out_bytes(const struct gpuq_task *t) {
-    const struct params *p = params_of(t);
-    size_t rows = (size_t)t->rows, vocab = (size_t)gpuq_score_model(t)->vocab, most = p->top_k ? (size_t)p->top_k : vocab;
-    return rows * vocab * sizeof(float) + (rows + 1) * sizeof(int64_t) + rows * most * sizeof(int32_t) +
-           (p->return_tokens ? rows * most * sizeof(struct gpuq_str) + sizeof(struct gpuq_str) : 0);
-}
-
-static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
-    return gpuq_score_pack(s, p, n, rows, GPUQ_OP_EMBED_SPARSE);
-}
-
 struct entry {
     float v;
     int32_t i;
 };
+
+/* Where the outputs sit in t->out (base; NULL: only the size): each row
+ * dense [vocab] (then the values packed in place at the front), the
+ * offsets, the indices (vocab, or top_k, a row at most), the tokens, and
+ * room for one row's entries while finish packs it; each 8-byte aligned. */
+struct layout {
+    float *values;
+    int64_t *offsets;
+    int32_t *indices;
+    struct gpuq_str *tokens;
+    struct entry *scratch;
+    size_t bytes;
+};
+
+static struct layout layout_of(const struct gpuq_task *t, void *base) {
+    const struct params *p = params_of(t);
+    size_t rows = (size_t)t->rows, vocab = (size_t)gpuq_score_model(t)->vocab, most = p->top_k ? (size_t)p->top_k : vocab;
+    size_t sizes[5] = {rows * vocab * sizeof(float), (rows + 1) * sizeof(int64_t), rows * most * sizeof(int32_t),
+                       p->return_tokens ? rows * most * sizeof(struct gpuq_str) : 0, vocab * sizeof(struct entry)};
+    char *at[5];
+    size_t off = 0;
+    for (int i = 0; i < 5; i++) {
+        at[i] = (char *)base + off;
+        off = (off + sizes[i] + 7) & ~(size_t)7;
+    }
+    return (struct layout){(float *)(void *)at[0], (int64_t *)(void *)at[1], (int32_t *)(void *)at[2],
+                           (struct gpuq_str *)(void *)at[3], (struct entry *)(void *)at[4], off};
+}
+
+static size_t out_bytes(const struct gpuq_task *t) { return layout_of(t, NULL).bytes; }
+
+static int pack(struct gpuq_ops_slot *s, struct gpuq_piece *p, int n, int64_t rows) {
+    return gpuq_score_pack(s, p, n, rows, GPUQ_OP_EMBED_SPARSE);
+}
 
 static int by_value(const void *x, const void *y) {
     const struct entry *a = x, *b = y;
@@ -89,15 +109,13 @@ static int64_t nonzeros(const float *dense, int vocab, int64_t k, struct entry *
 static void finish(struct gpuq_task *t) {
     const struct params *p = params_of(t);
     int vocab = gpuq_score_model(t)->vocab;
-    int64_t most = p->top_k ? p->top_k : vocab, rows = t->rows, nnz = 0;
-    float *values = t->out;
-    int64_t *offsets = (int64_t *)(values + rows * vocab);
-    int32_t *indices = (int32_t *)(offsets + rows + 1);
-    struct entry *e = malloc((size_t)vocab * sizeof(*e));
-    if (!e) {
-        gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed_sparse: out of memory");
-        return;
-    }
+    int64_t rows = t->rows, nnz = 0;
+    struct layout o = layout_of(t, t->out);
+    float *values = o.values;
+    int64_t *offsets = o.offsets;
+    int32_t *indices = o.indices;
+    struct gpuq_str *tokens = o.tokens;
+    struct entry *e = o.scratch;
     /* packed in place: row r's values land at or before where its dense row starts */
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = nonzeros(values + r * vocab, vocab, p->top_k, e);
@@ -106,14 +124,11 @@ static void finish(struct gpuq_task *t) {
         nnz += n;
     }
     offsets[rows] = nnz;
-    free(e);
     int64_t shape[1] = {nnz}, oshape[1] = {rows + 1};
     gpuq_ops_set_output(t, 0, "indices", GPUQ_DTYPE_I32, indices, 1, shape);
     gpuq_ops_set_output(t, 1, "values", GPUQ_DTYPE_F32, values, 1, shape);
     gpuq_ops_set_output(t, 2, "offsets", GPUQ_DTYPE_I64, offsets, 1, oshape);
     if (p->return_tokens) {
-        uintptr_t at = (uintptr_t)(indices + rows * most);
-        struct gpuq_str *tokens = (struct gpuq_str *)((at + sizeof(struct gpuq_str) - 1) & ~(uintptr_t)(sizeof(struct gpuq_str) - 1));
         for (int64_t i = 0; i < nnz; i++) {
             const char *s = gpuq_tok_token(t->model->tok, indices[i]);
             tokens[i] = (struct gpuq_str){s ? s : "", s ? strlen(s) : 0};

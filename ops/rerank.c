@@ -82,18 +82,14 @@ static void finish(struct gpuq_task *t) {
     const struct gpuq_encoder *m = gpuq_score_model(t);
     float *logits = t->out, *scores = logits + t->rows;
     int32_t *order = (int32_t *)(scores + t->rows);
-    int32_t *all = malloc((size_t)t->rows * sizeof(*all));
-    if (!all) {
-        gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "rerank: out of memory");
-        return;
-    }
     memcpy(scores, logits, (size_t)t->rows * sizeof(float));
     if (!p->raw) gpuq_score_apply(m->rerank_fn, scores, (int)t->rows);
+    /* the logits' room, free now, sorts every row's index; order keeps the first top_n */
+    int32_t *all = (int32_t *)(void *)logits;
     for (int64_t r = 0; r < t->rows; r++) all[r] = (int32_t)r;
     order_scores = scores;      /* the worker's one thread finishes tasks */
     qsort(all, (size_t)t->rows, sizeof(*all), by_score);
-    memcpy(order, all, (size_t)p->top_n * sizeof(*order));
-    free(all);
+    memmove(order, all, (size_t)p->top_n * sizeof(*order));
     int64_t n[1] = {t->rows}, k[1] = {p->top_n};
     gpuq_ops_set_output(t, 0, "scores", GPUQ_DTYPE_F32, scores, 1, n);
     gpuq_ops_set_output(t, 1, "order", GPUQ_DTYPE_I32, order, 1, k);
