@@ -18,16 +18,16 @@
 /* Encodes t's result into w->sb: as it is, or, when it is larger than
  * Redis takes (a value over proto-max-bulk-len makes Redis drop the
  * connection rather than answer), as a too_large error in its place. */
-static int encode_result(struct worker *w, struct gpuq_task *t, struct gpuq_result *r) {
+static int encode_result(struct worker *w, struct worker_task *t, struct gpuq_result *r) {
     msgpack_sbuffer_clear(&w->sb);
     if (gpuq_result_encode(&w->sb, r) != 0) return -1;
     /* JSON text takes a third more for base64 */
     int64_t size = (int64_t)w->sb.size * (t->entry.is_json ? 4 : 3) / 3;
     if (size <= w->st.max_value - 4096) return 0;
-    gpuq_job_fail(&t->job, GPUQ_ERR_TOO_LARGE, "result of %lld bytes is larger than Redis takes "
+    gpuq_job_fail(&t->t.job, GPUQ_ERR_TOO_LARGE, "result of %lld bytes is larger than Redis takes "
                   "(proto-max-bulk-len %lld)", (long long)size, (long long)w->st.max_value);
-    r->err = t->job.err;
-    r->errmsg = t->job.errmsg;
+    r->err = t->t.job.err;
+    r->errmsg = t->t.job.errmsg;
     msgpack_sbuffer_clear(&w->sb);
     return gpuq_result_encode(&w->sb, r);
 }
@@ -35,7 +35,7 @@ static int encode_result(struct worker *w, struct gpuq_task *t, struct gpuq_resu
 /* Adds t's writes to the open transaction: result, reply push, webhook
  * record or dead letter, and its ack. Nothing is counted here: a
  * transaction Redis refuses is built again from the same tasks. */
-static void publish_one(struct worker *w, struct gpuq_task *t) {
+static void publish_one(struct worker *w, struct worker_task *t) {
     const struct gpuq_entry *e = &t->entry;
     if (e->deleted) {   /* deleted while pending: nothing to run or answer */
         gpuq_stream_ack(&w->st, e->queue, e->id);
@@ -43,13 +43,13 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     }
     if (t->decoded == GPUQ_DECODE_UNDECODABLE) {
         msgpack_sbuffer_clear(&w->sb);
-        gpuq_error_encode(&w->sb, t->job.err, t->job.errmsg);
+        gpuq_error_encode(&w->sb, t->t.job.err, t->t.job.errmsg);
         gpuq_stream_put_dead(&w->st, e->queue, e->payload, w->sb.data, w->sb.size,
                              e->deliveries ? e->deliveries : 1, (struct gpuq_str){NULL, 0});
         gpuq_stream_ack(&w->st, e->queue, e->id);
         return;
     }
-    struct gpuq_job *job = &t->job;
+    struct gpuq_job *job = &t->t.job;
     if (!t->total_us) {     /* first published; a job failed before compute queued all along */
         t->total_us = gpuq_now_us() - e->enqueued_ms * 1000;
         if (!t->queue_us && job->err) t->queue_us = t->total_us;
@@ -58,8 +58,8 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
         .id = job->id.ptr ? job->id : e->id,
         .err = job->err,
         .errmsg = job->errmsg,
-        .outputs = t->outputs,
-        .n_outputs = t->n_outputs,
+        .outputs = t->t.outputs,
+        .n_outputs = t->t.n_outputs,
         .meta = job->meta,
         .queue_us = t->queue_us,
         .compute_us = t->compute_us,
@@ -98,9 +98,9 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
 }
 
 /* Once t's writes are applied: logs and counts what happened to it. */
-static void account(struct worker *w, const struct gpuq_task *t) {
+static void account(struct worker *w, const struct worker_task *t) {
     const struct gpuq_entry *e = &t->entry;
-    const struct gpuq_job *job = &t->job;
+    const struct gpuq_job *job = &t->t.job;
     struct gpuq_str id = job->id.ptr ? job->id : e->id;
     struct gpuq_log_fields f = {id.ptr, (int)id.len, w->st.queues[e->queue],
                                 job->op >= 0 ? gpuq_op_name((enum gpuq_op)job->op) : NULL, job->model.ptr,
@@ -120,7 +120,7 @@ static void account(struct worker *w, const struct gpuq_task *t) {
             w->n_ok++;
         }
         w->latency_us[w->n_latency++ % GPUQ_LATENCIES] = t->total_us;
-        gpuq_metrics_job(w->metrics, e->queue, job->op, t->model ? (int)(t->model - w->models) : -1,
+        gpuq_metrics_job(w->metrics, e->queue, job->op, t->t.model ? (int)(t->t.model - w->models) : -1,
                          job->err, t->queue_us / 1e6, t->compute_us ? t->compute_us / 1e6 : -1,
                          t->total_us / 1e6);
     }
@@ -152,7 +152,7 @@ int gpuq_worker_publish_send(struct worker *w) {
     gpuq_stream_begin(&w->st);
     /* on a cluster, the tasks of the first one's queue; the others wait their turn */
     for (int i = 0; i < w->n_done; i++) {
-        struct gpuq_task *t = w->done[i];
+        struct worker_task *t = w->done[i];
         if (n > 0 && (w->st.tx_bytes >= PUBLISH_BYTES || !gpuq_stream_one_tx(&w->st, q, t->entry.queue))) {
             w->done[kept++] = t;
             continue;
