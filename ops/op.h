@@ -1,6 +1,6 @@
 /* op.h -- what an op is. Each op is one descriptor in its own file
  * (ops/<name>.c, and ops/<name>.cu for its CUDA kernel), listed once in
- * ops/ops.def: its inputs, its params (parsed into its own struct in the
+ * base/ops.def: its inputs, its params (parsed into its own struct in the
  * task's params block), validation, batch key, packing, its kernels and
  * its twin check. The machinery (the dispatcher in worker/ops.c, the
  * backend tables, the fault wrapper, the twin driver) loops over

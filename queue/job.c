@@ -10,7 +10,7 @@
 
 static const char *const op_names[] = {
 #define GPUQ_OP(id, name) #name,
-#include "ops/ops.def"
+#include "base/ops.def"
 #undef GPUQ_OP
 };
 _Static_assert(sizeof(op_names) / sizeof(op_names[0]) == GPUQ_OP_COUNT, "one name per op");

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "base/tensor.h"
-#include "ops/list.h"
+#include "base/op_list.h"
 
 enum gpuq_err {
     GPUQ_ERR_NONE, GPUQ_ERR_BAD_REQUEST, GPUQ_ERR_UNKNOWN_OP, GPUQ_ERR_UNKNOWN_MODEL,
