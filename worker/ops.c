@@ -70,7 +70,7 @@ static int listed(const char *const *names, const msgpack_object *k) {
 }
 
 static int want_params(struct gpuq_job *job, const struct gpuq_op_desc *d) {
-    static const char *const common[] = {"callback_format", NULL};
+    static const char *const common[] = {"callback_format", NULL};    /* checked as decoded */
     const msgpack_object *p = job->params;
     for (uint32_t i = 0; p && i < p->via.map.size; i++) {
         const msgpack_object *k = &p->via.map.ptr[i].key;

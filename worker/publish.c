@@ -88,9 +88,7 @@ static void publish_one(struct worker *w, struct worker_task *t) {
     }
     if (t->cache_raw && !job->err) gpuq_cache_put(&w->st, t, w->cfg.embed_cache_ttl);
     if (job->callback.ptr) {
-        struct gpuq_str fmt = {NULL, 0};
-        gpuq_job_param_str(job, "callback_format", &fmt);
-        gpuq_stream_put_hook(&w->st, e->queue, r.id, job->callback, fmt.len == 7, w->sb.data,
+        gpuq_stream_put_hook(&w->st, e->queue, r.id, job->callback, job->callback_msgpack, w->sb.data,
                              w->sb.size, e->payload);
         w->hooks_written = 1;
     }

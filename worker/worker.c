@@ -81,6 +81,9 @@ static void answered(struct worker *w, struct worker_task *t) {
     w->done[w->n_done++] = t;
 }
 
+/* Keys no job may name as its reply_to: the served queues' own. */
+static int owns_key(const void *st, struct gpuq_str key) { return gpuq_stream_owns_key(st, key); }
+
 /* An entry that will not run: answered with a dead letter, never an error result. */
 static void dead_letter(struct worker *w, struct worker_task *t, enum gpuq_err code, const char *why) {
     memset(&t->t.job, 0, sizeof(t->t.job));
@@ -127,7 +130,8 @@ static void admit(struct worker *w, struct worker_task *t) {
         return;
     }
     struct gpuq_job *job = &t->t.job;
-    t->decoded = gpuq_job_decode(job, bytes.ptr, bytes.len);
+    const struct gpuq_job_rules rules = {owns_key, &w->st};
+    t->decoded = gpuq_job_decode(job, bytes.ptr, bytes.len, &rules);
     if (t->decoded == GPUQ_DECODE_OK) {
         int64_t deadline = job->deadline_ms, timeout = job->timeout_ms;
         if (timeout) {  /* saturates: a timeout of 2^63-1 ms is "never", not the past */
@@ -135,15 +139,7 @@ static void admit(struct worker *w, struct worker_task *t) {
             if (!deadline || timeout < deadline) deadline = timeout;
         }
         t->deadline_ms = deadline;
-        struct gpuq_str fmt = {NULL, 0};
-        if (job->reply_to.ptr && gpuq_stream_owns_key(&w->st, job->reply_to)) {
-            gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "reply_to names one of the queue's own "
-                          "keys");
-            job->reply_to = (struct gpuq_str){NULL, 0};     /* never push to it */
-        } else if (gpuq_job_param_str(job, "callback_format", &fmt) > 0 &&
-            !(fmt.len == 4 && !memcmp(fmt.ptr, "json", 4)) && !(fmt.len == 7 && !memcmp(fmt.ptr, "msgpack", 7)))
-            gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "callback_format must be json or msgpack");
-        else if (gpuq_ops_prepare(&w->ops, &t->t) == 0 && !(t->t.out = gpuq_pool_get(&w->pool, t->t.out_bytes)))
+        if (gpuq_ops_prepare(&w->ops, &t->t) == 0 && !(t->t.out = gpuq_pool_get(&w->pool, t->t.out_bytes)))
             gpuq_job_fail(job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
     }
     if (t->decoded == GPUQ_DECODE_OK && !job->err) {
