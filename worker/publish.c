@@ -69,7 +69,7 @@ static void publish_one(struct worker *w, struct worker_task *t) {
     };
     if (encode_result(w, t, &r) != 0) {
         log_error("job %.*s: out of memory encoding its result", (int)r.id.len, r.id.ptr);
-        w->st.failed = 1;   /* leave it pending rather than ack it unanswered */
+        gpuq_stream_fail_tx(&w->st);   /* leave it pending rather than ack it unanswered */
         return;
     }
     int64_t ttl = job->result_ttl >= 0 ? job->result_ttl : w->cfg.result_ttl;
@@ -78,7 +78,7 @@ static void publish_one(struct worker *w, struct worker_task *t) {
         char *text = gpuq_json_from_msgpack(w->sb.data, w->sb.size, &n);
         if (!text) {
             log_error("job %.*s: out of memory writing its JSON result", (int)r.id.len, r.id.ptr);
-            w->st.failed = 1;
+            gpuq_stream_fail_tx(&w->st);
             return;
         }
         gpuq_stream_put_result(&w->st, e->queue, r.id, text, n, ttl, job->reply_to);
@@ -127,8 +127,10 @@ static void account(struct worker *w, const struct worker_task *t) {
 /* Reply lists Redis refused in the last transaction: their jobs' results
  * were written and acked, only the pushes were lost. */
 static void report_refused(struct worker *w) {
-    for (int i = 0; i < w->st.n_refused; i++) {
-        const struct gpuq_refused *f = &w->st.refused[i];
+    int n;
+    const struct gpuq_refused *refused = gpuq_stream_refused(&w->st, &n);
+    for (int i = 0; i < n; i++) {
+        const struct gpuq_refused *f = &refused[i];
         log_warn("reply_to '%.*s': push refused for %d job%s, whose results are stored and acked: %s",
                  (int)(f->len > 80 ? 80 : f->len), f->key, f->jobs, f->jobs == 1 ? "" : "s", f->err);
         gpuq_metrics_push_failed(w->metrics, f->jobs);
@@ -151,7 +153,8 @@ int gpuq_worker_publish_send(struct worker *w) {
     /* on a cluster, the tasks of the first one's queue; the others wait their turn */
     for (int i = 0; i < w->n_done; i++) {
         struct worker_task *t = w->done[i];
-        if (n > 0 && (w->st.tx_bytes >= PUBLISH_BYTES || !gpuq_stream_one_tx(&w->st, q, t->entry.queue))) {
+        if (n > 0 && (gpuq_stream_tx_bytes(&w->st) >= PUBLISH_BYTES ||
+                      !gpuq_stream_one_tx(&w->st, q, t->entry.queue))) {
             w->done[kept++] = t;
             continue;
         }
@@ -177,7 +180,7 @@ void gpuq_worker_back_off(struct worker *w, const char *what) {
     w->refused_until_us = gpuq_now_us() + w->refused_ms * 1000;
     /* out of memory or a read-only replica: looking whether that passed is cheap */
     w->refused_probe = !strncmp(w->st.errstr, "OOM", 3) || !strncmp(w->st.errstr, "READONLY", 8);
-    w->refused_bytes = w->st.tx_bytes;
+    w->refused_bytes = gpuq_stream_tx_bytes(&w->st);
     log_warn("redis refused %s (%s); nothing acked, trying again in %lld ms", what, w->st.errstr,
              (long long)w->refused_ms);
 }
