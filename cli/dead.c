@@ -55,7 +55,7 @@ static void print_dead(void *ud, const struct gpuq_dead *d) {
         snprintf(what, sizeof(what), "JSON job, %zu bytes", d->job.len);
     } else if (d->job.len) {
         format = "undecodable";
-        if (gpuq_job_decode(&job, d->job.ptr, d->job.len) == GPUQ_DECODE_UNDECODABLE) {
+        if (gpuq_job_decode(&job, d->job.ptr, d->job.len, NULL) == GPUQ_DECODE_UNDECODABLE) {
             snprintf(what, sizeof(what), "undecodable, %zu bytes", d->job.len);
         } else {
             format = "msgpack";

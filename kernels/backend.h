@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "models/model.h"
-#include "ops/list.h"
+#include "base/op_list.h"
 
 #ifdef __cplusplus
 extern "C" {

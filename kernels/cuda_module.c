@@ -1,5 +1,5 @@
 /* cuda_module.c -- the entry point of libgpuq-cuda.so: the CUDA backend's
- * core and each op's CUDA kernel, found by name from ops/ops.def. */
+ * core and each op's CUDA kernel, found by name from base/ops.def. */
 #include "kernels/cuda_module.h"
 
 #include "kernels/cuda.h"
@@ -9,7 +9,7 @@
 #define GPUQ_OP(id, name)                                                  \
     extern gpuq_kernel_fn gpuq_cuda_##name __attribute__((weak));          \
     extern gpuq_reserve_fn gpuq_cuda_##name##_reserve __attribute__((weak));
-#include "ops/ops.def"
+#include "base/ops.def"
 #undef GPUQ_OP
 
 __attribute__((visibility("default"))) const struct gpuq_cuda_module gpuq_cuda_module = {
@@ -21,12 +21,12 @@ __attribute__((visibility("default"))) const struct gpuq_cuda_module gpuq_cuda_m
     .init = gpuq_cuda_init,
     .kernel = {
 #define GPUQ_OP(id, name) [GPUQ_OP_##id] = gpuq_cuda_##name,
-#include "ops/ops.def"
+#include "base/ops.def"
 #undef GPUQ_OP
     },
     .reserve = {
 #define GPUQ_OP(id, name) [GPUQ_OP_##id] = gpuq_cuda_##name##_reserve,
-#include "ops/ops.def"
+#include "base/ops.def"
 #undef GPUQ_OP
     },
 };

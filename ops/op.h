@@ -1,13 +1,16 @@
 /* op.h -- what an op is. Each op is one descriptor in its own file
  * (ops/<name>.c, and ops/<name>.cu for its CUDA kernel), listed once in
- * ops/ops.def: its inputs, its params (parsed into its own struct in the
+ * base/ops.def: its inputs, its params (parsed into its own struct in the
  * task's params block), validation, batch key, packing, its kernels and
  * its twin check. The machinery (the dispatcher in worker/ops.c, the
  * backend tables, the fault wrapper, the twin driver) loops over
  * gpuq_op_table and never names an op.
  *
- * A task is a job the worker holds. prepare validates it and says how many
- * rows it brings and in what units it may be split; the scheduler cuts
+ * A task is the ops' view of a job the worker holds: the decoded job, what
+ * prepare found, the op's params and outputs. It carries nothing of Redis;
+ * the worker keeps its own state of the job (stream entry, scheduling,
+ * timings) beside it. prepare validates it and says how many rows it
+ * brings and in what units it may be split; the scheduler cuts
  * tasks into pieces (row ranges) and a batch of pieces that share a batch
  * key is packed, run on a backend, and scattered back; when a task's last
  * piece has run, finish sets its outputs. */
@@ -18,7 +21,6 @@
 
 #include "kernels/backend.h"
 #include "queue/job.h"
-#include "queue/stream.h"
 
 /* A tensor larger than this many elements cannot be handed to BLAS (int). */
 #define GPUQ_MAX_ELEMS ((int64_t)INT32_MAX)
@@ -27,11 +29,7 @@
 #define GPUQ_OP_OUTPUTS 5       /* outputs of a job, at most */
 
 struct gpuq_task {
-    struct gpuq_entry entry;
     struct gpuq_job job;
-    enum gpuq_decode decoded;
-    void *held;                 /* the reply entry and job borrow from */
-    char *json_job;             /* a JSON job's msgpack twin, which job borrows from */
     /* from gpuq_ops_prepare */
     int64_t rows;               /* rows the job brings */
     int64_t unit;               /* it is split only at multiples of this */
@@ -46,24 +44,9 @@ struct gpuq_task {
         max_align_t align;
         unsigned char bytes[GPUQ_OP_PARAMS];
     } params;
-    /* scheduling */
-    int admitted;               /* in the scheduler: its rows count as in flight */
-    int64_t cost_us;            /* its compute time as the scheduler estimated it */
-    int64_t deadline_ms;        /* 0: none */
-    int64_t arrival_us;
-    uint64_t seq;
-    int64_t rows_queued;        /* rows handed out as pieces */
-    int64_t rows_done;
-    int64_t rows_freed;         /* rows done before the task was, no longer counted as held */
-    void *out;                  /* out_bytes from the worker's output pool */
-    /* results kept by content (the worker's --embed-cache-ttl) */
-    char (*cache_names)[65];    /* per row: the hex digest naming its cached value, or NULL */
-    void *cache_raw;            /* the rows computed, as the cache keeps them, until published */
-    size_t cache_row_bytes;     /* the bytes of one raw row, as its op's cache_key says */
-    int cache_hit;              /* answered from the cache, not computed */
+    void *out;                  /* out_bytes (from the worker's output pool): scatter leaves
+                                 * the rows there, finish reads them */
     /* results */
-    int64_t queue_us, compute_us, batch_rows;
-    int64_t total_us;           /* enqueue to publishing, set when first published */
     struct gpuq_output outputs[GPUQ_OP_OUTPUTS];
     int n_outputs;
 };

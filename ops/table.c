@@ -4,12 +4,12 @@
 #include "ops/op.h"
 
 #define GPUQ_OP(id, name) extern const struct gpuq_op_desc gpuq_op_##name;
-#include "ops/ops.def"
+#include "base/ops.def"
 #undef GPUQ_OP
 
 const struct gpuq_op_desc *const gpuq_op_table[GPUQ_OP_COUNT] = {
 #define GPUQ_OP(id, name) [GPUQ_OP_##id] = &gpuq_op_##name,
-#include "ops/ops.def"
+#include "base/ops.def"
 #undef GPUQ_OP
 };
 

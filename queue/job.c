@@ -10,7 +10,7 @@
 
 static const char *const op_names[] = {
 #define GPUQ_OP(id, name) #name,
-#include "ops/ops.def"
+#include "base/ops.def"
 #undef GPUQ_OP
 };
 _Static_assert(sizeof(op_names) / sizeof(op_names[0]) == GPUQ_OP_COUNT, "one name per op");
@@ -323,7 +323,18 @@ static int opt_int(struct gpuq_job *job, const msgpack_object *v, const char *ke
     return 0;
 }
 
-enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t len) {
+/* The params' callback_format, read even from a job already failed, whose
+ * error result is still POSTed to its callback in the format asked for. */
+static void callback_format(struct gpuq_job *job) {
+    struct gpuq_str fmt = {NULL, 0};
+    if (gpuq_job_param_str(job, "callback_format", &fmt) <= 0) return;
+    job->callback_msgpack = fmt.len == 7 && !memcmp(fmt.ptr, "msgpack", 7);
+    if (!job->callback_msgpack && !(fmt.len == 4 && !memcmp(fmt.ptr, "json", 4)))
+        gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "callback_format must be json or msgpack");
+}
+
+enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t len,
+                                 const struct gpuq_job_rules *rules) {
     memset(job, 0, sizeof(*job));
     msgpack_unpacked_init(&job->msg);
     job->op = -1;
@@ -408,6 +419,11 @@ enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t l
         else if (!map_get(root, "inputs"))
             gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "missing inputs");
     }
+    if (job->reply_to.ptr && rules && rules->reserved && rules->reserved(rules->ctx, job->reply_to)) {
+        gpuq_job_fail(job, GPUQ_ERR_BAD_REQUEST, "reply_to names one of the queue's own keys");
+        job->reply_to = (struct gpuq_str){NULL, 0};     /* never push to it, whatever else is wrong */
+    }
+    callback_format(job);
     return job->err == GPUQ_ERR_NONE ? GPUQ_DECODE_OK : GPUQ_DECODE_INVALID;
 }
 

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "base/tensor.h"
-#include "ops/list.h"
+#include "base/op_list.h"
 
 enum gpuq_err {
     GPUQ_ERR_NONE, GPUQ_ERR_BAD_REQUEST, GPUQ_ERR_UNKNOWN_OP, GPUQ_ERR_UNKNOWN_MODEL,
@@ -60,14 +60,27 @@ struct gpuq_job {
     int64_t timeout_ms;     /* 0: none */
     int64_t priority;
     int64_t result_ttl;     /* -1: the worker's default */
+    int callback_msgpack;   /* params' callback_format is "msgpack": webhooks carry msgpack, not JSON */
     enum gpuq_err err;      /* set with GPUQ_DECODE_INVALID */
     char errmsg[160];
 };
 
-/* Decodes len bytes at buf into job. Even an INVALID job has id, reply_to,
- * callback and meta filled in where they were usable, so it can be answered.
+/* What a job may not ask of this worker, beyond what the protocol refuses:
+ * reserved says whether a key is one reply_to may not name (the served
+ * queues' own keys). */
+struct gpuq_job_rules {
+    int (*reserved)(const void *ctx, struct gpuq_str key);
+    const void *ctx;
+};
+
+/* Decodes len bytes at buf into job, and validates all of it that needs no
+ * op or model: its fields, reply_to against rules (NULL: none), and
+ * callback_format. Even an INVALID job has id, reply_to, callback,
+ * callback_msgpack and meta filled in where they were usable, so it can be
+ * answered; a reply_to it may not name is left empty, never pushed to.
  * gpuq_job_free must be called whatever the outcome. */
-enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t len);
+enum gpuq_decode gpuq_job_decode(struct gpuq_job *job, const char *buf, size_t len,
+                                 const struct gpuq_job_rules *rules);
 
 /* Whether buf is one msgpack value whose containers claim no more elements
  * than bytes remain: msgpack-c allocates a container's slots from its claimed

@@ -59,24 +59,25 @@ static int grow(void **p, int *cap, int want, size_t sz) {
 }
 
 void gpuq_stream_free_writes(struct gpuq_stream *s) {
-    free(s->tags);
-    free(s->acks);
-    free(s->pushes);
-    free(s->vals);
-    free(s->arena);
-    free(s->txbuf);
+    if (!s->tx) return;     /* gpuq_stream_init ran out of memory */
+    free(s->tx->tags);
+    free(s->tx->acks);
+    free(s->tx->pushes);
+    free(s->tx->vals);
+    free(s->tx->arena);
+    free(s->tx->txbuf);
     gpuq_stream_refused_clear(s);
-    s->tags = NULL, s->acks = NULL, s->pushes = NULL, s->vals = NULL, s->arena = NULL;
-    s->txbuf = NULL;
-    s->cap_tags = s->cap_acks = s->cap_pushes = s->cap_vals = 0;
-    s->arena_cap = s->txbuf_cap = 0;
+    s->tx->tags = NULL, s->tx->acks = NULL, s->tx->pushes = NULL, s->tx->vals = NULL, s->tx->arena = NULL;
+    s->tx->txbuf = NULL;
+    s->tx->cap_tags = s->tx->cap_acks = s->tx->cap_pushes = s->tx->cap_vals = 0;
+    s->tx->arena_cap = s->tx->txbuf_cap = 0;
 }
 
 /* Notes that the transaction writes to queue q: on a cluster all of it must
  * be in one slot (the caller's to see to, with gpuq_stream_one_tx). */
 static void to_queue(struct gpuq_stream *s, int q) {
-    if (s->tx_queue < 0) s->tx_queue = q;
-    assert(gpuq_stream_one_tx(s, s->tx_queue, q));
+    if (s->tx->tx_queue < 0) s->tx->tx_queue = q;
+    assert(gpuq_stream_one_tx(s, s->tx->tx_queue, q));
 }
 
 /* Formats one command into the transaction's buffer: it goes to Redis, in
@@ -84,51 +85,51 @@ static void to_queue(struct gpuq_stream *s, int q) {
 static void append(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (len < 0 || s->txbuf_len + (size_t)len > s->txbuf_cap) {
-        size_t cap = s->txbuf_cap ? s->txbuf_cap : 65536;
-        while (len >= 0 && cap < s->txbuf_len + (size_t)len) cap *= 2;
-        char *b = len < 0 ? NULL : realloc(s->txbuf, cap);
+    if (len < 0 || s->tx->txbuf_len + (size_t)len > s->tx->txbuf_cap) {
+        size_t cap = s->tx->txbuf_cap ? s->tx->txbuf_cap : 65536;
+        while (len >= 0 && cap < s->tx->txbuf_len + (size_t)len) cap *= 2;
+        char *b = len < 0 ? NULL : realloc(s->tx->txbuf, cap);
         if (!b) {
             redisFreeCommand(cmd);
-            s->failed = 1;
+            s->tx->failed = 1;
             return;
         }
-        s->txbuf = b;
-        s->txbuf_cap = cap;
+        s->tx->txbuf = b;
+        s->tx->txbuf_cap = cap;
     }
-    memcpy(s->txbuf + s->txbuf_len, cmd, (size_t)len);
-    s->txbuf_len += (size_t)len;
-    s->n_cmds++;
+    memcpy(s->tx->txbuf + s->tx->txbuf_len, cmd, (size_t)len);
+    s->tx->txbuf_len += (size_t)len;
+    s->tx->n_cmds++;
     redisFreeCommand(cmd);
 }
 
 /* Sends one command now, into hiredis's buffer, tagged with the push it
  * carries (-1: none), so its reply can be told apart. */
 static void send_now(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens, int tag) {
-    if (!s->rc || grow((void **)&s->tags, &s->cap_tags, s->queued + 1, sizeof(int)) != 0 ||
+    if (!s->rc || grow((void **)&s->tx->tags, &s->tx->cap_tags, s->tx->queued + 1, sizeof(int)) != 0 ||
         gpuq_conn_append(s->rc, argc, argv, lens) != 0) {
-        s->failed = 1;
+        s->tx->failed = 1;
         return;
     }
-    s->tags[s->queued++] = tag;
+    s->tx->tags[s->tx->queued++] = tag;
 }
 
 void gpuq_stream_begin(struct gpuq_stream *s) {
-    for (int i = 0; i < s->n_refused; i++)
-        if (s->refused[i].queued) s->refused[i].jobs = 0;  /* counted again as they are put */
-    s->queued = 0;
-    s->tx_queue = -1;
-    s->n_cmds = 0;
-    s->failed = 0;
-    s->tx_bytes = 0;
-    s->n_acks = s->n_pushes = s->n_vals = 0;
-    s->arena_len = s->txbuf_len = 0;
+    for (int i = 0; i < s->tx->n_refused; i++)
+        if (s->tx->refused[i].queued) s->tx->refused[i].jobs = 0;  /* counted again as they are put */
+    s->tx->queued = 0;
+    s->tx->tx_queue = -1;
+    s->tx->n_cmds = 0;
+    s->tx->failed = 0;
+    s->tx->tx_bytes = 0;
+    s->tx->n_acks = s->tx->n_pushes = s->tx->n_vals = 0;
+    s->tx->arena_len = s->tx->txbuf_len = 0;
 }
 
 static struct gpuq_refused *refused(struct gpuq_stream *s, struct gpuq_str key) {
-    for (int i = 0; i < s->n_refused; i++)
-        if (s->refused[i].len == key.len && !memcmp(s->refused[i].key, key.ptr, key.len))
-            return &s->refused[i];
+    for (int i = 0; i < s->tx->n_refused; i++)
+        if (s->tx->refused[i].len == key.len && !memcmp(s->tx->refused[i].key, key.ptr, key.len))
+            return &s->tx->refused[i];
     return NULL;
 }
 
@@ -147,22 +148,31 @@ static struct gpuq_refused *refuse(struct gpuq_stream *s, struct gpuq_str key, c
                                    int queued) {
     struct gpuq_refused *r = refused(s, key);
     if (!r) {
-        if (s->n_refused == GPUQ_MAX_REFUSED) return NULL;
-        r = &s->refused[s->n_refused];
+        if (s->tx->n_refused == GPUQ_MAX_REFUSED) return NULL;
+        r = &s->tx->refused[s->tx->n_refused];
         if (!(r->key = malloc(key.len))) return NULL;
         memcpy(r->key, key.ptr, key.len);
         r->len = key.len;
         r->jobs = 0;
-        s->n_refused++;
+        s->tx->n_refused++;
     }
     snprintf(r->err, sizeof(r->err), "%s", err);
     r->queued = queued;
     return r;
 }
 
+const struct gpuq_refused *gpuq_stream_refused(const struct gpuq_stream *s, int *n) {
+    *n = s->tx->n_refused;
+    return s->tx->refused;
+}
+
+size_t gpuq_stream_tx_bytes(const struct gpuq_stream *s) { return s->tx->tx_bytes; }
+
+void gpuq_stream_fail_tx(struct gpuq_stream *s) { s->tx->failed = 1; }
+
 void gpuq_stream_refused_clear(struct gpuq_stream *s) {
-    for (int i = 0; i < s->n_refused; i++) free(s->refused[i].key);
-    s->n_refused = 0;
+    for (int i = 0; i < s->tx->n_refused; i++) free(s->tx->refused[i].key);
+    s->tx->n_refused = 0;
 }
 
 /* Files a value under its reply list, copying the bytes, which the caller
@@ -171,36 +181,36 @@ void gpuq_stream_refused_clear(struct gpuq_stream *s) {
 static void push(struct gpuq_stream *s, int queue, struct gpuq_str key, const char *bytes,
                  size_t len, int64_t ttl) {
     struct gpuq_push *p = NULL;
-    for (int i = s->n_pushes - 1; i >= 0 && i >= s->n_pushes - 8 && !p; i--)
-        if (s->pushes[i].queue == queue && s->pushes[i].key.len == key.len &&
-            !memcmp(s->pushes[i].key.ptr, key.ptr, key.len))
-            p = &s->pushes[i];
-    if (s->arena_len + len > s->arena_cap) {
-        size_t cap = s->arena_cap ? s->arena_cap : 65536;
-        while (cap < s->arena_len + len) cap *= 2;
-        char *a = realloc(s->arena, cap);
+    for (int i = s->tx->n_pushes - 1; i >= 0 && i >= s->tx->n_pushes - 8 && !p; i--)
+        if (s->tx->pushes[i].queue == queue && s->tx->pushes[i].key.len == key.len &&
+            !memcmp(s->tx->pushes[i].key.ptr, key.ptr, key.len))
+            p = &s->tx->pushes[i];
+    if (s->tx->arena_len + len > s->tx->arena_cap) {
+        size_t cap = s->tx->arena_cap ? s->tx->arena_cap : 65536;
+        while (cap < s->tx->arena_len + len) cap *= 2;
+        char *a = realloc(s->tx->arena, cap);
         if (!a) goto oom;
-        s->arena = a;
-        s->arena_cap = cap;
+        s->tx->arena = a;
+        s->tx->arena_cap = cap;
     }
-    if (grow((void **)&s->vals, &s->cap_vals, s->n_vals + 1, sizeof(*s->vals)) != 0) goto oom;
+    if (grow((void **)&s->tx->vals, &s->tx->cap_vals, s->tx->n_vals + 1, sizeof(*s->tx->vals)) != 0) goto oom;
     if (!p) {
-        if (grow((void **)&s->pushes, &s->cap_pushes, s->n_pushes + 1, sizeof(*s->pushes)) != 0)
+        if (grow((void **)&s->tx->pushes, &s->tx->cap_pushes, s->tx->n_pushes + 1, sizeof(*s->tx->pushes)) != 0)
             goto oom;
-        p = &s->pushes[s->n_pushes++];
+        p = &s->tx->pushes[s->tx->n_pushes++];
         *p = (struct gpuq_push){queue, key, ttl, -1, -1, 0};
     }
-    memcpy(s->arena + s->arena_len, bytes, len);
-    s->vals[s->n_vals] = (struct gpuq_pushed){s->arena_len, len, -1};
-    s->arena_len += len;
-    if (p->tail >= 0) s->vals[p->tail].next = s->n_vals;
-    else p->head = s->n_vals;
-    p->tail = s->n_vals++;
+    memcpy(s->tx->arena + s->tx->arena_len, bytes, len);
+    s->tx->vals[s->tx->n_vals] = (struct gpuq_pushed){s->tx->arena_len, len, -1};
+    s->tx->arena_len += len;
+    if (p->tail >= 0) s->tx->vals[p->tail].next = s->tx->n_vals;
+    else p->head = s->tx->n_vals;
+    p->tail = s->tx->n_vals++;
     p->n++;
     if (ttl > p->ttl) p->ttl = ttl;
     return;
 oom:
-    s->failed = 1;
+    s->tx->failed = 1;
 }
 
 void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id,
@@ -208,10 +218,10 @@ void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id
                             struct gpuq_str reply_to) {
     char key[1024], ttl[24];
     to_queue(s, queue);
-    s->tx_bytes += len;
+    s->tx->tx_bytes += len;
     if (ttl_s > 0) {
         int n = snprintf(key, sizeof(key), "%s%.*s", s->result_prefixes[queue], (int)id.len, id.ptr);
-        if (n >= (int)sizeof(key)) s->failed = 1;   /* the codec bounds id lengths */
+        if (n >= (int)sizeof(key)) s->tx->failed = 1;   /* the codec bounds id lengths */
         snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
         const char *argv[] = {"SET", key, bytes, "EX", ttl};
         size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
@@ -225,7 +235,7 @@ void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id
     }
     /* a reply list with no result TTL still expires, after a day */
     push(s, queue, reply_to, bytes, len, ttl_s > 0 ? ttl_s : 86400);
-    s->tx_bytes += len;
+    s->tx->tx_bytes += len;
 }
 
 void gpuq_stream_put_cached(struct gpuq_stream *s, int queue, const char *name, const void *value,
@@ -236,7 +246,7 @@ void gpuq_stream_put_cached(struct gpuq_stream *s, int queue, const char *name, 
     snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
     const char *argv[] = {"SET", key, value, "EX", ttl};
     size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
-    s->tx_bytes += len;
+    s->tx->tx_bytes += len;
     append(s, 5, argv, lens);
 }
 
@@ -250,7 +260,7 @@ void gpuq_stream_put_dead(struct gpuq_stream *s, int queue, struct gpuq_str job,
                           "error", error, "attempts", att, "callback", callback.ptr};
     size_t lens[] = {4, strlen(s->dead_keys[queue]), 1, 3, job.ptr ? job.len : 0, 5, error_len, 8,
                      strlen(att), 8, callback.len};
-    s->tx_bytes += lens[4];
+    s->tx->tx_bytes += lens[4];
     append(s, callback.ptr ? 11 : 9, argv, lens);
 }
 
@@ -263,17 +273,17 @@ void gpuq_stream_put_hook(struct gpuq_stream *s, int queue, struct gpuq_str id,
                           "job", job.ptr ? job.ptr : ""};
     size_t lens[] = {4, strlen(s->hook_keys[queue]), 1, 2, id.len, 3, url.len, 6,
                      msgpack_body ? 7 : 4, 6, len, 3, job.ptr ? job.len : 0};
-    s->tx_bytes += len + lens[12];
+    s->tx->tx_bytes += len + lens[12];
     append(s, 13, argv, lens);
 }
 
 static void ack(struct gpuq_stream *s, int queue, int hook, struct gpuq_str id) {
     to_queue(s, queue);
-    if (grow((void **)&s->acks, &s->cap_acks, s->n_acks + 1, sizeof(*s->acks)) != 0) {
-        s->failed = 1;
+    if (grow((void **)&s->tx->acks, &s->tx->cap_acks, s->tx->n_acks + 1, sizeof(*s->tx->acks)) != 0) {
+        s->tx->failed = 1;
         return;
     }
-    s->acks[s->n_acks++] = (struct gpuq_ack){queue, hook, id};
+    s->tx->acks[s->tx->n_acks++] = (struct gpuq_ack){queue, hook, id};
 }
 
 void gpuq_stream_hook_done(struct gpuq_stream *s, int queue, struct gpuq_str entry_id) {
@@ -289,7 +299,7 @@ void gpuq_stream_ack(struct gpuq_stream *s, int queue, struct gpuq_str entry_id)
 /* Whether push p goes before the transaction: on a cluster, a list in
  * another slot than its queue cannot be in the same MULTI. */
 static int pushed_first(const struct gpuq_stream *s, int p) {
-    const struct gpuq_push *g = &s->pushes[p];
+    const struct gpuq_push *g = &s->tx->pushes[p];
     return s->cl && gpuq_key_slot(g->key.ptr, g->key.len) != s->slots[g->queue];
 }
 
@@ -300,16 +310,16 @@ static int pushed_first(const struct gpuq_stream *s, int p) {
  * again later, so a reply is never lost. */
 static void push_elsewhere(struct gpuq_stream *s, int p, int argc, const char **argv,
                            const size_t *lens) {
-    const struct gpuq_push *g = &s->pushes[p];
+    const struct gpuq_push *g = &s->tx->pushes[p];
     redisReply *r = gpuq_cluster_command(s->cl, gpuq_key_slot(g->key.ptr, g->key.len), argc, argv,
                                          lens);
     struct gpuq_refused *f;
     if (!r) {
         gpuq_stream_set_error(s, REDIS_ERR_IO, s->cl->err);
-        s->failed = 1;
+        s->tx->failed = 1;
     } else if (r->type == REDIS_REPLY_ERROR && !about_the_key(r->str)) {
         gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->str);
-        s->failed = 1;
+        s->tx->failed = 1;
     } else if (r->type == REDIS_REPLY_ERROR && (f = refuse(s, g->key, r->str, 0))) {
         f->jobs += g->n;
     }
@@ -318,8 +328,8 @@ static void push_elsewhere(struct gpuq_stream *s, int p, int argc, const char **
 
 /* The grouped pushes of one kind: EVAL script 1 list ttl value... */
 static void send_pushes(struct gpuq_stream *s, int first, const char **argv, size_t *lens) {
-    for (int p = 0; p < s->n_pushes; p++) {
-        const struct gpuq_push *g = &s->pushes[p];
+    for (int p = 0; p < s->tx->n_pushes; p++) {
+        const struct gpuq_push *g = &s->tx->pushes[p];
         char ttl[24];
         if (pushed_first(s, p) != first) continue;
         snprintf(ttl, sizeof(ttl), "%lld", (long long)g->ttl);
@@ -330,9 +340,9 @@ static void send_pushes(struct gpuq_stream *s, int first, const char **argv, siz
             argv[argc] = "1", lens[argc++] = 1;
             argv[argc] = g->key.ptr, lens[argc++] = g->key.len;
             argv[argc] = ttl, lens[argc++] = strlen(ttl);
-            for (; v >= 0 && argc < 5 + VALUES_PER_EVAL; v = s->vals[v].next) {
-                argv[argc] = s->arena + s->vals[v].off;
-                lens[argc++] = s->vals[v].len;
+            for (; v >= 0 && argc < 5 + VALUES_PER_EVAL; v = s->tx->vals[v].next) {
+                argv[argc] = s->tx->arena + s->tx->vals[v].off;
+                lens[argc++] = s->tx->vals[v].len;
             }
             if (first) push_elsewhere(s, p, argc, argv, lens);
             else send_now(s, argc, argv, lens, p);
@@ -347,10 +357,10 @@ static void send_acks(struct gpuq_stream *s, const char **argv, size_t *lens) {
             const char *key = hook ? s->hook_keys[q] : s->jobs_keys[q];
             const char *group = hook ? GPUQ_HOOK_GROUP : GPUQ_GROUP;
             int n = 3;
-            for (int i = 0; i < s->n_acks; i++)
-                if (s->acks[i].queue == q && s->acks[i].hook == hook) {
-                    argv[n] = s->acks[i].id.ptr;
-                    lens[n++] = s->acks[i].id.len;
+            for (int i = 0; i < s->tx->n_acks; i++)
+                if (s->tx->acks[i].queue == q && s->tx->acks[i].hook == hook) {
+                    argv[n] = s->tx->acks[i].id.ptr;
+                    lens[n++] = s->tx->acks[i].id.len;
                 }
             if (n == 3) continue;
             argv[0] = "XACK", lens[0] = 4;
@@ -368,36 +378,36 @@ static void send_acks(struct gpuq_stream *s, const char **argv, size_t *lens) {
  * in the queue's slot, the acks, EXEC. So a reply is pushed before its job
  * is acked, never after. */
 int gpuq_stream_send(struct gpuq_stream *s) {
-    int most = s->n_acks > VALUES_PER_EVAL ? s->n_acks : VALUES_PER_EVAL;
+    int most = s->tx->n_acks > VALUES_PER_EVAL ? s->tx->n_acks : VALUES_PER_EVAL;
     const char **argv = malloc((size_t)(most + 8) * sizeof(*argv));
     size_t *lens = malloc((size_t)(most + 8) * sizeof(*lens));
     const char *multi[] = {"MULTI"};
     if (argv && lens && s->cl) send_pushes(s, 1, argv, lens);
-    if (s->cl && gpuq_stream_use(s, s->tx_queue < 0 ? 0 : s->tx_queue) != 0) s->failed = 1;
+    if (s->cl && gpuq_stream_use(s, s->tx->tx_queue < 0 ? 0 : s->tx->tx_queue) != 0) s->tx->failed = 1;
     if (argv && lens && s->rc) {
         send_now(s, 1, multi, NULL, -1);
-        if (grow((void **)&s->tags, &s->cap_tags, s->queued + s->n_cmds, sizeof(int)) != 0 ||
-            (s->txbuf_len && gpuq_conn_append_formatted(s->rc, s->txbuf, s->txbuf_len) != 0))
-            s->failed = 1;
-        for (int i = 0; i < s->n_cmds && !s->failed; i++) s->tags[s->queued++] = -1;
+        if (grow((void **)&s->tx->tags, &s->tx->cap_tags, s->tx->queued + s->tx->n_cmds, sizeof(int)) != 0 ||
+            (s->tx->txbuf_len && gpuq_conn_append_formatted(s->rc, s->tx->txbuf, s->tx->txbuf_len) != 0))
+            s->tx->failed = 1;
+        for (int i = 0; i < s->tx->n_cmds && !s->tx->failed; i++) s->tx->tags[s->tx->queued++] = -1;
         send_pushes(s, 0, argv, lens);
         send_acks(s, argv, lens);
     } else {
-        s->failed = 1;
+        s->tx->failed = 1;
     }
     free(argv);
     free(lens);
-    if (s->txbuf_cap > GPUQ_STREAM_KEEP_BYTES) {    /* an outsized batch's */
-        free(s->txbuf);
-        s->txbuf = NULL;
-        s->txbuf_cap = 0;
+    if (s->tx->txbuf_cap > GPUQ_STREAM_KEEP_BYTES) {    /* an outsized batch's */
+        free(s->tx->txbuf);
+        s->tx->txbuf = NULL;
+        s->tx->txbuf_cap = 0;
     }
     if (!s->rc) return -1;
-    if (s->queued > 0) {
-        const char *end[] = {s->failed ? "DISCARD" : "EXEC"};
+    if (s->tx->queued > 0) {
+        const char *end[] = {s->tx->failed ? "DISCARD" : "EXEC"};
         send_now(s, 1, end, NULL, -1);
     }
-    s->sent = s->queued;
+    s->tx->sent = s->tx->queued;
     if (gpuq_conn_flush(s->rc) != 0) {
         gpuq_stream_drop(s);
         return -1;
@@ -410,12 +420,12 @@ int gpuq_stream_send(struct gpuq_stream *s) {
  * is reported. */
 static int applied(struct gpuq_stream *s, const redisReply *r) {
     int result = GPUQ_COMMIT_OK;
-    for (size_t j = 0; j < r->elements && (int)j + 1 < s->queued; j++) {
+    for (size_t j = 0; j < r->elements && (int)j + 1 < s->tx->queued; j++) {
         if (r->element[j]->type != REDIS_REPLY_ERROR) continue;
-        int tag = s->tags[(int)j + 1];
+        int tag = s->tx->tags[(int)j + 1];
         if (tag >= 0) {
-            struct gpuq_refused *f = refuse(s, s->pushes[tag].key, r->element[j]->str, 0);
-            if (f) f->jobs += s->pushes[tag].n;     /* every job that list had */
+            struct gpuq_refused *f = refuse(s, s->tx->pushes[tag].key, r->element[j]->str, 0);
+            if (f) f->jobs += s->tx->pushes[tag].n;     /* every job that list had */
         } else if (result == GPUQ_COMMIT_OK) {
             gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->element[j]->str);
             result = GPUQ_COMMIT_PARTIAL;
@@ -425,9 +435,9 @@ static int applied(struct gpuq_stream *s, const redisReply *r) {
 }
 
 int gpuq_stream_wait(struct gpuq_stream *s) {
-    int expect = s->sent, pushes_refused = 0, others_refused = 0, result = GPUQ_COMMIT_OK;
+    int expect = s->tx->sent, pushes_refused = 0, others_refused = 0, result = GPUQ_COMMIT_OK;
     char redirected[128] = "";
-    s->sent = 0;
+    s->tx->sent = 0;
     if (!s->rc) return GPUQ_COMMIT_LOST;
     for (int i = 0; i < expect; i++) {
         redisReply *r = NULL;
@@ -435,12 +445,12 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
             gpuq_stream_drop(s);
             return GPUQ_COMMIT_LOST;
         }
-        int tag = i < s->queued ? s->tags[i] : -1;
+        int tag = i < s->tx->queued ? s->tx->tags[i] : -1;
         if (redirected[0] || (s->cl && r->type == REDIS_REPLY_ERROR && gpuq_cluster_redirected(r->str))) {
             /* the queue's slot moved or moves: nothing was applied */
             if (!redirected[0]) snprintf(redirected, sizeof(redirected), "%s", r->str);
         } else if (i == expect - 1) {
-            if (r->type == REDIS_REPLY_ARRAY && !s->failed) {
+            if (r->type == REDIS_REPLY_ARRAY && !s->tx->failed) {
                 result = applied(s, r);
             } else if (!others_refused && !pushes_refused) {
                 gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->type == REDIS_REPLY_ERROR ? r->str
@@ -449,7 +459,7 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
             }
         } else if (r->type == REDIS_REPLY_ERROR) {
             /* refused when queued: the whole transaction is discarded */
-            if (tag >= 0 && about_the_key(r->str) && refuse(s, s->pushes[tag].key, r->str, 1)) {
+            if (tag >= 0 && about_the_key(r->str) && refuse(s, s->tx->pushes[tag].key, r->str, 1)) {
                 pushes_refused = 1;
             } else if (!others_refused) {
                 gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->str);
@@ -458,12 +468,12 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
         }
         freeReplyObject(r);
     }
-    if (s->failed && !others_refused)
+    if (s->tx->failed && !others_refused)
         gpuq_stream_set_error(s, REDIS_ERR_OOM, "could not queue the transaction");
-    if (s->arena_cap > GPUQ_STREAM_KEEP_BYTES) {    /* an outsized batch's copies */
-        free(s->arena);
-        s->arena = NULL;
-        s->arena_cap = 0;
+    if (s->tx->arena_cap > GPUQ_STREAM_KEEP_BYTES) {    /* an outsized batch's copies */
+        free(s->tx->arena);
+        s->tx->arena = NULL;
+        s->tx->arena_cap = 0;
     }
     /* the queue's slot moved (its pending entries with it): build the
      * transaction again for the new master at once; it is moving (ASK,
@@ -473,7 +483,7 @@ int gpuq_stream_wait(struct gpuq_stream *s) {
         gpuq_stream_set_error(s, REDIS_ERR_OTHER, redirected);
         return gpuq_cluster_moved(s->cl, redirected) == 0 ? GPUQ_COMMIT_RETRY : GPUQ_COMMIT_REFUSED;
     }
-    if (s->failed || others_refused) return GPUQ_COMMIT_REFUSED;
+    if (s->tx->failed || others_refused) return GPUQ_COMMIT_REFUSED;
     if (pushes_refused) return GPUQ_COMMIT_RETRY;
     return result;
 }

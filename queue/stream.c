@@ -72,8 +72,9 @@ int gpuq_stream_init(struct gpuq_stream *s, const struct gpuq_redis_url *url, st
     s->slots = calloc((size_t)n_queues, sizeof(int));
     s->down_until_us = calloc((size_t)n_queues, sizeof(int64_t));
     s->down_ms = calloc((size_t)n_queues, sizeof(int64_t));
+    s->tx = calloc(1, sizeof(*s->tx));
     if (!s->queues || !s->jobs_keys || !s->dead_keys || !s->hook_keys || !s->result_prefixes || !s->cache_prefixes ||
-        !s->slots || !s->down_until_us || !s->down_ms)
+        !s->slots || !s->down_until_us || !s->down_ms || !s->tx)
         goto oom;
     s->n_queues = n_queues;
     s->max_value = 512 << 20;   /* Redis's default, until connect reads the real one */
@@ -108,6 +109,7 @@ void gpuq_stream_free(struct gpuq_stream *s) {
         if (s->cache_prefixes) free(s->cache_prefixes[i]);
     }
     gpuq_stream_free_writes(s);
+    free(s->tx);
     free(s->hook_keys);
     free(s->result_prefixes);
     free(s->cache_prefixes);
@@ -235,7 +237,7 @@ int gpuq_stream_connect(struct gpuq_stream *s, int timeout_ms) {
     else if (s->rc) gpuq_conn_free(s->rc);
     s->rc = NULL;
     s->err = 0;
-    s->sent = 0;    /* a new connection owes no replies */
+    s->tx->sent = 0;    /* a new connection owes no replies */
     /* a cluster's seed may be a master that died: the map knows the others */
     if (s->cl) return connect_cluster(s, timeout_ms) != 0 ? -1 : connect_queues(s);
     if (!(s->rc = gpuq_redis_connect(&s->url, s->tls, timeout_ms, err, sizeof(err)))) {

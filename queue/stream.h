@@ -21,12 +21,9 @@
 /* The streams a worker consumes: jobs, and webhook deliveries. */
 enum gpuq_stream_kind { GPUQ_STREAM_JOBS, GPUQ_STREAM_HOOKS };
 
-/* What the writes of one transaction owe Redis besides results: acks (XACK
- * and XDEL) of job and webhook entries, and reply-list pushes, each grouped
- * per key when the transaction is sent. Private to publish.c. */
-struct gpuq_ack;
-struct gpuq_push;
-struct gpuq_pushed;
+/* The writing half's state: the open transaction, its acks and pushes,
+ * and the reply lists Redis refused (queue/stream_int.h). */
+struct gpuq_tx;
 
 /* A reply list Redis would not take a push for (wrong type, no permission,
  * another slot): jobs says how many results lost their push to it. */
@@ -65,27 +62,8 @@ struct gpuq_stream {
     int64_t *down_until_us; /* on a cluster, per queue: its master did not answer; tried
                              * again from then (0: served) */
     int64_t *down_ms;       /* the backoff doubling from 100 ms to 5 s */
-    int tx_queue;           /* the queue of the open transaction's first write, or -1 */
-    /* the open transaction */
-    char *txbuf;            /* its commands, formatted, sent behind MULTI */
-    size_t txbuf_len, txbuf_cap;
-    int n_cmds;             /* commands in txbuf */
-    int queued;             /* commands sent, MULTI and EXEC included */
-    int failed;             /* an append failed: the MULTI must not be committed */
-    int sent;               /* replies owed by a sent transaction */
-    size_t tx_bytes;        /* bytes of values put into it */
-    int *tags;              /* per queued command: the push it carries, or -1 */
-    int cap_tags;
-    struct gpuq_ack *acks;
-    int n_acks, cap_acks;
-    struct gpuq_push *pushes;
-    int n_pushes, cap_pushes;
-    struct gpuq_pushed *vals;
-    int n_vals, cap_vals;
-    char *arena;            /* the pushed values' bytes */
-    size_t arena_len, arena_cap;
-    struct gpuq_refused refused[GPUQ_MAX_REFUSED];
-    int n_refused;
+    struct gpuq_tx *tx;     /* the open transaction and what Redis refused in it: private
+                             * to queue/ (stream_int.h) */
 };
 
 /* One stream entry, borrowed from the reply it came in. */
@@ -238,8 +216,18 @@ int gpuq_stream_one_tx(const struct gpuq_stream *s, int qa, int qb);
 /* How many queues from first one read may cover: on a cluster, one. */
 int gpuq_stream_read_span(const struct gpuq_stream *s, int first);
 
-/* Forgets refused[], once the caller has reported it. */
+/* The reply lists Redis refused in the last transaction (*n of them),
+ * borrowed until gpuq_stream_refused_clear, which forgets them once the
+ * caller has reported them. */
+const struct gpuq_refused *gpuq_stream_refused(const struct gpuq_stream *s, int *n);
 void gpuq_stream_refused_clear(struct gpuq_stream *s);
+
+/* Bytes of values put into the open transaction so far. */
+size_t gpuq_stream_tx_bytes(const struct gpuq_stream *s);
+
+/* Spoils the open transaction, as a failed append does: it is not
+ * committed, and all it would have acked stays pending. */
+void gpuq_stream_fail_tx(struct gpuq_stream *s);
 
 /* Whether Redis looks able to take writes of about need bytes again (INFO:
  * used memory plus twice need below maxmemory, and a master): 1 yes, 0 no,

@@ -39,7 +39,7 @@ static void matmul_job(const char *b_dtype, int b_ndim, const int64_t *b_shape, 
 }
 
 static enum gpuq_decode decode(struct gpuq_job *job) {
-    return gpuq_job_decode(job, sb.data, sb.size);
+    return gpuq_job_decode(job, sb.data, sb.size, NULL);
 }
 
 static void test_valid(void) {
@@ -277,7 +277,7 @@ static void test_invalid_fields(void) {
 
 static void expect_undecodable(const char *buf, size_t len) {
     struct gpuq_job job;
-    CHECK(gpuq_job_decode(&job, buf, len) == GPUQ_DECODE_UNDECODABLE);
+    CHECK(gpuq_job_decode(&job, buf, len, NULL) == GPUQ_DECODE_UNDECODABLE);
     CHECK(job.err == GPUQ_ERR_BAD_REQUEST);
     gpuq_job_free(&job);
 }
@@ -470,6 +470,49 @@ static void test_control_characters(void) {
         }
 }
 
+/* reply_to and callback_format are validated as the job is decoded: a
+ * reply_to the rules reserve is refused and never kept, even on a job
+ * wrong for another reason; callback_format is json or msgpack. */
+static int reserve_list(const void *ctx, struct gpuq_str key) {
+    (void)ctx;
+    return key.len == 4 && memcmp(key.ptr, "list", 4) == 0;
+}
+
+/* {op: <op>, inputs: {}, reply_to: <reply_to>, params: {callback_format: <fmt>}} */
+static enum gpuq_decode decode_reply(struct gpuq_job *job, const char *op, const char *reply_to,
+                                     const char *fmt) {
+    static const struct gpuq_job_rules rules = {reserve_list, NULL};
+    reset();
+    msgpack_pack_map(&pk, 4);
+    str("op"), str(op);
+    str("inputs"), msgpack_pack_map(&pk, 0);
+    str("reply_to"), str(reply_to);
+    str("params"), msgpack_pack_map(&pk, 1);
+    str("callback_format"), str(fmt);
+    return gpuq_job_decode(job, sb.data, sb.size, &rules);
+}
+
+static void test_reply_rules(void) {
+    struct gpuq_job job;
+    CHECK(decode_reply(&job, "mlp", "mine", "msgpack") == GPUQ_DECODE_OK);
+    CHECK(job.reply_to.len == 4 && job.callback_msgpack == 1);
+    gpuq_job_free(&job);
+    CHECK(decode_reply(&job, "mlp", "mine", "json") == GPUQ_DECODE_OK && job.callback_msgpack == 0);
+    gpuq_job_free(&job);
+    CHECK(decode_reply(&job, "mlp", "list", "json") == GPUQ_DECODE_INVALID);
+    CHECK(job.err == GPUQ_ERR_BAD_REQUEST && strstr(job.errmsg, "own keys") && !job.reply_to.ptr);
+    gpuq_job_free(&job);
+    CHECK(decode_reply(&job, "nope", "list", "json") == GPUQ_DECODE_INVALID);
+    CHECK(job.err == GPUQ_ERR_UNKNOWN_OP && !job.reply_to.ptr);     /* the first error told, no push */
+    gpuq_job_free(&job);
+    CHECK(decode_reply(&job, "mlp", "mine", "xml") == GPUQ_DECODE_INVALID);
+    CHECK(job.err == GPUQ_ERR_BAD_REQUEST && strstr(job.errmsg, "callback_format") && job.reply_to.len == 4);
+    gpuq_job_free(&job);
+    CHECK(decode_reply(&job, "nope", "mine", "msgpack") == GPUQ_DECODE_INVALID);
+    CHECK(job.err == GPUQ_ERR_UNKNOWN_OP && job.callback_msgpack == 1);  /* its error POSTed as asked */
+    gpuq_job_free(&job);
+}
+
 int main(void) {
     msgpack_sbuffer_init(&sb);
     test_text_inputs();
@@ -482,6 +525,7 @@ int main(void) {
     test_utf8();
     test_result();
     test_dtypes();
+    test_reply_rules();
     msgpack_sbuffer_destroy(&sb);
     return check_done("test_job");
 }

@@ -4,6 +4,7 @@
 #include "ops_ref.h"
 #include "base/tensor.h"
 #include "worker/ops.h"
+#include "worker/task.h"
 
 /* A stream backend whose softmax fails with status: each call leaves work
  * queued on its slot until sync; staging handed out over queued work is a
@@ -50,19 +51,20 @@ static void check_failed_batches(struct gpuq_backend *cpu) {
     struct gpuq_ops o = {.be = &be, .cpu = cpu, .max_result_bytes = 1 << 20};
     CHECK(gpuq_ops_init(&o, 4) == 0);
     static const float x[4][3] = {{1, 2, 3}, {4, 5, 6}, {7, 8, 9}, {1, 1, 1}};
-    struct gpuq_task t;
-    memset(&t, 0, sizeof(t));
-    t.job.op = GPUQ_OP_SOFTMAX;
-    t.job.n_inputs = 1;
-    t.job.inputs[0] = (struct gpuq_input){.name = {"x", 1}, .t = {GPUQ_DTYPE_F32, 2, {4, 3}, x, sizeof(x)}};
-    CHECK(gpuq_ops_prepare(&o, &t) == 0 && t.rows == 4);
+    struct worker_task wt;      /* the dispatcher runs worker tasks */
+    struct gpuq_task *t = &wt.t;
+    memset(&wt, 0, sizeof(wt));
+    t->job.op = GPUQ_OP_SOFTMAX;
+    t->job.n_inputs = 1;
+    t->job.inputs[0] = (struct gpuq_input){.name = {"x", 1}, .t = {GPUQ_DTYPE_F32, 2, {4, 3}, x, sizeof(x)}};
+    CHECK(gpuq_ops_prepare(&o, t) == 0 && t->rows == 4);
     static const int statuses[] = {GPUQ_BE_FAILED, GPUQ_BE_NOMEM};
     for (int k = 0; k < 2; k++) {
         fake.status = statuses[k];
         fake.repacked_busy = fake.syncs = 0;
         /* three batches: the third takes the first one's slot again */
         for (int b = 0; b < 3; b++) {
-            struct gpuq_piece p = {&t, 0, 4};
+            struct gpuq_piece p = {t, 0, 4};
             struct gpuq_batch done;
             gpuq_ops_start(&o, &p, 1);
             gpuq_ops_finish(&o, &done);

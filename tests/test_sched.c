@@ -4,20 +4,20 @@
 #include "check.h"
 #include "worker/sched.h"
 
-static struct gpuq_task tasks[64];
+static struct worker_task tasks[64];
 static struct gpuq_model model_a, model_b;
 
 /* an mlp task of `rows` rows on model m */
-static struct gpuq_task *task(int i, int rows, const struct gpuq_model *m, int queue, int prio,
-                              int64_t deadline_ms) {
-    struct gpuq_task *t = &tasks[i];
+static struct worker_task *task(int i, int rows, const struct gpuq_model *m, int queue, int prio,
+                                int64_t deadline_ms) {
+    struct worker_task *t = &tasks[i];
     memset(t, 0, sizeof(*t));
-    t->job.op = GPUQ_OP_MLP;
-    t->model = m;
-    t->rows = rows;
-    t->unit = 1;
+    t->t.job.op = GPUQ_OP_MLP;
+    t->t.model = m;
+    t->t.rows = rows;
+    t->t.unit = 1;
     t->entry.queue = queue;
-    t->job.priority = prio;
+    t->t.job.priority = prio;
     t->deadline_ms = deadline_ms;
     return t;
 }
@@ -33,13 +33,13 @@ static void test_ready_by_size_age_force(void) {
     CHECK(gpuq_sched_next(&s, 200, 0, p, 16, &wait) == 0);
     CHECK(wait == 800);                         /* the oldest is due at 1000 */
     CHECK(gpuq_sched_next(&s, 1000, 0, p, 16, &wait) == 2);   /* aged */
-    CHECK(p[0].t == &tasks[0] && p[1].t == &tasks[1]);
+    CHECK(p[0].t == &tasks[0].t && p[1].t == &tasks[1].t);
     CHECK(s.n == 0);
     for (int i = 0; i < 5; i++) gpuq_sched_add(&s, task(2 + i, 1, &model_a, 0, 0, 0), 2000);
     CHECK(gpuq_sched_next(&s, 2001, 0, p, 16, &wait) == 4);   /* full */
     CHECK(gpuq_sched_next(&s, 2001, 0, p, 16, &wait) == 0);   /* the fifth waits */
     CHECK(gpuq_sched_next(&s, 2001, 1, p, 16, &wait) == 1);   /* unless forced */
-    CHECK(p[0].t == &tasks[6]);
+    CHECK(p[0].t == &tasks[6].t);
     gpuq_sched_free(&s);
 }
 
@@ -54,9 +54,9 @@ static void test_order(void) {
     gpuq_sched_add(&s, task(3, 1, &model_a, 0, 0, 500), 0);   /* nearer deadline */
     gpuq_sched_add(&s, task(4, 1, &model_a, 0, 0, 900), 0);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 3);
-    CHECK(p[0].t == &tasks[2] && p[1].t == &tasks[3] && p[2].t == &tasks[4]);
+    CHECK(p[0].t == &tasks[2].t && p[1].t == &tasks[3].t && p[2].t == &tasks[4].t);
     CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 2);
-    CHECK(p[0].t == &tasks[1] && p[1].t == &tasks[0]);      /* first queue before the second */
+    CHECK(p[0].t == &tasks[1].t && p[1].t == &tasks[0].t);      /* first queue before the second */
     gpuq_sched_free(&s);
 }
 
@@ -66,8 +66,8 @@ static void test_keys_never_mix(void) {
     int64_t wait;
     gpuq_sched_init(&s, 8, 16384, 0, 100, 64);
     for (int i = 0; i < 6; i++) gpuq_sched_add(&s, task(i, 1, i % 2 ? &model_b : &model_a, 0, 0, 0), i);
-    struct gpuq_task *m = task(6, 1, &model_a, 0, 0, 0);
-    m->dtype = GPUQ_DTYPE_F16;                  /* same model, other dtype */
+    struct worker_task *m = task(6, 1, &model_a, 0, 0, 0);
+    m->t.dtype = GPUQ_DTYPE_F16;                  /* same model, other dtype */
     gpuq_sched_add(&s, m, 6);
     int batches = 0, n;
     while ((n = gpuq_sched_next(&s, 10, 1, p, 16, &wait)) > 0) {
@@ -93,13 +93,13 @@ static void test_chunking(void) {
     }
     CHECK(covered == 10 && s.n == 0);
     /* matmul-like units: 3 matrices of 3 rows never split inside a matrix */
-    struct gpuq_task *t = task(1, 9, &model_a, 0, 0, 0);
-    t->unit = 3;
+    struct worker_task *t = task(1, 9, &model_a, 0, 0, 0);
+    t->t.unit = 3;
     gpuq_sched_add(&s, t, 0);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 1 && p[0].rows == 3);
     /* a unit larger than a batch goes alone, whole */
     t = task(2, 6, &model_b, 0, 0, 0);
-    t->unit = 6;
+    t->t.unit = 6;
     gpuq_sched_add(&s, t, 0);
     int seen6 = 0, n;
     while ((n = gpuq_sched_next(&s, 0, 1, p, 16, &wait)) > 0)
@@ -113,7 +113,7 @@ static void test_chunking(void) {
 
 static void test_room_and_expiry(void) {
     struct gpuq_sched s;
-    struct gpuq_task *out[8];
+    struct worker_task *out[8];
     gpuq_sched_init(&s, 4, 16384, 0, 10, 64);
     CHECK(gpuq_sched_room(&s) == 10);
     gpuq_sched_add(&s, task(0, 6, &model_a, 0, 0, 1000), 0);
@@ -142,33 +142,33 @@ static void test_tokens(void) {
     /* task 0: rows of 3, 5, 40 (over the budget of 10) and 2 tokens; tasks 1, 2: one row of 4 */
     static const int64_t off0[] = {0, 3, 8, 48, 50}, off1[] = {0, 4};
     gpuq_sched_init(&s, 2, 10, 1000, 100, 64);
-    task(0, 4, &model_a, 0, 0, 0)->token_off = off0;
-    task(1, 1, &model_a, 0, 0, 0)->token_off = off1;
-    task(2, 1, &model_a, 0, 0, 0)->token_off = off1;
+    task(0, 4, &model_a, 0, 0, 0)->t.token_off = off0;
+    task(1, 1, &model_a, 0, 0, 0)->t.token_off = off1;
+    task(2, 1, &model_a, 0, 0, 0)->t.token_off = off1;
     gpuq_sched_add(&s, &tasks[1], 0);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 0);     /* 4 tokens: not full, whatever max_batch */
     gpuq_sched_add(&s, &tasks[0], 0);                        /* 54 tokens: full */
     gpuq_sched_add(&s, &tasks[2], 0);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);     /* 4 + 3; 5 more would not fit */
-    CHECK(p[0].t == &tasks[1] && p[1].t == &tasks[0] && p[1].row0 == 0 && p[1].rows == 1);
+    CHECK(p[0].t == &tasks[1].t && p[1].t == &tasks[0].t && p[1].row0 == 0 && p[1].rows == 1);
     /* the short task's 4, then 5: a task under way yields to one not started */
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);
-    CHECK(p[0].t == &tasks[2] && p[1].t == &tasks[0] && p[1].row0 == 1 && p[1].rows == 1);
+    CHECK(p[0].t == &tasks[2].t && p[1].t == &tasks[0].t && p[1].row0 == 1 && p[1].rows == 1);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 1);     /* 40 tokens, alone */
-    CHECK(p[0].t == &tasks[0] && p[0].row0 == 2 && p[0].rows == 1);
+    CHECK(p[0].t == &tasks[0].t && p[0].row0 == 2 && p[0].rows == 1);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 0 && wait == 1000);  /* 2 tokens wait */
     CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 1);
-    CHECK(p[0].t == &tasks[0] && p[0].row0 == 3 && p[0].rows == 1);
+    CHECK(p[0].t == &tasks[0].t && p[0].row0 == 3 && p[0].rows == 1);
     CHECK(s.n == 0);
     /* 8, 9 and 2 tokens: the 9 is passed over for the 2, and leads the next batch */
     static const int64_t off8[] = {0, 8}, off9[] = {0, 9}, off2[] = {0, 2};
-    task(3, 1, &model_a, 0, 0, 0)->token_off = off8;
-    task(4, 1, &model_a, 0, 0, 0)->token_off = off9;
-    task(5, 1, &model_a, 0, 0, 0)->token_off = off2;
+    task(3, 1, &model_a, 0, 0, 0)->t.token_off = off8;
+    task(4, 1, &model_a, 0, 0, 0)->t.token_off = off9;
+    task(5, 1, &model_a, 0, 0, 0)->t.token_off = off2;
     for (int i = 3; i < 6; i++) gpuq_sched_add(&s, &tasks[i], 0);
     CHECK(gpuq_sched_next(&s, 0, 0, p, 16, &wait) == 2);
-    CHECK(p[0].t == &tasks[3] && p[1].t == &tasks[5]);
-    CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 1 && p[0].t == &tasks[4]);
+    CHECK(p[0].t == &tasks[3].t && p[1].t == &tasks[5].t);
+    CHECK(gpuq_sched_next(&s, 0, 1, p, 16, &wait) == 1 && p[0].t == &tasks[4].t);
     gpuq_sched_free(&s);
 }
 

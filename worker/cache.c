@@ -51,17 +51,17 @@ int gpuq_cache_fingerprint(const char *path, char out[65]) {
     return bad ? -1 : 0;
 }
 
-int gpuq_cache_name(struct gpuq_task *t, const char *salt) {
-    if (!DESC(t)->cache_key || t->rows < 1) return -1;
-    char (*names)[65] = calloc((size_t)t->rows, sizeof(*names));
+int gpuq_cache_name(struct worker_task *t, const char *salt) {
+    if (!DESC(&t->t)->cache_key || t->t.rows < 1) return -1;
+    char (*names)[65] = calloc((size_t)t->t.rows, sizeof(*names));
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = names && ctx;
     size_t bytes = 0;
-    for (int64_t r = 0; ok && r < t->rows; r++) {
+    for (int64_t r = 0; ok && r < t->t.rows; r++) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned len = 0;
         ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, salt, strlen(salt) + 1) &&
-             (bytes = DESC(t)->cache_key(t, r, feed, ctx)) > 0 && EVP_DigestFinal_ex(ctx, md, &len) && len == 32;
+             (bytes = DESC(&t->t)->cache_key(&t->t, r, feed, ctx)) > 0 && EVP_DigestFinal_ex(ctx, md, &len) && len == 32;
         for (unsigned i = 0; ok && i < 32; i++) snprintf(names[r] + 2 * i, 3, "%02x", md[i]);
     }
     EVP_MD_CTX_free(ctx);
@@ -75,19 +75,19 @@ int gpuq_cache_name(struct gpuq_task *t, const char *salt) {
 }
 
 /* The tasks of queue q among tasks: their rows' names, in order. */
-static int names_of(struct gpuq_task **tasks, int n, int q, const char **out) {
+static int names_of(struct worker_task **tasks, int n, int q, const char **out) {
     int k = 0;
     for (int i = 0; i < n; i++)
         if (tasks[i]->entry.queue == q)
-            for (int64_t r = 0; r < tasks[i]->rows; r++) out[k++] = tasks[i]->cache_names[r];
+            for (int64_t r = 0; r < tasks[i]->t.rows; r++) out[k++] = tasks[i]->cache_names[r];
     return k;
 }
 
-int gpuq_cache_lookup(struct gpuq_stream *st, struct gpuq_task **tasks, int n, int64_t *hits,
+int gpuq_cache_lookup(struct gpuq_stream *st, struct worker_task **tasks, int n, int64_t *hits,
                       int64_t *misses) {
     int64_t total = 0;
     int result = 0;
-    for (int i = 0; i < n; i++) total += tasks[i]->rows;
+    for (int i = 0; i < n; i++) total += tasks[i]->t.rows;
     const char **names = calloc((size_t)total + 1, sizeof(char *));
     *hits = 0;
     *misses = total;
@@ -102,21 +102,21 @@ int gpuq_cache_lookup(struct gpuq_stream *st, struct gpuq_task **tasks, int n, i
         }
         size_t at = 0;
         for (int i = 0; i < n; i++) {
-            struct gpuq_task *t = tasks[i];
+            struct worker_task *t = tasks[i];
             if (t->entry.queue != q) continue;
             size_t bytes = t->cache_row_bytes, found = 0;
-            for (int64_t row = 0; row < t->rows; row++) {
+            for (int64_t row = 0; row < t->t.rows; row++) {
                 const redisReply *v = r->element[at + (size_t)row];
                 found += v->type == REDIS_REPLY_STRING && v->len == bytes;
             }
             *hits += (int64_t)found;
             *misses -= (int64_t)found;
-            if (found == (size_t)t->rows && bytes) {
-                for (int64_t row = 0; row < t->rows; row++)
-                    memcpy((char *)t->out + (size_t)row * bytes, r->element[at + (size_t)row]->str, bytes);
+            if (found == (size_t)t->t.rows && bytes) {
+                for (int64_t row = 0; row < t->t.rows; row++)
+                    memcpy((char *)t->t.out + (size_t)row * bytes, r->element[at + (size_t)row]->str, bytes);
                 t->cache_hit = 1;
             }
-            at += (size_t)t->rows;
+            at += (size_t)t->t.rows;
         }
         freeReplyObject(r);
     }
@@ -124,20 +124,20 @@ int gpuq_cache_lookup(struct gpuq_stream *st, struct gpuq_task **tasks, int n, i
     return result;
 }
 
-void gpuq_cache_keep(struct gpuq_task *t) {
-    size_t bytes = t->cache_row_bytes * (size_t)t->rows;
-    if (!t->cache_names || t->cache_hit || !bytes || t->job.err || !(t->cache_raw = malloc(bytes))) return;
-    memcpy(t->cache_raw, t->out, bytes);
+void gpuq_cache_keep(struct worker_task *t) {
+    size_t bytes = t->cache_row_bytes * (size_t)t->t.rows;
+    if (!t->cache_names || t->cache_hit || !bytes || t->t.job.err || !(t->cache_raw = malloc(bytes))) return;
+    memcpy(t->cache_raw, t->t.out, bytes);
 }
 
-void gpuq_cache_put(struct gpuq_stream *st, const struct gpuq_task *t, int64_t ttl_s) {
+void gpuq_cache_put(struct gpuq_stream *st, const struct worker_task *t, int64_t ttl_s) {
     size_t bytes = t->cache_raw ? t->cache_row_bytes : 0;
-    for (int64_t r = 0; bytes && r < t->rows; r++)
+    for (int64_t r = 0; bytes && r < t->t.rows; r++)
         gpuq_stream_put_cached(st, t->entry.queue, t->cache_names[r], (const char *)t->cache_raw + (size_t)r * bytes,
                                bytes, ttl_s);
 }
 
-void gpuq_cache_forget(struct gpuq_task *t) {
+void gpuq_cache_forget(struct worker_task *t) {
     free(t->cache_names);
     free(t->cache_raw);
     t->cache_names = NULL;

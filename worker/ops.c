@@ -11,6 +11,7 @@
 
 #include "worker/cache.h"
 #include "worker/log.h"
+#include "worker/task.h"
 
 /* the op's descriptor: only decoded jobs (a valid op) reach here */
 #define DESC(t) (GPUQ_INVARIANT((t)->job.op >= 0 && (t)->job.op < GPUQ_OP_COUNT), gpuq_op_table[(t)->job.op])
@@ -69,7 +70,7 @@ static int listed(const char *const *names, const msgpack_object *k) {
 }
 
 static int want_params(struct gpuq_job *job, const struct gpuq_op_desc *d) {
-    static const char *const common[] = {"callback_format", NULL};
+    static const char *const common[] = {"callback_format", NULL};    /* checked as decoded */
     const msgpack_object *p = job->params;
     for (uint32_t i = 0; p && i < p->via.map.size; i++) {
         const msgpack_object *k = &p->via.map.ptr[i].key;
@@ -235,16 +236,17 @@ void gpuq_ops_finish(struct gpuq_ops *o, struct gpuq_batch *b) {
     }
     int64_t compute = gpuq_now_us() - s->start_us;
     for (int i = 0; i < s->n; i++) {
-        struct gpuq_task *t = s->p[i].t;
-        if (!t->queue_us) t->queue_us = s->start_us - t->entry.enqueued_ms * 1000;  /* first piece */
-        t->compute_us += compute;
-        if (s->rows > t->batch_rows) t->batch_rows = s->rows;
-        t->rows_done += s->p[i].rows;
+        struct worker_task *wt = worker_task_of(s->p[i].t);
+        struct gpuq_task *t = &wt->t;
+        if (!wt->queue_us) wt->queue_us = s->start_us - wt->entry.enqueued_ms * 1000;   /* first piece */
+        wt->compute_us += compute;
+        if (s->rows > wt->batch_rows) wt->batch_rows = s->rows;
+        wt->rows_done += s->p[i].rows;
         if (rc != 0)
             gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "%s backend: %s", s->be->iface->name,
                           s->be->errstr);
-        else if (t->rows_done == t->rows && t->job.err == GPUQ_ERR_NONE) {
-            if (t->cache_names) gpuq_cache_keep(t);     /* the raw rows, before finish shapes them */
+        else if (wt->rows_done == t->rows && t->job.err == GPUQ_ERR_NONE) {
+            if (wt->cache_names) gpuq_cache_keep(wt);   /* the raw rows, before finish shapes them */
             gpuq_op_table[op]->finish(t);
         }
     }

@@ -1,7 +1,9 @@
 /* ops.h -- the dispatcher: admits jobs through their op's descriptor
  * (ops/op.h), orders them by batch key, and runs batches of pieces on a
  * backend, two under way at once. It loops over the op table and never
- * names an op. A job that fails prepare never reaches a backend. */
+ * names an op. A job that fails prepare never reaches a backend. Every
+ * task a piece it runs names is the ops' view of a worker task
+ * (worker/task.h): finishing a batch counts its rows and timings there. */
 #ifndef GPUQ_OPS_H
 #define GPUQ_OPS_H
 

@@ -18,16 +18,16 @@
 /* Encodes t's result into w->sb: as it is, or, when it is larger than
  * Redis takes (a value over proto-max-bulk-len makes Redis drop the
  * connection rather than answer), as a too_large error in its place. */
-static int encode_result(struct worker *w, struct gpuq_task *t, struct gpuq_result *r) {
+static int encode_result(struct worker *w, struct worker_task *t, struct gpuq_result *r) {
     msgpack_sbuffer_clear(&w->sb);
     if (gpuq_result_encode(&w->sb, r) != 0) return -1;
     /* JSON text takes a third more for base64 */
     int64_t size = (int64_t)w->sb.size * (t->entry.is_json ? 4 : 3) / 3;
     if (size <= w->st.max_value - 4096) return 0;
-    gpuq_job_fail(&t->job, GPUQ_ERR_TOO_LARGE, "result of %lld bytes is larger than Redis takes "
+    gpuq_job_fail(&t->t.job, GPUQ_ERR_TOO_LARGE, "result of %lld bytes is larger than Redis takes "
                   "(proto-max-bulk-len %lld)", (long long)size, (long long)w->st.max_value);
-    r->err = t->job.err;
-    r->errmsg = t->job.errmsg;
+    r->err = t->t.job.err;
+    r->errmsg = t->t.job.errmsg;
     msgpack_sbuffer_clear(&w->sb);
     return gpuq_result_encode(&w->sb, r);
 }
@@ -35,7 +35,7 @@ static int encode_result(struct worker *w, struct gpuq_task *t, struct gpuq_resu
 /* Adds t's writes to the open transaction: result, reply push, webhook
  * record or dead letter, and its ack. Nothing is counted here: a
  * transaction Redis refuses is built again from the same tasks. */
-static void publish_one(struct worker *w, struct gpuq_task *t) {
+static void publish_one(struct worker *w, struct worker_task *t) {
     const struct gpuq_entry *e = &t->entry;
     if (e->deleted) {   /* deleted while pending: nothing to run or answer */
         gpuq_stream_ack(&w->st, e->queue, e->id);
@@ -43,13 +43,13 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     }
     if (t->decoded == GPUQ_DECODE_UNDECODABLE) {
         msgpack_sbuffer_clear(&w->sb);
-        gpuq_error_encode(&w->sb, t->job.err, t->job.errmsg);
+        gpuq_error_encode(&w->sb, t->t.job.err, t->t.job.errmsg);
         gpuq_stream_put_dead(&w->st, e->queue, e->payload, w->sb.data, w->sb.size,
                              e->deliveries ? e->deliveries : 1, (struct gpuq_str){NULL, 0});
         gpuq_stream_ack(&w->st, e->queue, e->id);
         return;
     }
-    struct gpuq_job *job = &t->job;
+    struct gpuq_job *job = &t->t.job;
     if (!t->total_us) {     /* first published; a job failed before compute queued all along */
         t->total_us = gpuq_now_us() - e->enqueued_ms * 1000;
         if (!t->queue_us && job->err) t->queue_us = t->total_us;
@@ -58,8 +58,8 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
         .id = job->id.ptr ? job->id : e->id,
         .err = job->err,
         .errmsg = job->errmsg,
-        .outputs = t->outputs,
-        .n_outputs = t->n_outputs,
+        .outputs = t->t.outputs,
+        .n_outputs = t->t.n_outputs,
         .meta = job->meta,
         .queue_us = t->queue_us,
         .compute_us = t->compute_us,
@@ -69,7 +69,7 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     };
     if (encode_result(w, t, &r) != 0) {
         log_error("job %.*s: out of memory encoding its result", (int)r.id.len, r.id.ptr);
-        w->st.failed = 1;   /* leave it pending rather than ack it unanswered */
+        gpuq_stream_fail_tx(&w->st);   /* leave it pending rather than ack it unanswered */
         return;
     }
     int64_t ttl = job->result_ttl >= 0 ? job->result_ttl : w->cfg.result_ttl;
@@ -78,7 +78,7 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
         char *text = gpuq_json_from_msgpack(w->sb.data, w->sb.size, &n);
         if (!text) {
             log_error("job %.*s: out of memory writing its JSON result", (int)r.id.len, r.id.ptr);
-            w->st.failed = 1;
+            gpuq_stream_fail_tx(&w->st);
             return;
         }
         gpuq_stream_put_result(&w->st, e->queue, r.id, text, n, ttl, job->reply_to);
@@ -88,9 +88,7 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
     }
     if (t->cache_raw && !job->err) gpuq_cache_put(&w->st, t, w->cfg.embed_cache_ttl);
     if (job->callback.ptr) {
-        struct gpuq_str fmt = {NULL, 0};
-        gpuq_job_param_str(job, "callback_format", &fmt);
-        gpuq_stream_put_hook(&w->st, e->queue, r.id, job->callback, fmt.len == 7, w->sb.data,
+        gpuq_stream_put_hook(&w->st, e->queue, r.id, job->callback, job->callback_msgpack, w->sb.data,
                              w->sb.size, e->payload);
         w->hooks_written = 1;
     }
@@ -98,9 +96,9 @@ static void publish_one(struct worker *w, struct gpuq_task *t) {
 }
 
 /* Once t's writes are applied: logs and counts what happened to it. */
-static void account(struct worker *w, const struct gpuq_task *t) {
+static void account(struct worker *w, const struct worker_task *t) {
     const struct gpuq_entry *e = &t->entry;
-    const struct gpuq_job *job = &t->job;
+    const struct gpuq_job *job = &t->t.job;
     struct gpuq_str id = job->id.ptr ? job->id : e->id;
     struct gpuq_log_fields f = {id.ptr, (int)id.len, w->st.queues[e->queue],
                                 job->op >= 0 ? gpuq_op_name((enum gpuq_op)job->op) : NULL, job->model.ptr,
@@ -120,7 +118,7 @@ static void account(struct worker *w, const struct gpuq_task *t) {
             w->n_ok++;
         }
         w->latency_us[w->n_latency++ % GPUQ_LATENCIES] = t->total_us;
-        gpuq_metrics_job(w->metrics, e->queue, job->op, t->model ? (int)(t->model - w->models) : -1,
+        gpuq_metrics_job(w->metrics, e->queue, job->op, t->t.model ? (int)(t->t.model - w->models) : -1,
                          job->err, t->queue_us / 1e6, t->compute_us ? t->compute_us / 1e6 : -1,
                          t->total_us / 1e6);
     }
@@ -129,8 +127,10 @@ static void account(struct worker *w, const struct gpuq_task *t) {
 /* Reply lists Redis refused in the last transaction: their jobs' results
  * were written and acked, only the pushes were lost. */
 static void report_refused(struct worker *w) {
-    for (int i = 0; i < w->st.n_refused; i++) {
-        const struct gpuq_refused *f = &w->st.refused[i];
+    int n;
+    const struct gpuq_refused *refused = gpuq_stream_refused(&w->st, &n);
+    for (int i = 0; i < n; i++) {
+        const struct gpuq_refused *f = &refused[i];
         log_warn("reply_to '%.*s': push refused for %d job%s, whose results are stored and acked: %s",
                  (int)(f->len > 80 ? 80 : f->len), f->key, f->jobs, f->jobs == 1 ? "" : "s", f->err);
         gpuq_metrics_push_failed(w->metrics, f->jobs);
@@ -152,8 +152,9 @@ int gpuq_worker_publish_send(struct worker *w) {
     gpuq_stream_begin(&w->st);
     /* on a cluster, the tasks of the first one's queue; the others wait their turn */
     for (int i = 0; i < w->n_done; i++) {
-        struct gpuq_task *t = w->done[i];
-        if (n > 0 && (w->st.tx_bytes >= PUBLISH_BYTES || !gpuq_stream_one_tx(&w->st, q, t->entry.queue))) {
+        struct worker_task *t = w->done[i];
+        if (n > 0 && (gpuq_stream_tx_bytes(&w->st) >= PUBLISH_BYTES ||
+                      !gpuq_stream_one_tx(&w->st, q, t->entry.queue))) {
             w->done[kept++] = t;
             continue;
         }
@@ -179,7 +180,7 @@ void gpuq_worker_back_off(struct worker *w, const char *what) {
     w->refused_until_us = gpuq_now_us() + w->refused_ms * 1000;
     /* out of memory or a read-only replica: looking whether that passed is cheap */
     w->refused_probe = !strncmp(w->st.errstr, "OOM", 3) || !strncmp(w->st.errstr, "READONLY", 8);
-    w->refused_bytes = w->st.tx_bytes;
+    w->refused_bytes = gpuq_stream_tx_bytes(&w->st);
     log_warn("redis refused %s (%s); nothing acked, trying again in %lld ms", what, w->st.errstr,
              (long long)w->refused_ms);
 }

@@ -5,17 +5,17 @@
 #include <string.h>
 
 /* Which of two tasks of one key runs first. */
-static int order(const struct gpuq_task *a, const struct gpuq_task *b) {
+static int order(const struct worker_task *a, const struct worker_task *b) {
     int64_t da = a->deadline_ms ? a->deadline_ms : INT64_MAX;
     int64_t db = b->deadline_ms ? b->deadline_ms : INT64_MAX;
     if (a->entry.queue != b->entry.queue) return a->entry.queue < b->entry.queue ? -1 : 1;
-    if (a->job.priority != b->job.priority) return a->job.priority > b->job.priority ? -1 : 1;
+    if (a->t.job.priority != b->t.job.priority) return a->t.job.priority > b->t.job.priority ? -1 : 1;
     if (da != db) return da < db ? -1 : 1;
     return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
-static int cmp(const struct gpuq_task *a, const struct gpuq_task *b) {
-    int c = gpuq_ops_compare(a, b);
+static int cmp(const struct worker_task *a, const struct worker_task *b) {
+    int c = gpuq_ops_compare(&a->t, &b->t);
     return c ? c : order(a, b);
 }
 
@@ -52,9 +52,9 @@ void gpuq_sched_set_drain(struct gpuq_sched *s, int64_t max_drain_us) { s->max_d
 
 /* t's compute time at the pace of its kind, or at the slowest pace seen. */
 static int64_t estimate(const struct gpuq_sched *s, const struct gpuq_sched_pace *k,
-                        const struct gpuq_task *t) {
-    return (int64_t)(k ? k->us_per_weight * (double)weight(t, 0, t->rows)
-                       : s->worst_us_per_row * (double)t->rows);
+                        const struct worker_task *t) {
+    return (int64_t)(k ? k->us_per_weight * (double)weight(&t->t, 0, t->t.rows)
+                       : s->worst_us_per_row * (double)t->t.rows);
 }
 
 static void learn(struct gpuq_sched *s, const struct gpuq_piece *p, int n, int64_t us) {
@@ -80,11 +80,11 @@ static void learn(struct gpuq_sched *s, const struct gpuq_piece *p, int n, int64
 
 void gpuq_sched_finished(struct gpuq_sched *s, const struct gpuq_piece *p, int n, int64_t us, int ok) {
     for (int i = 0; i < n; i++) {
-        struct gpuq_task *t = p[i].t;
-        if (t->rows_done < t->rows) {
+        struct worker_task *t = worker_task_of(p[i].t);
+        if (t->rows_done < t->t.rows) {
             /* a task of many batches under way: its done rows and their time
              * leave the bounds, so that the worker reads on beside it */
-            int64_t left = t->cost_us * (t->rows - t->rows_done) / t->rows;
+            int64_t left = t->cost_us * (t->t.rows - t->rows_done) / t->t.rows;
             s->held_us -= t->cost_us - left;
             t->cost_us = left;
             s->rows_held -= p[i].rows;
@@ -97,17 +97,17 @@ void gpuq_sched_finished(struct gpuq_sched *s, const struct gpuq_piece *p, int n
     if (!ok || n <= 0) return;
     learn(s, p, n, us);
     for (int i = 0; i < s->n; i++) {    /* admitted before anything was measured */
-        struct gpuq_task *t = s->q[i];
+        struct worker_task *t = s->q[i];
         if (t->cost_us == 0 && t->rows_queued == 0) {
-            t->cost_us = estimate(s, pace_of(s, t), t);
+            t->cost_us = estimate(s, pace_of(s, &t->t), t);
             s->held_us += t->cost_us;
         }
     }
 }
 
-int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us) {
+int gpuq_sched_add(struct gpuq_sched *s, struct worker_task *t, int64_t now_us) {
     if (s->n == s->cap) return -1;
-    t->cost_us = estimate(s, pace_of(s, t), t);
+    t->cost_us = estimate(s, pace_of(s, &t->t), t);
     s->held_us += t->cost_us;
     t->arrival_us = now_us;
     t->seq = s->seq++;
@@ -120,7 +120,7 @@ int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us) {
     memmove(s->q + lo + 1, s->q + lo, (size_t)(s->n - lo) * sizeof(*s->q));
     s->q[lo] = t;
     s->n++;
-    s->rows_held += t->rows;
+    s->rows_held += t->t.rows;
     return 0;
 }
 
@@ -133,16 +133,16 @@ int64_t gpuq_sched_room(const struct gpuq_sched *s) {
     return by_time < room ? by_time : room;
 }
 
-void gpuq_sched_release(struct gpuq_sched *s, struct gpuq_task *t) {
-    s->rows_held -= t->rows - t->rows_freed;
+void gpuq_sched_release(struct gpuq_sched *s, struct worker_task *t) {
+    s->rows_held -= t->t.rows - t->rows_freed;
     s->held_us -= t->cost_us;   /* a task that never ran (its deadline passed) */
     t->cost_us = 0;
 }
 
-int gpuq_sched_take_back(struct gpuq_sched *s, int64_t keep_us, struct gpuq_task **out, int max) {
+int gpuq_sched_take_back(struct gpuq_sched *s, int64_t keep_us, struct worker_task **out, int max) {
     int got = 0;
     for (int i = s->n - 1; i >= 0 && got < max && s->held_us > keep_us; i--) {
-        struct gpuq_task *t = s->q[i];
+        struct worker_task *t = s->q[i];
         if (t->rows_queued) continue;
         gpuq_sched_release(s, t);
         out[got++] = t;
@@ -156,17 +156,17 @@ int gpuq_sched_take_back(struct gpuq_sched *s, int64_t keep_us, struct gpuq_task
 static void compact(struct gpuq_sched *s) {
     int w = 0;
     for (int r = 0; r < s->n; r++)
-        if (s->q[r]->rows_queued < s->q[r]->rows) s->q[w++] = s->q[r];
+        if (s->q[r]->rows_queued < s->q[r]->t.rows) s->q[w++] = s->q[r];
     s->n = w;
 }
 
-int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct gpuq_task **out, int max) {
+int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct worker_task **out, int max) {
     int got = 0;
     for (int i = 0; i < s->n && got < max; i++) {
-        struct gpuq_task *t = s->q[i];
+        struct worker_task *t = s->q[i];
         if (t->deadline_ms && now_ms > t->deadline_ms && t->rows_queued == 0) {
             out[got++] = t;
-            t->rows_queued = t->rows;   /* nothing of it will run */
+            t->rows_queued = t->t.rows;     /* nothing of it will run */
         }
     }
     if (got) compact(s);
@@ -177,11 +177,11 @@ int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct gpuq_task **o
  * after it in [i, end) of the same queue, priority and deadline with none
  * handed out. */
 static int yields(const struct gpuq_sched *s, int i, int end) {
-    const struct gpuq_task *t = s->q[i];
+    const struct worker_task *t = s->q[i];
     if (!t->rows_queued) return 0;
     for (int j = i + 1; j < end; j++) {
-        const struct gpuq_task *u = s->q[j];
-        if (u->entry.queue != t->entry.queue || u->job.priority != t->job.priority ||
+        const struct worker_task *u = s->q[j];
+        if (u->entry.queue != t->entry.queue || u->t.job.priority != t->t.job.priority ||
             u->deadline_ms != t->deadline_ms)
             return 0;
         if (!u->rows_queued) return 1;
@@ -189,9 +189,9 @@ static int yields(const struct gpuq_sched *s, int i, int end) {
     return 0;
 }
 
-static int took(const struct gpuq_piece *out, int n, const struct gpuq_task *t) {
+static int took(const struct gpuq_piece *out, int n, const struct worker_task *t) {
     for (int i = 0; i < n; i++)
-        if (out[i].t == t) return 1;
+        if (out[i].t == &t->t) return 1;
     return 0;
 }
 
@@ -215,10 +215,10 @@ int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq
     /* each run of one key is a candidate batch; its first task is its best */
     for (int i = 0, end; i < s->n; i = end) {
         int64_t load = 0, oldest = INT64_MAX;
-        int64_t budget = s->q[i]->token_off ? s->max_tokens : s->max_batch;
-        for (end = i; end < s->n && gpuq_ops_compare(s->q[i], s->q[end]) == 0; end++) {
-            const struct gpuq_task *t = s->q[end];
-            load += weight(t, t->rows_queued, t->rows - t->rows_queued);
+        int64_t budget = s->q[i]->t.token_off ? s->max_tokens : s->max_batch;
+        for (end = i; end < s->n && gpuq_ops_compare(&s->q[i]->t, &s->q[end]->t) == 0; end++) {
+            const struct worker_task *t = s->q[end];
+            load += weight(&t->t, t->rows_queued, t->t.rows - t->rows_queued);
             if (t->arrival_us < oldest) oldest = t->arrival_us;
         }
         int64_t due = oldest + s->max_delay_us - now_us;
@@ -230,28 +230,28 @@ int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq
     }
     if (best < 0) return 0;
     int n = 0, stop = 0, first_pass = 0;
-    int64_t load = 0, budget = s->q[best]->token_off ? s->max_tokens : s->max_batch;
+    int64_t load = 0, budget = s->q[best]->t.token_off ? s->max_tokens : s->max_batch;
     /* first pass: a task already under way yields to one of its rank not yet
      * started, so that a job of many batches never holds a newer one back by
      * more than one batch; second pass: those that yielded */
     for (int pass = 0; pass < 2 && !stop; pass++)
         for (int i = best; i < best_end && n < max && load < budget; i++) {
-            struct gpuq_task *t = s->q[i];
-            if (t->rows_queued == t->rows || (pass == 0 && yields(s, i, best_end)) ||
+            struct worker_task *t = s->q[i];
+            if (t->rows_queued == t->t.rows || (pass == 0 && yields(s, i, best_end)) ||
                 (pass == 1 && took(out, first_pass, t)))
                 continue;
-            int64_t left = t->rows - t->rows_queued, take = fit(t, t->rows_queued, left, budget - load);
-            take -= take % t->unit;
+            int64_t left = t->t.rows - t->rows_queued, take = fit(&t->t, t->rows_queued, left, budget - load);
+            take -= take % t->t.unit;
             if (take == 0) {
-                if (load > 0 && t->token_off) continue;   /* a later job's texts may fit */
+                if (load > 0 && t->t.token_off) continue;   /* a later job's texts may fit */
                 if (load > 0) {     /* the next unit does not fit: it leads the next batch */
                     stop = 1;
                     break;
                 }
-                take = left < t->unit ? left : t->unit;     /* one unit larger than a batch */
+                take = left < t->t.unit ? left : t->t.unit;     /* one unit larger than a batch */
             }
-            out[n++] = (struct gpuq_piece){t, t->rows_queued, take};
-            load += weight(t, t->rows_queued, take);
+            out[n++] = (struct gpuq_piece){&t->t, t->rows_queued, take};
+            load += weight(&t->t, t->rows_queued, take);
             t->rows_queued += take;
             if (pass == 0) first_pass = n;
         }

@@ -8,13 +8,14 @@
  * priority, then nearer deadline, then arrival. A task of more rows than
  * max_batch is cut into pieces at multiples of its unit.
  *
- * Tasks batched by tokens (t->token_off set: embed) count tokens instead of
+ * Tasks batched by tokens (t.token_off set: embed) count tokens instead of
  * rows, against max_tokens: a batch takes rows in order while their tokens
  * fit, and a row of more tokens than max_tokens runs as a batch of its own. */
 #ifndef GPUQ_SCHED_H
 #define GPUQ_SCHED_H
 
 #include "worker/ops.h"
+#include "worker/task.h"
 
 /* The measured pace of one kind of work (an op on a model). */
 struct gpuq_sched_pace {
@@ -33,7 +34,7 @@ struct gpuq_sched {
     double worst_us_per_row;    /* the slowest pace seen, for work not read yet */
     struct gpuq_sched_pace pace[GPUQ_SCHED_PACES];
     int n_pace;
-    struct gpuq_task **q;   /* tasks with rows still to hand out, by key then order */
+    struct worker_task **q; /* tasks with rows still to hand out, by key then order */
     int n, cap;
     int64_t rows_held;      /* rows admitted and not yet released, less those done of a task under way */
     uint64_t seq;
@@ -44,8 +45,8 @@ int gpuq_sched_init(struct gpuq_sched *s, int64_t max_batch, int64_t max_tokens,
                     int64_t max_delay_us, int64_t max_inflight, int cap);
 void gpuq_sched_free(struct gpuq_sched *s);
 
-/* Admits a prepared task (t->rows > 0). Returns 0, or -1 when cap is reached. */
-int gpuq_sched_add(struct gpuq_sched *s, struct gpuq_task *t, int64_t now_us);
+/* Admits a prepared task (t->t.rows > 0). Returns 0, or -1 when cap is reached. */
+int gpuq_sched_add(struct gpuq_sched *s, struct worker_task *t, int64_t now_us);
 
 /* Rows that may still be admitted before the in-flight bound: max_inflight
  * rows, and with max_drain_us, no more than the backend is measured to
@@ -65,14 +66,14 @@ void gpuq_sched_finished(struct gpuq_sched *s, const struct gpuq_piece *p, int n
 /* Takes out tasks none of whose rows was handed out, last in order
  * first, until what is held is estimated at keep_us or less (at most max);
  * their rows and cost leave the in-flight count. Returns how many. */
-int gpuq_sched_take_back(struct gpuq_sched *s, int64_t keep_us, struct gpuq_task **out, int max);
+int gpuq_sched_take_back(struct gpuq_sched *s, int64_t keep_us, struct worker_task **out, int max);
 
 /* Estimated compute time still owed for what is held, in microseconds. */
 static inline int64_t gpuq_sched_held_us(const struct gpuq_sched *s) { return s->held_us; }
 
 /* Takes out tasks whose deadline passed before any of their rows ran
  * (at most max); returns how many. */
-int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct gpuq_task **out, int max);
+int gpuq_sched_expire(struct gpuq_sched *s, int64_t now_ms, struct worker_task **out, int max);
 
 /* Fills out with the pieces of the next ready batch (at most max) and
  * returns their count. With none ready, returns 0 and sets *wait_us to the
@@ -81,6 +82,6 @@ int gpuq_sched_next(struct gpuq_sched *s, int64_t now_us, int force, struct gpuq
                     int max, int64_t *wait_us);
 
 /* An answered task's rows (and what is left of its estimated compute) leave the in-flight count. */
-void gpuq_sched_release(struct gpuq_sched *s, struct gpuq_task *t);
+void gpuq_sched_release(struct gpuq_sched *s, struct worker_task *t);
 
 #endif

@@ -63,12 +63,12 @@ static void unhold(struct held *h) {
 }
 
 /* Gives a task back: its job, output and reply reference. */
-void gpuq_worker_drop_task(struct worker *w, struct gpuq_task *t) {
-    if (t->out) gpuq_pool_put(&w->pool, t->out, t->out_bytes);
+void gpuq_worker_drop_task(struct worker *w, struct worker_task *t) {
+    if (t->t.out) gpuq_pool_put(&w->pool, t->t.out, t->t.out_bytes);
     gpuq_cache_forget(t);
-    gpuq_job_free(&t->job);
+    gpuq_job_free(&t->t.job);
     free(t->json_job);
-    free(t->own);
+    free(t->t.own);
     unhold(t->held);
     memset(t, 0, sizeof(*t));
     GPUQ_INVARIANT(w->n_free < w->n_slots);
@@ -76,22 +76,25 @@ void gpuq_worker_drop_task(struct worker *w, struct gpuq_task *t) {
 }
 
 /* t is answered: published with the next batch of results. */
-static void answered(struct worker *w, struct gpuq_task *t) {
+static void answered(struct worker *w, struct worker_task *t) {
     GPUQ_INVARIANT(w->n_done < w->n_slots);
     w->done[w->n_done++] = t;
 }
 
+/* Keys no job may name as its reply_to: the served queues' own. */
+static int owns_key(const void *st, struct gpuq_str key) { return gpuq_stream_owns_key(st, key); }
+
 /* An entry that will not run: answered with a dead letter, never an error result. */
-static void dead_letter(struct worker *w, struct gpuq_task *t, enum gpuq_err code, const char *why) {
-    memset(&t->job, 0, sizeof(t->job));
-    msgpack_unpacked_init(&t->job.msg);
-    t->job.op = -1;     /* not decoded: its log lines name no op */
+static void dead_letter(struct worker *w, struct worker_task *t, enum gpuq_err code, const char *why) {
+    memset(&t->t.job, 0, sizeof(t->t.job));
+    msgpack_unpacked_init(&t->t.job.msg);
+    t->t.job.op = -1;   /* not decoded: its log lines name no op */
     t->decoded = GPUQ_DECODE_UNDECODABLE;
-    gpuq_job_fail(&t->job, code, "%s", why);
+    gpuq_job_fail(&t->t.job, code, "%s", why);
     answered(w, t);
 }
 
-static void schedule(struct worker *w, struct gpuq_task *t) {
+static void schedule(struct worker *w, struct worker_task *t) {
     /* the task slots bound the jobs held, and the scheduler has room for them all */
     if (gpuq_sched_add(&w->sched, t, gpuq_now_us()) != 0) {
         log_error("the scheduler is full with %d task slots: a bug", w->n_slots);
@@ -100,7 +103,7 @@ static void schedule(struct worker *w, struct gpuq_task *t) {
     t->admitted = 1;
 }
 
-static void admit(struct worker *w, struct gpuq_task *t) {
+static void admit(struct worker *w, struct worker_task *t) {
     const struct gpuq_entry *e = &t->entry;
     if (e->deliveries > w->cfg.max_attempts && !e->deleted && !e->reread) {
         char why[160];
@@ -126,27 +129,21 @@ static void admit(struct worker *w, struct gpuq_task *t) {
                     : "entry has no job field");
         return;
     }
-    t->decoded = gpuq_job_decode(&t->job, bytes.ptr, bytes.len);
+    struct gpuq_job *job = &t->t.job;
+    const struct gpuq_job_rules rules = {owns_key, &w->st};
+    t->decoded = gpuq_job_decode(job, bytes.ptr, bytes.len, &rules);
     if (t->decoded == GPUQ_DECODE_OK) {
-        int64_t deadline = t->job.deadline_ms, timeout = t->job.timeout_ms;
+        int64_t deadline = job->deadline_ms, timeout = job->timeout_ms;
         if (timeout) {  /* saturates: a timeout of 2^63-1 ms is "never", not the past */
             timeout = timeout > INT64_MAX - e->enqueued_ms ? INT64_MAX : e->enqueued_ms + timeout;
             if (!deadline || timeout < deadline) deadline = timeout;
         }
         t->deadline_ms = deadline;
-        struct gpuq_str fmt = {NULL, 0};
-        if (t->job.reply_to.ptr && gpuq_stream_owns_key(&w->st, t->job.reply_to)) {
-            gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "reply_to names one of the queue's own "
-                          "keys");
-            t->job.reply_to = (struct gpuq_str){NULL, 0};   /* never push to it */
-        } else if (gpuq_job_param_str(&t->job, "callback_format", &fmt) > 0 &&
-            !(fmt.len == 4 && !memcmp(fmt.ptr, "json", 4)) && !(fmt.len == 7 && !memcmp(fmt.ptr, "msgpack", 7)))
-            gpuq_job_fail(&t->job, GPUQ_ERR_BAD_REQUEST, "callback_format must be json or msgpack");
-        else if (gpuq_ops_prepare(&w->ops, t) == 0 && !(t->out = gpuq_pool_get(&w->pool, t->out_bytes)))
-            gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
+        if (gpuq_ops_prepare(&w->ops, &t->t) == 0 && !(t->t.out = gpuq_pool_get(&w->pool, t->t.out_bytes)))
+            gpuq_job_fail(job, GPUQ_ERR_INTERNAL, "out of memory for the job's outputs");
     }
-    if (t->decoded == GPUQ_DECODE_OK && !t->job.err) {
-        if (w->salts && t->model && gpuq_cache_name(t, w->salts[t->model - w->models]) == 0) {
+    if (t->decoded == GPUQ_DECODE_OK && !job->err) {
+        if (w->salts && t->t.model && gpuq_cache_name(t, w->salts[t->t.model - w->models]) == 0) {
             w->lookups[w->n_lookups++] = t;     /* scheduled once the cache is read */
             return;
         }
@@ -167,14 +164,14 @@ static void look_up(struct worker *w) {
     }
     gpuq_metrics_cache(w->metrics, hits, misses);
     for (int i = 0; i < w->n_lookups; i++) {
-        struct gpuq_task *t = w->lookups[i];
+        struct worker_task *t = w->lookups[i];
         if (!t->cache_hit) {
             schedule(w, t);
             continue;
         }
-        t->rows_done = t->rows;
-        GPUQ_INVARIANT(t->job.op >= 0 && t->job.op < GPUQ_OP_COUNT);
-        gpuq_op_table[t->job.op]->finish(t);
+        t->rows_done = t->t.rows;
+        GPUQ_INVARIANT(t->t.job.op >= 0 && t->t.job.op < GPUQ_OP_COUNT);
+        gpuq_op_table[t->t.job.op]->finish(&t->t);
         answered(w, t);
     }
     w->n_lookups = 0;
@@ -190,7 +187,7 @@ static void take(struct worker *w, int got, redisReply *reply) {
     *h = (struct held){reply, got};
     GPUQ_INVARIANT(got <= w->n_free);      /* every read asks for no more than the free slots */
     for (int i = 0; i < got; i++) {
-        struct gpuq_task *t = w->free_slots[--w->n_free];
+        struct worker_task *t = w->free_slots[--w->n_free];
         t->entry = w->entries[i];
         t->held = h;
         admit(w, t);
@@ -388,7 +385,7 @@ static int prefetch_send(struct worker *w) {
         return 0;
     int64_t room = gpuq_sched_room(&w->sched);
     for (int i = 0; i < w->n_sending; i++)
-        if (w->sending[i]->admitted) room += w->sending[i]->rows;
+        if (w->sending[i]->admitted) room += w->sending[i]->t.rows;
     /* only the free slots: if Redis refuses the transaction, its tasks stay
      * held, and the entries read behind it must still find a slot each */
     int64_t count = w->n_free;
@@ -440,8 +437,8 @@ static void finish_batch(struct worker *w) {
     if (b.split) gpuq_metrics_batch_trouble(w->metrics, 0);
     if (b.rc != 0) gpuq_metrics_batch_trouble(w->metrics, 1);
     for (int i = 0; i < b.n; i++) {
-        struct gpuq_task *t = b.p[i].t;
-        if (t->rows_done == t->rows) answered(w, t);
+        struct worker_task *t = worker_task_of(b.p[i].t);
+        if (t->rows_done == t->t.rows) answered(w, t);
     }
 }
 
@@ -450,11 +447,11 @@ static void finish_batch(struct worker *w) {
  * one computes. A batch with nothing behind it is finished at once.
  * Returns 1 when a batch started. */
 static int run_batch(struct worker *w, int force, int64_t *wait_us) {
-    struct gpuq_task *expired[64];
+    struct worker_task *expired[64];
     int64_t now = gpuq_now_us();
     int n = gpuq_sched_expire(&w->sched, now / 1000, expired, 64);
     for (int i = 0; i < n; i++) {
-        gpuq_job_fail(&expired[i]->job, GPUQ_ERR_DEADLINE_EXCEEDED, "deadline passed %lld ms "
+        gpuq_job_fail(&expired[i]->t.job, GPUQ_ERR_DEADLINE_EXCEEDED, "deadline passed %lld ms "
                       "before the job could start", (long long)(now / 1000 - expired[i]->deadline_ms));
         answered(w, expired[i]);
     }
@@ -527,7 +524,7 @@ static int sample(struct worker *w) {
  * since_us, when the stop was asked for) and has not started goes back to Redis for other workers to claim at once, its
  * delivery counts set back. If Redis cannot take that, it is computed. */
 static int hand_back(struct worker *w, int64_t since_us) {
-    struct gpuq_task *back[64];
+    struct worker_task *back[64];
     int total = 0, n, cap = w->cfg.max_batch < 64 ? (int)w->cfg.max_batch : 64;
     int64_t keep = w->cfg.max_drain_ms * 1000 - (gpuq_now_us() - since_us);
     if (w->cfg.max_drain_ms <= 0) return 0;

@@ -13,6 +13,7 @@
 #include "worker/ops.h"
 #include "worker/pool.h"
 #include "worker/sched.h"
+#include "worker/task.h"
 #include "worker/webhook.h"
 
 /* A reply from Redis, kept until every entry borrowed from it is answered. */
@@ -40,19 +41,19 @@ struct worker {
     struct gpuq_model *models;
     int n_models;
     int n_slots;
-    struct gpuq_task *slots;
-    struct gpuq_task **free_slots;
+    struct worker_task *slots;
+    struct worker_task **free_slots;
     int n_free;
-    struct gpuq_task **done;    /* answered, to be published */
+    struct worker_task **done;      /* answered, to be published */
     int n_done;
-    struct gpuq_task **sending; /* published, replies not yet read */
+    struct worker_task **sending;   /* published, replies not yet read */
     int n_sending;
     struct gpuq_entry *entries; /* one read's worth */
     struct gpuq_piece *pieces;
     struct gpuq_out_pool pool;      /* output buffers */
     msgpack_sbuffer sb;
     int drained;                /* the last reads found nothing more waiting */
-    struct gpuq_task **lookups; /* admitted by the last read, to look up in the cache */
+    struct worker_task **lookups;   /* admitted by the last read, to look up in the cache */
     int n_lookups;
     int cache_told;             /* a failed cache read was logged */
     char (*salts)[96];          /* per model: its fingerprint and the precision, naming cached rows */
@@ -84,7 +85,7 @@ void gpuq_worker_finish(struct worker *w);
 
 /* Gives a task back: its job, output, cache rows and reply reference
  * (worker.c). */
-void gpuq_worker_drop_task(struct worker *w, struct gpuq_task *t);
+void gpuq_worker_drop_task(struct worker *w, struct worker_task *t);
 
 /* Webhook deliveries (hooks.c): records finished ones, then takes stale
  * ones (on the claim tick) and new ones, keeps held ones fresh and starts

@@ -36,7 +36,7 @@ static void check_promises(const struct gpuq_job *job) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct gpuq_job job;
-    enum gpuq_decode d = gpuq_job_decode(&job, (const char *)data, size);
+    enum gpuq_decode d = gpuq_job_decode(&job, (const char *)data, size, NULL);
     if (d != GPUQ_DECODE_UNDECODABLE) check_promises(&job);
     if (d == GPUQ_DECODE_OK) {
         double x;
@@ -145,7 +145,7 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
     /* msgpack-c trusts a container's claimed count: only what the decoder's
      * own checks let through is unpacked (and then mutated in its zone) */
     if (rnd(&seed) % 2) return LLVMFuzzerMutate(data, size, max_size);
-    if (gpuq_job_decode(&job, (const char *)data, size) == GPUQ_DECODE_UNDECODABLE) {
+    if (gpuq_job_decode(&job, (const char *)data, size, NULL) == GPUQ_DECODE_UNDECODABLE) {
         gpuq_job_free(&job);
         return LLVMFuzzerMutate(data, size, max_size);
     }
