@@ -1,5 +1,6 @@
-/* stream.c -- Redis Streams consumer: connecting and reading
- * (the writing half is publish.c). */
+/* stream.c -- Redis Streams consumer: connecting, reconnecting a queue
+ * whose master is down, and the commands beside the jobs (the reading
+ * half is stream_read.c, the writing half publish.c). */
 #include "queue/stream.h"
 
 #include "queue/stream_int.h"
@@ -122,10 +123,7 @@ void gpuq_stream_free(struct gpuq_stream *s) {
     memset(s, 0, sizeof(*s));
 }
 
-/* Runs one command (on a cluster, on the master of the slot last used,
- * following MOVED and ASK); returns the reply, or NULL with errstr
- * (connection dropped on I/O errors). An error reply is returned as it is. */
-static redisReply *command(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
+redisReply *gpuq_stream_command(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
     if (s->cl) {
         /* it may have reopened the connection rc pointed to: rc is set again */
         redisReply *r = gpuq_cluster_command(s->cl, s->slot, argc, argv, lens);
@@ -144,11 +142,9 @@ static redisReply *command(struct gpuq_stream *s, int argc, const char **argv, c
     return r;
 }
 
-/* Runs a command whose reply only says whether it worked; an error that
- * starts with ok_error, or ok_error2, counts as working. */
-static int simple(struct gpuq_stream *s, int argc, const char **argv, const char *ok_error,
-                  const char *ok_error2) {
-    redisReply *r = command(s, argc, argv, NULL);
+int gpuq_stream_simple(struct gpuq_stream *s, int argc, const char **argv, const char *ok_error,
+                       const char *ok_error2) {
+    redisReply *r = gpuq_stream_command(s, argc, argv, NULL);
     if (!r) return -1;
     int result = 0;
     if (r->type == REDIS_REPLY_ERROR &&
@@ -161,7 +157,7 @@ static int simple(struct gpuq_stream *s, int argc, const char **argv, const char
     return result;
 }
 
-static int64_t now_us(void) {
+int64_t gpuq_stream_now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
@@ -179,14 +175,14 @@ static int connect_queue(struct gpuq_stream *s, int q) {
     const char *hooks[] = {"XGROUP", "CREATE", s->hook_keys[q], GPUQ_HOOK_GROUP, "0", "MKSTREAM"};
     /* out of memory, Redis refuses even a group that exists: go on, and
      * recreate it if a read says NOGROUP */
-    return simple(s, 6, argv, "BUSYGROUP", "OOM") != 0 || simple(s, 6, hooks, "BUSYGROUP", "OOM") != 0
+    return gpuq_stream_simple(s, 6, argv, "BUSYGROUP", "OOM") != 0 || gpuq_stream_simple(s, 6, hooks, "BUSYGROUP", "OOM") != 0
            ? -1 : 0;
 }
 
 static void mark_down(struct gpuq_stream *s, int q) {
     int64_t ms = s->down_ms[q];
     s->down_ms[q] = ms = ms ? (ms * 2 > 5000 ? 5000 : ms * 2) : 100;
-    s->down_until_us[q] = now_us() + ms * 1000;
+    s->down_until_us[q] = gpuq_stream_now_us() + ms * 1000;
 }
 
 /* Creates the groups, reads proto-max-bulk-len. On a cluster a queue whose
@@ -194,7 +190,7 @@ static void mark_down(struct gpuq_stream *s, int q) {
 static int connect_queues(struct gpuq_stream *s) {
     int up = -1;
     for (int i = 0; i < s->n_queues; i++) {
-        if (s->down_until_us[i] > now_us()) continue;   /* not due: not waited on again */
+        if (s->down_until_us[i] > gpuq_stream_now_us()) continue;   /* not due: not waited on again */
         if (connect_queue(s, i) == 0) {
             s->down_until_us[i] = s->down_ms[i] = 0;
             up = i;
@@ -208,7 +204,7 @@ static int connect_queues(struct gpuq_stream *s) {
     /* a value larger than this makes Redis drop the connection, not answer
      * an error: results are held to it (CONFIG may be denied: keep the default) */
     const char *cfg[] = {"CONFIG", "GET", "proto-max-bulk-len"};
-    redisReply *r = command(s, 3, cfg, NULL);
+    redisReply *r = gpuq_stream_command(s, 3, cfg, NULL);
     if (!r) return -1;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING)
         s->max_value = strtoll(r->element[1]->str, NULL, 10);
@@ -261,7 +257,7 @@ int gpuq_stream_revive(struct gpuq_stream *s) {
     int revived = 0, refreshed = 0;
     if (!s->cl) return 0;
     for (int q = 0; q < s->n_queues; q++) {
-        if (!s->down_until_us[q] || s->down_until_us[q] > now_us()) continue;
+        if (!s->down_until_us[q] || s->down_until_us[q] > gpuq_stream_now_us()) continue;
         if (!refreshed++ && gpuq_cluster_refresh(s->cl) != 0) {   /* a failover moves slots */
             mark_down(s, q);
             continue;
@@ -309,7 +305,7 @@ int gpuq_stream_get_cached(struct gpuq_stream *s, int q, const char *const *name
     }
     if (s->down_until_us[q] || (!s->rc && gpuq_stream_connect(s, 2000) != 0) || gpuq_stream_use(s, q) != 0)
         goto out;
-    redisReply *r = command(s, n + 1, argv, NULL);
+    redisReply *r = gpuq_stream_command(s, n + 1, argv, NULL);
     if (!r) goto out;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
         gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->type == REDIS_REPLY_ERROR ? r->str : "MGET: not an array");
@@ -333,9 +329,9 @@ static long long info_field(const char *info, const char *name) {
 int gpuq_stream_writable(struct gpuq_stream *s, size_t need) {
     const char *mem[] = {"INFO", "memory"}, *repl[] = {"INFO", "replication"};
     if (!s->rc) return -1;
-    redisReply *m = command(s, 2, mem, NULL);
+    redisReply *m = gpuq_stream_command(s, 2, mem, NULL);
     if (!m) return -1;
-    redisReply *r = command(s, 2, repl, NULL);
+    redisReply *r = gpuq_stream_command(s, 2, repl, NULL);
     int ok = -1;
     if (r && m->type == REDIS_REPLY_STRING && r->type == REDIS_REPLY_STRING) {
         long long used = info_field(m->str, "used_memory"), max = info_field(m->str, "maxmemory");
@@ -355,13 +351,13 @@ int gpuq_stream_leave(struct gpuq_stream *s) {
             const char *key = hooks ? s->hook_keys[i] : s->jobs_keys[i];
             const char *group = hooks ? GPUQ_HOOK_GROUP : GPUQ_GROUP;
             const char *xp[] = {"XPENDING", key, group, "-", "+", "1", s->consumer};
-            redisReply *r = command(s, 7, xp, NULL);
+            redisReply *r = gpuq_stream_command(s, 7, xp, NULL);
             if (!r) return -1;
             int idle = r->type == REDIS_REPLY_ARRAY && r->elements == 0;
             freeReplyObject(r);
             if (!idle) continue;
             const char *del[] = {"XGROUP", "DELCONSUMER", key, group, s->consumer};
-            if (simple(s, 5, del, NULL, NULL) != 0) return -1;
+            if (gpuq_stream_simple(s, 5, del, NULL, NULL) != 0) return -1;
             left++;
         }
     return left;
@@ -378,333 +374,14 @@ int gpuq_stream_advertise(struct gpuq_stream *s, const char *info, size_t len, i
         const size_t set_l[] = {4, strlen(key), strlen(s->consumer), len};
         const char *del[] = {"HDEL", key, s->consumer};
         const char *exp[] = {"EXPIRE", key, keep};
-        redisReply *r = info ? command(s, 4, set, set_l) : command(s, 3, del, NULL);
+        redisReply *r = info ? gpuq_stream_command(s, 4, set, set_l) : gpuq_stream_command(s, 3, del, NULL);
         if (!r) return -1;
         freeReplyObject(r);
         if (!info) continue;
-        if (!(r = command(s, 3, exp, NULL))) return -1;
+        if (!(r = gpuq_stream_command(s, 3, exp, NULL))) return -1;
         freeReplyObject(r);
     }
     return 0;
-}
-
-/* The enqueue time an entry id carries. A client may choose its own ids:
- * clamped so that microseconds from it never overflow. */
-static int64_t id_ms(const char *id) {
-    long long ms = strtoll(id, NULL, 10);
-    return ms < 0 ? 0 : ms > INT64_MAX / 1000 ? INT64_MAX / 1000 : ms;
-}
-
-static void take_fields(struct gpuq_entry *e, const redisReply *fields) {
-    if (!fields || fields->type != REDIS_REPLY_ARRAY) {
-        e->deleted = 1;
-        return;
-    }
-    for (size_t f = 0; f + 1 < fields->elements; f += 2) {
-        const redisReply *k = fields->element[f], *v = fields->element[f + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
-        int is_job = k->len == 3 && memcmp(k->str, "job", 3) == 0;
-        int is_json = k->len == 4 && memcmp(k->str, "json", 4) == 0;
-        if (is_job || (is_json && !e->payload.ptr)) {
-            e->payload.ptr = v->str;
-            e->payload.len = v->len;
-            e->is_json = is_json;
-        }
-    }
-}
-
-/* Fills entries from an array of [id, fields] (an XCLAIM reply). */
-static int take_entries(struct gpuq_stream *s, int q, const redisReply *arr, struct gpuq_entry *out,
-                        int cap) {
-    int got = 0;
-    (void)s;
-    for (size_t j = 0; arr->type == REDIS_REPLY_ARRAY && j < arr->elements && got < cap; j++) {
-        const redisReply *e = arr->element[j];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING)
-            continue;
-        struct gpuq_entry *en = &out[got++];
-        memset(en, 0, sizeof(*en));
-        en->queue = q;
-        en->id.ptr = e->element[0]->str;
-        en->id.len = e->element[0]->len;
-        en->enqueued_ms = id_ms(e->element[0]->str);
-        en->deliveries = 1;
-        en->fields = e->elements > 1 ? e->element[1] : NULL;
-        take_fields(en, en->fields);
-    }
-    return got;
-}
-
-static int queue_of(const struct gpuq_stream *s, char **keys, const redisReply *key) {
-    for (int i = 0; i < s->n_queues; i++)
-        if (strlen(keys[i]) == key->len && memcmp(keys[i], key->str, key->len) == 0) return i;
-    return -1;
-}
-
-/* Builds XREADGROUP on keys[first, first+n) of one kind into argv (room for
- * 8 + 2 * 16); returns argc. */
-static int read_args(struct gpuq_stream *s, char **keys, const char *group, int first, int n,
-                     const char *count_s, const char *block_s, const char *from, const char **argv) {
-    int argc = 0;
-    if (n > 16) n = 16;
-    argv[argc++] = "XREADGROUP";
-    argv[argc++] = "GROUP";
-    argv[argc++] = group;
-    argv[argc++] = s->consumer;
-    argv[argc++] = "COUNT";
-    argv[argc++] = count_s;
-    if (block_s) {
-        argv[argc++] = "BLOCK";
-        argv[argc++] = block_s;
-    }
-    argv[argc++] = "STREAMS";
-    for (int i = 0; i < n; i++) argv[argc++] = keys[first + i];
-    for (int i = 0; i < n; i++) argv[argc++] = from;
-    return argc;
-}
-
-/* Turns an XREADGROUP reply into entries; takes r (kept in *reply when it
- * holds entries, freed otherwise). */
-static int read_reply(struct gpuq_stream *s, char **keys, redisReply *r, struct gpuq_entry *out,
-                      int cap, redisReply **reply) {
-    if (r->type == REDIS_REPLY_ERROR) {
-        gpuq_stream_set_error(s, REDIS_ERR_OTHER, r->str);
-        int nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
-        /* a blocked read whose stream moved to another master: the next read follows */
-        int moved = s->cl && strncmp(r->str, "UNBLOCKED", 9) == 0;
-        freeReplyObject(r);
-        if (moved) return 0;
-        /* Redis lost its data (restart without persistence, FLUSHALL): recreate */
-        if (nogroup && gpuq_stream_connect(s, 2000) == 0) return 0;
-        return -1;
-    }
-    int got = 0;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *st = r->element[i];
-        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2) continue;
-        int q = queue_of(s, keys, st->element[0]);
-        if (q >= 0) got += take_entries(s, q, st->element[1], out + got, cap - got);
-    }
-    if (got > 0) *reply = r;
-    else freeReplyObject(r);
-    return got;
-}
-
-/* Entries read again from this consumer's own pending list are deliveries
- * like any other (Redis counts them): a worker restarted under the same
- * name after dying on a job must see the count grow, or the job is never
- * dead-lettered. Takes the counts from XPENDING, one call per queue. */
-static int own_deliveries(struct gpuq_stream *s, char **keys, const char *group,
-                          struct gpuq_entry *e, int n) {
-    for (int i = 0, j; i < n; i = j) {
-        char cnt[24];
-        for (j = i; j < n && e[j].queue == e[i].queue; j++) {}
-        snprintf(cnt, sizeof(cnt), "%d", j - i);
-        const char *argv[] = {"XPENDING", keys[e[i].queue], group, e[i].id.ptr, e[j - 1].id.ptr,
-                              cnt, s->consumer};
-        redisReply *r = command(s, 7, argv, NULL);
-        if (!r) return -1;
-        for (size_t k = 0, m = (size_t)i; r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
-            const redisReply *p = r->element[k];
-            if (p->type != REDIS_REPLY_ARRAY || p->elements < 4 || p->element[3]->type != REDIS_REPLY_INTEGER)
-                continue;
-            while ((int)m < j && strcmp(e[m].id.ptr, p->element[0]->str) != 0) m++;
-            if ((int)m < j) e[m].deliveries = p->element[3]->integer;
-        }
-        freeReplyObject(r);
-    }
-    return 0;
-}
-
-static int read_group(struct gpuq_stream *s, char **keys, const char *group, int first, int n,
-                      int count, int block_ms, const char *from, struct gpuq_entry *out, int cap,
-                      redisReply **reply) {
-    const char *argv[8 + 2 * 16];
-    char count_s[24], block_s[24];
-    *reply = NULL;
-    if (s->down_until_us[first]) return 0;
-    if ((!s->rc && gpuq_stream_connect(s, 2000) != 0) || gpuq_stream_use(s, first) != 0) return -1;
-    snprintf(count_s, sizeof(count_s), "%d", count);
-    snprintf(block_s, sizeof(block_s), "%d", block_ms);
-    int argc = read_args(s, keys, group, first, n, count_s, block_ms >= 0 ? block_s : NULL, from, argv);
-    redisReply *r = command(s, argc, argv, NULL);
-    if (!r) return -1;
-    int got = read_reply(s, keys, r, out, cap, reply);
-    if (got > 0 && from[0] != '>' && own_deliveries(s, keys, group, out, got) != 0) {
-        freeReplyObject(*reply);
-        *reply = NULL;
-        return -1;
-    }
-    return got;
-}
-
-int gpuq_stream_undeliver(struct gpuq_stream *s, struct gpuq_entry *e, int n, int64_t idle_ms) {
-    /* one XCLAIM per run of entries of one queue with the same count */
-    for (int i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && j - i < 64 && e[j].queue == e[i].queue &&
-                        e[j].deliveries == e[i].deliveries; j++) {}
-        if (e[i].deliveries <= 0 || (e[i].deliveries == 1 && idle_ms <= 0)) continue;
-        const char *argv[64 + 10];
-        char cnt[24], idle[24];
-        int argc = 0;
-        snprintf(cnt, sizeof(cnt), "%lld", (long long)e[i].deliveries - 1);
-        argv[argc++] = "XCLAIM";
-        argv[argc++] = s->jobs_keys[e[i].queue];
-        argv[argc++] = GPUQ_GROUP;
-        argv[argc++] = s->consumer;
-        argv[argc++] = "0";
-        for (int k = i; k < j; k++) argv[argc++] = e[k].id.ptr;
-        if (idle_ms > 0) {
-            snprintf(idle, sizeof(idle), "%lld", (long long)idle_ms);
-            argv[argc++] = "IDLE";
-            argv[argc++] = idle;
-        }
-        argv[argc++] = "RETRYCOUNT";
-        argv[argc++] = cnt;
-        argv[argc++] = "JUSTID";
-        if (gpuq_stream_use(s, e[i].queue) != 0 || simple(s, argc, argv, NULL, NULL) != 0) return -1;
-        for (int k = i; k < j; k++) e[k].deliveries--;
-    }
-    return 0;
-}
-
-int gpuq_stream_prefetch(struct gpuq_stream *s, int q, int count) {
-    const char *argv[8 + 2 * 16];
-    char count_s[24];
-    if (!s->rc || gpuq_stream_use(s, q) != 0) return -1;
-    snprintf(count_s, sizeof(count_s), "%d", count);
-    int argc = read_args(s, s->jobs_keys, GPUQ_GROUP, q, 1, count_s, NULL, ">", argv);
-    if (gpuq_conn_append(s->rc, argc, argv, NULL) != 0 || gpuq_conn_flush(s->rc) != 0) {
-        gpuq_stream_drop(s);
-        return -1;
-    }
-    return 0;
-}
-
-int gpuq_stream_prefetched(struct gpuq_stream *s, struct gpuq_entry *out, int cap,
-                           redisReply **reply) {
-    redisReply *r = NULL;
-    *reply = NULL;
-    if (!s->rc || gpuq_conn_reply(s->rc, &r) != 0 || !r) {
-        gpuq_stream_drop(s);
-        return -1;
-    }
-    return read_reply(s, s->jobs_keys, r, out, cap, reply);
-}
-
-int gpuq_stream_read(struct gpuq_stream *s, int first, int n, int count, int block_ms,
-                     const char *from, struct gpuq_entry *out, int cap, redisReply **reply) {
-    return read_group(s, s->jobs_keys, GPUQ_GROUP, first, n, count, block_ms, from, out, cap, reply);
-}
-
-int gpuq_stream_read_hooks(struct gpuq_stream *s, int first, int n, int count,
-                           struct gpuq_entry *out, int cap, redisReply **reply) {
-    return read_group(s, s->hook_keys, GPUQ_HOOK_GROUP, first, n, count, -1, ">", out, cap, reply);
-}
-
-struct gpuq_str gpuq_entry_field(const struct gpuq_entry *e, const char *name) {
-    struct gpuq_str v = {NULL, 0};
-    const redisReply *f = e->fields;
-    size_t n = strlen(name);
-    for (size_t i = 0; f && f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
-        if (f->element[i]->type == REDIS_REPLY_STRING && f->element[i]->len == n &&
-            memcmp(f->element[i]->str, name, n) == 0 && f->element[i + 1]->type == REDIS_REPLY_STRING) {
-            v.ptr = f->element[i + 1]->str;
-            v.len = f->element[i + 1]->len;
-        }
-    return v;
-}
-
-int gpuq_stream_claim(struct gpuq_stream *s, enum gpuq_stream_kind kind, int q,
-                      int64_t min_idle_ms, int count, struct gpuq_entry *out, int cap,
-                      redisReply **reply) {
-    const char *key = kind == GPUQ_STREAM_JOBS ? s->jobs_keys[q] : s->hook_keys[q];
-    const char *group = kind == GPUQ_STREAM_JOBS ? GPUQ_GROUP : GPUQ_HOOK_GROUP;
-    char idle[24], cnt[24];
-    *reply = NULL;
-    if (s->down_until_us[q]) return 0;
-    if ((!s->rc && gpuq_stream_connect(s, 2000) != 0) || gpuq_stream_use(s, q) != 0) return -1;
-    snprintf(idle, sizeof(idle), "%lld", (long long)min_idle_ms);
-    snprintf(cnt, sizeof(cnt), "%d", count);
-    const char *xp[] = {"XPENDING", key, group, "IDLE", idle, "-", "+", cnt};
-    redisReply *pend = command(s, 8, xp, NULL);
-    if (!pend) return -1;
-    if (pend->type != REDIS_REPLY_ARRAY) {
-        gpuq_stream_set_error(s, REDIS_ERR_OTHER, pend->type == REDIS_REPLY_ERROR ? pend->str : "XPENDING");
-        freeReplyObject(pend);
-        return -1;
-    }
-    /* others' entries only: ours are already held by this worker */
-    const char **argv = malloc((pend->elements + 5) * sizeof(char *));
-    int64_t *deliveries = malloc((pend->elements + 1) * sizeof(int64_t));
-    int argc = 0, got = 0;
-    if (!argv || !deliveries) goto out;
-    argv[argc++] = "XCLAIM";
-    argv[argc++] = key;
-    argv[argc++] = group;
-    argv[argc++] = s->consumer;
-    argv[argc++] = idle;
-    for (size_t i = 0; i < pend->elements; i++) {
-        const redisReply *p = pend->element[i];
-        if (p->type != REDIS_REPLY_ARRAY || p->elements < 4 || p->element[1]->type != REDIS_REPLY_STRING ||
-            (kind == GPUQ_STREAM_JOBS && strcmp(p->element[1]->str, s->consumer) == 0))
-            continue;
-        deliveries[argc - 5] = p->element[3]->type == REDIS_REPLY_INTEGER ? p->element[3]->integer : 1;
-        argv[argc++] = p->element[0]->str;
-    }
-    if (argc == 5) goto out;
-    redisReply *r = command(s, argc, argv, NULL);
-    if (!r) {
-        got = -1;
-        goto out;
-    }
-    got = take_entries(s, q, r, out, cap);
-    /* XCLAIM returns claimed entries in the order asked for: match the counts */
-    for (int i = 0, a = 5; i < got; i++) {
-        while (a < argc && strcmp(argv[a], out[i].id.ptr) != 0) a++;
-        out[i].deliveries = a < argc ? deliveries[a - 5] + 1 : 1;
-    }
-    if (got > 0) *reply = r;
-    else freeReplyObject(r);
-out:
-    free(argv);
-    free(deliveries);
-    freeReplyObject(pend);
-    return got;
-}
-
-/* XCLAIM of up to 64 of this worker's own webhook entries on queue q, with
- * min-idle 0: resets their idle time. */
-static redisReply *claim_own(struct gpuq_stream *s, int q, const char *const *ids, int n, int justid) {
-    const char *argv[6 + 64];
-    int argc = 0;
-    if (n > 64) n = 64;
-    argv[argc++] = "XCLAIM";
-    argv[argc++] = s->hook_keys[q];
-    argv[argc++] = GPUQ_HOOK_GROUP;
-    argv[argc++] = s->consumer;
-    argv[argc++] = "0";
-    for (int i = 0; i < n; i++) argv[argc++] = ids[i];
-    if (justid) argv[argc++] = "JUSTID";
-    if (gpuq_stream_use(s, q) != 0) return NULL;
-    return command(s, argc, argv, NULL);
-}
-
-int gpuq_stream_touch_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n) {
-    if (s->down_until_us[q]) return 0;
-    redisReply *r = claim_own(s, q, ids, n, 1);
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
-}
-
-int gpuq_stream_load_hooks(struct gpuq_stream *s, int q, const char *const *ids, int n,
-                           struct gpuq_entry *out, int cap, redisReply **reply) {
-    *reply = NULL;
-    if (s->down_until_us[q]) return 0;
-    redisReply *r = claim_own(s, q, ids, n, 0);
-    *reply = r;
-    return r ? take_entries(s, q, r, out, cap) : -1;
 }
 
 int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int64_t *pending) {
@@ -712,7 +389,7 @@ int gpuq_stream_queue_stats(struct gpuq_stream *s, int q, int64_t *backlog, int6
     *backlog = *pending = -1;
     if (s->down_until_us[q]) return 0;
     if (!s->rc || gpuq_stream_use(s, q) != 0) return -1;
-    redisReply *r = command(s, 3, argv, NULL);
+    redisReply *r = gpuq_stream_command(s, 3, argv, NULL);
     if (!r) return -1;
     *backlog = *pending = -1;
     for (size_t g = 0; r->type == REDIS_REPLY_ARRAY && g < r->elements; g++) {

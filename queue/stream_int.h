@@ -44,6 +44,16 @@ void gpuq_stream_drop(struct gpuq_stream *s);
 /* On a cluster, points rc at the master of queue q's slot, connecting when
  * needed. Returns 0, or -1 with errstr (every connection dropped). */
 int gpuq_stream_use(struct gpuq_stream *s, int q);
+/* Runs one command (on a cluster, on the master of the slot last used,
+ * following MOVED and ASK); returns the reply, or NULL with errstr
+ * (connection dropped on I/O errors). An error reply is returned as it is. */
+redisReply *gpuq_stream_command(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens);
+/* Runs a command whose reply only says whether it worked; an error that
+ * starts with ok_error, or ok_error2, counts as working. 0, or -1 with errstr. */
+int gpuq_stream_simple(struct gpuq_stream *s, int argc, const char **argv, const char *ok_error,
+                       const char *ok_error2);
+/* The monotonic clock in microseconds. */
+int64_t gpuq_stream_now_us(void);
 /* Frees what the writing half allocated. */
 void gpuq_stream_free_writes(struct gpuq_stream *s);
 
