@@ -184,27 +184,28 @@ class EmbedParams(EmbedTest):
         worker is read from Redis: the same bytes, every job's dimensions and
         dtype applied after; the metrics count the rows found and missed."""
         from harness import free_port
-        texts = [f"text number {i} " + TEXTS[i % len(TEXTS)] for i in range(100)]
+        texts = [f"text number {i} " + TEXTS[i % len(TEXTS)] for i in range(1000)]
         port = free_port()
         self.worker("--model", f"m={self.folder}", "--embed-cache-ttl", "60", "--metrics-addr", f"127.0.0.1:{port}")
         first = self.run_jobs([self.embed(t) for t in texts])
         hit = 'gpuq_cache_rows_total{result="hit"}'
         miss = 'gpuq_cache_rows_total{result="miss"}'
-        self.assertEqual(self.metric(port, miss), 100)
+        self.assertEqual(self.metric(port, miss), 1000)
         keys = self.r.keys(self.client.key("cache:*"))
-        self.assertEqual(len(keys), 100)
+        self.assertEqual(len(keys), 1000)
         self.assertTrue(all(0 < self.r.ttl(k) <= 60 for k in keys))
-        jobs = [self.embed(texts[i % 100]) for i in range(1000)] + [self.embed(texts[:8], dimensions=16),
-                                                                      self.embed(texts[:8], dtype="ubinary")]
+        # 10,000 jobs over those 1,000 texts in all: the 9,000 repeats are read, none computed
+        jobs = [self.embed(texts[i % 1000]) for i in range(9000)] + [self.embed(texts[:8], dimensions=16),
+                                                                       self.embed(texts[:8], dtype="ubinary")]
         again = self.run_jobs(jobs)
-        self.assertEqual(self.metric(port, hit), 1000 + 16)
-        self.assertEqual(self.metric(port, miss), 100, "nothing computed twice")
-        for i in range(1000):
-            self.assertEqual(again[i]["outputs"]["y"]["data"], first[i % 100]["outputs"]["y"]["data"])
+        self.assertEqual(self.metric(port, hit), 9000 + 16)
+        self.assertEqual(self.metric(port, miss), 1000, "nothing computed twice")
+        for i in range(9000):
+            self.assertEqual(again[i]["outputs"]["y"]["data"], first[i % 1000]["outputs"]["y"]["data"])
             self.assertEqual(again[i]["timing"]["batch_size"], 0, "answered without compute")
         y = np.concatenate([self.ok(r) for r in first[:8]])
-        np.testing.assert_allclose(self.ok(again[1000]), st_ref.truncate(y, 16, normalize=True), atol=1e-6)
-        bits = np.frombuffer(again[1001]["outputs"]["y"]["data"], "u1").reshape(8, 8)
+        np.testing.assert_allclose(self.ok(again[9000]), st_ref.truncate(y, 16, normalize=True), atol=1e-6)
+        bits = np.frombuffer(again[9001]["outputs"]["y"]["data"], "u1").reshape(8, 8)
         np.testing.assert_array_equal(bits, st_ref.quantize(y, "ubinary"))
         # another worker, a fresh process, finds them too; another prompt does not
         self.workers[0].stop()
