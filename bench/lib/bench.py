@@ -506,6 +506,8 @@ def main():
                    help="only the webhook benchmark, with N webhooks for throughput (webhooks.md)")
     p.add_argument("--embed-cache", type=int, metavar="N", help="only: N embed jobs with 0%% and 50%% repeated texts, "
                    "with and without --embed-cache-ttl (writes embed_cache.md and embed_cache.json)")
+    p.add_argument("--decoder", type=int, metavar="N", help="only: N sentences through a Qwen3-shaped decoder "
+                   "embedder, gpuq against a careful ONNX Runtime worker (writes decoder.md and decoder.json)")
     p.add_argument("--rerank", type=int, metavar="Q", help="only: Q rerank jobs of 100 documents each, gpuq "
                    "against a careful ONNX Runtime worker (writes rerank.md and rerank.json)")
     p.add_argument("--embed", type=int, metavar="N", help="only: the embedding benchmark on N sentences, "
@@ -538,6 +540,13 @@ def main():
         import embed_cache_bench
         try:
             embed_cache_bench.run(b, a.embed_cache, a.out)
+        finally:
+            b.close()
+        return
+    if a.decoder:
+        import decoder_bench
+        try:
+            decoder_bench.run(b, a.decoder, a.out)
         finally:
             b.close()
         return
