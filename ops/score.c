@@ -1,4 +1,4 @@
-/* score.c -- the sequence-classifier ops' shared half (ops/score.h). */
+/* score.c -- what the ops on an encoder's head (rerank, classify, embed_sparse) share (ops/score.h). */
 #include "ops/score.h"
 
 #include <math.h>

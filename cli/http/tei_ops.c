@@ -99,6 +99,8 @@ static int32_t i32_at(const void *p, int64_t i) {
 
 /* ---- /rerank: {query, texts, raw_scores, return_text} -> [{index, score, text?}], best first ---- */
 
+static void release(void *json) { json_decref(json); }
+
 static void rerank_done(struct gpuq_http_req *r) {
     struct gpuq_http_result *res = result_of(r);
     const void *scores, *order;
@@ -141,7 +143,7 @@ void gpuq_http_tei_rerank(struct gpuq_http_req *r) {
         goto out;
     if (ret) {
         r->ctx = json_incref((json_t *)texts);
-        r->ctx_free = (void (*)(void *))json_decref;
+        r->ctx_free = release;
     }
     submit(r, "rerank", model, json_pack("{s:O, s:O}", "query", query, "documents", texts),
            json_pack("{s:b}", "raw_scores", raw), rerank_done);
