@@ -237,3 +237,19 @@ float *gpuq_safetensors_take(const struct gpuq_safetensors *st, const char *pref
         strcpy(full + n - 4, "beta");
     return gpuq_safetensors_f32(st, full, d1 ? 2 : 1, shape, err, errlen);
 }
+
+float *gpuq_safetensors_stack(const struct gpuq_safetensors *st, const char *prefix, const char *const *names,
+                              int parts, int layer, const int64_t *rows, int64_t d1, char *err, size_t errlen) {
+    size_t cols = d1 ? (size_t)d1 : 1, n = 0, at = 0;
+    for (int p = 0; p < parts; p++) n += (size_t)rows[p] * cols;
+    float *out = malloc(n * sizeof(float));
+    if (!out) return snprintf(err, errlen, "out of memory"), NULL;
+    for (int p = 0; p < parts; p++) {
+        float *part = gpuq_safetensors_take(st, prefix, names[p], layer, rows[p], d1, err, errlen);
+        if (!part) return free(out), NULL;
+        memcpy(out + at, part, (size_t)rows[p] * cols * sizeof(float));
+        at += (size_t)rows[p] * cols;
+        free(part);
+    }
+    return out;
+}

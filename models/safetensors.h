@@ -48,6 +48,12 @@ float *gpuq_safetensors_f32(const struct gpuq_safetensors *st, const char *name,
 float *gpuq_safetensors_take(const struct gpuq_safetensors *st, const char *prefix, const char *name, int layer,
                              int64_t d0, int64_t d1, char *err, size_t errlen);
 
+/* parts weights (names[p] as for _take, of shape [rows[p], d1]) stacked by
+ * rows into one malloc'd f32 array: a fused q, k, v or gate, up. NULL with
+ * a reason in err. */
+float *gpuq_safetensors_stack(const struct gpuq_safetensors *st, const char *prefix, const char *const *names,
+                              int parts, int layer, const int64_t *rows, int64_t d1, char *err, size_t errlen);
+
 /* Frees what st holds; accepts a zeroed struct. */
 void gpuq_safetensors_free(struct gpuq_safetensors *st);
 

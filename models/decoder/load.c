@@ -97,20 +97,10 @@ static void read_weight(void *ctx, const struct gpuq_weight *w, int slot, int la
         return;
     }
     /* parts stacked by rows: q, k, v or gate, up */
-    if (!(*w->data = malloc(w->n * sizeof(float)))) {
-        snprintf(r->err, r->errlen, "out of memory");
-        r->failed = 1;
-        return;
-    }
-    size_t at = 0, cols = d1 ? (size_t)d1 : 1;
-    for (int p = 0; p < 3 && names[p] && !r->failed; p++) {
-        int64_t rows = part_rows(r->d, slot, p);
-        float *part = take(r, names[p], layer, rows, d1);
-        if (part) memcpy(*w->data + at, part, (size_t)rows * cols * sizeof(float));
-        at += (size_t)rows * cols;
-        r->failed = !part;
-        free(part);
-    }
+    int64_t rows[3];
+    int parts = 0;
+    for (; parts < 3 && names[parts]; parts++) rows[parts] = part_rows(r->d, slot, parts);
+    r->failed = !(*w->data = gpuq_safetensors_stack(r->st, r->prefix, names, parts, layer, rows, d1, r->err, r->errlen));
 }
 
 static int read_weights(struct gpuq_decoder *d, const struct gpuq_decoder_spec *spec, const char *dir, char *err,

@@ -145,17 +145,8 @@ static void read_weight(void *ctx, const struct gpuq_weight *w, int slot, int la
         return;
     }
     /* three parts stacked: each a third of the rows */
-    if (!(*w->data = malloc(w->n * sizeof(float)))) {
-        snprintf(r->err, r->errlen, "out of memory");
-        r->failed = 1;
-        return;
-    }
-    for (int p = 0; p < 3 && !r->failed; p++) {
-        float *part = take(r, names[p], layer, d0 / 3, d1);
-        if (part) memcpy(*w->data + w->n / 3 * (size_t)p, part, w->n / 3 * sizeof(float));
-        r->failed = !part;
-        free(part);
-    }
+    int64_t rows[3] = {d0 / 3, d0 / 3, d0 / 3};
+    r->failed = !(*w->data = gpuq_safetensors_stack(r->st, r->prefix, names, 3, layer, rows, d1, r->err, r->errlen));
 }
 
 /* A *ForSequenceClassification head as two Dense modules on the first
