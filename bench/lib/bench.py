@@ -3,6 +3,7 @@ against RQ, Celery and a batching Python Streams worker (and the compute-only
 ceiling); latency under open-loop load; worker memory under a backlog; and
 the Redis limit. Writes results.md, results.json and PNG plots."""
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -529,48 +530,12 @@ def main():
         cluster_bench.run(a)
         return
     b = Bench(a)
-    if a.knn_binary:
-        import knn_binary_bench
-        try:
-            knn_binary_bench.run(b, a.knn_binary, a.knn_queries, a.out)
-        finally:
-            b.close()
-        return
-    if a.embed_cache:
-        import embed_cache_bench
-        try:
-            embed_cache_bench.run(b, a.embed_cache, a.out)
-        finally:
-            b.close()
-        return
-    if a.decoder:
-        import decoder_bench
-        try:
-            decoder_bench.run(b, a.decoder, a.out)
-        finally:
-            b.close()
-        return
-    if a.rerank:
-        import rerank_bench
-        try:
-            rerank_bench.run(b, a.rerank, a.out)
-        finally:
-            b.close()
-        return
-    if a.embed:
-        import embed_bench
-        try:
-            embed_bench.run(b, a.embed, a.out)
-        finally:
-            b.close()
-        return
-    if a.compare or a.tls:
-        try:
-            b.compare() if a.compare else b.tls()
-        finally:
-            b.close()
-        return
     try:
+        for only in ("knn_binary", "embed_cache", "decoder", "rerank", "embed"):   # each bench/lib/<only>_bench.py
+            if getattr(a, only):
+                return importlib.import_module(only + "_bench").run(b, getattr(a, only), a.out)
+        if a.compare or a.tls:
+            return b.compare() if a.compare else b.tls()
         if a.webhooks:
             import webhooks
             print(webhooks.run(b, a.out))

@@ -222,7 +222,6 @@ def serve(port, folder, threads, sub_batch=16):
 
 
 def run(b, n, out_dir):
-    import subprocess
     t0 = time.time()
     folder, _ = folder_of(os.path.join(b.tmp, "qwen3"))
     print(f"decoder folder written in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -230,17 +229,10 @@ def run(b, n, out_dir):
     reply = "gpuq:{default}:reply:embed"
     res, outs, kernels = {}, {}, {}
 
-    def peer():
-        p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", str(b.port), folder,
-                              str(b.threads)], env=b.env, stdout=subprocess.PIPE, text=True)
-        line = p.stdout.readline()
-        assert line.startswith("ready"), line
-        kernels["python-onnxruntime careful"] = line[len("ready"):].strip()
-        return p
-
     starts = {"gpuq f32": lambda: b.worker("--model", f"t={folder}"),
               "gpuq bf16": lambda: b.worker("--model", f"t={folder}", "--precision", "bf16"),
-              "python-onnxruntime careful": peer}
+              "python-onnxruntime careful": embed_bench.python_peer(
+                  b, __file__, [str(b.port), folder, str(b.threads)], kernels, "python-onnxruntime careful")}
     for name, start in starts.items():
         res[name], outs[name] = embed_bench.drain(b, texts, start, reply, timeout=900)
         if name.startswith("gpuq"):

@@ -424,22 +424,28 @@ def backend_line(b):
     return got.group(1) if got else "?"
 
 
+def python_peer(b, script, args, kernels, name):
+    """A start() for drain: runs `python script worker args...`, which prints
+    'ready <what it runs>' once it listens; that goes into kernels[name]."""
+    def start():
+        import subprocess
+        p = subprocess.Popen([sys.executable, os.path.abspath(script), "worker", *args], env=b.env,
+                             stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline()
+        assert line.startswith("ready"), line
+        kernels[name] = line[len("ready"):].strip()
+        return p
+    return start
+
+
 def run(b, n, out_dir):
-    import subprocess
     folder = pyenv.model_dir()
     texts = sentences(n)
     reply = "gpuq:{default}:reply:embed"
     res, outs, kernels = {}, {}, {}
 
     def python_worker(kind):
-        def start():
-            p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", kind, str(b.port), folder,
-                                  str(b.threads)], env=b.env, stdout=subprocess.PIPE, text=True)
-            line = p.stdout.readline()
-            assert line.startswith("ready")
-            kernels[kind] = line[len("ready"):].strip()
-            return p
-        return start
+        return python_peer(b, __file__, [kind, str(b.port), folder, str(b.threads)], kernels, kind)
 
     def gpuq(*extra, binary=None, env=None):
         def start():

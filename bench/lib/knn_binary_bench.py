@@ -88,7 +88,8 @@ def embed(b, texts, reply, per_job=256):
     return np.concatenate([arr(r["outputs"]["y"]) for r in res]), secs
 
 
-def run(b, n, n_queries, out_dir):
+def run(b, n, out_dir):
+    n_queries = b.a.knn_queries
     folder = pyenv.model_dir()
     corpus = list(pyenv.corpus())
     texts = sentences(n + n_queries, seed=1)

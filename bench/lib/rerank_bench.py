@@ -151,23 +151,15 @@ def drain(b, jobs, start, reply):
 
 
 def run(b, q, out_dir):
-    import subprocess
     folder = cross_encoder(os.path.join(b.tmp, "ce"))
     jobs = jobs_for(q)
     reply = "gpuq:{default}:reply:rerank"
     kernels, res, outs = {}, {}, {}
 
-    def peer():
-        p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker", str(b.port), folder,
-                              str(b.threads)], env=b.env, stdout=subprocess.PIPE, text=True)
-        line = p.stdout.readline()
-        assert line.startswith("ready"), line
-        kernels["python-onnxruntime careful"] = line[len("ready"):].strip()
-        return p
-
     starts = {"gpuq f32": lambda: b.worker("--model", f"ce={folder}"),
               "gpuq bf16": lambda: b.worker("--model", f"ce={folder}", "--precision", "bf16"),
-              "python-onnxruntime careful": peer}
+              "python-onnxruntime careful": embed_bench.python_peer(
+                  b, __file__, [str(b.port), folder, str(b.threads)], kernels, "python-onnxruntime careful")}
     for name, start in starts.items():
         res[name], outs[name] = drain(b, jobs, start, reply)
         if name.startswith("gpuq"):
