@@ -50,7 +50,7 @@ int tok_bpe_tokenize(const struct tok_model *m, const char *s, size_t n, struct 
 int tok_wordlevel_tokenize(const struct tok_model *m, const char *s, size_t n, struct tok_ids *out);
 
 /* m->vocab from a model's "vocab" object of token to id (WordPiece, BPE,
- * WordLevel). 0, or -1 with a reason. */
+ * WordLevel), which must be an object. 0, or -1 with a reason. */
 int tok_model_vocab(struct tok_model *m, json_t *vocab, char *err, size_t errlen);
 
 void tok_model_free(struct tok_model *m);

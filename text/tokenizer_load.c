@@ -252,6 +252,10 @@ void gpuq_tok_destroy(struct gpuq_tok *t) {
 }
 
 int tok_model_vocab(struct tok_model *m, json_t *vocab, char *err, size_t errlen) {
+    if (!json_is_object(vocab)) {
+        snprintf(err, errlen, "tokenizer.json: model.vocab is not an object");
+        return -1;
+    }
     if (gpuq_vocab_init(&m->vocab, (int)json_object_size(vocab)) != 0) {
         snprintf(err, errlen, "tokenizer.json: vocabulary too large");
         return -1;

@@ -43,12 +43,7 @@ int tok_wordpiece_tokenize(const struct tok_model *m, const char *s, size_t n, s
 }
 
 int tok_wordpiece_parse(struct tok_model *m, json_t *j, char *err, size_t errlen) {
-    json_t *vocab = json_object_get(j, "vocab");
-    if (!json_is_object(vocab)) {
-        snprintf(err, errlen, "tokenizer.json: model.vocab is not an object");
-        return -1;
-    }
-    if (tok_model_vocab(m, vocab, err, errlen) != 0) return -1;
+    if (tok_model_vocab(m, json_object_get(j, "vocab"), err, errlen) != 0) return -1;
     const char *unk = json_string_value(json_object_get(j, "unk_token"));
     if (!unk) unk = "[UNK]";
     if ((m->unk_id = gpuq_vocab_find(&m->vocab, unk, strlen(unk))) < 0) {
