@@ -50,14 +50,17 @@ static int dense(struct gpuq_backend *be, struct dense_in x, int t, int in, cons
     return gpuq_cpu_gemm(be, &a);
 }
 
-/* x[r] = LayerNorm(x[r] + add[r]) over h, for t rows (add may be NULL). */
+/* x[r] = LayerNorm(x[r] + add[r]) over h, for t rows (add may be NULL);
+ * where x16 is not NULL, also in bf16 into x16, each row while it is in
+ * cache (the next GEMM's input). */
 static void add_layernorm(float *x, const float *add, int t, int h, const float *g, const float *b,
-                          float eps) {
+                          float eps, uint16_t *x16) {
     for (int r = 0; r < t; r++) {
         float *v = x + (size_t)r * h;
         if (add)
             for (int j = 0; j < h; j++) v[j] += add[(size_t)r * h + j];
         gpuq_cpu_layernorm_row(v, v, h, g, b, eps);
+        if (x16) gpuq_cpu_gemm_to_bf16(v, (size_t)h, x16 + (size_t)r * h);
     }
 }
 
@@ -82,44 +85,67 @@ static inline float exp_nonpositive(float x) {
     return p * scale;
 }
 
-/* Each of rows rows of n scores to its softmax. Vector code for the host's
- * widest of AVX-512, AVX2 and the x86-64 baseline, chosen at load. */
+/* A row of scores: n of them, padded to whole vectors of 16 so that the
+ * softmax's loops have no scalar remainder. */
+static int64_t scores_ld(int n) { return ((int64_t)n + 15) & ~(int64_t)15; }
+
+/* The scores of an n-token sequence and each row's 1 / sum. */
+static size_t scores_floats(const struct gpuq_encoder *e, int n) { return (size_t)e->heads * n * (scores_ld(n) + 1); }
+
+/* Each of rows rows of ld scores to its softmax's numerators, e^(s - max),
+ * and inv[r] to 1 / their sum: the division is left to the weighted sum of
+ * the values, n times fewer products than here (and no pass that waits on
+ * each row's sum). Vector code for the host's widest of AVX-512, AVX2 and
+ * the x86-64 baseline, chosen at load. A padding score is -inf, so it
+ * changes neither the row's largest nor its sum (exp_nonpositive gives it
+ * e^-87, below the sum's last bit). */
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void softmax_rows(float *s, int rows, int n) {
+static void softmax_rows(float *s, int rows, int64_t ld, float *inv) {
     for (int r = 0; r < rows; r++) {
-        float *v = s + (size_t)r * n, mx = v[0], sum = 0;
+        float *v = s + (size_t)r * ld, mx = v[0], sum = 0;
 #pragma omp simd reduction(max : mx)
-        for (int j = 1; j < n; j++) mx = v[j] > mx ? v[j] : mx;
+        for (int64_t j = 0; j < ld; j++) mx = v[j] > mx ? v[j] : mx;
 #pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < n; j++) sum += v[j] = exp_nonpositive(v[j] - mx);
-        float inv = 1.0f / sum;
-        for (int j = 0; j < n; j++) v[j] *= inv;
+        for (int64_t j = 0; j < ld; j++) sum += v[j] = exp_nonpositive(v[j] - mx);
+        inv[r] = 1.0f / sum;
     }
 }
 
 /* ctx[n, h] = softmax(Q K^T / sqrt(d) + bias) V, all heads at once (two
  * batched GEMMs over the heads), for one sequence whose q, k, v rows sit in
- * qkv [n, 3h]; scores holds heads * n * n floats; bias, where not NULL,
- * is [heads, n, n]. */
+ * qkv [n, 3h]; scores holds scores_floats(n) floats, [heads, n] rows of
+ * scores_ld(n) then their 1 / sum; bias, where not NULL, is laid out as
+ * scores are, its padding 0. Where ctx16 is not NULL, ctx also in bf16 there. */
 static int attention(struct gpuq_backend *be, const float *qkv, int n, int h, int heads, const float *bias,
-                     float *scores, float *ctx) {
-    int64_t d = h / heads, nn = (int64_t)n * n;
+                     float *scores, float *ctx, uint16_t *ctx16) {
+    int64_t d = h / heads, ld = scores_ld(n), nn = (int64_t)n * ld;
     struct gpuq_cpu_gemm_args qk = {
         .batch = heads, .m = n, .n = n, .k = d, .type = GPUQ_CPU_GEMM_F32,
         .a = qkv, .a_row = 3 * h, .a_col = 1, .a_batch = d,
         .b = qkv + h, .b_row = 1, .b_col = 3 * h, .b_batch = d,
-        .c = scores, .c_row = n, .c_col = 1, .c_batch = nn, .alpha = 1.0f / sqrtf((float)d)};
+        .c = scores, .c_row = ld, .c_col = 1, .c_batch = nn, .alpha = 1.0f / sqrtf((float)d)};
     struct gpuq_cpu_gemm_args pv = {
         .batch = heads, .m = n, .n = d, .k = n, .type = GPUQ_CPU_GEMM_F32,
-        .a = scores, .a_row = n, .a_col = 1, .a_batch = nn,
+        .a = scores, .a_row = ld, .a_col = 1, .a_batch = nn,
         .b = qkv + 2 * h, .b_row = 3 * h, .b_col = 1, .b_batch = d,
         .c = ctx, .c_row = h, .c_col = 1, .c_batch = d, .alpha = 1.0f};
     int rc = gpuq_cpu_gemm(be, &qk);
     if (rc) return rc;
+    for (int64_t r = 0; r < heads * n && ld > n; r++)
+        for (int64_t j = n; j < ld; j++) scores[r * ld + j] = -INFINITY;
     if (bias)
         for (int64_t i = 0; i < heads * nn; i++) scores[i] += bias[i];
-    softmax_rows(scores, heads * n, n);
-    return gpuq_cpu_gemm(be, &pv);
+    float *inv = scores + heads * nn;
+    softmax_rows(scores, heads * n, ld, inv);
+    if ((rc = gpuq_cpu_gemm(be, &pv))) return rc;
+    for (int i = 0; i < n; i++) {
+        for (int hd = 0; hd < heads; hd++) {
+            float *c = ctx + (size_t)i * h + hd * d, by = inv[(size_t)hd * n + i];
+            for (int64_t j = 0; j < d; j++) c[j] *= by;
+        }
+        if (ctx16) gpuq_cpu_gemm_to_bf16(ctx + (size_t)i * h, (size_t)h, ctx16 + (size_t)i * h);
+    }
+    return 0;
 }
 
 int gpuq_encoder_rel_bucket(int rel, int buckets, int max_distance) {
@@ -151,20 +177,23 @@ static int block_tokens(int n_tokens, int max_len) {
 
 size_t gpuq_encoder_scratch_floats(const struct gpuq_encoder *e, int n_tokens, int max_len) {
     size_t h = (size_t)e->hidden, wide = (size_t)(e->intermediate > e->hidden ? e->intermediate : e->hidden);
-    size_t sq = (size_t)e->heads * max_len * max_len, tb = (size_t)block_tokens(n_tokens, max_len);
+    size_t sq = scores_floats(e, max_len), tb = (size_t)block_tokens(n_tokens, max_len);
     size_t tail = gpuq_encoder_head_floats(e, n_tokens);
     if (e->mlm && tail < (size_t)SPARSE_BLOCK * (h + (size_t)e->vocab)) tail = (size_t)SPARSE_BLOCK * (h + (size_t)e->vocab);
     return (size_t)n_tokens * h + tb * (4 * h + (size_t)e->intermediate) + sq + (tb * wide + 1) / 2 +
            (e->rel_buckets ? sq : 0) + tail;
 }
 
-/* The relative position bias of an n-token sequence, [heads, n, n]. */
+/* The relative position bias of an n-token sequence, [heads, n] rows of
+ * scores_ld(n), their padding 0. */
 static void rel_bias(const struct gpuq_encoder *e, int n, float *bias) {
+    int64_t ld = scores_ld(n);
+    memset(bias, 0, scores_floats(e, n) * sizeof(float));
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
             const float *row = e->emb[GPUQ_ENC_REL_BIAS] +
                                (size_t)gpuq_encoder_rel_bucket(j - i, e->rel_buckets, e->rel_max_distance) * e->heads;
-            for (int hd = 0; hd < e->heads; hd++) bias[((size_t)hd * n + i) * n + j] = row[hd];
+            for (int hd = 0; hd < e->heads; hd++) bias[((size_t)hd * n + i) * ld + j] = row[hd];
         }
 }
 
@@ -263,7 +292,7 @@ static void embed_tokens(const struct gpuq_encoder *e, const struct gpuq_encode_
 static int layers(struct gpuq_backend *be, const struct gpuq_encoder *e, const int *lens, int n_seq, int t,
                   int longest, float *x, float *scratch) {
     int h = e->hidden, inner = e->intermediate, heads = e->heads, rc = 0;
-    size_t th = (size_t)t * h, ti = (size_t)t * inner, sq = (size_t)heads * longest * longest;
+    size_t th = (size_t)t * h, ti = (size_t)t * inner, sq = scores_floats(e, longest);
     float *qkv = scratch, *ctx = qkv + 3 * th, *inter = ctx + th, *scores = inter + ti;
     uint16_t *x16 = (uint16_t *)(scores + sq);
     size_t wide = (size_t)(inner > h ? inner : h);
@@ -274,27 +303,33 @@ static int layers(struct gpuq_backend *be, const struct gpuq_encoder *e, const i
         const struct gpuq_enc_layer *ly = &e->layers[l];
         const uint16_t *const *w16 = (const uint16_t *const *)ly->w16, *none[4] = {NULL};
         if (!bf16) w16 = none;
-        rc = dense(be, dense_in(be, x, th, w16[0], x16, ctx), t, h, GPUQ_LW(ly, GPUQ_ENC_QKV_W), w16[0],
+        /* in bf16, past the first layer the last LayerNorm left its output in x16 too */
+        struct dense_in in = l > 0 && w16[0] ? (struct dense_in){NULL, x16} : dense_in(be, x, th, w16[0], x16, ctx);
+        rc = dense(be, in, t, h, GPUQ_LW(ly, GPUQ_ENC_QKV_W), w16[0],
                    GPUQ_LW(ly, GPUQ_ENC_QKV_B), 3 * h, GPUQ_ACT_NONE, qkv, f32);
         for (int s = 0, off = 0; s < n_seq && !rc; off += lens[s], s++) {
             if (e->rel_buckets) rel_bias(e, lens[s], bias);
             rc = attention(be, qkv + (size_t)off * 3 * h, lens[s], h, heads, e->rel_buckets ? bias : NULL,
-                           scores, ctx + (size_t)off * h);
+                           scores, ctx + (size_t)off * h, w16[1] ? x16 + (size_t)off * h : NULL);
         }
         /* qkv is free again */
-        if (!rc) rc = dense(be, dense_in(be, ctx, th, w16[1], x16, ctx), t, h, GPUQ_LW(ly, GPUQ_ENC_ATTN_W), w16[1],
+        in = w16[1] ? (struct dense_in){NULL, x16} : dense_in(be, ctx, th, w16[1], x16, ctx);
+        if (!rc) rc = dense(be, in, t, h, GPUQ_LW(ly, GPUQ_ENC_ATTN_W), w16[1],
                             GPUQ_LW(ly, GPUQ_ENC_ATTN_B), h, GPUQ_ACT_NONE, qkv, f32);
         if (rc) break;
-        add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN1_G), GPUQ_LW(ly, GPUQ_ENC_LN1_B), e->ln_eps);
+        add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN1_G), GPUQ_LW(ly, GPUQ_ENC_LN1_B), e->ln_eps,
+                      w16[2] ? x16 : NULL);
         /* in bf16 the activation's output leaves the GEMM rounded, as the next one takes it */
         int direct = w16[2] && w16[3];
-        rc = dense(be, dense_in(be, x, th, w16[2], x16, ctx), t, h, GPUQ_LW(ly, GPUQ_ENC_FFN_W1), w16[2],
+        in = w16[2] ? (struct dense_in){NULL, x16} : dense_in(be, x, th, w16[2], x16, ctx);
+        rc = dense(be, in, t, h, GPUQ_LW(ly, GPUQ_ENC_FFN_W1), w16[2],
                    GPUQ_LW(ly, GPUQ_ENC_FFN_B1), inner, e->act, inter, direct ? GPUQ_CPU_GEMM_BF16 : f32);
         struct dense_in mid = direct ? (struct dense_in){NULL, (const uint16_t *)inter}
                                      : dense_in(be, inter, ti, w16[3], x16, inter);
         if (!rc) rc = dense(be, mid, t, inner, GPUQ_LW(ly, GPUQ_ENC_FFN_W2), w16[3], GPUQ_LW(ly, GPUQ_ENC_FFN_B2), h,
                             GPUQ_ACT_NONE, qkv, f32);
-        if (!rc) add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN2_G), GPUQ_LW(ly, GPUQ_ENC_LN2_B), e->ln_eps);
+        if (!rc) add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN2_G), GPUQ_LW(ly, GPUQ_ENC_LN2_B), e->ln_eps,
+                               bf16 && l + 1 < e->n_layers && e->layers[l + 1].w16[0] ? x16 : NULL);
     }
     return rc;
 }
@@ -306,7 +341,7 @@ int gpuq_encoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_encoder 
     int tb = block_tokens(t, longest);
     float *x = scratch, *rest = x + (size_t)t * h;
     embed_tokens(e, b, x);
-    add_layernorm(x, NULL, t, h, e->emb[GPUQ_ENC_LN_G], e->emb[GPUQ_ENC_LN_B], e->ln_eps);
+    add_layernorm(x, NULL, t, h, e->emb[GPUQ_ENC_LN_G], e->emb[GPUQ_ENC_LN_B], e->ln_eps, NULL);
     /* blocks of whole sequences of at most tb tokens, each through every layer */
     for (int s0 = 0, off = 0; s0 < b->n_seq && !rc;) {
         int s1 = s0, n = 0, most = 0;
@@ -316,7 +351,7 @@ int gpuq_encoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_encoder 
         off += n, s0 = s1;
     }
     /* the tail past the layers' buffers, sized for a block */
-    size_t sq = (size_t)e->heads * longest * longest, wide = (size_t)(e->intermediate > h ? e->intermediate : h);
+    size_t sq = scores_floats(e, longest), wide = (size_t)(e->intermediate > h ? e->intermediate : h);
     float *work = rest + (size_t)tb * (4 * h + e->intermediate) + sq + ((size_t)tb * wide + 1) / 2 +
                   (e->rel_buckets ? sq : 0);
     return rc ? rc : e->mlm ? sparse(be, e, b, x, work) : gpuq_encoder_head_cpu(be, e, b, x, work);
