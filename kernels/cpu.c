@@ -36,10 +36,9 @@ const float *gpuq_cpu_round_rows(enum gpuq_precision p, const float *in, size_t 
 }
 
 /* The sums in double in any order (vector lanes), which moves them by
- * double's rounding only; vector code for the host's widest of AVX-512,
- * AVX2 and the x86-64 baseline, chosen at load. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void layernorm_row(const float *in, float *out, int n, const float *g, const float *b, float eps) {
+ * double's rounding only; vector code for the CPU backend's ISA. */
+static inline __attribute__((always_inline)) void layernorm_row_body(const float *in, float *out, int n,
+                                                                     const float *g, const float *b, float eps) {
     double mean = 0, var = 0;
 #pragma omp simd reduction(+ : mean)
     for (int j = 0; j < n; j++) mean += in[j];
@@ -50,8 +49,11 @@ static void layernorm_row(const float *in, float *out, int n, const float *g, co
     for (int j = 0; j < n; j++) out[j] = (float)(in[j] - mean) * inv * g[j] + b[j];
 }
 
+GPUQ_CPU_VECTOR(layernorm_row, (const float *in, float *out, int n, const float *g, const float *b, float eps),
+                (in, out, n, g, b, eps))
+
 void gpuq_cpu_layernorm_row(const float *in, float *out, int n, const float *g, const float *b, float eps) {
-    layernorm_row(in, out, n, g, b, eps);     /* the clones stay static, as in cpu_gemm.c */
+    layernorm_row(in, out, n, g, b, eps);
 }
 
 /* ---- GEMMs ---- */

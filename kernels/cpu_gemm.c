@@ -185,12 +185,22 @@ static dnnl_primitive_t primitive(struct gpuq_cpu_gemm *g, const struct key *k, 
 
 /* ---- running ---- */
 
-/* Vector code for the host's widest of AVX-512, AVX2 and the x86-64
- * baseline, chosen at load. Infinities round to themselves and so does
- * the largest finite f32 to infinity, as gpuq_round_bf16 has it; a NaN is
- * kept a NaN (made quiet, so cutting its low bits cannot make it one). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void to_bf16(const float *in, size_t n, uint16_t *out) {
+enum gpuq_cpu_isa gpuq_cpu_isa(void) {
+    static int isa = -1;    /* the same value from any thread */
+    if (isa < 0) {
+        dnnl_cpu_isa_t got = dnnl_get_effective_cpu_isa();
+        isa = (got & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? GPUQ_ISA_AVX512
+              : (got & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2            ? GPUQ_ISA_AVX2
+                                                                             : GPUQ_ISA_BASE;
+    }
+    return (enum gpuq_cpu_isa)isa;
+}
+
+/* Vector code for the CPU backend's ISA (gpuq_cpu_isa). Infinities round to
+ * themselves and so does the largest finite f32 to infinity, as
+ * gpuq_round_bf16 has it; a NaN is kept a NaN (made quiet, so cutting its
+ * low bits cannot make it one). */
+static inline __attribute__((always_inline)) void to_bf16_body(const float *in, size_t n, uint16_t *out) {
     const uint32_t *bits = (const uint32_t *)(const void *)in;
     for (size_t i = 0; i < n; i++) {
         uint32_t b = bits[i];
@@ -199,8 +209,8 @@ static void to_bf16(const float *in, size_t n, uint16_t *out) {
     }
 }
 
-/* The clones stay static: clang gives an exported multiversioned function
- * no plain symbol for other files to call. */
+GPUQ_CPU_VECTOR(to_bf16, (const float *in, size_t n, uint16_t *out), (in, n, out))
+
 void gpuq_cpu_gemm_to_bf16(const float *in, size_t n, uint16_t *out) { to_bf16(in, n, out); }
 
 /* c = act(bias) where k is 0: a sum of nothing. */

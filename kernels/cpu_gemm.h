@@ -67,6 +67,29 @@ void gpuq_cpu_gemm_describe(struct gpuq_cpu_gemm *g, enum gpuq_cpu_gemm_type typ
 void gpuq_cpu_gemm_threads(int n);
 int gpuq_cpu_gemm_max_threads(void);
 
+/* The vector ISA of the CPU backend's own loops (softmax, LayerNorm, bf16
+ * conversion): the widest of AVX-512 and AVX2 that oneDNN dispatches to, so
+ * that its cap (ONEDNN_MAX_CPU_ISA=AVX2) caps them too and a run shows what
+ * a host with that ISA does. */
+enum gpuq_cpu_isa { GPUQ_ISA_BASE, GPUQ_ISA_AVX2, GPUQ_ISA_AVX512 };
+enum gpuq_cpu_isa gpuq_cpu_isa(void);
+
+/* Defines static void name params, which runs one of three copies of the
+ * always-inline name##_body (called with args), compiled for AVX-512, AVX2
+ * with FMA and the x86-64 baseline, as gpuq_cpu_isa() says. */
+#define GPUQ_CPU_VECTOR(name, params, args)                                                       \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma"))) static void name##_avx512 params { \
+        name##_body args;                                                                        \
+    }                                                                                            \
+    __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body args; }      \
+    static void name##_base params { name##_body args; }                                          \
+    static void name params {                                                                    \
+        enum gpuq_cpu_isa isa_ = gpuq_cpu_isa();                                                 \
+        if (isa_ == GPUQ_ISA_AVX512) name##_avx512 args;                                         \
+        else if (isa_ == GPUQ_ISA_AVX2) name##_avx2 args;                                        \
+        else name##_base args;                                                                   \
+    }
+
 /* n f32 values as bf16, rounded to nearest even as gpuq_round_bf16 does. */
 void gpuq_cpu_gemm_to_bf16(const float *in, size_t n, uint16_t *out);
 
