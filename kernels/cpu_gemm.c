@@ -41,6 +41,7 @@ struct key {
     enum gpuq_cpu_gemm_type type, c_type;
     int bias;
     enum gpuq_act act;
+    int accumulate;
     float alpha;
     int64_t m, n, k, a_row, a_col, b_row, b_col, c_row, c_col;
 };
@@ -143,8 +144,9 @@ static dnnl_status_t make_pd(struct gpuq_cpu_gemm *g, const struct key *k, dnnl_
     if (k->alpha != 1.0f) s = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha);
     float e_alpha;
     dnnl_alg_kind_t alg = eltwise(k->act, &e_alpha);
-    if (!s && alg != dnnl_alg_kind_undef && !(s = dnnl_post_ops_create(&po)) &&
-        !(s = dnnl_post_ops_append_eltwise(po, 1.0f, alg, e_alpha, 0.0f)))
+    if (!s && (alg != dnnl_alg_kind_undef || k->accumulate) && !(s = dnnl_post_ops_create(&po)) &&
+        !(s = k->accumulate ? dnnl_post_ops_append_sum(po, 1.0f) : dnnl_success) &&
+        !(s = alg != dnnl_alg_kind_undef ? dnnl_post_ops_append_eltwise(po, 1.0f, alg, e_alpha, 0.0f) : dnnl_success))
         s = dnnl_primitive_attr_set_post_ops(attr, po);
     if (!s) s = dnnl_primitive_desc_create(pd, &md, attr, g->engine, NULL);
     if (po) dnnl_post_ops_destroy(po);
@@ -155,7 +157,7 @@ static dnnl_status_t make_pd(struct gpuq_cpu_gemm *g, const struct key *k, dnnl_
 static int same(const struct key *x, const struct key *y) {
     return x->batch == y->batch && x->a == y->a && x->b == y->b && x->c == y->c && x->type == y->type &&
            x->c_type == y->c_type &&
-           x->bias == y->bias && x->act == y->act && x->alpha == y->alpha && x->m == y->m && x->n == y->n &&
+           x->bias == y->bias && x->act == y->act && x->accumulate == y->accumulate && x->alpha == y->alpha && x->m == y->m && x->n == y->n &&
            x->k == y->k && x->a_row == y->a_row && x->a_col == y->a_col && x->b_row == y->b_row &&
            x->b_col == y->b_col && x->c_row == y->c_row && x->c_col == y->c_col;
 }
@@ -213,13 +215,14 @@ GPUQ_CPU_VECTOR(to_bf16, (const float *in, size_t n, uint16_t *out), (in, n, out
 
 void gpuq_cpu_gemm_to_bf16(const float *in, size_t n, uint16_t *out) { to_bf16(in, n, out); }
 
-/* c = act(bias) where k is 0: a sum of nothing. */
+/* c = act(bias (+ c)) where k is 0: a sum of nothing. */
 static void no_terms(const struct gpuq_cpu_gemm_args *a) {
     for (int t = 0; t < a->batch; t++)
         for (int64_t i = 0; i < a->m; i++)
             for (int64_t j = 0; j < a->n; j++) {
                 int64_t at = t * a->c_batch + i * a->c_row + j * a->c_col;
-                float v = gpuq_act_apply(a->act, a->bias ? a->bias[j] : 0.0f);
+                float v = (a->bias ? a->bias[j] : 0.0f) + (a->accumulate ? ((float *)a->c)[at] : 0.0f);
+                v = gpuq_act_apply(a->act, v);
                 if (a->c_type == GPUQ_CPU_GEMM_BF16) gpuq_cpu_gemm_to_bf16(&v, 1, (uint16_t *)a->c + at);
                 else ((float *)a->c)[at] = v;
             }
@@ -272,7 +275,8 @@ static int64_t leading_rows(int64_t m) {
  * f32 calls take the run-time-sized one alone. */
 int gpuq_cpu_gemm_run(struct gpuq_cpu_gemm *g, const struct gpuq_cpu_gemm_args *a, char *err,
                       size_t errlen) {
-    assert(a->batch >= 1 && (a->batch == 1 || (!a->bias && a->act == GPUQ_ACT_NONE)));
+    assert(a->batch >= 1 && (a->batch == 1 || (!a->bias && a->act == GPUQ_ACT_NONE && !a->accumulate)));
+    assert(!a->accumulate || a->c_type == GPUQ_CPU_GEMM_F32);
     assert(!a->bias || a->alpha == 1.0f);
     if (a->m == 0 || a->n == 0) return 0;
     if (a->k == 0) {
@@ -280,8 +284,8 @@ int gpuq_cpu_gemm_run(struct gpuq_cpu_gemm *g, const struct gpuq_cpu_gemm_args *
         return 0;
     }
     struct key k = {a->batch, layout(a->a_row, a->a_col), layout(a->b_row, a->b_col),
-                    layout(a->c_row, a->c_col), a->type, a->c_type, a->bias != NULL, a->act, a->alpha, 0, 0,
-                    0, 0, 0, 0, 0, 0, 0};
+                    layout(a->c_row, a->c_col), a->type, a->c_type, a->bias != NULL, a->act, a->accumulate != 0,
+                    a->alpha, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     int64_t lead = a->batch == 1 && a->type == GPUQ_CPU_GEMM_BF16 && a->m >= FIXED_ROWS ? leading_rows(a->m) : 0;
     if (lead) {
         struct key fixed = k;
@@ -298,7 +302,7 @@ int gpuq_cpu_gemm_run(struct gpuq_cpu_gemm *g, const struct gpuq_cpu_gemm_args *
 int gpuq_cpu_gemm_has_bf16(struct gpuq_cpu_gemm *g) {
     if (g->bf16 < 0) {
         struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, GPUQ_CPU_GEMM_BF16, GPUQ_CPU_GEMM_F32, 0,
-                        GPUQ_ACT_NONE, 1.0f, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+                        GPUQ_ACT_NONE, 0, 1.0f, 0, 0, 0, 0, 0, 0, 0, 0, 0};
         dnnl_primitive_desc_t pd;
         g->bf16 = make_pd(g, &k, &pd) == dnnl_success;
         if (g->bf16) dnnl_primitive_desc_destroy(pd);
@@ -321,7 +325,7 @@ void gpuq_cpu_gemm_describe(struct gpuq_cpu_gemm *g, enum gpuq_cpu_gemm_type typ
     const dnnl_version_t *v = dnnl_version();
     const char *isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
     if (!strncmp(isa, "cpu_isa_", 8)) isa += 8;
-    struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, type, GPUQ_CPU_GEMM_F32, 0, GPUQ_ACT_NONE, 1.0f,
+    struct key k = {1, LAYOUT_ROWS, LAYOUT_COLS, LAYOUT_ROWS, type, GPUQ_CPU_GEMM_F32, 0, GPUQ_ACT_NONE, 0, 1.0f,
                     0, 0, 0, 0, 0, 0, 0, 0, 0};
     char any[48], fixed[48] = "";
     kernel_name(g, &k, any, sizeof(any));

@@ -20,14 +20,15 @@ struct gpuq_cpu_gemm;
 
 enum gpuq_cpu_gemm_type { GPUQ_CPU_GEMM_F32, GPUQ_CPU_GEMM_BF16 };
 
-/* c[i, j] = act(alpha * sum_k a[i, k] b[k, j] + bias[j]) for each of batch
+/* c[i, j] = act(alpha * sum_k a[i, k] b[k, j] + bias[j] (+ c[i, j] where
+ * accumulate: a residual added in the GEMM's own pass)) for each of batch
  * matrices. Element (i, k) of a's matrix t is at
  * a + t * a_batch + i * a_row + k * a_col (elements, not bytes); so for b
  * (k, j) and c (i, j). A transposed operand is a swap of its two strides.
  * a and b are of type (bf16: uint16_t, the high half of an f32); c is
  * f32, or bf16 rounded to nearest even where c_type says so; bias and the
- * sums are f32. bias (NULL: none) and act need batch 1, and bias needs
- * alpha 1. */
+ * sums are f32. bias (NULL: none), act and accumulate need batch 1, and
+ * bias needs alpha 1; accumulate needs an f32 c. */
 struct gpuq_cpu_gemm_args {
     int batch;
     int64_t m, n, k;
@@ -42,6 +43,7 @@ struct gpuq_cpu_gemm_args {
     float alpha;
     const float *bias;
     enum gpuq_act act;
+    int accumulate;
 };
 
 /* The library's engine and an empty cache of primitives. NULL with a

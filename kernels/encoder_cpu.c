@@ -38,15 +38,20 @@ static struct dense_in dense_in(struct gpuq_backend *be, const float *x, size_t 
 }
 
 /* y[t, out] = act(x[t, in] W^T + b), W [out, in] row-major, its bf16 copy
- * w16 or NULL; y of type y_type (bf16: the next GEMM's input as is). */
+ * w16 or NULL; y of type y_type (bf16: the next GEMM's input as is), or
+ * with y_type RESIDUAL, y[t, out] += x[t, in] W^T + b (f32). */
+#define RESIDUAL ((enum gpuq_cpu_gemm_type)-1)
+
 static int dense(struct gpuq_backend *be, struct dense_in x, int t, int in, const float *w,
                  const uint16_t *w16, const float *b, int out, enum gpuq_act act, void *y,
                  enum gpuq_cpu_gemm_type y_type) {
+    int residual = y_type == RESIDUAL;
     struct gpuq_cpu_gemm_args a = {
         .batch = 1, .m = t, .n = out, .k = in, .type = w16 ? GPUQ_CPU_GEMM_BF16 : GPUQ_CPU_GEMM_F32,
         .a = w16 ? (const void *)x.x16 : x.x, .a_row = in, .a_col = 1,
         .b = w16 ? (const void *)w16 : w, .b_row = 1, .b_col = in,
-        .c = y, .c_row = out, .c_col = 1, .c_type = y_type, .alpha = 1.0f, .bias = b, .act = act};
+        .c = y, .c_row = out, .c_col = 1, .c_type = residual ? GPUQ_CPU_GEMM_F32 : y_type, .alpha = 1.0f,
+        .bias = b, .act = act, .accumulate = residual};
     return gpuq_cpu_gemm(be, &a);
 }
 
@@ -325,12 +330,12 @@ static int layers(struct gpuq_backend *be, const struct gpuq_encoder *e, const i
             rc = attention(be, qkv + (size_t)off * 3 * h, lens[s], h, heads, e->rel_buckets ? bias : NULL,
                            scores, ctx + (size_t)off * h, w16[1] ? x16 + (size_t)off * h : NULL);
         }
-        /* qkv is free again */
+        /* the output projection adds itself to x, the residual */
         in = w16[1] ? (struct dense_in){NULL, x16} : dense_in(be, ctx, th, w16[1], x16, ctx);
         if (!rc) rc = dense(be, in, t, h, GPUQ_LW(ly, GPUQ_ENC_ATTN_W), w16[1],
-                            GPUQ_LW(ly, GPUQ_ENC_ATTN_B), h, GPUQ_ACT_NONE, qkv, f32);
+                            GPUQ_LW(ly, GPUQ_ENC_ATTN_B), h, GPUQ_ACT_NONE, x, RESIDUAL);
         if (rc) break;
-        add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN1_G), GPUQ_LW(ly, GPUQ_ENC_LN1_B), e->ln_eps,
+        add_layernorm(x, NULL, t, h, GPUQ_LW(ly, GPUQ_ENC_LN1_G), GPUQ_LW(ly, GPUQ_ENC_LN1_B), e->ln_eps,
                       w16[2] ? x16 : NULL);
         /* in bf16 the activation's output leaves the GEMM rounded, as the next one takes it */
         int direct = w16[2] && w16[3];
@@ -340,8 +345,8 @@ static int layers(struct gpuq_backend *be, const struct gpuq_encoder *e, const i
         struct dense_in mid = direct ? (struct dense_in){NULL, (const uint16_t *)inter}
                                      : dense_in(be, inter, ti, w16[3], x16, inter);
         if (!rc) rc = dense(be, mid, t, inner, GPUQ_LW(ly, GPUQ_ENC_FFN_W2), w16[3], GPUQ_LW(ly, GPUQ_ENC_FFN_B2), h,
-                            GPUQ_ACT_NONE, qkv, f32);
-        if (!rc) add_layernorm(x, qkv, t, h, GPUQ_LW(ly, GPUQ_ENC_LN2_G), GPUQ_LW(ly, GPUQ_ENC_LN2_B), e->ln_eps,
+                            GPUQ_ACT_NONE, x, RESIDUAL);
+        if (!rc) add_layernorm(x, NULL, t, h, GPUQ_LW(ly, GPUQ_ENC_LN2_G), GPUQ_LW(ly, GPUQ_ENC_LN2_B), e->ln_eps,
                                bf16 && l + 1 < e->n_layers && e->layers[l + 1].w16[0] ? x16 : NULL);
     }
     return rc;

@@ -2,7 +2,8 @@
  * a sum in double: plain and transposed operands, heads batched over
  * interleaved columns as the encoder's attention has them, bias with each
  * activation, alpha, bf16 inputs, calls long enough to split into a
- * fixed-size part and a rest, and the empty cases. */
+ * fixed-size part and a rest, a product added to its output, and the
+ * empty cases. */
 #include "kernels/backend.h"
 #include "kernels/cpu_gemm.h"
 #include "base/tensor.h"
@@ -94,6 +95,28 @@ static void check_heads(struct gpuq_cpu_gemm *g, int n, int h, int heads) {
     free(qkv), free(s);
 }
 
+/* accumulate: c += the call's product and bias, as the encoder's residual
+ * layers add themselves to their input; against the same call into zeros. */
+static void check_accumulate(struct gpuq_cpu_gemm *g, int m, enum gpuq_cpu_gemm_type type) {
+    unsigned st = (unsigned)m;
+    int n = 24, k = 40;
+    void *A = fill((size_t)m * k, type, &st), *B = fill((size_t)n * k, type, &st);
+    float *bias = fill((size_t)n, GPUQ_CPU_GEMM_F32, &st), *res = fill((size_t)m * n, GPUQ_CPU_GEMM_F32, &st);
+    float *plain = calloc((size_t)m * n, sizeof(float)), *sum = malloc((size_t)m * n * sizeof(float));
+    memcpy(sum, res, (size_t)m * n * sizeof(float));
+    struct gpuq_cpu_gemm_args a = {.batch = 1, .m = m, .n = n, .k = k, .type = type, .a = A, .a_row = k, .a_col = 1,
+                                   .b = B, .b_row = 1, .b_col = k, .c = plain, .c_row = n, .c_col = 1, .alpha = 1,
+                                   .bias = bias};
+    char err[128];
+    CHECK(gpuq_cpu_gemm_run(g, &a, err, sizeof(err)) == 0);
+    a.c = sum, a.accumulate = 1;
+    CHECK(gpuq_cpu_gemm_run(g, &a, err, sizeof(err)) == 0);
+    double worst = 0;
+    for (int i = 0; i < m * n; i++) worst = fmax(worst, fabs(sum[i] - (res[i] + plain[i])) / (fabs(res[i]) + 1));
+    CHECK(worst <= 1e-6);
+    free(A), free(B), free(bias), free(res), free(plain), free(sum);
+}
+
 int main(void) {
     char err[128];
     gpuq_cpu_gemm_threads(1);
@@ -121,6 +144,8 @@ int main(void) {
                 check_call_to(g, 1, m, 40, 24, 0, 1, type, 1.0f, 1, GPUQ_ACT_GELU, GPUQ_CPU_GEMM_BF16);
     }
     check_heads(g, 13, 64, 4);
+    for (int t = 0; t < types; t++)
+        for (int m = 7; m <= 300; m += 293) check_accumulate(g, m, (enum gpuq_cpu_gemm_type)t);
     /* no terms: bias through the activation; no rows or columns: nothing */
     float bias[3] = {-1, 0, 2}, c[6] = {9, 9, 9, 9, 9, 9};
     struct gpuq_cpu_gemm_args none = {.batch = 1, .m = 2, .n = 3, .k = 0, .type = GPUQ_CPU_GEMM_F32, .a = c,

@@ -3,7 +3,8 @@ Redis by gpuq's embed and by batching Python Streams workers on the same
 weights: ONNX Runtime on a graph built from the model folder's safetensors
 with onnx's helpers (as built, and as a careful team runs it: through
 onnxruntime.transformers' optimizer, each read batch sorted by length into
-sub-batches of 16), and numpy. Tokenization in Python is Hugging Face
+sub-batches of 16; and so again on an AVX2 host, CPUID masked by
+bench/avx2_host.c), and numpy. Tokenization in Python is Hugging Face
 `tokenizers` (Rust), batched, padded to the longest text of each (sub-)batch.
 The PyTorch worker (scripts/gpu-check's step 4, embed_gpu.py) is the same
 loop on transformers' AutoModel.
@@ -22,6 +23,8 @@ import bert_ref  # noqa: E402  (reads the folder: weights, pooling, max_length)
 import pyenv  # noqa: E402  (.cache/pyenv on sys.path)
 
 JOBS = "gpuq:{default}:jobs"
+AVX2_HOST = os.path.join(ROOT, "build", "bench", "libavx2_host.so")
+AVX2_PEER = "python-onnxruntime careful, AVX2 host"
 
 
 def sentences(n, seed=0):
@@ -333,6 +336,10 @@ def serve(kind, port, folder, threads, max_batch=64, device="cpu", dtype="f32"):
         about = f"numpy {np.__version__}"
         run = numpy_encoder(folder)
         embed = tokenized(folder, lambda ids, mask: run(ids, mask.astype(np.float32)))
+    if os.environ.get("LD_PRELOAD", "").endswith("libavx2_host.so"):
+        from numpy.core._multiarray_umath import __cpu_features__ as seen
+        about += (", CPUID masked by bench/avx2_host.c (numpy sees AVX2 "
+                  f"{'yes' if seen['AVX2'] else 'no'}, AVX-512F {'yes' if seen['AVX512F'] else 'no'})")
     r = redis.Redis(port=port)
     try:
         r.xgroup_create(JOBS, "workers", id="0", mkstream=True)
@@ -424,12 +431,13 @@ def backend_line(b):
     return got.group(1) if got else "?"
 
 
-def python_peer(b, script, args, kernels, name):
-    """A start() for drain: runs `python script worker args...`, which prints
-    'ready <what it runs>' once it listens; that goes into kernels[name]."""
+def python_peer(b, script, args, kernels, name, env=None):
+    """A start() for drain: runs `python script worker args...` (with env
+    added to the bench's), which prints 'ready <what it runs>' once it
+    listens; that goes into kernels[name]."""
     def start():
         import subprocess
-        p = subprocess.Popen([sys.executable, os.path.abspath(script), "worker", *args], env=b.env,
+        p = subprocess.Popen([sys.executable, os.path.abspath(script), "worker", *args], env=dict(b.env, **(env or {})),
                              stdout=subprocess.PIPE, text=True)
         line = p.stdout.readline()
         assert line.startswith("ready"), line
@@ -444,8 +452,8 @@ def run(b, n, out_dir):
     reply = "gpuq:{default}:reply:embed"
     res, outs, kernels = {}, {}, {}
 
-    def python_worker(kind):
-        return python_peer(b, __file__, [kind, str(b.port), folder, str(b.threads)], kernels, kind)
+    def python_worker(kind, env=None, name=None):
+        return python_peer(b, __file__, [kind, str(b.port), folder, str(b.threads)], kernels, name or kind, env)
 
     def gpuq(*extra, binary=None, env=None):
         def start():
@@ -459,6 +467,8 @@ def run(b, n, out_dir):
         starts[f"gpuq f32, {b.a.compare}"] = gpuq(binary=b.a.compare)
     starts.update({"python-onnxruntime": python_worker("ort"),
                    "python-onnxruntime careful": python_worker("ort-careful"),
+                   # an AVX2 host as ONNX Runtime sees one: its MLAS picks kernels by CPUID
+                   AVX2_PEER: python_worker("ort-careful", {"LD_PRELOAD": AVX2_HOST}, "ort-careful-avx2"),
                    "python-onnxruntime careful, int8": python_worker("ort-int8"),
                    "python-numpy": python_worker("numpy")})
     for name, start in starts.items():
@@ -479,15 +489,17 @@ def run(b, n, out_dir):
         res[name]["mean_cosine_to_gpuq"] = float(cos.mean())
         res[name]["tokens"] = sum(outs[name][i][1] for i in ids)
         res[name]["gflops_per_cpu_s"] = gflop / (res[name]["cpu_ms_per_sentence"] * n / 1e3)
-    base = res["python-onnxruntime careful"]
+    def base(name):     # the AVX2 rows against the peer on an AVX2 host
+        return res[AVX2_PEER if "AVX2" in name and AVX2_PEER in res else "python-onnxruntime careful"]
     lines = [f"# Embedding benchmark: {n} sentences of 8-64 words, all-MiniLM-L6-v2, one job each, "
              f"through Redis, {b.threads} compute thread(s), {b.machine()['cpu']}", "",
-             "| worker | sentences/s | worker CPU ms/sentence | sentences per CPU s vs careful ONNX Runtime | "
+             "| worker | sentences/s | worker CPU ms/sentence | sentences per CPU s vs careful ONNX Runtime "
+             "(AVX2 rows: on an AVX2 host) | "
              "encoder GFLOP per CPU s | tokens | max abs diff to gpuq f32 | cosine to gpuq f32, min / mean |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in res.items():
         lines.append(f"| {name} | {r['sentences_per_s']:.1f} | {r['cpu_ms_per_sentence']:.2f} | "
-                     f"{base['cpu_ms_per_sentence'] / r['cpu_ms_per_sentence']:.2f}x | {r['gflops_per_cpu_s']:.0f} | "
+                     f"{base(name)['cpu_ms_per_sentence'] / r['cpu_ms_per_sentence']:.2f}x | {r['gflops_per_cpu_s']:.0f} | "
                      f"{r['tokens']} | {r['max_abs_diff_to_gpuq']:.1e} | {r['min_cosine_to_gpuq']:.6f} / "
                      f"{r['mean_cosine_to_gpuq']:.6f} |")
     lines += ["", "What each ran:", ""] + [f"- {k}: {v}" for k, v in kernels.items()]
