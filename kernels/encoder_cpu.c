@@ -76,6 +76,26 @@ typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 #define V16_MAX(a, b) ((v16f)((((a) > (b)) & (v16i)(a)) | (~((a) > (b)) & (v16i)(b))))
 
+/* The largest and the sum of a vector's lanes, in four halving steps
+ * rather than sixteen dependent ones. */
+static inline __attribute__((always_inline)) float v16_hmax(const v16f *vp) {
+    v16f v = *vp;
+    v = V16_MAX(v, __builtin_shuffle(v, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}));
+    v = V16_MAX(v, __builtin_shuffle(v, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11}));
+    v = V16_MAX(v, __builtin_shuffle(v, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}));
+    v = V16_MAX(v, __builtin_shuffle(v, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}));
+    return v[0];
+}
+
+static inline __attribute__((always_inline)) float v16_hsum(const v16f *vp) {
+    v16f v = *vp;
+    v += __builtin_shuffle(v, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+    v += __builtin_shuffle(v, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+    v += __builtin_shuffle(v, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+    v += __builtin_shuffle(v, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+    return v[0];
+}
+
 /* *x = e^x for x <= 0 (a shifted score), within 2 ulp of expf, where it is
  * not below f32's normal range (e^-87; below, e^-87): x = n ln 2 + r,
  * |r| <= ln 2 / 2, e^r by Cephes' polynomial, 2^n put in the exponent bits. */
@@ -107,14 +127,14 @@ static size_t scores_floats(const struct gpuq_encoder *e, int n) { return (size_
  * largest nor its sum (it becomes e^-87, below the sum's last bit). */
 static inline __attribute__((always_inline)) void softmax_rows_body(float *s, int rows, int64_t ld, float *inv) {
     for (int r = 0; r < rows; r++) {
-        float *v = s + (size_t)r * ld, mx = v[0], sum = 0;
+        float *v = s + (size_t)r * ld;
         v16f m, y, acc = {0};
         memcpy(&m, v, sizeof m);
         for (int64_t j = 16; j < ld; j += 16) {
             memcpy(&y, v + j, sizeof y);
             m = V16_MAX(y, m);
         }
-        for (int k = 0; k < 16; k++) mx = m[k] > mx ? m[k] : mx;
+        float mx = v16_hmax(&m);
         for (int64_t j = 0; j < ld; j += 16) {
             memcpy(&y, v + j, sizeof y);
             y -= mx;
@@ -122,8 +142,7 @@ static inline __attribute__((always_inline)) void softmax_rows_body(float *s, in
             memcpy(v + j, &y, sizeof y);
             acc += y;
         }
-        for (int k = 0; k < 16; k++) sum += acc[k];
-        inv[r] = 1.0f / sum;
+        inv[r] = 1.0f / v16_hsum(&acc);
     }
 }
 
