@@ -69,51 +69,34 @@ static void add_layernorm(float *x, const float *add, int t, int h, const float 
     }
 }
 
-/* Sixteen floats, in whatever vector registers the function compiling them
- * has (one AVX-512 register, two AVX2 ones, four SSE ones); passed by
- * address, as a vector argument's ABI depends on the ISA. */
-typedef float v16f __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-#define V16_MAX(a, b) ((v16f)((((a) > (b)) & (v16i)(a)) | (~((a) > (b)) & (v16i)(b))))
-
-/* The largest and the sum of a vector's lanes, in four halving steps
- * rather than sixteen dependent ones. */
-static inline __attribute__((always_inline)) float v16_hmax(const v16f *vp) {
-    v16f v = *vp;
-    v = V16_MAX(v, __builtin_shuffle(v, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}));
-    v = V16_MAX(v, __builtin_shuffle(v, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11}));
-    v = V16_MAX(v, __builtin_shuffle(v, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}));
-    v = V16_MAX(v, __builtin_shuffle(v, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}));
-    return v[0];
-}
-
-static inline __attribute__((always_inline)) float v16_hsum(const v16f *vp) {
-    v16f v = *vp;
-    v += __builtin_shuffle(v, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
-    v += __builtin_shuffle(v, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
-    v += __builtin_shuffle(v, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
-    v += __builtin_shuffle(v, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
-    return v[0];
-}
-
-/* *x = e^x for x <= 0 (a shifted score), within 2 ulp of expf, where it is
- * not below f32's normal range (e^-87; below, e^-87): x = n ln 2 + r,
- * |r| <= ln 2 / 2, e^r by Cephes' polynomial, 2^n put in the exponent bits. */
-static inline __attribute__((always_inline)) void exp_nonpositive(v16f *xp) {
-    v16f low = (v16f){0} - 87.0f, x = V16_MAX(*xp, low);
-    v16f n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
-    v16f r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    v16f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+/* e^x for x <= 0 (a shifted score), within 2 ulp of expf, where it is
+ * not below f32's normal range (e^-87; below, e^-87), in straight-line
+ * arithmetic the compiler vectorizes: x = n ln 2 + r, |r| <= ln 2 / 2, e^r
+ * by Cephes' polynomial, 2^n put in the exponent bits. Always inlined, so
+ * that it is compiled for the ISA of the loop calling it. */
+static inline __attribute__((always_inline)) float exp_nonpositive(float x) {
+    uint32_t u;     /* x = max(x, -87) on the bits: for x <= 0 the larger magnitude has the
+                     * larger bits, and an integer minimum vectorizes on every ISA */
+    memcpy(&u, &x, 4);
+    u = u > 0xc2ae0000u ? 0xc2ae0000u : u;
+    memcpy(&x, &u, 4);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    *xp = p * (v16f)((__builtin_convertvector(n, v16i) + 127) << 23);
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
 }
 
 /* A row of scores: n of them, padded to whole vectors of 16 so that the
- * softmax has no scalar remainder. */
+ * softmax's loops have no scalar remainder. */
 static int64_t scores_ld(int n) { return ((int64_t)n + 15) & ~(int64_t)15; }
 
 /* The scores of an n-token sequence and each row's 1 / sum. */
@@ -127,22 +110,12 @@ static size_t scores_floats(const struct gpuq_encoder *e, int n) { return (size_
  * largest nor its sum (it becomes e^-87, below the sum's last bit). */
 static inline __attribute__((always_inline)) void softmax_rows_body(float *s, int rows, int64_t ld, float *inv) {
     for (int r = 0; r < rows; r++) {
-        float *v = s + (size_t)r * ld;
-        v16f m, y, acc = {0};
-        memcpy(&m, v, sizeof m);
-        for (int64_t j = 16; j < ld; j += 16) {
-            memcpy(&y, v + j, sizeof y);
-            m = V16_MAX(y, m);
-        }
-        float mx = v16_hmax(&m);
-        for (int64_t j = 0; j < ld; j += 16) {
-            memcpy(&y, v + j, sizeof y);
-            y -= mx;
-            exp_nonpositive(&y);
-            memcpy(v + j, &y, sizeof y);
-            acc += y;
-        }
-        inv[r] = 1.0f / v16_hsum(&acc);
+        float *v = s + (size_t)r * ld, mx = v[0], sum = 0;
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < ld; j++) mx = v[j] > mx ? v[j] : mx;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < ld; j++) sum += v[j] = exp_nonpositive(v[j] - mx);
+        inv[r] = 1.0f / sum;
     }
 }
 
