@@ -1,6 +1,5 @@
 /* mlp.c -- the mlp op: x [rows, d_in] through a loaded model; jobs on the
  * same model share a batch. */
-#include <math.h>
 #include <stdlib.h>
 
 #include "kernels/cpu.h"
@@ -47,29 +46,7 @@ static void finish(struct gpuq_task *t) {
     gpuq_ops_set_output(t, 0, "y", GPUQ_DTYPE_F32, t->out, 2, shape);
 }
 
-/* ---- the CPU kernel: one GEMM per layer, then bias and activation ---- */
-
-/* y = act(y + bias), row by row; the activation is chosen once, outside the
- * loop, so the common ones vectorize. */
-static void bias_act(float *y, const float *bias, int rows, int cols, enum gpuq_act act) {
-    for (int r = 0; r < rows; r++) {
-        float *row = y + (size_t)r * cols;
-        switch (act) {
-        case GPUQ_ACT_NONE:
-            for (int j = 0; j < cols; j++) row[j] += bias[j];
-            break;
-        case GPUQ_ACT_RELU:
-            for (int j = 0; j < cols; j++) {   /* not fmaxf: a libm call per element */
-                float v = row[j] + bias[j];
-                row[j] = v > 0.0f ? v : 0.0f;  /* NaN gives 0, as fmaxf does */
-            }
-            break;
-        default:
-            for (int j = 0; j < cols; j++) row[j] = gpuq_act_apply(act, row[j] + bias[j]);
-            break;
-        }
-    }
-}
+/* ---- the CPU kernel: one GEMM per layer, bias and activation its post-ops ---- */
 
 static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     const struct gpuq_mlp_args *a = l->args;
@@ -79,25 +56,33 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     for (int i = 0; i < (be->precision == GPUQ_PREC_F32 ? 2 : 3); i++)
         if (!(s[i] = gpuq_cpu_scratch(be, i, (size_t)a->rows * width))) return GPUQ_BE_FAILED;
     const float *in = a->x;
+    const uint16_t *in16 = NULL;    /* the input in bf16, where the last GEMM left it so */
     int bf16 = gpuq_cpu_bf16(be);
     for (int k = 0; k < m->n_layers; k++) {
         const struct gpuq_mlp_layer *L = &m->layers[k];
         int last = k == m->n_layers - 1;
-        float *out = last ? a->y : s[k & 1];
         /* in bf16 into the spare where the GEMMs take bf16; else rounded in
          * place in scratch, into the spare otherwise */
-        const uint16_t *w16 = bf16 ? L->w16 : NULL, *in16 = NULL;
-        if (w16) {
+        const uint16_t *w16 = bf16 ? L->w16 : NULL;
+        if (w16 && !in16) {
             gpuq_cpu_gemm_to_bf16(in, (size_t)a->rows * L->d_in, (uint16_t *)s[2]);
             in16 = (const uint16_t *)s[2];
-        } else {
+        } else if (!w16) {
             in = gpuq_cpu_round_rows(be->precision, in, (size_t)a->rows * L->d_in,
                                      in == s[0] || in == s[1] ? (float *)in : s[2]);
         }
-        int rc = gpuq_cpu_dense(be, in, in16, a->rows, L->d_in, L->w, w16, L->d_out, NULL, GPUQ_ACT_NONE, out);
+        /* where the next GEMM takes bf16, this one's output leaves it rounded so */
+        int out16 = !last && bf16 && m->layers[k + 1].w16;
+        float *out = last ? a->y : s[k & 1];
+        struct gpuq_cpu_gemm_args g = {
+            .batch = 1, .m = a->rows, .n = L->d_out, .k = L->d_in,
+            .type = w16 ? GPUQ_CPU_GEMM_BF16 : GPUQ_CPU_GEMM_F32, .a = w16 ? (const void *)in16 : in,
+            .a_row = L->d_in, .a_col = 1, .b = w16 ? (const void *)w16 : L->w, .b_row = 1, .b_col = L->d_in,
+            .c = out, .c_row = L->d_out, .c_col = 1, .c_type = out16 ? GPUQ_CPU_GEMM_BF16 : GPUQ_CPU_GEMM_F32,
+            .alpha = 1.0f, .bias = L->b, .act = last ? GPUQ_ACT_NONE : m->act};
+        int rc = gpuq_cpu_gemm(be, &g);
         if (rc) return rc;
-        bias_act(out, L->b, a->rows, L->d_out, last ? GPUQ_ACT_NONE : m->act);
-        in = out;
+        in = out, in16 = out16 ? (const uint16_t *)out : NULL;
     }
     return 0;
 }

@@ -225,6 +225,10 @@ class Bench:
         reply = "gpuq:{default}:reply:drain"
         res["gpuq"] = self.drain_one(n)
         log("gpuq", res["gpuq"])
+        # bf16 GEMMs (AMX or AVX-512 BF16 where the host has them): the mlp's
+        # FLOPs alone take about 5 us of a job's CPU in f32
+        res[BF16] = self.drain_one(n, extra=("--precision", "bf16"))
+        log(BF16, res[BF16])
 
         self.r.flushall()
         self.gpuq_jobs(n, reply)
@@ -369,6 +373,9 @@ class Bench:
                 "numpy": np.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+BF16 = "gpuq, --precision bf16"
+
+
 def report(out, d):
     import matplotlib
     matplotlib.use("Agg")
@@ -389,7 +396,7 @@ def report(out, d):
     g = dr["gpuq"]["jobs_per_s"]
     for name, v in dr.items():
         rate = v["jobs_per_s"]
-        ratio = f"{g / rate:.1f}x" if name not in ("gpuq", "compute-only ceiling") else \
+        ratio = f"{g / rate:.1f}x" if name not in ("gpuq", BF16, "compute-only ceiling") else \
             (f"{g / rate:.0%} of it" if name == "compute-only ceiling" else "")
         cpu = f"{v['cpu_us_per_job']:.1f}" if "cpu_us_per_job" in v else ""
         lines.append(f"| {name} | {v['jobs']} | {v['jobs_per_s']:,.0f} | {ratio} | {cpu} |")
@@ -398,7 +405,9 @@ def report(out, d):
     if "cpu_us_per_job" in dr["gpuq"]:
         c = dr["python-streams-numpy"]["cpu_us_per_job"] / dr["gpuq"]["cpu_us_per_job"]
         lines += [f"Per job, the Python worker spends **{c:.1f}x** gpuq's CPU (user + sys of the worker "
-                  "process over the drain).", ""]
+                  "process over the drain)" + (f", and **{dr['python-streams-numpy']['cpu_us_per_job'] / dr[BF16]['cpu_us_per_job']:.1f}x** "
+                  "that of gpuq with `--precision bf16` (the Python worker computes in f32)" if BF16 in dr else "")
+                  + ".", ""]
     if "latency" in out:
         lines += ["## Latency under open-loop load", "",
                   "| offered load | max-delay-us | jobs/s sent | p50 ms | p99 ms | p99.9 ms | mean batch rows |",
