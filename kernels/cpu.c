@@ -56,6 +56,21 @@ void gpuq_cpu_layernorm_row(const float *in, float *out, int n, const float *g, 
     layernorm_row(in, out, n, g, b, eps);
 }
 
+static inline __attribute__((always_inline)) void softmax_rows_body(float *s, int rows, int64_t ld, float *inv) {
+    for (int r = 0; r < rows; r++) {
+        float *v = s + (size_t)r * ld, mx = v[0], sum = 0;
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < ld; j++) mx = v[j] > mx ? v[j] : mx;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < ld; j++) sum += v[j] = gpuq_exp_nonpositive(v[j] - mx);
+        inv[r] = 1.0f / sum;
+    }
+}
+
+GPUQ_CPU_VECTOR(softmax_rows, (float *s, int rows, int64_t ld, float *inv), (s, rows, ld, inv))
+
+void gpuq_cpu_softmax_rows(float *s, int rows, int64_t ld, float *inv) { softmax_rows(s, rows, ld, inv); }
+
 /* ---- GEMMs ---- */
 
 int gpuq_cpu_bf16(struct gpuq_backend *be) {

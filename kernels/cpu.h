@@ -2,6 +2,8 @@
 #ifndef GPUQ_CPU_H
 #define GPUQ_CPU_H
 
+#include <string.h>
+
 #include "kernels/backend.h"
 #include "kernels/cpu_gemm.h"
 
@@ -38,5 +40,39 @@ const float *gpuq_cpu_round_rows(enum gpuq_precision p, const float *in, size_t 
 /* out = LayerNorm(in) over n values, mean and variance in double; out may
  * be in. The layernorm op's kernel and the encoder's. */
 void gpuq_cpu_layernorm_row(const float *in, float *out, int n, const float *g, const float *b, float eps);
+
+/* e^x for x <= 0, within 2 ulp of expf, where it is
+ * not below f32's normal range (e^-87; below, e^-87), in straight-line
+ * arithmetic the compiler vectorizes: x = n ln 2 + r, |r| <= ln 2 / 2, e^r
+ * by Cephes' polynomial, 2^n put in the exponent bits. Always inlined, so
+ * that it is compiled for the ISA of the loop calling it. */
+static inline __attribute__((always_inline)) float gpuq_exp_nonpositive(float x) {
+    uint32_t u;     /* x = max(x, -87) on the bits: for x <= 0 the larger magnitude has the
+                     * larger bits, and an integer minimum vectorizes on every ISA */
+    memcpy(&u, &x, 4);
+    u = u > 0xc2ae0000u ? 0xc2ae0000u : u;
+    memcpy(&x, &u, 4);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+/* Each of rows rows of ld scores to its softmax's numerators, e^(s - max),
+ * and inv[r] to 1 / their sum, the division left to the caller (the
+ * attention's weighted sum of the values: n times fewer products). A score
+ * of -inf (padding, a masked key) changes neither the row's largest nor its
+ * sum: it becomes e^-87, below the sum's last bit. Vector code for the CPU
+ * backend's ISA; whole vectors when ld is a multiple of 16. */
+void gpuq_cpu_softmax_rows(float *s, int rows, int64_t ld, float *inv);
 
 #endif

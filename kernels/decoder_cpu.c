@@ -5,7 +5,7 @@
  * projection is one GEMM over the real tokens only, and attention runs per
  * sequence, causal, in blocks of ATT_BLOCK queries: a block's scores cover
  * the keys up to its last query only (those above the diagonal inside the
- * block computed and dropped), so a long sequence needs heads * ATT_BLOCK *
+ * block computed and masked), so a long sequence needs heads * ATT_BLOCK *
  * n floats of scores, not heads * n * n, and half the work. Grouped
  * heads read their key/value head in place: the query heads that share one
  * are the same offset r within each group, so for each r one GEMM batched
@@ -18,17 +18,20 @@
 
 #define ATT_BLOCK 128
 
-/* y[t, out] = x[t, in] W^T (+ bias), the input as precision p's GEMMs take
- * it: bf16 into x16 where the layer has a bf16 copy, else rounded in place
- * (x is a GEMM input only). */
+/* y[t, out] = x[t, in] W^T (+ bias), or y += that where add (the residual,
+ * added in the GEMM's own pass); the input as precision p's GEMMs take it:
+ * bf16 into x16 where the layer has a bf16 copy, else rounded in place (x
+ * is a GEMM input only). */
 static int gemm(struct gpuq_backend *be, float *x, int64_t t, int64_t in, const float *w, const uint16_t *w16,
-                const float *bias, int64_t out, float *y, uint16_t *x16) {
-    if (w16) {
-        gpuq_cpu_gemm_to_bf16(x, (size_t)(t * in), x16);
-        return gpuq_cpu_dense(be, NULL, x16, t, in, w, w16, out, bias, GPUQ_ACT_NONE, y);
-    }
-    const float *xin = gpuq_cpu_round_rows(be->precision, x, (size_t)(t * in), x);
-    return gpuq_cpu_dense(be, xin, NULL, t, in, w, NULL, out, bias, GPUQ_ACT_NONE, y);
+                const float *bias, int64_t out, float *y, uint16_t *x16, int add) {
+    if (w16) gpuq_cpu_gemm_to_bf16(x, (size_t)(t * in), x16);
+    const float *xin = w16 ? NULL : gpuq_cpu_round_rows(be->precision, x, (size_t)(t * in), x);
+    struct gpuq_cpu_gemm_args a = {
+        .batch = 1, .m = t, .n = out, .k = in, .type = w16 ? GPUQ_CPU_GEMM_BF16 : GPUQ_CPU_GEMM_F32,
+        .a = w16 ? (const void *)x16 : xin, .a_row = in, .a_col = 1, .b = w16 ? (const void *)w16 : w,
+        .b_row = 1, .b_col = in, .c = y, .c_row = out, .c_col = 1, .alpha = 1.0f, .bias = bias,
+        .accumulate = add};
+    return gpuq_cpu_gemm(be, &a);
 }
 
 /* y = RMSNorm(x) * g over n values, the mean square in double; y may be x. */
@@ -84,19 +87,17 @@ static void qk_prepare(const struct gpuq_decoder *d, const struct gpuq_dec_layer
         }
 }
 
-/* A block's scores [heads, m, keys] (row i: query position q0 + i) to
- * their causal softmax: keys 0 .. q0 + i, the rest 0. */
-static void causal_softmax(float *s, int heads, int m, int keys, int q0) {
+/* A block's scores [heads, m, keys] (row i: query position q0 + i) to the
+ * numerators of their causal softmax (keys past q0 + i masked with -inf,
+ * so they weigh e^-87, below the sum's last bit), inv [heads, m] to 1 /
+ * each row's sum. */
+static void causal_softmax(float *s, int heads, int m, int keys, int q0, float *inv) {
     for (int hh = 0; hh < heads; hh++)
         for (int i = 0; i < m; i++) {
-            int last = q0 + i;
-            float *v = s + ((size_t)hh * m + i) * keys, mx = v[0], sum = 0;
-            for (int j = 1; j <= last; j++) mx = v[j] > mx ? v[j] : mx;
-            for (int j = 0; j <= last; j++) sum += v[j] = expf(v[j] - mx);
-            float inv = 1.0f / sum;
-            for (int j = 0; j <= last; j++) v[j] *= inv;
-            memset(v + last + 1, 0, (size_t)(keys - 1 - last) * sizeof *v);
+            float *v = s + ((size_t)hh * m + i) * keys;
+            for (int j = q0 + i + 1; j < keys; j++) v[j] = -INFINITY;
         }
+    gpuq_cpu_softmax_rows(s, heads * m, keys, inv);
 }
 
 /* ctx [n, heads * hd] = causal softmax(Q K^T / sqrt(hd)) V for one
@@ -122,7 +123,8 @@ static int attention(struct gpuq_backend *be, const struct gpuq_decoder *d, cons
             rc = gpuq_cpu_gemm(be, &qk);
         }
         if (rc) break;
-        causal_softmax(scores, d->heads, m, keys, q0);
+        float *inv = scores + (size_t)d->heads * mk;
+        causal_softmax(scores, d->heads, m, keys, q0, inv);
         for (int64_t r = 0; r < rep && !rc; r++) {
             struct gpuq_cpu_gemm_args pv = {
                 .batch = (int)kv, .m = m, .n = hd, .k = keys, .type = GPUQ_CPU_GEMM_F32,
@@ -131,23 +133,51 @@ static int attention(struct gpuq_backend *be, const struct gpuq_decoder *d, cons
                 .c = ctx + (size_t)q0 * qd + r * hd, .c_row = qd, .c_col = 1, .c_batch = rep * hd, .alpha = 1.0f};
             rc = gpuq_cpu_gemm(be, &pv);
         }
+        for (int i = 0; i < m && !rc; i++)     /* the softmax's division */
+            for (int hh = 0; hh < d->heads; hh++) {
+                float *c = ctx + (size_t)(q0 + i) * qd + hh * hd, by = inv[(size_t)hh * m + i];
+                for (int64_t j = 0; j < hd; j++) c[j] *= by;
+            }
     }
     return rc;
 }
 
-/* Floats of scores for a longest sequence of max_len. */
+/* Floats of scores, and their rows' 1 / sum, for a longest sequence of max_len. */
 static size_t score_floats(const struct gpuq_decoder *d, int max_len) {
-    return (size_t)d->heads * (size_t)(max_len < ATT_BLOCK ? max_len : ATT_BLOCK) * (size_t)max_len;
+    size_t m = (size_t)(max_len < ATT_BLOCK ? max_len : ATT_BLOCK);
+    return (size_t)d->heads * m * ((size_t)max_len + 1);
 }
 
+/* act [rows, inner] = SiLU(gate) * up from gu's rows [gate | up]: SiLU(g) =
+ * g / (1 + e^-g), as g e^g / (1 + e^g) where g < 0, so e^x is only ever
+ * taken of x <= 0. Vector code for the CPU backend's ISA. */
+static inline __attribute__((always_inline)) void swiglu_body(const float *gu, int rows, int inner, float *act) {
+    for (int r = 0; r < rows; r++) {
+        const float *g = gu + (size_t)r * 2 * inner, *u = g + inner;
+        float *a = act + (size_t)r * inner;
+#pragma omp simd
+        for (int j = 0; j < inner; j++) {
+            float x = g[j], e = gpuq_exp_nonpositive(-fabsf(x)), one = 1.0f, num;
+            uint32_t bx, be, bo;
+            memcpy(&bx, &x, 4), memcpy(&be, &e, 4), memcpy(&bo, &one, 4);
+            uint32_t neg = (uint32_t)((int32_t)bx >> 31);   /* all ones where x < 0: a select on the bits */
+            uint32_t bn = (be & neg) | (bo & ~neg);
+            memcpy(&num, &bn, 4);
+            a[j] = x * num / (1.0f + e) * u[j];
+        }
+    }
+}
+
+GPUQ_CPU_VECTOR(swiglu, (const float *gu, int rows, int inner, float *act), (gu, rows, inner, act))
+
 /* The scratch, in order: x, xn [t, h]; qkv [t, w]; ctx [t, heads * hd];
- * proj [t, h]; gate/up [t, 2 i]; act [t, i]; scores (score_floats); the
- * rotary table [L, hd]; the bf16 GEMM input; the head's work. */
+ * gate/up [t, 2 i]; act [t, i]; scores (score_floats); the rotary table
+ * [L, hd]; the bf16 GEMM input; the head's work. */
 size_t gpuq_decoder_scratch_floats(const struct gpuq_decoder *d, int n_tokens, int max_len) {
     size_t t = (size_t)n_tokens, h = (size_t)d->hidden, qd = (size_t)d->heads * d->head_dim, in = (size_t)d->intermediate;
     size_t wide = h > qd ? h : qd, L = (size_t)max_len;
     wide = wide > in ? wide : in;
-    return t * (3 * h + (size_t)gpuq_decoder_qkv_width(d) + qd + 3 * in) + score_floats(d, max_len) +
+    return t * (2 * h + (size_t)gpuq_decoder_qkv_width(d) + qd + 3 * in) + score_floats(d, max_len) +
            L * (size_t)d->head_dim + (t * wide + 1) / 2 + gpuq_encoder_head_floats(&d->st, n_tokens);
 }
 
@@ -157,8 +187,8 @@ int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder 
     int t = 0, longest = 0, rc = 0;
     for (int s = 0; s < b->n_seq; s++) t += b->lens[s], longest = b->lens[s] > longest ? b->lens[s] : longest;
     size_t th = (size_t)t * h;
-    float *x = scratch, *xn = x + th, *qkv = xn + th, *ctx = qkv + (size_t)t * w, *proj = ctx + (size_t)t * qd;
-    float *gu = proj + th, *act = gu + (size_t)t * 2 * inner, *scores = act + (size_t)t * inner;
+    float *x = scratch, *xn = x + th, *qkv = xn + th, *ctx = qkv + (size_t)t * w;
+    float *gu = ctx + (size_t)t * qd, *act = gu + (size_t)t * 2 * inner, *scores = act + (size_t)t * inner;
     float *cs = scores + score_floats(d, longest);
     uint16_t *x16 = (uint16_t *)(cs + (size_t)longest * d->head_dim);
     size_t wide = (size_t)(h > qd ? h : qd);
@@ -172,25 +202,19 @@ int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder 
         const uint16_t *const *w16 = (const uint16_t *const *)ly->w16, *none[GPUQ_DEC_W16S] = {NULL};
         if (!bf16) w16 = none;
         rmsnorm_rows(x, xn, t, h, ly->w[GPUQ_DEC_IN_NORM], d->rms_eps);
-        rc = gemm(be, xn, t, h, ly->w[GPUQ_DEC_QKV_W], w16[GPUQ_DEC_W16_QKV], ly->w[GPUQ_DEC_QKV_B], w, qkv, x16);
+        rc = gemm(be, xn, t, h, ly->w[GPUQ_DEC_QKV_W], w16[GPUQ_DEC_W16_QKV], ly->w[GPUQ_DEC_QKV_B], w, qkv, x16, 0);
         for (int s = 0, off = 0; s < b->n_seq && !rc; off += b->lens[s], s++) {
             qk_prepare(d, ly, qkv + (size_t)off * w, b->lens[s], cs);
             rc = attention(be, d, qkv + (size_t)off * w, b->lens[s], scores, ctx + (size_t)off * qd);
         }
-        if (!rc) rc = gemm(be, ctx, t, qd, ly->w[GPUQ_DEC_O_W], w16[GPUQ_DEC_W16_O], NULL, h, proj, x16);
+        /* the output and down projections add themselves to x, the residual */
+        if (!rc) rc = gemm(be, ctx, t, qd, ly->w[GPUQ_DEC_O_W], w16[GPUQ_DEC_W16_O], NULL, h, x, x16, 1);
         if (rc) break;
-        for (size_t i = 0; i < th; i++) x[i] += proj[i];
         rmsnorm_rows(x, xn, t, h, ly->w[GPUQ_DEC_POST_NORM], d->rms_eps);
-        rc = gemm(be, xn, t, h, ly->w[GPUQ_DEC_GATE_UP_W], w16[GPUQ_DEC_W16_GATE_UP], NULL, 2 * inner, gu, x16);
+        rc = gemm(be, xn, t, h, ly->w[GPUQ_DEC_GATE_UP_W], w16[GPUQ_DEC_W16_GATE_UP], NULL, 2 * inner, gu, x16, 0);
         if (rc) break;
-        for (int r = 0; r < t; r++) {   /* SiLU(gate) * up */
-            const float *g = gu + (size_t)r * 2 * inner, *u = g + inner;
-            float *a = act + (size_t)r * inner;
-            for (int j = 0; j < inner; j++) a[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
-        }
-        rc = gemm(be, act, t, inner, ly->w[GPUQ_DEC_DOWN_W], w16[GPUQ_DEC_W16_DOWN], NULL, h, proj, x16);
-        if (!rc)
-            for (size_t i = 0; i < th; i++) x[i] += proj[i];
+        swiglu(gu, t, inner, act);
+        rc = gemm(be, act, t, inner, ly->w[GPUQ_DEC_DOWN_W], w16[GPUQ_DEC_W16_DOWN], NULL, h, x, x16, 1);
     }
     if (rc) return rc;
     rmsnorm_rows(x, xn, t, h, d->norm, d->rms_eps);

@@ -69,57 +69,12 @@ static void add_layernorm(float *x, const float *add, int t, int h, const float 
     }
 }
 
-/* e^x for x <= 0 (a shifted score), within 2 ulp of expf, where it is
- * not below f32's normal range (e^-87; below, e^-87), in straight-line
- * arithmetic the compiler vectorizes: x = n ln 2 + r, |r| <= ln 2 / 2, e^r
- * by Cephes' polynomial, 2^n put in the exponent bits. Always inlined, so
- * that it is compiled for the ISA of the loop calling it. */
-static inline __attribute__((always_inline)) float exp_nonpositive(float x) {
-    uint32_t u;     /* x = max(x, -87) on the bits: for x <= 0 the larger magnitude has the
-                     * larger bits, and an integer minimum vectorizes on every ISA */
-    memcpy(&u, &x, 4);
-    u = u > 0xc2ae0000u ? 0xc2ae0000u : u;
-    memcpy(&x, &u, 4);
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
-}
-
 /* A row of scores: n of them, padded to whole vectors of 16 so that the
  * softmax's loops have no scalar remainder. */
 static int64_t scores_ld(int n) { return ((int64_t)n + 15) & ~(int64_t)15; }
 
 /* The scores of an n-token sequence and each row's 1 / sum. */
 static size_t scores_floats(const struct gpuq_encoder *e, int n) { return (size_t)e->heads * n * (scores_ld(n) + 1); }
-
-/* Each of rows rows of ld scores (ld a multiple of 16) to its softmax's
- * numerators, e^(s - max), and inv[r] to 1 / their sum: the division is
- * left to the weighted sum of the values, n times fewer products than here
- * (and no pass that waits on each row's sum). Vector code for the CPU
- * backend's ISA. A padding score is -inf, so it changes neither the row's
- * largest nor its sum (it becomes e^-87, below the sum's last bit). */
-static inline __attribute__((always_inline)) void softmax_rows_body(float *s, int rows, int64_t ld, float *inv) {
-    for (int r = 0; r < rows; r++) {
-        float *v = s + (size_t)r * ld, mx = v[0], sum = 0;
-#pragma omp simd reduction(max : mx)
-        for (int64_t j = 0; j < ld; j++) mx = v[j] > mx ? v[j] : mx;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < ld; j++) sum += v[j] = exp_nonpositive(v[j] - mx);
-        inv[r] = 1.0f / sum;
-    }
-}
-
-GPUQ_CPU_VECTOR(softmax_rows, (float *s, int rows, int64_t ld, float *inv), (s, rows, ld, inv))
 
 /* ctx[n, h] = softmax(Q K^T / sqrt(d) + bias) V, all heads at once (two
  * batched GEMMs over the heads), for one sequence whose q, k, v rows sit in
@@ -146,7 +101,7 @@ static int attention(struct gpuq_backend *be, const float *qkv, int n, int h, in
     if (bias)
         for (int64_t i = 0; i < heads * nn; i++) scores[i] += bias[i];
     float *inv = scores + heads * nn;
-    softmax_rows(scores, heads * n, ld, inv);
+    gpuq_cpu_softmax_rows(scores, heads * n, ld, inv);
     if ((rc = gpuq_cpu_gemm(be, &pv))) return rc;
     for (int i = 0; i < n; i++) {
         for (int hd = 0; hd < heads; hd++) {
