@@ -80,27 +80,48 @@ static void to_queue(struct gpuq_stream *s, int q) {
     assert(gpuq_stream_one_tx(s, s->tx->tx_queue, q));
 }
 
-/* Formats one command into the transaction's buffer: it goes to Redis, in
- * its place, when the transaction is sent. */
+/* v's decimal digits at p; how many. */
+static size_t put_decimal(char *p, size_t v) {
+    char d[24];
+    size_t n = 0;
+    do d[n++] = (char)('0' + v % 10);
+    while (v /= 10);
+    for (size_t i = 0; i < n; i++) p[i] = d[n - 1 - i];
+    return n;
+}
+
+/* Formats one command into the transaction's buffer, as RESP (the array of
+ * bulk strings hiredis would make of it, written in place rather than made
+ * apart and copied): it goes to Redis, in its place, when the transaction
+ * is sent. */
 static void append(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (len < 0 || s->tx->txbuf_len + (size_t)len > s->tx->txbuf_cap) {
+    size_t need = 1 + 24 + 2;
+    for (int i = 0; i < argc; i++) need += 1 + 24 + 2 + lens[i] + 2;
+    if (s->tx->txbuf_len + need > s->tx->txbuf_cap) {
         size_t cap = s->tx->txbuf_cap ? s->tx->txbuf_cap : 65536;
-        while (len >= 0 && cap < s->tx->txbuf_len + (size_t)len) cap *= 2;
-        char *b = len < 0 ? NULL : realloc(s->tx->txbuf, cap);
+        while (cap < s->tx->txbuf_len + need) cap *= 2;
+        char *b = realloc(s->tx->txbuf, cap);
         if (!b) {
-            redisFreeCommand(cmd);
             s->tx->failed = 1;
             return;
         }
         s->tx->txbuf = b;
         s->tx->txbuf_cap = cap;
     }
-    memcpy(s->tx->txbuf + s->tx->txbuf_len, cmd, (size_t)len);
-    s->tx->txbuf_len += (size_t)len;
+    char *p = s->tx->txbuf + s->tx->txbuf_len;
+    *p++ = '*';
+    p += put_decimal(p, (size_t)argc);
+    *p++ = '\r', *p++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        *p++ = '$';
+        p += put_decimal(p, lens[i]);
+        *p++ = '\r', *p++ = '\n';
+        memcpy(p, argv[i], lens[i]);
+        p += lens[i];
+        *p++ = '\r', *p++ = '\n';
+    }
+    s->tx->txbuf_len = (size_t)(p - s->tx->txbuf);
     s->tx->n_cmds++;
-    redisFreeCommand(cmd);
 }
 
 /* Sends one command now, into hiredis's buffer, tagged with the push it
