@@ -109,6 +109,7 @@ void gpuq_conn_free(struct gpuq_conn *c) {
     if (c->reader) redisReaderFree(c->reader);
     if (c->rc) redisFree(c->rc);
     free(c->obuf);
+    free(c->cmd);
     free(c);
 }
 
@@ -143,18 +144,60 @@ static int put(struct gpuq_conn *c, const char *cmd, size_t len) {
     return 0;
 }
 
+/* v's decimal digits at p; how many. */
+static size_t put_decimal(char *p, size_t v) {
+    char d[24];
+    size_t n = 0;
+    do d[n++] = (char)('0' + v % 10);
+    while (v /= 10);
+    for (size_t i = 0; i < n; i++) p[i] = d[n - 1 - i];
+    return n;
+}
+
+int gpuq_resp_format(char **buf, size_t *len, size_t *cap, int argc, const char **argv, const size_t *lens) {
+    size_t need = 1 + 24 + 2;
+    for (int i = 0; i < argc; i++) need += 1 + 24 + 2 + (lens ? lens[i] : strlen(argv[i])) + 2;
+    if (*len + need > *cap) {
+        size_t n = *cap ? *cap : 16384;
+        while (n < *len + need) n *= 2;
+        char *b = realloc(*buf, n);
+        if (!b) return -1;
+        *buf = b;
+        *cap = n;
+    }
+    char *p = *buf + *len;
+    *p++ = '*';
+    p += put_decimal(p, (size_t)argc);
+    *p++ = '\r', *p++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        size_t n = lens ? lens[i] : strlen(argv[i]);
+        *p++ = '$';
+        p += put_decimal(p, n);
+        *p++ = '\r', *p++ = '\n';
+        memcpy(p, argv[i], n);
+        p += n;
+        *p++ = '\r', *p++ = '\n';
+    }
+    *len = (size_t)(p - *buf);
+    return 0;
+}
+
+/* The most room kept for formatting the next command. */
+#define CMD_KEEP ((size_t)1 << 20)
+
 int gpuq_conn_append(struct gpuq_conn *c, int argc, const char **argv, const size_t *lens) {
-    if (!c->ssl) {
-        if (redisAppendCommandArgv(c->rc, argc, argv, lens) == REDIS_OK) return 0;
-        take_error(c);
+    size_t len = 0;
+    if (gpuq_resp_format(&c->cmd, &len, &c->cmd_cap, argc, argv, lens) != 0) {
+        set_error(c, REDIS_ERR_OOM, "Out of memory");
         return -1;
     }
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    int result = len < 0 ? -1 : put(c, cmd, (size_t)len);
-    if (len < 0) set_error(c, REDIS_ERR_OOM, "Out of memory");
-    redisFreeCommand(cmd);
-    return result;
+    int rc = gpuq_conn_append_formatted(c, c->cmd, len);
+    if (c->cmd_cap > CMD_KEEP) {    /* an outsized command's room is given back */
+        free(c->cmd);
+        c->cmd = NULL;
+        c->cmd_cap = 0;
+    }
+    return rc;
 }
 
 int gpuq_conn_append_formatted(struct gpuq_conn *c, const char *cmd, size_t len) {

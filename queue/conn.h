@@ -21,6 +21,8 @@ struct gpuq_conn {
     redisReader *reader;    /* TLS: replies parsed from what ssl decrypts */
     char *obuf;             /* TLS: commands formatted, not yet written */
     size_t olen, ocap;
+    char *cmd;              /* the command gpuq_conn_append formats, kept for the next */
+    size_t cmd_cap;
     int answered;           /* a reply came: the server speaks our protocol */
 };
 
@@ -42,6 +44,11 @@ int gpuq_conn_keepalive(struct gpuq_conn *c);
 int gpuq_conn_append(struct gpuq_conn *c, int argc, const char **argv, const size_t *lens);
 int gpuq_conn_append_formatted(struct gpuq_conn *c, const char *cmd, size_t len);
 int gpuq_conn_appendf(struct gpuq_conn *c, const char *format, ...);
+
+/* Writes a command as RESP (the array of bulk strings hiredis's
+ * redisFormatCommandArgv makes; lens NULL: strlen) at the end of *buf,
+ * *len bytes used of *cap, grown as needed. 0, or -1 when out of memory. */
+int gpuq_resp_format(char **buf, size_t *len, size_t *cap, int argc, const char **argv, const size_t *lens);
 
 /* Writes every queued command, blocking. 0, or -1 with err. */
 int gpuq_conn_flush(struct gpuq_conn *c);

@@ -80,47 +80,13 @@ static void to_queue(struct gpuq_stream *s, int q) {
     assert(gpuq_stream_one_tx(s, s->tx->tx_queue, q));
 }
 
-/* v's decimal digits at p; how many. */
-static size_t put_decimal(char *p, size_t v) {
-    char d[24];
-    size_t n = 0;
-    do d[n++] = (char)('0' + v % 10);
-    while (v /= 10);
-    for (size_t i = 0; i < n; i++) p[i] = d[n - 1 - i];
-    return n;
-}
-
-/* Formats one command into the transaction's buffer, as RESP (the array of
- * bulk strings hiredis would make of it, written in place rather than made
- * apart and copied): it goes to Redis, in its place, when the transaction
- * is sent. */
+/* Formats one command into the transaction's buffer: it goes to Redis, in
+ * its place, when the transaction is sent. */
 static void append(struct gpuq_stream *s, int argc, const char **argv, const size_t *lens) {
-    size_t need = 1 + 24 + 2;
-    for (int i = 0; i < argc; i++) need += 1 + 24 + 2 + lens[i] + 2;
-    if (s->tx->txbuf_len + need > s->tx->txbuf_cap) {
-        size_t cap = s->tx->txbuf_cap ? s->tx->txbuf_cap : 65536;
-        while (cap < s->tx->txbuf_len + need) cap *= 2;
-        char *b = realloc(s->tx->txbuf, cap);
-        if (!b) {
-            s->tx->failed = 1;
-            return;
-        }
-        s->tx->txbuf = b;
-        s->tx->txbuf_cap = cap;
+    if (gpuq_resp_format(&s->tx->txbuf, &s->tx->txbuf_len, &s->tx->txbuf_cap, argc, argv, lens) != 0) {
+        s->tx->failed = 1;
+        return;
     }
-    char *p = s->tx->txbuf + s->tx->txbuf_len;
-    *p++ = '*';
-    p += put_decimal(p, (size_t)argc);
-    *p++ = '\r', *p++ = '\n';
-    for (int i = 0; i < argc; i++) {
-        *p++ = '$';
-        p += put_decimal(p, lens[i]);
-        *p++ = '\r', *p++ = '\n';
-        memcpy(p, argv[i], lens[i]);
-        p += lens[i];
-        *p++ = '\r', *p++ = '\n';
-    }
-    s->tx->txbuf_len = (size_t)(p - s->tx->txbuf);
     s->tx->n_cmds++;
 }
 
@@ -241,11 +207,15 @@ void gpuq_stream_put_result(struct gpuq_stream *s, int queue, struct gpuq_str id
     to_queue(s, queue);
     s->tx->tx_bytes += len;
     if (ttl_s > 0) {
-        int n = snprintf(key, sizeof(key), "%s%.*s", s->result_prefixes[queue], (int)id.len, id.ptr);
-        if (n >= (int)sizeof(key)) s->tx->failed = 1;   /* the codec bounds id lengths */
-        snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
+        size_t pre = strlen(s->result_prefixes[queue]);
+        if (pre + id.len >= sizeof(key)) {      /* the codec bounds id lengths */
+            s->tx->failed = 1;
+            return;
+        }
+        memcpy(key, s->result_prefixes[queue], pre);
+        memcpy(key + pre, id.ptr, id.len);
         const char *argv[] = {"SET", key, bytes, "EX", ttl};
-        size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+        size_t lens[] = {3, pre + id.len, len, 2, (size_t)snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s)};
         append(s, 5, argv, lens);
     }
     if (!reply_to.ptr) return;
