@@ -326,6 +326,16 @@ static int fetch(struct worker *w, int claim_now) {
     w->drained = 0;
     if (stopping(w)) return 0;
     revive(w);
+    /* the last read just found the only queue drained: with a job held or
+     * results to write, go on to them without another round trip (the next
+     * transaction reads behind itself); at most twice, the job's run and
+     * its results' write */
+    if (w->skip_reads > 0 && !claim_now && w->pending_queue < 0 && (w->sched.rows_held > 0 || w->n_done > 0)) {
+        w->skip_reads--;
+        w->drained = 1;
+        return 0;
+    }
+    w->skip_reads = 0;
     /* our own pending entries first; claiming before that would read what
      * it just claimed a second time (it is pending for us then, too) */
     if (claim_now && w->pending_queue < 0 && (total = claim(w)) < 0) return -1;
@@ -371,6 +381,7 @@ static int fetch(struct worker *w, int claim_now) {
         }
         if (total >= want) w->drained = 0;     /* a full read: more may be waiting */
     }
+    w->skip_reads = w->drained && w->st.n_queues == 1 ? 2 : 0;
     return total;
 }
 
@@ -402,6 +413,7 @@ static int prefetch_take(struct worker *w, int count) {
     int got = gpuq_stream_prefetched(&w->st, w->entries, count, &reply);
     if (got > 0) take(w, got, reply);
     if (got == count) w->drained = 0;   /* more may be waiting */
+    w->skip_reads = got >= 0 && got < count && w->st.n_queues == 1 ? 2 : 0;
     return got;
 }
 
@@ -475,6 +487,7 @@ static void forget_all(struct worker *w) {
     gpuq_webhooks_forget_all(w->hooks);     /* pending in Redis: claimed again when stale */
     w->n_done = 0;
     w->n_sending = 0;
+    w->skip_reads = 0;
     gpuq_stream_refused_clear(&w->st);
     w->refused_ms = w->refused_until_us = 0;
     w->pending_queue = 0;

@@ -53,6 +53,8 @@ struct worker {
     struct gpuq_out_pool pool;      /* output buffers */
     msgpack_sbuffer sb;
     int drained;                /* the last reads found nothing more waiting */
+    int skip_reads;             /* reads fetch may skip while it holds work: the last read
+                                 * found the only queue drained */
     struct worker_task **lookups;   /* admitted by the last read, to look up in the cache */
     int n_lookups;
     int cache_told;             /* a failed cache read was logged */
