@@ -188,12 +188,14 @@ static dnnl_primitive_t primitive(struct gpuq_cpu_gemm *g, const struct key *k, 
 /* ---- running ---- */
 
 enum gpuq_cpu_isa gpuq_cpu_isa(void) {
-    static int isa = -1;    /* the same value from any thread */
+    static int known = -1;  /* any thread may find it unknown and store the same value */
+    int isa = __atomic_load_n(&known, __ATOMIC_RELAXED);
     if (isa < 0) {
         dnnl_cpu_isa_t got = dnnl_get_effective_cpu_isa();
         isa = (got & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? GPUQ_ISA_AVX512
               : (got & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2            ? GPUQ_ISA_AVX2
                                                                              : GPUQ_ISA_BASE;
+        __atomic_store_n(&known, isa, __ATOMIC_RELAXED);
     }
     return (enum gpuq_cpu_isa)isa;
 }
