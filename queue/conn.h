@@ -1,9 +1,11 @@
 /* conn.h -- one blocking connection to a Redis, plain or TLS, with the few
  * operations gpuq needs: run a command, or pipeline (append, flush, read
- * replies in order). hiredis formats the commands and parses the replies
- * either way; hiredis 0.14 cannot do TLS I/O, so over rediss:// the bytes
+ * replies in order). Commands given as argv are written as RESP here
+ * (gpuq_resp_format: in place, where hiredis would format them apart and
+ * copy them); hiredis formats the printf-style ones and parses the replies
+ * either way. hiredis 0.14 cannot do TLS I/O, so over rediss:// the bytes
  * go through an OpenSSL session on hiredis's socket and into a redisReader
- * of our own. Over TCP or a unix socket the hiredis context does it all. */
+ * of our own. Over TCP or a unix socket the hiredis context does the I/O. */
 #ifndef GPUQ_CONN_H
 #define GPUQ_CONN_H
 
