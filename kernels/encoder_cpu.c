@@ -8,12 +8,14 @@
  * about BLOCK_TOKENS tokens, all layers on one block before the next, so a
  * layer's activations are still in cache when the next step reads them (a
  * batch of 16k tokens run layer by layer spent a quarter of its bf16 time
- * fetching them back from memory). Biases, and GELU after the first feed-forward
- * GEMM, are the GEMMs' own post-ops. In reduced precision each dense GEMM's
- * input is rounded first: into x16 as bf16 where the GEMMs take bf16 (the
- * GELU output leaves its GEMM in bf16, into inter), else rounded in f32:
- * LayerNorm outputs into ctx, which is free before attention and after the
- * output projection; the context and the GELU output in place. */
+ * fetching them back from memory). Biases, GELU after the first
+ * feed-forward GEMM and the residual adds after the output projections are
+ * the GEMMs' own post-ops. In reduced precision each dense GEMM's input is
+ * rounded first: into x16 as bf16 where the GEMMs take bf16 (written by the
+ * LayerNorms and the attention row by row; the GELU output leaves its GEMM
+ * in bf16, into inter), else rounded in f32: LayerNorm outputs into ctx,
+ * which is free before attention and after the output projection; the
+ * context and the GELU output in place. */
 #include <math.h>
 #include <string.h>
 
