@@ -170,42 +170,61 @@ static inline __attribute__((always_inline)) void swiglu_body(const float *gu, i
 
 GPUQ_CPU_VECTOR(swiglu, (const float *gu, int rows, int inner, float *act), (gu, rows, inner, act))
 
-/* The scratch, in order: x, xn [t, h]; qkv [t, w]; ctx [t, heads * hd];
- * gate/up [t, 2 i]; act [t, i]; scores (score_floats); the rotary table
- * [L, hd]; the bf16 GEMM input; the head's work. */
-size_t gpuq_decoder_scratch_floats(const struct gpuq_decoder *d, int n_tokens, int max_len) {
-    size_t t = (size_t)n_tokens, h = (size_t)d->hidden, qd = (size_t)d->heads * d->head_dim, in = (size_t)d->intermediate;
-    size_t wide = h > qd ? h : qd, L = (size_t)max_len;
-    wide = wide > in ? wide : in;
-    return t * (2 * h + (size_t)gpuq_decoder_qkv_width(d) + qd + 3 * in) + score_floats(d, max_len) +
-           L * (size_t)d->head_dim + (t * wide + 1) / 2 + gpuq_encoder_head_floats(&d->st, n_tokens);
+/* Floats a token needs in a block's buffers: xn, qkv, ctx, gate/up, act. */
+static size_t block_floats(const struct gpuq_decoder *d) {
+    return (size_t)d->hidden + (size_t)gpuq_decoder_qkv_width(d) + (size_t)d->heads * d->head_dim +
+           3 * (size_t)d->intermediate;
 }
 
-int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder *d,
-                             const struct gpuq_encode_batch *b, float *scratch) {
-    int h = d->hidden, inner = d->intermediate, w = gpuq_decoder_qkv_width(d), qd = d->heads * d->head_dim;
-    int t = 0, longest = 0, rc = 0;
-    for (int s = 0; s < b->n_seq; s++) t += b->lens[s], longest = b->lens[s] > longest ? b->lens[s] : longest;
-    size_t th = (size_t)t * h;
-    float *x = scratch, *xn = x + th, *qkv = xn + th, *ctx = qkv + (size_t)t * w;
+/* Tokens in a block of the layers' loop: about BLOCK_FLOATS of activations,
+ * all layers run on one block before the next, so that the buffers (and
+ * oneDNN's packing buffers, sized by the rows of a GEMM) stay small however
+ * large the batch; a longer sequence is a block alone. */
+#define BLOCK_FLOATS ((size_t)6 << 20)
+
+static int block_tokens(const struct gpuq_decoder *d, int n_tokens, int max_len) {
+    size_t fit = BLOCK_FLOATS / block_floats(d);
+    int most = (size_t)max_len > fit ? max_len : (int)fit;
+    return n_tokens < most ? n_tokens : most;
+}
+
+/* The bf16 GEMM input's floats for tb tokens. */
+static size_t x16_floats(const struct gpuq_decoder *d, size_t tb) {
+    size_t h = (size_t)d->hidden, qd = (size_t)d->heads * d->head_dim, in = (size_t)d->intermediate;
+    size_t wide = h > qd ? h : qd;
+    wide = wide > in ? wide : in;
+    return (tb * wide + 1) / 2;
+}
+
+/* The scratch, in order: x [t, h]; the rotary table [L, hd]; a block's
+ * xn [tb, h], qkv [tb, w], ctx [tb, heads * hd], gate/up [tb, 2 i], act
+ * [tb, i]; scores (score_floats); the block's bf16 GEMM input; the head's
+ * work. */
+size_t gpuq_decoder_scratch_floats(const struct gpuq_decoder *d, int n_tokens, int max_len) {
+    size_t tb = (size_t)block_tokens(d, n_tokens, max_len);
+    return (size_t)n_tokens * d->hidden + (size_t)max_len * d->head_dim + tb * block_floats(d) +
+           score_floats(d, max_len) + x16_floats(d, tb) + gpuq_encoder_head_floats(&d->st, n_tokens);
+}
+
+/* The layers on x [t, h], the rows of lens[0..n_seq) (t tokens, the longest
+ * longest), in place; cs the rotary table; the buffers each layer needs in
+ * scratch. */
+static int layers(struct gpuq_backend *be, const struct gpuq_decoder *d, const int *lens, int n_seq, int t,
+                  int longest, float *x, const float *cs, float *scratch) {
+    int h = d->hidden, inner = d->intermediate, w = gpuq_decoder_qkv_width(d), qd = d->heads * d->head_dim, rc = 0;
+    float *xn = scratch, *qkv = xn + (size_t)t * h, *ctx = qkv + (size_t)t * w;
     float *gu = ctx + (size_t)t * qd, *act = gu + (size_t)t * 2 * inner, *scores = act + (size_t)t * inner;
-    float *cs = scores + score_floats(d, longest);
-    uint16_t *x16 = (uint16_t *)(cs + (size_t)longest * d->head_dim);
-    size_t wide = (size_t)(h > qd ? h : qd);
-    wide = wide > (size_t)inner ? wide : (size_t)inner;
-    float *work = cs + (size_t)longest * d->head_dim + ((size_t)t * wide + 1) / 2;
+    uint16_t *x16 = (uint16_t *)(scores + score_floats(d, longest));
     int bf16 = gpuq_cpu_bf16(be);
-    for (int r = 0; r < t; r++) memcpy(x + (size_t)r * h, d->embed + (size_t)b->ids[r] * h, (size_t)h * sizeof *x);
-    rope_table(d, longest, cs);
     for (int l = 0; l < d->n_layers && !rc; l++) {
         const struct gpuq_dec_layer *ly = &d->layers[l];
         const uint16_t *const *w16 = (const uint16_t *const *)ly->w16, *none[GPUQ_DEC_W16S] = {NULL};
         if (!bf16) w16 = none;
         rmsnorm_rows(x, xn, t, h, ly->w[GPUQ_DEC_IN_NORM], d->rms_eps);
         rc = gemm(be, xn, t, h, ly->w[GPUQ_DEC_QKV_W], w16[GPUQ_DEC_W16_QKV], ly->w[GPUQ_DEC_QKV_B], w, qkv, x16, 0);
-        for (int s = 0, off = 0; s < b->n_seq && !rc; off += b->lens[s], s++) {
-            qk_prepare(d, ly, qkv + (size_t)off * w, b->lens[s], cs);
-            rc = attention(be, d, qkv + (size_t)off * w, b->lens[s], scores, ctx + (size_t)off * qd);
+        for (int s = 0, off = 0; s < n_seq && !rc; off += lens[s], s++) {
+            qk_prepare(d, ly, qkv + (size_t)off * w, lens[s], cs);
+            rc = attention(be, d, qkv + (size_t)off * w, lens[s], scores, ctx + (size_t)off * qd);
         }
         /* the output and down projections add themselves to x, the residual */
         if (!rc) rc = gemm(be, ctx, t, qd, ly->w[GPUQ_DEC_O_W], w16[GPUQ_DEC_W16_O], NULL, h, x, x16, 1);
@@ -216,7 +235,27 @@ int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder 
         swiglu(gu, t, inner, act);
         rc = gemm(be, act, t, inner, ly->w[GPUQ_DEC_DOWN_W], w16[GPUQ_DEC_W16_DOWN], NULL, h, x, x16, 1);
     }
+    return rc;
+}
+
+int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder *d,
+                             const struct gpuq_encode_batch *b, float *scratch) {
+    int h = d->hidden, t = 0, longest = 0, rc = 0;
+    for (int s = 0; s < b->n_seq; s++) t += b->lens[s], longest = b->lens[s] > longest ? b->lens[s] : longest;
+    int tb = block_tokens(d, t, longest);
+    float *x = scratch, *cs = x + (size_t)t * h, *rest = cs + (size_t)longest * d->head_dim;
+    for (int r = 0; r < t; r++) memcpy(x + (size_t)r * h, d->embed + (size_t)b->ids[r] * h, (size_t)h * sizeof *x);
+    rope_table(d, longest, cs);
+    /* blocks of whole sequences of at most tb tokens, each through every layer */
+    for (int s0 = 0, off = 0; s0 < b->n_seq && !rc;) {
+        int s1 = s0, n = 0, most = 0;
+        for (; s1 < b->n_seq && (s1 == s0 || n + b->lens[s1] <= tb); s1++)
+            n += b->lens[s1], most = b->lens[s1] > most ? b->lens[s1] : most;
+        rc = layers(be, d, b->lens + s0, s1 - s0, n, most, x + (size_t)off * h, cs, rest);
+        off += n, s0 = s1;
+    }
     if (rc) return rc;
-    rmsnorm_rows(x, xn, t, h, d->norm, d->rms_eps);
-    return gpuq_encoder_head_cpu(be, &d->st, b, xn, work);
+    rmsnorm_rows(x, x, t, h, d->norm, d->rms_eps);
+    float *work = rest + (size_t)tb * block_floats(d) + score_floats(d, longest) + x16_floats(d, (size_t)tb);
+    return gpuq_encoder_head_cpu(be, &d->st, b, x, work);
 }
