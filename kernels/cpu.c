@@ -71,6 +71,26 @@ GPUQ_CPU_VECTOR(softmax_rows, (float *s, int rows, int64_t ld, float *inv), (s, 
 
 void gpuq_cpu_softmax_rows(float *s, int rows, int64_t ld, float *inv) { softmax_rows(s, rows, ld, inv); }
 
+void gpuq_cpu_divide_heads(float *ctx, int rows, int heads, int64_t d, int64_t ld, const float *inv) {
+    for (int i = 0; i < rows; i++)
+        for (int g = 0; g < heads; g++) {
+            float *c = ctx + (size_t)i * ld + (size_t)g * d, by = inv[(size_t)g * rows + i];
+            for (int64_t j = 0; j < d; j++) c[j] *= by;
+        }
+}
+
+int gpuq_cpu_block_tokens(int fit, int n_tokens, int max_len) {
+    int most = max_len > fit ? max_len : fit;
+    return n_tokens < most ? n_tokens : most;
+}
+
+int gpuq_cpu_block_next(const int *lens, int n_seq, int s0, int tb, int *tokens, int *longest) {
+    int s1 = s0, n = 0, most = 0;
+    for (; s1 < n_seq && (s1 == s0 || n + lens[s1] <= tb); s1++) n += lens[s1], most = lens[s1] > most ? lens[s1] : most;
+    *tokens = n, *longest = most;
+    return s1;
+}
+
 /* ---- GEMMs ---- */
 
 int gpuq_cpu_bf16(struct gpuq_backend *be) {

@@ -75,4 +75,21 @@ static inline __attribute__((always_inline)) float gpuq_exp_nonpositive(float x)
  * backend's ISA; whole vectors when ld is a multiple of 16. */
 void gpuq_cpu_softmax_rows(float *s, int rows, int64_t ld, float *inv);
 
+/* That division: ctx's rows (rows of them, ld apart) hold heads blocks of d
+ * values, weighted sums of the numerators; the block of head g in row i is
+ * multiplied by inv[g * rows + i]. */
+void gpuq_cpu_divide_heads(float *ctx, int rows, int heads, int64_t d, int64_t ld, const float *inv);
+
+/* The encoder and decoder run every layer on one block of whole sequences
+ * before the next, so that a layer's activations are still in cache when
+ * the next step reads them. A block's tokens: at most fit, or the longest
+ * sequence where that is longer (it is a block alone), and no more than the
+ * batch's n_tokens. */
+int gpuq_cpu_block_tokens(int fit, int n_tokens, int max_len);
+
+/* The block of whole sequences of lens[0..n_seq) that starts at sequence
+ * s0, at most tb tokens (or that one sequence): returns the sequence after
+ * it; *tokens and *longest its tokens and its longest sequence. */
+int gpuq_cpu_block_next(const int *lens, int n_seq, int s0, int tb, int *tokens, int *longest);
+
 #endif

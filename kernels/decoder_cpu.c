@@ -10,6 +10,7 @@
  * heads read their key/value head in place: the query heads that share one
  * are the same offset r within each group, so for each r one GEMM batched
  * over the groups strides the queries by a group and the keys by a head. */
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -133,11 +134,7 @@ static int attention(struct gpuq_backend *be, const struct gpuq_decoder *d, cons
                 .c = ctx + (size_t)q0 * qd + r * hd, .c_row = qd, .c_col = 1, .c_batch = rep * hd, .alpha = 1.0f};
             rc = gpuq_cpu_gemm(be, &pv);
         }
-        for (int i = 0; i < m && !rc; i++)     /* the softmax's division */
-            for (int hh = 0; hh < d->heads; hh++) {
-                float *c = ctx + (size_t)(q0 + i) * qd + hh * hd, by = inv[(size_t)hh * m + i];
-                for (int64_t j = 0; j < hd; j++) c[j] *= by;
-            }
+        if (!rc) gpuq_cpu_divide_heads(ctx + (size_t)q0 * qd, m, d->heads, hd, qd, inv);
     }
     return rc;
 }
@@ -184,8 +181,7 @@ static size_t block_floats(const struct gpuq_decoder *d) {
 
 static int block_tokens(const struct gpuq_decoder *d, int n_tokens, int max_len) {
     size_t fit = BLOCK_FLOATS / block_floats(d);
-    int most = (size_t)max_len > fit ? max_len : (int)fit;
-    return n_tokens < most ? n_tokens : most;
+    return gpuq_cpu_block_tokens(fit < INT_MAX ? (int)fit : INT_MAX, n_tokens, max_len);
 }
 
 /* The bf16 GEMM input's floats for tb tokens. */
@@ -247,12 +243,9 @@ int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder 
     for (int r = 0; r < t; r++) memcpy(x + (size_t)r * h, d->embed + (size_t)b->ids[r] * h, (size_t)h * sizeof *x);
     rope_table(d, longest, cs);
     /* blocks of whole sequences of at most tb tokens, each through every layer */
-    for (int s0 = 0, off = 0; s0 < b->n_seq && !rc;) {
-        int s1 = s0, n = 0, most = 0;
-        for (; s1 < b->n_seq && (s1 == s0 || n + b->lens[s1] <= tb); s1++)
-            n += b->lens[s1], most = b->lens[s1] > most ? b->lens[s1] : most;
+    for (int s0 = 0, s1, off = 0, n, most; s0 < b->n_seq && !rc; off += n, s0 = s1) {
+        s1 = gpuq_cpu_block_next(b->lens, b->n_seq, s0, tb, &n, &most);
         rc = layers(be, d, b->lens + s0, s1 - s0, n, most, x + (size_t)off * h, cs, rest);
-        off += n, s0 = s1;
     }
     if (rc) return rc;
     rmsnorm_rows(x, x, t, h, d->norm, d->rms_eps);

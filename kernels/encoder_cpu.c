@@ -5,7 +5,8 @@
  * one GEMM over the real tokens only, and attention runs per sequence and
  * head on its own [n, n] scores (the heads batched in one GEMM); no mask,
  * no padding to compute. The layers run on blocks of whole sequences of
- * about BLOCK_TOKENS tokens, all layers on one block before the next, so a
+ * about BLOCK_TOKENS tokens, all layers on one block before the next
+ * (gpuq_cpu_block_next), so a
  * layer's activations are still in cache when the next step reads them (a
  * batch of 16k tokens run layer by layer spent a quarter of its bf16 time
  * fetching them back from memory). Biases, GELU after the first
@@ -105,13 +106,9 @@ static int attention(struct gpuq_backend *be, const float *qkv, int n, int h, in
     float *inv = scores + heads * nn;
     gpuq_cpu_softmax_rows(scores, heads * n, ld, inv);
     if ((rc = gpuq_cpu_gemm(be, &pv))) return rc;
-    for (int i = 0; i < n; i++) {
-        for (int hd = 0; hd < heads; hd++) {
-            float *c = ctx + (size_t)i * h + hd * d, by = inv[(size_t)hd * n + i];
-            for (int64_t j = 0; j < d; j++) c[j] *= by;
-        }
-        if (ctx16) gpuq_cpu_gemm_to_bf16(ctx + (size_t)i * h, (size_t)h, ctx16 + (size_t)i * h);
-    }
+    gpuq_cpu_divide_heads(ctx, n, heads, d, h, inv);
+    if (ctx16)
+        for (int i = 0; i < n; i++) gpuq_cpu_gemm_to_bf16(ctx + (size_t)i * h, (size_t)h, ctx16 + (size_t)i * h);
     return 0;
 }
 
@@ -134,13 +131,10 @@ static size_t head_width(const struct gpuq_encoder *e) {
 
 #define SPARSE_BLOCK 64
 
-/* Tokens in a block of the layers' loop: a longer sequence is a block alone. */
+/* Tokens in a block of the layers' loop (gpuq_cpu_block_tokens). */
 #define BLOCK_TOKENS 2048
 
-static int block_tokens(int n_tokens, int max_len) {
-    int most = max_len > BLOCK_TOKENS ? max_len : BLOCK_TOKENS;
-    return n_tokens < most ? n_tokens : most;
-}
+static int block_tokens(int n_tokens, int max_len) { return gpuq_cpu_block_tokens(BLOCK_TOKENS, n_tokens, max_len); }
 
 size_t gpuq_encoder_scratch_floats(const struct gpuq_encoder *e, int n_tokens, int max_len) {
     size_t h = (size_t)e->hidden, wide = (size_t)(e->intermediate > e->hidden ? e->intermediate : e->hidden);
@@ -310,12 +304,9 @@ int gpuq_encoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_encoder 
     embed_tokens(e, b, x);
     add_layernorm(x, NULL, t, h, e->emb[GPUQ_ENC_LN_G], e->emb[GPUQ_ENC_LN_B], e->ln_eps, NULL);
     /* blocks of whole sequences of at most tb tokens, each through every layer */
-    for (int s0 = 0, off = 0; s0 < b->n_seq && !rc;) {
-        int s1 = s0, n = 0, most = 0;
-        for (; s1 < b->n_seq && (s1 == s0 || n + b->lens[s1] <= tb); s1++)
-            n += b->lens[s1], most = b->lens[s1] > most ? b->lens[s1] : most;
+    for (int s0 = 0, s1, off = 0, n, most; s0 < b->n_seq && !rc; off += n, s0 = s1) {
+        s1 = gpuq_cpu_block_next(b->lens, b->n_seq, s0, tb, &n, &most);
         rc = layers(be, e, b->lens + s0, s1 - s0, n, most, x + (size_t)off * h, rest);
-        off += n, s0 = s1;
     }
     /* the tail past the layers' buffers, sized for a block */
     size_t sq = scores_floats(e, longest), wide = (size_t)(e->intermediate > h ? e->intermediate : h);
