@@ -235,8 +235,25 @@ static void cuda_model_free(struct gpuq_backend *be, struct gpuq_model *m) {
     case GPUQ_ARCH_MLP: mlp_free(m); break;
     case GPUQ_ARCH_INDEX: cuda_index_free(m); break;
     case GPUQ_ARCH_ENCODER: cuda_encoder_free(m); break;
+    case GPUQ_ARCH_DECODER: cuda_decoder_free(m); break;
     default: break;     /* nothing was loaded: model_load refused it */
     }
+}
+
+/* Row-major as column-major: Y^T = W^T' X^T. */
+int cuda_gemm(struct gpuq_backend *be, enum gpuq_precision p, const void *w, const void *x, int t, int in, int out,
+              float *y, float beta) {
+    cublasHandle_t blas = cuda_cur(be)->blas;
+    float one = 1.0f;
+    if (p == GPUQ_PREC_F32)
+        BLAS(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, t, in, &one, (const float *)w, in,
+                         (const float *)x, in, &beta, y, out));
+    else {
+        cudaDataType_t lt = p == GPUQ_PREC_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+        BLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, t, in, &one, w, lt, in, x, lt, in, &beta, y,
+                          CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return 0;
 }
 
 int cuda_upload(struct gpuq_backend *be, void **dst, const float *src, size_t floats) {
@@ -266,12 +283,7 @@ int cuda_upload_weights(struct gpuq_backend *be, void **dst, const float *w, siz
 static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     struct cuda_ctx *c = cuda_of(be);
     if (gpuq_model_arch(m) == GPUQ_ARCH_ENCODER) return cuda_encoder_load(be, m);    /* kernels/encoder.cu */
-    if (gpuq_model_arch(m) == GPUQ_ARCH_DECODER) {
-        /* no CUDA forward for decoders yet: the worker serves their ops on the CPU backend */
-        snprintf(be->errstr, sizeof(be->errstr), "decoder embedders (qwen3, qwen2) have no CUDA forward pass "
-                 "yet");
-        return GPUQ_BE_UNSERVED;
-    }
+    if (gpuq_model_arch(m) == GPUQ_ARCH_DECODER) return cuda_decoder_load(be, m);    /* kernels/decoder.cu */
     if (gpuq_model_arch(m) == GPUQ_ARCH_INDEX) {
         int rc = cuda_index_load(be, m);
         if (rc == 0 && gpuq_model_in_dim(m) > c->knn_dim) c->knn_dim = gpuq_model_in_dim(m);

@@ -107,12 +107,62 @@ int cuda_convert(struct gpuq_backend *be, cudaStream_t st, void *dst, const floa
 int cuda_upload(struct gpuq_backend *be, void **dst, const float *src, size_t n);
 int cuda_upload_weights(struct gpuq_backend *be, void **dst, const float *src, size_t n);
 
+/* y [t, out] = x [t, in] W^T + beta y, W [out, in] row-major, on the
+ * current slot's cuBLAS handle: x and W in precision p (tensor cores for
+ * bf16 and f16, f32 sums), y f32. 0, or a status. */
+int cuda_gemm(struct gpuq_backend *be, enum gpuq_precision p, const void *w, const void *x, int t, int in, int out,
+              float *y, float beta);
+
+/* The text models' fused attention (kernels/attention.cu): ctx =
+ * softmax(Q K^T / sqrt(dh) [+ relative bias]) V per sequence and query
+ * head, q, k and v read where the projection left them. */
+struct cuda_rel_bias {
+    const float *table;     /* [buckets, heads] (MPNet), or NULL */
+    const int *bucket;      /* [2 span + 1]: the bucket of each distance key - query from -span */
+    int span;
+};
+
+struct cuda_attention {
+    const float *qkv;       /* [tokens, ld] */
+    const float *bias;      /* [ld], added to q, k and v as they are read; or NULL */
+    const int *off;         /* [n_seq + 1]: each sequence's first token, then the end */
+    int n_seq, max_len;
+    int ld, q_col, k_col, v_col;    /* the columns of head 0's q, k and v */
+    int heads, kv_heads;    /* query head g reads key/value head g / (heads / kv_heads) */
+    int dh;                 /* columns of a head, 1 .. CUDA_ATT_MAX_HEAD */
+    int causal;             /* a query sees only the keys up to its own position */
+    struct cuda_rel_bias rel;
+    void *ctx;              /* out: [tokens, ctx_ld], head g at column g dh, in precision prec */
+    int ctx_ld, prec;
+};
+
+#define CUDA_ATT_MAX_HEAD 128   /* a lane holds up to 4 of a row's columns */
+
+int cuda_attention(struct gpuq_backend *be, const struct cuda_attention *a);
+
 /* A text encoder on the device (kernels/encoder.cu): its weights, in
  * model->backend_data, and one batch's forward pass (kernels/encoder.h). */
 struct gpuq_encode_batch;
+struct gpuq_encoder;
 extern "C" int cuda_encoder_load(struct gpuq_backend *be, struct gpuq_model *m);
 extern "C" void cuda_encoder_free(struct gpuq_model *m);
 extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_model *model,
+                                    const struct gpuq_encode_batch *b, int n_tokens, int max_len);
+
+/* The sentence-transformers modules of st after a text model's last
+ * hidden states x [tokens, st->hidden] on the device (the encoder's, or a
+ * decoder's st): pooling by b->pooling over the sequences that start at
+ * off, the Dense modules (f32; their weights dense_w, dense_b on the
+ * device), the L2 normalization if b->normalize, into b->out on the host.
+ * work holds 2 half floats, half >= b->n_seq times the widest row. */
+int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *st, float *const *dense_w,
+                   float *const *dense_b, const struct gpuq_encode_batch *b, const float *x, const int *off,
+                   float *work, size_t half);
+
+/* A decoder embedder on the device (kernels/decoder.cu), as the encoder. */
+extern "C" int cuda_decoder_load(struct gpuq_backend *be, struct gpuq_model *m);
+extern "C" void cuda_decoder_free(struct gpuq_model *m);
+extern "C" int cuda_decoder_forward(struct gpuq_backend *be, const struct gpuq_model *model,
                                     const struct gpuq_encode_batch *b, int n_tokens, int max_len);
 
 /* Scores of one knn query block are computed this many index rows at a

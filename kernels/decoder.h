@@ -1,5 +1,6 @@
 /* decoder.h -- the decoder embedder's forward pass
- * (models/decoder/decoder.h) on the CPU backend (kernels/decoder_cpu.c):
+ * (models/decoder/decoder.h) on each backend: the CPU's in
+ * kernels/decoder_cpu.c, CUDA's in kernels/decoder.cu. Both compute:
  *
  * the embeddings of the tokens; per layer RMSNorm, one q/k/v GEMM over all
  * tokens (with Qwen2's biases), Qwen3's RMSNorm per head on q and k, rotary
@@ -7,9 +8,9 @@
  * position 0), causal attention per sequence in which each query head reads
  * its group's shared key/value head, the output projection and residual;
  * RMSNorm, one gate/up GEMM, SiLU(gate) * up, the down projection and
- * residual; the final RMSNorm; then the sentence-transformers modules
- * (kernels/encoder.h's gpuq_encoder_head_cpu on the decoder's st: last-token
- * pooling takes each sequence's own last token).
+ * residual; the final RMSNorm; then the sentence-transformers modules of
+ * the decoder's st, the encoder's head on each backend (last-token pooling
+ * takes each sequence's own last token).
  *
  * Precision be->precision, as the encoder's: with bf16 or f16 the four
  * GEMMs of a layer (q/k/v, output, gate/up, down) take their input rounded
@@ -35,6 +36,11 @@ size_t gpuq_decoder_scratch_floats(const struct gpuq_decoder *d, int n_tokens, i
  * an enum gpuq_status with be->errstr (a GEMM failed). */
 int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder *d,
                              const struct gpuq_encode_batch *b, float *scratch);
+
+/* cs [max_len, hd]: per position, the cosines of its hd / 2 angles then
+ * their sines; angle i of position p is p * theta^(-2i / hd). Both
+ * backends rotate by this table, made on the host with the batch. */
+void gpuq_decoder_rope_table(const struct gpuq_decoder *d, int max_len, float *cs);
 
 #ifdef __cplusplus
 }

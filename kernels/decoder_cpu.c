@@ -47,11 +47,10 @@ static void rmsnorm_rows(const float *x, float *y, int rows, int n, const float 
     for (int r = 0; r < rows; r++) rmsnorm(x + (size_t)r * n, y + (size_t)r * n, n, g, eps);
 }
 
-/* cs [max_len, hd]: per position, the cosines of its hd / 2 angles then
- * their sines; angle i of position p is p * theta^(-2i / hd), in f32 as
- * transformers' rotary embedding computes it (its inv_freq, and the angle
- * a product in f32), so long sequences turn as they do there. */
-static void rope_table(const struct gpuq_decoder *d, int max_len, float *cs) {
+/* The rotary table (kernels/decoder.h): the angle in f32 as transformers'
+ * rotary embedding computes it (its inv_freq, and the angle a product in
+ * f32), so long sequences turn as they do there. */
+void gpuq_decoder_rope_table(const struct gpuq_decoder *d, int max_len, float *cs) {
     int half = d->head_dim / 2;
     for (int i = 0; i < half; i++) {
         float inv = 1.0f / powf((float)d->rope_theta, (float)(2 * i) / (float)d->head_dim);
@@ -241,7 +240,7 @@ int gpuq_decoder_forward_cpu(struct gpuq_backend *be, const struct gpuq_decoder 
     int tb = block_tokens(d, t, longest);
     float *x = scratch, *cs = x + (size_t)t * h, *rest = cs + (size_t)longest * d->head_dim;
     for (int r = 0; r < t; r++) memcpy(x + (size_t)r * h, d->embed + (size_t)b->ids[r] * h, (size_t)h * sizeof *x);
-    rope_table(d, longest, cs);
+    gpuq_decoder_rope_table(d, longest, cs);
     /* blocks of whole sequences of at most tb tokens, each through every layer */
     for (int s0 = 0, s1, off = 0, n, most; s0 < b->n_seq && !rc; off += n, s0 = s1) {
         s1 = gpuq_cpu_block_next(b->lens, b->n_seq, s0, tb, &n, &most);

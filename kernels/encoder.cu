@@ -2,13 +2,13 @@
  * kernels/encoder_cpu.c.
  *
  * Padding-free, as on the CPU: the batch's tokens are back to back, every
- * dense layer is one cuBLAS GEMM over the real tokens, and attention is one
- * fused kernel over (sequence, head, 16 query rows) that streams the
- * sequence's keys through shared memory with an online softmax, so a batch
- * of sequences of any lengths is one launch. The rest is a kernel each:
- * embeddings + LayerNorm, residual + bias + LayerNorm, bias + activation,
- * pooling; the Dense modules are f32 cuBLAS GEMMs and a bias + activation
- * kernel. Position rows, and the relative bias's buckets, are worked out on
+ * dense layer is one cuBLAS GEMM over the real tokens, and attention is
+ * the fused kernel of kernels/attention.cu, one launch for a batch of
+ * sequences of any lengths. The rest is a kernel each: embeddings +
+ * LayerNorm, residual + bias + LayerNorm, bias + activation; then the
+ * sentence-transformers modules (cuda_text_head, here: pooling, the Dense
+ * modules as f32 cuBLAS GEMMs, normalization), which the decoder's forward
+ * pass (kernels/decoder.cu) shares. Position rows, and the relative bias's buckets, are worked out on
  * the host with the batch.
  * LayerNorm statistics, mean pooling and the L2 norm are summed in double,
  * as on the CPU. The weights are uploaded once, at model load.
@@ -40,10 +40,6 @@ struct dev_encoder {
     int n_dense;
     enum gpuq_precision prec;   /* of the matrices and the GEMMs' inputs */
 };
-
-/* The head sizes the attention kernel serves: a lane holds up to 4 of a
- * row's columns. */
-#define ATT_MAX_HEAD 128
 
 extern "C" void cuda_encoder_free(struct gpuq_model *m) {
     struct dev_encoder *d = (struct dev_encoder *)m->backend_data;
@@ -86,9 +82,9 @@ extern "C" int cuda_encoder_load(struct gpuq_backend *be, struct gpuq_model *m) 
         snprintf(be->errstr, sizeof(be->errstr), "the masked-LM head (sparse vectors) is not served on CUDA");
         return GPUQ_BE_UNSERVED;
     }
-    if (e->hidden / e->heads > ATT_MAX_HEAD) {
+    if (e->hidden / e->heads > CUDA_ATT_MAX_HEAD) {
         snprintf(be->errstr, sizeof(be->errstr), "attention heads of %d columns (over %d) are not served "
-                 "on CUDA", e->hidden / e->heads, ATT_MAX_HEAD);
+                 "on CUDA", e->hidden / e->heads, CUDA_ATT_MAX_HEAD);
         return GPUQ_BE_UNSERVED;
     }
     struct dev_encoder *d = (struct dev_encoder *)calloc(1, sizeof(*d));
@@ -148,96 +144,6 @@ __global__ static void bias_act_kernel(const float *y, void *dst, int prec, cons
     }
 }
 
-#define ATT_QT 16                       /* query rows per block */
-#define ATT_KT 32                       /* keys per tile: one per lane */
-#define ATT_WARPS 4
-#define ATT_RPW (ATT_QT / ATT_WARPS)    /* query rows per warp */
-
-static size_t att_smem(int dh) { return (size_t)(ATT_QT * dh + ATT_KT * (dh + 1) + ATT_KT * dh) * sizeof(float); }
-
-/* ctx = softmax(Q K^T * scale) V for one sequence (blockIdx.x), one head
- * (blockIdx.y) and ATT_QT of its query rows (blockIdx.z), q, k and v read
- * from qkv [tokens, 3h] plus their bias. Each warp keeps ATT_RPW rows'
- * running max, sum and output (a lane holds columns lane + 32 j, j < DPL)
- * while the keys pass through shared memory ATT_KT at a time: one score
- * per lane, then the tile's probabilities weigh its values. With rel
- * (MPNet), each score gains rel[bucket[key - query + rel_span] * heads +
- * head]. */
-struct rel_bias {
-    const float *table;     /* [buckets, heads], or NULL */
-    const int *bucket;      /* [2 * rel_span + 1] */
-    int span;
-};
-
-template <int DPL>
-__global__ static void attention_kernel(const float *qkv, const float *bias, const int *off, int h, int dh,
-                                        float scale, void *ctx, int prec, struct rel_bias rel) {
-    extern __shared__ float sm[];
-    float *qs = sm, *ks = qs + ATT_QT * dh, *vs = ks + ATT_KT * (dh + 1);   /* ks padded: no bank conflicts */
-    int start = off[blockIdx.x], n = off[blockIdx.x + 1] - start, q0 = blockIdx.z * ATT_QT;
-    if (q0 >= n) return;    /* the whole block, before any barrier */
-    int qn = min(ATT_QT, n - q0), col = blockIdx.y * dh, ld = 3 * h;
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int i = threadIdx.x; i < qn * dh; i += blockDim.x) {
-        int r = i / dh, c = i - r * dh;
-        qs[i] = qkv[(size_t)(start + q0 + r) * ld + col + c] + bias[col + c];
-    }
-    float top[ATT_RPW], sum[ATT_RPW], acc[ATT_RPW][DPL];
-#pragma unroll
-    for (int i = 0; i < ATT_RPW; i++) {
-        top[i] = -INFINITY;
-        sum[i] = 0.0f;
-#pragma unroll
-        for (int j = 0; j < DPL; j++) acc[i][j] = 0.0f;
-    }
-    for (int k0 = 0; k0 < n; k0 += ATT_KT) {
-        int kn = min(ATT_KT, n - k0);
-        __syncthreads();    /* the last tile is used up (and the queries are in) */
-        for (int i = threadIdx.x; i < kn * dh; i += blockDim.x) {
-            int r = i / dh, c = i - r * dh;
-            const float *row = qkv + (size_t)(start + k0 + r) * ld;
-            ks[r * (dh + 1) + c] = row[h + col + c] + bias[h + col + c];
-            vs[i] = row[2 * h + col + c] + bias[2 * h + col + c];
-        }
-        __syncthreads();
-#pragma unroll
-        for (int i = 0; i < ATT_RPW; i++) {
-            int r = warp + i * ATT_WARPS;
-            if (r >= qn) continue;  /* the same for the whole warp */
-            float s = -INFINITY;
-            if (lane < kn) {
-                float dot = 0.0f;
-                for (int c = 0; c < dh; c++) dot += qs[r * dh + c] * ks[lane * (dh + 1) + c];
-                s = dot * scale;
-                if (rel.table)
-                    s += rel.table[rel.bucket[k0 + lane - (q0 + r) + rel.span] * gridDim.y + blockIdx.y];
-            }
-            float now = fmaxf(top[i], warp_max(s));
-            float p = lane < kn ? expf(s - now) : 0.0f;
-            float fade = expf(top[i] - now);    /* 0 on the first tile */
-            sum[i] = sum[i] * fade + warp_sum(p);
-            top[i] = now;
-#pragma unroll
-            for (int j = 0; j < DPL; j++) acc[i][j] *= fade;
-            for (int k = 0; k < kn; k++) {
-                float pk = __shfl_sync(0xffffffffu, p, k);
-#pragma unroll
-                for (int j = 0; j < DPL; j++)
-                    if (lane + 32 * j < dh) acc[i][j] += pk * vs[k * dh + lane + 32 * j];
-            }
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < ATT_RPW; i++) {
-        int r = warp + i * ATT_WARPS;
-        if (r >= qn) continue;
-        size_t at = (size_t)(start + q0 + r) * h + col;
-#pragma unroll
-        for (int j = 0; j < DPL; j++)
-            if (lane + 32 * j < dh) put(ctx, at + lane + 32 * j, prec, acc[i][j] / sum[i]);
-    }
-}
-
 /* out[s] = sentence-transformers' pooling (enum gpuq_pool) of sequence
  * s's rows of x, sums in double as on the CPU; one block per sequence. */
 __global__ static void pool_kernel(const float *x, const int *off, int h, int mode, float *out) {
@@ -271,38 +177,15 @@ __global__ static void normalize_kernel(float *y, int h) {
 
 /* ---- the forward pass ---- */
 
-/* y [t, out] = x [t, in] W^T, W [out, in] row-major (column-major:
- * Y^T = W^T' X^T), x and W in the precision, y f32. */
-static int dense(struct gpuq_backend *be, enum gpuq_precision p, const void *w, const void *x, int t, int in,
-                 int out, float *y) {
-    cublasHandle_t blas = cuda_cur(be)->blas;
-    float one = 1.0f, zero = 0.0f;
-    if (p == GPUQ_PREC_F32)
-        BLAS(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, t, in, &one, (const float *)w, in,
-                         (const float *)x, in, &zero, y, out));
-    else {
-        cudaDataType_t lt = p == GPUQ_PREC_BF16 ? CUDA_R_16BF : CUDA_R_16F;
-        BLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, out, t, in, &one, w, lt, in, x, lt, in, &zero, y,
-                          CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    }
-    return 0;
-}
-
+/* Attention over the QKV GEMM's output [t, 3h] plus its bias, every key
+ * (kernels/attention.cu). */
 static int attention(struct gpuq_backend *be, const struct gpuq_encoder *m, const float *qkv, const float *bias,
-                     const int *off, int n_seq, int max_len, void *ctx, int prec, struct rel_bias rel) {
-    int dh = m->hidden / m->heads;
-    dim3 grid((unsigned)n_seq, (unsigned)m->heads, (unsigned)((max_len + ATT_QT - 1) / ATT_QT));
-    size_t smem = att_smem(dh);
-    cudaStream_t st = cuda_cur(be)->stream;
-    float scale = 1.0f / sqrtf((float)dh);
-    if (dh <= 32)
-        attention_kernel<1><<<grid, 32 * ATT_WARPS, smem, st>>>(qkv, bias, off, m->hidden, dh, scale, ctx, prec, rel);
-    else if (dh <= 64)
-        attention_kernel<2><<<grid, 32 * ATT_WARPS, smem, st>>>(qkv, bias, off, m->hidden, dh, scale, ctx, prec, rel);
-    else
-        attention_kernel<4><<<grid, 32 * ATT_WARPS, smem, st>>>(qkv, bias, off, m->hidden, dh, scale, ctx, prec, rel);
-    LAUNCHED();
-    return 0;
+                     const int *off, int n_seq, int max_len, void *ctx, enum gpuq_precision p,
+                     struct cuda_rel_bias rel) {
+    int h = m->hidden;
+    struct cuda_attention a = {qkv, bias, off, n_seq, max_len, 3 * h, 0, h, 2 * h, m->heads, m->heads,
+                               h / m->heads, 0, rel, ctx, h, (int)p};
+    return cuda_attention(be, &a);
 }
 
 /* Device buffers of the current slot: ids, position rows, sequence starts
@@ -316,7 +199,7 @@ enum { B_META, B_X, B_QKV, B_MID, B_LOW, B_OUT };
 /* One layer, x in place: the GEMMs read x (or its rounded copy in low). */
 static int layer(struct gpuq_backend *be, const struct gpuq_encoder *m, const struct dev_layer *L,
                  enum gpuq_precision p, void *const *buf, const int *off, int n_seq, int max_len, int t,
-                 struct rel_bias rel) {
+                 struct cuda_rel_bias rel) {
     cudaStream_t st = cuda_cur(be)->stream;
     int h = m->hidden, inter = m->intermediate, rc;
     float *x = (float *)buf[B_X], *qkv = (float *)buf[B_QKV], *mid = (float *)buf[B_MID];
@@ -326,18 +209,18 @@ static int layer(struct gpuq_backend *be, const struct gpuq_encoder *m, const st
     long long n = (long long)t * inter;
     const float *const *v = (const float *const *)L->w;
 #define V(slot) v[(slot) - GPUQ_ENC_FIRST_LAYER_SLOT]
-    if ((rc = dense(be, p, LW(L, GPUQ_ENC_QKV_W), x_in, t, h, 3 * h, qkv)) ||
-        (rc = attention(be, m, qkv, V(GPUQ_ENC_QKV_B), off, n_seq, max_len, mid_in, (int)p, rel)) ||
-        (rc = dense(be, p, LW(L, GPUQ_ENC_ATTN_W), mid_in, t, h, h, qkv)))
+    if ((rc = cuda_gemm(be, p, LW(L, GPUQ_ENC_QKV_W), x_in, t, h, 3 * h, qkv, 0.0f)) ||
+        (rc = attention(be, m, qkv, V(GPUQ_ENC_QKV_B), off, n_seq, max_len, mid_in, p, rel)) ||
+        (rc = cuda_gemm(be, p, LW(L, GPUQ_ENC_ATTN_W), mid_in, t, h, h, qkv, 0.0f)))
         return rc;
     add_ln_kernel<<<t, CUDA_THREADS, 0, st>>>(x, qkv, V(GPUQ_ENC_ATTN_B), V(GPUQ_ENC_LN1_G), V(GPUQ_ENC_LN1_B),
                                               m->ln_eps, h, low, (int)p);
     LAUNCHED();
-    if ((rc = dense(be, p, LW(L, GPUQ_ENC_FFN_W1), x_in, t, h, inter, mid))) return rc;
+    if ((rc = cuda_gemm(be, p, LW(L, GPUQ_ENC_FFN_W1), x_in, t, h, inter, mid, 0.0f))) return rc;
     bias_act_kernel<<<blocks_for(n), CUDA_THREADS, 0, st>>>(mid, mid_in, (int)p, V(GPUQ_ENC_FFN_B1), n, inter,
                                                             (int)m->act);
     LAUNCHED();
-    if ((rc = dense(be, p, LW(L, GPUQ_ENC_FFN_W2), mid_in, t, inter, h, qkv))) return rc;
+    if ((rc = cuda_gemm(be, p, LW(L, GPUQ_ENC_FFN_W2), mid_in, t, inter, h, qkv, 0.0f))) return rc;
     add_ln_kernel<<<t, CUDA_THREADS, 0, st>>>(x, qkv, V(GPUQ_ENC_FFN_B2), V(GPUQ_ENC_LN2_G), V(GPUQ_ENC_LN2_B),
                                               m->ln_eps, h, low, (int)p);
 #undef V
@@ -346,8 +229,9 @@ static int layer(struct gpuq_backend *be, const struct gpuq_encoder *m, const st
 }
 
 /* Pooling, the Dense modules (f32) and normalization, into out on the host. */
-static int head(struct gpuq_backend *be, const struct gpuq_encoder *m, const struct dev_encoder *d,
-                const struct gpuq_encode_batch *b, const float *x, const int *off, float *work, size_t half) {
+int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *m, float *const *dense_w,
+                   float *const *dense_b, const struct gpuq_encode_batch *b, const float *x, const int *off,
+                   float *work, size_t half) {
     cudaStream_t st = cuda_cur(be)->stream;
     int n = b->n_seq, rc, width = m->hidden;
     float *y = work;
@@ -357,8 +241,8 @@ static int head(struct gpuq_backend *be, const struct gpuq_encoder *m, const str
         const struct gpuq_dense *D = &m->dense[i];
         float *to = y == work ? work + half : work;
         long long cells = (long long)n * D->d_out;
-        if ((rc = dense(be, GPUQ_PREC_F32, d->dense_w[i], y, n, D->d_in, D->d_out, to))) return rc;
-        bias_act_kernel<<<blocks_for(cells), CUDA_THREADS, 0, st>>>(to, to, (int)GPUQ_PREC_F32, d->dense_b[i], cells,
+        if ((rc = cuda_gemm(be, GPUQ_PREC_F32, dense_w[i], y, n, D->d_in, D->d_out, to, 0.0f))) return rc;
+        bias_act_kernel<<<blocks_for(cells), CUDA_THREADS, 0, st>>>(to, to, (int)GPUQ_PREC_F32, dense_b[i], cells,
                                                                     D->d_out, (int)D->act);
         LAUNCHED();
         y = to, width = D->d_out;
@@ -415,8 +299,9 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     if (!m->n_types) et.e[GPUQ_ENC_TYPE] = NULL;
     embed_kernel<<<t, CUDA_THREADS, 0, st>>>(ids, dpos, dtypes, et, m->ln_eps, h, (float *)buf[B_X], low, (int)p);
     LAUNCHED();
-    struct rel_bias rel = {m->rel_buckets ? d->e[GPUQ_ENC_REL_BIAS] : NULL, dbuckets, span};
+    struct cuda_rel_bias rel = {m->rel_buckets ? d->e[GPUQ_ENC_REL_BIAS] : NULL, dbuckets, span};
     for (int i = 0; i < m->n_layers; i++)
         if ((rc = layer(be, m, &d->layers[i], p, buf, off, n_seq, max_len, t, rel))) return rc;
-    return head(be, m, d, b, (const float *)buf[B_X], off, (float *)buf[B_OUT], (size_t)n_seq * head_w);
+    return cuda_text_head(be, m, d->dense_w, d->dense_b, b, (const float *)buf[B_X], off, (float *)buf[B_OUT],
+                          (size_t)n_seq * head_w);
 }

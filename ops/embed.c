@@ -410,7 +410,7 @@ static int cpu(struct gpuq_backend *be, const struct gpuq_launch *l) {
     return gpuq_encoder_forward_cpu(be, m, &a->b, scratch);
 }
 
-/* ---- twin: random encoders (ops/encoder_twin.c), from one-token sequences to several key tiles ---- */
+/* ---- twin: random encoders and decoders (ops/encoder_twin.c), from one-token sequences to several key tiles ---- */
 
 /* Small (at every CUDA worker's start): heads of 32 columns, as sentence
  * encoders have, over two key and three query tiles. Large: heads of 32,
@@ -427,11 +427,23 @@ static void twin(struct gpuq_twin_run *r) {
      * Dense module and the other poolings */
     static const struct gpuq_encoder_twin bert = {64, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0, 0},
                                    mpnet = {64, 2, 1, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24, 0, 0};
+    /* decoders: Qwen3's shape with heads wider than the model (as
+     * Qwen3-0.6B's 16 x 128 over 1,024), two query heads per key/value
+     * head; Qwen2's biases with a Dense module */
+    static const struct gpuq_decoder_twin qwen3 = {64, 4, 2, 32, 1, 0, 0};
     if (!r->large) {
         gpuq_encoder_twin_batch(r, &bert, small, 5);
         gpuq_encoder_twin_batch(r, &mpnet, small, 5);
+        gpuq_decoder_twin_batch(r, &qwen3, small, 5);
         return;
     }
+    /* heads of 16 to 128 columns, one to four query heads per key/value
+     * head, sequences over several query and key tiles */
+    static const struct gpuq_decoder_twin decoders[] = {
+        {64, 4, 2, 32, 2, 0, 0}, {128, 2, 1, 128, 1, 0, 0}, {64, 4, 1, 16, 2, 1, 48}, {128, 2, 2, 64, 1, 1, 0}};
+    static const int long_lens[] = {1, 130, 33, 17, 5};    /* past the CPU's block of 128 queries */
+    for (size_t i = 0; i < sizeof decoders / sizeof *decoders; i++)
+        gpuq_decoder_twin_batch(r, &decoders[i], long_lens, 5);
     static const struct gpuq_encoder_twin shapes[] = {
         {128, 4, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0, 0}, {128, 2, 2, GPUQ_POOL_CLS, 0, -1, 0, 0, 0, 0},
         {192, 2, 2, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0, 0}, {256, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0, 0},

@@ -39,6 +39,17 @@ struct gpuq_twin_run;
  * the shape, on the twin run's backend and the CPU, for its op. */
 void gpuq_encoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_encoder_twin *sh, const int *lens, int n_seq);
 
+/* The twin check's random decoders (ops/encoder_twin.c): Qwen3's shape
+ * (RMSNorm per head on q and k), or Qwen2's (q, k, v biases). */
+struct gpuq_decoder_twin {
+    int h, heads, kv_heads, head_dim, layers;
+    int qkv_bias;       /* Qwen2's biases, else Qwen3's norms */
+    int dense;          /* a Dense module to this width, or 0 */
+};
+
+/* The same through a random decoder (last-token pooling, normalized). */
+void gpuq_decoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_decoder_twin *sh, const int *lens, int n_seq);
+
 #ifdef __cplusplus
 }
 #endif

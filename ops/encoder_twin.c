@@ -1,8 +1,9 @@
-/* encoder_twin.c -- the twin check of the ops that run a text encoder
- * (embed, rerank, classify): random encoders of each family's shape
- * through the backend and the CPU. */
+/* encoder_twin.c -- the twin check of the ops that run a text model
+ * (embed, rerank, classify): random encoders of each family's shape, and
+ * random decoders (embed), through the backend and the CPU. */
 #include <stdlib.h>
 
+#include "models/decoder/decoder.h"
 #include "models/family.h"
 #include "ops/embed.h"
 #include "ops/twin.h"
@@ -72,3 +73,47 @@ void gpuq_encoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_encoder_
     free(ids), free(types), free(y), free(want);
 }
 
+
+/* A random decoder of the shape with positions for max_len tokens, its
+ * st pooling the last token. -1 when out of memory (d then frees what it
+ * holds). */
+static int random_decoder(struct gpuq_twin_run *r, struct gpuq_decoder *d, const struct gpuq_decoder_twin *sh,
+                          int max_len) {
+    *d = (struct gpuq_decoder){.family = "twin", .hidden = sh->h, .heads = sh->heads, .kv_heads = sh->kv_heads,
+                               .head_dim = sh->head_dim, .n_layers = sh->layers, .intermediate = 2 * sh->h,
+                               .vocab = TWIN_VOCAB, .max_pos = max_len, .rms_eps = 1e-6f, .rope_theta = 1e6,
+                               .qk_norm = sh->qkv_bias == 0, .qkv_bias = sh->qkv_bias};
+    d->st = (struct gpuq_encoder){.family = "twin", .hidden = sh->h, .vocab = TWIN_VOCAB, .max_pos = max_len,
+                                  .pooling = GPUQ_POOL_LAST};
+    if (!(d->layers = calloc((size_t)sh->layers, sizeof(*d->layers)))) return -1;
+    if (sh->dense) {
+        if (!(d->st.dense = calloc(1, sizeof(*d->st.dense)))) return -1;
+        d->st.n_dense = 1;
+        *d->st.dense = (struct gpuq_dense){.d_in = sh->h, .d_out = sh->dense, .act = GPUQ_ACT_NONE};
+    }
+    struct fill f = {r, 1};
+    gpuq_decoder_weights(d, fill_weight, &f);
+    return f.ok ? 0 : -1;
+}
+
+void gpuq_decoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_decoder_twin *sh, const int *lens, int n_seq) {
+    static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_DECODER};
+    int t = 0, longest = 0, dim = sh->dense ? sh->dense : sh->h;
+    for (int s = 0; s < n_seq; s++) t += lens[s], longest = lens[s] > longest ? lens[s] : longest;
+    struct gpuq_decoder d;
+    struct gpuq_model model = {.name = "twin", .family = &arch, .impl = &d};
+    int32_t *ids = malloc((size_t)t * sizeof(*ids));
+    float *y = calloc((size_t)n_seq * dim, sizeof(float)), *want = calloc((size_t)n_seq * dim, sizeof(float));
+    for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (TWIN_VOCAB - 1));
+    if (random_decoder(r, &d, sh, longest) == 0 && ids && y && want && gpuq_twin_load(r, &model) == 0) {
+        struct gpuq_embed on_be = {&model, {.ids = ids, .lens = lens, .n_seq = n_seq, .pooling = GPUQ_POOL_LAST,
+                                            .normalize = 1, .out = y}, t, longest};
+        struct gpuq_embed on_cpu = on_be;
+        on_cpu.b.out = want;
+        if (gpuq_twin_both(r, n_seq, &on_be, &on_cpu) == 0)
+            gpuq_twin_note(r, gpuq_twin_err(y, want, (size_t)n_seq * dim, 0));
+        r->be->iface->model_free(r->be, &model);
+    }
+    gpuq_decoder_free(&d);
+    free(ids), free(y), free(want);
+}
