@@ -440,7 +440,8 @@ static void twin(struct gpuq_twin_run *r) {
     /* heads of 16 to 128 columns, one to four query heads per key/value
      * head, sequences over several query and key tiles */
     static const struct gpuq_decoder_twin decoders[] = {
-        {64, 4, 2, 32, 2, 0, 0}, {128, 2, 1, 128, 1, 0, 0}, {64, 4, 1, 16, 2, 1, 48}, {128, 2, 2, 64, 1, 1, 0}};
+        {64, 4, 2, 32, 2, 0, 0}, {128, 2, 1, 128, 1, 0, 0}, {64, 4, 1, 16, 2, 1, 48}, {128, 2, 2, 64, 1, 1, 0},
+        {64, 8, 2, 32, 1, 0, 0}};   /* the last: query heads wider than the feed-forward */
     static const int long_lens[] = {1, 130, 33, 17, 5};    /* past the CPU's block of 128 queries */
     for (size_t i = 0; i < sizeof decoders / sizeof *decoders; i++)
         gpuq_decoder_twin_batch(r, &decoders[i], long_lens, 5);

@@ -10,8 +10,8 @@
 extern "C" {
 #endif
 
-/* One padding-free batch through a loaded text encoder (gpuq_model_encoder;
- * a backend keeps its copy of the weights in model->backend_data). */
+/* One padding-free batch through a loaded text model, an encoder or a
+ * decoder (a backend keeps its copy of the weights in model->backend_data). */
 struct gpuq_embed {
     const struct gpuq_model *model;
     struct gpuq_encode_batch b;

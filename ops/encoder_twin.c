@@ -84,7 +84,7 @@ static int random_decoder(struct gpuq_twin_run *r, struct gpuq_decoder *d, const
                                .vocab = TWIN_VOCAB, .max_pos = max_len, .rms_eps = 1e-6f, .rope_theta = 1e6,
                                .qk_norm = sh->qkv_bias == 0, .qkv_bias = sh->qkv_bias};
     d->st = (struct gpuq_encoder){.family = "twin", .hidden = sh->h, .vocab = TWIN_VOCAB, .max_pos = max_len,
-                                  .pooling = GPUQ_POOL_LAST};
+                                  .pad_id = -1, .pooling = GPUQ_POOL_LAST};
     if (!(d->layers = calloc((size_t)sh->layers, sizeof(*d->layers)))) return -1;
     if (sh->dense) {
         if (!(d->st.dense = calloc(1, sizeof(*d->st.dense)))) return -1;
