@@ -75,6 +75,7 @@ static void finish(struct gpuq_task *t) {
     int labels = m->n_labels;
     float *scores = t->out;
     int32_t *top = (int32_t *)(scores + t->rows * labels);
+    if (!gpuq_ops_finite(t, "classify", scores, (size_t)t->rows * labels)) return;
     for (int64_t r = 0; r < t->rows; r++) {
         float *v = scores + r * labels;
         gpuq_score_apply((enum gpuq_score_fn)p->fn, v, labels);

@@ -1,4 +1,5 @@
 /* common.c -- packing and output helpers the ops share. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,4 +77,14 @@ int gpuq_ops_rows_of(struct gpuq_task *t, int *cols) {
 void gpuq_ops_finish_rows(struct gpuq_task *t, int cols) {
     int64_t shape[2] = {t->rows, cols};
     gpuq_ops_set_output(t, 0, "y", GPUQ_DTYPE_F32, t->out, 2, shape);
+}
+
+int gpuq_ops_finite(struct gpuq_task *t, const char *op, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(y[i])) {
+            gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "%s: the model's output is not finite: an activation went "
+                          "past the range of the worker's precision (f16 ends at 65504; bf16 and f32 reach 3e38)", op);
+            return 0;
+        }
+    return 1;
 }

@@ -385,6 +385,7 @@ static void finish(struct gpuq_task *t) {
         gpuq_job_fail(&t->job, GPUQ_ERR_INTERNAL, "embed: out of memory pooling chunks");
         return;
     }
+    if (!gpuq_ops_finite(t, "embed", t->out, (size_t)shape[0] * hidden)) return;
     shape[1] = gpuq_embed_out_finish(t, &p->out, p->normalize, t->out, shape[0], hidden, &dt);
     if (t->job.err) return;
     size_t y_bytes = (size_t)shape[0] * gpuq_embed_out_row_bytes(&p->out);

@@ -153,6 +153,11 @@ int gpuq_ops_rows_of(struct gpuq_task *t, int *cols);
 /* The rows ops' output y [rows, cols], f32. */
 void gpuq_ops_finish_rows(struct gpuq_task *t, int cols);
 
+/* Whether a text model's n raw outputs y are all finite; else the job
+ * fails (op names it), its rows neither sent nor cached: an activation
+ * past the range of the precision (f16's ends at 65504) leaves NaN. */
+int gpuq_ops_finite(struct gpuq_task *t, const char *op, const float *y, size_t n);
+
 /* Copies rows of each piece's input `name` (as f32, row length cols) into
  * dst, back to back. Returns dst advanced past them. */
 float *gpuq_ops_pack_rows(const struct gpuq_piece *p, int n, const char *name, int cols,

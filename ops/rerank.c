@@ -82,6 +82,7 @@ static void finish(struct gpuq_task *t) {
     const struct gpuq_encoder *m = gpuq_score_model(t);
     float *logits = t->out, *scores = logits + t->rows;
     int32_t *order = (int32_t *)(scores + t->rows);
+    if (!gpuq_ops_finite(t, "rerank", logits, (size_t)t->rows)) return;
     memcpy(scores, logits, (size_t)t->rows * sizeof(float));
     if (!p->raw) gpuq_score_apply(m->rerank_fn, scores, (int)t->rows);
     /* the logits' room, free now, sorts every row's index; order keeps the first top_n */

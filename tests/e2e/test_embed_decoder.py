@@ -125,6 +125,34 @@ class Decoders(EmbedTest):
         self.assertGreater(err, 0)
         self.assertLess(err, 3e-2)
 
+    def test_overflow_is_an_error(self):
+        """An activation past f16's range (Qwen's SwiGLU is known for
+        them) would leave NaN rows: with --precision f16 the decoder's job
+        gets an error that says so and the encoder's job beside it its
+        rows; in f32 the same decoder answers."""
+        def loud(path, tensors, dtype="f32"):
+            for k in tensors:
+                if "gate_proj" in k or "up_proj" in k:
+                    tensors[k] = tensors[k] * 1000
+            family_models.write_safetensors(path, tensors, dtype)
+
+        a = argparse.Namespace(pooling="lasttoken", include_prompt=1, dense=None, dense_act="tanh", dense_bias=1,
+                               normalize=True, head=None, score_activation=None, positions=None, hidden_act="gelu",
+                               prefix=None, dtype="f32")
+        folder = self.path("loud")
+        family_models.write("qwen3", folder, a, np.random.default_rng(3), save=loud)
+        w = self.worker("--model", f"q={folder}", "--model", f"p={self.mpnet}", "--precision", "f16")
+        r = self.run_jobs([self.embed(TEXTS[:2], model="q"), self.embed(TEXTS[:2], model="p")])
+        self.assertEqual(r[0]["status"], "error")
+        self.assertEqual(r[0]["error"]["code"], "internal")
+        self.assertIn("embed: the model's output is not finite", r[0]["error"]["message"])
+        self.assertIn("f16 ends at 65504", r[0]["error"]["message"])
+        self.assertTrue(np.isfinite(self.ok(r[1])).all())
+        self.assertEqual(w.stop(), 0)
+        self.worker("--model", f"q={folder}")
+        [r] = self.run_jobs([self.embed(TEXTS[:2], model="q")])
+        self.assertTrue(np.isfinite(self.ok(r)).all())
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -143,6 +143,30 @@ class Scoring(EmbedTest):
             self.assertEqual((x["status"], x["error"]["code"]), ("error", code), x)
             self.assertIn(words, x["error"]["message"])
 
+    def test_overflow_is_an_error(self):
+        """A cross-encoder whose feed-forward goes past f16's range would
+        score NaN: with --precision f16 its rerank and classify jobs get
+        an error that says so, the other model's job beside them its
+        scores."""
+        def loud(path, tensors, dtype="f32"):
+            for k in tensors:
+                if k.endswith("intermediate.dense.weight"):
+                    tensors[k] = tensors[k] * 3e4
+            family_models.write_safetensors(path, tensors, dtype)
+
+        a = argparse.Namespace(pooling=None, include_prompt=1, dense=None, dense_act="tanh", dense_bias=1,
+                               normalize=False, head=["classify", "1"], score_activation=None, positions=None,
+                               hidden_act="gelu", prefix=None, dtype="f32")
+        family_models.write("bert", self.path("loud"), a, np.random.default_rng(5), save=loud)
+        self.worker("--model", f"loud={self.path('loud')}", "--model", f"ce={self.ce}", "--precision", "f16")
+        r = self.run_jobs([self.job("rerank", "loud", {"query": QUERY, "documents": DOCS[:2]}),
+                           self.job("classify", "loud", {"text": DOCS[:2]}),
+                           self.job("rerank", "ce", {"query": QUERY, "documents": DOCS[:2]})])
+        for x, op in zip(r[:2], ("rerank", "classify")):
+            self.assertEqual((x["status"], x["error"]["code"]), ("error", "internal"), x)
+            self.assertIn(f"{op}: the model's output is not finite", x["error"]["message"])
+        self.assertEqual(r[2]["status"], "ok", r[2].get("error"))
+
 
 if __name__ == "__main__":
     unittest.main()
