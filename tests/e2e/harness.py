@@ -50,8 +50,14 @@ class Redis:
         self.dir = tempfile.mkdtemp(prefix="gpuq-test-")
         self.args = list(args)
         self.tls = tls
-        self.port = free_port(55535 if "--cluster-enabled" in self.args else 65536)
-        self.start()
+        # a port free when chosen may be taken before the server binds it (or,
+        # for a cluster node, its bus port, port + 10000, by some connection's
+        # own end): the server then exits, and another port is tried
+        for _ in range(5):
+            self.port = free_port(55535 if "--cluster-enabled" in self.args else 65536)
+            if self.launch():
+                return
+        raise RuntimeError("redis-server did not start: it exited on five ports")
 
     def tls_args(self):
         if not self.tls:
@@ -67,7 +73,9 @@ class Redis:
                       ssl_keyfile=self.tls.client[1], **kw)
         return redis.Redis(port=self.port, **kw)
 
-    def start(self):
+    def launch(self):
+        """Starts the server on self.port: True once it answers, False if
+        it exited first; raises if it does neither within 4 s."""
         self.proc = subprocess.Popen(
             ["redis-server", *self.tls_args(), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, *self.args],
@@ -77,10 +85,18 @@ class Redis:
         for _ in range(200):
             try:
                 self.client.ping()
-                return
+                return True
             except redis.ConnectionError:
+                if self.proc.poll() is not None:
+                    return False
                 time.sleep(0.02)
+        self.kill()
         raise RuntimeError("redis-server did not start")
+
+    def start(self):
+        """Starts it again, on the same port."""
+        if not self.launch():
+            raise RuntimeError(f"redis-server exited at start (port {self.port} taken?)")
 
     def kill(self):
         self.proc.kill()

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import numpy as np
 import redis
 from redis.cluster import RedisCluster, key_slot
 
+import harness
 from harness import Redis, WorkerTest, make_mlp, tensor
 
 PREFIX = "gpuq"
@@ -28,11 +30,13 @@ class Cluster:
     def __init__(self, n=6, tls=None):
         self.tls = tls
         more = ("--tls-cluster", "yes", "--tls-replication", "yes") if tls else ()
-        self.nodes = [Redis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                            "--cluster-node-timeout", "1000", *more, tls=tls) for _ in range(n)]
+        self.nodes = []
         # redis-cli's flags to speak to the nodes
         self.cli = ["--tls", "--cacert", tls.ca, "--cert", tls.client[0], "--key", tls.client[1]] if tls else []
         try:
+            for _ in range(n):
+                self.nodes.append(Redis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                        "--cluster-node-timeout", "1000", *more, tls=tls))
             subprocess.run(["redis-cli", *self.cli, "--cluster", "create",
                             *[f"127.0.0.1:{n.port}" for n in self.nodes],
                             "--cluster-replicas", "1", "--cluster-yes"],
@@ -205,6 +209,30 @@ class NoInfo(WorkerTest):
                              "inputs": {"x": tensor(np.ones((1, 16), np.float32))},
                              "reply_to": "gpuq:{default}:r"})
         self.assertEqual(self.client.wait("gpuq:{default}:r")["status"], "ok")
+
+
+class Ports(unittest.TestCase):
+    def test_a_node_whose_bus_port_is_taken_moves(self):
+        """A cluster node exits at start when some connection's own end
+        holds its bus port (port + 10000); the harness then takes another
+        port rather than failing the test that wanted a cluster."""
+        with socket.socket() as srv, socket.socket() as c:
+            srv.bind(("127.0.0.1", 0))
+            srv.listen()
+            c.bind(("127.0.0.1", 0))
+            c.connect(srv.getsockname())
+            taken = c.getsockname()[1] - 10000
+            ports, free_port = iter([taken]), harness.free_port
+            harness.free_port = lambda below=65536: next(ports, None) or free_port(below)
+            try:
+                node = Redis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+            finally:
+                harness.free_port = free_port
+            try:
+                self.assertNotEqual(node.port, taken)
+                self.assertTrue(node.client.ping())
+            finally:
+                node.stop()
 
 
 class Serve(ClusterTest):
