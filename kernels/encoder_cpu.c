@@ -204,7 +204,8 @@ int gpuq_encoder_head_cpu(struct gpuq_backend *be, const struct gpuq_encoder *e,
 }
 
 /* SPLADE's vector of each sequence: the masked-LM logits of its tokens,
- * log(1 + ReLU), the max over the tokens, into b->out [n_seq, vocab]; in
+ * log(1 + ReLU), the max over the tokens (NaN where any token's logit is
+ * NaN, which ReLU and max would hide), into b->out [n_seq, vocab]; in
  * blocks of SPARSE_BLOCK tokens, t [block, h] then logits [block, vocab] in
  * work. */
 static int sparse(struct gpuq_backend *be, const struct gpuq_encoder *e, const struct gpuq_encode_batch *b,
@@ -225,7 +226,8 @@ static int sparse(struct gpuq_backend *be, const struct gpuq_encoder *e, const s
             for (int r = 0; r < n && !rc; r++)
                 for (int j = 0; j < v; j++) {
                     float z = logits[(size_t)r * v + j];
-                    if (z > 0 && (z = log1pf(z)) > y[j]) y[j] = z;
+                    if (isnan(z)) y[j] = z;     /* kept: the op answers an overflow, not a weight of 0 */
+                    else if (z > 0 && (z = log1pf(z)) > y[j]) y[j] = z;
                 }
         }
     }

@@ -116,6 +116,7 @@ static void finish(struct gpuq_task *t) {
     int32_t *indices = o.indices;
     struct gpuq_str *tokens = o.tokens;
     struct entry *e = o.scratch;
+    if (!gpuq_ops_finite(t, "embed_sparse", values, (size_t)rows * vocab)) return;
     /* packed in place: row r's values land at or before where its dense row starts */
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = nonzeros(values + r * vocab, vocab, p->top_k, e);

@@ -92,6 +92,28 @@ class Sparse(EmbedTest):
                 np.testing.assert_allclose(dense_rows(x["outputs"], want.shape[1]), want, atol=2e-5)
                 w.stop()
 
+    def test_overflow_is_an_error(self):
+        """A feed-forward past f16's range would give NaN weights: with
+        --precision f16 the job gets an error that says so, the good
+        model's job beside it its rows."""
+        def loud(path, tensors, dtype="f32"):
+            for k in tensors:
+                if k.endswith("intermediate.dense.weight"):
+                    tensors[k] = tensors[k] * 3e4
+            family_models.write_safetensors(path, tensors, dtype)
+
+        a = argparse.Namespace(pooling=None, include_prompt=1, dense=None, dense_act="tanh", dense_bias=1,
+                               normalize=False, head=["mlm"], score_activation=None, positions=None,
+                               hidden_act="gelu", prefix=None, dtype="f32")
+        family_models.write("roberta", self.path("loud"), a, np.random.default_rng(7), save=loud)
+        family_models.write("roberta", self.path("good"), a, np.random.default_rng(7))
+        self.worker("--model", f"loud={self.path('loud')}", "--model", f"good={self.path('good')}",
+                    "--precision", "f16")
+        r = self.run_jobs([self.job("loud", TEXTS[:2]), self.job("good", TEXTS[:2])])
+        self.assertEqual((r[0]["status"], r[0]["error"]["code"]), ("error", "internal"), r[0])
+        self.assertIn("embed_sparse: the model's output is not finite", r[0]["error"]["message"])
+        self.assertEqual(r[1]["status"], "ok", r[1].get("error"))
+
     def test_bad_jobs_beside_good_ones(self):
         self.tiny_model()
         self.worker("--model", f"splade={SPLADE}", "--model", f"m={self.folder}", "--max-result-bytes", "4000000")
