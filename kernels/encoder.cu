@@ -38,6 +38,7 @@ struct dev_encoder {
     int n_layers;
     float **dense_w, **dense_b;         /* f32 */
     int n_dense;
+    float *mlm[6];              /* the masked-LM head's (struct gpuq_mlm's order), f32; [4] NULL: tied */
     enum gpuq_precision prec;   /* of the matrices and the GEMMs' inputs */
 };
 
@@ -45,6 +46,7 @@ extern "C" void cuda_encoder_free(struct gpuq_model *m) {
     struct dev_encoder *d = (struct dev_encoder *)m->backend_data;
     if (!d) return;
     for (int i = 0; i < N_E; i++) cudaFree(d->e[i]);
+    for (int i = 0; i < 6; i++) cudaFree(d->mlm[i]);
     for (int l = 0; d->layers && l < d->n_layers; l++)
         for (int i = 0; i < GPUQ_ENC_LAYER_SLOTS; i++) cudaFree(d->layers[l].w[i]);
     for (int i = 0; i < d->n_dense; i++) {
@@ -72,16 +74,13 @@ static void upload_weight(void *ctx, const struct gpuq_weight *w, int slot, int 
     if (u->rc) return;
     void **dst = slot < N_E ? (void **)&u->d->e[slot]
                  : slot < GPUQ_ENC_SLOTS ? &u->d->layers[layer].w[slot - GPUQ_ENC_FIRST_LAYER_SLOT]
+                 : slot > GPUQ_ENC_SLOTS ? (void **)&u->d->mlm[layer]
                  : d1 ? (void **)&u->d->dense_w[layer] : (void **)&u->d->dense_b[layer];
     u->rc = w->w16 ? cuda_upload_weights(u->be, dst, *w->data, w->n) : cuda_upload(u->be, dst, *w->data, w->n);
 }
 
 extern "C" int cuda_encoder_load(struct gpuq_backend *be, struct gpuq_model *m) {
     struct gpuq_encoder *e = gpuq_model_encoder(m);
-    if (e->mlm) {
-        snprintf(be->errstr, sizeof(be->errstr), "the masked-LM head (sparse vectors) is not served on CUDA");
-        return GPUQ_BE_UNSERVED;
-    }
     if (e->hidden / e->heads > CUDA_ATT_MAX_HEAD) {
         snprintf(be->errstr, sizeof(be->errstr), "attention heads of %d columns (over %d) are not served "
                  "on CUDA", e->hidden / e->heads, CUDA_ATT_MAX_HEAD);
@@ -254,6 +253,68 @@ int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *m, float 
     return cuda_down(be, b->out, y, (size_t)n * width * 4);
 }
 
+/* ---- SPLADE's head (kernels/encoder_cpu.c's sparse, the same sums) ---- */
+
+/* y = LayerNorm(y) per row of h values, one block per row. */
+__global__ static void ln_kernel(float *y, const float *g, const float *b, float eps, int h) {
+    float *row = y + (size_t)blockIdx.x * h;
+    layernorm_row(row, row, h, g, b, eps, NULL, 0, 0);
+}
+
+/* Sequence s0 + blockIdx.x of a block whose tokens' logits [.., vocab]
+ * start at token first (off: every sequence's first token): y[s, j] = the
+ * max over its tokens of log(1 + ReLU(logit + bias[j])), 0 where none is
+ * positive, NaN where any is NaN (which ReLU and the max would hide). */
+__global__ static void sparse_pool_kernel(const float *logits, const float *bias, const int *off, int s0,
+                                          int first, int vocab, float *y) {
+    int s = s0 + blockIdx.x, j = blockIdx.y * blockDim.x + threadIdx.x;
+    if (j >= vocab) return;
+    float top = 0.0f;
+    for (int r = off[s]; r < off[s + 1]; r++) {
+        float z = logits[(size_t)(r - first) * vocab + j] + (bias ? bias[j] : 0.0f);
+        if (isnan(z)) top = z;
+        else if (z > 0.0f && (z = log1pf(z)) > top) top = z;
+    }
+    y[(size_t)s * vocab + j] = top;
+}
+
+/* Logits of at most this many floats at a time: blocks of whole sequences
+ * of up to SPARSE_FLOATS / vocab tokens (a longer sequence is a block alone). */
+#define SPARSE_FLOATS ((size_t)32 << 20)
+
+static size_t sparse_block_tokens(const struct gpuq_encoder *m, int n_tokens, int max_len) {
+    size_t fit = SPARSE_FLOATS / (size_t)m->vocab, most = fit > (size_t)max_len ? fit : (size_t)max_len;
+    return most < (size_t)n_tokens ? most : (size_t)n_tokens;
+}
+
+/* Per block: the head's transform (f32 GEMM, bias and activation,
+ * LayerNorm) into t, its logits over the vocabulary (the tied word
+ * embeddings where it has no decoder of its own) into logits, pooled per
+ * sequence into y [n_seq, vocab]; then y to b->out. */
+static int sparse_head(struct gpuq_backend *be, const struct gpuq_encoder *m, const struct dev_encoder *d,
+                       const struct gpuq_encode_batch *b, const float *x, const int *off, int n_tokens, int max_len,
+                       float *t, float *logits, float *y) {
+    cudaStream_t st = cuda_cur(be)->stream;
+    int h = m->hidden, v = m->vocab, rc;
+    size_t fit = sparse_block_tokens(m, n_tokens, max_len);
+    const float *dec = d->mlm[4] ? d->mlm[4] : d->e[GPUQ_ENC_WORD];
+    for (int s0 = 0, s1, first = 0, n; s0 < b->n_seq; s0 = s1, first += n) {
+        for (s1 = s0, n = 0; s1 < b->n_seq && (s1 == s0 || (size_t)(n + b->lens[s1]) <= fit); s1++) n += b->lens[s1];
+        long long cells = (long long)n * h;
+        if ((rc = cuda_gemm(be, GPUQ_PREC_F32, d->mlm[0], x + (size_t)first * h, n, h, h, t, 0.0f))) return rc;
+        bias_act_kernel<<<blocks_for(cells), CUDA_THREADS, 0, st>>>(t, t, (int)GPUQ_PREC_F32, d->mlm[1], cells, h,
+                                                                    (int)m->act);
+        LAUNCHED();
+        ln_kernel<<<n, CUDA_THREADS, 0, st>>>(t, d->mlm[2], d->mlm[3], m->ln_eps, h);
+        LAUNCHED();
+        if ((rc = cuda_gemm(be, GPUQ_PREC_F32, dec, t, n, h, v, logits, 0.0f))) return rc;
+        dim3 grid((unsigned)(s1 - s0), (unsigned)((v + CUDA_THREADS - 1) / CUDA_THREADS));
+        sparse_pool_kernel<<<grid, CUDA_THREADS, 0, st>>>(logits, d->mlm[5], off, s0, first, v, y);
+        LAUNCHED();
+    }
+    return cuda_down(be, b->out, y, (size_t)b->n_seq * v * 4);
+}
+
 extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_model *model,
                                     const struct gpuq_encode_batch *b, int n_tokens, int max_len) {
     const struct gpuq_encoder *m = gpuq_model_encoder(model);
@@ -266,6 +327,8 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     int n_buckets = m->rel_buckets ? 2 * span + 1 : 0;
     size_t wide = (size_t)(m->intermediate > h ? m->intermediate : h), tokens = (size_t)t, head_w = (size_t)h;
     for (int i = 0; i < m->n_dense; i++) head_w = (size_t)m->dense[i].d_out > head_w ? (size_t)m->dense[i].d_out : head_w;
+    if (m->mlm) head_w = (size_t)m->vocab;
+    size_t mid = tokens * wide, logits = m->mlm ? sparse_block_tokens(m, t, max_len) * (size_t)m->vocab : 0;
     enum gpuq_precision p = d->prec;
     /* on the host: each token's position row and type row, the sequences'
      * first tokens then the end, and the bucket of each distance from -span
@@ -285,7 +348,7 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     for (int i = 0; i < n_buckets; i++) buckets[i] = gpuq_encoder_rel_bucket(i - span, m->rel_buckets, m->rel_max_distance);
     void *buf[B_OUT + 1] = {0};
     size_t bytes[B_OUT + 1] = {(tokens + n_meta) * sizeof(int), tokens * h * 4, tokens * 3 * h * 4,
-                               tokens * wide * 4, p == GPUQ_PREC_F32 ? 0 : tokens * wide * 2,
+                               (mid > logits ? mid : logits) * 4, p == GPUQ_PREC_F32 ? 0 : tokens * wide * 2,
                                2 * (size_t)n_seq * head_w * 4};
     for (int i = 0; i <= B_OUT; i++)
         if (bytes[i] && (rc = cuda_dev(be, i, bytes[i], &buf[i]))) return rc;
@@ -302,6 +365,9 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     struct cuda_rel_bias rel = {m->rel_buckets ? d->e[GPUQ_ENC_REL_BIAS] : NULL, dbuckets, span};
     for (int i = 0; i < m->n_layers; i++)
         if ((rc = layer(be, m, &d->layers[i], p, buf, off, n_seq, max_len, t, rel))) return rc;
+    if (m->mlm)
+        return sparse_head(be, m, d, b, (const float *)buf[B_X], off, t, max_len, (float *)buf[B_QKV],
+                           (float *)buf[B_MID], (float *)buf[B_OUT]);
     return cuda_text_head(be, m, d->dense_w, d->dense_b, b, (const float *)buf[B_X], off, (float *)buf[B_OUT],
                           (size_t)n_seq * head_w);
 }

@@ -144,6 +144,6 @@ static const char *const params[] = {"top_k", "return_tokens", "max_length", NUL
 const struct gpuq_op_desc gpuq_op_embed_sparse = {
     .inputs = inputs, .params = params, .required = 1, .text = 1, .needs = 1 + GPUQ_CAP_SPARSE,
     .prepare = prepare, .out_bytes = out_bytes, .pack = pack, .scatter = gpuq_score_scatter, .finish = finish,
-    .kernel = {[GPUQ_BACKEND_CPU] = gpuq_score_cpu},
+    .kernel = {[GPUQ_BACKEND_CPU] = gpuq_score_cpu, [GPUQ_BACKEND_CUDA] = GPUQ_CUDA_KERNEL(gpuq_cuda_embed_sparse)},
     .twin = gpuq_score_sparse_twin, .tol = 1e-5,
 };

@@ -46,6 +46,7 @@ extern "C" {
 #endif
 int gpuq_cuda_rerank(struct gpuq_backend *be, const struct gpuq_launch *l);
 int gpuq_cuda_classify(struct gpuq_backend *be, const struct gpuq_launch *l);
+int gpuq_cuda_embed_sparse(struct gpuq_backend *be, const struct gpuq_launch *l);
 #ifdef __cplusplus
 }
 #endif
