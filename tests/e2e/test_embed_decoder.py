@@ -32,11 +32,11 @@ TEXTS = ["The weather is lovely today.", "Der Himmel ist heute blau, né?", "С�
 QUERY = family_models.DECODER_PROMPTS["query"]
 
 
-def folder_of(path, family, pooling="lasttoken", dense=0, normalize=True, seed=3):
+def folder_of(path, family, pooling="lasttoken", dense=0, normalize=True, seed=3, save=None):
     a = argparse.Namespace(pooling=pooling, include_prompt=1, dense=dense or None, dense_act="tanh", dense_bias=1,
                            normalize=normalize, head=None, score_activation=None, positions=None, hidden_act="gelu",
                            prefix=None, dtype="f32")
-    family_models.write(family, path, a, np.random.default_rng(seed))
+    family_models.write(family, path, a, np.random.default_rng(seed), save=save)
     return path
 
 
@@ -130,17 +130,8 @@ class Decoders(EmbedTest):
         them) would leave NaN rows: with --precision f16 the decoder's job
         gets an error that says so and the encoder's job beside it its
         rows; in f32 the same decoder answers."""
-        def loud(path, tensors, dtype="f32"):
-            for k in tensors:
-                if "gate_proj" in k or "up_proj" in k:
-                    tensors[k] = tensors[k] * 1000
-            family_models.write_safetensors(path, tensors, dtype)
-
-        a = argparse.Namespace(pooling="lasttoken", include_prompt=1, dense=None, dense_act="tanh", dense_bias=1,
-                               normalize=True, head=None, score_activation=None, positions=None, hidden_act="gelu",
-                               prefix=None, dtype="f32")
-        folder = self.path("loud")
-        family_models.write("qwen3", folder, a, np.random.default_rng(3), save=loud)
+        loud = family_models.scaled(1000, "gate_proj.weight", "up_proj.weight")
+        folder = folder_of(self.path("loud"), "qwen3", save=loud)
         w = self.worker("--model", f"q={folder}", "--model", f"p={self.mpnet}", "--precision", "f16")
         r = self.run_jobs([self.embed(TEXTS[:2], model="q"), self.embed(TEXTS[:2], model="p")])
         self.assertEqual(r[0]["status"], "error")

@@ -51,6 +51,15 @@ def dense_rows(out, vocab):
     return rows
 
 
+def mlm_folder(path, family, save=None):
+    """A tiny random masked-LM folder of the family."""
+    a = argparse.Namespace(pooling=None, include_prompt=1, dense=None, dense_act="tanh", dense_bias=1,
+                           normalize=False, head=["mlm"], score_activation=None, positions=None,
+                           hidden_act="gelu", prefix=None, dtype="f32")
+    family_models.write(family, path, a, np.random.default_rng(7), save=save)
+    return path
+
+
 class Sparse(EmbedTest):
     def want(self, folder, texts):
         ref = encoder_ref.load(folder)
@@ -90,11 +99,7 @@ class Sparse(EmbedTest):
     def test_other_families(self):
         for family in ("roberta", "distilbert"):
             with self.subTest(family=family):
-                folder = self.path(family)
-                a = argparse.Namespace(pooling=None, include_prompt=1, dense=None, dense_act="tanh", dense_bias=1,
-                                       normalize=False, head=["mlm"], score_activation=None, positions=None,
-                                       hidden_act="gelu", prefix=None, dtype="f32")
-                family_models.write(family, folder, a, np.random.default_rng(7))
+                folder = mlm_folder(self.path(family), family)
                 w = self.worker("--model", f"s={folder}")
                 [x] = self.run_jobs([self.job("s", TEXTS)])
                 self.assertEqual(x["status"], "ok", x.get("error"))
@@ -106,17 +111,8 @@ class Sparse(EmbedTest):
         """A feed-forward past f16's range would give NaN weights: with
         --precision f16 the job gets an error that says so, the good
         model's job beside it its rows."""
-        def loud(path, tensors, dtype="f32"):
-            for k in tensors:
-                if k.endswith("intermediate.dense.weight"):
-                    tensors[k] = tensors[k] * 3e4
-            family_models.write_safetensors(path, tensors, dtype)
-
-        a = argparse.Namespace(pooling=None, include_prompt=1, dense=None, dense_act="tanh", dense_bias=1,
-                               normalize=False, head=["mlm"], score_activation=None, positions=None,
-                               hidden_act="gelu", prefix=None, dtype="f32")
-        family_models.write("roberta", self.path("loud"), a, np.random.default_rng(7), save=loud)
-        family_models.write("roberta", self.path("good"), a, np.random.default_rng(7))
+        mlm_folder(self.path("loud"), "roberta", save=family_models.scaled(3e4, "intermediate.dense.weight"))
+        mlm_folder(self.path("good"), "roberta")
         self.worker("--model", f"loud={self.path('loud')}", "--model", f"good={self.path('good')}",
                     "--precision", "f16")
         r = self.run_jobs([self.job("loud", TEXTS[:2]), self.job("good", TEXTS[:2])])

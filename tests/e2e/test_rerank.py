@@ -32,11 +32,11 @@ DOCS = ["It is sunny in Paris, 24 degrees.", "Le chat dort sur le canapé.", "",
         "Paris weather: rain until the evening.", "東京は晴れです。"]
 
 
-def folder_of(path, family, labels, score_activation=None, seed=5):
+def folder_of(path, family, labels, score_activation=None, seed=5, save=None):
     a = argparse.Namespace(pooling=None, include_prompt=1, dense=None, dense_act="tanh", dense_bias=1,
                            normalize=False, head=["classify", str(labels)], score_activation=score_activation,
                            positions=None, hidden_act="gelu", prefix=None, dtype="f32")
-    family_models.write(family, path, a, np.random.default_rng(seed))
+    family_models.write(family, path, a, np.random.default_rng(seed), save=save)
     return path
 
 
@@ -148,16 +148,7 @@ class Scoring(EmbedTest):
         score NaN: with --precision f16 its rerank and classify jobs get
         an error that says so, the other model's job beside them its
         scores."""
-        def loud(path, tensors, dtype="f32"):
-            for k in tensors:
-                if k.endswith("intermediate.dense.weight"):
-                    tensors[k] = tensors[k] * 3e4
-            family_models.write_safetensors(path, tensors, dtype)
-
-        a = argparse.Namespace(pooling=None, include_prompt=1, dense=None, dense_act="tanh", dense_bias=1,
-                               normalize=False, head=["classify", "1"], score_activation=None, positions=None,
-                               hidden_act="gelu", prefix=None, dtype="f32")
-        family_models.write("bert", self.path("loud"), a, np.random.default_rng(5), save=loud)
+        folder_of(self.path("loud"), "bert", 1, save=family_models.scaled(3e4, "intermediate.dense.weight"))
         self.worker("--model", f"loud={self.path('loud')}", "--model", f"ce={self.ce}", "--precision", "f16")
         r = self.run_jobs([self.job("rerank", "loud", {"query": QUERY, "documents": DOCS[:2]}),
                            self.job("classify", "loud", {"text": DOCS[:2]}),

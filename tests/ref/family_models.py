@@ -52,6 +52,18 @@ def write_safetensors(path, tensors, dtype="f32"):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
+def scaled(factor, *suffixes):
+    """A save for write(): the tensors whose names end in one of suffixes
+    times factor (a model whose activations pass f16's range), then
+    write_safetensors."""
+    def save(path, tensors, dtype="f32"):
+        for k in tensors:
+            if k.endswith(suffixes):
+                tensors[k] = tensors[k] * factor
+        write_safetensors(path, tensors, dtype)
+    return save
+
+
 def _dump(folder, name, obj):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, name), "w") as f:
