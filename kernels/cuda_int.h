@@ -149,15 +149,24 @@ extern "C" void cuda_encoder_free(struct gpuq_model *m);
 extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_model *model,
                                     const struct gpuq_encode_batch *b, int n_tokens, int max_len);
 
+/* A text model's sentence-transformers Dense modules on the device, f32
+ * (kernels/encoder.cu): room for n of them (0, or GPUQ_BE_NOMEM), and
+ * freeing what was uploaded. */
+struct cuda_dense {
+    float **w, **b;
+    int n;
+};
+int cuda_dense_alloc(struct cuda_dense *d, int n);
+void cuda_dense_free(struct cuda_dense *d);
+
 /* The sentence-transformers modules of st after a text model's last
  * hidden states x [tokens, st->hidden] on the device (the encoder's, or a
  * decoder's st): pooling by b->pooling over the sequences that start at
- * off, the Dense modules (f32; their weights dense_w, dense_b on the
- * device), the L2 normalization if b->normalize, into b->out on the host.
- * work holds 2 half floats, half >= b->n_seq times the widest row. */
-int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *st, float *const *dense_w,
-                   float *const *dense_b, const struct gpuq_encode_batch *b, const float *x, const int *off,
-                   float *work, size_t half);
+ * off, the Dense modules (dense), the L2 normalization if b->normalize,
+ * into b->out on the host. work holds 2 half floats, half >= b->n_seq
+ * times the widest row. */
+int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *st, const struct cuda_dense *dense,
+                   const struct gpuq_encode_batch *b, const float *x, const int *off, float *work, size_t half);
 
 /* A decoder embedder on the device (kernels/decoder.cu), as the encoder. */
 extern "C" int cuda_decoder_load(struct gpuq_backend *be, struct gpuq_model *m);

@@ -28,8 +28,7 @@ struct dev_decoder {
     float *embed, *norm;
     void *(*layers)[GPUQ_DEC_LAYER_SLOTS];  /* GEMM matrices in the precision, the rest f32 */
     int n_layers;
-    float **dense_w, **dense_b;             /* st's Dense modules, f32 */
-    int n_dense;
+    struct cuda_dense dense;                /* st's Dense modules */
     enum gpuq_precision prec;
 };
 
@@ -40,13 +39,8 @@ extern "C" void cuda_decoder_free(struct gpuq_model *m) {
     cudaFree(d->norm);
     for (int l = 0; d->layers && l < d->n_layers; l++)
         for (int i = 0; i < GPUQ_DEC_LAYER_SLOTS; i++) cudaFree(d->layers[l][i]);
-    for (int i = 0; i < d->n_dense; i++) {
-        if (d->dense_w) cudaFree(d->dense_w[i]);
-        if (d->dense_b) cudaFree(d->dense_b[i]);
-    }
+    cuda_dense_free(&d->dense);
     free(d->layers);
-    free(d->dense_w);
-    free(d->dense_b);
     free(d);
     m->backend_data = NULL;
 }
@@ -64,7 +58,7 @@ static void upload_weight(void *ctx, const struct gpuq_weight *w, int slot, int 
     void **dst = slot < GPUQ_DEC_LAYER_SLOTS ? &u->d->layers[layer][slot]
                  : slot == GPUQ_DEC_EMBED ? (void **)&u->d->embed
                  : slot == GPUQ_DEC_NORM ? (void **)&u->d->norm
-                 : d1 ? (void **)&u->d->dense_w[layer] : (void **)&u->d->dense_b[layer];
+                 : d1 ? (void **)&u->d->dense.w[layer] : (void **)&u->d->dense.b[layer];
     u->rc = w->w16 ? cuda_upload_weights(u->be, dst, *w->data, w->n) : cuda_upload(u->be, dst, *w->data, w->n);
 }
 
@@ -80,14 +74,11 @@ extern "C" int cuda_decoder_load(struct gpuq_backend *be, struct gpuq_model *m) 
     m->backend_data = d;
     d->prec = be->precision;
     d->layers = (void *(*)[GPUQ_DEC_LAYER_SLOTS])calloc((size_t)dec->n_layers, sizeof(*d->layers));
-    d->dense_w = (float **)calloc((size_t)dec->st.n_dense + 1, sizeof(float *));
-    d->dense_b = (float **)calloc((size_t)dec->st.n_dense + 1, sizeof(float *));
-    if (!d->layers || !d->dense_w || !d->dense_b) {
+    if (!d->layers || cuda_dense_alloc(&d->dense, dec->st.n_dense)) {
         cuda_decoder_free(m);
         return GPUQ_BE_NOMEM;
     }
     d->n_layers = dec->n_layers;
-    d->n_dense = dec->st.n_dense;
     struct upload u = {be, d, 0};
     gpuq_decoder_weights(dec, upload_weight, &u);
     if (u.rc != 0) cuda_decoder_free(m);
@@ -246,6 +237,6 @@ extern "C" int cuda_decoder_forward(struct gpuq_backend *be, const struct gpuq_m
         if ((rc = layer(be, m, d->layers[l], d->prec, buf, off, dpos, dcs, n_seq, max_len, t))) return rc;
     rmsnorm_kernel<<<t, CUDA_THREADS, 0, st>>>(x, x, (int)GPUQ_PREC_F32, d->norm, m->rms_eps, h);
     LAUNCHED();
-    return cuda_text_head(be, &m->st, d->dense_w, d->dense_b, b, x, off, (float *)buf[B_MID],
+    return cuda_text_head(be, &m->st, &d->dense, b, x, off, (float *)buf[B_MID],
                           (size_t)n_seq * head_w);
 }

@@ -36,8 +36,7 @@ struct dev_encoder {
     float *e[N_E];
     struct dev_layer *layers;
     int n_layers;
-    float **dense_w, **dense_b;         /* f32 */
-    int n_dense;
+    struct cuda_dense dense;
     float *mlm[6];              /* the masked-LM head's (struct gpuq_mlm's order), f32; [4] NULL: tied */
     enum gpuq_precision prec;   /* of the matrices and the GEMMs' inputs */
 };
@@ -49,13 +48,8 @@ extern "C" void cuda_encoder_free(struct gpuq_model *m) {
     for (int i = 0; i < 6; i++) cudaFree(d->mlm[i]);
     for (int l = 0; d->layers && l < d->n_layers; l++)
         for (int i = 0; i < GPUQ_ENC_LAYER_SLOTS; i++) cudaFree(d->layers[l].w[i]);
-    for (int i = 0; i < d->n_dense; i++) {
-        if (d->dense_w) cudaFree(d->dense_w[i]);
-        if (d->dense_b) cudaFree(d->dense_b[i]);
-    }
+    cuda_dense_free(&d->dense);
     free(d->layers);
-    free(d->dense_w);
-    free(d->dense_b);
     free(d);
     m->backend_data = NULL;
 }
@@ -75,7 +69,7 @@ static void upload_weight(void *ctx, const struct gpuq_weight *w, int slot, int 
     void **dst = slot < N_E ? (void **)&u->d->e[slot]
                  : slot < GPUQ_ENC_SLOTS ? &u->d->layers[layer].w[slot - GPUQ_ENC_FIRST_LAYER_SLOT]
                  : slot > GPUQ_ENC_SLOTS ? (void **)&u->d->mlm[layer]
-                 : d1 ? (void **)&u->d->dense_w[layer] : (void **)&u->d->dense_b[layer];
+                 : d1 ? (void **)&u->d->dense.w[layer] : (void **)&u->d->dense.b[layer];
     u->rc = w->w16 ? cuda_upload_weights(u->be, dst, *w->data, w->n) : cuda_upload(u->be, dst, *w->data, w->n);
 }
 
@@ -91,14 +85,11 @@ extern "C" int cuda_encoder_load(struct gpuq_backend *be, struct gpuq_model *m) 
     m->backend_data = d;
     d->prec = be->precision;
     d->layers = (struct dev_layer *)calloc((size_t)e->n_layers, sizeof(*d->layers));
-    d->dense_w = (float **)calloc((size_t)e->n_dense + 1, sizeof(float *));
-    d->dense_b = (float **)calloc((size_t)e->n_dense + 1, sizeof(float *));
-    if (!d->layers || !d->dense_w || !d->dense_b) {
+    if (!d->layers || cuda_dense_alloc(&d->dense, e->n_dense)) {
         cuda_encoder_free(m);
         return GPUQ_BE_NOMEM;
     }
     d->n_layers = e->n_layers;
-    d->n_dense = e->n_dense;
     struct upload u = {be, d, 0};
     gpuq_encoder_weights(e, upload_weight, &u);
     if (u.rc != 0) cuda_encoder_free(m);
@@ -228,9 +219,22 @@ static int layer(struct gpuq_backend *be, const struct gpuq_encoder *m, const st
 }
 
 /* Pooling, the Dense modules (f32) and normalization, into out on the host. */
-int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *m, float *const *dense_w,
-                   float *const *dense_b, const struct gpuq_encode_batch *b, const float *x, const int *off,
-                   float *work, size_t half) {
+int cuda_dense_alloc(struct cuda_dense *d, int n) {
+    d->w = (float **)calloc((size_t)n + 1, sizeof(float *));
+    d->b = (float **)calloc((size_t)n + 1, sizeof(float *));
+    d->n = d->w && d->b ? n : 0;
+    return d->w && d->b ? 0 : GPUQ_BE_NOMEM;
+}
+
+void cuda_dense_free(struct cuda_dense *d) {
+    for (int i = 0; i < d->n; i++) cudaFree(d->w[i]), cudaFree(d->b[i]);
+    free(d->w);
+    free(d->b);
+    *d = (struct cuda_dense){NULL, NULL, 0};
+}
+
+int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *m, const struct cuda_dense *dense,
+                   const struct gpuq_encode_batch *b, const float *x, const int *off, float *work, size_t half) {
     cudaStream_t st = cuda_cur(be)->stream;
     int n = b->n_seq, rc, width = m->hidden;
     float *y = work;
@@ -240,8 +244,8 @@ int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *m, float 
         const struct gpuq_dense *D = &m->dense[i];
         float *to = y == work ? work + half : work;
         long long cells = (long long)n * D->d_out;
-        if ((rc = cuda_gemm(be, GPUQ_PREC_F32, dense_w[i], y, n, D->d_in, D->d_out, to, 0.0f))) return rc;
-        bias_act_kernel<<<blocks_for(cells), CUDA_THREADS, 0, st>>>(to, to, (int)GPUQ_PREC_F32, dense_b[i], cells,
+        if ((rc = cuda_gemm(be, GPUQ_PREC_F32, dense->w[i], y, n, D->d_in, D->d_out, to, 0.0f))) return rc;
+        bias_act_kernel<<<blocks_for(cells), CUDA_THREADS, 0, st>>>(to, to, (int)GPUQ_PREC_F32, dense->b[i], cells,
                                                                     D->d_out, (int)D->act);
         LAUNCHED();
         y = to, width = D->d_out;
@@ -368,6 +372,6 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     if (m->mlm)
         return sparse_head(be, m, d, b, (const float *)buf[B_X], off, t, max_len, (float *)buf[B_QKV],
                            (float *)buf[B_MID], (float *)buf[B_OUT]);
-    return cuda_text_head(be, m, d->dense_w, d->dense_b, b, (const float *)buf[B_X], off, (float *)buf[B_OUT],
+    return cuda_text_head(be, m, &d->dense, b, (const float *)buf[B_X], off, (float *)buf[B_OUT],
                           (size_t)n_seq * head_w);
 }
