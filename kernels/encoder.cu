@@ -353,7 +353,7 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     void *buf[B_OUT + 1] = {0};
     size_t bytes[B_OUT + 1] = {(tokens + n_meta) * sizeof(int), tokens * h * 4, tokens * 3 * h * 4,
                                (mid > logits ? mid : logits) * 4, p == GPUQ_PREC_F32 ? 0 : tokens * wide * 2,
-                               2 * (size_t)n_seq * head_w * 4};
+                               (m->mlm ? 1 : 2) * (size_t)n_seq * head_w * 4};   /* 2: the Dense modules' ping-pong */
     for (int i = 0; i <= B_OUT; i++)
         if (bytes[i] && (rc = cuda_dev(be, i, bytes[i], &buf[i]))) return rc;
     int *ids = (int *)buf[B_META], *dpos = ids + t, *dtypes = dpos + t, *off = dtypes + t, *dbuckets = off + n_seq + 1;

@@ -30,7 +30,8 @@ struct gpuq_encoder_twin {
     int rel_buckets;    /* MPNet's relative bias */
     int dense;          /* a Dense module to this width (tanh), or 0 */
     int labels;         /* a classifier's head with this many labels (CLS pooling, random token types), or 0 */
-    int mlm;            /* a masked-LM head (sparse vectors over the vocabulary), tied */
+    int mlm;            /* a masked-LM head (sparse vectors over the vocabulary): 1 tied to the 50 word
+                           embeddings, more: its own decoder over a vocabulary of that many */
 };
 
 struct gpuq_twin_run;

@@ -4,8 +4,8 @@
  * SpladePooling. Outputs the nonzeros as ragged rows: indices i32 [nnz]
  * (increasing within a row), values f32 [nnz], offsets i64 [rows + 1]; with
  * top_k, each row keeps its k largest; with return_tokens (and top_k),
- * tokens [nnz]: the vocabulary's text for each index. Runs on the CPU
- * backend (the CUDA backend refuses masked-LM heads). */
+ * tokens [nnz]: the vocabulary's text for each index. The head is the
+ * encoder's on each backend (kernels/encoder_cpu.c, kernels/encoder.cu). */
 #include <stdlib.h>
 #include <string.h>
 

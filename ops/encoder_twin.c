@@ -25,7 +25,8 @@ static void fill_weight(void *ctx, const struct gpuq_weight *w, int slot, int la
  * when out of memory (e then frees what it holds). */
 static int random_encoder(struct gpuq_twin_run *r, struct gpuq_encoder *e, const struct gpuq_encoder_twin *sh, int max_len) {
     *e = (struct gpuq_encoder){.family = "twin", .hidden = sh->h, .heads = sh->heads, .n_layers = sh->layers,
-                               .intermediate = 2 * sh->h, .vocab = TWIN_VOCAB, .n_types = sh->pad_id < 0 ? 2 : 0,
+                               .intermediate = 2 * sh->h, .vocab = sh->mlm > 1 ? sh->mlm : TWIN_VOCAB,
+                               .n_types = sh->pad_id < 0 ? 2 : 0,
                                .ln_eps = 1e-12f, .act = GPUQ_ACT_GELU, .pad_id = sh->pad_id,
                                .rel_buckets = sh->rel_buckets, .rel_max_distance = 128};
     e->max_pos = max_len + (sh->pad_id < 0 ? 0 : sh->pad_id + 1);
@@ -39,6 +40,7 @@ static int random_encoder(struct gpuq_twin_run *r, struct gpuq_encoder *e, const
         e->n_labels = sh->labels;
     } else if (sh->mlm) {
         if (!(e->mlm = calloc(1, sizeof(*e->mlm)))) return -1;
+        if (sh->mlm > 1 && !(e->mlm->decoder = gpuq_twin_floats(r, (size_t)e->vocab * sh->h))) return -1;
     } else if (sh->dense) {
         if (!(e->dense = calloc(1, sizeof(*e->dense)))) return -1;
         e->n_dense = 1;
@@ -51,13 +53,14 @@ static int random_encoder(struct gpuq_twin_run *r, struct gpuq_encoder *e, const
 
 void gpuq_encoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_encoder_twin *sh, const int *lens, int n_seq) {
     static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_ENCODER};
-    int t = 0, longest = 0, dim = sh->mlm ? TWIN_VOCAB : sh->labels ? sh->labels : sh->dense ? sh->dense : sh->h;
+    int vocab = sh->mlm > 1 ? sh->mlm : TWIN_VOCAB, t = 0, longest = 0;
+    int dim = sh->mlm ? vocab : sh->labels ? sh->labels : sh->dense ? sh->dense : sh->h;
     for (int s = 0; s < n_seq; s++) t += lens[s], longest = lens[s] > longest ? lens[s] : longest;
     struct gpuq_encoder e;
     struct gpuq_model model = {.name = "twin", .family = &arch, .impl = &e};
     int32_t *ids = malloc((size_t)t * sizeof(*ids)), *types = sh->labels ? malloc((size_t)t * sizeof(*types)) : NULL;
     float *y = calloc((size_t)n_seq * dim, sizeof(float)), *want = calloc((size_t)n_seq * dim, sizeof(float));
-    for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (TWIN_VOCAB - 1));
+    for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (vocab - 1));
     for (int i = 0; types && i < t; i++) types[i] = gpuq_twin_rnd(r) > 0;
     if (random_encoder(r, &e, sh, longest) == 0 && ids && (types || !sh->labels) && y && want && gpuq_twin_load(r, &model) == 0) {
         struct gpuq_embed on_be = {&model, {.ids = ids, .lens = lens, .types = types, .n_seq = n_seq,

@@ -143,4 +143,10 @@ void gpuq_score_sparse_twin(struct gpuq_twin_run *r) {
     static const struct gpuq_encoder_twin splade = {64, 2, 1, GPUQ_POOL_MAX, 0, -1, 0, 0, 0, 1};
     gpuq_twin_precision(r, 2e-2, 4e-3);
     gpuq_encoder_twin_batch(r, &splade, lens, r->large ? 4 : 2);
+    if (!r->large) return;
+    /* a vocabulary of 100k with the head's own decoder: CUDA's logits take
+     * several blocks of whole sequences (about 335 tokens each) */
+    static const int many[] = {200, 150, 9, 70};
+    static const struct gpuq_encoder_twin wide = {64, 2, 1, GPUQ_POOL_MAX, 0, -1, 0, 0, 0, 100000};
+    gpuq_encoder_twin_batch(r, &wide, many, 4);
 }

@@ -133,7 +133,7 @@ class DeviceFaults(WorkerTest):
         self.assertIn("its jobs run on the CPU backend", w.output())
 
     def test_a_model_the_device_refuses_leaves_the_others_there(self):
-        """A family the device does not serve (a decoder, a masked-LM head on CUDA) sends that
+        """A model the device does not serve (here refused by the fault wrapper) sends that
         model's batches to the CPU backend; the op stays on the device for the other models."""
         la = make_mlp(self.path("a.safetensors"), [8, 16, 4], seed=4)
         lb = make_mlp(self.path("b.safetensors"), [8, 12, 4], seed=5)
