@@ -428,9 +428,9 @@ static void twin(struct gpuq_twin_run *r) {
      * Dense module and the other poolings */
     static const struct gpuq_encoder_twin bert = {64, 2, 1, GPUQ_POOL_MEAN, 1, -1, 0, 0, 0, 0},
                                    mpnet = {64, 2, 1, GPUQ_POOL_WEIGHTED_MEAN, 1, 1, 32, 24, 0, 0};
-    /* decoders: Qwen3's shape with heads wider than the model (as
-     * Qwen3-0.6B's 16 x 128 over 1,024), two query heads per key/value
-     * head; Qwen2's biases with a Dense module */
+    /* a decoder at start: Qwen3's shape, its query heads wider than the
+     * model (as Qwen3-0.6B's 16 x 128 over 1,024), two of them per
+     * key/value head */
     static const struct gpuq_decoder_twin qwen3 = {64, 4, 2, 32, 1, 0, 0};
     if (!r->large) {
         gpuq_encoder_twin_batch(r, &bert, small, 5);
@@ -439,7 +439,8 @@ static void twin(struct gpuq_twin_run *r) {
         return;
     }
     /* heads of 16 to 128 columns, one to four query heads per key/value
-     * head, sequences over several query and key tiles */
+     * head, Qwen2's biases (with a Dense module), sequences over several
+     * query and key tiles */
     static const struct gpuq_decoder_twin decoders[] = {
         {64, 4, 2, 32, 2, 0, 0}, {128, 2, 1, 128, 1, 0, 0}, {64, 4, 1, 16, 2, 1, 48}, {128, 2, 2, 64, 1, 1, 0},
         {64, 8, 2, 32, 1, 0, 0}};   /* the last: query heads wider than the feed-forward */
