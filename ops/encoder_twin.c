@@ -1,6 +1,7 @@
 /* encoder_twin.c -- the twin check of the ops that run a text model
- * (embed, rerank, classify): random encoders of each family's shape, and
- * random decoders (embed), through the backend and the CPU. */
+ * (embed, rerank, classify, embed_sparse): random encoders of each
+ * family's shape, and random decoders (embed), through the backend and
+ * the CPU. */
 #include <stdlib.h>
 
 #include "models/decoder/decoder.h"
