@@ -280,6 +280,11 @@ int cuda_upload_weights(struct gpuq_backend *be, void **dst, const float *w, siz
     return rc;
 }
 
+void cuda_upload_weight(struct cuda_upload *u, void **dst, const struct gpuq_weight *w) {
+    if (u->rc == 0)
+        u->rc = w->w16 ? cuda_upload_weights(u->be, dst, *w->data, w->n) : cuda_upload(u->be, dst, *w->data, w->n);
+}
+
 static int cuda_model_load(struct gpuq_backend *be, struct gpuq_model *m) {
     struct cuda_ctx *c = cuda_of(be);
     if (gpuq_model_arch(m) == GPUQ_ARCH_ENCODER) return cuda_encoder_load(be, m);    /* kernels/encoder.cu */

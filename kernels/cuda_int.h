@@ -107,6 +107,19 @@ int cuda_convert(struct gpuq_backend *be, cudaStream_t st, void *dst, const floa
 int cuda_upload(struct gpuq_backend *be, void **dst, const float *src, size_t n);
 int cuda_upload_weights(struct gpuq_backend *be, void **dst, const float *src, size_t n);
 
+/* A text model's weights to the device through its weight list
+ * (gpuq_encoder_weights, gpuq_decoder_weights): the backend, the model's
+ * device copy (the list's callback finds each weight's place there), and
+ * the first failure. cuda_upload_weight puts w at *dst: a GEMM matrix (one
+ * with a w16 slot) in the backend's precision, the rest f32; nothing once
+ * a weight has failed. */
+struct cuda_upload {
+    struct gpuq_backend *be;
+    void *dev;
+    int rc;
+};
+void cuda_upload_weight(struct cuda_upload *u, void **dst, const struct gpuq_weight *w);
+
 /* y [t, out] = x [t, in] W^T + beta y, W [out, in] row-major, on the
  * current slot's cuBLAS handle: x and W in precision p (tensor cores for
  * bf16 and f16, f32 sums), y f32. 0, or a status. */

@@ -45,21 +45,14 @@ extern "C" void cuda_decoder_free(struct gpuq_model *m) {
     m->backend_data = NULL;
 }
 
-struct upload {
-    struct gpuq_backend *be;
-    struct dev_decoder *d;
-    int rc;
-};
-
 static void upload_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {
-    struct upload *u = (struct upload *)ctx;
+    struct cuda_upload *u = (struct cuda_upload *)ctx;
+    struct dev_decoder *d = (struct dev_decoder *)u->dev;
     (void)d0;
-    if (u->rc) return;
-    void **dst = slot < GPUQ_DEC_LAYER_SLOTS ? &u->d->layers[layer][slot]
-                 : slot == GPUQ_DEC_EMBED ? (void **)&u->d->embed
-                 : slot == GPUQ_DEC_NORM ? (void **)&u->d->norm
-                 : d1 ? (void **)&u->d->dense.w[layer] : (void **)&u->d->dense.b[layer];
-    u->rc = w->w16 ? cuda_upload_weights(u->be, dst, *w->data, w->n) : cuda_upload(u->be, dst, *w->data, w->n);
+    cuda_upload_weight(u, slot < GPUQ_DEC_LAYER_SLOTS ? &d->layers[layer][slot]
+                          : slot == GPUQ_DEC_EMBED ? (void **)&d->embed
+                          : slot == GPUQ_DEC_NORM ? (void **)&d->norm
+                          : d1 ? (void **)&d->dense.w[layer] : (void **)&d->dense.b[layer], w);
 }
 
 extern "C" int cuda_decoder_load(struct gpuq_backend *be, struct gpuq_model *m) {
@@ -79,7 +72,7 @@ extern "C" int cuda_decoder_load(struct gpuq_backend *be, struct gpuq_model *m) 
         return GPUQ_BE_NOMEM;
     }
     d->n_layers = dec->n_layers;
-    struct upload u = {be, d, 0};
+    struct cuda_upload u = {be, d, 0};
     gpuq_decoder_weights(dec, upload_weight, &u);
     if (u.rc != 0) cuda_decoder_free(m);
     return u.rc;

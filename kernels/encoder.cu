@@ -54,23 +54,15 @@ extern "C" void cuda_encoder_free(struct gpuq_model *m) {
     m->backend_data = NULL;
 }
 
-struct upload {
-    struct gpuq_backend *be;
-    struct dev_encoder *d;
-    int rc;
-};
-
-/* Each weight of the encoder's list to its place on the device: GEMM
- * matrices (w16 slot) in the precision, the rest f32. */
+/* Each weight of the encoder's list to its place on the device. */
 static void upload_weight(void *ctx, const struct gpuq_weight *w, int slot, int layer, int64_t d0, int64_t d1) {
-    struct upload *u = (struct upload *)ctx;
-    (void)d0, (void)d1;
-    if (u->rc) return;
-    void **dst = slot < N_E ? (void **)&u->d->e[slot]
-                 : slot < GPUQ_ENC_SLOTS ? &u->d->layers[layer].w[slot - GPUQ_ENC_FIRST_LAYER_SLOT]
-                 : slot > GPUQ_ENC_SLOTS ? (void **)&u->d->mlm[layer]
-                 : d1 ? (void **)&u->d->dense.w[layer] : (void **)&u->d->dense.b[layer];
-    u->rc = w->w16 ? cuda_upload_weights(u->be, dst, *w->data, w->n) : cuda_upload(u->be, dst, *w->data, w->n);
+    struct cuda_upload *u = (struct cuda_upload *)ctx;
+    struct dev_encoder *d = (struct dev_encoder *)u->dev;
+    (void)d0;
+    cuda_upload_weight(u, slot < N_E ? (void **)&d->e[slot]
+                          : slot < GPUQ_ENC_SLOTS ? &d->layers[layer].w[slot - GPUQ_ENC_FIRST_LAYER_SLOT]
+                          : slot > GPUQ_ENC_SLOTS ? (void **)&d->mlm[layer]
+                          : d1 ? (void **)&d->dense.w[layer] : (void **)&d->dense.b[layer], w);
 }
 
 extern "C" int cuda_encoder_load(struct gpuq_backend *be, struct gpuq_model *m) {
@@ -90,7 +82,7 @@ extern "C" int cuda_encoder_load(struct gpuq_backend *be, struct gpuq_model *m) 
         return GPUQ_BE_NOMEM;
     }
     d->n_layers = e->n_layers;
-    struct upload u = {be, d, 0};
+    struct cuda_upload u = {be, d, 0};
     gpuq_encoder_weights(e, upload_weight, &u);
     if (u.rc != 0) cuda_encoder_free(m);
     return u.rc;
