@@ -52,29 +52,47 @@ static int random_encoder(struct gpuq_twin_run *r, struct gpuq_encoder *e, const
     return f.ok ? 0 : -1;
 }
 
+/* The longest of n_seq lengths. */
+static int longest_of(const int *lens, int n_seq) {
+    int most = 0;
+    for (int s = 0; s < n_seq; s++) most = lens[s] > most ? lens[s] : most;
+    return most;
+}
+
+/* Batch b (its lens, n_seq, pooling and normalize set) of random ids under
+ * vocab, and random token types where types, through model (its weights
+ * made) on r's backend and on the CPU: the error of the dim outputs per
+ * sequence noted for r's op. */
+static void run_batch(struct gpuq_twin_run *r, struct gpuq_model *model, struct gpuq_encode_batch b, int vocab,
+                      int types, int dim) {
+    int t = 0;
+    for (int s = 0; s < b.n_seq; s++) t += b.lens[s];
+    int32_t *ids = malloc((size_t)t * sizeof(*ids)), *ty = types ? malloc((size_t)t * sizeof(*ty)) : NULL;
+    float *y = calloc((size_t)b.n_seq * dim, sizeof(float)), *want = calloc((size_t)b.n_seq * dim, sizeof(float));
+    for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (vocab - 1));
+    for (int i = 0; ty && i < t; i++) ty[i] = gpuq_twin_rnd(r) > 0;
+    if (ids && (ty || !types) && y && want && gpuq_twin_load(r, model) == 0) {
+        b.ids = ids, b.types = ty, b.out = y;
+        struct gpuq_embed on_be = {model, b, t, longest_of(b.lens, b.n_seq)}, on_cpu = on_be;
+        on_cpu.b.out = want;
+        if (gpuq_twin_both(r, b.n_seq, &on_be, &on_cpu) == 0)
+            gpuq_twin_note(r, gpuq_twin_err(y, want, (size_t)b.n_seq * dim, 0));
+        r->be->iface->model_free(r->be, model);
+    }
+    free(ids), free(ty), free(y), free(want);
+}
+
 void gpuq_encoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_encoder_twin *sh, const int *lens, int n_seq) {
     static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_ENCODER};
-    int vocab = sh->mlm > 1 ? sh->mlm : TWIN_VOCAB, t = 0, longest = 0;
-    int dim = sh->mlm ? vocab : sh->labels ? sh->labels : sh->dense ? sh->dense : sh->h;
-    for (int s = 0; s < n_seq; s++) t += lens[s], longest = lens[s] > longest ? lens[s] : longest;
+    int vocab = sh->mlm > 1 ? sh->mlm : TWIN_VOCAB;
     struct gpuq_encoder e;
     struct gpuq_model model = {.name = "twin", .family = &arch, .impl = &e};
-    int32_t *ids = malloc((size_t)t * sizeof(*ids)), *types = sh->labels ? malloc((size_t)t * sizeof(*types)) : NULL;
-    float *y = calloc((size_t)n_seq * dim, sizeof(float)), *want = calloc((size_t)n_seq * dim, sizeof(float));
-    for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (vocab - 1));
-    for (int i = 0; types && i < t; i++) types[i] = gpuq_twin_rnd(r) > 0;
-    if (random_encoder(r, &e, sh, longest) == 0 && ids && (types || !sh->labels) && y && want && gpuq_twin_load(r, &model) == 0) {
-        struct gpuq_embed on_be = {&model, {.ids = ids, .lens = lens, .types = types, .n_seq = n_seq,
-                                            .pooling = sh->labels ? GPUQ_POOL_CLS : sh->pool,
-                                            .normalize = sh->labels ? 0 : sh->normalize, .out = y}, t, longest};
-        struct gpuq_embed on_cpu = on_be;
-        on_cpu.b.out = want;
-        if (gpuq_twin_both(r, n_seq, &on_be, &on_cpu) == 0)
-            gpuq_twin_note(r, gpuq_twin_err(y, want, (size_t)n_seq * dim, 0));
-        r->be->iface->model_free(r->be, &model);
-    }
+    if (random_encoder(r, &e, sh, longest_of(lens, n_seq)) == 0)
+        run_batch(r, &model, (struct gpuq_encode_batch){.lens = lens, .n_seq = n_seq,
+                                                        .pooling = sh->labels ? GPUQ_POOL_CLS : sh->pool,
+                                                        .normalize = sh->labels ? 0 : sh->normalize},
+                  vocab, sh->labels != 0, sh->mlm ? vocab : sh->labels ? sh->labels : sh->dense ? sh->dense : sh->h);
     gpuq_encoder_free(&e);
-    free(ids), free(types), free(y), free(want);
 }
 
 
@@ -102,22 +120,11 @@ static int random_decoder(struct gpuq_twin_run *r, struct gpuq_decoder *d, const
 
 void gpuq_decoder_twin_batch(struct gpuq_twin_run *r, const struct gpuq_decoder_twin *sh, const int *lens, int n_seq) {
     static const struct gpuq_family arch = {.name = "twin", .arch = GPUQ_ARCH_DECODER};
-    int t = 0, longest = 0, dim = sh->dense ? sh->dense : sh->h;
-    for (int s = 0; s < n_seq; s++) t += lens[s], longest = lens[s] > longest ? lens[s] : longest;
     struct gpuq_decoder d;
     struct gpuq_model model = {.name = "twin", .family = &arch, .impl = &d};
-    int32_t *ids = malloc((size_t)t * sizeof(*ids));
-    float *y = calloc((size_t)n_seq * dim, sizeof(float)), *want = calloc((size_t)n_seq * dim, sizeof(float));
-    for (int i = 0; ids && i < t; i++) ids[i] = (int32_t)((gpuq_twin_rnd(r) + 1.0f) * 0.5f * (TWIN_VOCAB - 1));
-    if (random_decoder(r, &d, sh, longest) == 0 && ids && y && want && gpuq_twin_load(r, &model) == 0) {
-        struct gpuq_embed on_be = {&model, {.ids = ids, .lens = lens, .n_seq = n_seq, .pooling = GPUQ_POOL_LAST,
-                                            .normalize = 1, .out = y}, t, longest};
-        struct gpuq_embed on_cpu = on_be;
-        on_cpu.b.out = want;
-        if (gpuq_twin_both(r, n_seq, &on_be, &on_cpu) == 0)
-            gpuq_twin_note(r, gpuq_twin_err(y, want, (size_t)n_seq * dim, 0));
-        r->be->iface->model_free(r->be, &model);
-    }
+    if (random_decoder(r, &d, sh, longest_of(lens, n_seq)) == 0)
+        run_batch(r, &model, (struct gpuq_encode_batch){.lens = lens, .n_seq = n_seq, .pooling = GPUQ_POOL_LAST,
+                                                        .normalize = 1},
+                  TWIN_VOCAB, 0, sh->dense ? sh->dense : sh->h);
     gpuq_decoder_free(&d);
-    free(ids), free(y), free(want);
 }
