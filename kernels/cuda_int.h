@@ -176,10 +176,10 @@ void cuda_dense_free(struct cuda_dense *d);
  * hidden states x [tokens, st->hidden] on the device (the encoder's, or a
  * decoder's st): pooling by b->pooling over the sequences that start at
  * off, the Dense modules (dense), the L2 normalization if b->normalize,
- * into b->out on the host. work holds 2 half floats, half >= b->n_seq
- * times the widest row. */
+ * into b->out on the host. work holds gpuq_encoder_head_floats(st,
+ * b->n_seq) floats, as the CPU's head. */
 int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *st, const struct cuda_dense *dense,
-                   const struct gpuq_encode_batch *b, const float *x, const int *off, float *work, size_t half);
+                   const struct gpuq_encode_batch *b, const float *x, const int *off, float *work);
 
 /* A decoder embedder on the device (kernels/decoder.cu), as the encoder. */
 extern "C" int cuda_decoder_load(struct gpuq_backend *be, struct gpuq_model *m);

@@ -193,9 +193,7 @@ extern "C" int cuda_decoder_forward(struct gpuq_backend *be, const struct gpuq_m
         return GPUQ_BE_FAILED;
     }
     int n_seq = b->n_seq, t = n_tokens, h = m->hidden, hd = m->head_dim, rc;
-    size_t tokens = (size_t)t, head_w = (size_t)h;
-    for (int i = 0; i < m->st.n_dense; i++)
-        head_w = (size_t)m->st.dense[i].d_out > head_w ? (size_t)m->st.dense[i].d_out : head_w;
+    size_t tokens = (size_t)t;
     size_t wide = (size_t)h, qd = (size_t)m->heads * hd, inner = (size_t)m->intermediate;
     wide = qd > wide ? qd : wide;
     wide = inner > wide ? inner : wide;
@@ -212,7 +210,8 @@ extern "C" int cuda_decoder_forward(struct gpuq_backend *be, const struct gpuq_m
         for (int q = 0; q < b->lens[s]; q++) pos[starts[s] + q] = q;
     }
     gpuq_decoder_rope_table(m, max_len, cs);
-    size_t mid = tokens * 2 * inner > 2 * (size_t)n_seq * head_w ? tokens * 2 * inner : 2 * (size_t)n_seq * head_w;
+    size_t mid = tokens * 2 * inner, head = gpuq_encoder_head_floats(&m->st, n_seq);
+    mid = head > mid ? head : mid;
     void *buf[B_BUFS] = {0};
     size_t bytes[B_BUFS] = {(tokens + n_meta + n_cs) * 4, tokens * h * 4, tokens * gpuq_decoder_qkv_width(m) * 4,
                             mid * 4, tokens * wide * (d->prec == GPUQ_PREC_F32 ? 4 : 2)};
@@ -230,6 +229,5 @@ extern "C" int cuda_decoder_forward(struct gpuq_backend *be, const struct gpuq_m
         if ((rc = layer(be, m, d->layers[l], d->prec, buf, off, dpos, dcs, n_seq, max_len, t))) return rc;
     rmsnorm_kernel<<<t, CUDA_THREADS, 0, st>>>(x, x, (int)GPUQ_PREC_F32, d->norm, m->rms_eps, h);
     LAUNCHED();
-    return cuda_text_head(be, &m->st, &d->dense, b, x, off, (float *)buf[B_MID],
-                          (size_t)n_seq * head_w);
+    return cuda_text_head(be, &m->st, &d->dense, b, x, off, (float *)buf[B_MID]);
 }

@@ -226,7 +226,8 @@ void cuda_dense_free(struct cuda_dense *d) {
 }
 
 int cuda_text_head(struct gpuq_backend *be, const struct gpuq_encoder *m, const struct cuda_dense *dense,
-                   const struct gpuq_encode_batch *b, const float *x, const int *off, float *work, size_t half) {
+                   const struct gpuq_encode_batch *b, const float *x, const int *off, float *work) {
+    size_t half = gpuq_encoder_head_floats(m, b->n_seq) / 2;
     cudaStream_t st = cuda_cur(be)->stream;
     int n = b->n_seq, rc, width = m->hidden;
     float *y = work;
@@ -321,9 +322,8 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     }
     int n_seq = b->n_seq, t = n_tokens, h = m->hidden, rc, span = max_len - 1;
     int n_buckets = m->rel_buckets ? 2 * span + 1 : 0;
-    size_t wide = (size_t)(m->intermediate > h ? m->intermediate : h), tokens = (size_t)t, head_w = (size_t)h;
-    for (int i = 0; i < m->n_dense; i++) head_w = (size_t)m->dense[i].d_out > head_w ? (size_t)m->dense[i].d_out : head_w;
-    if (m->mlm) head_w = (size_t)m->vocab;
+    size_t wide = (size_t)(m->intermediate > h ? m->intermediate : h), tokens = (size_t)t;
+    size_t head = m->mlm ? (size_t)n_seq * m->vocab : gpuq_encoder_head_floats(m, n_seq);
     size_t mid = tokens * wide, logits = m->mlm ? sparse_block_tokens(m, t, max_len) * (size_t)m->vocab : 0;
     enum gpuq_precision p = d->prec;
     /* on the host: each token's position row and type row, the sequences'
@@ -345,7 +345,7 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     void *buf[B_OUT + 1] = {0};
     size_t bytes[B_OUT + 1] = {(tokens + n_meta) * sizeof(int), tokens * h * 4, tokens * 3 * h * 4,
                                (mid > logits ? mid : logits) * 4, p == GPUQ_PREC_F32 ? 0 : tokens * wide * 2,
-                               (m->mlm ? 1 : 2) * (size_t)n_seq * head_w * 4};   /* 2: the Dense modules' ping-pong */
+                               head * 4};
     for (int i = 0; i <= B_OUT; i++)
         if (bytes[i] && (rc = cuda_dev(be, i, bytes[i], &buf[i]))) return rc;
     int *ids = (int *)buf[B_META], *dpos = ids + t, *dtypes = dpos + t, *off = dtypes + t, *dbuckets = off + n_seq + 1;
@@ -364,6 +364,5 @@ extern "C" int cuda_encoder_forward(struct gpuq_backend *be, const struct gpuq_m
     if (m->mlm)
         return sparse_head(be, m, d, b, (const float *)buf[B_X], off, t, max_len, (float *)buf[B_QKV],
                            (float *)buf[B_MID], (float *)buf[B_OUT]);
-    return cuda_text_head(be, m, &d->dense, b, (const float *)buf[B_X], off, (float *)buf[B_OUT],
-                          (size_t)n_seq * head_w);
+    return cuda_text_head(be, m, &d->dense, b, (const float *)buf[B_X], off, (float *)buf[B_OUT]);
 }
