@@ -138,10 +138,12 @@ class Bench:
             for name, binary in (("this", GPUQ), ("other", self.a.compare)):
                 lone[name].append(self.lone_one(binary))
         rtt = self.round_trips()
-        for name, ps in lone.items():
+        for name, got in lone.items():
+            ps, cs = [p for p, _ in got], [c for _, c in got]
             print(f"{name}: lone job, closed loop, default flags: p50 {np.median(ps):.3f} ms "
                   f"(runs {min(ps):.3f}-{max(ps):.3f}); the 3 Redis round trips it needs: {rtt:.3f} ms, "
-                  f"ratio {np.median(ps) / rtt:.1f}")
+                  f"ratio {np.median(ps) / rtt:.1f}; the job's own compute (timing.compute_us) p50 "
+                  f"{np.median(cs):.3f} ms, {np.median(cs) / rtt:.1f} of those round trips")
         for name, rs in runs.items():
             rates = [r["jobs_per_s"] for r in rs]
             cpus = [r["cpu_us_per_job"] for r in rs]
@@ -170,23 +172,25 @@ class Bench:
 
     def lone_one(self, binary=GPUQ, n=400):
         """p50 ms of one one-row mlp job at a time, enqueue to result on a
-        reply list, with the worker's default flags."""
+        reply list, with the worker's default flags; and p50 ms of the
+        compute the worker reports in each result."""
         reply = "gpuq:{default}:reply:lone"
         self.r.flushall()
         w = self.worker(binary=binary)
         job = {"op": "mlp", "model": "m", "reply_to": reply,
                "inputs": {"x": {"dtype": "f32", "shape": [1, 256], "data": self.x[0].tobytes()}}}
         packed = msgpack.packb(job)
-        times = []
+        times, compute = [], []
         for i in range(n + 20):
             t = time.perf_counter()
             self.r.xadd(JOBS, {"job": packed})
-            self.r.blpop([reply], timeout=10)
+            got = self.r.blpop([reply], timeout=10)
             if i >= 20:     # warm
                 times.append((time.perf_counter() - t) * 1e3)
+                compute.append(msgpack.unpackb(got[1])["timing"]["compute_us"] / 1e3)
         w.send_signal(signal.SIGTERM)
         w.wait()
-        return float(np.median(times))
+        return float(np.median(times)), float(np.median(compute))
 
     def round_trips(self, n=2000):
         """ms of the three Redis round trips a lone job needs (enqueue, the
