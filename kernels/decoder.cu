@@ -194,9 +194,7 @@ extern "C" int cuda_decoder_forward(struct gpuq_backend *be, const struct gpuq_m
     }
     int n_seq = b->n_seq, t = n_tokens, h = m->hidden, hd = m->head_dim, rc;
     size_t tokens = (size_t)t;
-    size_t wide = (size_t)h, qd = (size_t)m->heads * hd, inner = (size_t)m->intermediate;
-    wide = qd > wide ? qd : wide;
-    wide = inner > wide ? inner : wide;
+    size_t wide = (size_t)gpuq_decoder_gemm_in_width(m), inner = (size_t)m->intermediate;
     /* on the host: each token's position, the sequences' first tokens then
      * the end, the rotary table (after them, at a whole float) */
     size_t n_meta = tokens + (size_t)n_seq + 1, n_cs = (size_t)max_len * hd;

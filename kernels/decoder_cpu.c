@@ -185,10 +185,7 @@ static int block_tokens(const struct gpuq_decoder *d, int n_tokens, int max_len)
 
 /* The bf16 GEMM input's floats for tb tokens. */
 static size_t x16_floats(const struct gpuq_decoder *d, size_t tb) {
-    size_t h = (size_t)d->hidden, qd = (size_t)d->heads * d->head_dim, in = (size_t)d->intermediate;
-    size_t wide = h > qd ? h : qd;
-    wide = wide > in ? wide : in;
-    return (tb * wide + 1) / 2;
+    return (tb * (size_t)gpuq_decoder_gemm_in_width(d) + 1) / 2;
 }
 
 /* The scratch, in order: x [t, h]; the rotary table [L, hd]; a block's

@@ -84,6 +84,10 @@ int gpuq_decoder_load(struct gpuq_model *m, const struct gpuq_source *src, char 
 /* Width of the q, k, v rows of one token: (heads + 2 kv_heads) * head_dim. */
 int gpuq_decoder_qkv_width(const struct gpuq_decoder *d);
 
+/* Width of a token's widest GEMM input: the hidden size, the query heads'
+ * heads * head_dim or the intermediate size, whichever is largest. */
+int gpuq_decoder_gemm_in_width(const struct gpuq_decoder *d);
+
 /* Every weight of d, with its shape (d1 0: a vector), as
  * gpuq_encoder_weights: the embeddings, the final norm, each layer's
  * slots (those the family has), then st's Dense modules. */

@@ -12,6 +12,11 @@
 
 int gpuq_decoder_qkv_width(const struct gpuq_decoder *d) { return (d->heads + 2 * d->kv_heads) * d->head_dim; }
 
+int gpuq_decoder_gemm_in_width(const struct gpuq_decoder *d) {
+    int w = d->hidden > d->heads * d->head_dim ? d->hidden : d->heads * d->head_dim;
+    return w > d->intermediate ? w : d->intermediate;
+}
+
 /* Rows of part p of a layer slot's matrix (the whole of an unstacked one). */
 static int64_t part_rows(const struct gpuq_decoder *d, int slot, int p) {
     switch (slot) {
